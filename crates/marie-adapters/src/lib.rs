@@ -1,0 +1,41 @@
+//! # marie-adapters
+//!
+//! Backends for [MARIE](https://github.com/marie-rs/marie): stores that implement
+//! [`RoomStore`](marie_core::RoomStore) and authenticators that implement
+//! [`Authenticator`](marie_core::Authenticator). Pick them with cargo features.
+//!
+//! ## Feature flags
+//!
+//! | feature | default | what it adds |
+//! |---|---|---|
+//! | `memory` | yes | [`MemoryStore`]: everything in this process's memory |
+//! | `jwt` | no | [`JwtAuthenticator`]: bearer JWTs (HS256, RS256, ES256) via `jsonwebtoken` |
+//!
+//! [`StaticAuthenticator`], a table of tokens for development and tests, is always there.
+//!
+//! ## Example
+//!
+//! ```
+//! use marie_adapters::{MemoryStore, StaticAuthenticator};
+//! use marie_core::{Identity, UserId};
+//!
+//! let store = MemoryStore::new();
+//! let auth = StaticAuthenticator::new()
+//!     .with_token("dev-token-alice", Identity::new(UserId::parse("alice").unwrap()));
+//! # let _ = (store, auth);
+//! ```
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+#[cfg(feature = "jwt")]
+mod jwt;
+#[cfg(feature = "memory")]
+mod memory;
+mod static_auth;
+
+#[cfg(feature = "jwt")]
+pub use jsonwebtoken::{Algorithm, DecodingKey};
+#[cfg(feature = "jwt")]
+pub use jwt::JwtAuthenticator;
+#[cfg(feature = "memory")]
+pub use memory::MemoryStore;
+pub use static_auth::StaticAuthenticator;

@@ -1,0 +1,185 @@
+//! [`MemoryStore`]: every [`RoomStore`] record in this process's memory.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use async_trait::async_trait;
+use marie_core::{
+    ChatMessage, ConversationId, ConversationInfo, HistoryQuery, RoomStore, SessionId,
+    SessionRecord, StoreError, UserId, now_millis,
+};
+
+/// A [`RoomStore`] in memory: the embedded default, for one node and for tests.
+///
+/// Cheap to clone; clones share the data. Nothing survives the process, and history grows
+/// without bound unless [`MemoryStore::with_history_cap`] sets a cap per conversation.
+#[derive(Clone, Debug, Default)]
+pub struct MemoryStore {
+    shared: Arc<Mutex<Data>>,
+}
+
+#[derive(Debug, Default)]
+struct Data {
+    conversations: HashMap<ConversationId, Conversation>,
+    sessions: HashMap<SessionId, SessionRecord>,
+    history_cap: Option<usize>,
+}
+
+#[derive(Debug)]
+struct Conversation {
+    info: ConversationInfo,
+    /// In the order they were let in; the creator first.
+    members: Vec<UserId>,
+    history: Vec<ChatMessage>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// An empty store that keeps at most `cap` messages per conversation, dropping the
+    /// oldest.
+    pub fn with_history_cap(cap: usize) -> Self {
+        let store = Self::default();
+        store.data().history_cap = Some(cap.max(1));
+        store
+    }
+
+    fn data(&self) -> MutexGuard<'_, Data> {
+        // Every mutation below is a single step that cannot panic halfway, so a poisoned
+        // lock still guards consistent data.
+        self.shared.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[async_trait]
+impl RoomStore for MemoryStore {
+    async fn create_conversation(&self, info: ConversationInfo) -> Result<bool, StoreError> {
+        let mut data = self.data();
+        if data.conversations.contains_key(&info.conversation_id) {
+            return Ok(false);
+        }
+        data.conversations.insert(
+            info.conversation_id.clone(),
+            Conversation {
+                members: vec![info.created_by.clone()],
+                info,
+                history: Vec::new(),
+            },
+        );
+        Ok(true)
+    }
+
+    async fn conversation(
+        &self,
+        conversation: &ConversationId,
+    ) -> Result<Option<ConversationInfo>, StoreError> {
+        Ok(self
+            .data()
+            .conversations
+            .get(conversation)
+            .map(|c| c.info.clone()))
+    }
+
+    async fn grant_access(
+        &self,
+        conversation: &ConversationId,
+        user: &UserId,
+    ) -> Result<(), StoreError> {
+        let mut data = self.data();
+        let conv = data
+            .conversations
+            .get_mut(conversation)
+            .ok_or_else(|| StoreError::Unavailable("no such conversation".into()))?;
+        if !conv.members.contains(user) {
+            conv.members.push(user.clone());
+        }
+        Ok(())
+    }
+
+    async fn has_access(
+        &self,
+        conversation: &ConversationId,
+        user: &UserId,
+    ) -> Result<bool, StoreError> {
+        Ok(self
+            .data()
+            .conversations
+            .get(conversation)
+            .is_some_and(|c| c.members.contains(user)))
+    }
+
+    async fn members(&self, conversation: &ConversationId) -> Result<Vec<UserId>, StoreError> {
+        Ok(self
+            .data()
+            .conversations
+            .get(conversation)
+            .map(|c| c.members.clone())
+            .unwrap_or_default())
+    }
+
+    async fn append_message(
+        &self,
+        conversation: &ConversationId,
+        message: ChatMessage,
+    ) -> Result<(), StoreError> {
+        let mut data = self.data();
+        let cap = data.history_cap;
+        let conv = data
+            .conversations
+            .get_mut(conversation)
+            .ok_or_else(|| StoreError::Unavailable("no such conversation".into()))?;
+        conv.history.push(message);
+        if let Some(cap) = cap {
+            let excess = conv.history.len().saturating_sub(cap);
+            conv.history.drain(..excess);
+        }
+        Ok(())
+    }
+
+    async fn history(
+        &self,
+        conversation: &ConversationId,
+        query: HistoryQuery,
+    ) -> Result<Vec<ChatMessage>, StoreError> {
+        let data = self.data();
+        let Some(conv) = data.conversations.get(conversation) else {
+            return Ok(Vec::new());
+        };
+        let end = match &query.before {
+            // Ids are time-ordered, so "older than" is "sorts before".
+            Some(before) => conv.history.partition_point(|m| m.message_id < *before),
+            None => conv.history.len(),
+        };
+        let start = end.saturating_sub(query.limit);
+        Ok(conv.history[start..end].to_vec())
+    }
+
+    async fn put_session(&self, session: SessionRecord) -> Result<(), StoreError> {
+        let mut data = self.data();
+        // Sweep expired sessions now and then on write, so the map cannot grow without
+        // bound and a connect does not pay for a full scan each time.
+        if data.sessions.len() % 1024 == 1023 {
+            let now = now_millis();
+            data.sessions.retain(|_, s| s.expires_at > now);
+        }
+        data.sessions.insert(session.session_id.clone(), session);
+        Ok(())
+    }
+
+    async fn session(&self, session: &SessionId) -> Result<Option<SessionRecord>, StoreError> {
+        Ok(self
+            .data()
+            .sessions
+            .get(session)
+            .filter(|s| s.expires_at > now_millis())
+            .cloned())
+    }
+
+    async fn remove_session(&self, session: &SessionId) -> Result<(), StoreError> {
+        self.data().sessions.remove(session);
+        Ok(())
+    }
+}

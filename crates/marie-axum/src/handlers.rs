@@ -1,0 +1,445 @@
+//! The socketioxide handlers: authentication on CONNECT, then one handler per event.
+//!
+//! Each handler decodes its payload, calls one [`ChatEngine`](marie_core::ChatEngine)
+//! method, and answers with the protocol's events and ack. Answers run in the engine's
+//! background tasks, so no handler waits for a model.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use marie_core::{
+    ConversationId, Credentials, Error, ErrorCode, Identity, SendRequest, SessionId, SessionRecord,
+    now_millis,
+};
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use socketioxide::extract::{AckSender, SocketRef, TryData};
+use socketioxide::handler::ConnectHandler;
+
+use crate::builder::Shared;
+use crate::protocol::{self, ConnectAuth};
+use crate::rooms::{conversation_of, conversation_room};
+
+/// Set on a socket by the CONNECT middleware once its credentials are valid.
+#[derive(Clone)]
+struct Authenticated {
+    identity: Arc<Identity>,
+    resume: Option<SessionId>,
+}
+
+/// The socket's session handle, set by the connect handler.
+#[derive(Clone)]
+struct Session(SessionId);
+
+/// Why a CONNECT was refused. Its `Display` is what the client sees as `err.message`:
+/// socketioxide's CONNECT_ERROR carries one message string, so the message is the stable
+/// code.
+#[derive(Debug)]
+struct ConnectRefused(ErrorCode);
+
+impl std::fmt::Display for ConnectRefused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0.as_str())
+    }
+}
+
+/// Registers the protocol on the namespace.
+pub(crate) fn register(shared: &Arc<Shared>) {
+    let for_middleware = shared.clone();
+    let for_handler = shared.clone();
+    let middleware = move |s: SocketRef, TryData(auth): TryData<ConnectAuth>| {
+        let shared = for_middleware.clone();
+        async move { authenticate(&shared, &s, auth.unwrap_or_default()).await }
+    };
+    let handler = move |s: SocketRef| {
+        let shared = for_handler.clone();
+        async move { on_connect(shared, s).await }
+    };
+    shared
+        .io
+        .ns(shared.config.namespace.clone(), handler.with(middleware));
+}
+
+async fn authenticate(
+    shared: &Shared,
+    socket: &SocketRef,
+    auth: ConnectAuth,
+) -> Result<(), ConnectRefused> {
+    let token = auth.token.filter(|t| !t.is_empty()).or_else(|| {
+        shared
+            .config
+            .allow_query_token
+            .then(|| query_token(socket))
+            .flatten()
+    });
+    let Some(token) = token else {
+        tracing::debug!(sid = %socket.id, "connect refused: no credentials");
+        return Err(ConnectRefused(ErrorCode::Unauthorized));
+    };
+    match shared
+        .authenticator
+        .authenticate(&Credentials::bearer(token))
+        .await
+    {
+        Ok(identity) => {
+            let resume = auth
+                .previous_session
+                .or(auth.previous_sid)
+                .and_then(|s| SessionId::parse(s).ok());
+            socket.extensions.insert(Authenticated {
+                identity: Arc::new(identity),
+                resume,
+            });
+            Ok(())
+        }
+        Err(e) => {
+            tracing::info!(sid = %socket.id, reason = %e, "connect refused");
+            Err(ConnectRefused(ErrorCode::Unauthorized))
+        }
+    }
+}
+
+/// `?token=` from the handshake URL, for seed compatibility when enabled.
+fn query_token(socket: &SocketRef) -> Option<String> {
+    socket.req_parts().uri.query()?.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=')?;
+        (k == "token" && !v.is_empty()).then(|| v.to_owned())
+    })
+}
+
+async fn on_connect(shared: Arc<Shared>, socket: SocketRef) {
+    // Handlers first: a client may emit the moment it sees CONNECT, before the awaits below.
+    register_events(&shared, &socket);
+    let for_disconnect = shared.clone();
+    socket.on_disconnect(move |s: SocketRef| {
+        let shared = for_disconnect.clone();
+        async move { on_disconnect(&shared, &s).await }
+    });
+    metrics::gauge!("marie_connections").increment(1.0);
+
+    let Some(auth) = socket.extensions.get::<Authenticated>() else {
+        // Unreachable: the middleware admits no socket without it. Refuse to serve it.
+        tracing::error!(sid = %socket.id, "connected socket without identity");
+        let _ = socket.disconnect();
+        return;
+    };
+    let who = &auth.identity;
+    let store = shared.engine.store();
+
+    if let Some(previous) = &auth.resume {
+        match store.session(previous).await {
+            Ok(Some(record)) if record.user_id == who.user_id => {
+                let mut rooms = Vec::new();
+                for conversation in record.rooms {
+                    // Access is checked again: it may have been revoked while away.
+                    if shared.engine.authorize(who, &conversation).await.is_ok() {
+                        enter_room(&shared, &socket, who, &conversation).await;
+                        rooms.push(conversation);
+                    }
+                }
+                socket.extensions.insert(Session(previous.clone()));
+                save_session(&shared, &socket, who, previous).await;
+                let _ = socket.emit(
+                    "reconnected",
+                    &json!({
+                        "message": "Successfully reconnected",
+                        "restored": true,
+                        "rooms": rooms,
+                        "sid": socket.id.to_string(),
+                        "user_id": who.user_id,
+                        "session": previous,
+                    }),
+                );
+                return;
+            }
+            Ok(_) => {
+                tracing::debug!(sid = %socket.id, "previous session unknown, expired or not the user's")
+            }
+            Err(e) => tracing::warn!(error = %e, "could not read the previous session"),
+        }
+    }
+
+    let session = SessionId::random();
+    socket.extensions.insert(Session(session.clone()));
+    save_session(&shared, &socket, who, &session).await;
+    let _ = socket.emit(
+        "connected",
+        &json!({
+            "status": "connected",
+            "sid": socket.id.to_string(),
+            "user_id": who.user_id,
+            "session": session,
+        }),
+    );
+}
+
+async fn on_disconnect(shared: &Shared, socket: &SocketRef) {
+    metrics::gauge!("marie_connections").decrement(1.0);
+    let Some(auth) = socket.extensions.get::<Authenticated>() else {
+        return;
+    };
+    for room in socket.rooms() {
+        if let Some(conversation) = conversation_of(&room) {
+            shared.rooms.left(&conversation);
+            let _ = socket
+                .to(room)
+                .emit(
+                    "user_left",
+                    &json!({ "user_id": auth.identity.user_id, "conversation_id": conversation }),
+                )
+                .await;
+        }
+    }
+    // The session record stays until it expires, so the client can resume it.
+}
+
+/// Joins the socket to the conversation's room (once) and tells the others.
+async fn enter_room(
+    shared: &Shared,
+    socket: &SocketRef,
+    who: &Identity,
+    conversation: &ConversationId,
+) {
+    let room = conversation_room(conversation);
+    if socket.rooms().iter().any(|r| *r == room) {
+        return;
+    }
+    socket.join(room.clone());
+    shared.rooms.entered(conversation);
+    let _ = socket
+        .to(room)
+        .emit(
+            "user_joined",
+            &json!({ "user_id": who.user_id, "conversation_id": conversation }),
+        )
+        .await;
+}
+
+/// Records the socket's current conversations in its session, for a later resume.
+async fn save_session(shared: &Shared, socket: &SocketRef, who: &Identity, session: &SessionId) {
+    let rooms = socket
+        .rooms()
+        .iter()
+        .filter_map(|r| conversation_of(r))
+        .collect();
+    let ttl = shared.config.session_ttl.as_millis() as u64;
+    let record = SessionRecord {
+        session_id: session.clone(),
+        user_id: who.user_id.clone(),
+        rooms,
+        expires_at: now_millis().saturating_add(ttl),
+    };
+    if let Err(e) = shared.engine.store().put_session(record).await {
+        // Not fatal: the connection works, only a later resume will start afresh.
+        tracing::warn!(error = %e, "could not save the session");
+    }
+}
+
+/// What a handler gets: the socket, the shared state and the caller.
+struct Ctx {
+    shared: Arc<Shared>,
+    socket: SocketRef,
+    who: Arc<Identity>,
+}
+
+/// How an event's ack is shaped.
+#[derive(Clone, Copy)]
+enum AckStyle {
+    /// `{status:"ok", ...}` / `{status:"error", code, message}`.
+    Protocol,
+    /// The seed's `send_message_with_ack` shape.
+    Seed,
+}
+
+fn register_events(shared: &Arc<Shared>, socket: &SocketRef) {
+    on(
+        shared,
+        socket,
+        "join_conversation",
+        AckStyle::Protocol,
+        join,
+    );
+    on(
+        shared,
+        socket,
+        "leave_conversation",
+        AckStyle::Protocol,
+        leave,
+    );
+    on(shared, socket, "invite", AckStyle::Protocol, invite);
+    on(shared, socket, "send_message", AckStyle::Protocol, send);
+    on(
+        shared,
+        socket,
+        "send_message_with_ack",
+        AckStyle::Seed,
+        send_with_ack,
+    );
+    on(shared, socket, "cancel_stream", AckStyle::Protocol, cancel);
+    on(shared, socket, "get_history", AckStyle::Protocol, history);
+    on(
+        shared,
+        socket,
+        "system_announcement",
+        AckStyle::Protocol,
+        announce,
+    );
+}
+
+/// Registers `f` for `event`: decode, run, then answer with `error` and the ack.
+fn on<P, F, Fut>(
+    shared: &Arc<Shared>,
+    socket: &SocketRef,
+    event: &'static str,
+    style: AckStyle,
+    f: F,
+) where
+    P: DeserializeOwned + Send + 'static,
+    F: Fn(Ctx, P) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Result<Value, Error>> + Send + 'static,
+{
+    let shared = shared.clone();
+    socket.on(
+        event,
+        move |s: SocketRef, TryData(data): TryData<Value>, ack: AckSender| {
+            let shared = shared.clone();
+            let f = f.clone();
+            async move {
+                let who = s.extensions.get::<Authenticated>().map(|a| a.identity);
+                let result = match (who, protocol::decode::<P>(data.ok())) {
+                    (Some(who), Ok(payload)) => {
+                        let ctx = Ctx {
+                            shared,
+                            socket: s.clone(),
+                            who,
+                        };
+                        f(ctx, payload).await
+                    }
+                    (None, _) => Err(Error::Internal("the connection is not authenticated")),
+                    (_, Err(e)) => Err(e),
+                };
+                if let Err(e) = &result {
+                    tracing::debug!(sid = %s.id, event, code = %e.code(), error = %e, "event failed");
+                    let _ = s.emit("error", &protocol::error_event(e, event));
+                }
+                let body = match style {
+                    AckStyle::Protocol => protocol::ack(&result),
+                    AckStyle::Seed => protocol::seed_ack(&result),
+                };
+                // Sends nothing when the client asked for no ack.
+                let _ = ack.send(&body);
+            }
+        },
+    );
+}
+
+async fn join(ctx: Ctx, p: protocol::ConversationRef) -> Result<Value, Error> {
+    let conversation = protocol::conversation_id(p.conversation_id)?;
+    let joined = ctx.shared.engine.join(&ctx.who, &conversation).await?;
+    enter_room(&ctx.shared, &ctx.socket, &ctx.who, &conversation).await;
+    if let Some(Session(session)) = ctx.socket.extensions.get::<Session>() {
+        save_session(&ctx.shared, &ctx.socket, &ctx.who, &session).await;
+    }
+    let mut body = json!({
+        "conversation_id": conversation,
+        "status": "joined",
+        "members": joined.members,
+        "created": joined.created,
+    });
+    if let Some(active) = joined.active_stream {
+        body["active_stream"] = json!(active);
+    }
+    let _ = ctx.socket.emit("joined", &body);
+    Ok(body)
+}
+
+async fn leave(ctx: Ctx, p: protocol::ConversationRef) -> Result<Value, Error> {
+    let conversation = protocol::conversation_id(p.conversation_id)?;
+    let room = conversation_room(&conversation);
+    if ctx.socket.rooms().iter().any(|r| *r == room) {
+        ctx.socket.leave(room.clone());
+        ctx.shared.rooms.left(&conversation);
+        let _ = ctx
+            .socket
+            .to(room)
+            .emit(
+                "user_left",
+                &json!({ "user_id": ctx.who.user_id, "conversation_id": conversation }),
+            )
+            .await;
+        if let Some(Session(session)) = ctx.socket.extensions.get::<Session>() {
+            save_session(&ctx.shared, &ctx.socket, &ctx.who, &session).await;
+        }
+    }
+    let body = json!({ "conversation_id": conversation });
+    let _ = ctx.socket.emit("left", &body);
+    Ok(body)
+}
+
+async fn invite(ctx: Ctx, p: protocol::Invite) -> Result<Value, Error> {
+    let conversation = protocol::conversation_id(p.conversation_id)?;
+    let user = protocol::user_id(p.user_id)?;
+    ctx.shared
+        .engine
+        .invite(&ctx.who, &conversation, &user)
+        .await?;
+    Ok(json!({ "conversation_id": conversation, "user_id": user }))
+}
+
+async fn send(ctx: Ctx, p: protocol::SendMessage) -> Result<Value, Error> {
+    let request = SendRequest {
+        conversation_id: protocol::conversation_id(p.conversation_id)?,
+        message: p.message,
+        stream: p.stream,
+        client_message_id: p.client_message_id,
+    };
+    let outcome = ctx.shared.engine.send(&ctx.who, request).await?;
+    Ok(json!({
+        "message_id": outcome.message_id,
+        "stream_id": outcome.stream_id,
+        "duplicate": outcome.duplicate,
+    }))
+}
+
+async fn send_with_ack(ctx: Ctx, p: protocol::SendMessage) -> Result<Value, Error> {
+    send(ctx, protocol::SendMessage { stream: false, ..p }).await
+}
+
+async fn cancel(ctx: Ctx, p: protocol::CancelStream) -> Result<Value, Error> {
+    let conversation = protocol::conversation_id(p.conversation_id)?;
+    let stream_id = protocol::stream_id(p.stream_id)?;
+    let cancelled = ctx
+        .shared
+        .engine
+        .cancel(&ctx.who, &conversation, stream_id.as_ref())
+        .await?;
+    Ok(json!({ "conversation_id": conversation, "stream_id": cancelled }))
+}
+
+async fn history(ctx: Ctx, p: protocol::GetHistory) -> Result<Value, Error> {
+    let conversation = protocol::conversation_id(p.conversation_id)?;
+    let before = protocol::message_id(p.before)?;
+    let messages = ctx
+        .shared
+        .engine
+        .history(&ctx.who, &conversation, before, p.limit)
+        .await?;
+    Ok(json!({ "conversation_id": conversation, "messages": messages }))
+}
+
+async fn announce(ctx: Ctx, p: protocol::Announcement) -> Result<Value, Error> {
+    ctx.shared
+        .engine
+        .authorize_announcement(&ctx.who, &p.message)?;
+    ctx.shared
+        .io
+        .of(&ctx.shared.config.namespace)
+        .ok_or(Error::Internal("namespace not registered"))?
+        .emit("announcement", &json!({ "message": p.message }))
+        .await
+        .map_err(|e| {
+            tracing::warn!(error = %e, "announcement not delivered to every client");
+            Error::Internal("the announcement could not be delivered to every client")
+        })?;
+    Ok(json!({}))
+}

@@ -1,0 +1,61 @@
+//! # marie-axum
+//!
+//! Real-time AI chat for an axum app: [MARIE](https://github.com/marie-rs/marie)'s
+//! Socket.IO protocol as a tower layer, on [socketioxide](https://docs.rs/socketioxide).
+//!
+//! Build a [`MarieLayer`] and a [`MarieHandle`] with [`Marie::builder`], giving it an
+//! authenticator, a store and a model provider; add the layer to your `Router`. Clients
+//! connect with any Socket.IO v5 client on `/socket.io/` (see `docs/protocol.md`).
+//!
+//! ```no_run
+//! use marie_adapters::{MemoryStore, StaticAuthenticator};
+//! use marie_axum::Marie;
+//! use marie_core::{Identity, UserId};
+//! use marie_llm::EchoProvider;
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let auth = StaticAuthenticator::new()
+//!     .with_token("alice-token", Identity::new(UserId::parse("alice")?));
+//! let (layer, _handle) = Marie::builder()
+//!     .authenticator(auth)
+//!     .store(MemoryStore::new())
+//!     .provider(EchoProvider::default())
+//!     .build()?;
+//! let app = axum::Router::new().layer(layer);
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+//! axum::serve(marie_axum::nodelay(listener), app).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! ## Feature flags
+//!
+//! | feature | default | what it adds |
+//! |---|---|---|
+//! | — | | no optional features yet; backends are picked in `marie-adapters` and `marie-llm` |
+//!
+//! ## Metrics
+//!
+//! Recorded through the [`metrics`] facade; the library installs no recorder.
+//!
+//! | name | kind | meaning |
+//! |---|---|---|
+//! | `marie_connections` | gauge | connected sockets on this node |
+//! | `marie_rooms` | gauge | conversation rooms with a socket on this node |
+//! | `marie_streams_started_total` | counter | answers started |
+//! | `marie_streams_ended_total{status}` | counter | answers ended: complete, cancelled, interrupted, error |
+//! | `marie_stream_chunks_total` | counter | `stream_chunk` events sent |
+//! | `marie_stream_first_chunk_seconds` | histogram | time from request to first chunk |
+//! | `marie_provider_errors_total{kind}` | counter | provider failures by kind |
+
+mod builder;
+mod handlers;
+mod net;
+mod protocol;
+mod rooms;
+mod sink;
+
+pub use builder::{BuildError, Marie, MarieBuilder, MarieConfig, MarieHandle, MarieLayer};
+pub use marie_core as core;
+pub use net::nodelay;
+pub use rooms::conversation_room;
+pub use sink::SocketIoSink;

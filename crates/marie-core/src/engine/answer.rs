@@ -1,0 +1,295 @@
+//! The answer task: one per answer, from the provider's first byte to the terminal event.
+//!
+//! It owns the answer: it numbers chunks, builds `full_content`, stores the final message and
+//! sends exactly one terminal event whatever happens (provider error, cancel, shutdown, or a
+//! panic in a backend).
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use futures_util::{FutureExt, StreamExt};
+use tokio_util::sync::CancellationToken;
+
+use super::ChatEngine;
+use crate::{
+    AnswerFailed, ChatMessage, ConversationId, EndStatus, Error, ErrorCode, FinishReason, LlmEvent,
+    LlmRequest, MessageId, MessageResponse, MessageRole, ProviderError, RoomEvent, StreamChunk,
+    StreamEnd, StreamFailed, StreamId, StreamStart, Usage, estimate_tokens, now_millis,
+};
+
+pub(super) struct AnswerJob {
+    pub(super) conversation_id: ConversationId,
+    pub(super) stream_id: StreamId,
+    /// The id of the assistant message this answer becomes.
+    pub(super) message_id: MessageId,
+    pub(super) request: LlmRequest,
+    /// `false` for `send_message {stream:false}`: no start/chunk events, one
+    /// `message_response` at the end.
+    pub(super) streamed: bool,
+    pub(super) cancel: CancellationToken,
+    pub(super) seq: Arc<AtomicU64>,
+}
+
+/// How the provider part of an answer went.
+enum Outcome {
+    Finished {
+        content: String,
+        status: EndStatus,
+        usage: Option<Usage>,
+        finish_reason: FinishReason,
+    },
+    Failed {
+        error: Error,
+        retryable: bool,
+    },
+}
+
+pub(super) async fn run(engine: ChatEngine, job: AnswerJob) {
+    metrics::counter!("marie_streams_started_total").increment(1);
+
+    // A panic in a provider, sink or store must not leave the room without a terminal event
+    // nor the conversation stuck "busy": catch it and end the stream with `internal`.
+    let outcome = AssertUnwindSafe(async {
+        if job.streamed {
+            emit(
+                &engine,
+                &job,
+                RoomEvent::StreamStart(StreamStart {
+                    conversation_id: job.conversation_id.clone(),
+                    stream_id: job.stream_id.clone(),
+                    message_id: job.message_id.clone(),
+                    status: "streaming",
+                }),
+            )
+            .await;
+        }
+        drive(&engine, &job).await
+    })
+    .catch_unwind()
+    .await
+    .unwrap_or_else(|_| {
+        tracing::error!(stream_id = %job.stream_id, "answer task panicked");
+        Outcome::Failed {
+            error: Error::Internal("the answer failed on the server"),
+            retryable: true,
+        }
+    });
+
+    let terminal = AssertUnwindSafe(finalize(&engine, &job, outcome))
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|_| {
+            tracing::error!(stream_id = %job.stream_id, "storing the answer panicked");
+            failure(
+                &job,
+                &Error::Internal("the answer failed on the server"),
+                true,
+                job.seq.load(Ordering::Acquire),
+            )
+        });
+    let status = match &terminal {
+        RoomEvent::StreamEnd(end) => end.status.as_str(),
+        RoomEvent::MessageResponse(_) => "complete",
+        _ => "error",
+    };
+    metrics::counter!("marie_streams_ended_total", "status" => status).increment(1);
+    // Free the conversation before the terminal event goes out: a client that has received
+    // it may send its next message at once and must not be told "busy".
+    engine.finish(&job.conversation_id, &job.stream_id);
+    emit(&engine, &job, terminal).await;
+}
+
+/// Polls the provider until it is done, fails, or the answer is cancelled or interrupted.
+async fn drive(engine: &ChatEngine, job: &AnswerJob) -> Outcome {
+    let interrupt = &engine.shared.interrupt;
+    let started = Instant::now();
+    let mut content = String::new();
+    let mut deltas: u64 = 0;
+
+    let stopped = |cancelled: bool, content: String| Outcome::Finished {
+        content,
+        status: if cancelled {
+            EndStatus::Cancelled
+        } else {
+            EndStatus::Interrupted
+        },
+        usage: None,
+        finish_reason: if cancelled {
+            FinishReason::Cancelled
+        } else {
+            FinishReason::Interrupted
+        },
+    };
+
+    let mut stream = tokio::select! {
+        biased;
+        _ = job.cancel.cancelled() => return stopped(true, content),
+        _ = interrupt.cancelled() => return stopped(false, content),
+        started = engine.shared.provider.stream(job.request.clone()) => match started {
+            Ok(stream) => stream,
+            Err(e) => return provider_failed(e),
+        },
+    };
+
+    loop {
+        let item = tokio::select! {
+            biased;
+            _ = job.cancel.cancelled() => return stopped(true, content),
+            _ = interrupt.cancelled() => return stopped(false, content),
+            item = stream.next() => item,
+        };
+        match item {
+            Some(Ok(LlmEvent::Delta(text))) => {
+                if text.is_empty() {
+                    continue;
+                }
+                deltas += 1;
+                if deltas == 1 {
+                    metrics::histogram!("marie_stream_first_chunk_seconds")
+                        .record(started.elapsed().as_secs_f64());
+                }
+                content.push_str(&text);
+                if job.streamed {
+                    let seq = job.seq.fetch_add(1, Ordering::AcqRel) + 1;
+                    emit(
+                        engine,
+                        job,
+                        RoomEvent::StreamChunk(StreamChunk {
+                            conversation_id: job.conversation_id.clone(),
+                            stream_id: job.stream_id.clone(),
+                            seq,
+                            content: text,
+                            done: false,
+                            tokens_used: deltas,
+                        }),
+                    )
+                    .await;
+                    metrics::counter!("marie_stream_chunks_total").increment(1);
+                }
+            }
+            Some(Ok(LlmEvent::Done {
+                usage,
+                finish_reason,
+            })) => {
+                return Outcome::Finished {
+                    content,
+                    status: EndStatus::Complete,
+                    usage,
+                    finish_reason,
+                };
+            }
+            Some(Err(e)) => return provider_failed(e),
+            None => {
+                return provider_failed(ProviderError::Protocol(
+                    "the answer stream ended before the provider said it was done".into(),
+                ));
+            }
+        }
+    }
+}
+
+fn provider_failed(error: ProviderError) -> Outcome {
+    tracing::warn!(%error, kind = error.kind(), "provider failed");
+    metrics::counter!("marie_provider_errors_total", "kind" => error.kind()).increment(1);
+    Outcome::Failed {
+        retryable: error.retryable(),
+        error: Error::Provider(error),
+    }
+}
+
+/// Stores the answer and builds the terminal event.
+async fn finalize(engine: &ChatEngine, job: &AnswerJob, outcome: Outcome) -> RoomEvent {
+    let after_seq = job.seq.load(Ordering::Acquire);
+    let (content, status, usage, finish_reason) = match outcome {
+        Outcome::Finished {
+            content,
+            status,
+            usage,
+            finish_reason,
+        } => (content, status, usage, finish_reason),
+        Outcome::Failed { error, retryable } => return failure(job, &error, retryable, after_seq),
+    };
+
+    // The answer is stored before its end is announced, so a client that reads history
+    // right after `stream_end` finds it — cancelled and interrupted answers included.
+    if !content.is_empty() {
+        let message = ChatMessage {
+            message_id: job.message_id.clone(),
+            role: MessageRole::Assistant,
+            content: content.clone(),
+            user_id: None,
+            created_at: now_millis(),
+        };
+        if let Err(e) = engine
+            .shared
+            .store
+            .append_message(&job.conversation_id, message)
+            .await
+        {
+            tracing::error!(error = %e, stream_id = %job.stream_id, "could not store the answer");
+            return failure(job, &Error::Store(e), true, after_seq);
+        }
+    }
+
+    let usage = usage.unwrap_or_else(|| {
+        let prompt: u64 = job
+            .request
+            .messages
+            .iter()
+            .map(|m| estimate_tokens(&m.content))
+            .sum();
+        Usage::estimated(prompt, estimate_tokens(&content))
+    });
+
+    if job.streamed {
+        RoomEvent::StreamEnd(StreamEnd {
+            conversation_id: job.conversation_id.clone(),
+            stream_id: job.stream_id.clone(),
+            message_id: job.message_id.clone(),
+            full_content: content,
+            status,
+            usage,
+            finish_reason,
+        })
+    } else {
+        RoomEvent::MessageResponse(MessageResponse {
+            conversation_id: job.conversation_id.clone(),
+            message_id: job.message_id.clone(),
+            message: content,
+        })
+    }
+}
+
+fn failure(job: &AnswerJob, error: &Error, retryable: bool, after_seq: u64) -> RoomEvent {
+    let code = match error {
+        Error::Provider(_) => ErrorCode::ProviderUnavailable,
+        other => other.code(),
+    };
+    if job.streamed {
+        RoomEvent::StreamError(StreamFailed {
+            conversation_id: job.conversation_id.clone(),
+            stream_id: job.stream_id.clone(),
+            code,
+            error: error.client_message(),
+            retryable,
+            after_seq,
+        })
+    } else {
+        RoomEvent::AnswerFailed(AnswerFailed {
+            code,
+            message: error.client_message(),
+            event: "send_message",
+            conversation_id: job.conversation_id.clone(),
+        })
+    }
+}
+
+/// Sends one event. A sink failure is logged, never fatal: the answer goes on for the
+/// members the sink can still reach, and its terminal event is still attempted.
+async fn emit(engine: &ChatEngine, job: &AnswerJob, event: RoomEvent) {
+    if let Err(e) = engine.shared.sink.emit(&job.conversation_id, event).await {
+        tracing::warn!(error = %e, stream_id = %job.stream_id, "sink could not deliver an event");
+    }
+}

@@ -1,0 +1,61 @@
+//! [`EngineConfig`]: the engine's limits and switches.
+
+/// Limits and switches of a [`ChatEngine`](crate::ChatEngine). `Default` fits a public chat.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct EngineConfig {
+    /// The longest user message, in bytes (`payload_too_large` above it).
+    pub max_message_bytes: usize,
+    /// How many of the newest history messages are sent to the model with each request.
+    pub history_window: usize,
+    /// An optional system prompt sent first with every request.
+    pub system_prompt: Option<String>,
+    /// `get_history` returns at most this many messages per call.
+    pub max_history_page: usize,
+    /// `get_history` page size when the client names none.
+    pub default_history_page: usize,
+    /// Joining a conversation that does not exist creates it, with the caller as creator.
+    pub create_on_join: bool,
+    /// How many `client_message_id`s are remembered for idempotent `send_message`.
+    pub idempotency_capacity: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            max_message_bytes: 32 * 1024,
+            history_window: 40,
+            system_prompt: None,
+            max_history_page: 200,
+            default_history_page: 50,
+            create_on_join: true,
+            idempotency_capacity: 10_000,
+        }
+    }
+}
+
+impl EngineConfig {
+    /// Sets [`max_message_bytes`](Self::max_message_bytes).
+    pub fn max_message_bytes(mut self, bytes: usize) -> Self {
+        self.max_message_bytes = bytes;
+        self
+    }
+
+    /// Sets [`history_window`](Self::history_window).
+    pub fn history_window(mut self, messages: usize) -> Self {
+        self.history_window = messages;
+        self
+    }
+
+    /// Sets [`system_prompt`](Self::system_prompt).
+    pub fn system_prompt(mut self, prompt: impl Into<String>) -> Self {
+        self.system_prompt = Some(prompt.into());
+        self
+    }
+
+    /// Sets [`create_on_join`](Self::create_on_join).
+    pub fn create_on_join(mut self, create: bool) -> Self {
+        self.create_on_join = create;
+        self
+    }
+}

@@ -1,0 +1,69 @@
+//! # marie-core
+//!
+//! The heart of [MARIE](https://github.com/marie-rs/marie): real-time AI chat for axum apps.
+//! This crate knows nothing of sockets or HTTP. It holds
+//!
+//! * the backend traits — [`Authenticator`], [`RoomStore`], [`LlmProvider`], [`StreamSink`],
+//!   and [`AccessPolicy`] — which third-party backends implement, depending on this crate
+//!   alone;
+//! * the domain types ([`ConversationId`], [`ChatMessage`], [`Usage`], ...) and the room
+//!   events of the wire protocol ([`RoomEvent`]);
+//! * the errors, each client-facing one with a stable [`code`](Error::code);
+//! * the [`ChatEngine`], which runs every client command and one answer task per answer.
+//!
+//! ## One trait style
+//!
+//! Every backend trait is an object-safe `#[async_trait]` trait with `Send + Sync + 'static`
+//! bounds, so backends can be chosen at run time and held as `Arc<dyn Trait>`. Methods take
+//! `&self` (backends share state internally, cheaply cloned) and return a `Result` with the
+//! area's own error enum. Where a closure is enough, a `*_fn` adapter turns one into the
+//! trait ([`authenticator_fn`]), as `tower::service_fn` does for services.
+//!
+//! ## Feature flags
+//!
+//! | feature | default | what it adds |
+//! |---|---|---|
+//! | — | | `marie-core` has no optional features; backends live in `marie-adapters` and `marie-llm` |
+//!
+//! ## Example: the engine with in-process backends
+//!
+//! ```
+//! # use std::sync::Arc;
+//! use marie_core::{ChatEngine, RecordingSink};
+//! # async fn demo(store: Arc<dyn marie_core::RoomStore>, provider: Arc<dyn marie_core::LlmProvider>) {
+//! let sink = Arc::new(RecordingSink::new());
+//! let engine = ChatEngine::builder(store, provider, sink.clone()).build();
+//! # let _ = engine;
+//! # }
+//! ```
+
+mod auth;
+mod engine;
+mod error;
+mod event;
+mod identity;
+mod ids;
+mod message;
+mod policy;
+mod provider;
+mod sink;
+mod store;
+
+pub use auth::{Authenticator, AuthenticatorFn, authenticator_fn};
+pub use engine::{
+    ActiveStream, ChatEngine, EngineBuilder, EngineConfig, Joined, SendOutcome, SendRequest,
+};
+pub use error::{AuthError, Error, ErrorCode, ProviderError, SinkError, StoreError};
+pub use event::{
+    AnswerFailed, EndStatus, MessageResponse, RoomEvent, StreamChunk, StreamEnd, StreamFailed,
+    StreamStart,
+};
+pub use identity::{ADMIN_ROLE, Credentials, Identity};
+pub use ids::{ConversationId, MAX_ID_LEN, MessageId, SessionId, StreamId, UserId};
+pub use message::{
+    ChatMessage, ConversationInfo, FinishReason, MessageRole, Usage, estimate_tokens, now_millis,
+};
+pub use policy::{AccessPolicy, DefaultAccessPolicy};
+pub use provider::{LlmEvent, LlmProvider, LlmRequest, LlmStream, PromptMessage};
+pub use sink::{RecordingSink, StreamSink};
+pub use store::{HistoryQuery, RoomStore, SessionRecord};

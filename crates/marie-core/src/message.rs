@@ -1,0 +1,139 @@
+//! What a conversation holds: messages, and the accounting of an answer.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{ConversationId, MessageId, UserId};
+
+/// Who wrote a message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MessageRole {
+    /// Instructions for the model.
+    System,
+    /// A person.
+    User,
+    /// The model.
+    Assistant,
+}
+
+/// One message of a conversation's history, as `get_history` returns it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatMessage {
+    /// The message's id (time-ordered).
+    pub message_id: MessageId,
+    /// Who wrote it.
+    pub role: MessageRole,
+    /// The text.
+    pub content: String,
+    /// The author, for user messages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<UserId>,
+    /// Milliseconds since the Unix epoch.
+    pub created_at: u64,
+}
+
+impl ChatMessage {
+    /// A message written now.
+    pub fn now(role: MessageRole, content: impl Into<String>, user_id: Option<UserId>) -> Self {
+        Self {
+            message_id: MessageId::new_time_ordered(),
+            role,
+            content: content.into(),
+            user_id,
+            created_at: now_millis(),
+        }
+    }
+}
+
+/// A conversation's record: who created it and when.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConversationInfo {
+    /// The conversation.
+    pub conversation_id: ConversationId,
+    /// Its creator, who may always join and invite.
+    pub created_by: UserId,
+    /// Milliseconds since the Unix epoch.
+    pub created_at: u64,
+}
+
+/// Token accounting of one answer, as `stream_end.usage` carries it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Usage {
+    /// Tokens in the request.
+    pub prompt_tokens: u64,
+    /// Tokens in the answer.
+    pub completion_tokens: u64,
+    /// The sum of both.
+    pub total_tokens: u64,
+    /// `true` when the provider reported nothing and MARIE estimated the figures.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub estimated: bool,
+}
+
+impl Usage {
+    /// Usage as reported by a provider.
+    pub fn reported(prompt_tokens: u64, completion_tokens: u64) -> Self {
+        Self {
+            prompt_tokens,
+            completion_tokens,
+            total_tokens: prompt_tokens + completion_tokens,
+            estimated: false,
+        }
+    }
+
+    /// Usage estimated by MARIE, marked `estimated:true`.
+    pub fn estimated(prompt_tokens: u64, completion_tokens: u64) -> Self {
+        Self {
+            estimated: true,
+            ..Self::reported(prompt_tokens, completion_tokens)
+        }
+    }
+}
+
+/// Why an answer stopped, as `stream_end.finish_reason` carries it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum FinishReason {
+    /// The model finished its answer.
+    Stop,
+    /// The model hit its token limit.
+    Length,
+    /// The provider filtered the answer.
+    ContentFilter,
+    /// A user cancelled the answer.
+    Cancelled,
+    /// The server shut down before the answer finished.
+    Interrupted,
+    /// Any other reason a provider reported.
+    #[serde(untagged)]
+    Other(String),
+}
+
+impl FinishReason {
+    /// Maps a provider's finish reason string (`"stop"`, `"length"`, ...).
+    pub fn from_provider(reason: &str) -> Self {
+        match reason {
+            "stop" => Self::Stop,
+            "length" => Self::Length,
+            "content_filter" => Self::ContentFilter,
+            other => Self::Other(other.to_owned()),
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch, now.
+pub fn now_millis() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// A rough token count for text a provider did not count: one token per four bytes,
+/// and at least one per word. Only ever reported with `estimated:true`.
+pub fn estimate_tokens(text: &str) -> u64 {
+    let by_bytes = text.len().div_ceil(4) as u64;
+    let words = text.split_whitespace().count() as u64;
+    by_bytes.max(words)
+}

@@ -1,0 +1,71 @@
+//! [`StreamSink`]: where room events go.
+
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+
+use crate::{ConversationId, RoomEvent, SinkError};
+
+/// Delivers [`RoomEvent`]s to every member of a conversation, on every node.
+///
+/// The engine awaits each `emit` before the next, so a sink sees one answer's events in
+/// order; a sink must keep that order per conversation.
+#[async_trait]
+pub trait StreamSink: Send + Sync + 'static {
+    /// Sends `event` to the conversation's room.
+    async fn emit(&self, conversation: &ConversationId, event: RoomEvent) -> Result<(), SinkError>;
+}
+
+/// A sink that keeps every event, for tests of the engine and of custom backends.
+#[derive(Debug, Default)]
+pub struct RecordingSink {
+    events: Mutex<Vec<(ConversationId, RoomEvent)>>,
+    notify: tokio::sync::Notify,
+}
+
+impl RecordingSink {
+    /// An empty sink.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Every event so far, in order.
+    pub fn events(&self) -> Vec<(ConversationId, RoomEvent)> {
+        self.events
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Waits until an event matching `pred` has been recorded and returns it.
+    pub async fn wait_for(&self, pred: impl Fn(&RoomEvent) -> bool) -> RoomEvent {
+        loop {
+            // Register interest before checking, so an event recorded in between is not
+            // missed.
+            let notified = self.notify.notified();
+            if let Some((_, e)) = self.events().into_iter().find(|(_, e)| pred(e)) {
+                return e;
+            }
+            notified.await;
+        }
+    }
+}
+
+#[async_trait]
+impl StreamSink for RecordingSink {
+    async fn emit(&self, conversation: &ConversationId, event: RoomEvent) -> Result<(), SinkError> {
+        self.events
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((conversation.clone(), event));
+        self.notify.notify_waiters();
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl<T: StreamSink + ?Sized> StreamSink for std::sync::Arc<T> {
+    async fn emit(&self, conversation: &ConversationId, event: RoomEvent) -> Result<(), SinkError> {
+        (**self).emit(conversation, event).await
+    }
+}

@@ -1,0 +1,142 @@
+//! [`RoomStore`]: conversations, who may enter them, their history, and sessions.
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    ChatMessage, ConversationId, ConversationInfo, MessageId, SessionId, StoreError, UserId,
+};
+
+/// Which part of a conversation's history to read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HistoryQuery {
+    /// Only messages older than this one.
+    pub before: Option<MessageId>,
+    /// At most this many messages: the newest ones that match, oldest first.
+    pub limit: usize,
+}
+
+/// A connection's resumable state (PROTOCOL.md section 1).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionRecord {
+    /// The private resume handle.
+    pub session_id: SessionId,
+    /// Whose session it is; only this user may resume it.
+    pub user_id: UserId,
+    /// The conversations the connection had joined.
+    pub rooms: Vec<ConversationId>,
+    /// Milliseconds since the Unix epoch after which the session cannot be resumed.
+    pub expires_at: u64,
+}
+
+/// Where MARIE keeps conversations, access lists, history and sessions.
+///
+/// Implementations must be safe to share between nodes when they are backed by a shared
+/// store: every method is a single, atomic operation on the backend. Methods return
+/// [`StoreError::Unavailable`] rather than blocking forever when the backend is away.
+#[async_trait]
+pub trait RoomStore: Send + Sync + 'static {
+    /// Creates a conversation and grants its creator access. Returns `false`, changing
+    /// nothing, when it already exists.
+    async fn create_conversation(&self, info: ConversationInfo) -> Result<bool, StoreError>;
+
+    /// Reads a conversation's record.
+    async fn conversation(
+        &self,
+        conversation: &ConversationId,
+    ) -> Result<Option<ConversationInfo>, StoreError>;
+
+    /// Lets `user` join `conversation` (an invite). Idempotent.
+    async fn grant_access(
+        &self,
+        conversation: &ConversationId,
+        user: &UserId,
+    ) -> Result<(), StoreError>;
+
+    /// Whether `user` was granted access to `conversation` (creators always are).
+    async fn has_access(
+        &self,
+        conversation: &ConversationId,
+        user: &UserId,
+    ) -> Result<bool, StoreError>;
+
+    /// Every user with access to `conversation`, in the order they were let in.
+    async fn members(&self, conversation: &ConversationId) -> Result<Vec<UserId>, StoreError>;
+
+    /// Appends a message to the history.
+    async fn append_message(
+        &self,
+        conversation: &ConversationId,
+        message: ChatMessage,
+    ) -> Result<(), StoreError>;
+
+    /// Reads history: the newest `query.limit` messages before `query.before`, oldest first.
+    async fn history(
+        &self,
+        conversation: &ConversationId,
+        query: HistoryQuery,
+    ) -> Result<Vec<ChatMessage>, StoreError>;
+
+    /// Creates or replaces a session.
+    async fn put_session(&self, session: SessionRecord) -> Result<(), StoreError>;
+
+    /// Reads a session that has not expired.
+    async fn session(&self, session: &SessionId) -> Result<Option<SessionRecord>, StoreError>;
+
+    /// Forgets a session.
+    async fn remove_session(&self, session: &SessionId) -> Result<(), StoreError>;
+}
+
+/// Forwards every call, so an `Arc<dyn RoomStore>` (or `Arc<S>`) is a store too.
+#[async_trait]
+impl<T: RoomStore + ?Sized> RoomStore for std::sync::Arc<T> {
+    async fn create_conversation(&self, info: ConversationInfo) -> Result<bool, StoreError> {
+        (**self).create_conversation(info).await
+    }
+    async fn conversation(
+        &self,
+        conversation: &ConversationId,
+    ) -> Result<Option<ConversationInfo>, StoreError> {
+        (**self).conversation(conversation).await
+    }
+    async fn grant_access(
+        &self,
+        conversation: &ConversationId,
+        user: &UserId,
+    ) -> Result<(), StoreError> {
+        (**self).grant_access(conversation, user).await
+    }
+    async fn has_access(
+        &self,
+        conversation: &ConversationId,
+        user: &UserId,
+    ) -> Result<bool, StoreError> {
+        (**self).has_access(conversation, user).await
+    }
+    async fn members(&self, conversation: &ConversationId) -> Result<Vec<UserId>, StoreError> {
+        (**self).members(conversation).await
+    }
+    async fn append_message(
+        &self,
+        conversation: &ConversationId,
+        message: ChatMessage,
+    ) -> Result<(), StoreError> {
+        (**self).append_message(conversation, message).await
+    }
+    async fn history(
+        &self,
+        conversation: &ConversationId,
+        query: HistoryQuery,
+    ) -> Result<Vec<ChatMessage>, StoreError> {
+        (**self).history(conversation, query).await
+    }
+    async fn put_session(&self, session: SessionRecord) -> Result<(), StoreError> {
+        (**self).put_session(session).await
+    }
+    async fn session(&self, session: &SessionId) -> Result<Option<SessionRecord>, StoreError> {
+        (**self).session(session).await
+    }
+    async fn remove_session(&self, session: &SessionId) -> Result<(), StoreError> {
+        (**self).remove_session(session).await
+    }
+}

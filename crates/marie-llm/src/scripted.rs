@@ -1,0 +1,196 @@
+//! [`ScriptedProvider`]: a provider that plays a script, for tests.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures_util::{StreamExt, stream};
+
+use marie_core::{
+    FinishReason, LlmEvent, LlmProvider, LlmRequest, LlmStream, ProviderError, Usage,
+};
+
+/// How a script ends after its chunks.
+#[derive(Clone, Debug)]
+enum Ending {
+    Done(Option<Usage>),
+    /// Never ends: for cancellation and shutdown tests.
+    Hang,
+    /// Ends without `Done`: a truncated upstream stream.
+    Truncated,
+}
+
+#[derive(Clone, Debug)]
+struct Script {
+    chunks: Vec<String>,
+    delay: Duration,
+    start_error: Option<ProviderError>,
+    fail_at: Option<(usize, ProviderError)>,
+    panic_at: Option<usize>,
+    ending: Ending,
+}
+
+/// A provider for tests: fixed chunks, a delay before each, and faults on cue.
+///
+/// It records every request it gets and counts the answer streams dropped, so a test can
+/// check that a cancelled answer let go of its "upstream request".
+#[derive(Clone, Debug)]
+pub struct ScriptedProvider {
+    script: Script,
+    requests: Arc<Mutex<Vec<LlmRequest>>>,
+    dropped: Arc<AtomicUsize>,
+}
+
+impl ScriptedProvider {
+    /// Plays `chunks`, then `Done` with no usage (so the engine estimates it).
+    pub fn new<I, S>(chunks: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Self {
+            script: Script {
+                chunks: chunks.into_iter().map(Into::into).collect(),
+                delay: Duration::ZERO,
+                start_error: None,
+                fail_at: None,
+                panic_at: None,
+                ending: Ending::Done(None),
+            },
+            requests: Arc::default(),
+            dropped: Arc::default(),
+        }
+    }
+
+    /// Waits `delay` before each chunk.
+    pub fn delay(mut self, delay: Duration) -> Self {
+        self.script.delay = delay;
+        self
+    }
+
+    /// Reports `usage` in `Done`.
+    pub fn usage(mut self, usage: Usage) -> Self {
+        self.script.ending = Ending::Done(Some(usage));
+        self
+    }
+
+    /// Fails before any chunk, as a provider that cannot be reached.
+    pub fn fail_on_start(mut self, error: ProviderError) -> Self {
+        self.script.start_error = Some(error);
+        self
+    }
+
+    /// Yields `error` after `n` chunks.
+    pub fn fail_at(mut self, n: usize, error: ProviderError) -> Self {
+        self.script.fail_at = Some((n, error));
+        self
+    }
+
+    /// Panics after `n` chunks, as a buggy backend would.
+    pub fn panic_at(mut self, n: usize) -> Self {
+        self.script.panic_at = Some(n);
+        self
+    }
+
+    /// Never ends after the chunks.
+    pub fn hang_at_end(mut self) -> Self {
+        self.script.ending = Ending::Hang;
+        self
+    }
+
+    /// Ends after the chunks without `Done`.
+    pub fn truncated(mut self) -> Self {
+        self.script.ending = Ending::Truncated;
+        self
+    }
+
+    /// Every request received so far.
+    pub fn requests(&self) -> Vec<LlmRequest> {
+        self.requests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// How many answer streams have been dropped (finished or abandoned).
+    pub fn streams_dropped(&self) -> usize {
+        self.dropped.load(Ordering::Acquire)
+    }
+}
+
+/// The state of one answer stream; the stream owns it, so it drops with the stream.
+struct Playback {
+    script: Script,
+    next: usize,
+    finished: bool,
+    _dropped: DropCounter,
+}
+
+/// Counts a stream as dropped when the stream (which owns it) is dropped.
+struct DropCounter(Arc<AtomicUsize>);
+
+impl Drop for DropCounter {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::AcqRel);
+    }
+}
+
+#[async_trait]
+impl LlmProvider for ScriptedProvider {
+    async fn stream(&self, request: LlmRequest) -> Result<LlmStream, ProviderError> {
+        self.requests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(request);
+        let script = self.script.clone();
+        if let Some(e) = script.start_error {
+            return Err(e);
+        }
+        let state = Playback {
+            script,
+            next: 0,
+            finished: false,
+            _dropped: DropCounter(self.dropped.clone()),
+        };
+        let stream = stream::unfold(state, |mut st| async move {
+            if st.finished {
+                return None;
+            }
+            if let Some((n, e)) = &st.script.fail_at {
+                if st.next >= *n {
+                    st.finished = true;
+                    let e = e.clone();
+                    return Some((Err(e), st));
+                }
+            }
+            if st.script.panic_at.is_some_and(|n| st.next >= n) {
+                panic!("scripted provider panics as asked");
+            }
+            if let Some(chunk) = st.script.chunks.get(st.next).cloned() {
+                if !st.script.delay.is_zero() {
+                    tokio::time::sleep(st.script.delay).await;
+                }
+                st.next += 1;
+                return Some((Ok(LlmEvent::Delta(chunk)), st));
+            }
+            st.finished = true;
+            match st.script.ending.clone() {
+                Ending::Done(usage) => Some((
+                    Ok(LlmEvent::Done {
+                        usage,
+                        finish_reason: FinishReason::Stop,
+                    }),
+                    st,
+                )),
+                Ending::Hang => std::future::pending().await,
+                Ending::Truncated => None,
+            }
+        });
+        Ok(stream.boxed())
+    }
+
+    fn name(&self) -> &str {
+        "scripted"
+    }
+}

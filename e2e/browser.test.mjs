@@ -1,0 +1,128 @@
+// The chat page in a real headless Chromium: log in, open a conversation, watch
+// an answer stream in, cancel one, and find both again in the history.
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdir } from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+import { startChat, within } from './helpers.mjs';
+
+const ARTIFACTS = fileURLToPath(new URL('./artifacts/', import.meta.url));
+const MESSAGE = 'the quick brown fox jumps';
+const LONG = 'one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen seventeen eighteen nineteen twenty';
+const STEP_MS = 15_000;
+
+describe('chat page in headless Chromium', () => {
+  let server;
+  let browser;
+  let page;
+  let conversationId;
+  const pageErrors = [];
+
+  const byTestId = (id) => page.getByTestId(id);
+  const assistant = (status) => page.locator(`[data-testid="assistant-message"][data-status="${status}"] [data-testid="message-text"]`);
+
+  /** Records every text the streaming assistant message showed, from now on. */
+  async function recordAssistantTexts() {
+    await page.evaluate(() => {
+      window.__assistantTexts = [];
+      const list = document.querySelector('[data-testid="messages"]');
+      const observer = new MutationObserver(() => {
+        for (const el of list.querySelectorAll('[data-testid="assistant-message"][data-status="streaming"]')) {
+          window.__assistantTexts.push(el.querySelector('[data-testid="message-text"]').textContent);
+        }
+      });
+      observer.observe(list, { subtree: true, childList: true, characterData: true, attributes: true });
+    });
+  }
+
+  async function logIn(user) {
+    await byTestId('login-user').fill(user);
+    await byTestId('login-button').click();
+    await page.locator('[data-testid="connection-status"][data-state="connected"]').waitFor();
+    assert.match(await byTestId('connection-status').textContent(), new RegExp(user));
+  }
+
+  before(async () => {
+    server = await startChat({ env: { MARIE_ECHO_DELAY_MS: '150' } });
+    browser = await within(chromium.launch({
+      executablePath: process.env.CHROMIUM_BIN || '/usr/bin/chromium',
+      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+        '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    }), 60_000, 'launching Chromium');
+    page = await browser.newPage({ viewport: { width: 1100, height: 720 } });
+    page.setDefaultTimeout(STEP_MS);
+    page.on('pageerror', (err) => pageErrors.push(`pageerror: ${err.message}`));
+    page.on('console', (msg) => { if (msg.type() === 'error') pageErrors.push(`console: ${msg.text()}`); });
+    page.on('response', (res) => { if (res.status() >= 400) pageErrors.push(`HTTP ${res.status()} ${res.url()}`); });
+  });
+
+  after(async () => {
+    if (browser) await browser.close().catch(() => {});
+    if (server) await server.stop();
+  });
+
+  it('logs in and opens a new conversation', async () => {
+    await page.goto(server.url);
+    assert.equal(await page.title(), 'MARIE chat');
+    await logIn('dana');
+    await byTestId('new-conversation-button').click();
+    await page.locator('[data-testid="message-input"]:enabled').waitFor();
+    conversationId = (await byTestId('current-conversation').textContent()).trim();
+    assert.match(conversationId, /^[A-Za-z0-9_.:-]{1,128}$/);
+    assert.equal(await byTestId('conversation-id').inputValue(), conversationId);
+  });
+
+  it('streams the answer into the page word by word', async () => {
+    await recordAssistantTexts();
+    await byTestId('message-input').fill(MESSAGE);
+    await byTestId('send-button').click();
+
+    await page.locator('[data-testid="user-message"] [data-testid="message-text"]', { hasText: MESSAGE }).waitFor();
+    await byTestId('cancel-button').waitFor({ state: 'visible' });
+    await assistant('complete').waitFor();
+    assert.equal(await assistant('complete').textContent(), MESSAGE);
+    await byTestId('cancel-button').waitFor({ state: 'hidden' });
+    assert.ok(await byTestId('send-button').isEnabled(), 'send is enabled again');
+
+    const texts = await page.evaluate(() => window.__assistantTexts);
+    const partial = texts.filter((t) => t.length > 0 && t.length < MESSAGE.length);
+    assert.ok(partial.length > 0, `the answer was shown partially before it completed: ${JSON.stringify(texts)}`);
+    for (const t of texts) assert.ok(MESSAGE.startsWith(t), `every partial text is a prefix of the answer: ${JSON.stringify(t)}`);
+
+    await mkdir(ARTIFACTS, { recursive: true });
+    await page.screenshot({ path: `${ARTIFACTS}chat.png` });
+  });
+
+  it('cancels a running answer with the Cancel button', async () => {
+    await byTestId('message-input').fill(LONG);
+    await byTestId('send-button').click();
+    const streaming = assistant('streaming');
+    await page.waitForFunction(() => {
+      const el = document.querySelector('[data-testid="assistant-message"][data-status="streaming"] [data-testid="message-text"]');
+      return el && el.textContent.length > 0;
+    });
+    assert.ok(LONG.startsWith(await streaming.textContent()));
+    await byTestId('cancel-button').click();
+    await assistant('cancelled').waitFor();
+    const text = await assistant('cancelled').textContent();
+    assert.ok(text.length < LONG.length, `cancelled before the end: ${JSON.stringify(text)}`);
+    assert.ok(LONG.startsWith(text), `what was streamed is kept: ${JSON.stringify(text)}`);
+    await byTestId('cancel-button').waitFor({ state: 'hidden' });
+  });
+
+  it('shows the history after a reload', async () => {
+    await page.reload();
+    assert.equal(await byTestId('conversation-id').inputValue(), conversationId, 'the conversation id is kept in the URL');
+    await logIn('dana');
+    await byTestId('join-button').click();
+    await assistant('complete').first().waitFor();
+    const users = await page.locator('[data-testid="user-message"] [data-testid="message-text"]').allTextContents();
+    const answers = await page.locator('[data-testid="assistant-message"] [data-testid="message-text"]').allTextContents();
+    assert.deepEqual(users, [MESSAGE, LONG]);
+    assert.equal(answers.length, 2);
+    assert.equal(answers[0], MESSAGE);
+    assert.ok(LONG.startsWith(answers[1]) && answers[1].length > 0, 'the cancelled answer was stored');
+    assert.deepEqual(pageErrors, [], 'no script errors in the page');
+  });
+});

@@ -1,0 +1,716 @@
+// MARIE chat example: the browser side of the protocol in docs/protocol.md.
+// Plain JavaScript, no build step. All user-supplied text is rendered with
+// textContent; nothing here ever assigns innerHTML.
+"use strict";
+
+(() => {
+  const CONVERSATION_ID = /^[A-Za-z0-9_.:-]{1,128}$/;
+  const ACK_TIMEOUT_MS = 10000;
+
+  const $ = (id) => document.getElementById(id);
+  const ui = {
+    status: $("connection-status"),
+    loginPanel: $("login-panel"),
+    devForm: $("dev-login-form"),
+    tokenForm: $("token-login-form"),
+    loginUser: $("login-user"),
+    loginAdmin: $("login-admin"),
+    loginToken: $("login-token"),
+    loginError: $("login-error"),
+    sessionPanel: $("session-panel"),
+    sessionUser: $("session-user"),
+    sessionRoles: $("session-roles"),
+    logout: $("logout-button"),
+    conversationPanel: $("conversation-panel"),
+    newConversation: $("new-conversation-button"),
+    joinForm: $("join-form"),
+    conversationInput: $("conversation-id"),
+    currentBox: $("current-conversation-box"),
+    current: $("current-conversation"),
+    members: $("members"),
+    inviteForm: $("invite-form"),
+    inviteUser: $("invite-user"),
+    adminPanel: $("admin-panel"),
+    announceForm: $("announce-form"),
+    announceText: $("announce-text"),
+    messages: $("messages"),
+    composer: $("composer"),
+    input: $("message-input"),
+    send: $("send-button"),
+    cancel: $("cancel-button"),
+  };
+
+  const state = {
+    mode: "dev",          // "dev" | "jwt", from GET /api/auth/mode
+    token: null,          // kept in memory only
+    roles: [],
+    userId: null,
+    session: null,        // private resume handle from `connected`
+    socket: null,
+    conversationId: null, // the conversation shown
+    members: [],
+    streams: new Map(),   // stream_id -> stream view (see streamView)
+    rendered: new Map(),  // message_id -> element, to merge history and live events
+    inflight: new Map(),  // event -> requests awaiting an ack (their errors are shown once, from the ack)
+    sending: 0,           // send_message requests awaiting their ack
+    ownStreams: new Set(),// stream ids answering this tab's own messages
+    resumeFailed: new Set(), // stream ids whose resume_stream failed (never retried)
+  };
+
+  // ---------------------------------------------------------------- helpers
+
+  /** Builds an element; children are nodes or strings (as text nodes). */
+  function h(tag, attrs, ...children) {
+    const node = document.createElement(tag);
+    for (const [key, value] of Object.entries(attrs || {})) {
+      if (value === undefined || value === null) continue;
+      if (key === "class") node.className = value;
+      else node.setAttribute(key, String(value));
+    }
+    node.append(...children.filter((c) => c !== undefined && c !== null));
+    return node;
+  }
+
+  function randomId(prefix) {
+    const bytes = new Uint8Array(6);
+    crypto.getRandomValues(bytes);
+    return prefix + Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+  }
+
+  function formatTime(value) {
+    const date = typeof value === "number"
+      ? new Date(value < 1e12 ? value * 1000 : value) // seconds or milliseconds
+      : new Date(value);
+    return Number.isNaN(date.getTime()) ? "" : date.toLocaleTimeString();
+  }
+
+  function timeOf(value) {
+    if (typeof value === "number") return value < 1e12 ? value * 1000 : value;
+    const t = Date.parse(value);
+    return Number.isNaN(t) ? null : t;
+  }
+
+  function setStatus(text, stateName) {
+    ui.status.textContent = text;
+    ui.status.dataset.state = stateName;
+  }
+
+  function showLoginError(text) {
+    ui.loginError.textContent = text || "";
+    ui.loginError.hidden = !text;
+  }
+
+  /** Emits an event with an ack; resolves with an ok ack, rejects with {code, message}. */
+  function request(event, payload) {
+    return new Promise((resolve, reject) => {
+      if (!state.socket || !state.socket.connected) {
+        reject({ code: "disconnected", message: "Not connected to the server." });
+        return;
+      }
+      // The server reports a failure both as an `error` event and in the ack: the
+      // ack is shown (it has the context), so the matching `error` event is not.
+      state.inflight.set(event, (state.inflight.get(event) || 0) + 1);
+      const settled = () => setTimeout(() => {
+        const n = (state.inflight.get(event) || 1) - 1;
+        if (n > 0) state.inflight.set(event, n); else state.inflight.delete(event);
+      }, 1000);
+      state.socket.timeout(ACK_TIMEOUT_MS).emit(event, payload, (err, res) => {
+        settled();
+        if (err) reject({ code: "timeout", message: `No answer to ${event}.` });
+        else if (res && res.status === "ok") resolve(res);
+        else reject({ code: (res && res.code) || "error", message: (res && res.message) || "Request failed." });
+      });
+    });
+  }
+
+  function describeError(err) {
+    const code = err && err.code ? err.code : "error";
+    const message = err && err.message ? err.message : "Something went wrong.";
+    return `${message} (${code})`;
+  }
+
+  // --------------------------------------------------------------- rendering
+
+  function isNearBottom() {
+    const m = ui.messages;
+    return m.scrollHeight - m.scrollTop - m.clientHeight < 80;
+  }
+
+  function append(node, before) {
+    const stick = isNearBottom();
+    if (before) ui.messages.insertBefore(node, before);
+    else ui.messages.append(node);
+    if (stick) ui.messages.scrollTop = ui.messages.scrollHeight;
+  }
+
+  function systemLine(text, kind) {
+    const li = h("li", { class: `system ${kind || ""}`.trim(), "data-testid": "system-line", "data-kind": kind || "info" }, text);
+    append(li);
+    return li;
+  }
+
+  function userMessage({ messageId, userId, content, createdAt, pending }) {
+    const mine = userId && userId === state.userId;
+    const li = h("li", {
+      class: `msg msg-user${mine ? " mine" : ""}`,
+      "data-testid": "user-message",
+      "data-message-id": messageId,
+      "data-status": pending ? "pending" : "sent",
+    },
+    h("div", { class: "msg-meta" },
+      h("span", { class: "msg-author" }, mine ? `${userId} (you)` : userId || "user"),
+      createdAt ? h("time", { class: "msg-time" }, formatTime(createdAt)) : null),
+    h("p", { class: "msg-text", "data-testid": "message-text" }, content));
+    if (messageId !== undefined && messageId !== null) state.rendered.set(String(messageId), li);
+    return li;
+  }
+
+  const STATUS_LABELS = {
+    streaming: "streaming…",
+    complete: "",
+    cancelled: "cancelled",
+    interrupted: "interrupted",
+    error: "error",
+  };
+
+  function assistantMessage({ messageId, streamId, content, createdAt, status }) {
+    const text = h("p", { class: "msg-text", "data-testid": "message-text" }, content || "");
+    const label = h("span", { class: "msg-status", "data-testid": "message-status" }, STATUS_LABELS[status] ?? status);
+    const li = h("li", {
+      class: "msg msg-assistant",
+      "data-testid": "assistant-message",
+      "data-message-id": messageId,
+      "data-stream-id": streamId,
+      "data-status": status,
+      "aria-busy": status === "streaming" ? "true" : "false",
+    },
+    h("div", { class: "msg-meta" },
+      h("span", { class: "msg-author" }, "assistant"),
+      createdAt ? h("time", { class: "msg-time" }, formatTime(createdAt)) : null,
+      label),
+    text);
+    if (messageId !== undefined && messageId !== null) state.rendered.set(String(messageId), li);
+    return { li, text, label };
+  }
+
+  function setAssistantStatus(view, status, note) {
+    view.li.dataset.status = status;
+    view.li.setAttribute("aria-busy", status === "streaming" ? "true" : "false");
+    view.label.textContent = note || (STATUS_LABELS[status] ?? status);
+  }
+
+  function clearMessages() {
+    ui.messages.replaceChildren();
+    state.rendered.clear();
+    state.streams.clear();
+  }
+
+  function renderMembers() {
+    ui.members.textContent = state.members.length ? state.members.join(", ") : "—";
+  }
+
+  function memberIds(members) {
+    if (!Array.isArray(members)) return [];
+    return members
+      .map((m) => (typeof m === "string" ? m : m && (m.user_id || m.id)))
+      .filter((m) => typeof m === "string");
+  }
+
+  // ----------------------------------------------------------------- streams
+
+  /** The stream view for stream_id, created (in the current conversation) on first use. */
+  function streamView(data) {
+    let view = state.streams.get(data.stream_id);
+    if (!view) {
+      const parts = assistantMessage({ messageId: data.message_id, streamId: data.stream_id, status: "streaming" });
+      view = { ...parts, chunks: new Map(), maxSeq: 0, ended: false, cancelling: false };
+      state.streams.set(data.stream_id, view);
+      append(parts.li);
+    } else if (data.message_id !== undefined && view.li.dataset.messageId === undefined) {
+      view.li.dataset.messageId = data.message_id;
+      state.rendered.set(String(data.message_id), view.li);
+    }
+    return view;
+  }
+
+  function runningStream() {
+    for (const [streamId, view] of state.streams) if (!view.ended) return { streamId, view };
+    return null;
+  }
+
+  function updateControls() {
+    const joined = Boolean(state.conversationId) && Boolean(state.socket && state.socket.connected);
+    const running = runningStream();
+    ui.input.disabled = !joined;
+    ui.input.placeholder = joined ? "Write a message (Enter to send, Shift+Enter for a new line)"
+      : state.conversationId ? "Not connected…" : "Join a conversation to chat";
+    ui.send.disabled = !joined || Boolean(running);
+    ui.cancel.hidden = !running;
+    ui.cancel.disabled = !joined || !running || running.view.cancelling;
+    ui.cancel.textContent = running && running.view.cancelling ? "Cancelling…" : "Cancel";
+  }
+
+  function onStreamStart(data) {
+    if (data.conversation_id !== state.conversationId) return;
+    const isNew = !state.streams.has(data.stream_id);
+    const view = streamView(data);
+    updateControls();
+    // The protocol sends no event for another member's question: fetch it.
+    if (isNew && state.sending === 0 && !state.ownStreams.has(data.stream_id)) showNewQuestions(data.conversation_id, view.li);
+  }
+
+  /** Inserts the user messages not shown yet (asked by other members) before `beforeNode`. */
+  async function showNewQuestions(conversationId, beforeNode) {
+    let res;
+    try {
+      res = await request("get_history", { conversation_id: conversationId, limit: 10 });
+    } catch {
+      return; // not worth a line: the answer still shows
+    }
+    if (conversationId !== state.conversationId || !Array.isArray(res.messages)) return;
+    for (const m of res.messages) {
+      if (m.role !== "user" || m.message_id === undefined || m.message_id === null) continue;
+      if (state.rendered.has(String(m.message_id))) continue;
+      append(userMessage({ messageId: m.message_id, userId: m.user_id, content: m.content, createdAt: m.created_at }),
+        beforeNode.parentNode ? beforeNode : undefined);
+    }
+  }
+
+  function onStreamChunk(data) {
+    if (data.conversation_id !== state.conversationId) return;
+    const view = streamView(data);
+    if (view.ended || typeof data.content !== "string" || view.chunks.has(data.seq)) return; // late or duplicate
+    view.chunks.set(data.seq, data.content);
+    if (data.seq > view.maxSeq) {
+      view.maxSeq = data.seq;
+      view.text.append(data.content); // the common case: in order
+    } else {
+      // Out of order (e.g. a replay met the live tail): rebuild from the seq order.
+      const ordered = [...view.chunks.entries()].sort((a, b) => a[0] - b[0]).map((e) => e[1]);
+      view.text.textContent = ordered.join("");
+    }
+    if (isNearBottom()) ui.messages.scrollTop = ui.messages.scrollHeight;
+  }
+
+  function onStreamEnd(data) {
+    if (data.conversation_id !== state.conversationId) return;
+    const view = streamView(data);
+    view.ended = true;
+    if (typeof data.full_content === "string") view.text.textContent = data.full_content; // authoritative
+    const status = data.status || "complete";
+    setAssistantStatus(view, status);
+    updateControls();
+  }
+
+  function onStreamError(data) {
+    if (data.conversation_id !== state.conversationId) return;
+    const view = streamView(data);
+    view.ended = true;
+    setAssistantStatus(view, "error", `error: ${data.error || data.code || "unknown"}${data.retryable ? " (retryable)" : ""}`);
+    updateControls();
+  }
+
+  function onMessageResponse(data) {
+    if (data.conversation_id !== state.conversationId) return;
+    if (data.message_id !== undefined && state.rendered.has(String(data.message_id))) return;
+    append(assistantMessage({ messageId: data.message_id, content: data.message, status: "complete" }).li);
+  }
+
+  /** Asks for the chunks of a running answer that this page missed (joined or reconnected mid-answer). */
+  async function resumeStream(streamId) {
+    const view = state.streams.get(streamId);
+    const conversationId = state.conversationId;
+    if (state.resumeFailed.has(streamId)) {
+      if (view) view.label.textContent = "streaming (joined mid-answer)…";
+      return;
+    }
+    try {
+      await request("resume_stream", { conversation_id: conversationId, stream_id: streamId, last_seq: view ? view.maxSeq : 0 });
+    } catch (err) {
+      state.resumeFailed.add(streamId);
+      if (conversationId !== state.conversationId || !view || view.ended) return;
+      if (err.code === "not_found") {
+        // The answer ended while we were away: the history has it.
+        await openConversation(conversationId, { rejoin: true });
+      } else {
+        // The live tail still arrives through the room, and stream_end has the whole text.
+        view.label.textContent = "streaming (joined mid-answer)…";
+      }
+    }
+  }
+
+  // ----------------------------------------------------------- conversations
+
+  /** Loads the history into the list, right after `afterNode` (the join line). */
+  async function loadHistory(conversationId, afterNode) {
+    let res;
+    try {
+      res = await request("get_history", { conversation_id: conversationId, limit: 100 });
+    } catch (err) {
+      systemLine(`Could not load the history: ${describeError(err)}`, "error");
+      return;
+    }
+    if (conversationId !== state.conversationId) return;
+    const messages = Array.isArray(res.messages) ? res.messages.slice() : [];
+    // Oldest first, whatever order the server used (stable for equal times).
+    const keyed = messages.map((m, i) => ({ m, i, t: timeOf(m.created_at) }));
+    if (keyed.every((k) => k.t !== null)) keyed.sort((a, b) => a.t - b.t || a.i - b.i);
+    // History is older than anything that arrived live meanwhile: insert above it.
+    const anchor = afterNode && afterNode.parentNode ? afterNode.nextSibling : ui.messages.firstChild;
+    for (const { m } of keyed) {
+      if (m.message_id !== undefined && state.rendered.has(String(m.message_id))) continue;
+      const node = m.role === "assistant"
+        ? assistantMessage({ messageId: m.message_id, content: m.content, createdAt: m.created_at, status: "complete" }).li
+        : m.role === "user"
+          ? userMessage({ messageId: m.message_id, userId: m.user_id, content: m.content, createdAt: m.created_at })
+          : h("li", { class: "system", "data-testid": "system-line" }, `${m.role || "system"}: ${m.content}`);
+      append(node, anchor);
+    }
+    if (!keyed.length && afterNode) afterNode.textContent += " No messages yet: say something!";
+    ui.messages.scrollTop = ui.messages.scrollHeight;
+  }
+
+  /** Joins a conversation and shows it; `rejoin` reloads the one shown (after a reconnect). */
+  async function openConversation(conversationId, { rejoin = false } = {}) {
+    if (!CONVERSATION_ID.test(conversationId)) {
+      systemLine("A conversation id is 1-128 characters of A-Z a-z 0-9 _ . : -", "error");
+      return;
+    }
+    const previous = state.conversationId;
+    if (previous && previous !== conversationId && state.socket && state.socket.connected) {
+      request("leave_conversation", { conversation_id: previous }).catch(() => {});
+    }
+    state.conversationId = conversationId;
+    state.members = [];
+    clearMessages();
+    ui.current.textContent = conversationId;
+    ui.currentBox.hidden = false;
+    renderMembers();
+    updateControls();
+    const joinLine = systemLine(rejoin ? `Rejoining ${conversationId}…` : `Joining ${conversationId}…`);
+    let created = false;
+    try {
+      const res = await request("join_conversation", { conversation_id: conversationId });
+      if (conversationId !== state.conversationId) return;
+      if (res.members) { state.members = memberIds(res.members); renderMembers(); }
+      created = res.created === true;
+    } catch (err) {
+      if (conversationId !== state.conversationId) return;
+      state.conversationId = null;
+      ui.currentBox.hidden = true;
+      systemLine(`Could not join ${conversationId}: ${describeError(err)}`, "error");
+      updateControls();
+      return;
+    }
+    const url = new URL(window.location.href);
+    url.hash = conversationId;
+    history.replaceState(null, "", url);
+    joinLine.textContent = created ? `Created ${conversationId}: invite others to join it.` : `Joined ${conversationId}.`;
+    updateControls();
+    await loadHistory(conversationId, joinLine);
+  }
+
+  function onJoined(data) {
+    if (data.conversation_id !== state.conversationId) return;
+    state.members = memberIds(data.members);
+    if (!state.members.includes(state.userId) && state.userId) state.members.push(state.userId);
+    renderMembers();
+    const active = data.active_stream;
+    const streamId = typeof active === "string" ? active : active && active.stream_id;
+    if (streamId && !state.streams.has(streamId)) {
+      streamView({ stream_id: streamId, message_id: active && active.message_id });
+      updateControls();
+      resumeStream(streamId);
+    }
+  }
+
+  // ---------------------------------------------------------------- sending
+
+  async function sendMessage() {
+    const message = ui.input.value;
+    const conversationId = state.conversationId;
+    if (!message.trim() || !conversationId) return;
+    const li = userMessage({ userId: state.userId, content: message, pending: true, createdAt: Date.now() });
+    append(li);
+    ui.input.value = "";
+    ui.send.disabled = true;
+    state.sending += 1;
+    try {
+      const res = await request("send_message", {
+        conversation_id: conversationId,
+        message,
+        stream: true,
+        client_message_id: randomId("c-"),
+      });
+      li.dataset.status = "sent";
+      if (res.stream_id) state.ownStreams.add(res.stream_id);
+      if (res.message_id !== undefined) {
+        li.dataset.messageId = res.message_id;
+        state.rendered.set(String(res.message_id), li);
+      }
+    } catch (err) {
+      li.dataset.status = "failed";
+      li.append(h("p", { class: "msg-error", role: "alert" }, `Not sent: ${describeError(err)}`));
+      if (!ui.input.value) ui.input.value = message; // give the text back
+    } finally {
+      state.sending -= 1;
+      updateControls();
+    }
+  }
+
+  async function cancelStream() {
+    const running = runningStream();
+    if (!running || !state.conversationId) return;
+    running.view.cancelling = true;
+    updateControls();
+    try {
+      await request("cancel_stream", { conversation_id: state.conversationId, stream_id: running.streamId });
+    } catch (err) {
+      running.view.cancelling = false;
+      systemLine(`Could not cancel: ${describeError(err)}`, "error");
+      updateControls();
+    }
+  }
+
+  // ------------------------------------------------------------- connection
+
+  function connect() {
+    disconnect();
+    setStatus("Connecting…", "connecting");
+    // The token travels in the CONNECT packet's auth, never in the URL. The
+    // callback form re-reads it on every reconnect, with the resume handle.
+    const socket = io({
+      forceNew: true,
+      auth: (cb) => cb(state.session
+        ? { token: state.token, previous_session: state.session }
+        : { token: state.token }),
+    });
+    state.socket = socket;
+
+    socket.on("connected", (data) => {
+      state.session = data.session || null;
+      state.userId = data.user_id || state.userId;
+      signedIn();
+      setStatus(`Connected as ${state.userId}`, "connected");
+      // A fresh session: rooms are gone, join the shown conversation again.
+      if (state.conversationId) openConversation(state.conversationId, { rejoin: true });
+      else updateControls();
+    });
+    socket.on("reconnected", (data) => {
+      setStatus(`Reconnected as ${state.userId}`, "connected");
+      const rooms = Array.isArray(data.rooms) ? data.rooms : [];
+      if (!state.conversationId) { updateControls(); return; }
+      if (!rooms.includes(state.conversationId)) {
+        openConversation(state.conversationId, { rejoin: true });
+        return;
+      }
+      systemLine("Reconnected.");
+      updateControls();
+      const running = runningStream();
+      if (running) resumeStream(running.streamId);
+    });
+    socket.on("connect_error", (err) => {
+      // socketioxide can only send a message string: it carries the error code.
+      const code = (err && err.data && err.data.code) || (err && err.message) || "error";
+      if (socket.active) {
+        setStatus(`Cannot reach the server (${code}); retrying…`, "connecting");
+        return;
+      }
+      setStatus(code === "unauthorized" ? "Refused: unauthorized" : `Refused: ${code}`, "error");
+      if (state.socket === socket) {
+        state.socket = null;
+        signedOut(code === "unauthorized"
+          ? "The server refused the credentials (unauthorized). Log in again."
+          : `The server refused the connection (${code}).`);
+      }
+    });
+    socket.on("disconnect", (reason) => {
+      if (reason === "io client disconnect") return;
+      setStatus(socket.active ? "Connection lost; reconnecting…" : `Disconnected (${reason})`, socket.active ? "connecting" : "disconnected");
+      updateControls();
+    });
+
+    socket.on("joined", onJoined);
+    socket.on("left", (data) => {
+      if (data.conversation_id === state.conversationId) systemLine(`You left ${data.conversation_id}.`);
+    });
+    socket.on("user_joined", (data) => {
+      if (data.conversation_id !== state.conversationId) return;
+      if (data.user_id && !state.members.includes(data.user_id)) { state.members.push(data.user_id); renderMembers(); }
+      systemLine(`${data.user_id} joined.`, "presence");
+    });
+    socket.on("user_left", (data) => {
+      // Leaving the room keeps the access: the members list (who may join) stays.
+      if (data.conversation_id === state.conversationId) systemLine(`${data.user_id} left.`, "presence");
+    });
+    socket.on("announcement", (data) => systemLine(`Announcement: ${data.message}`, "announcement"));
+    socket.on("error", (data) => {
+      const d = data || {};
+      if (d.event ? state.inflight.has(d.event) : state.inflight.size > 0) return; // shown from the ack
+      systemLine(`Error${d.event ? ` in ${d.event}` : ""}: ${d.message || "unknown"} (${d.code || "error"})`, "error");
+    });
+    socket.on("stream_start", onStreamStart);
+    socket.on("stream_chunk", onStreamChunk);
+    socket.on("stream_end", onStreamEnd);
+    socket.on("stream_error", onStreamError);
+    socket.on("message_response", onMessageResponse);
+  }
+
+  function disconnect() {
+    if (state.socket) {
+      state.socket.removeAllListeners();
+      state.socket.disconnect();
+      state.socket = null;
+    }
+  }
+
+  function signedIn() {
+    ui.loginPanel.hidden = true;
+    ui.sessionPanel.hidden = false;
+    ui.conversationPanel.hidden = false;
+    ui.sessionUser.textContent = state.userId || "?";
+    ui.sessionRoles.textContent = state.roles.length ? `(${state.roles.join(", ")})` : "";
+    ui.adminPanel.hidden = !state.roles.includes("admin");
+  }
+
+  function signedOut(reason) {
+    disconnect();
+    Object.assign(state, { token: null, roles: [], userId: null, session: null, conversationId: null, members: [] });
+    clearMessages();
+    ui.loginPanel.hidden = false;
+    ui.sessionPanel.hidden = true;
+    ui.conversationPanel.hidden = true;
+    ui.adminPanel.hidden = true;
+    ui.currentBox.hidden = true;
+    showLoginError(reason);
+    if (!reason) setStatus("Disconnected", "disconnected");
+    updateControls();
+  }
+
+  async function devLogin() {
+    showLoginError("");
+    const userId = ui.loginUser.value.trim();
+    const roles = ui.loginAdmin.checked ? ["admin"] : [];
+    let res;
+    let body;
+    try {
+      res = await fetch("/api/dev/token", {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ user_id: userId, roles }),
+      });
+      body = await res.json().catch(() => ({}));
+    } catch {
+      showLoginError("Cannot reach the server.");
+      return;
+    }
+    if (res.status === 404) {
+      showLoginError("Dev tokens are disabled on this server: paste a token instead.");
+      showTokenLogin();
+      return;
+    }
+    if (!res.ok || typeof body.token !== "string") {
+      showLoginError(`${body.message || "Login failed."} (${body.code || res.status})`);
+      return;
+    }
+    state.token = body.token;
+    state.userId = body.user_id || userId;
+    state.roles = Array.isArray(body.roles) ? body.roles : roles;
+    state.session = null;
+    connect();
+  }
+
+  function tokenLogin() {
+    showLoginError("");
+    const token = ui.loginToken.value.trim();
+    if (!token) return;
+    state.token = token;
+    state.userId = null;
+    state.roles = rolesFromJwt(token);
+    state.session = null;
+    connect();
+  }
+
+  /** Best effort, for showing the admin panel only: the server decides. */
+  function rolesFromJwt(token) {
+    try {
+      const part = token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
+      const claims = JSON.parse(atob(part.padEnd(part.length + ((4 - (part.length % 4)) % 4), "=")));
+      return Array.isArray(claims.roles) ? claims.roles.filter((r) => typeof r === "string") : [];
+    } catch {
+      return [];
+    }
+  }
+
+  function showTokenLogin() {
+    ui.devForm.hidden = true;
+    ui.tokenForm.hidden = false;
+  }
+
+  // ------------------------------------------------------------------ wiring
+
+  ui.devForm.addEventListener("submit", (e) => { e.preventDefault(); devLogin(); });
+  ui.tokenForm.addEventListener("submit", (e) => { e.preventDefault(); tokenLogin(); });
+  ui.logout.addEventListener("click", () => signedOut());
+
+  ui.newConversation.addEventListener("click", () => {
+    const id = randomId("conv-");
+    ui.conversationInput.value = id;
+    openConversation(id);
+  });
+  ui.joinForm.addEventListener("submit", (e) => {
+    e.preventDefault();
+    openConversation(ui.conversationInput.value.trim());
+  });
+  ui.inviteForm.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const userId = ui.inviteUser.value.trim();
+    if (!userId || !state.conversationId) return;
+    try {
+      await request("invite", { conversation_id: state.conversationId, user_id: userId });
+      systemLine(`Invited ${userId}: they can now join ${state.conversationId}.`);
+      if (!state.members.includes(userId)) { state.members.push(userId); renderMembers(); }
+      ui.inviteUser.value = "";
+    } catch (err) {
+      systemLine(`Could not invite ${userId}: ${describeError(err)}`, "error");
+    }
+  });
+  ui.announceForm.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const message = ui.announceText.value.trim();
+    if (!message) return;
+    try {
+      await request("system_announcement", { message });
+      ui.announceText.value = "";
+    } catch (err) {
+      systemLine(`Could not announce: ${describeError(err)}`, "error");
+    }
+  });
+
+  ui.composer.addEventListener("submit", (e) => { e.preventDefault(); if (!ui.send.disabled) sendMessage(); });
+  ui.input.addEventListener("keydown", (e) => {
+    if (e.key === "Enter" && !e.shiftKey && !e.isComposing) {
+      e.preventDefault();
+      if (!ui.send.disabled) sendMessage();
+    }
+  });
+  ui.cancel.addEventListener("click", cancelStream);
+
+  async function init() {
+    const fromHash = decodeURIComponent(window.location.hash.slice(1));
+    if (CONVERSATION_ID.test(fromHash)) ui.conversationInput.value = fromHash;
+    try {
+      const res = await fetch("/api/auth/mode");
+      const body = await res.json();
+      state.mode = body.mode === "jwt" ? "jwt" : "dev";
+    } catch {
+      state.mode = "dev";
+    }
+    if (state.mode === "jwt") showTokenLogin();
+    else ui.devForm.hidden = false;
+    ui.loginPanel.dataset.mode = state.mode;
+    updateControls();
+  }
+
+  init();
+})();

@@ -1,0 +1,1 @@
+//! Runnable MARIE examples: see `examples/`.
