@@ -1,5 +1,7 @@
 //! The chat protocol driven by a real Socket.IO client over TCP.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::time::Duration;

@@ -4,6 +4,8 @@
 //! Nothing here sleeps to wait: tests await `RecordingSink::wait_for` under a timeout, so a
 //! bug fails a test instead of hanging it.
 
+#![allow(clippy::unwrap_used)]
+
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
@@ -12,10 +14,11 @@ use std::time::Duration;
 use async_trait::async_trait;
 use marie_adapters::MemoryStore;
 use marie_core::{
-    ChatEngine, ChatMessage, ConversationId, EndStatus, EngineConfig, Error, ErrorCode,
-    FinishReason, Identity, MessageRole, PromptMessage, ProviderError, RecordingSink, RoomEvent,
-    RoomStore, SendOutcome, SendRequest, SinkError, StreamChunk, StreamEnd, StreamFailed, StreamId,
-    StreamSink, Usage, UserId, estimate_tokens,
+    ChatEngine, ChatMessage, ConversationId, ConversationInfo, EndStatus, EngineConfig, Error,
+    ErrorCode, FinishReason, HistoryQuery, Identity, MessageRole, PromptMessage, ProviderError,
+    RecordingSink, RoomEvent, RoomStore, SendOutcome, SendRequest, SessionId, SessionRecord,
+    SinkError, StoreError, StreamChunk, StreamEnd, StreamFailed, StreamId, StreamSink, Usage,
+    UserId, estimate_tokens,
 };
 use marie_llm::ScriptedProvider;
 
@@ -50,13 +53,40 @@ fn harness_with_sink(
     engine_sink: Arc<dyn StreamSink>,
 ) -> Harness {
     let store = MemoryStore::new();
-    let engine = ChatEngine::builder(
-        Arc::new(store.clone()),
-        Arc::new(provider.clone()),
+    harness_full(
+        provider,
+        config,
+        sink,
         engine_sink,
+        store.clone(),
+        Arc::new(store),
     )
-    .config(config)
-    .build();
+}
+
+/// A harness whose engine uses `engine_store`, which must keep its data in `store`.
+fn harness_with_store(provider: ScriptedProvider, engine_store: Arc<FaultyStore>) -> Harness {
+    let sink = Arc::new(RecordingSink::new());
+    harness_full(
+        provider,
+        EngineConfig::default(),
+        sink.clone(),
+        sink,
+        engine_store.inner.clone(),
+        engine_store,
+    )
+}
+
+fn harness_full(
+    provider: ScriptedProvider,
+    config: EngineConfig,
+    sink: Arc<RecordingSink>,
+    engine_sink: Arc<dyn StreamSink>,
+    store: MemoryStore,
+    engine_store: Arc<dyn RoomStore>,
+) -> Harness {
+    let engine = ChatEngine::builder(engine_store, Arc::new(provider.clone()), engine_sink)
+        .config(config)
+        .build();
     Harness {
         engine,
         sink,
@@ -257,7 +287,7 @@ impl Harness {
         }
     }
 
-    /// The conversation's history as `alice`-style callers see it.
+    /// The conversation's history, first page, as `who` reads it.
     async fn history(&self, who: &Identity, conversation: &ConversationId) -> Vec<ChatMessage> {
         self.engine
             .history(who, conversation, None, None)
@@ -1308,6 +1338,179 @@ async fn shutdown_with_nothing_running_returns_at_once_on_a_current_thread_runti
     let sent = h.send(&alice, streamed(&room, "hi")).await;
     h.end(&sent.stream_id).await;
     within("shutdown", h.engine.shutdown(Duration::from_secs(60))).await;
+    assert!(matches!(
+        h.engine.send(&alice, streamed(&room, "after")).await,
+        Err(Error::ShuttingDown)
+    ));
+    h.assert_one_terminal_per_stream();
+}
+
+// ---------------------------------------------------------------------------------------
+// Faults in the store
+// ---------------------------------------------------------------------------------------
+
+/// A [`MemoryStore`] with a fault on cue.
+struct FaultyStore {
+    inner: MemoryStore,
+    fault: Fault,
+}
+
+enum Fault {
+    /// Panics when an assistant message (an answer) is stored.
+    PanicOnAnswer,
+    /// Holds each user message back: signals `entered`, then waits for a `release` permit.
+    HoldUserMessages {
+        entered: tokio::sync::Notify,
+        release: tokio::sync::Semaphore,
+    },
+}
+
+impl FaultyStore {
+    fn new(fault: Fault) -> Arc<Self> {
+        Arc::new(Self {
+            inner: MemoryStore::new(),
+            fault,
+        })
+    }
+}
+
+#[async_trait]
+impl RoomStore for FaultyStore {
+    async fn create_conversation(&self, info: ConversationInfo) -> Result<bool, StoreError> {
+        self.inner.create_conversation(info).await
+    }
+    async fn conversation(
+        &self,
+        conversation: &ConversationId,
+    ) -> Result<Option<ConversationInfo>, StoreError> {
+        self.inner.conversation(conversation).await
+    }
+    async fn grant_access(
+        &self,
+        conversation: &ConversationId,
+        user: &UserId,
+    ) -> Result<(), StoreError> {
+        self.inner.grant_access(conversation, user).await
+    }
+    async fn has_access(
+        &self,
+        conversation: &ConversationId,
+        user: &UserId,
+    ) -> Result<bool, StoreError> {
+        self.inner.has_access(conversation, user).await
+    }
+    async fn members(&self, conversation: &ConversationId) -> Result<Vec<UserId>, StoreError> {
+        self.inner.members(conversation).await
+    }
+    async fn append_message(
+        &self,
+        conversation: &ConversationId,
+        message: ChatMessage,
+    ) -> Result<(), StoreError> {
+        match (&self.fault, message.role) {
+            (Fault::PanicOnAnswer, MessageRole::Assistant) => panic!("store panics as asked"),
+            (Fault::HoldUserMessages { entered, release }, MessageRole::User) => {
+                entered.notify_one();
+                release
+                    .acquire()
+                    .await
+                    .map_err(|_| StoreError::Unavailable("closed".into()))?
+                    .forget();
+            }
+            _ => {}
+        }
+        self.inner.append_message(conversation, message).await
+    }
+    async fn history(
+        &self,
+        conversation: &ConversationId,
+        query: HistoryQuery,
+    ) -> Result<Vec<ChatMessage>, StoreError> {
+        self.inner.history(conversation, query).await
+    }
+    async fn put_session(&self, session: SessionRecord) -> Result<(), StoreError> {
+        self.inner.put_session(session).await
+    }
+    async fn session(&self, session: &SessionId) -> Result<Option<SessionRecord>, StoreError> {
+        self.inner.session(session).await
+    }
+    async fn remove_session(&self, session: &SessionId) -> Result<(), StoreError> {
+        self.inner.remove_session(session).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_panic_while_saving_the_answer_gives_internal_stream_error() {
+    let h = harness_with_store(
+        ScriptedProvider::new(["a", "b"]),
+        FaultyStore::new(Fault::PanicOnAnswer),
+    );
+    let alice = user("alice");
+    let room = conv("room-store-panic");
+    h.create(&alice, &room).await;
+
+    let sent = h.send(&alice, streamed(&room, "hi")).await;
+    let failed = h.error(&sent.stream_id).await;
+    assert_eq!(failed.code, ErrorCode::Internal);
+    assert_eq!(failed.after_seq, 2);
+    assert!(failed.retryable);
+    assert_eq!(h.chunks_joined(&sent.stream_id), "ab");
+    assert_eq!(h.engine.running_answers(), 0);
+
+    // Not left busy.
+    let again = h.send(&alice, streamed(&room, "again")).await;
+    assert_eq!(h.error(&again.stream_id).await.code, ErrorCode::Internal);
+    h.assert_one_terminal_per_stream();
+}
+
+/// On a current-thread runtime, so that the order of the steps below is exact.
+#[tokio::test]
+async fn shutdown_waits_for_a_send_that_is_starting_its_answer() {
+    let store = FaultyStore::new(Fault::HoldUserMessages {
+        entered: tokio::sync::Notify::new(),
+        release: tokio::sync::Semaphore::new(0),
+    });
+    let Fault::HoldUserMessages { entered, release } = &store.fault else {
+        unreachable!("built just above");
+    };
+    let h = harness_with_store(ScriptedProvider::new(["a"]).hang_at_end(), store.clone());
+    let alice = user("alice");
+    let room = conv("room-shutdown-race");
+    h.create(&alice, &room).await;
+
+    // A send that passed its checks and is storing the user's message...
+    let send = tokio::spawn({
+        let (engine, alice, room) = (h.engine.clone(), alice.clone(), room.clone());
+        async move { engine.send(&alice, streamed(&room, "hi")).await }
+    });
+    within("the send to reach the store", entered.notified()).await;
+
+    // ...keeps shutdown from returning until its answer has ended.
+    let shutdown = h.engine.shutdown(Duration::from_millis(20));
+    tokio::pin!(shutdown);
+    tokio::select! {
+        biased;
+        () = &mut shutdown => panic!("shutdown returned while a send was starting an answer"),
+        () = std::future::ready(()) => {}
+    }
+    release.add_permits(1);
+    let sent = within("the send", send)
+        .await
+        .expect("the send task")
+        .expect("the send got in before shutdown");
+    within("shutdown", shutdown).await;
+
+    let terminal = h
+        .sink
+        .events()
+        .into_iter()
+        .map(|(_, e)| e)
+        .find(|e| e.is_terminal() && stream_id_of(e) == Some(&sent.stream_id));
+    let Some(RoomEvent::StreamEnd(end)) = terminal else {
+        panic!("expected stream_end before shutdown returned, got {terminal:?}");
+    };
+    assert_eq!(end.status, EndStatus::Interrupted);
+    assert_eq!(h.engine.running_answers(), 0);
     assert!(matches!(
         h.engine.send(&alice, streamed(&room, "after")).await,
         Err(Error::ShuttingDown)

@@ -25,6 +25,7 @@
 #[cfg(feature = "echo")]
 mod echo;
 mod scripted;
+#[cfg(feature = "echo")]
 mod words;
 
 #[cfg(feature = "echo")]

@@ -157,12 +157,10 @@ impl LlmProvider for ScriptedProvider {
             if st.finished {
                 return None;
             }
-            if let Some((n, e)) = &st.script.fail_at {
-                if st.next >= *n {
-                    st.finished = true;
-                    let e = e.clone();
-                    return Some((Err(e), st));
-                }
+            if let Some((_, e)) = st.script.fail_at.as_ref().filter(|(n, _)| st.next >= *n) {
+                let e = e.clone();
+                st.finished = true;
+                return Some((Err(e), st));
             }
             if st.script.panic_at.is_some_and(|n| st.next >= n) {
                 panic!("scripted provider panics as asked");

@@ -1,7 +1,7 @@
 //! A MARIE server on an ephemeral port and a real Socket.IO client (`rust_socketio`) that
 //! records every event it receives.
 
-#![allow(dead_code, unreachable_pub, missing_docs)]
+#![allow(dead_code, unreachable_pub, missing_docs, clippy::unwrap_used)]
 
 use std::net::SocketAddr;
 use std::time::Duration;

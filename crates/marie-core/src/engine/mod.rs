@@ -330,13 +330,14 @@ impl ChatEngine {
         // two concurrent sends can neither both start nor both be told "duplicate".
         {
             let mut state = self.state();
-            if let Some(key) = &idempotency_key {
-                if let Some(first) = state.sent.outcomes.get(key) {
-                    return Ok(SendOutcome {
-                        duplicate: true,
-                        ..first.clone()
-                    });
-                }
+            if let Some(first) = idempotency_key
+                .as_ref()
+                .and_then(|key| state.sent.outcomes.get(key))
+            {
+                return Ok(SendOutcome {
+                    duplicate: true,
+                    ..first.clone()
+                });
             }
             if state.answers.contains_key(&conversation) {
                 return Err(Error::Busy);
