@@ -107,12 +107,34 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let shutdown_handle = handle.clone();
     axum::serve(marie_axum::nodelay(listener), app)
         .with_graceful_shutdown(async move {
-            let _ = tokio::signal::ctrl_c().await;
+            shutdown_signal().await;
             tracing::info!("shutting down: finishing running answers");
             shutdown_handle.shutdown(Duration::from_secs(5)).await;
         })
         .await?;
     Ok(())
+}
+
+/// Ctrl-C, or SIGTERM (what process managers send).
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
 }
 
 fn asset(content_type: &'static str, body: &'static str) -> Response {
