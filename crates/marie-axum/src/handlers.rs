@@ -181,13 +181,7 @@ async fn on_disconnect(shared: &Shared, socket: &SocketRef) {
     for room in socket.rooms() {
         if let Some(conversation) = conversation_of(&room) {
             shared.rooms.left(&conversation);
-            let _ = socket
-                .to(room)
-                .emit(
-                    "user_left",
-                    &json!({ "user_id": auth.identity.user_id, "conversation_id": conversation }),
-                )
-                .await;
+            tell_others(socket, "user_left", &auth.identity, &conversation).await;
         }
     }
     // The session record stays until it expires, so the client can resume it.
@@ -206,10 +200,20 @@ async fn enter_room(
     }
     socket.join(room.clone());
     shared.rooms.entered(conversation);
+    tell_others(socket, "user_joined", who, conversation).await;
+}
+
+/// Sends `event {user_id, conversation_id}` to the conversation's room, except the socket.
+async fn tell_others(
+    socket: &SocketRef,
+    event: &str,
+    who: &Identity,
+    conversation: &ConversationId,
+) {
     let _ = socket
-        .to(room)
+        .to(conversation_room(conversation))
         .emit(
-            "user_joined",
+            event,
             &json!({ "user_id": who.user_id, "conversation_id": conversation }),
         )
         .await;
@@ -359,14 +363,7 @@ async fn leave(ctx: Ctx, p: protocol::ConversationRef) -> Result<Value, Error> {
     if ctx.socket.rooms().iter().any(|r| *r == room) {
         ctx.socket.leave(room.clone());
         ctx.shared.rooms.left(&conversation);
-        let _ = ctx
-            .socket
-            .to(room)
-            .emit(
-                "user_left",
-                &json!({ "user_id": ctx.who.user_id, "conversation_id": conversation }),
-            )
-            .await;
+        tell_others(&ctx.socket, "user_left", &ctx.who, &conversation).await;
         if let Some(Session(session)) = ctx.socket.extensions.get::<Session>() {
             save_session(&ctx.shared, &ctx.socket, &ctx.who, &session).await;
         }

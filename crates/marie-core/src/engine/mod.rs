@@ -290,15 +290,7 @@ impl ChatEngine {
     /// Returns as soon as the answer is started; its events go to the sink.
     pub async fn send(&self, who: &Identity, request: SendRequest) -> Result<SendOutcome, Error> {
         let config = &self.shared.config;
-        if request.message.trim().is_empty() {
-            return Err(Error::BadRequest("message must not be empty".into()));
-        }
-        if request.message.len() > config.max_message_bytes {
-            return Err(Error::PayloadTooLarge(format!(
-                "message is longer than {} bytes",
-                config.max_message_bytes
-            )));
-        }
+        self.check_message(&request.message)?;
         // Held until the answer task is spawned or this send gives up, so that a shutdown that
         // starts meanwhile waits for this answer instead of returning without it. The token and
         // `is_closed` use the tracker's one atomic, so there is no gap between the two.
@@ -464,13 +456,18 @@ impl ChatEngine {
         if !who.is_admin() {
             return Err(Error::Forbidden("only admins may send announcements"));
         }
+        self.check_message(message)
+    }
+
+    /// A message must hold some text and fit [`EngineConfig::max_message_bytes`].
+    fn check_message(&self, message: &str) -> Result<(), Error> {
+        let max = self.shared.config.max_message_bytes;
         if message.trim().is_empty() {
             return Err(Error::BadRequest("message must not be empty".into()));
         }
-        if message.len() > self.shared.config.max_message_bytes {
+        if message.len() > max {
             return Err(Error::PayloadTooLarge(format!(
-                "message is longer than {} bytes",
-                self.shared.config.max_message_bytes
+                "message is longer than {max} bytes"
             )));
         }
         Ok(())
