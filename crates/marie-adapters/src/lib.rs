@@ -10,6 +10,7 @@
 //! |---|---|---|
 //! | `memory` | yes | [`MemoryStore`]: everything in this process's memory |
 //! | `jwt` | no | [`JwtAuthenticator`]: bearer JWTs (HS256, RS256, ES256) via `jsonwebtoken` |
+//! | `redis` | no | [`RedisStore`] and [`RedisControlBus`]: state shared by several nodes in Redis, see [`redis`] |
 //!
 //! [`StaticAuthenticator`], a table of tokens for development and tests, is always there.
 //!
@@ -30,6 +31,8 @@
 mod jwt;
 #[cfg(feature = "memory")]
 mod memory;
+#[cfg(feature = "redis")]
+pub mod redis;
 mod static_auth;
 
 #[cfg(feature = "jwt")]
@@ -38,4 +41,6 @@ pub use jsonwebtoken::{Algorithm, DecodingKey};
 pub use jwt::JwtAuthenticator;
 #[cfg(feature = "memory")]
 pub use memory::MemoryStore;
+#[cfg(feature = "redis")]
+pub use redis::{RedisConfig, RedisControlBus, RedisStore};
 pub use static_auth::StaticAuthenticator;

@@ -2,11 +2,12 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use marie_core::{
-    ChatMessage, ConversationId, ConversationInfo, HistoryQuery, RoomStore, SessionId,
-    SessionRecord, StoreError, UserId, now_millis,
+    ActiveStream, ChatMessage, ConversationId, ConversationInfo, HistoryQuery, RoomStore,
+    SessionId, SessionRecord, StoreError, StreamId, UserId, now_millis,
 };
 
 /// A [`RoomStore`] in memory: the embedded default, for one node and for tests.
@@ -22,7 +23,23 @@ pub struct MemoryStore {
 struct Data {
     conversations: HashMap<ConversationId, Conversation>,
     sessions: HashMap<SessionId, SessionRecord>,
+    /// Leases of running answers, with the instant each lapses.
+    answers: HashMap<ConversationId, (ActiveStream, Instant)>,
     history_cap: Option<usize>,
+}
+
+impl Data {
+    /// The unexpired lease on `conversation`, dropping a lapsed one.
+    fn lease(&mut self, conversation: &ConversationId) -> Option<&mut (ActiveStream, Instant)> {
+        if self
+            .answers
+            .get(conversation)
+            .is_some_and(|(_, until)| *until <= Instant::now())
+        {
+            self.answers.remove(conversation);
+        }
+        self.answers.get_mut(conversation)
+    }
 }
 
 #[derive(Debug)]
@@ -131,7 +148,12 @@ impl RoomStore for MemoryStore {
             .conversations
             .get_mut(conversation)
             .ok_or_else(|| StoreError::Unavailable("no such conversation".into()))?;
-        conv.history.push(message);
+        // Kept in id order (ids are time-ordered), which is the order history is read in:
+        // usually the end, but concurrent appends may arrive out of order.
+        let at = conv
+            .history
+            .partition_point(|m| m.message_id <= message.message_id);
+        conv.history.insert(at, message);
         if let Some(cap) = cap {
             let excess = conv.history.len().saturating_sub(cap);
             conv.history.drain(..excess);
@@ -181,5 +203,65 @@ impl RoomStore for MemoryStore {
     async fn remove_session(&self, session: &SessionId) -> Result<(), StoreError> {
         self.data().sessions.remove(session);
         Ok(())
+    }
+
+    async fn claim_answer(
+        &self,
+        conversation: &ConversationId,
+        stream_id: &StreamId,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        let mut data = self.data();
+        if data.lease(conversation).is_some() {
+            return Ok(false);
+        }
+        let active = ActiveStream {
+            stream_id: stream_id.clone(),
+            seq: 0,
+        };
+        data.answers
+            .insert(conversation.clone(), (active, Instant::now() + ttl));
+        Ok(true)
+    }
+
+    async fn renew_answer(
+        &self,
+        conversation: &ConversationId,
+        active: &ActiveStream,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        let mut data = self.data();
+        if data
+            .lease(conversation)
+            .is_some_and(|(held, _)| held.stream_id != active.stream_id)
+        {
+            return Ok(false);
+        }
+        data.answers
+            .insert(conversation.clone(), (active.clone(), Instant::now() + ttl));
+        Ok(true)
+    }
+
+    async fn release_answer(
+        &self,
+        conversation: &ConversationId,
+        stream_id: &StreamId,
+    ) -> Result<(), StoreError> {
+        let mut data = self.data();
+        if data
+            .answers
+            .get(conversation)
+            .is_some_and(|(held, _)| held.stream_id == *stream_id)
+        {
+            data.answers.remove(conversation);
+        }
+        Ok(())
+    }
+
+    async fn active_answer(
+        &self,
+        conversation: &ConversationId,
+    ) -> Result<Option<ActiveStream>, StoreError> {
+        Ok(self.data().lease(conversation).map(|(a, _)| a.clone()))
     }
 }

@@ -1,16 +1,19 @@
 //! [`MarieBuilder`]: backends and settings in, `(MarieLayer, MarieHandle)` out.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use marie_core::{
-    AccessPolicy, Authenticator, ChatEngine, ConversationId, DefaultAccessPolicy, EngineConfig,
-    LlmProvider, RoomStore,
+    AccessPolicy, Authenticator, ChatEngine, ControlBus, ConversationId, DefaultAccessPolicy,
+    EngineConfig, LlmProvider, RoomStore,
 };
 use serde::Serialize;
+use socketioxide::adapter::{Adapter, LocalAdapter};
 use socketioxide::layer::SocketIoLayer;
 use socketioxide::service::SocketIoService;
 use socketioxide::{SocketIo, TransportType};
+use socketioxide_core::adapter::{DefinedAdapter, Spawnable};
 use tower_layer::Layer;
 
 use crate::handlers;
@@ -53,10 +56,10 @@ impl Default for MarieConfig {
 }
 
 /// What the handlers share: built once, cheap to clone behind an `Arc`.
-pub(crate) struct Shared {
+pub(crate) struct Shared<A: Adapter> {
     pub(crate) engine: ChatEngine,
     pub(crate) authenticator: Arc<dyn Authenticator>,
-    pub(crate) io: SocketIo,
+    pub(crate) io: SocketIo<A>,
     pub(crate) config: MarieConfig,
     pub(crate) rooms: RoomCounts,
 }
@@ -68,6 +71,9 @@ pub enum BuildError {
     /// A required backend was not given.
     #[error("MARIE needs a {0}: call MarieBuilder::{0}(...)")]
     Missing(&'static str),
+    /// The Socket.IO adapter could not start (a cluster adapter could not subscribe).
+    #[error("the Socket.IO adapter could not start: {0}")]
+    Adapter(String),
 }
 
 /// Builds MARIE's tower layer and its handle.
@@ -86,14 +92,38 @@ pub enum BuildError {
 /// let app: axum::Router = axum::Router::new().layer(layer);
 /// # let _ = (app, handle);
 /// ```
-#[derive(Default)]
+///
+/// ## Several nodes
+///
+/// Behind a load balancer, every node gets the same shared backends: a shared store (which
+/// also holds the leases of running answers), a [`ControlBus`] that reaches the other nodes
+/// ([`control_bus`](Self::control_bus)), and a Socket.IO adapter that carries room events
+/// between them ([`with_adapter`](Self::with_adapter); with the `redis` feature,
+/// [`redis`](Self::redis)). Build with [`build_async`](Self::build_async) so that the
+/// adapter is subscribed before the first client connects. See `docs/cluster.md`.
 #[must_use]
-pub struct MarieBuilder {
+pub struct MarieBuilder<A: Adapter = LocalAdapter> {
     authenticator: Option<Arc<dyn Authenticator>>,
     store: Option<Arc<dyn RoomStore>>,
     provider: Option<Arc<dyn LlmProvider>>,
     policy: Option<Arc<dyn AccessPolicy>>,
+    bus: Option<Arc<dyn ControlBus>>,
+    adapter: A::State,
     config: MarieConfig,
+}
+
+impl Default for MarieBuilder {
+    fn default() -> Self {
+        Self {
+            authenticator: None,
+            store: None,
+            provider: None,
+            policy: None,
+            bus: None,
+            adapter: (),
+            config: MarieConfig::default(),
+        }
+    }
 }
 
 /// The entry point: [`Marie::builder`].
@@ -107,7 +137,7 @@ impl Marie {
     }
 }
 
-impl MarieBuilder {
+impl<A: Adapter> MarieBuilder<A> {
     /// Who may connect. Takes any [`Authenticator`], `Arc<dyn Authenticator>` included.
     pub fn authenticator(mut self, authenticator: impl Authenticator) -> Self {
         self.authenticator = Some(Arc::new(authenticator));
@@ -132,6 +162,28 @@ impl MarieBuilder {
         self
     }
 
+    /// How nodes send each other what Socket.IO does not carry (`cancel_stream` for an
+    /// answer running on another node). The default, an in-process bus, serves one node.
+    pub fn control_bus(mut self, bus: impl ControlBus) -> Self {
+        self.bus = Some(Arc::new(bus));
+        self
+    }
+
+    /// Replaces the Socket.IO adapter (the default, [`LocalAdapter`], serves one node) with
+    /// `B`, built from `state`: for instance a cluster adapter, so that room events reach
+    /// the members connected to other nodes.
+    pub fn with_adapter<B: Adapter>(self, state: B::State) -> MarieBuilder<B> {
+        MarieBuilder {
+            authenticator: self.authenticator,
+            store: self.store,
+            provider: self.provider,
+            policy: self.policy,
+            bus: self.bus,
+            adapter: state,
+            config: self.config,
+        }
+    }
+
     /// Replaces the whole configuration.
     pub fn config(mut self, config: MarieConfig) -> Self {
         self.config = config;
@@ -151,7 +203,37 @@ impl MarieBuilder {
     }
 
     /// Builds the layer to add to an axum `Router` and the handle to drive it from outside.
-    pub fn build(self) -> Result<(MarieLayer, MarieHandle), BuildError> {
+    ///
+    /// With a cluster adapter, its initialization (subscribing to Redis, for instance) runs
+    /// in the background and a failure is only logged; prefer
+    /// [`build_async`](Self::build_async) there.
+    pub fn build(self) -> Result<(MarieLayer<A>, MarieHandle<A>), BuildError>
+    where
+        A: DefinedAdapter,
+    {
+        let (layer, handle, init) = self.assemble()?;
+        init.spawn();
+        Ok((layer, handle))
+    }
+
+    /// Builds like [`build`](Self::build), then waits until the Socket.IO adapter is
+    /// initialized (a cluster adapter has subscribed), so that events other nodes send to
+    /// this node's clients arrive from its first connection on.
+    pub async fn build_async<E>(self) -> Result<(MarieLayer<A>, MarieHandle<A>), BuildError>
+    where
+        A: DefinedAdapter,
+        A::InitRes: Future<Output = Result<(), E>>,
+        E: std::fmt::Display,
+    {
+        let (layer, handle, init) = self.assemble()?;
+        init.await.map_err(|e| BuildError::Adapter(e.to_string()))?;
+        Ok((layer, handle))
+    }
+
+    fn assemble(self) -> Result<Assembled<A>, BuildError>
+    where
+        A: DefinedAdapter,
+    {
         let authenticator = self
             .authenticator
             .ok_or(BuildError::Missing("authenticator"))?;
@@ -165,39 +247,56 @@ impl MarieBuilder {
             .ping_timeout(config.ping_timeout)
             .max_payload(config.max_payload)
             .transports([TransportType::Polling, TransportType::Websocket])
+            .with_adapter::<A>(self.adapter)
             .build_layer();
         let sink = SocketIoSink::new(io.clone(), config.namespace.clone());
-        let engine = ChatEngine::builder(store, provider, Arc::new(sink))
+        let mut engine = ChatEngine::builder(store, provider, Arc::new(sink))
             .policy(policy)
-            .config(config.engine.clone())
-            .build();
+            .config(config.engine.clone());
+        if let Some(bus) = self.bus {
+            engine = engine.control_bus(bus);
+        }
         let shared = Arc::new(Shared {
-            engine,
+            engine: engine.build(),
             authenticator,
             io,
             config,
             rooms: RoomCounts::default(),
         });
-        handlers::register(&shared);
-        Ok((MarieLayer { inner: layer }, MarieHandle { shared }))
+        let init = handlers::register(&shared);
+        Ok((MarieLayer { inner: layer }, MarieHandle { shared }, init))
     }
 }
 
+/// The layer, the handle, and the adapter's initialization still to run.
+type Assembled<A> = (
+    MarieLayer<A>,
+    MarieHandle<A>,
+    <A as socketioxide_core::adapter::CoreAdapter<socketioxide::adapter::Emitter>>::InitRes,
+);
+
 /// The tower layer that serves MARIE's Socket.IO endpoint (`/socket.io/`) in front of the
 /// app's own routes. Add it to an axum `Router` with `.layer(...)`.
-#[derive(Clone)]
-pub struct MarieLayer {
-    inner: SocketIoLayer,
+pub struct MarieLayer<A: Adapter = LocalAdapter> {
+    inner: SocketIoLayer<A>,
 }
 
-impl std::fmt::Debug for MarieLayer {
+impl<A: Adapter> Clone for MarieLayer<A> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<A: Adapter> std::fmt::Debug for MarieLayer<A> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MarieLayer").finish_non_exhaustive()
     }
 }
 
-impl<S: Clone> Layer<S> for MarieLayer {
-    type Service = SocketIoService<S>;
+impl<S: Clone, A: Adapter> Layer<S> for MarieLayer<A> {
+    type Service = SocketIoService<S, A>;
 
     fn layer(&self, inner: S) -> Self::Service {
         self.inner.layer(inner)
@@ -207,12 +306,19 @@ impl<S: Clone> Layer<S> for MarieLayer {
 /// Drives MARIE from outside the handlers: emit to a conversation, announce, shut down.
 ///
 /// Cheap to clone.
-#[derive(Clone)]
-pub struct MarieHandle {
-    shared: Arc<Shared>,
+pub struct MarieHandle<A: Adapter = LocalAdapter> {
+    shared: Arc<Shared<A>>,
 }
 
-impl std::fmt::Debug for MarieHandle {
+impl<A: Adapter> Clone for MarieHandle<A> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl<A: Adapter> std::fmt::Debug for MarieHandle<A> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MarieHandle")
             .field("engine", &self.shared.engine)
@@ -220,14 +326,14 @@ impl std::fmt::Debug for MarieHandle {
     }
 }
 
-impl MarieHandle {
+impl<A: Adapter> MarieHandle<A> {
     /// The engine, to run commands on behalf of a user (from HTTP routes, jobs, ...).
     pub fn engine(&self) -> &ChatEngine {
         &self.shared.engine
     }
 
     /// The underlying socketioxide handle.
-    pub fn io(&self) -> &SocketIo {
+    pub fn io(&self) -> &SocketIo<A> {
         &self.shared.io
     }
 

@@ -13,8 +13,11 @@ use marie_core::{
 };
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
+use socketioxide::BroadcastError;
+use socketioxide::adapter::Adapter;
 use socketioxide::extract::{AckSender, SocketRef, TryData};
 use socketioxide::handler::ConnectHandler;
+use socketioxide_core::adapter::DefinedAdapter;
 
 use crate::builder::Shared;
 use crate::protocol::{self, ConnectAuth};
@@ -43,26 +46,27 @@ impl std::fmt::Display for ConnectRefused {
     }
 }
 
-/// Registers the protocol on the namespace.
-pub(crate) fn register(shared: &Arc<Shared>) {
+/// Registers the protocol on the namespace. The result initializes the adapter (for a
+/// cluster adapter: subscribes); the caller awaits or spawns it.
+pub(crate) fn register<A: Adapter + DefinedAdapter>(shared: &Arc<Shared<A>>) -> A::InitRes {
     let for_middleware = shared.clone();
     let for_handler = shared.clone();
-    let middleware = move |s: SocketRef, TryData(auth): TryData<ConnectAuth>| {
+    let middleware = move |s: SocketRef<A>, TryData(auth): TryData<ConnectAuth>| {
         let shared = for_middleware.clone();
         async move { authenticate(&shared, &s, auth.unwrap_or_default()).await }
     };
-    let handler = move |s: SocketRef| {
+    let handler = move |s: SocketRef<A>| {
         let shared = for_handler.clone();
         async move { on_connect(shared, s).await }
     };
     shared
         .io
-        .ns(shared.config.namespace.clone(), handler.with(middleware));
+        .ns(shared.config.namespace.clone(), handler.with(middleware))
 }
 
-async fn authenticate(
-    shared: &Shared,
-    socket: &SocketRef,
+async fn authenticate<A: Adapter>(
+    shared: &Shared<A>,
+    socket: &SocketRef<A>,
     auth: ConnectAuth,
 ) -> Result<(), ConnectRefused> {
     let token = auth.token.filter(|t| !t.is_empty()).or_else(|| {
@@ -100,18 +104,18 @@ async fn authenticate(
 }
 
 /// `?token=` from the handshake URL, for seed compatibility when enabled.
-fn query_token(socket: &SocketRef) -> Option<String> {
+fn query_token<A: Adapter>(socket: &SocketRef<A>) -> Option<String> {
     socket.req_parts().uri.query()?.split('&').find_map(|pair| {
         let (k, v) = pair.split_once('=')?;
         (k == "token" && !v.is_empty()).then(|| v.to_owned())
     })
 }
 
-async fn on_connect(shared: Arc<Shared>, socket: SocketRef) {
+async fn on_connect<A: Adapter>(shared: Arc<Shared<A>>, socket: SocketRef<A>) {
     // Handlers first: a client may emit the moment it sees CONNECT, before the awaits below.
     register_events(&shared, &socket);
     let for_disconnect = shared.clone();
-    socket.on_disconnect(move |s: SocketRef| {
+    socket.on_disconnect(move |s: SocketRef<A>| {
         let shared = for_disconnect.clone();
         async move { on_disconnect(&shared, &s).await }
     });
@@ -173,7 +177,7 @@ async fn on_connect(shared: Arc<Shared>, socket: SocketRef) {
     );
 }
 
-async fn on_disconnect(shared: &Shared, socket: &SocketRef) {
+async fn on_disconnect<A: Adapter>(shared: &Shared<A>, socket: &SocketRef<A>) {
     metrics::gauge!("marie_connections").decrement(1.0);
     let Some(auth) = socket.extensions.get::<Authenticated>() else {
         return;
@@ -188,9 +192,9 @@ async fn on_disconnect(shared: &Shared, socket: &SocketRef) {
 }
 
 /// Joins the socket to the conversation's room (once) and tells the others.
-async fn enter_room(
-    shared: &Shared,
-    socket: &SocketRef,
+async fn enter_room<A: Adapter>(
+    shared: &Shared<A>,
+    socket: &SocketRef<A>,
     who: &Identity,
     conversation: &ConversationId,
 ) {
@@ -204,23 +208,28 @@ async fn enter_room(
 }
 
 /// Sends `event {user_id, conversation_id}` to the conversation's room, except the socket.
-async fn tell_others(
-    socket: &SocketRef,
+async fn tell_others<A: Adapter>(
+    socket: &SocketRef<A>,
     event: &str,
     who: &Identity,
     conversation: &ConversationId,
 ) {
-    let _ = socket
-        .to(conversation_room(conversation))
-        .emit(
-            event,
-            &json!({ "user_id": who.user_id, "conversation_id": conversation }),
-        )
-        .await;
+    let room = conversation_room(conversation);
+    let data = json!({ "user_id": who.user_id, "conversation_id": conversation });
+    if let Err(BroadcastError::Adapter(e)) = socket.to(room.clone()).emit(event, &data).await {
+        // The other nodes are out of reach (Redis is away): tell this node's members at least.
+        tracing::debug!(error = %e, event, "room event delivered on this node only");
+        let _ = socket.local().to(room).emit(event, &data).await;
+    }
 }
 
 /// Records the socket's current conversations in its session, for a later resume.
-async fn save_session(shared: &Shared, socket: &SocketRef, who: &Identity, session: &SessionId) {
+async fn save_session<A: Adapter>(
+    shared: &Shared<A>,
+    socket: &SocketRef<A>,
+    who: &Identity,
+    session: &SessionId,
+) {
     let rooms = socket
         .rooms()
         .iter()
@@ -240,9 +249,9 @@ async fn save_session(shared: &Shared, socket: &SocketRef, who: &Identity, sessi
 }
 
 /// What a handler gets: the socket, the shared state and the caller.
-struct Ctx {
-    shared: Arc<Shared>,
-    socket: SocketRef,
+struct Ctx<A: Adapter> {
+    shared: Arc<Shared<A>>,
+    socket: SocketRef<A>,
     who: Arc<Identity>,
 }
 
@@ -255,7 +264,7 @@ enum AckStyle {
     Seed,
 }
 
-fn register_events(shared: &Arc<Shared>, socket: &SocketRef) {
+fn register_events<A: Adapter>(shared: &Arc<Shared<A>>, socket: &SocketRef<A>) {
     on(
         shared,
         socket,
@@ -291,21 +300,22 @@ fn register_events(shared: &Arc<Shared>, socket: &SocketRef) {
 }
 
 /// Registers `f` for `event`: decode, run, then answer with `error` and the ack.
-fn on<P, F, Fut>(
-    shared: &Arc<Shared>,
-    socket: &SocketRef,
+fn on<A, P, F, Fut>(
+    shared: &Arc<Shared<A>>,
+    socket: &SocketRef<A>,
     event: &'static str,
     style: AckStyle,
     f: F,
 ) where
+    A: Adapter,
     P: DeserializeOwned + Send + 'static,
-    F: Fn(Ctx, P) -> Fut + Clone + Send + Sync + 'static,
+    F: Fn(Ctx<A>, P) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Result<Value, Error>> + Send + 'static,
 {
     let shared = shared.clone();
     socket.on(
         event,
-        move |s: SocketRef, TryData(data): TryData<Value>, ack: AckSender| {
+        move |s: SocketRef<A>, TryData(data): TryData<Value>, ack: AckSender<A>| {
             let shared = shared.clone();
             let f = f.clone();
             async move {
@@ -337,7 +347,7 @@ fn on<P, F, Fut>(
     );
 }
 
-async fn join(ctx: Ctx, p: protocol::ConversationRef) -> Result<Value, Error> {
+async fn join<A: Adapter>(ctx: Ctx<A>, p: protocol::ConversationRef) -> Result<Value, Error> {
     let conversation = protocol::conversation_id(p.conversation_id)?;
     let joined = ctx.shared.engine.join(&ctx.who, &conversation).await?;
     enter_room(&ctx.shared, &ctx.socket, &ctx.who, &conversation).await;
@@ -357,7 +367,7 @@ async fn join(ctx: Ctx, p: protocol::ConversationRef) -> Result<Value, Error> {
     Ok(body)
 }
 
-async fn leave(ctx: Ctx, p: protocol::ConversationRef) -> Result<Value, Error> {
+async fn leave<A: Adapter>(ctx: Ctx<A>, p: protocol::ConversationRef) -> Result<Value, Error> {
     let conversation = protocol::conversation_id(p.conversation_id)?;
     let room = conversation_room(&conversation);
     if ctx.socket.rooms().iter().any(|r| *r == room) {
@@ -373,7 +383,7 @@ async fn leave(ctx: Ctx, p: protocol::ConversationRef) -> Result<Value, Error> {
     Ok(body)
 }
 
-async fn invite(ctx: Ctx, p: protocol::Invite) -> Result<Value, Error> {
+async fn invite<A: Adapter>(ctx: Ctx<A>, p: protocol::Invite) -> Result<Value, Error> {
     let conversation = protocol::conversation_id(p.conversation_id)?;
     let user = protocol::user_id(p.user_id)?;
     ctx.shared
@@ -383,7 +393,7 @@ async fn invite(ctx: Ctx, p: protocol::Invite) -> Result<Value, Error> {
     Ok(json!({ "conversation_id": conversation, "user_id": user }))
 }
 
-async fn send(ctx: Ctx, p: protocol::SendMessage) -> Result<Value, Error> {
+async fn send<A: Adapter>(ctx: Ctx<A>, p: protocol::SendMessage) -> Result<Value, Error> {
     let request = SendRequest {
         conversation_id: protocol::conversation_id(p.conversation_id)?,
         message: p.message,
@@ -398,11 +408,11 @@ async fn send(ctx: Ctx, p: protocol::SendMessage) -> Result<Value, Error> {
     }))
 }
 
-async fn send_with_ack(ctx: Ctx, p: protocol::SendMessage) -> Result<Value, Error> {
+async fn send_with_ack<A: Adapter>(ctx: Ctx<A>, p: protocol::SendMessage) -> Result<Value, Error> {
     send(ctx, protocol::SendMessage { stream: false, ..p }).await
 }
 
-async fn cancel(ctx: Ctx, p: protocol::CancelStream) -> Result<Value, Error> {
+async fn cancel<A: Adapter>(ctx: Ctx<A>, p: protocol::CancelStream) -> Result<Value, Error> {
     let conversation = protocol::conversation_id(p.conversation_id)?;
     let stream_id = protocol::stream_id(p.stream_id)?;
     let cancelled = ctx
@@ -413,7 +423,7 @@ async fn cancel(ctx: Ctx, p: protocol::CancelStream) -> Result<Value, Error> {
     Ok(json!({ "conversation_id": conversation, "stream_id": cancelled }))
 }
 
-async fn history(ctx: Ctx, p: protocol::GetHistory) -> Result<Value, Error> {
+async fn history<A: Adapter>(ctx: Ctx<A>, p: protocol::GetHistory) -> Result<Value, Error> {
     let conversation = protocol::conversation_id(p.conversation_id)?;
     let before = protocol::message_id(p.before)?;
     let messages = ctx
@@ -424,7 +434,7 @@ async fn history(ctx: Ctx, p: protocol::GetHistory) -> Result<Value, Error> {
     Ok(json!({ "conversation_id": conversation, "messages": messages }))
 }
 
-async fn announce(ctx: Ctx, p: protocol::Announcement) -> Result<Value, Error> {
+async fn announce<A: Adapter>(ctx: Ctx<A>, p: protocol::Announcement) -> Result<Value, Error> {
     ctx.shared
         .engine
         .authorize_announcement(&ctx.who, &p.message)?;

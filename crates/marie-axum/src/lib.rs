@@ -31,7 +31,10 @@
 //!
 //! | feature | default | what it adds |
 //! |---|---|---|
-//! | — | | no optional features yet; backends are picked in `marie-adapters` and `marie-llm` |
+//! | `redis` | no | [`redis`]: the Socket.IO adapter for several nodes sharing a Redis (`socketioxide-redis` on a connection that reconnects by itself) |
+//!
+//! Backends (stores, control buses, providers) are picked in `marie-adapters` and
+//! `marie-llm`.
 //!
 //! ## Metrics
 //!
@@ -44,13 +47,19 @@
 //! | `marie_streams_started_total` | counter | answers started |
 //! | `marie_streams_ended_total{status}` | counter | answers ended: complete, cancelled, interrupted, error |
 //! | `marie_stream_chunks_total` | counter | `stream_chunk` events sent |
-//! | `marie_stream_first_chunk_seconds` | histogram | time from request to first chunk |
-//! | `marie_provider_errors_total{kind}` | counter | provider failures by kind |
+//! | `marie_stream_first_chunk_seconds` | histogram | time from request to first chunk (time to first token) |
+//! | `marie_stream_tokens_per_second` | histogram | generation speed of each complete answer: tokens after the first, per second |
+//! | `marie_provider_errors_total{kind}` | counter | provider failures by kind: unreachable, unauthorized, rate_limited, status, timeout, protocol, upstream, disconnected |
+//! | `marie_provider_retries_total{provider,reason}` | counter | `marie-llm` HTTP providers: requests sent again, by the error kind that caused it |
+//! | `marie_broadcast_failures_total` | counter | room events the cluster adapter could not publish (delivered on this node only) |
+//! | `marie_redis_adapter_up` | gauge | `redis` feature: 1 while the adapter's Redis answers, 0 during an outage |
 
 mod builder;
 mod handlers;
 mod net;
 mod protocol;
+#[cfg(feature = "redis")]
+pub mod redis;
 mod rooms;
 mod sink;
 

@@ -178,6 +178,10 @@ pub enum ProviderError {
     /// The provider reported an error inside the stream.
     #[error("provider reported an error: {0}")]
     Upstream(String),
+    /// The connection broke after the provider had started answering (reset, or closed in
+    /// the middle of the response body).
+    #[error("provider connection lost: {0}")]
+    Disconnected(String),
 }
 
 impl ProviderError {
@@ -189,7 +193,8 @@ impl ProviderError {
             Self::Unreachable(_)
             | Self::RateLimited { .. }
             | Self::Timeout(_)
-            | Self::Upstream(_) => true,
+            | Self::Upstream(_)
+            | Self::Disconnected(_) => true,
         }
     }
 
@@ -203,6 +208,7 @@ impl ProviderError {
             Self::Timeout(_) => "timeout",
             Self::Protocol(_) => "protocol",
             Self::Upstream(_) => "upstream",
+            Self::Disconnected(_) => "disconnected",
         }
     }
 }

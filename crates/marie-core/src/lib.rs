@@ -4,8 +4,8 @@
 //! This crate knows nothing of sockets or HTTP. It holds
 //!
 //! * the backend traits — [`Authenticator`], [`RoomStore`], [`LlmProvider`], [`StreamSink`],
-//!   and [`AccessPolicy`] — which third-party backends implement, depending on this crate
-//!   alone;
+//!   [`AccessPolicy`] and [`ControlBus`] — which third-party backends implement, depending on
+//!   this crate alone;
 //! * the domain types ([`ConversationId`], [`ChatMessage`], [`Usage`], ...) and the room
 //!   events of the wire protocol ([`RoomEvent`]);
 //! * the errors, each client-facing one with a stable [`code`](Error::code);
@@ -38,6 +38,7 @@
 //! ```
 
 mod auth;
+mod control;
 mod engine;
 mod error;
 mod event;
@@ -50,6 +51,7 @@ mod sink;
 mod store;
 
 pub use auth::{Authenticator, AuthenticatorFn, authenticator_fn};
+pub use control::{ControlBus, ControlHandler, ControlMessage, LocalControlBus};
 pub use engine::{
     ActiveStream, ChatEngine, EngineBuilder, EngineConfig, Joined, SendOutcome, SendRequest,
 };

@@ -42,6 +42,11 @@ impl LlmRequest {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum LlmEvent {
     /// More text. May be empty (the engine skips empty deltas).
+    ///
+    /// The engine counts one completion token per non-empty delta for
+    /// `stream_chunk.tokens_used`, which fits providers that stream a token at a time
+    /// (OpenAI-compatible servers, Ollama); the usage in [`Done`](Self::Done), when the
+    /// provider reports it, is the exact figure.
     Delta(String),
     /// The answer is complete. A stream that ends without `Done` is an error.
     Done {

@@ -3,8 +3,11 @@
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+use std::time::Duration;
+
 use crate::{
-    ChatMessage, ConversationId, ConversationInfo, MessageId, SessionId, StoreError, UserId,
+    ActiveStream, ChatMessage, ConversationId, ConversationInfo, MessageId, SessionId, StoreError,
+    StreamId, UserId,
 };
 
 /// Which part of a conversation's history to read.
@@ -29,11 +32,21 @@ pub struct SessionRecord {
     pub expires_at: u64,
 }
 
-/// Where MARIE keeps conversations, access lists, history and sessions.
+/// Where MARIE keeps conversations, access lists, history, sessions and the leases of
+/// running answers.
 ///
 /// Implementations must be safe to share between nodes when they are backed by a shared
 /// store: every method is a single, atomic operation on the backend. Methods return
 /// [`StoreError::Unavailable`] rather than blocking forever when the backend is away.
+///
+/// ## Running answers
+///
+/// One answer runs per conversation at a time, cluster-wide. The node that starts an answer
+/// takes a *lease* on the conversation ([`claim_answer`](Self::claim_answer)), renews it while
+/// the answer runs ([`renew_answer`](Self::renew_answer), which also records the last `seq`
+/// sent) and gives it back at the end ([`release_answer`](Self::release_answer)). A lease not
+/// renewed within its `ttl` lapses, so a node that dies cannot leave a conversation busy
+/// forever. [`active_answer`](Self::active_answer) is what `joined.active_stream` reports.
 #[async_trait]
 pub trait RoomStore: Send + Sync + 'static {
     /// Creates a conversation and grants its creator access. Returns `false`, changing
@@ -85,6 +98,38 @@ pub trait RoomStore: Send + Sync + 'static {
 
     /// Forgets a session.
     async fn remove_session(&self, session: &SessionId) -> Result<(), StoreError>;
+
+    /// Takes the lease of `conversation` for the answer `stream_id` (at `seq` 0) for `ttl`.
+    /// Returns `false`, changing nothing, while another answer holds an unexpired lease.
+    async fn claim_answer(
+        &self,
+        conversation: &ConversationId,
+        stream_id: &StreamId,
+        ttl: Duration,
+    ) -> Result<bool, StoreError>;
+
+    /// Extends the lease of `active.stream_id` by `ttl` from now and records `active.seq`.
+    /// A lease that lapsed meanwhile is taken again. Returns `false`, changing nothing, when
+    /// another answer holds the lease.
+    async fn renew_answer(
+        &self,
+        conversation: &ConversationId,
+        active: &ActiveStream,
+        ttl: Duration,
+    ) -> Result<bool, StoreError>;
+
+    /// Gives back the lease of `stream_id`. Does nothing when another answer holds it.
+    async fn release_answer(
+        &self,
+        conversation: &ConversationId,
+        stream_id: &StreamId,
+    ) -> Result<(), StoreError>;
+
+    /// The answer holding an unexpired lease on `conversation`, with the last `seq` recorded.
+    async fn active_answer(
+        &self,
+        conversation: &ConversationId,
+    ) -> Result<Option<ActiveStream>, StoreError>;
 }
 
 /// Forwards every call, so an `Arc<dyn RoomStore>` (or `Arc<S>`) is a store too.
@@ -138,5 +183,34 @@ impl<T: RoomStore + ?Sized> RoomStore for std::sync::Arc<T> {
     }
     async fn remove_session(&self, session: &SessionId) -> Result<(), StoreError> {
         (**self).remove_session(session).await
+    }
+    async fn claim_answer(
+        &self,
+        conversation: &ConversationId,
+        stream_id: &StreamId,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        (**self).claim_answer(conversation, stream_id, ttl).await
+    }
+    async fn renew_answer(
+        &self,
+        conversation: &ConversationId,
+        active: &ActiveStream,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        (**self).renew_answer(conversation, active, ttl).await
+    }
+    async fn release_answer(
+        &self,
+        conversation: &ConversationId,
+        stream_id: &StreamId,
+    ) -> Result<(), StoreError> {
+        (**self).release_answer(conversation, stream_id).await
+    }
+    async fn active_answer(
+        &self,
+        conversation: &ConversationId,
+    ) -> Result<Option<ActiveStream>, StoreError> {
+        (**self).active_answer(conversation).await
     }
 }

@@ -14,11 +14,11 @@ use std::time::Duration;
 use async_trait::async_trait;
 use marie_adapters::MemoryStore;
 use marie_core::{
-    ChatEngine, ChatMessage, ConversationId, ConversationInfo, EndStatus, EngineConfig, Error,
-    ErrorCode, FinishReason, HistoryQuery, Identity, MessageRole, PromptMessage, ProviderError,
-    RecordingSink, RoomEvent, RoomStore, SendOutcome, SendRequest, SessionId, SessionRecord,
-    SinkError, StoreError, StreamChunk, StreamEnd, StreamFailed, StreamId, StreamSink, Usage,
-    UserId, estimate_tokens,
+    ActiveStream, ChatEngine, ChatMessage, ConversationId, ConversationInfo, EndStatus,
+    EngineConfig, Error, ErrorCode, FinishReason, HistoryQuery, Identity, MessageRole,
+    PromptMessage, ProviderError, RecordingSink, RoomEvent, RoomStore, SendOutcome, SendRequest,
+    SessionId, SessionRecord, SinkError, StoreError, StreamChunk, StreamEnd, StreamFailed,
+    StreamId, StreamSink, Usage, UserId, estimate_tokens,
 };
 use marie_llm::ScriptedProvider;
 
@@ -1436,6 +1436,35 @@ impl RoomStore for FaultyStore {
     }
     async fn remove_session(&self, session: &SessionId) -> Result<(), StoreError> {
         self.inner.remove_session(session).await
+    }
+    async fn claim_answer(
+        &self,
+        conversation: &ConversationId,
+        stream_id: &StreamId,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        self.inner.claim_answer(conversation, stream_id, ttl).await
+    }
+    async fn renew_answer(
+        &self,
+        conversation: &ConversationId,
+        active: &ActiveStream,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        self.inner.renew_answer(conversation, active, ttl).await
+    }
+    async fn release_answer(
+        &self,
+        conversation: &ConversationId,
+        stream_id: &StreamId,
+    ) -> Result<(), StoreError> {
+        self.inner.release_answer(conversation, stream_id).await
+    }
+    async fn active_answer(
+        &self,
+        conversation: &ConversationId,
+    ) -> Result<Option<ActiveStream>, StoreError> {
+        self.inner.active_answer(conversation).await
     }
 }
 

@@ -8,8 +8,37 @@
 //! | feature | default | what it adds |
 //! |---|---|---|
 //! | `echo` | yes | [`EchoProvider`]: **a demo**, streams the user's message back word by word |
+//! | `openai` | no | `OpenAiProvider`: any OpenAI-compatible chat completions server (OpenAI, vLLM, llama.cpp, LM Studio, Ollama's `/v1`), streamed over SSE |
+//! | `ollama` | no | `OllamaProvider`: Ollama's native `/api/chat`, streamed as NDJSON |
+//! | `rustls` | yes | HTTPS for `openai` / `ollama` with rustls and the webpki roots; no effect without them |
 //!
 //! [`ScriptedProvider`] (fixed chunks, delays, faults on cue) is always there, for tests.
+//!
+//! ## The HTTP providers
+//!
+//! `OpenAiProvider` and `OllamaProvider` are configured from code (a builder) or from the
+//! environment (`OPENAI_API_KEY`, `OPENAI_BASE_URL`, `OPENAI_MODEL`; `OLLAMA_HOST`,
+//! `OLLAMA_MODEL`). They share
+//!
+//! * `Timeouts`: connect, first token, idle between chunks — silence is bounded, a long
+//!   answer is not;
+//! * `RetryPolicy`: jittered exponential backoff for connect errors, 408, 429 (honouring
+//!   `Retry-After`) and 5xx, bounded, and only before any of the answer was received;
+//!   401/403 are never retried;
+//! * strict streams: an answer is complete only on the provider's end marker (`[DONE]`,
+//!   `done: true`); a stream that stops short, an error object in the stream, or a line
+//!   that does not decode ends the answer with a `stream_error`;
+//! * cancellation by drop: dropping the answer stream drops the HTTP response and closes
+//!   its connection (no task is left behind), so a cancelled answer stops upstream at once;
+//! * metrics: `marie_provider_retries_total{provider, reason}`.
+//!
+//! The system prompt and the cap on how much history is sent are the engine's, and apply
+//! to every provider: `EngineConfig::system_prompt` and `EngineConfig::history_window` in
+//! `marie-core`.
+//!
+//! Errors carry details for logs; what clients see is the engine's safe message
+//! (`provider_unavailable`, "the language model is unavailable"): never an upstream body,
+//! never a key.
 //!
 //! ## Example
 //!
@@ -24,10 +53,26 @@
 
 #[cfg(feature = "echo")]
 mod echo;
+#[cfg(any(feature = "openai", feature = "ollama"))]
+mod http;
+#[cfg(feature = "ollama")]
+mod ollama;
+#[cfg(feature = "openai")]
+mod openai;
 mod scripted;
 #[cfg(feature = "echo")]
 mod words;
 
 #[cfg(feature = "echo")]
 pub use echo::EchoProvider;
+#[cfg(any(feature = "openai", feature = "ollama"))]
+pub use http::{ConfigError, RetryPolicy, Timeouts};
+#[cfg(feature = "ollama")]
+pub use ollama::{OLLAMA_DEFAULT_HOST, OLLAMA_DEFAULT_MODEL, OllamaBuilder, OllamaProvider};
+#[cfg(feature = "openai")]
+pub use openai::{OPENAI_DEFAULT_BASE_URL, OPENAI_DEFAULT_MODEL, OpenAiBuilder, OpenAiProvider};
+/// The HTTP client the providers use, for [`OpenAiBuilder::http_client`] and
+/// [`OllamaBuilder::http_client`].
+#[cfg(any(feature = "openai", feature = "ollama"))]
+pub use reqwest;
 pub use scripted::ScriptedProvider;

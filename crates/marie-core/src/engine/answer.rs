@@ -10,13 +10,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use futures_util::{FutureExt, StreamExt};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::ChatEngine;
 use crate::{
-    AnswerFailed, ChatMessage, ConversationId, EndStatus, Error, ErrorCode, FinishReason, LlmEvent,
-    LlmRequest, MessageId, MessageResponse, MessageRole, ProviderError, RoomEvent, StreamChunk,
-    StreamEnd, StreamFailed, StreamId, StreamStart, Usage, estimate_tokens, now_millis,
+    ActiveStream, AnswerFailed, ChatMessage, ConversationId, EndStatus, Error, ErrorCode,
+    FinishReason, LlmEvent, LlmRequest, MessageId, MessageResponse, MessageRole, ProviderError,
+    RoomEvent, StreamChunk, StreamEnd, StreamFailed, StreamId, StreamStart, Usage, estimate_tokens,
+    now_millis,
 };
 
 pub(super) struct AnswerJob {
@@ -30,6 +32,8 @@ pub(super) struct AnswerJob {
     pub(super) streamed: bool,
     pub(super) cancel: CancellationToken,
     pub(super) seq: Arc<AtomicU64>,
+    /// Signalled after each chunk is sent, so that the lease keeper records the new `seq`.
+    pub(super) progress: Arc<Notify>,
 }
 
 /// How the provider part of an answer went.
@@ -65,7 +69,7 @@ pub(super) async fn run(engine: ChatEngine, job: AnswerJob) {
             )
             .await;
         }
-        drive(&engine, &job).await
+        with_lease(&engine, &job, drive(&engine, &job)).await
     })
     .catch_unwind()
     .await
@@ -96,9 +100,78 @@ pub(super) async fn run(engine: ChatEngine, job: AnswerJob) {
     };
     metrics::counter!("marie_streams_ended_total", "status" => status).increment(1);
     // Free the conversation before the terminal event goes out: a client that has received
-    // it may send its next message at once and must not be told "busy".
-    engine.finish(&job.conversation_id, &job.stream_id);
+    // it may send its next message at once, on any node, and must not be told "busy".
+    if AssertUnwindSafe(engine.finish(&job.conversation_id, &job.stream_id))
+        .catch_unwind()
+        .await
+        .is_err()
+    {
+        tracing::error!(stream_id = %job.stream_id, "releasing the answer's lease panicked");
+    }
     emit(&engine, &job, terminal).await;
+}
+
+/// Runs `work` while keeping the answer's lease in the store alive.
+async fn with_lease<T>(
+    engine: &ChatEngine,
+    job: &AnswerJob,
+    work: impl std::future::Future<Output = T>,
+) -> T {
+    let keeper = keep_lease(engine, job);
+    tokio::pin!(keeper, work);
+    tokio::select! {
+        biased;
+        out = &mut work => out,
+        never = &mut keeper => match never {},
+    }
+}
+
+/// Renews the lease every third of its length, and records the last `seq` sent after each
+/// chunk (coalesced: while one write is under way, newer chunks wait for the next). Never
+/// returns; dropped when the answer's work is done.
+async fn keep_lease(engine: &ChatEngine, job: &AnswerJob) -> std::convert::Infallible {
+    let store = &engine.shared.store;
+    let ttl = engine.answer_lease();
+    let period = ttl / 3;
+    let mut recorded = 0;
+    let mut renew_at = tokio::time::Instant::now() + period;
+    let mut failing = false;
+    loop {
+        tokio::select! {
+            () = job.progress.notified() => {}
+            () = tokio::time::sleep_until(renew_at) => {}
+        }
+        let seq = job.seq.load(Ordering::Acquire);
+        if seq == recorded && tokio::time::Instant::now() < renew_at {
+            continue;
+        }
+        let active = ActiveStream {
+            stream_id: job.stream_id.clone(),
+            seq,
+        };
+        match store.renew_answer(&job.conversation_id, &active, ttl).await {
+            Ok(held) => {
+                if !held {
+                    tracing::warn!(stream_id = %job.stream_id, "another answer took this answer's lease");
+                }
+                if failing {
+                    tracing::info!(stream_id = %job.stream_id, "the answer's lease is renewed again");
+                    failing = false;
+                }
+                recorded = seq;
+                renew_at = tokio::time::Instant::now() + period;
+            }
+            Err(e) => {
+                if !failing {
+                    tracing::warn!(error = %e, stream_id = %job.stream_id, "could not renew the answer's lease");
+                    failing = true;
+                }
+                // Try again at the next chunk, or soon.
+                renew_at =
+                    tokio::time::Instant::now() + period.min(std::time::Duration::from_secs(1));
+            }
+        }
+    }
 }
 
 /// Polls the provider until it is done, fails, or the answer is cancelled or interrupted.
@@ -107,6 +180,7 @@ async fn drive(engine: &ChatEngine, job: &AnswerJob) -> Outcome {
     let started = Instant::now();
     let mut content = String::new();
     let mut deltas: u64 = 0;
+    let mut first_chunk_at: Option<Instant> = None;
 
     let stopped = |cancelled: bool, content: String| Outcome::Finished {
         content,
@@ -147,6 +221,7 @@ async fn drive(engine: &ChatEngine, job: &AnswerJob) -> Outcome {
                 }
                 deltas += 1;
                 if deltas == 1 {
+                    first_chunk_at = Some(Instant::now());
                     metrics::histogram!("marie_stream_first_chunk_seconds")
                         .record(started.elapsed().as_secs_f64());
                 }
@@ -166,6 +241,7 @@ async fn drive(engine: &ChatEngine, job: &AnswerJob) -> Outcome {
                         }),
                     )
                     .await;
+                    job.progress.notify_one();
                     metrics::counter!("marie_stream_chunks_total").increment(1);
                 }
             }
@@ -173,6 +249,7 @@ async fn drive(engine: &ChatEngine, job: &AnswerJob) -> Outcome {
                 usage,
                 finish_reason,
             })) => {
+                record_speed(first_chunk_at, deltas);
                 return Outcome::Finished {
                     content,
                     status: EndStatus::Complete,
@@ -187,6 +264,17 @@ async fn drive(engine: &ChatEngine, job: &AnswerJob) -> Outcome {
                 ));
             }
         }
+    }
+}
+
+/// Records the generation speed of a finished answer: the tokens after the first (counted as
+/// `tokens_used` counts them, one per provider delta) per second between the first delta and
+/// the end. Answers of fewer than two tokens say nothing about speed and are not recorded.
+fn record_speed(first_chunk_at: Option<Instant>, tokens: u64) {
+    let Some(first) = first_chunk_at else { return };
+    let seconds = first.elapsed().as_secs_f64();
+    if tokens >= 2 && seconds > 0.0 {
+        metrics::histogram!("marie_stream_tokens_per_second").record((tokens - 1) as f64 / seconds);
     }
 }
 

@@ -1,5 +1,7 @@
 //! [`EngineConfig`]: the engine's limits and switches.
 
+use std::time::Duration;
+
 /// Limits and switches of a [`ChatEngine`](crate::ChatEngine). `Default` fits a public chat.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
@@ -18,6 +20,10 @@ pub struct EngineConfig {
     pub create_on_join: bool,
     /// How many `client_message_id`s are remembered for idempotent `send_message`.
     pub idempotency_capacity: usize,
+    /// How long a running answer's lease on its conversation lasts without renewal (it is
+    /// renewed every third of that while the answer runs). A node that dies leaves its
+    /// conversations busy for at most this long.
+    pub answer_lease: Duration,
 }
 
 impl Default for EngineConfig {
@@ -30,6 +36,7 @@ impl Default for EngineConfig {
             default_history_page: 50,
             create_on_join: true,
             idempotency_capacity: 10_000,
+            answer_lease: Duration::from_secs(15),
         }
     }
 }
@@ -50,6 +57,12 @@ impl EngineConfig {
     /// Sets [`system_prompt`](Self::system_prompt).
     pub fn system_prompt(mut self, prompt: impl Into<String>) -> Self {
         self.system_prompt = Some(prompt.into());
+        self
+    }
+
+    /// Sets [`answer_lease`](Self::answer_lease) (at least 100 ms).
+    pub fn answer_lease(mut self, lease: Duration) -> Self {
+        self.answer_lease = lease.max(Duration::from_millis(100));
         self
     }
 

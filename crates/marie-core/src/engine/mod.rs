@@ -12,19 +12,21 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use config::EngineConfig;
 
 use crate::{
-    AccessPolicy, ChatMessage, ConversationId, ConversationInfo, DefaultAccessPolicy, Error,
-    HistoryQuery, Identity, LlmProvider, LlmRequest, MessageId, MessageRole, PromptMessage,
-    RoomStore, StreamId, StreamSink, UserId, now_millis,
+    AccessPolicy, ChatMessage, ControlBus, ControlMessage, ConversationId, ConversationInfo,
+    DefaultAccessPolicy, Error, HistoryQuery, Identity, LlmProvider, LlmRequest, LocalControlBus,
+    MessageId, MessageRole, PromptMessage, RoomStore, StreamId, StreamSink, UserId, now_millis,
 };
 
-/// A running answer, as `joined.active_stream` reports it.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+/// A running answer, as `joined.active_stream` reports it and as the store's answer lease
+/// records it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ActiveStream {
     /// The answer.
     pub stream_id: StreamId,
@@ -72,6 +74,13 @@ pub struct SendOutcome {
 /// Runs conversations: access, history, and one answer at a time per conversation.
 ///
 /// Cheap to clone: every clone shares the same state.
+///
+/// ## On several nodes
+///
+/// Engines on several nodes cooperate through what they share: the [`RoomStore`] holds a
+/// lease per running answer (so `busy` and `joined.active_stream` hold cluster-wide), and
+/// the [`ControlBus`] carries `cancel_stream` to the node that runs the answer. With the
+/// defaults (an in-process bus) the engine serves one node.
 #[derive(Clone)]
 pub struct ChatEngine {
     shared: Arc<Shared>,
@@ -82,6 +91,7 @@ struct Shared {
     provider: Arc<dyn LlmProvider>,
     sink: Arc<dyn StreamSink>,
     policy: Arc<dyn AccessPolicy>,
+    bus: Arc<dyn ControlBus>,
     config: EngineConfig,
     state: Mutex<State>,
     tasks: TaskTracker,
@@ -96,6 +106,7 @@ struct State {
     sent: IdempotencyCache,
 }
 
+/// An answer running on this node.
 struct RunningAnswer {
     stream_id: StreamId,
     cancel: CancellationToken,
@@ -134,6 +145,7 @@ pub struct EngineBuilder {
     provider: Arc<dyn LlmProvider>,
     sink: Arc<dyn StreamSink>,
     policy: Arc<dyn AccessPolicy>,
+    bus: Arc<dyn ControlBus>,
     config: EngineConfig,
 }
 
@@ -150,20 +162,34 @@ impl EngineBuilder {
         self
     }
 
-    /// Builds the engine.
+    /// Replaces the in-process [`LocalControlBus`]: give every node of a cluster a bus that
+    /// reaches the others (the Redis one of `marie-adapters`, for instance).
+    pub fn control_bus(mut self, bus: Arc<dyn ControlBus>) -> Self {
+        self.bus = bus;
+        self
+    }
+
+    /// Builds the engine and subscribes it to the control bus.
     pub fn build(self) -> ChatEngine {
-        ChatEngine {
-            shared: Arc::new(Shared {
-                store: self.store,
-                provider: self.provider,
-                sink: self.sink,
-                policy: self.policy,
-                config: self.config,
-                state: Mutex::new(State::default()),
-                tasks: TaskTracker::new(),
-                interrupt: CancellationToken::new(),
-            }),
-        }
+        let shared = Arc::new(Shared {
+            store: self.store,
+            provider: self.provider,
+            sink: self.sink,
+            policy: self.policy,
+            bus: self.bus,
+            config: self.config,
+            state: Mutex::new(State::default()),
+            tasks: TaskTracker::new(),
+            interrupt: CancellationToken::new(),
+        });
+        // Weak: the bus outlives no engine because of its subscription.
+        let weak = Arc::downgrade(&shared);
+        shared.bus.subscribe(Arc::new(move |message| {
+            if let Some(shared) = weak.upgrade() {
+                ChatEngine { shared }.on_control(message);
+            }
+        }));
+        ChatEngine { shared }
     }
 }
 
@@ -179,6 +205,7 @@ impl ChatEngine {
             provider,
             sink,
             policy: Arc::new(DefaultAccessPolicy),
+            bus: Arc::new(LocalControlBus::new()),
             config: EngineConfig::default(),
         }
     }
@@ -191,6 +218,14 @@ impl ChatEngine {
     /// The engine's configuration.
     pub fn config(&self) -> &EngineConfig {
         &self.shared.config
+    }
+
+    /// [`EngineConfig::answer_lease`], never so short that renewing it would spin.
+    fn answer_lease(&self) -> Duration {
+        self.shared
+            .config
+            .answer_lease
+            .max(Duration::from_millis(100))
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -244,11 +279,12 @@ impl ChatEngine {
         }
         let info = self.authorize(who, conversation).await?;
         let members = store.members(conversation).await?;
+        let active_stream = self.running_answer(conversation).await?;
         Ok(Joined {
             conversation: info,
             created,
             members,
-            active_stream: self.active_stream(conversation),
+            active_stream,
         })
     }
 
@@ -274,7 +310,20 @@ impl ChatEngine {
         Ok(())
     }
 
-    /// The answer running in `conversation`, if any.
+    /// The answer running in `conversation` on any node, if any: this node's own answers are
+    /// answered from memory, the others from the store's answer lease (whose `seq` may lag a
+    /// little behind the last chunk sent).
+    pub async fn running_answer(
+        &self,
+        conversation: &ConversationId,
+    ) -> Result<Option<ActiveStream>, Error> {
+        if let Some(local) = self.active_stream(conversation) {
+            return Ok(Some(local));
+        }
+        Ok(self.shared.store.active_answer(conversation).await?)
+    }
+
+    /// The answer running in `conversation` on this node, if any.
     pub fn active_stream(&self, conversation: &ConversationId) -> Option<ActiveStream> {
         self.state()
             .answers
@@ -317,9 +366,11 @@ impl ChatEngine {
         };
         let cancel = CancellationToken::new();
         let seq = Arc::new(AtomicU64::new(0));
+        let progress = Arc::new(Notify::new());
 
         // Check for a repeat and reserve the conversation in one critical section, so that
-        // two concurrent sends can neither both start nor both be told "duplicate".
+        // two concurrent sends on this node can neither both start nor both be told
+        // "duplicate". The store's lease then arbitrates between nodes.
         {
             let mut state = self.state();
             if let Some(first) = idempotency_key
@@ -349,15 +400,36 @@ impl ChatEngine {
             }
         }
 
+        let give_up = |engine: &Self| {
+            let mut state = engine.state();
+            state.answers.remove(&conversation);
+            if let Some(key) = &idempotency_key {
+                state.sent.remove(key);
+            }
+        };
+        match self
+            .shared
+            .store
+            .claim_answer(&conversation, &outcome.stream_id, self.answer_lease())
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => {
+                give_up(self);
+                return Err(Error::Busy);
+            }
+            Err(e) => {
+                give_up(self);
+                return Err(e.into());
+            }
+        }
+
         let prepared = self.prepare_request(who, &conversation, user_message).await;
         let llm_request = match prepared {
             Ok(r) => r,
             Err(e) => {
-                let mut state = self.state();
-                state.answers.remove(&conversation);
-                if let Some(key) = &idempotency_key {
-                    state.sent.remove(key);
-                }
+                give_up(self);
+                self.release(&conversation, &outcome.stream_id).await;
                 return Err(e);
             }
         };
@@ -370,6 +442,7 @@ impl ChatEngine {
             streamed: request.stream,
             cancel,
             seq,
+            progress,
         };
         let engine = self.clone();
         self.shared.tasks.spawn(answer::run(engine, job));
@@ -421,14 +494,55 @@ impl ChatEngine {
         stream_id: Option<&StreamId>,
     ) -> Result<StreamId, Error> {
         self.authorize(who, conversation).await?;
-        let state = self.state();
-        let running = state
-            .answers
-            .get(conversation)
-            .filter(|a| stream_id.is_none_or(|id| *id == a.stream_id))
+        let matches = |running: &StreamId| stream_id.is_none_or(|id| id == running);
+        // An answer of this node stops at once.
+        {
+            let state = self.state();
+            if let Some(running) = state
+                .answers
+                .get(conversation)
+                .filter(|a| matches(&a.stream_id))
+            {
+                running.cancel.cancel();
+                return Ok(running.stream_id.clone());
+            }
+        }
+        // One running elsewhere is stopped by its node, told over the control bus.
+        let running = self
+            .shared
+            .store
+            .active_answer(conversation)
+            .await?
+            .filter(|a| matches(&a.stream_id))
             .ok_or(Error::NotFound("no such running answer"))?;
-        running.cancel.cancel();
-        Ok(running.stream_id.clone())
+        self.shared
+            .bus
+            .publish(ControlMessage::CancelAnswer {
+                conversation_id: conversation.clone(),
+                stream_id: running.stream_id.clone(),
+            })
+            .await?;
+        Ok(running.stream_id)
+    }
+
+    /// Acts on a message of the control bus.
+    fn on_control(&self, message: ControlMessage) {
+        match message {
+            ControlMessage::CancelAnswer {
+                conversation_id,
+                stream_id,
+            } => {
+                let state = self.state();
+                if let Some(running) = state
+                    .answers
+                    .get(&conversation_id)
+                    .filter(|a| a.stream_id == stream_id)
+                {
+                    tracing::debug!(%stream_id, "answer cancelled from another node");
+                    running.cancel.cancel();
+                }
+            }
+        }
     }
 
     /// `get_history`: the newest `limit` messages before `before`, oldest first.
@@ -495,15 +609,48 @@ impl ChatEngine {
         }
     }
 
-    fn finish(&self, conversation: &ConversationId, stream_id: &StreamId) {
-        let mut state = self.state();
-        if state
-            .answers
-            .get(conversation)
-            .is_some_and(|a| a.stream_id == *stream_id)
+    /// Frees the conversation after an answer: on this node, then in the store.
+    async fn finish(&self, conversation: &ConversationId, stream_id: &StreamId) {
         {
-            state.answers.remove(conversation);
+            let mut state = self.state();
+            if state
+                .answers
+                .get(conversation)
+                .is_some_and(|a| a.stream_id == *stream_id)
+            {
+                state.answers.remove(conversation);
+            }
         }
+        self.release(conversation, stream_id).await;
+    }
+
+    /// Gives the answer's lease back. When the store is away, keeps trying in the background
+    /// until the lease would have lapsed anyway, so that the conversation is free as soon as
+    /// the store is back.
+    async fn release(&self, conversation: &ConversationId, stream_id: &StreamId) {
+        let store = self.shared.store.clone();
+        let Err(e) = store.release_answer(conversation, stream_id).await else {
+            return;
+        };
+        tracing::warn!(error = %e, %stream_id, "could not release the answer's lease; retrying");
+        let lease = self.answer_lease();
+        let (conversation, stream_id) = (conversation.clone(), stream_id.clone());
+        tokio::spawn(async move {
+            let deadline = tokio::time::Instant::now() + lease;
+            let mut pause = Duration::from_millis(100);
+            while tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(pause).await;
+                if store
+                    .release_answer(&conversation, &stream_id)
+                    .await
+                    .is_ok()
+                {
+                    tracing::info!(%stream_id, "released the answer's lease");
+                    return;
+                }
+                pause = (pause * 2).min(Duration::from_secs(1));
+            }
+        });
     }
 }
 

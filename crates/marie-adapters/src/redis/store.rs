@@ -1,0 +1,512 @@
+//! [`RedisStore`]: every [`RoomStore`] record in Redis, shared by every node.
+
+use std::future::Future;
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use marie_core::{
+    ActiveStream, ChatMessage, ConversationId, ConversationInfo, HistoryQuery, RoomStore,
+    SessionId, SessionRecord, StoreError, StreamId, UserId, now_millis,
+};
+use redis::aio::ConnectionManager;
+use redis::{AsyncCommands, Script};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::{RedisConfig, unavailable};
+
+/// Refreshes the TTL of every key passed (a no-op without one): shared by the write scripts.
+const TOUCH: &str = r"
+local function touch(ttl)
+  if tonumber(ttl) > 0 then
+    for i = 1, #KEYS do redis.call('PEXPIRE', KEYS[i], ttl) end
+  end
+end
+";
+
+/// KEYS: info, members, ids, msgs. ARGV: info JSON, creator, ttl ms (0: none).
+static CREATE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        "{TOUCH}
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX') then return 0 end
+redis.call('ZADD', KEYS[2], 0, ARGV[2])
+touch(ARGV[3])
+return 1"
+    ))
+});
+
+/// KEYS: info, members, ids, msgs. ARGV: user, ttl ms. -1: no such conversation.
+static GRANT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        "{TOUCH}
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+if not redis.call('ZSCORE', KEYS[2], ARGV[1]) then
+  redis.call('ZADD', KEYS[2], redis.call('ZCARD', KEYS[2]), ARGV[1])
+end
+touch(ARGV[2])
+return 1"
+    ))
+});
+
+/// KEYS: info, members, ids, msgs. ARGV: message id, message JSON, limit (0: none), ttl ms.
+/// -1: no such conversation.
+static APPEND: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        "{TOUCH}
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+redis.call('ZADD', KEYS[3], 0, ARGV[1])
+redis.call('HSET', KEYS[4], ARGV[1], ARGV[2])
+local limit = tonumber(ARGV[3])
+if limit > 0 then
+  local excess = redis.call('ZCARD', KEYS[3]) - limit
+  if excess > 0 then
+    local old = redis.call('ZRANGE', KEYS[3], 0, excess - 1)
+    redis.call('ZREMRANGEBYRANK', KEYS[3], 0, excess - 1)
+    for _, id in ipairs(old) do redis.call('HDEL', KEYS[4], id) end
+  end
+end
+touch(ARGV[4])
+return 1"
+    ))
+});
+
+/// KEYS: ids, msgs. ARGV: before ('' for none), limit. The newest `limit` messages before
+/// `before`, newest first.
+static HISTORY: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local max = '+'
+if ARGV[1] ~= '' then max = '(' .. ARGV[1] end
+local ids = redis.call('ZREVRANGEBYLEX', KEYS[1], max, '-', 'LIMIT', 0, tonumber(ARGV[2]))
+local out = {}
+for i = 1, #ids, 1000 do
+  local part = redis.call('HMGET', KEYS[2], unpack(ids, i, math.min(i + 999, #ids)))
+  for _, m in ipairs(part) do
+    if m then out[#out + 1] = m end
+  end
+end
+return out",
+    )
+});
+
+/// KEYS: answer. ARGV: stream id, ttl ms.
+static CLAIM: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], 'stream_id', ARGV[1], 'seq', 0)
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return 1",
+    )
+});
+
+/// KEYS: answer. ARGV: stream id, seq, ttl ms.
+static RENEW: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local held = redis.call('HGET', KEYS[1], 'stream_id')
+if held and held ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'stream_id', ARGV[1], 'seq', ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return 1",
+    )
+});
+
+/// KEYS: answer. ARGV: stream id.
+static RELEASE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+if redis.call('HGET', KEYS[1], 'stream_id') == ARGV[1] then redis.call('DEL', KEYS[1]) end
+return 1",
+    )
+});
+
+/// A [`RoomStore`] in Redis: conversations, access lists, history, sessions and the leases of
+/// running answers, shared by every node that uses the same Redis and prefix.
+///
+/// Cheap to clone; clones share one multiplexed connection, which reconnects by itself. See
+/// the [module docs](crate::redis) for the key layout.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), marie_core::StoreError> {
+/// use marie_adapters::{RedisConfig, RedisStore};
+///
+/// let store = RedisStore::connect(RedisConfig::new("redis://127.0.0.1:6379")).await?;
+/// # let _ = store;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct RedisStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    conn: ConnectionManager,
+    config: RedisConfig,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("config", &self.inner.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The keys of one conversation.
+struct ConvKeys {
+    info: String,
+    members: String,
+    ids: String,
+    msgs: String,
+}
+
+impl ConvKeys {
+    /// In the order the write scripts take them.
+    fn all(&self) -> [&str; 4] {
+        [&self.info, &self.members, &self.ids, &self.msgs]
+    }
+}
+
+impl RedisStore {
+    /// Connects to Redis. Fails when Redis cannot be reached now; once connected, the store
+    /// reconnects by itself.
+    pub async fn connect(config: RedisConfig) -> Result<Self, StoreError> {
+        let conn = config.connect(None).await?;
+        Ok(Self {
+            inner: Arc::new(Inner { conn, config }),
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &RedisConfig {
+        &self.inner.config
+    }
+
+    /// Checks that Redis answers (for readiness probes).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.run("ping", |mut c| async move {
+            redis::cmd("PING").query_async::<String>(&mut c).await
+        })
+        .await
+        .map(drop)
+    }
+
+    fn conv_keys(&self, conversation: &ConversationId) -> ConvKeys {
+        let base = format!("{}:conv:{{{conversation}}}", self.inner.config.prefix);
+        ConvKeys {
+            info: format!("{base}:info"),
+            members: format!("{base}:members"),
+            ids: format!("{base}:ids"),
+            msgs: format!("{base}:msgs"),
+        }
+    }
+
+    fn answer_key(&self, conversation: &ConversationId) -> String {
+        format!(
+            "{}:conv:{{{conversation}}}:answer",
+            self.inner.config.prefix
+        )
+    }
+
+    fn session_key(&self, session: &SessionId) -> String {
+        format!("{}:session:{{{session}}}", self.inner.config.prefix)
+    }
+
+    fn ttl_ms(&self) -> u64 {
+        self.inner
+            .config
+            .conversation_ttl
+            .map_or(0, |t| millis(t).max(1))
+    }
+
+    /// Runs one Redis operation under the configured timeout, mapping failures.
+    async fn run<T, F, Fut>(&self, op: &'static str, f: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(ConnectionManager) -> Fut,
+        Fut: Future<Output = redis::RedisResult<T>>,
+    {
+        let result = tokio::time::timeout(self.inner.config.timeout, f(self.inner.conn.clone()))
+            .await
+            .unwrap_or_else(|_| {
+                Err(redis::RedisError::from((
+                    redis::ErrorKind::Io,
+                    "timed out waiting for Redis",
+                )))
+            });
+        result.map_err(|e| {
+            metrics::counter!("marie_store_errors_total", "store" => "redis", "op" => op)
+                .increment(1);
+            tracing::debug!(op, error = %e, "redis operation failed");
+            unavailable(e)
+        })
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+fn to_json<T: Serialize>(value: &T) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn from_json<T: DeserializeOwned>(raw: &str) -> Result<T, StoreError> {
+    serde_json::from_str(raw).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn no_such_conversation() -> StoreError {
+    StoreError::Unavailable("no such conversation".into())
+}
+
+#[async_trait]
+impl RoomStore for RedisStore {
+    async fn create_conversation(&self, info: ConversationInfo) -> Result<bool, StoreError> {
+        let keys = self.conv_keys(&info.conversation_id);
+        let json = to_json(&info)?;
+        let ttl = self.ttl_ms();
+        let created: i64 = self
+            .run("create_conversation", |mut c| async move {
+                let mut call = CREATE.prepare_invoke();
+                for k in keys.all() {
+                    call.key(k);
+                }
+                call.arg(json)
+                    .arg(info.created_by.as_str())
+                    .arg(ttl)
+                    .invoke_async(&mut c)
+                    .await
+            })
+            .await?;
+        Ok(created == 1)
+    }
+
+    async fn conversation(
+        &self,
+        conversation: &ConversationId,
+    ) -> Result<Option<ConversationInfo>, StoreError> {
+        let key = self.conv_keys(conversation).info;
+        let raw: Option<String> = self
+            .run("conversation", |mut c| async move { c.get(key).await })
+            .await?;
+        raw.as_deref().map(from_json).transpose()
+    }
+
+    async fn grant_access(
+        &self,
+        conversation: &ConversationId,
+        user: &UserId,
+    ) -> Result<(), StoreError> {
+        let keys = self.conv_keys(conversation);
+        let ttl = self.ttl_ms();
+        let done: i64 = self
+            .run("grant_access", |mut c| async move {
+                let mut call = GRANT.prepare_invoke();
+                for k in keys.all() {
+                    call.key(k);
+                }
+                call.arg(user.as_str()).arg(ttl).invoke_async(&mut c).await
+            })
+            .await?;
+        if done < 0 {
+            return Err(no_such_conversation());
+        }
+        Ok(())
+    }
+
+    async fn has_access(
+        &self,
+        conversation: &ConversationId,
+        user: &UserId,
+    ) -> Result<bool, StoreError> {
+        let key = self.conv_keys(conversation).members;
+        let score: Option<f64> = self
+            .run("has_access", |mut c| async move {
+                c.zscore(key, user.as_str()).await
+            })
+            .await?;
+        Ok(score.is_some())
+    }
+
+    async fn members(&self, conversation: &ConversationId) -> Result<Vec<UserId>, StoreError> {
+        let key = self.conv_keys(conversation).members;
+        let raw: Vec<String> = self
+            .run("members", |mut c| async move { c.zrange(key, 0, -1).await })
+            .await?;
+        raw.into_iter()
+            .map(|u| UserId::parse(u).map_err(|e| StoreError::Corrupt(e.to_string())))
+            .collect()
+    }
+
+    async fn append_message(
+        &self,
+        conversation: &ConversationId,
+        message: ChatMessage,
+    ) -> Result<(), StoreError> {
+        let keys = self.conv_keys(conversation);
+        let json = to_json(&message)?;
+        let limit = self.inner.config.history_limit.unwrap_or(0);
+        let ttl = self.ttl_ms();
+        let done: i64 = self
+            .run("append_message", |mut c| async move {
+                let mut call = APPEND.prepare_invoke();
+                for k in keys.all() {
+                    call.key(k);
+                }
+                call.arg(message.message_id.as_str())
+                    .arg(json)
+                    .arg(limit)
+                    .arg(ttl)
+                    .invoke_async(&mut c)
+                    .await
+            })
+            .await?;
+        if done < 0 {
+            return Err(no_such_conversation());
+        }
+        Ok(())
+    }
+
+    async fn history(
+        &self,
+        conversation: &ConversationId,
+        query: HistoryQuery,
+    ) -> Result<Vec<ChatMessage>, StoreError> {
+        if query.limit == 0 {
+            return Ok(Vec::new());
+        }
+        let keys = self.conv_keys(conversation);
+        let before = query
+            .before
+            .as_ref()
+            .map_or_else(String::new, |b| b.as_str().to_owned());
+        let limit = i64::try_from(query.limit).unwrap_or(i64::MAX);
+        let raw: Vec<String> = self
+            .run("history", |mut c| async move {
+                HISTORY
+                    .key(keys.ids)
+                    .key(keys.msgs)
+                    .arg(before)
+                    .arg(limit)
+                    .invoke_async(&mut c)
+                    .await
+            })
+            .await?;
+        // Newest first from Redis; oldest first out.
+        raw.iter().rev().map(|m| from_json(m)).collect()
+    }
+
+    async fn put_session(&self, session: SessionRecord) -> Result<(), StoreError> {
+        let key = self.session_key(&session.session_id);
+        let ttl = session.expires_at.saturating_sub(now_millis());
+        if ttl == 0 {
+            return self.remove_session(&session.session_id).await;
+        }
+        let json = to_json(&session)?;
+        self.run("put_session", |mut c| async move {
+            c.pset_ex::<_, _, ()>(key, json, ttl).await
+        })
+        .await
+    }
+
+    async fn session(&self, session: &SessionId) -> Result<Option<SessionRecord>, StoreError> {
+        let key = self.session_key(session);
+        let raw: Option<String> = self
+            .run("session", |mut c| async move { c.get(key).await })
+            .await?;
+        let record: Option<SessionRecord> = raw.as_deref().map(from_json).transpose()?;
+        Ok(record.filter(|s| s.expires_at > now_millis()))
+    }
+
+    async fn remove_session(&self, session: &SessionId) -> Result<(), StoreError> {
+        let key = self.session_key(session);
+        self.run("remove_session", |mut c| async move {
+            c.del::<_, ()>(key).await
+        })
+        .await
+    }
+
+    async fn claim_answer(
+        &self,
+        conversation: &ConversationId,
+        stream_id: &StreamId,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        let key = self.answer_key(conversation);
+        let claimed: i64 = self
+            .run("claim_answer", |mut c| async move {
+                CLAIM
+                    .key(key)
+                    .arg(stream_id.as_str())
+                    .arg(millis(ttl).max(1))
+                    .invoke_async(&mut c)
+                    .await
+            })
+            .await?;
+        Ok(claimed == 1)
+    }
+
+    async fn renew_answer(
+        &self,
+        conversation: &ConversationId,
+        active: &ActiveStream,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        let key = self.answer_key(conversation);
+        let held: i64 = self
+            .run("renew_answer", |mut c| async move {
+                RENEW
+                    .key(key)
+                    .arg(active.stream_id.as_str())
+                    .arg(active.seq)
+                    .arg(millis(ttl).max(1))
+                    .invoke_async(&mut c)
+                    .await
+            })
+            .await?;
+        Ok(held == 1)
+    }
+
+    async fn release_answer(
+        &self,
+        conversation: &ConversationId,
+        stream_id: &StreamId,
+    ) -> Result<(), StoreError> {
+        let key = self.answer_key(conversation);
+        self.run("release_answer", |mut c| async move {
+            RELEASE
+                .key(key)
+                .arg(stream_id.as_str())
+                .invoke_async::<i64>(&mut c)
+                .await
+        })
+        .await
+        .map(drop)
+    }
+
+    async fn active_answer(
+        &self,
+        conversation: &ConversationId,
+    ) -> Result<Option<ActiveStream>, StoreError> {
+        let key = self.answer_key(conversation);
+        let (stream_id, seq): (Option<String>, Option<u64>) = self
+            .run("active_answer", |mut c| async move {
+                redis::cmd("HMGET")
+                    .arg(key)
+                    .arg("stream_id")
+                    .arg("seq")
+                    .query_async(&mut c)
+                    .await
+            })
+            .await?;
+        let Some(stream_id) = stream_id else {
+            return Ok(None);
+        };
+        Ok(Some(ActiveStream {
+            stream_id: StreamId::parse(stream_id)
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            seq: seq.unwrap_or(0),
+        }))
+    }
+}

@@ -1,0 +1,223 @@
+//! The provider-independent half of an answer stream: timeouts, the end marker, and turning
+//! decoded pieces into [`LlmEvent`]s.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use futures_util::stream::BoxStream;
+use futures_util::{FutureExt, Stream, StreamExt, stream};
+use marie_core::{FinishReason, LlmEvent, LlmStream, ProviderError, Usage};
+use tokio::time::Instant;
+
+/// What one decoded unit of a response (an SSE event, an NDJSON line) says.
+#[derive(Debug, Default, PartialEq)]
+pub(crate) struct Piece {
+    /// Answer text; may be empty.
+    pub(crate) text: String,
+    /// The model produced output here, shown or not (text, reasoning): this ends the
+    /// first-token wait.
+    pub(crate) generated: bool,
+    /// Usage, when this piece reports it.
+    pub(crate) usage: Option<Usage>,
+    /// Why the model stopped, when this piece says it.
+    pub(crate) finish: Option<FinishReason>,
+    /// The provider's end marker (`[DONE]`, `done:true`): the answer is complete.
+    pub(crate) done: bool,
+}
+
+/// Turns a stream of pieces into an answer stream with the first-token and idle timeouts.
+///
+/// The answer ends with `Done` only on the provider's end marker; a stream that stops
+/// without it yields a [`ProviderError::Protocol`] (`missing_end` says what was missing).
+/// After the first error nothing more is read. Dropping the returned stream drops `pieces`,
+/// and with it the HTTP response and its connection.
+pub(crate) fn drive<S>(
+    pieces: S,
+    first_token_deadline: Instant,
+    idle: Duration,
+    missing_end: &'static str,
+) -> LlmStream
+where
+    S: Stream<Item = Result<Piece, ProviderError>> + Send + 'static,
+{
+    let state = Driver {
+        pieces: Some(pieces.boxed()),
+        ready: VecDeque::new(),
+        first_token_deadline,
+        idle,
+        last_activity: None,
+        usage: None,
+        finish: None,
+        missing_end,
+    };
+    stream::unfold(state, Driver::next).boxed()
+}
+
+struct Driver {
+    /// `None` once the answer is over (done or failed): the response is dropped then.
+    pieces: Option<BoxStream<'static, Result<Piece, ProviderError>>>,
+    /// Events decoded but not yet handed out.
+    ready: VecDeque<Result<LlmEvent, ProviderError>>,
+    first_token_deadline: Instant,
+    idle: Duration,
+    /// When the last piece arrived, once the first token has.
+    last_activity: Option<Instant>,
+    usage: Option<Usage>,
+    finish: Option<FinishReason>,
+    missing_end: &'static str,
+}
+
+impl Driver {
+    async fn next(mut self) -> Option<(Result<LlmEvent, ProviderError>, Self)> {
+        loop {
+            if let Some(event) = self.ready.pop_front() {
+                return Some((event, self));
+            }
+            let pieces = self.pieces.as_mut()?;
+            let (deadline, stage) = match self.last_activity {
+                None => (self.first_token_deadline, "first token"),
+                Some(last) => (last + self.idle, "idle"),
+            };
+            let item = tokio::time::timeout_at(deadline, pieces.next()).await;
+            match item {
+                Err(_) => self.fail(ProviderError::Timeout(stage)),
+                Ok(None) => self.fail(ProviderError::Protocol(self.missing_end.into())),
+                Ok(Some(Err(e))) => self.fail(e),
+                Ok(Some(Ok(piece))) => self.take(piece),
+            }
+        }
+    }
+
+    fn take(&mut self, piece: Piece) {
+        if self.last_activity.is_some() || piece.generated || !piece.text.is_empty() {
+            self.last_activity = Some(Instant::now());
+        }
+        if !piece.text.is_empty() {
+            self.ready.push_back(Ok(LlmEvent::Delta(piece.text)));
+        }
+        if piece.usage.is_some() {
+            self.usage = piece.usage;
+        }
+        if piece.finish.is_some() {
+            self.finish = piece.finish;
+        }
+        if piece.done {
+            // One look past the end marker, without waiting: when the end of the body has
+            // already arrived, reading it lets the connection go back to the pool for the
+            // next answer (no new TCP and TLS handshake); otherwise it is closed on drop.
+            if let Some(mut rest) = self.pieces.take() {
+                let _ = rest.next().now_or_never();
+            }
+            self.ready.push_back(Ok(LlmEvent::Done {
+                usage: self.usage.take(),
+                finish_reason: self.finish.take().unwrap_or(FinishReason::Stop),
+            }));
+        }
+    }
+
+    fn fail(&mut self, error: ProviderError) {
+        self.pieces = None;
+        self.ready.push_back(Err(error));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use futures_util::StreamExt;
+
+    use super::*;
+
+    fn text(t: &str) -> Result<Piece, ProviderError> {
+        Ok(Piece {
+            text: t.into(),
+            generated: true,
+            ..Piece::default()
+        })
+    }
+
+    #[tokio::test]
+    async fn pieces_become_deltas_then_done_with_usage() {
+        let pieces = stream::iter([
+            Ok(Piece::default()),
+            text("Hel"),
+            text("lo"),
+            Ok(Piece {
+                finish: Some(FinishReason::Length),
+                ..Piece::default()
+            }),
+            Ok(Piece {
+                usage: Some(Usage::reported(3, 2)),
+                ..Piece::default()
+            }),
+            Ok(Piece {
+                done: true,
+                ..Piece::default()
+            }),
+            text("after the end is never read"),
+        ]);
+        let far = Instant::now() + Duration::from_secs(60);
+        let events: Vec<_> = drive(pieces, far, Duration::from_secs(60), "no end")
+            .map(|r| r.map_err(|e| e.to_string()))
+            .collect()
+            .await;
+        assert_eq!(
+            events,
+            vec![
+                Ok(LlmEvent::Delta("Hel".into())),
+                Ok(LlmEvent::Delta("lo".into())),
+                Ok(LlmEvent::Done {
+                    usage: Some(Usage::reported(3, 2)),
+                    finish_reason: FinishReason::Length
+                }),
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn an_end_without_the_marker_is_an_error() {
+        let far = Instant::now() + Duration::from_secs(60);
+        let events: Vec<_> = drive(
+            stream::iter([text("a")]),
+            far,
+            Duration::from_secs(60),
+            "no end",
+        )
+        .collect()
+        .await;
+        assert_eq!(events.len(), 2);
+        assert!(matches!(&events[1], Err(ProviderError::Protocol(m)) if m == "no end"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn first_token_and_idle_timeouts() {
+        let now = Instant::now();
+        let silent = stream::pending::<Result<Piece, ProviderError>>();
+        let mut s = drive(
+            silent,
+            now + Duration::from_secs(5),
+            Duration::from_secs(1),
+            "x",
+        );
+        assert!(matches!(
+            s.next().await,
+            Some(Err(ProviderError::Timeout("first token")))
+        ));
+        assert!(s.next().await.is_none());
+        assert_eq!(now.elapsed(), Duration::from_secs(5));
+
+        let now = Instant::now();
+        let stalls = stream::iter([text("a")]).chain(stream::pending());
+        let mut s = drive(
+            stalls,
+            now + Duration::from_secs(5),
+            Duration::from_secs(1),
+            "x",
+        );
+        assert!(matches!(s.next().await, Some(Ok(LlmEvent::Delta(t))) if t == "a"));
+        assert!(matches!(
+            s.next().await,
+            Some(Err(ProviderError::Timeout("idle")))
+        ));
+        assert_eq!(now.elapsed(), Duration::from_secs(1));
+    }
+}

@@ -1,0 +1,574 @@
+//! [`OllamaProvider`]: Ollama's native `/api/chat`, streamed as NDJSON.
+
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures_util::{StreamExt, TryStreamExt};
+use marie_core::{
+    FinishReason, LlmProvider, LlmRequest, LlmStream, MessageRole, ProviderError, Usage,
+};
+use reqwest::header::{ACCEPT, CONTENT_TYPE};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+use tokio_util::codec::{FramedRead, LinesCodec, LinesCodecError};
+use tokio_util::io::StreamReader;
+
+use crate::http::{
+    ConfigError, HttpSettings, Piece, RetryPolicy, Timeouts, body_error, drive, env_lookup,
+    error_chain, f32_json, for_log, join_path, parse_http_url, send_with_retry,
+};
+
+/// Where Ollama listens by default.
+pub const OLLAMA_DEFAULT_HOST: &str = "http://127.0.0.1:11434";
+/// The model used when none is configured.
+pub const OLLAMA_DEFAULT_MODEL: &str = "llama3.2";
+
+const NAME: &str = "ollama";
+const MISSING_DONE: &str = "the NDJSON stream ended without a `\"done\": true` line";
+/// The longest NDJSON line accepted (one token's line is ~200 bytes; the last one ~400).
+const MAX_LINE_BYTES: usize = 1024 * 1024;
+
+/// A provider for [Ollama](https://ollama.com)'s native chat API.
+///
+/// Each answer is one `POST {host}/api/chat` with `stream: true`, read as newline-delimited
+/// JSON: one object per line, each with a `message.content` delta, the last with
+/// `done: true`, `done_reason` and the token counts `prompt_eval_count` / `eval_count`,
+/// which become `stream_end.usage` (when Ollama leaves one out, MARIE estimates usage and
+/// marks it `estimated: true`). Lines split across network reads, and characters split
+/// across them, are put back together before decoding.
+///
+/// The conversation's history goes in `messages`, after the engine's system prompt and
+/// capped to its history window ([`EngineConfig`](marie_core::EngineConfig)). Faults, retries
+/// and cancellation behave as for [`OpenAiProvider`](crate::OpenAiProvider) (see its table);
+/// the end marker is the `done: true` line, and an `{"error": "..."}` line is an
+/// [`Upstream`](ProviderError::Upstream) error. The default first-token timeout is 120 s,
+/// since Ollama may have to load the model into memory first.
+///
+/// ```no_run
+/// use marie_llm::OllamaProvider;
+///
+/// # fn demo() -> Result<(), marie_llm::ConfigError> {
+/// // From OLLAMA_HOST and OLLAMA_MODEL:
+/// let provider = OllamaProvider::from_env()?;
+///
+/// // Or from code:
+/// let provider = OllamaProvider::builder()
+///     .host("http://gpu-box:11434")
+///     .model("qwen2.5:7b")
+///     .option("num_ctx", serde_json::json!(8192))
+///     .build()?;
+/// # let _ = provider; Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct OllamaProvider {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    client: reqwest::Client,
+    url: reqwest::Url,
+    model: String,
+    options: Map<String, Value>,
+    keep_alive: Option<String>,
+    settings: HttpSettings,
+}
+
+impl std::fmt::Debug for OllamaProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OllamaProvider")
+            .field("url", &self.inner.url.as_str())
+            .field("model", &self.inner.model)
+            .field("timeouts", &self.inner.settings.timeouts)
+            .field("retry", &self.inner.settings.retry)
+            .finish_non_exhaustive()
+    }
+}
+
+impl OllamaProvider {
+    /// A builder with the defaults: [`OLLAMA_DEFAULT_HOST`], [`OLLAMA_DEFAULT_MODEL`].
+    pub fn builder() -> OllamaBuilder {
+        OllamaBuilder::new()
+    }
+
+    /// A provider configured from the environment, see [`OllamaBuilder::from_env`].
+    pub fn from_env() -> Result<Self, ConfigError> {
+        OllamaBuilder::from_env().build()
+    }
+
+    /// The model asked for.
+    pub fn model(&self) -> &str {
+        &self.inner.model
+    }
+
+    /// The endpoint requests go to (`{host}/api/chat`).
+    pub fn url(&self) -> &str {
+        self.inner.url.as_str()
+    }
+
+    fn body(&self, request: &LlmRequest) -> Vec<u8> {
+        let inner = &self.inner;
+        let messages: Vec<Value> = request
+            .messages
+            .iter()
+            .map(|m| json!({ "role": role(m.role), "content": m.content }))
+            .collect();
+        let mut body = Map::new();
+        body.insert("model".into(), inner.model.clone().into());
+        body.insert("messages".into(), messages.into());
+        body.insert("stream".into(), true.into());
+        if !inner.options.is_empty() {
+            body.insert("options".into(), inner.options.clone().into());
+        }
+        if let Some(keep_alive) = &inner.keep_alive {
+            body.insert("keep_alive".into(), keep_alive.clone().into());
+        }
+        serde_json::to_vec(&body).unwrap_or_default()
+    }
+}
+
+fn role(role: MessageRole) -> &'static str {
+    match role {
+        MessageRole::System => "system",
+        MessageRole::User => "user",
+        MessageRole::Assistant => "assistant",
+    }
+}
+
+#[async_trait]
+impl LlmProvider for OllamaProvider {
+    async fn stream(&self, request: LlmRequest) -> Result<LlmStream, ProviderError> {
+        let inner = &self.inner;
+        let body = self.body(&request);
+        tracing::debug!(
+            provider = NAME,
+            model = %inner.model,
+            messages = request.messages.len(),
+            "requesting an answer"
+        );
+        let sent = send_with_retry(NAME, &inner.settings, || {
+            inner
+                .client
+                .post(inner.url.clone())
+                .header(CONTENT_TYPE, "application/json")
+                .header(ACCEPT, "application/x-ndjson")
+                .body(body.clone())
+        })
+        .await?;
+
+        // `LinesCodec` frames lines over a byte reader: it buffers a line until its `\n`
+        // arrives, however the bytes were split into reads, and only then decodes it as
+        // UTF-8, so a character split across reads is whole again. Its length cap bounds
+        // the buffer.
+        let bytes = sent.response.bytes_stream().map_err(io::Error::other);
+        let lines = FramedRead::new(
+            StreamReader::new(bytes),
+            LinesCodec::new_with_max_length(MAX_LINE_BYTES),
+        );
+        let pieces = lines.map(|line| match line {
+            Ok(line) => decode_line(&line),
+            Err(e) => Err(line_error(e)),
+        });
+        Ok(drive(
+            pieces,
+            sent.first_token_deadline,
+            inner.settings.timeouts.idle,
+            MISSING_DONE,
+        ))
+    }
+
+    fn name(&self) -> &str {
+        NAME
+    }
+}
+
+fn line_error(e: LinesCodecError) -> ProviderError {
+    match e {
+        LinesCodecError::MaxLineLengthExceeded => {
+            ProviderError::Protocol(format!("a line is longer than {MAX_LINE_BYTES} bytes"))
+        }
+        LinesCodecError::Io(e) if e.kind() == io::ErrorKind::InvalidData => {
+            ProviderError::Protocol("a line is not UTF-8".into())
+        }
+        LinesCodecError::Io(e) => match e
+            .into_inner()
+            .map(|inner| inner.downcast::<reqwest::Error>())
+        {
+            Some(Ok(e)) => body_error(*e),
+            Some(Err(other)) => ProviderError::Disconnected(error_chain(other.as_ref())),
+            None => ProviderError::Disconnected("the connection broke".into()),
+        },
+    }
+}
+
+/// One line of an `/api/chat` stream, as far as MARIE reads it.
+#[derive(Deserialize)]
+struct Line {
+    #[serde(default)]
+    message: Option<Message>,
+    #[serde(default)]
+    done: bool,
+    #[serde(default)]
+    done_reason: Option<String>,
+    #[serde(default)]
+    prompt_eval_count: Option<u64>,
+    #[serde(default)]
+    eval_count: Option<u64>,
+    #[serde(default)]
+    error: Option<Value>,
+}
+
+#[derive(Deserialize)]
+struct Message {
+    #[serde(default)]
+    content: Option<String>,
+    /// A thinking model's reasoning: not shown, but proof that the model is working.
+    #[serde(default)]
+    thinking: Option<String>,
+    #[serde(default)]
+    tool_calls: Option<Value>,
+}
+
+/// Decodes one NDJSON line.
+fn decode_line(line: &str) -> Result<Piece, ProviderError> {
+    let line = line.trim();
+    if line.is_empty() {
+        return Ok(Piece::default());
+    }
+    let parsed: Line = serde_json::from_str(line).map_err(|e| {
+        ProviderError::Protocol(format!(
+            "a line is not a chat response ({e}): {}",
+            for_log(&line.chars().take(120).collect::<String>())
+        ))
+    })?;
+    if let Some(error) = parsed.error.filter(|e| !e.is_null()) {
+        let message = error
+            .as_str()
+            .map(str::to_owned)
+            .unwrap_or_else(|| error.to_string());
+        return Err(ProviderError::Upstream(for_log(&message)));
+    }
+    let mut piece = Piece::default();
+    if let Some(message) = parsed.message {
+        piece.text = message.content.unwrap_or_default();
+        piece.generated = !piece.text.is_empty()
+            || message.thinking.is_some_and(|t| !t.is_empty())
+            || message.tool_calls.is_some_and(|t| !t.is_null());
+    }
+    if parsed.done {
+        piece.done = true;
+        piece.finish = Some(
+            parsed
+                .done_reason
+                .filter(|r| !r.is_empty())
+                .map_or(FinishReason::Stop, |r| FinishReason::from_provider(&r)),
+        );
+        piece.usage = match (parsed.prompt_eval_count, parsed.eval_count) {
+            (Some(prompt), Some(completion)) => Some(Usage::reported(prompt, completion)),
+            // Ollama leaves counts out (a cached prompt, some versions): better an estimate,
+            // marked as one, than a figure that looks exact and is not.
+            _ => None,
+        };
+    }
+    Ok(piece)
+}
+
+/// Reads `OLLAMA_HOST` the way the `ollama` command does: `host`, `host:port`,
+/// `scheme://host:port/path`; the scheme defaults to `http`, the port to 11434 without a
+/// scheme (80 / 443 with one), the host to 127.0.0.1.
+pub(crate) fn parse_ollama_host(
+    source_name: &'static str,
+    value: &str,
+) -> Result<reqwest::Url, ConfigError> {
+    let value = value.trim();
+    let (scheme, rest, default_port) = match value.split_once("://") {
+        None => ("http", value, 11434),
+        Some(("http", rest)) => ("http", rest, 80),
+        Some(("https", rest)) => ("https", rest, 443),
+        Some((other, _)) => {
+            return Err(ConfigError::InvalidUrl {
+                source_name,
+                reason: format!("scheme `{other}` is not http or https"),
+            });
+        }
+    };
+    let (hostport, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let (host, port) = if let Some(bracketed) = hostport.strip_prefix('[') {
+        match bracketed.split_once(']') {
+            Some((host, tail)) => (host, tail.strip_prefix(':')),
+            None => (bracketed, None),
+        }
+    } else {
+        match hostport.split_once(':') {
+            Some((host, port)) if !port.contains(':') => (host, Some(port)),
+            // No port, or a bare IPv6 address.
+            _ => (hostport, None),
+        }
+    };
+    let port = port
+        .and_then(|p| p.parse::<u16>().ok())
+        .unwrap_or(default_port);
+    let host = if host.is_empty() { "127.0.0.1" } else { host };
+    let host = if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host.to_owned()
+    };
+    parse_http_url(source_name, &format!("{scheme}://{host}:{port}/{path}"))
+}
+
+/// Configures an [`OllamaProvider`].
+#[derive(Clone, Debug)]
+#[must_use]
+pub struct OllamaBuilder {
+    host: String,
+    host_source: &'static str,
+    model: String,
+    options: Map<String, Value>,
+    keep_alive: Option<String>,
+    settings: HttpSettings,
+}
+
+impl Default for OllamaBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl OllamaBuilder {
+    /// The defaults: [`OLLAMA_DEFAULT_HOST`], [`OLLAMA_DEFAULT_MODEL`], the model's own
+    /// options, default [`Timeouts`] with a 120 s first-token timeout, default
+    /// [`RetryPolicy`].
+    pub fn new() -> Self {
+        Self {
+            host: OLLAMA_DEFAULT_HOST.into(),
+            host_source: "host",
+            model: OLLAMA_DEFAULT_MODEL.into(),
+            options: Map::new(),
+            keep_alive: None,
+            settings: HttpSettings {
+                timeouts: Timeouts::default().first_token(Duration::from_secs(120)),
+                ..HttpSettings::default()
+            },
+        }
+    }
+
+    /// The defaults, overridden by the environment as the `ollama` command reads it:
+    ///
+    /// | variable | default | meaning |
+    /// |---|---|---|
+    /// | `OLLAMA_HOST` | `127.0.0.1:11434` | where Ollama listens (`host[:port]` or a URL) |
+    /// | `OLLAMA_MODEL` | `llama3.2` | the model |
+    ///
+    /// Blank values count as unset; a bad host is reported by [`build`](Self::build).
+    pub fn from_env() -> Self {
+        Self::from_lookup(env_lookup)
+    }
+
+    pub(crate) fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Self {
+        let mut builder = Self::new();
+        if let Some(host) = lookup("OLLAMA_HOST") {
+            builder.host = host;
+            builder.host_source = "OLLAMA_HOST";
+        }
+        if let Some(model) = lookup("OLLAMA_MODEL") {
+            builder.model = model;
+        }
+        builder
+    }
+
+    /// Where Ollama listens: a URL (`http://127.0.0.1:11434`) or, as `OLLAMA_HOST`
+    /// accepts, `host[:port]`.
+    pub fn host(mut self, host: impl Into<String>) -> Self {
+        self.host = host.into();
+        self.host_source = "host";
+        self
+    }
+
+    /// The model to ask (`llama3.2`, `qwen2.5:7b`, ...).
+    pub fn model(mut self, model: impl Into<String>) -> Self {
+        self.model = model.into();
+        self
+    }
+
+    /// The sampling temperature (`options.temperature`; the model's default when unset).
+    pub fn temperature(self, temperature: f32) -> Self {
+        self.option("temperature", f32_json(temperature))
+    }
+
+    /// The most tokens an answer may have (`options.num_predict`).
+    pub fn max_tokens(self, tokens: u32) -> Self {
+        self.option("num_predict", tokens.into())
+    }
+
+    /// Sets any model option (`num_ctx`, `top_p`, `seed`, ...), sent in `options`.
+    pub fn option(mut self, key: impl Into<String>, value: Value) -> Self {
+        self.options.insert(key.into(), value);
+        self
+    }
+
+    /// How long Ollama keeps the model loaded after a request (`"5m"`, `"1h"`, `"-1"`).
+    pub fn keep_alive(mut self, keep_alive: impl Into<String>) -> Self {
+        self.keep_alive = Some(keep_alive.into());
+        self
+    }
+
+    /// All [`Timeouts`] at once.
+    pub fn timeouts(mut self, timeouts: Timeouts) -> Self {
+        self.settings.timeouts = timeouts;
+        self
+    }
+
+    /// Sets [`Timeouts::connect`].
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.settings.timeouts.connect = timeout;
+        self
+    }
+
+    /// Sets [`Timeouts::first_token`].
+    pub fn first_token_timeout(mut self, timeout: Duration) -> Self {
+        self.settings.timeouts.first_token = timeout;
+        self
+    }
+
+    /// Sets [`Timeouts::idle`].
+    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+        self.settings.timeouts.idle = timeout;
+        self
+    }
+
+    /// The [`RetryPolicy`].
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.settings.retry = policy;
+        self
+    }
+
+    /// Uses `client` (its TLS, proxy and connect timeout settings) instead of a new one.
+    pub fn http_client(mut self, client: reqwest::Client) -> Self {
+        self.settings.client = Some(client);
+        self
+    }
+
+    /// Checks the settings and builds the provider.
+    pub fn build(self) -> Result<OllamaProvider, ConfigError> {
+        let base = parse_ollama_host(self.host_source, &self.host)?;
+        let url = join_path(self.host_source, &base, "api/chat")?;
+        let client = self.settings.client(&url)?;
+        Ok(OllamaProvider {
+            inner: Arc::new(Inner {
+                client,
+                url,
+                model: self.model,
+                options: self.options,
+                keep_alive: self.keep_alive,
+                settings: self.settings,
+            }),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn host(value: &str) -> String {
+        parse_ollama_host("OLLAMA_HOST", value)
+            .map(|u| u.to_string())
+            .unwrap_or_else(|e| format!("error: {e}"))
+    }
+
+    #[test]
+    fn ollama_host_is_read_like_ollama_reads_it() {
+        assert_eq!(host(""), "http://127.0.0.1:11434/");
+        assert_eq!(host("0.0.0.0"), "http://0.0.0.0:11434/");
+        assert_eq!(host("gpu-box:1234"), "http://gpu-box:1234/");
+        assert_eq!(host("http://gpu-box"), "http://gpu-box/");
+        assert_eq!(host("https://gpu-box"), "https://gpu-box/");
+        assert_eq!(
+            host("https://gpu-box:8443/ollama"),
+            "https://gpu-box:8443/ollama"
+        );
+        assert_eq!(host("[::1]:7000"), "http://[::1]:7000/");
+        assert_eq!(host("::1"), "http://[::1]:11434/");
+        assert_eq!(host(":5000"), "http://127.0.0.1:5000/");
+        assert!(host("ftp://x").starts_with("error"));
+    }
+
+    #[test]
+    fn env_configures_the_builder() {
+        let provider = OllamaBuilder::from_lookup(|k| match k {
+            "OLLAMA_HOST" => Some("127.0.0.1:7777".into()),
+            "OLLAMA_MODEL" => Some("qwen2.5:0.5b".into()),
+            _ => None,
+        })
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(provider.url(), "http://127.0.0.1:7777/api/chat");
+        assert_eq!(provider.model(), "qwen2.5:0.5b");
+        let provider = OllamaBuilder::from_lookup(|_| None)
+            .build()
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(provider.url(), "http://127.0.0.1:11434/api/chat");
+    }
+
+    #[test]
+    fn lines_decode_as_ollama_sends_them() {
+        let line = r#"{"model":"llama3.2","created_at":"2025-01-01T00:00:00.000000Z","message":{"role":"assistant","content":"The"},"done":false}"#;
+        let piece = decode_line(line).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(piece.text, "The");
+        assert!(piece.generated && !piece.done);
+
+        let last = r#"{"model":"llama3.2","created_at":"2025-01-01T00:00:01.000000Z","message":{"role":"assistant","content":""},"done_reason":"length","done":true,"total_duration":4883583458,"load_duration":1334875,"prompt_eval_count":26,"prompt_eval_duration":342546000,"eval_count":282,"eval_duration":4535599000}"#;
+        let piece = decode_line(last).unwrap_or_else(|e| panic!("{e}"));
+        assert!(piece.done);
+        assert_eq!(piece.usage, Some(Usage::reported(26, 282)));
+        assert_eq!(piece.finish, Some(FinishReason::Length));
+
+        let uncounted = r#"{"model":"m","message":{"role":"assistant","content":""},"done":true,"done_reason":"stop","eval_count":3}"#;
+        assert_eq!(decode_line(uncounted).ok().and_then(|p| p.usage), None);
+
+        assert!(matches!(
+            decode_line(r#"{"error":"model runner has unexpectedly stopped"}"#),
+            Err(ProviderError::Upstream(m)) if m.contains("unexpectedly stopped")
+        ));
+        assert!(matches!(
+            decode_line(r#"{"model":"m","message":"#),
+            Err(ProviderError::Protocol(_))
+        ));
+        assert!(decode_line("").is_ok_and(|p| p == Piece::default()));
+    }
+
+    #[test]
+    fn options_go_in_the_body() {
+        use marie_core::{ConversationId, PromptMessage, UserId};
+        let provider = OllamaProvider::builder()
+            .host("http://127.0.0.1:9")
+            .model("m")
+            .temperature(0.3)
+            .max_tokens(100)
+            .keep_alive("5m")
+            .build()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let request = LlmRequest {
+            conversation_id: ConversationId::parse("c").unwrap_or_else(|e| panic!("{e}")),
+            user_id: UserId::parse("u").unwrap_or_else(|e| panic!("{e}")),
+            messages: vec![PromptMessage {
+                role: MessageRole::User,
+                content: "Hi".into(),
+            }],
+        };
+        let body: Value =
+            serde_json::from_slice(&provider.body(&request)).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            body,
+            json!({
+                "model": "m",
+                "messages": [{"role": "user", "content": "Hi"}],
+                "stream": true,
+                "options": {"temperature": 0.3, "num_predict": 100},
+                "keep_alive": "5m"
+            })
+        );
+    }
+}

@@ -1,0 +1,675 @@
+//! [`OpenAiProvider`]: any OpenAI-compatible chat completions server, streamed over SSE.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use eventsource_stream::{Event, EventStreamError, Eventsource};
+use futures_util::StreamExt;
+use marie_core::{
+    FinishReason, LlmProvider, LlmRequest, LlmStream, MessageRole, ProviderError, Usage,
+};
+use reqwest::header::{ACCEPT, CONTENT_TYPE};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use crate::http::{
+    ConfigError, HttpSettings, Piece, RetryPolicy, Timeouts, body_error, drive, env_lookup,
+    error_chain, error_message, for_log, join_path, parse_http_url, read_error_message,
+    send_with_retry,
+};
+
+/// OpenAI's API, the default base URL.
+pub const OPENAI_DEFAULT_BASE_URL: &str = "https://api.openai.com/v1";
+/// The model used when none is configured.
+pub const OPENAI_DEFAULT_MODEL: &str = "gpt-4o-mini";
+
+const NAME: &str = "openai";
+const MISSING_DONE: &str = "the event stream ended without `data: [DONE]`";
+
+/// A provider for any server that speaks OpenAI's chat completions API: OpenAI itself,
+/// vLLM, the llama.cpp server, LM Studio, Ollama's `/v1`, and the many hosted ones.
+///
+/// Each answer is one `POST {base_url}/chat/completions` with `stream: true` and
+/// `stream_options.include_usage: true`, read as Server-Sent Events; the usage the server
+/// reports ends up in `stream_end.usage`. The conversation's history goes in `messages`,
+/// after the engine's system prompt and capped to its history window
+/// ([`EngineConfig`](marie_core::EngineConfig)`::system_prompt` / `history_window`).
+///
+/// Faults, and what a client sees (`stream_error {code: "provider_unavailable"}` unless
+/// said otherwise):
+///
+/// | fault | error | retried before the answer starts | `retryable` |
+/// |---|---|---|---|
+/// | connect refused / reset | [`Unreachable`](ProviderError::Unreachable) | yes | yes |
+/// | connect timeout | [`Timeout("connect")`](ProviderError::Timeout) | yes | yes |
+/// | HTTP 401 / 403 | [`Unauthorized`](ProviderError::Unauthorized) | never | no |
+/// | HTTP 429 | [`RateLimited`](ProviderError::RateLimited), honouring `Retry-After` | yes | yes |
+/// | HTTP 408, 5xx | [`Status`](ProviderError::Status) | yes | 5xx |
+/// | other HTTP 4xx | [`Status`](ProviderError::Status) | no | no |
+/// | no first token in time | [`Timeout("first token")`](ProviderError::Timeout) | no | yes |
+/// | silence between chunks | [`Timeout("idle")`](ProviderError::Timeout) | no | yes |
+/// | `{"error": ...}` in the stream | [`Upstream`](ProviderError::Upstream) | no | yes |
+/// | a line that is not a chunk | [`Protocol`](ProviderError::Protocol) | no | no |
+/// | the stream ends without `[DONE]` | [`Protocol`](ProviderError::Protocol) | no | no |
+/// | the connection breaks mid-stream | [`Disconnected`](ProviderError::Disconnected) | no | yes |
+///
+/// Retries follow the [`RetryPolicy`] and happen only before any of the answer was read, so
+/// text a client has seen is never asked for twice. Dropping the answer stream (the engine
+/// does on `cancel_stream` and on shutdown) drops the HTTP response, which closes its
+/// connection: the server stops generating.
+///
+/// Cheap to clone; clones share the HTTP client and its connection pool.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use marie_llm::OpenAiProvider;
+///
+/// # fn demo() -> Result<(), marie_llm::ConfigError> {
+/// // From OPENAI_API_KEY, OPENAI_BASE_URL and OPENAI_MODEL:
+/// let provider = OpenAiProvider::from_env()?;
+///
+/// // Or from code, here a local vLLM server:
+/// let provider = OpenAiProvider::builder()
+///     .base_url("http://127.0.0.1:8000/v1")
+///     .model("Qwen/Qwen2.5-1.5B-Instruct")
+///     .temperature(0.2)
+///     .max_tokens(512)
+///     .first_token_timeout(Duration::from_secs(30))
+///     .build()?;
+/// # let _ = provider; Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct OpenAiProvider {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    client: reqwest::Client,
+    url: reqwest::Url,
+    api_key: Option<SecretString>,
+    model: String,
+    temperature: Option<f32>,
+    max_tokens: Option<u32>,
+    include_usage: bool,
+    extra_body: Map<String, Value>,
+    settings: HttpSettings,
+}
+
+impl std::fmt::Debug for OpenAiProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let inner = &self.inner;
+        f.debug_struct("OpenAiProvider")
+            .field("url", &inner.url.as_str())
+            .field("model", &inner.model)
+            .field(
+                "api_key",
+                &inner
+                    .api_key
+                    .as_ref()
+                    .map(|_| "[redacted]")
+                    .unwrap_or("none"),
+            )
+            .field("timeouts", &inner.settings.timeouts)
+            .field("retry", &inner.settings.retry)
+            .finish_non_exhaustive()
+    }
+}
+
+impl OpenAiProvider {
+    /// A builder with the defaults: OpenAI's base URL, [`OPENAI_DEFAULT_MODEL`], no key.
+    pub fn builder() -> OpenAiBuilder {
+        OpenAiBuilder::new()
+    }
+
+    /// A provider configured from the environment, see [`OpenAiBuilder::from_env`].
+    pub fn from_env() -> Result<Self, ConfigError> {
+        OpenAiBuilder::from_env().build()
+    }
+
+    /// The model asked for.
+    pub fn model(&self) -> &str {
+        &self.inner.model
+    }
+
+    /// The endpoint requests go to (`{base_url}/chat/completions`).
+    pub fn url(&self) -> &str {
+        self.inner.url.as_str()
+    }
+
+    fn body(&self, request: &LlmRequest) -> Vec<u8> {
+        let inner = &self.inner;
+        let mut body = inner.extra_body.clone();
+        let messages: Vec<Value> = request
+            .messages
+            .iter()
+            .map(|m| json!({ "role": role(m.role), "content": m.content }))
+            .collect();
+        body.insert("model".into(), inner.model.clone().into());
+        body.insert("messages".into(), messages.into());
+        body.insert("stream".into(), true.into());
+        if inner.include_usage {
+            let options = body.entry("stream_options").or_insert_with(|| json!({}));
+            if let Some(options) = options.as_object_mut() {
+                options.insert("include_usage".into(), true.into());
+            }
+        }
+        if let Some(t) = inner.temperature {
+            body.insert("temperature".into(), crate::http::f32_json(t));
+        }
+        if let Some(n) = inner.max_tokens {
+            body.insert("max_tokens".into(), n.into());
+        }
+        // A map of JSON values always serializes.
+        serde_json::to_vec(&body).unwrap_or_default()
+    }
+}
+
+fn role(role: MessageRole) -> &'static str {
+    match role {
+        MessageRole::System => "system",
+        MessageRole::User => "user",
+        MessageRole::Assistant => "assistant",
+    }
+}
+
+#[async_trait]
+impl LlmProvider for OpenAiProvider {
+    async fn stream(&self, request: LlmRequest) -> Result<LlmStream, ProviderError> {
+        let inner = &self.inner;
+        let body = self.body(&request);
+        tracing::debug!(
+            provider = NAME,
+            model = %inner.model,
+            messages = request.messages.len(),
+            "requesting an answer"
+        );
+        let sent = send_with_retry(NAME, &inner.settings, || {
+            let builder = inner
+                .client
+                .post(inner.url.clone())
+                .header(CONTENT_TYPE, "application/json")
+                .header(ACCEPT, "text/event-stream")
+                .body(body.clone());
+            match &inner.api_key {
+                // `bearer_auth` marks the header sensitive, so it is never logged.
+                Some(key) => builder.bearer_auth(key.expose_secret()),
+                None => builder,
+            }
+        })
+        .await?;
+
+        let response = sent.response;
+        if is_json(&response) {
+            // Not an event stream: a server that ignores `stream: true`, or one that reports
+            // an error with a 200 status.
+            let said = read_error_message(response, inner.settings.timeouts.idle).await;
+            tracing::warn!(
+                provider = NAME,
+                upstream = said.as_deref().unwrap_or("-"),
+                "expected an event stream, got JSON"
+            );
+            return Err(ProviderError::Protocol(
+                "the server answered with JSON instead of an event stream".into(),
+            ));
+        }
+        let pieces = response
+            .bytes_stream()
+            .eventsource()
+            .map(|item| match item {
+                Ok(event) => decode_event(&event),
+                Err(EventStreamError::Transport(e)) => Err(body_error(e)),
+                Err(e) => Err(ProviderError::Protocol(format!(
+                    "not a valid event stream: {}",
+                    error_chain(&e)
+                ))),
+            });
+        Ok(drive(
+            pieces,
+            sent.first_token_deadline,
+            inner.settings.timeouts.idle,
+            MISSING_DONE,
+        ))
+    }
+
+    fn name(&self) -> &str {
+        NAME
+    }
+}
+
+fn is_json(response: &reqwest::Response) -> bool {
+    response
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim_start().starts_with("application/json"))
+}
+
+/// One `chat.completion.chunk`, as far as MARIE reads it.
+#[derive(Deserialize)]
+struct Chunk {
+    #[serde(default)]
+    choices: Vec<Choice>,
+    #[serde(default)]
+    usage: Option<WireUsage>,
+}
+
+#[derive(Deserialize)]
+struct Choice {
+    #[serde(default)]
+    index: u32,
+    #[serde(default)]
+    delta: Option<Delta>,
+    #[serde(default)]
+    finish_reason: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Delta {
+    #[serde(default)]
+    content: Option<String>,
+    /// A refusal is the model's answer to the user too: it is shown like content.
+    #[serde(default)]
+    refusal: Option<String>,
+    /// Reasoning text (vLLM, DeepSeek: `reasoning_content`; others: `reasoning`): not part
+    /// of the answer, but proof that the model is working.
+    #[serde(default)]
+    reasoning_content: Option<String>,
+    #[serde(default)]
+    reasoning: Option<String>,
+    #[serde(default)]
+    tool_calls: Option<Value>,
+}
+
+#[derive(Deserialize)]
+struct WireUsage {
+    prompt_tokens: u64,
+    completion_tokens: u64,
+    #[serde(default)]
+    total_tokens: Option<u64>,
+}
+
+/// Decodes one server-sent event of a chat completions stream.
+fn decode_event(event: &Event) -> Result<Piece, ProviderError> {
+    let data = event.data.trim();
+    if data == "[DONE]" {
+        return Ok(Piece {
+            done: true,
+            ..Piece::default()
+        });
+    }
+    let value: Value = serde_json::from_str(data).map_err(|e| {
+        ProviderError::Protocol(format!(
+            "an event is not JSON ({e}): {}",
+            for_log(&data.chars().take(120).collect::<String>())
+        ))
+    })?;
+    if let Some(message) = error_message(&value) {
+        return Err(ProviderError::Upstream(for_log(&message)));
+    }
+    if event.event == "error" {
+        return Err(ProviderError::Upstream(for_log(&value.to_string())));
+    }
+    let chunk: Chunk = serde_json::from_value(value)
+        .map_err(|e| ProviderError::Protocol(format!("not a chat.completion.chunk: {e}")))?;
+
+    let mut piece = Piece {
+        usage: chunk.usage.map(|u| Usage {
+            prompt_tokens: u.prompt_tokens,
+            completion_tokens: u.completion_tokens,
+            total_tokens: u
+                .total_tokens
+                .unwrap_or(u.prompt_tokens + u.completion_tokens),
+            estimated: false,
+        }),
+        ..Piece::default()
+    };
+    // MARIE asks for one choice; a server that sends more is read for the first only.
+    for choice in chunk.choices.into_iter().filter(|c| c.index == 0) {
+        if let Some(reason) = choice.finish_reason.filter(|r| !r.is_empty()) {
+            piece.finish = Some(FinishReason::from_provider(&reason));
+        }
+        let Some(delta) = choice.delta else { continue };
+        for text in [delta.content, delta.refusal].into_iter().flatten() {
+            piece.generated |= !text.is_empty();
+            piece.text.push_str(&text);
+        }
+        piece.generated |= [delta.reasoning_content, delta.reasoning]
+            .into_iter()
+            .flatten()
+            .any(|r| !r.is_empty());
+        piece.generated |= delta.tool_calls.is_some_and(|t| !t.is_null());
+    }
+    Ok(piece)
+}
+
+/// Configures an [`OpenAiProvider`].
+#[derive(Clone, Debug)]
+#[must_use]
+pub struct OpenAiBuilder {
+    base_url: String,
+    base_url_source: &'static str,
+    api_key: Option<SecretString>,
+    model: String,
+    temperature: Option<f32>,
+    max_tokens: Option<u32>,
+    include_usage: bool,
+    extra_body: Map<String, Value>,
+    settings: HttpSettings,
+}
+
+impl Default for OpenAiBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl OpenAiBuilder {
+    /// The defaults: OpenAI's base URL, [`OPENAI_DEFAULT_MODEL`], no API key, the server's
+    /// own temperature and token limit, default [`Timeouts`] and [`RetryPolicy`].
+    pub fn new() -> Self {
+        Self {
+            base_url: OPENAI_DEFAULT_BASE_URL.into(),
+            base_url_source: "base_url",
+            api_key: None,
+            model: OPENAI_DEFAULT_MODEL.into(),
+            temperature: None,
+            max_tokens: None,
+            include_usage: true,
+            extra_body: Map::new(),
+            settings: HttpSettings::default(),
+        }
+    }
+
+    /// The defaults, overridden by the environment as OpenAI's own SDKs read it:
+    ///
+    /// | variable | default | meaning |
+    /// |---|---|---|
+    /// | `OPENAI_API_KEY` | none | sent as `Authorization: Bearer ...` (local servers need none) |
+    /// | `OPENAI_BASE_URL` | `https://api.openai.com/v1` | the API root, `/chat/completions` is appended |
+    /// | `OPENAI_MODEL` | `gpt-4o-mini` | the model |
+    ///
+    /// Blank values count as unset. Every setting can still be changed afterwards; a bad
+    /// URL is reported by [`build`](Self::build).
+    pub fn from_env() -> Self {
+        Self::from_lookup(env_lookup)
+    }
+
+    pub(crate) fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Self {
+        let mut builder = Self::new();
+        if let Some(key) = lookup("OPENAI_API_KEY") {
+            builder.api_key = Some(key.into());
+        }
+        if let Some(url) = lookup("OPENAI_BASE_URL") {
+            builder.base_url = url;
+            builder.base_url_source = "OPENAI_BASE_URL";
+        }
+        if let Some(model) = lookup("OPENAI_MODEL") {
+            builder.model = model;
+        }
+        builder
+    }
+
+    /// The API root, e.g. `https://api.openai.com/v1` or `http://127.0.0.1:8000/v1`;
+    /// requests go to `{base_url}/chat/completions`.
+    pub fn base_url(mut self, url: impl Into<String>) -> Self {
+        self.base_url = url.into();
+        self.base_url_source = "base_url";
+        self
+    }
+
+    /// The API key, sent as a bearer token. Kept in a [`SecretString`]: never logged.
+    pub fn api_key(mut self, key: impl Into<SecretString>) -> Self {
+        self.api_key = Some(key.into());
+        self
+    }
+
+    /// The model to ask.
+    pub fn model(mut self, model: impl Into<String>) -> Self {
+        self.model = model.into();
+        self
+    }
+
+    /// The sampling temperature (the server's default when unset).
+    pub fn temperature(mut self, temperature: f32) -> Self {
+        self.temperature = Some(temperature);
+        self
+    }
+
+    /// The most tokens an answer may have, sent as `max_tokens` (the server's default when
+    /// unset). For OpenAI reasoning models, which want `max_completion_tokens`, use
+    /// [`extra_body`](Self::extra_body).
+    pub fn max_tokens(mut self, tokens: u32) -> Self {
+        self.max_tokens = Some(tokens);
+        self
+    }
+
+    /// Whether to ask for usage with `stream_options.include_usage` (default `true`). Turn
+    /// it off for an old server that rejects `stream_options`; MARIE then estimates usage
+    /// and marks it `estimated: true`.
+    pub fn include_usage(mut self, include: bool) -> Self {
+        self.include_usage = include;
+        self
+    }
+
+    /// Adds a field to every request body (`top_p`, `seed`, `max_completion_tokens`, ...).
+    /// `model`, `messages` and `stream` are MARIE's and cannot be replaced this way.
+    pub fn extra_body(mut self, key: impl Into<String>, value: Value) -> Self {
+        self.extra_body.insert(key.into(), value);
+        self
+    }
+
+    /// All [`Timeouts`] at once.
+    pub fn timeouts(mut self, timeouts: Timeouts) -> Self {
+        self.settings.timeouts = timeouts;
+        self
+    }
+
+    /// Sets [`Timeouts::connect`].
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.settings.timeouts.connect = timeout;
+        self
+    }
+
+    /// Sets [`Timeouts::first_token`].
+    pub fn first_token_timeout(mut self, timeout: Duration) -> Self {
+        self.settings.timeouts.first_token = timeout;
+        self
+    }
+
+    /// Sets [`Timeouts::idle`].
+    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+        self.settings.timeouts.idle = timeout;
+        self
+    }
+
+    /// The [`RetryPolicy`].
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.settings.retry = policy;
+        self
+    }
+
+    /// Uses `client` (its TLS, proxy and connect timeout settings) instead of a new one.
+    pub fn http_client(mut self, client: reqwest::Client) -> Self {
+        self.settings.client = Some(client);
+        self
+    }
+
+    /// Checks the settings and builds the provider.
+    pub fn build(self) -> Result<OpenAiProvider, ConfigError> {
+        let base = parse_http_url(self.base_url_source, &self.base_url)?;
+        let url = join_path(self.base_url_source, &base, "chat/completions")?;
+        let client = self.settings.client(&url)?;
+        let mut extra_body = self.extra_body;
+        for reserved in ["model", "messages", "stream"] {
+            extra_body.remove(reserved);
+        }
+        Ok(OpenAiProvider {
+            inner: Arc::new(Inner {
+                client,
+                url,
+                api_key: self.api_key,
+                model: self.model,
+                temperature: self.temperature,
+                max_tokens: self.max_tokens,
+                include_usage: self.include_usage,
+                extra_body,
+                settings: self.settings,
+            }),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use marie_core::{ConversationId, PromptMessage, UserId};
+
+    use super::*;
+
+    fn event(data: &str) -> Event {
+        Event {
+            event: "message".into(),
+            data: data.into(),
+            ..Event::default()
+        }
+    }
+
+    #[test]
+    fn chunks_decode_as_openai_sends_them() {
+        let role = r#"{"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"gpt-4o-mini","system_fingerprint":"fp_1","choices":[{"index":0,"delta":{"role":"assistant","content":"","refusal":null},"logprobs":null,"finish_reason":null}],"usage":null}"#;
+        assert_eq!(decode_event(&event(role)).ok(), Some(Piece::default()));
+
+        let text = r#"{"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"gpt-4o-mini","choices":[{"index":0,"delta":{"content":"Hi"},"logprobs":null,"finish_reason":null}],"usage":null}"#;
+        let piece = decode_event(&event(text)).ok();
+        assert_eq!(piece.as_ref().map(|p| p.text.as_str()), Some("Hi"));
+        assert_eq!(piece.map(|p| p.generated), Some(true));
+
+        let stop = r#"{"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"gpt-4o-mini","choices":[{"index":0,"delta":{},"logprobs":null,"finish_reason":"length"}],"usage":null}"#;
+        assert_eq!(
+            decode_event(&event(stop)).ok().and_then(|p| p.finish),
+            Some(FinishReason::Length)
+        );
+
+        let usage = r#"{"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"gpt-4o-mini","choices":[],"usage":{"prompt_tokens":9,"completion_tokens":2,"total_tokens":11,"prompt_tokens_details":{"cached_tokens":0},"completion_tokens_details":{"reasoning_tokens":0}}}"#;
+        assert_eq!(
+            decode_event(&event(usage)).ok().and_then(|p| p.usage),
+            Some(Usage::reported(9, 2))
+        );
+
+        assert!(decode_event(&event("[DONE]")).is_ok_and(|p| p.done));
+    }
+
+    #[test]
+    fn reasoning_counts_as_progress_but_is_not_shown() {
+        let data =
+            r#"{"choices":[{"index":0,"delta":{"reasoning_content":"hmm"},"finish_reason":null}]}"#;
+        let piece = decode_event(&event(data)).ok();
+        assert_eq!(piece.as_ref().map(|p| p.text.as_str()), Some(""));
+        assert_eq!(piece.map(|p| p.generated), Some(true));
+    }
+
+    #[test]
+    fn errors_in_the_stream() {
+        let inband = r#"{"error":{"message":"The server had an error while processing your request.","type":"server_error","param":null,"code":null}}"#;
+        assert!(matches!(
+            decode_event(&event(inband)),
+            Err(ProviderError::Upstream(m)) if m.starts_with("The server had an error")
+        ));
+        let vllm = r#"{"object":"error","message":"context too long","type":"BadRequestError","code":400}"#;
+        assert!(matches!(
+            decode_event(&event(vllm)),
+            Err(ProviderError::Upstream(m)) if m == "context too long"
+        ));
+        let typed = Event {
+            event: "error".into(),
+            data: r#"{"message":"overloaded"}"#.into(),
+            ..Event::default()
+        };
+        assert!(matches!(
+            decode_event(&typed),
+            Err(ProviderError::Upstream(_))
+        ));
+        assert!(matches!(
+            decode_event(&event("{not json")),
+            Err(ProviderError::Protocol(_))
+        ));
+        assert!(matches!(
+            decode_event(&event(r#"{"choices":"nope"}"#)),
+            Err(ProviderError::Protocol(_))
+        ));
+    }
+
+    #[test]
+    fn env_configures_and_defaults_apply() {
+        let vars: HashMap<&str, &str> = [
+            ("OPENAI_API_KEY", "sk-test-123"),
+            ("OPENAI_BASE_URL", "http://127.0.0.1:9/v1/"),
+            ("OPENAI_MODEL", "llama-3"),
+        ]
+        .into();
+        let provider = OpenAiBuilder::from_lookup(|k| vars.get(k).map(|v| v.to_string()))
+            .build()
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(provider.url(), "http://127.0.0.1:9/v1/chat/completions");
+        assert_eq!(provider.model(), "llama-3");
+        let debug = format!("{provider:?}");
+        assert!(!debug.contains("sk-test-123"), "{debug}");
+
+        let provider = OpenAiBuilder::from_lookup(|_| None)
+            .build()
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(provider.url(), "https://api.openai.com/v1/chat/completions");
+        assert_eq!(provider.model(), OPENAI_DEFAULT_MODEL);
+
+        let bad = OpenAiBuilder::from_lookup(|k| (k == "OPENAI_BASE_URL").then(|| "nope".into()));
+        let err = bad.build().err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.contains("OPENAI_BASE_URL"), "{err}");
+    }
+
+    #[test]
+    fn the_request_body() {
+        let provider = OpenAiProvider::builder()
+            .base_url("http://127.0.0.1:9/v1")
+            .model("m")
+            .temperature(0.2)
+            .max_tokens(64)
+            .extra_body("seed", json!(7))
+            .extra_body("stream", json!(false))
+            .build()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let request = LlmRequest {
+            conversation_id: ConversationId::parse("c").unwrap_or_else(|e| panic!("{e}")),
+            user_id: UserId::parse("u").unwrap_or_else(|e| panic!("{e}")),
+            messages: vec![
+                PromptMessage {
+                    role: MessageRole::System,
+                    content: "Be brief.".into(),
+                },
+                PromptMessage {
+                    role: MessageRole::User,
+                    content: "Hi".into(),
+                },
+            ],
+        };
+        let body: Value =
+            serde_json::from_slice(&provider.body(&request)).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            body,
+            json!({
+                "model": "m",
+                "messages": [
+                    {"role": "system", "content": "Be brief."},
+                    {"role": "user", "content": "Hi"}
+                ],
+                "stream": true,
+                "stream_options": {"include_usage": true},
+                "temperature": 0.2,
+                "max_tokens": 64,
+                "seed": 7
+            })
+        );
+    }
+}

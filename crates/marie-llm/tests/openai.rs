@@ -1,0 +1,563 @@
+//! `OpenAiProvider` against a local server that sends what OpenAI's chat completions API
+//! sends, byte for byte and paced, and every fault of issue 3. Each test asserts the room
+//! events a client receives (through the engine and a recording sink).
+
+#![cfg(feature = "openai")]
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::time::Duration;
+
+use marie_core::{EngineConfig, FinishReason, Usage};
+use marie_llm::{OpenAiBuilder, OpenAiProvider, RetryPolicy};
+use serde_json::json;
+use support::engine::Chat;
+use support::fake::{
+    FakeServer, Reply, Step, openai_answer, openai_done, openai_finish, openai_role, openai_text,
+    openai_usage, split,
+};
+use support::{ms, refused_addr, unresponsive_addr};
+
+const KEY: &str = "sk-test-7f3a9c2e5b1d4f6a8c0e2b4d6f8a0c2e";
+const PACE: Duration = Duration::from_millis(10);
+
+/// Fast retries; timeouts long enough never to fire unless a test wants them to.
+fn provider(base_url: &str) -> OpenAiBuilder {
+    OpenAiProvider::builder()
+        .base_url(base_url)
+        .api_key(KEY)
+        .model("gpt-4o-mini")
+        .retry(RetryPolicy::default().backoff(ms(20), ms(40)))
+}
+
+async fn chat(provider: OpenAiBuilder) -> Chat {
+    Chat::new(provider.build().unwrap(), EngineConfig::default()).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_an_answer_with_the_usage_openai_reports() {
+    let server = FakeServer::start([openai_answer(
+        &["Hello", ",", " wörld", " ✓", "!"],
+        PACE,
+        (12, 5),
+    )])
+    .await;
+    let chat = chat(
+        provider(&server.openai_base())
+            .temperature(0.2)
+            .max_tokens(256),
+    )
+    .await;
+
+    let answer = chat.ask("Say hello").await;
+
+    assert_eq!(
+        answer
+            .chunks
+            .iter()
+            .map(|c| c.content.as_str())
+            .collect::<Vec<_>>(),
+        ["Hello", ",", " wörld", " ✓", "!"]
+    );
+    let end = answer.complete();
+    assert_eq!(end.full_content, "Hello, wörld ✓!");
+    assert_eq!(end.usage, Usage::reported(12, 5));
+    assert!(!end.usage.estimated);
+    assert_eq!(end.finish_reason, FinishReason::Stop);
+
+    let requests = server.requests();
+    assert_eq!(requests.len(), 1);
+    let request = &requests[0];
+    assert_eq!(request.path, "/v1/chat/completions");
+    assert_eq!(
+        request.headers["authorization"].to_str().unwrap(),
+        format!("Bearer {KEY}")
+    );
+    assert_eq!(request.headers["accept"], "text/event-stream");
+    assert_eq!(
+        request.body,
+        json!({
+            "model": "gpt-4o-mini",
+            "messages": [{"role": "user", "content": "Say hello"}],
+            "stream": true,
+            "stream_options": {"include_usage": true},
+            "temperature": 0.2,
+            "max_tokens": 256
+        })
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sends_the_system_prompt_and_a_capped_history() {
+    let server = FakeServer::start([
+        openai_answer(&["one"], PACE, (1, 1)),
+        openai_answer(&["two"], PACE, (1, 1)),
+        openai_answer(&["three"], PACE, (1, 1)),
+    ])
+    .await;
+    let config = EngineConfig::default()
+        .system_prompt("You are terse.")
+        .history_window(3);
+    let chat = Chat::new(provider(&server.openai_base()).build().unwrap(), config).await;
+    for question in ["q1", "q2", "q3"] {
+        chat.ask(question).await.complete();
+    }
+    let requests = server.requests();
+    assert_eq!(requests.len(), 3);
+    assert_eq!(
+        requests[2].body["messages"],
+        json!([
+            {"role": "system", "content": "You are terse."},
+            {"role": "user", "content": "q2"},
+            {"role": "assistant", "content": "two"},
+            {"role": "user", "content": "q3"}
+        ])
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_split_anywhere_even_inside_a_character_are_put_back_together() {
+    let mut bytes = Vec::new();
+    for step in [
+        openai_role(),
+        openai_text("日本語"),
+        openai_text(" ✓ héllo"),
+        openai_finish("stop"),
+        openai_usage(3, 2),
+        openai_done(),
+    ] {
+        let Step::Send(b) = step else { unreachable!() };
+        bytes.extend(b);
+    }
+    let first_char = bytes
+        .windows("日".len())
+        .position(|w| w == "日".as_bytes())
+        .unwrap();
+    let check = bytes.windows(3).position(|w| w == "✓".as_bytes()).unwrap();
+    // Inside "data:", inside the JSON, inside a three-byte character (twice), between the
+    // two newlines that end an event, inside "[DONE]".
+    let mut cuts = vec![
+        2,
+        40,
+        first_char + 1,
+        first_char + 2,
+        check + 1,
+        bytes.len() - 9,
+        bytes.len() - 4,
+    ];
+    let event_end = bytes.windows(2).position(|w| w == b"\n\n").unwrap();
+    cuts.push(event_end + 1);
+    cuts.sort_unstable();
+    cuts.dedup();
+    let server =
+        FakeServer::start([Reply::ok("text/event-stream", split(&bytes, &cuts, PACE))]).await;
+    let chat = chat(provider(&server.openai_base())).await;
+    let answer = chat.ask("split").await;
+    let end = answer.complete();
+    assert_eq!(end.full_content, "日本語 ✓ héllo");
+    assert_eq!(end.usage, Usage::reported(3, 2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_reported_usage_the_engine_estimates_and_says_so() {
+    let mut steps = vec![openai_role()];
+    for t in ["No", " usage", " here"] {
+        steps.extend([Step::Wait(PACE), openai_text(t)]);
+    }
+    steps.extend([openai_finish("stop"), openai_done()]);
+    let server = FakeServer::start([Reply::ok("text/event-stream", steps)]).await;
+    let chat = chat(provider(&server.openai_base()).include_usage(false)).await;
+    let answer = chat.ask("count").await;
+    let end = answer.complete();
+    assert!(end.usage.estimated, "{:?}", end.usage);
+    assert!(end.usage.completion_tokens > 0);
+    assert_eq!(server.requests()[0].body.get("stream_options"), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finish_reason_length_reaches_the_client() {
+    let mut reply = openai_answer(&["cut", " short"], PACE, (4, 2));
+    reply.steps = reply
+        .steps
+        .into_iter()
+        .map(|s| match s {
+            Step::Send(b) if String::from_utf8_lossy(&b).contains("\"finish_reason\":\"stop\"") => {
+                openai_finish("length")
+            }
+            other => other,
+        })
+        .collect();
+    let server = FakeServer::start([reply]).await;
+    let chat = chat(provider(&server.openai_base())).await;
+    let end = chat.ask("long").await.complete().clone();
+    assert_eq!(end.finish_reason, FinishReason::Length);
+    assert_eq!(
+        serde_json::to_value(&end).unwrap()["finish_reason"],
+        "length"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rejected_credentials_are_never_retried_and_never_shown() {
+    for status in [401, 403] {
+        let server = FakeServer::start([
+            Reply::status(
+                status,
+                r#"{"error":{"message":"Incorrect API key provided: sk-test-***2e. You can find your API key at https://platform.openai.com/account/api-keys.","type":"invalid_request_error","param":null,"code":"invalid_api_key"}}"#,
+            ),
+            openai_answer(&["never"], PACE, (1, 1)),
+        ])
+        .await;
+        let chat = chat(provider(&server.openai_base())).await;
+        let answer = chat.ask("hi").await;
+        let err = answer.failed();
+        assert!(!err.retryable, "HTTP {status} is not worth retrying");
+        assert_eq!(err.after_seq, 0);
+        let wire = serde_json::to_string(&answer.terminal).unwrap();
+        assert!(
+            !wire.contains("Incorrect") && !wire.contains("sk-"),
+            "{wire}"
+        );
+        assert_eq!(
+            server.requests().len(),
+            1,
+            "HTTP {status} must not be retried"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limits_are_retried_after_the_wait_the_server_asks_for() {
+    // OpenAI's `retry-after-ms`, then the standard `Retry-After` in seconds.
+    let server = FakeServer::start([
+        Reply::status(429, r#"{"error":{"message":"Rate limit reached","type":"requests","param":null,"code":"rate_limit_exceeded"}}"#)
+            .header("retry-after-ms", "300"),
+        Reply::status(429, r#"{"error":{"message":"Rate limit reached","type":"requests","param":null,"code":"rate_limit_exceeded"}}"#)
+            .header("retry-after", "1"),
+        openai_answer(&["finally"], PACE, (2, 1)),
+    ])
+    .await;
+    let chat = chat(provider(&server.openai_base())).await;
+    let answer = chat.ask("hi").await;
+    assert_eq!(answer.complete().full_content, "finally");
+    let requests = server.requests();
+    assert_eq!(requests.len(), 3);
+    let first_wait = requests[1].at - requests[0].at;
+    let second_wait = requests[2].at - requests[1].at;
+    // The backoff alone would be 10-40 ms: these waits are the server's.
+    assert!(first_wait >= ms(300), "waited {first_wait:?}");
+    assert!(second_wait >= ms(1000), "waited {second_wait:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_limit_wait_longer_than_allowed_fails_at_once_as_retryable() {
+    let server = FakeServer::start([
+        Reply::status(
+            429,
+            r#"{"error":{"message":"quota","type":"insufficient_quota"}}"#,
+        )
+        .header("retry-after", "120"),
+        openai_answer(&["never"], PACE, (1, 1)),
+    ])
+    .await;
+    let chat = chat(provider(&server.openai_base())).await;
+    let answer = chat.ask("hi").await;
+    assert!(answer.failed().retryable);
+    assert_eq!(server.requests().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_errors_are_retried_with_backoff_until_one_works() {
+    let server = FakeServer::start([
+        Reply::status(
+            500,
+            r#"{"error":{"message":"The server had an error","type":"server_error"}}"#,
+        ),
+        Reply::status(
+            503,
+            r#"{"error":{"message":"overloaded","type":"server_error"}}"#,
+        ),
+        openai_answer(&["third", " time"], PACE, (2, 2)),
+    ])
+    .await;
+    let chat = chat(provider(&server.openai_base())).await;
+    let answer = chat.ask("hi").await;
+    assert_eq!(answer.complete().full_content, "third time");
+    let requests = server.requests();
+    assert_eq!(requests.len(), 3);
+    // Backoff with equal jitter: at least half of 20 ms, then half of 40 ms.
+    assert!(requests[1].at - requests[0].at >= ms(10));
+    assert!(requests[2].at - requests[1].at >= ms(20));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_are_bounded() {
+    let server = FakeServer::start([
+        Reply::status(502, "{}"),
+        Reply::status(502, "{}"),
+        Reply::status(502, "{}"),
+        openai_answer(&["never"], PACE, (1, 1)),
+    ])
+    .await;
+    let chat = chat(
+        provider(&server.openai_base())
+            .retry(RetryPolicy::default().max_retries(2).backoff(ms(5), ms(10))),
+    )
+    .await;
+    let answer = chat.ask("hi").await;
+    let err = answer.failed();
+    assert!(err.retryable);
+    assert_eq!(err.after_seq, 0);
+    assert_eq!(server.requests().len(), 3, "1 attempt + 2 retries");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn other_client_errors_are_not_retried() {
+    let server = FakeServer::start([
+        Reply::status(
+            400,
+            r#"{"error":{"message":"The model `gpt-5-nano-x` does not exist","type":"invalid_request_error","param":null,"code":"model_not_found"}}"#,
+        ),
+        openai_answer(&["never"], PACE, (1, 1)),
+    ])
+    .await;
+    let chat = chat(provider(&server.openai_base())).await;
+    let answer = chat.ask("hi").await;
+    assert!(!answer.failed().retryable);
+    assert_eq!(server.requests().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_connection_is_retried_then_reported() {
+    let addr = refused_addr().await;
+    let started = tokio::time::Instant::now();
+    let chat = chat(
+        provider(&format!("http://{addr}/v1")).retry(
+            RetryPolicy::default()
+                .max_retries(2)
+                .backoff(ms(100), ms(100)),
+        ),
+    )
+    .await;
+    let answer = chat.ask("hi").await;
+    let err = answer.failed();
+    assert!(err.retryable);
+    assert_eq!(err.after_seq, 0);
+    // Two backoffs of at least 50 ms each: it was tried three times.
+    assert!(started.elapsed() >= ms(100), "{:?}", started.elapsed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connect_timeout_is_retried_then_reported() {
+    let hanging = unresponsive_addr().await;
+    let started = tokio::time::Instant::now();
+    let chat = chat(
+        provider(&format!("http://{}/v1", hanging.addr))
+            .connect_timeout(ms(150))
+            .retry(RetryPolicy::default().max_retries(1).backoff(ms(5), ms(5))),
+    )
+    .await;
+    let answer = chat.ask("hi").await;
+    let err = answer.failed();
+    assert!(err.retryable);
+    let took = started.elapsed();
+    assert!(
+        took >= ms(300) && took < ms(5000),
+        "two connect attempts of 150 ms each, took {took:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_response_head_within_the_first_token_timeout() {
+    let server = FakeServer::start([
+        openai_answer(&["late"], PACE, (1, 1)).head_delay(Duration::from_secs(30)),
+        openai_answer(&["never"], PACE, (1, 1)),
+    ])
+    .await;
+    let started = tokio::time::Instant::now();
+    let chat = chat(provider(&server.openai_base()).first_token_timeout(ms(300))).await;
+    let answer = chat.ask("hi").await;
+    let err = answer.failed();
+    assert!(err.retryable);
+    assert!(started.elapsed() >= ms(300));
+    assert_eq!(
+        server.requests().len(),
+        1,
+        "a spent first-token budget is not retried"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_token_within_the_first_token_timeout() {
+    // Headers and the role chunk come at once, then nothing: the role is not a token.
+    let server = FakeServer::start([Reply::ok(
+        "text/event-stream",
+        vec![openai_role(), Step::Hang],
+    )])
+    .await;
+    let chat = chat(provider(&server.openai_base()).first_token_timeout(ms(300))).await;
+    let answer = chat.ask("hi").await;
+    assert!(answer.failed().retryable);
+    assert!(answer.chunks.is_empty());
+    assert_eq!(server.requests().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silence_between_chunks_trips_the_idle_timeout() {
+    let server = FakeServer::start([Reply::ok(
+        "text/event-stream",
+        vec![
+            openai_role(),
+            openai_text("Hello"),
+            Step::Wait(PACE),
+            openai_text(" there"),
+            Step::Hang,
+        ],
+    )])
+    .await;
+    let chat = chat(provider(&server.openai_base()).idle_timeout(ms(300))).await;
+    let answer = chat.ask("hi").await;
+    assert_eq!(answer.text(), "Hello there");
+    let err = answer.failed();
+    assert!(err.retryable);
+    assert_eq!(err.after_seq, 2);
+    assert_eq!(
+        server.requests().len(),
+        1,
+        "never re-sent after tokens went out"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_that_ends_without_done_is_an_error_not_a_complete_answer() {
+    let mut reply = openai_answer(&["almost", " there"], PACE, (3, 2));
+    reply.steps.pop(); // no `data: [DONE]`, the body just ends
+    let server = FakeServer::start([reply]).await;
+    let chat = chat(provider(&server.openai_base())).await;
+    let answer = chat.ask("hi").await;
+    let err = answer.failed();
+    assert_eq!(err.after_seq, 2);
+    assert!(!err.retryable);
+    assert_eq!(server.requests().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_error_object_in_the_stream_ends_the_answer() {
+    let server = FakeServer::start([Reply::ok(
+        "text/event-stream",
+        vec![
+            openai_role(),
+            openai_text("Partial"),
+            Step::Wait(PACE),
+            Step::Send(
+                br#"data: {"error":{"message":"The server had an error while processing your request. Sorry about that!","type":"server_error","param":null,"code":null}}"#
+                    .iter()
+                    .chain(b"\n\n")
+                    .copied()
+                    .collect(),
+            ),
+            Step::Hang,
+        ],
+    )])
+    .await;
+    let chat = chat(provider(&server.openai_base())).await;
+    let answer = chat.ask("hi").await;
+    let err = answer.failed();
+    assert_eq!(err.after_seq, 1);
+    assert!(err.retryable);
+    let wire = serde_json::to_string(&answer.terminal).unwrap();
+    assert!(
+        !wire.contains("Sorry"),
+        "no upstream text reaches clients: {wire}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_event_is_a_protocol_error() {
+    let server = FakeServer::start([Reply::ok(
+        "text/event-stream",
+        vec![
+            openai_role(),
+            openai_text("Fine"),
+            Step::Send(
+                b"data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"x\"\n\n".to_vec(),
+            ),
+            Step::Hang,
+        ],
+    )])
+    .await;
+    let chat = chat(provider(&server.openai_base())).await;
+    let answer = chat.ask("hi").await;
+    let err = answer.failed();
+    assert_eq!(err.after_seq, 1);
+    assert!(!err.retryable);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_breaks_the_connection_mid_stream() {
+    let server = FakeServer::start([
+        Reply::ok(
+            "text/event-stream",
+            vec![
+                openai_role(),
+                openai_text("One"),
+                Step::Wait(PACE),
+                openai_text(" two"),
+                Step::Wait(PACE),
+                Step::Abort,
+            ],
+        ),
+        openai_answer(&["never"], PACE, (1, 1)),
+    ])
+    .await;
+    let chat = chat(provider(&server.openai_base())).await;
+    let answer = chat.ask("hi").await;
+    assert_eq!(answer.text(), "One two");
+    let err = answer.failed();
+    assert_eq!(err.after_seq, 2);
+    assert!(err.retryable);
+    assert_eq!(
+        server.requests().len(),
+        1,
+        "never re-sent after tokens went out"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_instead_of_an_event_stream_is_a_protocol_error() {
+    let server = FakeServer::start([Reply {
+        status: 200,
+        headers: vec![("content-type".into(), "application/json".into())],
+        head_delay: Duration::ZERO,
+        steps: vec![Step::Send(
+            br#"{"id":"chatcmpl-1","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"whole"},"finish_reason":"stop"}],"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}"#.to_vec(),
+        )],
+    }])
+    .await;
+    let chat = chat(provider(&server.openai_base())).await;
+    let answer = chat.ask("hi").await;
+    assert!(!answer.failed().retryable);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_finished_answer_leaves_its_connection_for_the_next() {
+    // No new TCP (and, against a real server, TLS) handshake for every answer.
+    let server = FakeServer::start([
+        openai_answer(&["one"], PACE, (1, 1)),
+        openai_answer(&["two"], PACE, (1, 1)),
+    ])
+    .await;
+    let chat = chat(provider(&server.openai_base())).await;
+    chat.ask("first").await.complete();
+    // A person reads an answer before asking again. (The connection goes back to the pool
+    // from hyper's connection task a moment after the body ends; nothing observable says
+    // when, and a request sent in that moment opens a new connection, which is correct.)
+    tokio::time::sleep(ms(200)).await;
+    chat.ask("second").await.complete();
+    let requests = server.requests();
+    assert_eq!(
+        requests[0].peer, requests[1].peer,
+        "the connection was reused"
+    );
+}

@@ -1,0 +1,395 @@
+//! A fake model server: an axum app on 127.0.0.1:0 that answers each request with the next
+//! scripted [`Reply`], byte for byte, pacing included, and reports when a response body
+//! is dropped (the client went away, or the body ended).
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use axum::routing::post;
+use futures_util::stream;
+use serde_json::Value;
+use tokio::sync::{Notify, mpsc};
+use tokio::time::Instant;
+
+/// How long a test waits for anything before it fails.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// One step of a response body.
+#[derive(Clone, Debug)]
+pub enum Step {
+    /// Write these bytes (one write; the client may still read them in pieces).
+    Send(Vec<u8>),
+    /// Pause, as a model does between tokens.
+    Wait(Duration),
+    /// Never write again, never end.
+    Hang,
+    /// Break the connection (no proper end of the chunked body).
+    Abort,
+}
+
+/// The answer to one request.
+#[derive(Clone, Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    /// Waited before the response head is sent.
+    pub head_delay: Duration,
+    pub steps: Vec<Step>,
+}
+
+impl Reply {
+    /// A 200 with `content_type` and the given body steps.
+    pub fn ok(content_type: &str, steps: Vec<Step>) -> Self {
+        Self {
+            status: 200,
+            headers: vec![("content-type".into(), content_type.into())],
+            head_delay: Duration::ZERO,
+            steps,
+        }
+    }
+
+    /// An error status with a JSON body.
+    pub fn status(status: u16, body: &str) -> Self {
+        Self {
+            status,
+            headers: vec![("content-type".into(), "application/json".into())],
+            head_delay: Duration::ZERO,
+            steps: vec![Step::Send(body.as_bytes().to_vec())],
+        }
+    }
+
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    pub fn head_delay(mut self, delay: Duration) -> Self {
+        self.head_delay = delay;
+        self
+    }
+}
+
+/// A request the server received.
+#[derive(Clone, Debug)]
+pub struct Recorded {
+    /// The client's address: the same for two requests on one kept-alive connection.
+    pub peer: SocketAddr,
+    pub path: String,
+    pub headers: HeaderMap,
+    pub body: Value,
+    pub at: Instant,
+}
+
+/// A response body the server let go of.
+#[derive(Clone, Copy, Debug)]
+pub struct BodyDropped {
+    pub at: Instant,
+    /// Whether every step had been written (a normal end) or the body was dropped early.
+    pub finished: bool,
+}
+
+pub struct FakeServer {
+    pub addr: SocketAddr,
+    shared: Arc<Shared>,
+    dropped: tokio::sync::Mutex<mpsc::UnboundedReceiver<BodyDropped>>,
+}
+
+struct Shared {
+    replies: Mutex<VecDeque<Reply>>,
+    requests: Mutex<Vec<Recorded>>,
+    arrived: Notify,
+    dropped: mpsc::UnboundedSender<BodyDropped>,
+}
+
+impl FakeServer {
+    /// Serves `replies`, one per request, in order; a request beyond them gets a 500.
+    pub async fn start(replies: impl IntoIterator<Item = Reply>) -> Self {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let shared = Arc::new(Shared {
+            replies: Mutex::new(replies.into_iter().collect()),
+            requests: Mutex::default(),
+            arrived: Notify::new(),
+            dropped: tx,
+        });
+        let app = axum::Router::new()
+            .route("/v1/chat/completions", post(handle))
+            .route("/api/chat", post(handle))
+            .with_state(shared.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind the fake server");
+        let addr = listener.local_addr().expect("local addr");
+        // Every write goes out at once, so pacing reaches the client as scripted.
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
+        tokio::spawn(async move {
+            let app = app.into_make_service_with_connect_info::<SocketAddr>();
+            let _ = axum::serve(listener, app).await;
+        });
+        Self {
+            addr,
+            shared,
+            dropped: tokio::sync::Mutex::new(rx),
+        }
+    }
+
+    /// `http://127.0.0.1:port/v1`, an OpenAI base URL.
+    pub fn openai_base(&self) -> String {
+        format!("http://{}/v1", self.addr)
+    }
+
+    /// `http://127.0.0.1:port`, an Ollama host.
+    pub fn ollama_host(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Every request received so far.
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.shared.requests.lock().expect("lock").clone()
+    }
+
+    /// Waits until `n` requests have arrived.
+    pub async fn wait_requests(&self, n: usize) -> Vec<Recorded> {
+        tokio::time::timeout(WAIT, async {
+            loop {
+                let arrived = self.shared.arrived.notified();
+                let requests = self.requests();
+                if requests.len() >= n {
+                    return requests;
+                }
+                arrived.await;
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("fewer than {n} requests within {WAIT:?}"))
+    }
+
+    /// Waits for the next response body to be dropped.
+    pub async fn body_dropped(&self) -> BodyDropped {
+        tokio::time::timeout(WAIT, async { self.dropped.lock().await.recv().await })
+            .await
+            .unwrap_or_else(|_| panic!("no response body was dropped within {WAIT:?}"))
+            .expect("the server is alive")
+    }
+}
+
+async fn handle(
+    State(shared): State<Arc<Shared>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let body_json = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    shared.requests.lock().expect("lock").push(Recorded {
+        peer,
+        path: uri.path().to_owned(),
+        headers,
+        body: body_json,
+        at: Instant::now(),
+    });
+    shared.arrived.notify_waiters();
+    let reply = shared.replies.lock().expect("lock").pop_front();
+    let Some(reply) = reply else {
+        return Response::builder()
+            .status(500)
+            .body(Body::from("{\"error\":\"no reply scripted\"}"))
+            .expect("response");
+    };
+    if !reply.head_delay.is_zero() {
+        tokio::time::sleep(reply.head_delay).await;
+    }
+    let guard = DropGuard {
+        tx: Some(shared.dropped.clone()),
+    };
+    let steps: VecDeque<Step> = reply.steps.into();
+    let body = stream::unfold((steps, guard), |(mut steps, guard)| async move {
+        loop {
+            match steps.pop_front() {
+                None => {
+                    guard.finished();
+                    return None;
+                }
+                Some(Step::Send(bytes)) => {
+                    return Some((Ok::<_, std::io::Error>(Bytes::from(bytes)), (steps, guard)));
+                }
+                Some(Step::Wait(d)) => tokio::time::sleep(d).await,
+                Some(Step::Hang) => std::future::pending::<()>().await,
+                Some(Step::Abort) => {
+                    return Some((
+                        Err(std::io::Error::other(
+                            "the fake server breaks the connection",
+                        )),
+                        (steps, guard),
+                    ));
+                }
+            }
+        }
+    });
+    let mut response =
+        Response::builder().status(StatusCode::from_u16(reply.status).expect("status"));
+    for (name, value) in &reply.headers {
+        response = response.header(name, value);
+    }
+    response.body(Body::from_stream(body)).expect("response")
+}
+
+/// Reports when the body (which owns it) is dropped.
+struct DropGuard {
+    tx: Option<mpsc::UnboundedSender<BodyDropped>>,
+}
+
+impl DropGuard {
+    fn report(&mut self, finished: bool) {
+        if let Some(tx) = self.tx.take() {
+            let _ = tx.send(BodyDropped {
+                at: Instant::now(),
+                finished,
+            });
+        }
+    }
+
+    /// Every step was written.
+    fn finished(mut self) {
+        self.report(true);
+    }
+}
+
+impl Drop for DropGuard {
+    fn drop(&mut self) {
+        self.report(false);
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// What the real APIs send
+// ---------------------------------------------------------------------------------------
+
+pub const MODEL_OPENAI: &str = "gpt-4o-mini-2024-07-18";
+pub const MODEL_OLLAMA: &str = "llama3.2";
+
+/// One `chat.completion.chunk` SSE event, with the fields and field order OpenAI sends.
+fn openai_event(delta: &str, finish_reason: &str) -> Vec<u8> {
+    format!(
+        "data: {{\"id\":\"chatcmpl-AaBbCcDdEeFf0123456789\",\"object\":\"chat.completion.chunk\",\
+         \"created\":1733000000,\"model\":\"{MODEL_OPENAI}\",\"service_tier\":\"default\",\
+         \"system_fingerprint\":\"fp_0ba0d124f1\",\"choices\":[{{\"index\":0,\"delta\":{delta},\
+         \"logprobs\":null,\"finish_reason\":{finish_reason}}}],\"usage\":null}}\n\n"
+    )
+    .into_bytes()
+}
+
+/// The first event: the role, empty content.
+pub fn openai_role() -> Step {
+    Step::Send(openai_event(
+        r#"{"role":"assistant","content":"","refusal":null}"#,
+        "null",
+    ))
+}
+
+/// A content delta.
+pub fn openai_text(text: &str) -> Step {
+    let content = serde_json::to_string(text).expect("json string");
+    Step::Send(openai_event(&format!("{{\"content\":{content}}}"), "null"))
+}
+
+/// The event with the finish reason and an empty delta.
+pub fn openai_finish(reason: &str) -> Step {
+    Step::Send(openai_event("{}", &format!("\"{reason}\"")))
+}
+
+/// The usage event `stream_options.include_usage` asks for: `choices: []`.
+pub fn openai_usage(prompt: u64, completion: u64) -> Step {
+    Step::Send(
+        format!(
+            "data: {{\"id\":\"chatcmpl-AaBbCcDdEeFf0123456789\",\"object\":\"chat.completion.chunk\",\
+             \"created\":1733000000,\"model\":\"{MODEL_OPENAI}\",\"service_tier\":\"default\",\
+             \"system_fingerprint\":\"fp_0ba0d124f1\",\"choices\":[],\"usage\":{{\"prompt_tokens\":{prompt},\
+             \"completion_tokens\":{completion},\"total_tokens\":{},\"prompt_tokens_details\":\
+             {{\"cached_tokens\":0,\"audio_tokens\":0}},\"completion_tokens_details\":\
+             {{\"reasoning_tokens\":0,\"audio_tokens\":0,\"accepted_prediction_tokens\":0,\
+             \"rejected_prediction_tokens\":0}}}}}}\n\n",
+            prompt + completion
+        )
+        .into_bytes(),
+    )
+}
+
+pub fn openai_done() -> Step {
+    Step::Send(b"data: [DONE]\n\n".to_vec())
+}
+
+/// A whole successful answer: role, `tokens` with `pace` between them, finish, usage,
+/// `[DONE]`.
+pub fn openai_answer(tokens: &[&str], pace: Duration, usage: (u64, u64)) -> Reply {
+    let mut steps = vec![openai_role()];
+    for t in tokens {
+        steps.push(Step::Wait(pace));
+        steps.push(openai_text(t));
+    }
+    steps.extend([
+        openai_finish("stop"),
+        openai_usage(usage.0, usage.1),
+        openai_done(),
+    ]);
+    Reply::ok("text/event-stream; charset=utf-8", steps)
+}
+
+/// One `/api/chat` NDJSON line with some content, as Ollama sends it.
+pub fn ollama_text(text: &str) -> Step {
+    Step::Send(ollama_line(text).into_bytes())
+}
+
+pub fn ollama_line(text: &str) -> String {
+    let content = serde_json::to_string(text).expect("json string");
+    format!(
+        "{{\"model\":\"{MODEL_OLLAMA}\",\"created_at\":\"2025-01-10T09:30:00.123456789Z\",\
+         \"message\":{{\"role\":\"assistant\",\"content\":{content}}},\"done\":false}}\n"
+    )
+}
+
+/// The last line: `done: true` with the reason, durations and counts.
+pub fn ollama_done(reason: &str, prompt: u64, completion: u64) -> Step {
+    Step::Send(
+        format!(
+            "{{\"model\":\"{MODEL_OLLAMA}\",\"created_at\":\"2025-01-10T09:30:01.987654321Z\",\
+             \"message\":{{\"role\":\"assistant\",\"content\":\"\"}},\"done_reason\":\"{reason}\",\
+             \"done\":true,\"total_duration\":4883583458,\"load_duration\":1334875,\
+             \"prompt_eval_count\":{prompt},\"prompt_eval_duration\":342546000,\
+             \"eval_count\":{completion},\"eval_duration\":4535599000}}\n"
+        )
+        .into_bytes(),
+    )
+}
+
+/// A whole successful Ollama answer.
+pub fn ollama_answer(tokens: &[&str], pace: Duration, usage: (u64, u64)) -> Reply {
+    let mut steps = Vec::new();
+    for t in tokens {
+        steps.push(ollama_text(t));
+        steps.push(Step::Wait(pace));
+    }
+    steps.push(ollama_done("stop", usage.0, usage.1));
+    Reply::ok("application/x-ndjson", steps)
+}
+
+/// `bytes` cut at each of `cuts` (byte offsets), with `pace` between the pieces, so that
+/// the client reads them separately: lines and characters split across reads.
+pub fn split(bytes: &[u8], cuts: &[usize], pace: Duration) -> Vec<Step> {
+    let mut steps = Vec::new();
+    let mut from = 0;
+    for &cut in cuts {
+        steps.push(Step::Send(bytes[from..cut].to_vec()));
+        steps.push(Step::Wait(pace));
+        from = cut;
+    }
+    steps.push(Step::Send(bytes[from..].to_vec()));
+    steps
+}

@@ -1,0 +1,263 @@
+// The chat example with a real model provider, end to end: MARIE_LLM=openai (and
+// =ollama) pointed at a local fake model server that streams what the real API sends,
+// byte for byte and paced; the official socket.io-client receives the answer.
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { createServer } from 'node:http';
+import { randomBytes } from 'node:crypto';
+import { io } from 'socket.io-client';
+import { Recorder, devToken, startChat } from './helpers.mjs';
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/**
+ * A fake model server on 127.0.0.1:<ephemeral>. `answer(req, body, res)` writes the
+ * response; every request is recorded with its headers and JSON body.
+ */
+async function fakeModelServer(answer) {
+  const requests = [];
+  const server = createServer((req, res) => {
+    let raw = '';
+    req.setEncoding('utf8');
+    req.on('data', (chunk) => { raw += chunk; });
+    req.on('end', () => {
+      let body = null;
+      try { body = JSON.parse(raw); } catch { /* recorded as null */ }
+      requests.push({ method: req.method, url: req.url, headers: req.headers, body });
+      answer(req, body, res).catch((err) => res.destroy(err));
+    });
+  });
+  server.on('connection', (socket) => socket.setNoDelay(true));
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address();
+  return {
+    url: `http://127.0.0.1:${port}`,
+    requests,
+    close: () => new Promise((resolve) => { server.closeAllConnections(); server.close(resolve); }),
+  };
+}
+
+const lastUserMessage = (body) => body?.messages?.filter((m) => m.role === 'user').at(-1)?.content;
+
+// What OpenAI's chat completions API sends with stream:true and include_usage.
+function openaiChunk(delta, finishReason = null) {
+  return `data: ${JSON.stringify({
+    id: 'chatcmpl-e2e0123456789', object: 'chat.completion.chunk', created: 1733000000,
+    model: 'gpt-4o-mini-2024-07-18', service_tier: 'default', system_fingerprint: 'fp_0ba0d124f1',
+    choices: [{ index: 0, delta, logprobs: null, finish_reason: finishReason }], usage: null,
+  })}\n\n`;
+}
+function openaiUsage(prompt, completion) {
+  return `data: ${JSON.stringify({
+    id: 'chatcmpl-e2e0123456789', object: 'chat.completion.chunk', created: 1733000000,
+    model: 'gpt-4o-mini-2024-07-18', service_tier: 'default', system_fingerprint: 'fp_0ba0d124f1',
+    choices: [], usage: { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion },
+  })}\n\n`;
+}
+
+const OPENAI_TOKENS = ['Hello', ' from', ' a', ' fake', ' GPT', ' ✓'];
+
+async function openaiAnswer(req, body, res) {
+  if (req.url !== '/v1/chat/completions') {
+    res.writeHead(404).end();
+    return;
+  }
+  const message = lastUserMessage(body);
+  if (message === 'please fail') {
+    res.writeHead(401, { 'content-type': 'application/json' });
+    res.end(JSON.stringify({ error: { message: 'Incorrect API key provided: sk-e2e-***', type: 'invalid_request_error', param: null, code: 'invalid_api_key' } }));
+    return;
+  }
+  if (message === 'break off') {
+    res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8' });
+    res.write(openaiChunk({ role: 'assistant', content: '', refusal: null }));
+    for (const t of ['Half', ' an']) {
+      await sleep(10);
+      res.write(openaiChunk({ content: t }));
+    }
+    await sleep(10);
+    res.destroy(); // the connection breaks mid-answer
+    return;
+  }
+  res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8' });
+  res.write(openaiChunk({ role: 'assistant', content: '', refusal: null }));
+  for (const t of OPENAI_TOKENS) {
+    await sleep(15);
+    res.write(openaiChunk({ content: t }));
+  }
+  res.write(openaiChunk({}, 'stop'));
+  res.write(openaiUsage(21, OPENAI_TOKENS.length));
+  res.end('data: [DONE]\n\n');
+}
+
+// What Ollama's /api/chat sends: NDJSON, the last line with done:true and the counts.
+const OLLAMA_TOKENS = ['Grüße', ' aus', ' 東京'];
+
+async function ollamaAnswer(req, body, res) {
+  if (req.url !== '/api/chat') {
+    res.writeHead(404).end();
+    return;
+  }
+  res.writeHead(200, { 'content-type': 'application/x-ndjson' });
+  for (const t of OLLAMA_TOKENS) {
+    const line = Buffer.from(`${JSON.stringify({ model: 'llama3.2', created_at: new Date().toISOString(), message: { role: 'assistant', content: t }, done: false })}\n`);
+    // Each line goes out in two writes, cut inside it.
+    const cut = Math.floor(line.length / 2);
+    res.write(line.subarray(0, cut));
+    await sleep(10);
+    res.write(line.subarray(cut));
+    await sleep(10);
+  }
+  res.end(`${JSON.stringify({
+    model: 'llama3.2', created_at: new Date().toISOString(), message: { role: 'assistant', content: '' },
+    done_reason: 'stop', done: true, total_duration: 4883583458, load_duration: 1334875,
+    prompt_eval_count: 13, prompt_eval_duration: 342546000, eval_count: OLLAMA_TOKENS.length, eval_duration: 4535599000,
+  })}\n`);
+}
+
+/** Connects as `user`, joins a fresh conversation; resolves to { socket, rec, conversationId }. */
+async function joinedClient(url, user, sockets) {
+  const { body } = await devToken(url, user);
+  const socket = io(url, { auth: { token: body.token }, reconnection: false, forceNew: true, autoConnect: false });
+  sockets.push(socket);
+  const rec = new Recorder(socket);
+  socket.connect();
+  await rec.waitFor('connected');
+  const conversationId = `llm-${randomBytes(6).toString('hex')}`;
+  const ack = await socket.timeout(5_000).emitWithAck('join_conversation', { conversation_id: conversationId });
+  assert.equal(ack.status, 'ok', JSON.stringify(ack));
+  return { socket, rec, conversationId };
+}
+
+/** The first `stream_end` or `stream_error` matching `pred`, recorded at `from` or later. */
+function terminalOf(rec, pred, from, ms = 10_000) {
+  const matches = (r) => (r.event === 'stream_end' || r.event === 'stream_error') && pred(r.data);
+  const seen = rec.events.slice(from).find(matches);
+  if (seen) return Promise.resolve(seen);
+  return new Promise((resolve, reject) => {
+    const waiter = {
+      matches,
+      done: (r) => {
+        clearTimeout(timer);
+        rec.waiters.delete(waiter);
+        resolve(r);
+      },
+    };
+    const timer = setTimeout(() => {
+      rec.waiters.delete(waiter);
+      reject(new Error(`no stream_end or stream_error within ${ms} ms`));
+    }, ms);
+    rec.waiters.add(waiter);
+  });
+}
+
+/** Sends `message` and collects the answer: start, chunks, and the terminal event. */
+async function ask({ socket, rec, conversationId }, message) {
+  const mark = rec.mark();
+  socket.emit('send_message', { conversation_id: conversationId, message });
+  const start = await rec.waitFor('stream_start', (d) => d.conversation_id === conversationId, { from: mark, ms: 10_000 });
+  const ours = (d) => d.stream_id === start.stream_id;
+  const terminal = await terminalOf(rec, ours, mark);
+  const chunks = rec.events.slice(mark).filter((r) => r.event === 'stream_chunk' && ours(r.data)).map((r) => r.data);
+  chunks.forEach((c, i) => {
+    assert.equal(c.seq, i + 1, 'seq 1, 2, 3, ... without gaps');
+    assert.ok(c.content.length > 0);
+  });
+  return { start, chunks, terminal };
+}
+
+describe('chat example with MARIE_LLM=openai against a local OpenAI-compatible server', () => {
+  let fake;
+  let chat;
+  const sockets = [];
+
+  before(async () => {
+    fake = await fakeModelServer(openaiAnswer);
+    chat = await startChat({
+      env: {
+        MARIE_LLM: 'openai',
+        OPENAI_BASE_URL: `${fake.url}/v1`,
+        OPENAI_API_KEY: 'sk-e2e-secret',
+        OPENAI_MODEL: 'gpt-4o-mini',
+      },
+    });
+  });
+
+  after(async () => {
+    for (const socket of sockets) socket.disconnect();
+    if (chat) await chat.stop();
+    if (fake) await fake.close();
+  });
+
+  it('streams the model answer to a socket.io client, with the usage the server reported', async () => {
+    const client = await joinedClient(chat.url, 'alice', sockets);
+    const { chunks, terminal } = await ask(client, 'Say hello');
+    assert.equal(terminal.event, 'stream_end', JSON.stringify(terminal.data));
+    assert.deepEqual(chunks.map((c) => c.content), OPENAI_TOKENS);
+    assert.equal(terminal.data.status, 'complete');
+    assert.equal(terminal.data.full_content, OPENAI_TOKENS.join(''));
+    assert.deepEqual(terminal.data.usage, { prompt_tokens: 21, completion_tokens: OPENAI_TOKENS.length, total_tokens: 21 + OPENAI_TOKENS.length });
+    assert.equal(terminal.data.finish_reason, 'stop');
+
+    const request = fake.requests.at(-1);
+    assert.equal(request.method, 'POST');
+    assert.equal(request.headers.authorization, 'Bearer sk-e2e-secret');
+    assert.equal(request.body.model, 'gpt-4o-mini');
+    assert.equal(request.body.stream, true);
+    assert.deepEqual(request.body.stream_options, { include_usage: true });
+    assert.deepEqual(request.body.messages.at(-1), { role: 'user', content: 'Say hello' });
+  });
+
+  it('turns a rejected key into stream_error provider_unavailable, not retryable, with nothing upstream leaked', async () => {
+    const client = await joinedClient(chat.url, 'bob', sockets);
+    const before = fake.requests.length;
+    const { chunks, terminal } = await ask(client, 'please fail');
+    assert.equal(terminal.event, 'stream_error');
+    assert.equal(chunks.length, 0);
+    assert.equal(terminal.data.code, 'provider_unavailable');
+    assert.equal(terminal.data.retryable, false);
+    assert.equal(terminal.data.after_seq, 0);
+    assert.ok(!JSON.stringify(terminal.data).includes('sk-'), JSON.stringify(terminal.data));
+    assert.equal(fake.requests.length - before, 1, '401 is never retried');
+  });
+
+  it('ends an answer whose connection breaks with a retryable stream_error after the last chunk', async () => {
+    const client = await joinedClient(chat.url, 'carol', sockets);
+    const { chunks, terminal } = await ask(client, 'break off');
+    assert.equal(terminal.event, 'stream_error');
+    assert.equal(chunks.map((c) => c.content).join(''), 'Half an');
+    assert.equal(terminal.data.code, 'provider_unavailable');
+    assert.equal(terminal.data.retryable, true);
+    assert.equal(terminal.data.after_seq, 2);
+  });
+});
+
+describe('chat example with MARIE_LLM=ollama against a local Ollama-compatible server', () => {
+  let fake;
+  let chat;
+  const sockets = [];
+
+  before(async () => {
+    fake = await fakeModelServer(ollamaAnswer);
+    chat = await startChat({ env: { MARIE_LLM: 'ollama', OLLAMA_HOST: fake.url, OLLAMA_MODEL: 'llama3.2' } });
+  });
+
+  after(async () => {
+    for (const socket of sockets) socket.disconnect();
+    if (chat) await chat.stop();
+    if (fake) await fake.close();
+  });
+
+  it('streams the NDJSON answer to a socket.io client, lines cut across writes included', async () => {
+    const client = await joinedClient(chat.url, 'dave', sockets);
+    const { chunks, terminal } = await ask(client, 'Grüß mich');
+    assert.equal(terminal.event, 'stream_end', JSON.stringify(terminal.data));
+    assert.deepEqual(chunks.map((c) => c.content), OLLAMA_TOKENS);
+    assert.equal(terminal.data.full_content, OLLAMA_TOKENS.join(''));
+    assert.deepEqual(terminal.data.usage, { prompt_tokens: 13, completion_tokens: OLLAMA_TOKENS.length, total_tokens: 13 + OLLAMA_TOKENS.length });
+    const request = fake.requests.at(-1);
+    assert.equal(request.url, '/api/chat');
+    assert.equal(request.body.model, 'llama3.2');
+    assert.equal(request.body.stream, true);
+  });
+});
