@@ -414,41 +414,7 @@ impl OllamaBuilder {
         self
     }
 
-    /// All [`Timeouts`] at once.
-    pub fn timeouts(mut self, timeouts: Timeouts) -> Self {
-        self.settings.timeouts = timeouts;
-        self
-    }
-
-    /// Sets [`Timeouts::connect`].
-    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
-        self.settings.timeouts.connect = timeout;
-        self
-    }
-
-    /// Sets [`Timeouts::first_token`].
-    pub fn first_token_timeout(mut self, timeout: Duration) -> Self {
-        self.settings.timeouts.first_token = timeout;
-        self
-    }
-
-    /// Sets [`Timeouts::idle`].
-    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
-        self.settings.timeouts.idle = timeout;
-        self
-    }
-
-    /// The [`RetryPolicy`].
-    pub fn retry(mut self, policy: RetryPolicy) -> Self {
-        self.settings.retry = policy;
-        self
-    }
-
-    /// Uses `client` (its TLS, proxy and connect timeout settings) instead of a new one.
-    pub fn http_client(mut self, client: reqwest::Client) -> Self {
-        self.settings.client = Some(client);
-        self
-    }
+    crate::http::http_settings_setters!();
 
     /// Checks the settings and builds the provider.
     pub fn build(self) -> Result<OllamaProvider, ConfigError> {

@@ -23,3 +23,46 @@ pub(crate) fn f32_json(value: f32) -> serde_json::Value {
         .and_then(serde_json::Number::from_f64)
         .map_or(serde_json::Value::Null, serde_json::Value::Number)
 }
+
+/// The builder methods for [`HttpSettings`] that both HTTP providers' builders share; the
+/// builder must hold `settings: HttpSettings`.
+macro_rules! http_settings_setters {
+    () => {
+        /// All [`Timeouts`] at once.
+        pub fn timeouts(mut self, timeouts: Timeouts) -> Self {
+            self.settings.timeouts = timeouts;
+            self
+        }
+
+        /// Sets [`Timeouts::connect`].
+        pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+            self.settings.timeouts.connect = timeout;
+            self
+        }
+
+        /// Sets [`Timeouts::first_token`].
+        pub fn first_token_timeout(mut self, timeout: Duration) -> Self {
+            self.settings.timeouts.first_token = timeout;
+            self
+        }
+
+        /// Sets [`Timeouts::idle`].
+        pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+            self.settings.timeouts.idle = timeout;
+            self
+        }
+
+        /// The [`RetryPolicy`].
+        pub fn retry(mut self, policy: RetryPolicy) -> Self {
+            self.settings.retry = policy;
+            self
+        }
+
+        /// Uses `client` (its TLS, proxy and connect timeout settings) instead of a new one.
+        pub fn http_client(mut self, client: reqwest::Client) -> Self {
+            self.settings.client = Some(client);
+            self
+        }
+    };
+}
+pub(crate) use http_settings_setters;
