@@ -14,6 +14,7 @@
 //! | `OPENAI_API_KEY`, `OPENAI_BASE_URL`, `OPENAI_MODEL` | none, OpenAI, `gpt-4o-mini` | with `MARIE_LLM=openai`: any OpenAI-compatible server |
 //! | `OLLAMA_HOST`, `OLLAMA_MODEL` | `127.0.0.1:11434`, `llama3.2` | with `MARIE_LLM=ollama` |
 //! | `MARIE_JWT_SECRET` | unset | accept HS256 JWTs (`sub` = user id, `roles` may hold `admin`); unset = dev mode |
+//! | `MARIE_ALLOWED_ORIGINS` | see meaning | comma-separated origins allowed to open the Socket.IO endpoint (`*`: any); unset: any in dev mode, else this server's own address |
 //!
 //! In dev mode anyone can mint a token for any user name at `POST /api/dev/token`: never
 //! expose it beyond your machine.

@@ -32,7 +32,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use marie_adapters::{
-    JwtAuthenticator, RedisConfig, RedisControlBus, RedisStore, StaticAuthenticator,
+    JwtAuthenticator, RedisConfig, RedisControlBus, RedisStore, RedisStreamLog, StaticAuthenticator,
 };
 use marie_axum::Marie;
 use marie_axum::redis::RedisAdapterOptions;
@@ -102,7 +102,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         // Every node has its own connections, exactly as if it ran on its own machine.
         let config = RedisConfig::new(redis_url.clone()).prefix(prefix.clone());
         let store = RedisStore::connect(config.clone()).await?;
-        let bus = RedisControlBus::connect(config).await?;
+        let bus = RedisControlBus::connect(config.clone()).await?;
+        // Every chunk in a Redis Stream, so that a client resumes an answer on any node.
+        let log = RedisStreamLog::connect(config).await?;
         let adapter = RedisAdapterOptions::new(redis_url.clone())
             .prefix(format!("{prefix}:sio"))
             .connect()
@@ -111,10 +113,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .authenticator(authenticator.clone())
             .store(store.clone())
             .control_bus(bus)
+            .stream_log(log)
             .provider(EchoProvider::from_env_var("MARIE_ECHO_DELAY_MS"))
             .redis(adapter)
             .build_async()
             .await?;
+        let chat_routes = handle.chat_routes();
         handles.push(handle);
 
         let state = NodeState {
@@ -142,6 +146,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .route("/healthz", get(|| async { "ok" }))
             .route("/readyz", get(ready))
             .with_state(state)
+            // The SSE fallback (this example serves its own health probes).
+            .merge(chat_routes)
             .layer(layer);
 
         let listener = tokio::net::TcpListener::bind(addr).await?;
@@ -242,6 +248,7 @@ async fn dev_token(
         Identity {
             user_id: user_id.clone(),
             roles: roles.clone(),
+            expires_at: None,
         },
     );
     Json(json!({ "token": token, "user_id": user_id, "roles": roles })).into_response()

@@ -73,10 +73,13 @@ pub(crate) async fn serve(
         provider = provider.name(),
         "answers come from this provider"
     );
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let local = listener.local_addr()?;
     let (layer, handle) = Marie::builder()
         .authenticator(authenticator)
         .store(MemoryStore::new())
         .provider(provider)
+        .allowed_origins(allowed_origins(matches!(mode, AuthMode::Dev(_)), local))
         .build()?;
 
     let app = Router::new()
@@ -95,12 +98,11 @@ pub(crate) async fn serve(
         )
         .route("/api/auth/mode", get(auth_mode))
         .route("/api/dev/token", post(dev_token))
-        .route("/healthz", get(|| async { "ok" }))
         .with_state(mode)
+        // The SSE fallback, `/healthz` and `/readyz`.
+        .merge(handle.http_routes())
         .layer(layer);
 
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    let local = listener.local_addr()?;
     // Tests and scripts wait for this exact line.
     println!("MARIE {name} example listening on http://{local}");
 
@@ -113,6 +115,25 @@ pub(crate) async fn serve(
         })
         .await?;
     Ok(())
+}
+
+/// `MARIE_ALLOWED_ORIGINS` (comma-separated, `*` for any); unset: any origin in dev mode,
+/// else only this server's own address (see docs/security.md).
+fn allowed_origins(dev: bool, addr: SocketAddr) -> marie_axum::AllowedOrigins {
+    match std::env::var("MARIE_ALLOWED_ORIGINS") {
+        Ok(list) if !list.trim().is_empty() => marie_axum::AllowedOrigins::parse(&list),
+        _ if dev => marie_axum::AllowedOrigins::Any,
+        _ => {
+            let port = addr.port();
+            let mut own = vec![format!("http://{addr}")];
+            if addr.ip().is_loopback() {
+                own.push(format!("http://localhost:{port}"));
+                own.push(format!("http://127.0.0.1:{port}"));
+            }
+            tracing::info!(origins = ?own, "MARIE_ALLOWED_ORIGINS unset: only this server's own pages may connect");
+            marie_axum::AllowedOrigins::list(own)
+        }
+    }
 }
 
 /// Ctrl-C, or SIGTERM (what process managers send).
@@ -174,6 +195,7 @@ async fn dev_token(
         Identity {
             user_id: user_id.clone(),
             roles: roles.clone(),
+            expires_at: None,
         },
     );
     Json(json!({ "token": token, "user_id": user_id, "roles": roles })).into_response()

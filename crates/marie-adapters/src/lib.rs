@@ -10,7 +10,7 @@
 //! |---|---|---|
 //! | `memory` | yes | [`MemoryStore`]: everything in this process's memory |
 //! | `jwt` | no | [`JwtAuthenticator`]: bearer JWTs (HS256, RS256, ES256) via `jsonwebtoken` |
-//! | `redis` | no | [`RedisStore`] and [`RedisControlBus`]: state shared by several nodes in Redis, see [`redis`] |
+//! | `redis` | no | [`RedisStore`], [`RedisControlBus`] and [`RedisStreamLog`]: state shared by several nodes in Redis, see [`redis`] |
 //!
 //! [`StaticAuthenticator`], a table of tokens for development and tests, is always there.
 //!
@@ -38,9 +38,13 @@ mod static_auth;
 #[cfg(feature = "jwt")]
 pub use jsonwebtoken::{Algorithm, DecodingKey};
 #[cfg(feature = "jwt")]
-pub use jwt::JwtAuthenticator;
+pub use jwt::{JwtAuthenticator, JwtKeyError};
+/// The in-memory [`StreamLog`](marie_core::StreamLog) (it lives in `marie-core`, as every
+/// engine's default).
+#[cfg(feature = "memory")]
+pub use marie_core::{MemoryLogConfig, MemoryStreamLog};
 #[cfg(feature = "memory")]
 pub use memory::MemoryStore;
 #[cfg(feature = "redis")]
-pub use redis::{RedisConfig, RedisControlBus, RedisStore};
+pub use redis::{RedisConfig, RedisControlBus, RedisStore, RedisStreamLog};
 pub use static_auth::StaticAuthenticator;

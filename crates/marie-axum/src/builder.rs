@@ -6,19 +6,23 @@ use std::time::Duration;
 
 use marie_core::{
     AccessPolicy, Authenticator, ChatEngine, ControlBus, ConversationId, DefaultAccessPolicy,
-    EngineConfig, LlmProvider, RoomStore,
+    EngineConfig, LlmProvider, RoomStore, StreamLog,
 };
 use serde::Serialize;
 use socketioxide::adapter::{Adapter, LocalAdapter};
 use socketioxide::layer::SocketIoLayer;
 use socketioxide::service::SocketIoService;
-use socketioxide::{SocketIo, TransportType};
+use socketioxide::{ParserConfig, SocketIo, TransportType};
 use socketioxide_core::adapter::{DefinedAdapter, Spawnable};
 use tower_layer::Layer;
 
+use crate::delivery::DeliveryConfig;
 use crate::handlers;
+use crate::limits::Limits;
+use crate::origin::{AllowedOrigins, OriginGuard};
 use crate::rooms::{RoomCounts, conversation_room};
-use crate::sink::SocketIoSink;
+use crate::security::Security;
+use crate::sink::{Hub, SocketIoSink};
 
 /// Settings of the Socket.IO front end. `Default` follows PROTOCOL.md.
 #[derive(Clone, Debug)]
@@ -35,10 +39,22 @@ pub struct MarieConfig {
     pub ping_interval: Duration,
     /// Engine.IO ping timeout (60 s).
     pub ping_timeout: Duration,
-    /// The largest HTTP long-polling payload, in bytes.
+    /// The largest Engine.IO payload, in bytes: an HTTP long-polling body or a WebSocket
+    /// message (both are enforced; a bigger one closes the connection).
     pub max_payload: u64,
     /// The engine's limits.
     pub engine: EngineConfig,
+    /// Per-client delivery of stream events: queue length, byte and stall bounds.
+    pub delivery: DeliveryConfig,
+    /// Cancel an answer when the socket that asked for it disconnects (off: others may be
+    /// watching, and the asker may come back and resume).
+    pub cancel_on_asker_disconnect: bool,
+    /// Per-event, per-socket and per-user limits (`docs/security.md`).
+    pub limits: Limits,
+    /// The `Origin`s allowed to open the Socket.IO endpoint (any by default).
+    pub allowed_origins: AllowedOrigins,
+    /// End a connection when its identity's `expires_at` passes (on by default).
+    pub disconnect_on_expiry: bool,
 }
 
 impl Default for MarieConfig {
@@ -51,6 +67,11 @@ impl Default for MarieConfig {
             ping_timeout: Duration::from_secs(60),
             max_payload: 1024 * 1024,
             engine: EngineConfig::default(),
+            delivery: DeliveryConfig::default(),
+            cancel_on_asker_disconnect: false,
+            limits: Limits::default(),
+            allowed_origins: AllowedOrigins::Any,
+            disconnect_on_expiry: true,
         }
     }
 }
@@ -62,6 +83,8 @@ pub(crate) struct Shared<A: Adapter> {
     pub(crate) io: SocketIo<A>,
     pub(crate) config: MarieConfig,
     pub(crate) rooms: RoomCounts,
+    pub(crate) hub: Arc<Hub<A>>,
+    pub(crate) security: Security,
 }
 
 /// Why [`MarieBuilder::build`] failed.
@@ -108,6 +131,7 @@ pub struct MarieBuilder<A: Adapter = LocalAdapter> {
     provider: Option<Arc<dyn LlmProvider>>,
     policy: Option<Arc<dyn AccessPolicy>>,
     bus: Option<Arc<dyn ControlBus>>,
+    log: Option<Arc<dyn StreamLog>>,
     adapter: A::State,
     config: MarieConfig,
 }
@@ -120,6 +144,7 @@ impl Default for MarieBuilder {
             provider: None,
             policy: None,
             bus: None,
+            log: None,
             adapter: (),
             config: MarieConfig::default(),
         }
@@ -179,9 +204,18 @@ impl<A: Adapter> MarieBuilder<A> {
             provider: self.provider,
             policy: self.policy,
             bus: self.bus,
+            log: self.log,
             adapter: state,
             config: self.config,
         }
+    }
+
+    /// Where every chunk is recorded for resuming (the default, an in-memory ring buffer,
+    /// serves one node; give the nodes of a cluster a shared one, such as
+    /// `marie_adapters::RedisStreamLog`, so that a stream resumes on any node).
+    pub fn stream_log(mut self, log: impl StreamLog) -> Self {
+        self.log = Some(Arc::new(log));
+        self
     }
 
     /// Replaces the whole configuration.
@@ -199,6 +233,18 @@ impl<A: Adapter> MarieBuilder<A> {
     /// Accepts `?token=` in the handshake URL (seed compatibility; off by default).
     pub fn allow_query_token(mut self, allow: bool) -> Self {
         self.config.allow_query_token = allow;
+        self
+    }
+
+    /// Per-event, per-socket and per-user limits (`docs/security.md`).
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.config.limits = limits;
+        self
+    }
+
+    /// Only these `Origin`s may open the Socket.IO endpoint; others get `403`.
+    pub fn allowed_origins(mut self, origins: AllowedOrigins) -> Self {
+        self.config.allowed_origins = origins;
         self
     }
 
@@ -246,25 +292,58 @@ impl<A: Adapter> MarieBuilder<A> {
             .ping_interval(config.ping_interval)
             .ping_timeout(config.ping_timeout)
             .max_payload(config.max_payload)
+            // socketioxide applies `max_payload` to long-polling only; WebSocket messages
+            // have their own limits (64 MiB by default): hold them to the same.
+            .ws_max_message_size(usize::try_from(config.max_payload).unwrap_or(usize::MAX))
+            .ws_max_frame_size(usize::try_from(config.max_payload).unwrap_or(usize::MAX))
+            .with_parser(
+                ParserConfig::common()
+                    .max_incoming_binaries(config.limits.hard_binary_attachments)
+                    .max_incoming_binary_buf_size(
+                        usize::try_from(config.max_payload).unwrap_or(usize::MAX),
+                    ),
+            )
             .transports([TransportType::Polling, TransportType::Websocket])
             .with_adapter::<A>(self.adapter)
             .build_layer();
-        let sink = SocketIoSink::new(io.clone(), config.namespace.clone());
+        let log = self
+            .log
+            .unwrap_or_else(|| Arc::new(marie_core::MemoryStreamLog::new()));
+        let hub = Hub::new(
+            io.clone(),
+            config.namespace.clone(),
+            log.clone(),
+            config.delivery.clone(),
+            self.bus.clone(),
+        );
+        let sink = SocketIoSink::with_hub(hub.clone());
         let mut engine = ChatEngine::builder(store, provider, Arc::new(sink))
             .policy(policy)
+            .stream_log(log)
             .config(config.engine.clone());
         if let Some(bus) = self.bus {
             engine = engine.control_bus(bus);
         }
+        let limits = config.limits.clone();
         let shared = Arc::new(Shared {
             engine: engine.build(),
             authenticator,
             io,
             config,
             rooms: RoomCounts::default(),
+            hub,
+            security: Security::new(limits),
         });
         let init = handlers::register(&shared);
-        Ok((MarieLayer { inner: layer }, MarieHandle { shared }, init))
+        let origins = shared.config.allowed_origins.clone();
+        Ok((
+            MarieLayer {
+                inner: layer,
+                origins,
+            },
+            MarieHandle { shared },
+            init,
+        ))
     }
 }
 
@@ -279,12 +358,14 @@ type Assembled<A> = (
 /// app's own routes. Add it to an axum `Router` with `.layer(...)`.
 pub struct MarieLayer<A: Adapter = LocalAdapter> {
     inner: SocketIoLayer<A>,
+    origins: AllowedOrigins,
 }
 
 impl<A: Adapter> Clone for MarieLayer<A> {
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
+            origins: self.origins.clone(),
         }
     }
 }
@@ -296,10 +377,10 @@ impl<A: Adapter> std::fmt::Debug for MarieLayer<A> {
 }
 
 impl<S: Clone, A: Adapter> Layer<S> for MarieLayer<A> {
-    type Service = SocketIoService<S, A>;
+    type Service = OriginGuard<SocketIoService<S, A>>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        self.inner.layer(inner)
+        OriginGuard::new(self.inner.layer(inner), self.origins.clone(), "/socket.io")
     }
 }
 
@@ -307,7 +388,7 @@ impl<S: Clone, A: Adapter> Layer<S> for MarieLayer<A> {
 ///
 /// Cheap to clone.
 pub struct MarieHandle<A: Adapter = LocalAdapter> {
-    shared: Arc<Shared<A>>,
+    pub(crate) shared: Arc<Shared<A>>,
 }
 
 impl<A: Adapter> Clone for MarieHandle<A> {
@@ -330,6 +411,12 @@ impl<A: Adapter> MarieHandle<A> {
     /// The engine, to run commands on behalf of a user (from HTTP routes, jobs, ...).
     pub fn engine(&self) -> &ChatEngine {
         &self.shared.engine
+    }
+
+    /// Counters of per-client delivery: chunks merged for slow clients, clients evicted,
+    /// the most bytes one client had queued.
+    pub fn delivery_stats(&self) -> crate::DeliveryStats {
+        self.shared.hub.stats.snapshot()
     }
 
     /// The underlying socketioxide handle.

@@ -22,11 +22,12 @@ use socketioxide_core::adapter::DefinedAdapter;
 use crate::builder::Shared;
 use crate::protocol::{self, ConnectAuth};
 use crate::rooms::{conversation_of, conversation_room};
+use crate::security::PacketSize;
 
 /// Set on a socket by the CONNECT middleware once its credentials are valid.
 #[derive(Clone)]
-struct Authenticated {
-    identity: Arc<Identity>,
+pub(crate) struct Authenticated {
+    pub(crate) identity: Arc<Identity>,
     resume: Option<SessionId>,
 }
 
@@ -86,6 +87,11 @@ async fn authenticate<A: Adapter>(
         .await
     {
         Ok(identity) => {
+            let Some(slot) = shared.security.admit_connection(&identity.user_id) else {
+                tracing::info!(sid = %socket.id, "connect refused: too many connections for the user");
+                return Err(ConnectRefused(ErrorCode::RateLimited));
+            };
+            socket.extensions.insert(slot);
             let resume = auth
                 .previous_session
                 .or(auth.previous_sid)
@@ -114,6 +120,7 @@ fn query_token<A: Adapter>(socket: &SocketRef<A>) -> Option<String> {
 async fn on_connect<A: Adapter>(shared: Arc<Shared<A>>, socket: SocketRef<A>) {
     // Handlers first: a client may emit the moment it sees CONNECT, before the awaits below.
     register_events(&shared, &socket);
+    shared.hub.attach(&socket);
     let for_disconnect = shared.clone();
     socket.on_disconnect(move |s: SocketRef<A>| {
         let shared = for_disconnect.clone();
@@ -128,6 +135,7 @@ async fn on_connect<A: Adapter>(shared: Arc<Shared<A>>, socket: SocketRef<A>) {
         return;
     };
     let who = &auth.identity;
+    crate::security::on_connected(&shared, &socket, who);
     let store = shared.engine.store();
 
     if let Some(previous) = &auth.resume {
@@ -179,6 +187,8 @@ async fn on_connect<A: Adapter>(shared: Arc<Shared<A>>, socket: SocketRef<A>) {
 
 async fn on_disconnect<A: Adapter>(shared: &Shared<A>, socket: &SocketRef<A>) {
     metrics::gauge!("marie_connections").decrement(1.0);
+    crate::resume::on_disconnected(shared, socket).await;
+    crate::security::on_disconnected(socket);
     let Some(auth) = socket.extensions.get::<Authenticated>() else {
         return;
     };
@@ -192,7 +202,7 @@ async fn on_disconnect<A: Adapter>(shared: &Shared<A>, socket: &SocketRef<A>) {
 }
 
 /// Joins the socket to the conversation's room (once) and tells the others.
-async fn enter_room<A: Adapter>(
+pub(crate) async fn enter_room<A: Adapter>(
     shared: &Shared<A>,
     socket: &SocketRef<A>,
     who: &Identity,
@@ -249,10 +259,10 @@ async fn save_session<A: Adapter>(
 }
 
 /// What a handler gets: the socket, the shared state and the caller.
-struct Ctx<A: Adapter> {
-    shared: Arc<Shared<A>>,
-    socket: SocketRef<A>,
-    who: Arc<Identity>,
+pub(crate) struct Ctx<A: Adapter> {
+    pub(crate) shared: Arc<Shared<A>>,
+    pub(crate) socket: SocketRef<A>,
+    pub(crate) who: Arc<Identity>,
 }
 
 /// How an event's ack is shaped.
@@ -289,6 +299,13 @@ fn register_events<A: Adapter>(shared: &Arc<Shared<A>>, socket: &SocketRef<A>) {
         send_with_ack,
     );
     on(shared, socket, "cancel_stream", AckStyle::Protocol, cancel);
+    on(
+        shared,
+        socket,
+        "resume_stream",
+        AckStyle::Protocol,
+        crate::resume::resume_stream,
+    );
     on(shared, socket, "get_history", AckStyle::Protocol, history);
     on(
         shared,
@@ -297,6 +314,7 @@ fn register_events<A: Adapter>(shared: &Arc<Shared<A>>, socket: &SocketRef<A>) {
         AckStyle::Protocol,
         announce,
     );
+    crate::security::register_fallback(shared, socket);
 }
 
 /// Registers `f` for `event`: decode, run, then answer with `error` and the ack.
@@ -315,13 +333,18 @@ fn on<A, P, F, Fut>(
     let shared = shared.clone();
     socket.on(
         event,
-        move |s: SocketRef<A>, TryData(data): TryData<Value>, ack: AckSender<A>| {
+        move |s: SocketRef<A>,
+              size: PacketSize,
+              TryData(data): TryData<Value>,
+              ack: AckSender<A>| {
             let shared = shared.clone();
             let f = f.clone();
             async move {
                 let who = s.extensions.get::<Authenticated>().map(|a| a.identity);
-                let result = match (who, protocol::decode::<P>(data.ok())) {
-                    (Some(who), Ok(payload)) => {
+                let admitted = who.as_ref().map(|w| shared.security.admit_event(w, event, &size));
+                let result = match (who, admitted, protocol::decode::<P>(data.ok())) {
+                    (Some(_), Some(Err(e)), _) => Err(e),
+                    (Some(who), _, Ok(payload)) => {
                         let ctx = Ctx {
                             shared,
                             socket: s.clone(),
@@ -329,8 +352,8 @@ fn on<A, P, F, Fut>(
                         };
                         f(ctx, payload).await
                     }
-                    (None, _) => Err(Error::Internal("the connection is not authenticated")),
-                    (_, Err(e)) => Err(e),
+                    (None, _, _) => Err(Error::Internal("the connection is not authenticated")),
+                    (_, _, Err(e)) => Err(e),
                 };
                 if let Err(e) = &result {
                     tracing::debug!(sid = %s.id, event, code = %e.code(), error = %e, "event failed");
@@ -349,6 +372,7 @@ fn on<A, P, F, Fut>(
 
 async fn join<A: Adapter>(ctx: Ctx<A>, p: protocol::ConversationRef) -> Result<Value, Error> {
     let conversation = protocol::conversation_id(p.conversation_id)?;
+    crate::security::check_rooms(&ctx.shared, &ctx.socket, &conversation)?;
     let joined = ctx.shared.engine.join(&ctx.who, &conversation).await?;
     enter_room(&ctx.shared, &ctx.socket, &ctx.who, &conversation).await;
     if let Some(Session(session)) = ctx.socket.extensions.get::<Session>() {
@@ -400,7 +424,11 @@ async fn send<A: Adapter>(ctx: Ctx<A>, p: protocol::SendMessage) -> Result<Value
         stream: p.stream,
         client_message_id: p.client_message_id,
     };
+    let conversation = request.conversation_id.clone();
     let outcome = ctx.shared.engine.send(&ctx.who, request).await?;
+    if !outcome.duplicate {
+        crate::resume::asked(&ctx.shared, &ctx.socket, &conversation, &outcome.stream_id);
+    }
     Ok(json!({
         "message_id": outcome.message_id,
         "stream_id": outcome.stream_id,

@@ -54,17 +54,28 @@
 //! | `marie_broadcast_failures_total` | counter | room events the cluster adapter could not publish (delivered on this node only) |
 //! | `marie_redis_adapter_up` | gauge | `redis` feature: 1 while the adapter's Redis answers, 0 during an outage |
 
+#[doc(hidden)]
+pub mod __fuzz;
 mod builder;
+mod delivery;
 mod handlers;
+mod http;
+pub mod limits;
 mod net;
+mod origin;
 mod protocol;
 #[cfg(feature = "redis")]
 pub mod redis;
+mod resume;
 mod rooms;
+mod security;
 mod sink;
 
 pub use builder::{BuildError, Marie, MarieBuilder, MarieConfig, MarieHandle, MarieLayer};
+pub use delivery::{DeliveryConfig, DeliveryStats};
+pub use limits::{Limits, Rate};
 pub use marie_core as core;
 pub use net::nodelay;
+pub use origin::{AllowedOrigins, OriginGuard};
 pub use rooms::conversation_room;
 pub use sink::SocketIoSink;

@@ -1,9 +1,9 @@
 //! Socket.IO room names, and the count of rooms this node serves.
 //!
-//! Conversation rooms are named `conv:<id>`. Socket ids (socketioxide puts every socket in a
-//! room named after its own id) never contain `:`, and clients never name a room directly:
-//! they name a conversation, which is validated and then prefixed. So no client can get a
-//! socket into another user's private room or a system room.
+//! Conversation rooms are named `conv:<id>`, users' rooms `user:<id>` (for revocation).
+//! Socket ids never contain `:`, and clients never name a room directly: they name a
+//! conversation, which is validated and then prefixed. So no client can get a socket into
+//! another user's private room or a system room (`tests/security.rs` checks it).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -13,6 +13,13 @@ use marie_core::ConversationId;
 /// The Socket.IO room of a conversation.
 pub fn conversation_room(conversation: &ConversationId) -> String {
     format!("conv:{conversation}")
+}
+
+/// The private room of every connection of a user (`user:<id>`), used to end them all at
+/// once ([`MarieHandle::revoke_user`](crate::MarieHandle::revoke_user)). Clients can never
+/// join it: they only ever name conversations, whose rooms all start with `conv:`.
+pub(crate) fn user_room(user: &marie_core::UserId) -> String {
+    format!("user:{user}")
 }
 
 /// The conversation of a Socket.IO room, if it is one.
@@ -55,5 +62,7 @@ mod tests {
         let c = ConversationId::parse("team.general").unwrap();
         assert_eq!(conversation_of(&conversation_room(&c)), Some(c));
         assert_eq!(conversation_of("Zx9_abc"), None);
+        let u = marie_core::UserId::parse("alice").unwrap();
+        assert_eq!(conversation_of(&user_room(&u)), None);
     }
 }

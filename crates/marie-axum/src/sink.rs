@@ -1,21 +1,34 @@
-//! [`SocketIoSink`]: room events out through socketioxide.
+//! [`SocketIoSink`]: room events out through socketioxide, stream events through the
+//! per-client delivery of [`crate::delivery`].
+
+use std::sync::Arc;
+use std::time::Instant;
 
 use async_trait::async_trait;
-use marie_core::{ConversationId, RoomEvent, SinkError, StreamSink};
+use marie_core::{
+    ControlBus, ControlMessage, ConversationId, RoomEvent, SinkError, StreamLog, StreamSink,
+};
+use serde_json::Value;
 use socketioxide::adapter::{Adapter, LocalAdapter};
-use socketioxide::{BroadcastError, SocketIo};
+use socketioxide::extract::SocketRef;
+use socketioxide::{BroadcastError, SendError, SocketError, SocketIo};
 
+use crate::delivery::{self, DeliveryConfig, Out, Outbox, Pushed, Stats};
 use crate::rooms::conversation_room;
 
-/// A [`StreamSink`] that broadcasts each event to the conversation's Socket.IO room.
+/// A [`StreamSink`] that sends each event to the conversation's Socket.IO room.
 ///
-/// With a cluster adapter on the `SocketIo`, the broadcast reaches every node. When the
-/// adapter cannot reach the other nodes (Redis is away), the event still goes to this node's
-/// members, and `emit` reports the failure.
+/// Stream events (`stream_start`, `stream_chunk`, `stream_end`, `stream_error`) built by
+/// the layer go to each local member through its own bounded queue (chunks merge, never drop,
+/// when a client is slow), and to the other nodes of a cluster over the control bus. Other
+/// events are room broadcasts: with a cluster adapter on the `SocketIo`, they reach every
+/// node; when the adapter cannot reach the other nodes (Redis is away), the event still goes
+/// to this node's members, and `emit` reports the failure.
 #[derive(Debug)]
 pub struct SocketIoSink<A: Adapter = LocalAdapter> {
     io: SocketIo<A>,
     namespace: String,
+    hub: Option<Arc<Hub<A>>>,
 }
 
 impl<A: Adapter> Clone for SocketIoSink<A> {
@@ -23,16 +36,27 @@ impl<A: Adapter> Clone for SocketIoSink<A> {
         Self {
             io: self.io.clone(),
             namespace: self.namespace.clone(),
+            hub: self.hub.clone(),
         }
     }
 }
 
 impl<A: Adapter> SocketIoSink<A> {
-    /// A sink on `namespace` of `io`.
+    /// A sink on `namespace` of `io` that broadcasts every event to the room (no per-client
+    /// queues: a client whose socketioxide buffer is full loses events).
     pub fn new(io: SocketIo<A>, namespace: impl Into<String>) -> Self {
         Self {
             io,
             namespace: namespace.into(),
+            hub: None,
+        }
+    }
+
+    pub(crate) fn with_hub(hub: Arc<Hub<A>>) -> Self {
+        Self {
+            io: hub.io.clone(),
+            namespace: hub.namespace.clone(),
+            hub: Some(hub),
         }
     }
 }
@@ -40,6 +64,19 @@ impl<A: Adapter> SocketIoSink<A> {
 #[async_trait]
 impl<A: Adapter> StreamSink for SocketIoSink<A> {
     async fn emit(&self, conversation: &ConversationId, event: RoomEvent) -> Result<(), SinkError> {
+        let is_stream = matches!(
+            event,
+            RoomEvent::StreamStart(_)
+                | RoomEvent::StreamChunk(_)
+                | RoomEvent::StreamEnd(_)
+                | RoomEvent::StreamError(_)
+        );
+        if let (true, Some(hub)) = (is_stream, &self.hub) {
+            let payload =
+                serde_json::to_value(&event).map_err(|e| SinkError::Delivery(e.to_string()))?;
+            hub.dispatch_local(conversation, event.name(), &payload);
+            return hub.publish(conversation, event.name(), payload).await;
+        }
         let ns = self
             .io
             .of(&self.namespace)
@@ -58,6 +95,197 @@ impl<A: Adapter> StreamSink for SocketIoSink<A> {
                 }))
             }
             Err(e) => Err(SinkError::Delivery(e.to_string())),
+        }
+    }
+}
+
+/// A socket's outbox, in its extensions.
+#[derive(Clone)]
+pub(crate) struct SocketOutbox(pub(crate) Arc<Outbox>);
+
+/// Per-client delivery of stream events on this node.
+pub(crate) struct Hub<A: Adapter> {
+    io: SocketIo<A>,
+    namespace: String,
+    pub(crate) log: Arc<dyn StreamLog>,
+    pub(crate) followers: delivery::Followers,
+    pub(crate) stats: Arc<Stats>,
+    pub(crate) config: DeliveryConfig,
+    /// This node, to ignore its own messages coming back over the bus.
+    origin: String,
+    /// Carries stream events to the other nodes; `None` on a single node.
+    bus: Option<Arc<dyn ControlBus>>,
+}
+
+impl<A: Adapter> std::fmt::Debug for Hub<A> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hub")
+            .field("namespace", &self.namespace)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<A: Adapter> Hub<A> {
+    pub(crate) fn new(
+        io: SocketIo<A>,
+        namespace: String,
+        log: Arc<dyn StreamLog>,
+        config: DeliveryConfig,
+        bus: Option<Arc<dyn ControlBus>>,
+    ) -> Arc<Self> {
+        let hub = Arc::new(Self {
+            io,
+            namespace,
+            log,
+            followers: delivery::Followers::default(),
+            stats: Arc::default(),
+            config,
+            origin: marie_core::SessionId::random().to_string(),
+            bus,
+        });
+        if let Some(bus) = &hub.bus {
+            let weak = Arc::downgrade(&hub);
+            bus.subscribe(Arc::new(move |message| {
+                if let (
+                    Some(hub),
+                    ControlMessage::StreamEvent {
+                        origin,
+                        conversation_id,
+                        event,
+                        payload,
+                    },
+                ) = (weak.upgrade(), message)
+                    && origin != hub.origin
+                {
+                    hub.dispatch_local(&conversation_id, &event, &payload);
+                }
+            }));
+        }
+        hub
+    }
+
+    pub(crate) fn new_outbox(&self, only: Option<String>) -> Arc<Outbox> {
+        Arc::new(Outbox::new(self.config.clone(), only, self.stats.clone()))
+    }
+
+    /// Queues a stream event for every follower of the conversation on this node.
+    pub(crate) fn dispatch_local(
+        self: &Arc<Self>,
+        conversation: &ConversationId,
+        name: &str,
+        payload: &Value,
+    ) {
+        let Some(out) = Out::from_event(name, payload) else {
+            return;
+        };
+        let mut targets = self.followers.of(conversation);
+        if let Some(ns) = self.io.of(&self.namespace) {
+            for socket in ns.local().to(conversation_room(conversation)).sockets() {
+                if let Some(SocketOutbox(outbox)) = socket.extensions.get::<SocketOutbox>() {
+                    targets.push(outbox);
+                }
+            }
+        }
+        for outbox in targets {
+            if let Pushed::Gap { after } = outbox.push(out.clone()) {
+                self.fill_gap(outbox, conversation, out.stream_id(), after);
+            }
+        }
+    }
+
+    /// A follower missed chunks (a cross-node message was lost): fill them from the log.
+    fn fill_gap(
+        self: &Arc<Self>,
+        outbox: Arc<Outbox>,
+        conversation: &ConversationId,
+        stream: &str,
+        after: u64,
+    ) {
+        let Ok(stream) = marie_core::StreamId::parse(stream) else {
+            return;
+        };
+        let (hub, conversation) = (self.clone(), conversation.clone());
+        tokio::spawn(async move {
+            if let Err(e) = delivery::resume(&hub.log, &outbox, &conversation, &stream, after).await
+            {
+                tracing::warn!(error = %e, %stream, "could not fill a gap from the stream log");
+            }
+        });
+    }
+
+    /// Sends a stream event to the other nodes.
+    async fn publish(
+        &self,
+        conversation: &ConversationId,
+        name: &str,
+        payload: Value,
+    ) -> Result<(), SinkError> {
+        let Some(bus) = &self.bus else { return Ok(()) };
+        bus.publish(ControlMessage::StreamEvent {
+            origin: self.origin.clone(),
+            conversation_id: conversation.clone(),
+            event: name.to_owned(),
+            payload,
+        })
+        .await
+        .map_err(|e| {
+            metrics::counter!("marie_broadcast_failures_total").increment(1);
+            SinkError::Delivery(format!("delivered on this node only: {e}"))
+        })
+    }
+
+    /// Gives a new socket its outbox and the task that writes it out.
+    pub(crate) fn attach(&self, socket: &SocketRef<A>) {
+        let outbox = self.new_outbox(None);
+        socket.extensions.insert(SocketOutbox(outbox.clone()));
+        let socket = socket.clone();
+        let config = self.config.clone();
+        tokio::spawn(async move {
+            while let Some(mut out) = outbox.next().await {
+                let mut attempt = 0;
+                let mut stalled: Option<Instant> = None;
+                loop {
+                    match out.with_payload(|p| socket.emit(out.name(), p)) {
+                        Ok(()) => break,
+                        Err(SendError::Socket(SocketError::InternalChannelFull)) => {
+                            let since = *stalled.get_or_insert_with(Instant::now);
+                            if delivery::stalled_too_long(since, &config) {
+                                outbox.evict("stalled");
+                            }
+                            if outbox.is_evicted() {
+                                disconnect_when_possible(socket).await;
+                                return;
+                            }
+                            // Chunks that arrived meanwhile join the one waiting.
+                            outbox.absorb(&mut out);
+                            tokio::time::sleep(delivery::backoff(attempt)).await;
+                            attempt += 1;
+                        }
+                        Err(_) => {
+                            outbox.close();
+                            return;
+                        }
+                    }
+                }
+                outbox.sent(&out);
+            }
+            if outbox.is_evicted() {
+                disconnect_when_possible(socket).await;
+            }
+        });
+    }
+}
+
+/// Disconnects an evicted socket. Its socketioxide buffer is full, so the DISCONNECT packet
+/// may not fit: try again while it stays connected (socketioxide offers nothing to await).
+/// Engine.IO closes it anyway at its next ping, which fails on a full buffer.
+async fn disconnect_when_possible<A: Adapter>(socket: SocketRef<A>) {
+    while socket.connected() {
+        match socket.clone().disconnect() {
+            Err(SocketError::InternalChannelFull) => {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            _ => return,
         }
     }
 }

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use common::{TestClient, WAIT, connect, connect_raw};
-use marie_adapters::{RedisConfig, RedisControlBus, RedisStore};
+use marie_adapters::{RedisConfig, RedisControlBus, RedisStore, RedisStreamLog};
 use marie_axum::redis::{RedisAdapter, RedisAdapterOptions};
 use marie_axum::{Marie, MarieHandle};
 use marie_core::{FinishReason, LlmEvent, LlmProvider, LlmRequest, LlmStream, ProviderError};
@@ -59,7 +59,7 @@ async fn start_node(link: &Link, provider: impl LlmProvider) -> Node {
         // Whatever a failed test leaves behind expires on its own.
         .conversation_ttl(Duration::from_secs(3600));
     let store = RedisStore::connect(config.clone()).await.unwrap();
-    let bus = RedisControlBus::connect(config).await.unwrap();
+    let bus = RedisControlBus::connect(config.clone()).await.unwrap();
     let adapter = RedisAdapterOptions::new(link.url.clone())
         .prefix(format!("{}:sio", link.prefix))
         .timeout(link.timeout)
@@ -68,9 +68,15 @@ async fn start_node(link: &Link, provider: impl LlmProvider) -> Node {
         .connect()
         .await
         .unwrap();
+    let log = RedisStreamLog::connect(config.clone())
+        .await
+        .unwrap()
+        .retention(Duration::from_secs(60))
+        .running_ttl(Duration::from_secs(60));
     let (layer, handle) = Marie::builder()
         .authenticator(common::authenticator())
         .store(store)
+        .stream_log(log)
         .control_bus(bus)
         .provider(provider)
         .redis(adapter)
@@ -603,5 +609,109 @@ async fn measure_cross_node_stream_throughput() {
         chunks as f64 / elapsed.as_secs_f64()
     );
     drop((a, b));
+    cleanup(&prefix).await;
+}
+
+/// A client on node 1 loses its connection at chunk k of an answer node 1 runs, reconnects to
+/// node 2 with its session and resumes there: node 2 replays from the shared Redis log and
+/// follows the live tail over the bus, and the client holds chunks 1..n exactly once, in
+/// order. Then it resumes the ended stream again on node 1, from the same log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_resumes_on_another_node() {
+    let prefix = unique_prefix("resume-other-node");
+    let link = Link::direct(&prefix);
+    let n = 60u64;
+    let k = 15u64;
+    let script: Vec<String> = (1..=n).map(|i| format!("w{i} ")).collect();
+    let provider = ScriptedProvider::new(script.clone()).delay(Duration::from_millis(15));
+    let node1 = start_node(&link, provider).await;
+    let node2 = start_node(&link, EchoProvider::default()).await;
+
+    let mut a = connect_raw(node1.addr, Some(json!({ "token": "t-alice" }))).await;
+    let session = a.next("connected").await["session"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    a.join("c-x-resume").await;
+    let ack = send(&a, "c-x-resume", "go").await;
+    let stream_id = ack["stream_id"].as_str().unwrap().to_owned();
+    let (mut last, mut content) = (0u64, String::new());
+    let accept = |c: &Value, last: &mut u64, content: &mut String| {
+        let seq = c["seq"].as_u64().unwrap();
+        let first = c.get("first_seq").and_then(Value::as_u64).unwrap_or(seq);
+        if first == *last + 1 {
+            *last = seq;
+            content.push_str(c["content"].as_str().unwrap());
+        }
+    };
+    while last < k {
+        let ev = a.next("stream_chunk").await;
+        accept(&ev, &mut last, &mut content);
+    }
+    a.disconnect().await;
+
+    let mut b = connect_raw(
+        node2.addr,
+        Some(json!({ "token": "t-alice", "previous_session": session })),
+    )
+    .await;
+    b.next("reconnected").await;
+    let ack = b
+        .ack(
+            "resume_stream",
+            json!({ "conversation_id": "c-x-resume", "stream_id": stream_id, "last_seq": last }),
+        )
+        .await;
+    assert_eq!(ack["status"], "ok", "{ack}");
+    let mut after_resume = Vec::new();
+    let end = loop {
+        let ev = b
+            .next_of(&["stream_chunk", "stream_end", "stream_error"])
+            .await;
+        match ev.event.as_str() {
+            "stream_chunk" => {
+                accept(&ev.data, &mut last, &mut content);
+                after_resume.push(ev.data);
+            }
+            "stream_end" => break ev.data,
+            _ => panic!("{}", ev.data),
+        }
+    };
+    assert_eq!(last, n);
+    assert_eq!(content, script.concat());
+    assert_eq!(end["full_content"], content);
+    // From the replay's start on, node 2 sent each chunk once, in order.
+    let start = after_resume
+        .iter()
+        .rposition(|c| c.get("first_seq").or(c.get("seq")) == Some(&json!(k + 1)))
+        .unwrap();
+    let mut expect = k + 1;
+    for c in &after_resume[start..] {
+        let first = c.get("first_seq").unwrap_or(&c["seq"]).as_u64().unwrap();
+        assert_eq!(first, expect, "{c}");
+        expect = c["seq"].as_u64().unwrap() + 1;
+    }
+
+    // The ended stream, from node 1 this time.
+    let mut c = connect_raw(node1.addr, Some(json!({ "token": "t-alice" }))).await;
+    c.next("connected").await;
+    let ack = c
+        .ack(
+            "resume_stream",
+            json!({ "conversation_id": "c-x-resume", "stream_id": stream_id, "last_seq": 0 }),
+        )
+        .await;
+    assert_eq!(ack["ended"], true, "{ack}");
+    let mut replay = String::new();
+    let mut replay_last = 0;
+    loop {
+        let ev = c.next_of(&["stream_chunk", "stream_end"]).await;
+        if ev.event == "stream_end" {
+            break;
+        }
+        accept(&ev.data, &mut replay_last, &mut replay);
+    }
+    assert_eq!(replay, script.concat());
+    drop((node1.handle, node2.handle));
     cleanup(&prefix).await;
 }

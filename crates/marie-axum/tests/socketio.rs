@@ -259,7 +259,10 @@ async fn acks_have_the_protocol_shapes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_payloads_get_bad_request_and_the_connection_keeps_working() {
-    let server = start(echo()).await;
+    // Many events in a burst: without rate limits (tests/security.rs covers those).
+    let mut config = MarieConfig::default();
+    config.limits = marie_axum::Limits::unlimited();
+    let server = start_with(echo(), config).await;
     let mut alice = connect(server.addr, "alice").await;
     let mut bob = connect(server.addr, "bob").await;
     alice.join("fine").await;

@@ -1,6 +1,8 @@
 //! [`ControlBus`]: messages between the nodes of a cluster that Socket.IO does not carry.
 //!
-//! Room events reach every node through the Socket.IO adapter. Some commands must reach the
+//! Most room events reach every node through the Socket.IO adapter; stream events travel on
+//! this bus ([`ControlMessage::StreamEvent`]) so that each node delivers them through its own
+//! per-client queues. Some commands must reach the
 //! node that *runs* something instead: `cancel_stream` received by node A for an answer that
 //! node B runs. The engine publishes those as [`ControlMessage`]s on a bus that every node
 //! subscribes to; the node that runs the answer acts on it, the others ignore it.
@@ -23,6 +25,19 @@ pub enum ControlMessage {
         conversation_id: ConversationId,
         /// The answer.
         stream_id: StreamId,
+    },
+    /// A stream event (`stream_start`, `stream_chunk`, `stream_end`, `stream_error`) for the
+    /// members of a conversation connected to other nodes: each node delivers it to its own
+    /// clients through their per-client queues. The node of `origin` ignores its own.
+    StreamEvent {
+        /// The node that sent it.
+        origin: String,
+        /// The conversation.
+        conversation_id: ConversationId,
+        /// The Socket.IO event name.
+        event: String,
+        /// The payload.
+        payload: serde_json::Value,
     },
 }
 

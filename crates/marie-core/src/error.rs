@@ -32,6 +32,9 @@ pub enum ErrorCode {
     ProviderUnavailable,
     /// A server-side fault.
     Internal,
+    /// `resume_stream`: the stream's log no longer holds the chunks after the position asked
+    /// for (the retention window passed, or the log was lost); read the history instead.
+    ResumeUnavailable,
 }
 
 impl ErrorCode {
@@ -47,6 +50,7 @@ impl ErrorCode {
             Self::PayloadTooLarge => "payload_too_large",
             Self::ProviderUnavailable => "provider_unavailable",
             Self::Internal => "internal",
+            Self::ResumeUnavailable => "resume_unavailable",
         }
     }
 }
@@ -91,6 +95,9 @@ pub enum Error {
     /// A server-side fault; the text is safe to show, details are in the logs.
     #[error("{0}")]
     Internal(&'static str),
+    /// A stream cannot be resumed from the position asked for; the text says why.
+    #[error("{0}")]
+    ResumeUnavailable(&'static str),
 }
 
 impl Error {
@@ -105,6 +112,7 @@ impl Error {
             Self::PayloadTooLarge(_) => ErrorCode::PayloadTooLarge,
             Self::Provider(_) => ErrorCode::ProviderUnavailable,
             Self::Store(_) | Self::ShuttingDown | Self::Internal(_) => ErrorCode::Internal,
+            Self::ResumeUnavailable(_) => ErrorCode::ResumeUnavailable,
         }
     }
 

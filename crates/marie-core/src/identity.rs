@@ -18,6 +18,11 @@ pub struct Identity {
     /// The user's roles, e.g. `["admin"]`.
     #[serde(default)]
     pub roles: Vec<String>,
+    /// When the credentials stop being valid, in milliseconds since the Unix epoch (a JWT's
+    /// `exp`). A connection made with them is ended at that moment (see `docs/security.md`);
+    /// `None`: they do not expire.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<u64>,
 }
 
 impl Identity {
@@ -26,7 +31,14 @@ impl Identity {
         Self {
             user_id,
             roles: Vec::new(),
+            expires_at: None,
         }
+    }
+
+    /// Sets [`expires_at`](Self::expires_at) (milliseconds since the Unix epoch).
+    pub fn with_expiry(mut self, expires_at_millis: u64) -> Self {
+        self.expires_at = Some(expires_at_millis);
+        self
     }
 
     /// Adds a role.

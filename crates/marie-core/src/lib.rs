@@ -4,7 +4,7 @@
 //! This crate knows nothing of sockets or HTTP. It holds
 //!
 //! * the backend traits — [`Authenticator`], [`RoomStore`], [`LlmProvider`], [`StreamSink`],
-//!   [`AccessPolicy`] and [`ControlBus`] — which third-party backends implement, depending on
+//!   [`AccessPolicy`], [`ControlBus`] and [`StreamLog`] — which third-party backends implement, depending on
 //!   this crate alone;
 //! * the domain types ([`ConversationId`], [`ChatMessage`], [`Usage`], ...) and the room
 //!   events of the wire protocol ([`RoomEvent`]);
@@ -44,6 +44,7 @@ mod error;
 mod event;
 mod identity;
 mod ids;
+mod log;
 mod message;
 mod policy;
 mod provider;
@@ -62,6 +63,10 @@ pub use event::{
 };
 pub use identity::{ADMIN_ROLE, Credentials, Identity};
 pub use ids::{ConversationId, MAX_ID_LEN, MessageId, SessionId, StreamId, UserId};
+pub use log::{
+    LogRead, LoggedChunk, LoggedEnd, MemoryLogConfig, MemoryStreamLog, StreamLog, StreamMeta,
+    check_resume,
+};
 pub use message::{
     ChatMessage, ConversationInfo, FinishReason, MessageRole, Usage, estimate_tokens, now_millis,
 };

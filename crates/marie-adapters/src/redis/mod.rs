@@ -16,6 +16,8 @@
 //! | `<prefix>:conv:{<id>}:msgs` | hash | message id → message (JSON) |
 //! | `<prefix>:conv:{<id>}:answer` | hash | the running answer's lease: `stream_id`, `seq`; expires unless renewed |
 //! | `<prefix>:session:{<id>}` | string | a session (JSON); expires with the session |
+//! | `<prefix>:log:{<stream_id>}` | stream | an answer's chunks, entry id = `seq` ([`RedisStreamLog`]) |
+//! | `<prefix>:log:{<stream_id>}:meta` | hash | the answer's log: `meta`, `first`, `last`, `end` |
 //!
 //! Control messages travel on the pub/sub channel `<prefix>:control`.
 //!
@@ -27,6 +29,7 @@
 //! than wait for Redis to come back.
 
 mod bus;
+mod log;
 mod store;
 
 use std::time::Duration;
@@ -36,6 +39,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{IntoConnectionInfo, ProtocolVersion};
 
 pub use bus::RedisControlBus;
+pub use log::RedisStreamLog;
 pub use store::RedisStore;
 
 /// Where Redis is and how MARIE uses it. `RedisConfig::new(url)` fits most deployments.

@@ -172,6 +172,23 @@ impl TestClient {
         }
     }
 
+    /// The next event whose name is one of `names`, in arrival order.
+    pub async fn next_of(&mut self, names: &[&str]) -> Received {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            if let Some(i) = self
+                .pending
+                .iter()
+                .position(|r| names.contains(&r.event.as_str()))
+            {
+                return self.pending.remove(i).unwrap();
+            }
+            self.recv_until(deadline)
+                .await
+                .unwrap_or_else(|| panic!("none of {names:?} within {WAIT:?}"));
+        }
+    }
+
     /// Receives one more event into `pending`; `None` at the deadline.
     async fn recv_until(&mut self, deadline: tokio::time::Instant) -> Option<()> {
         let got = tokio::time::timeout_at(deadline, self.rx.recv())

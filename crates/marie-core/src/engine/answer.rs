@@ -16,9 +16,9 @@ use tokio_util::sync::CancellationToken;
 use super::ChatEngine;
 use crate::{
     ActiveStream, AnswerFailed, ChatMessage, ConversationId, EndStatus, Error, ErrorCode,
-    FinishReason, LlmEvent, LlmRequest, MessageId, MessageResponse, MessageRole, ProviderError,
-    RoomEvent, StreamChunk, StreamEnd, StreamFailed, StreamId, StreamStart, Usage, estimate_tokens,
-    now_millis,
+    FinishReason, LlmEvent, LlmRequest, LoggedChunk, LoggedEnd, MessageId, MessageResponse,
+    MessageRole, ProviderError, RoomEvent, StreamChunk, StreamEnd, StreamFailed, StreamId,
+    StreamStart, Usage, estimate_tokens, now_millis,
 };
 
 pub(super) struct AnswerJob {
@@ -107,6 +107,16 @@ pub(super) async fn run(engine: ChatEngine, job: AnswerJob) {
         .is_err()
     {
         tracing::error!(stream_id = %job.stream_id, "releasing the answer's lease panicked");
+    }
+    if terminal.is_terminal() {
+        // Logged before it is sent, like every chunk, so a resume finds it.
+        let end = LoggedEnd {
+            event: terminal.name().to_owned(),
+            payload: serde_json::to_value(&terminal).unwrap_or_default(),
+        };
+        if let Err(e) = engine.shared.log.close(&job.stream_id, &end).await {
+            tracing::warn!(error = %e, stream_id = %job.stream_id, "could not log the stream's end");
+        }
     }
     emit(&engine, &job, terminal).await;
 }
@@ -227,7 +237,18 @@ async fn drive(engine: &ChatEngine, job: &AnswerJob) -> Outcome {
                 }
                 content.push_str(&text);
                 if job.streamed {
-                    let seq = job.seq.fetch_add(1, Ordering::AcqRel) + 1;
+                    let seq = job.seq.load(Ordering::Acquire) + 1;
+                    // Recorded before it is sent: a client that resumes after reading the
+                    // log and subscribing misses nothing.
+                    let logged = LoggedChunk {
+                        seq,
+                        content: text.clone(),
+                        tokens_used: deltas,
+                    };
+                    if let Err(e) = engine.shared.log.append(&job.stream_id, &logged).await {
+                        tracing::warn!(error = %e, stream_id = %job.stream_id, "could not log a chunk");
+                    }
+                    job.seq.store(seq, Ordering::Release);
                     emit(
                         engine,
                         job,

@@ -21,7 +21,8 @@ pub use config::EngineConfig;
 use crate::{
     AccessPolicy, ChatMessage, ControlBus, ControlMessage, ConversationId, ConversationInfo,
     DefaultAccessPolicy, Error, HistoryQuery, Identity, LlmProvider, LlmRequest, LocalControlBus,
-    MessageId, MessageRole, PromptMessage, RoomStore, StreamId, StreamSink, UserId, now_millis,
+    LogRead, MemoryStreamLog, MessageId, MessageRole, PromptMessage, RoomStore, StreamId,
+    StreamLog, StreamSink, UserId, check_resume, now_millis,
 };
 
 /// A running answer, as `joined.active_stream` reports it and as the store's answer lease
@@ -92,6 +93,7 @@ struct Shared {
     sink: Arc<dyn StreamSink>,
     policy: Arc<dyn AccessPolicy>,
     bus: Arc<dyn ControlBus>,
+    log: Arc<dyn StreamLog>,
     config: EngineConfig,
     state: Mutex<State>,
     tasks: TaskTracker,
@@ -146,10 +148,18 @@ pub struct EngineBuilder {
     sink: Arc<dyn StreamSink>,
     policy: Arc<dyn AccessPolicy>,
     bus: Arc<dyn ControlBus>,
+    log: Arc<dyn StreamLog>,
     config: EngineConfig,
 }
 
 impl EngineBuilder {
+    /// Replaces the in-process [`MemoryStreamLog`]: give every node of a cluster a log they
+    /// all read (the Redis one of `marie-adapters`), so that a stream resumes on any node.
+    pub fn stream_log(mut self, log: Arc<dyn StreamLog>) -> Self {
+        self.log = log;
+        self
+    }
+
     /// Replaces the [`DefaultAccessPolicy`].
     pub fn policy(mut self, policy: Arc<dyn AccessPolicy>) -> Self {
         self.policy = policy;
@@ -177,6 +187,7 @@ impl EngineBuilder {
             sink: self.sink,
             policy: self.policy,
             bus: self.bus,
+            log: self.log,
             config: self.config,
             state: Mutex::new(State::default()),
             tasks: TaskTracker::new(),
@@ -206,8 +217,40 @@ impl ChatEngine {
             sink,
             policy: Arc::new(DefaultAccessPolicy),
             bus: Arc::new(LocalControlBus::new()),
+            log: Arc::new(MemoryStreamLog::new()),
             config: EngineConfig::default(),
         }
+    }
+
+    /// The stream log the engine records every chunk in.
+    pub fn stream_log(&self) -> &Arc<dyn StreamLog> {
+        &self.shared.log
+    }
+
+    /// Reads a stream's log for `who` (`resume_stream`, the HTTP resume): at most `limit`
+    /// chunks after `after_seq`. Access to the stream's conversation is checked again; when
+    /// `conversation` is given, the stream must belong to it. `resume_unavailable` when the
+    /// log cannot continue from `after_seq` (see [`check_resume`]).
+    pub async fn read_stream(
+        &self,
+        who: &Identity,
+        conversation: Option<&ConversationId>,
+        stream_id: &StreamId,
+        after_seq: u64,
+        limit: usize,
+    ) -> Result<LogRead, Error> {
+        let read = self
+            .shared
+            .log
+            .read(stream_id, after_seq, limit.max(1))
+            .await?;
+        if let Some(read) = &read {
+            if conversation.is_some_and(|c| *c != read.meta.conversation_id) {
+                return Err(Error::NotFound("no such stream in this conversation"));
+            }
+            self.authorize(who, &read.meta.conversation_id).await?;
+        }
+        check_resume(read, after_seq)
     }
 
     /// The store the engine was built with.
@@ -444,6 +487,18 @@ impl ChatEngine {
             seq,
             progress,
         };
+        if job.streamed {
+            // Opened before the answer starts, so that a follower that reads the log as soon
+            // as `send` returns (the HTTP fallback) finds it.
+            let meta = crate::StreamMeta {
+                conversation_id: job.conversation_id.clone(),
+                stream_id: job.stream_id.clone(),
+                message_id: job.message_id.clone(),
+            };
+            if let Err(e) = self.shared.log.open(&meta).await {
+                tracing::warn!(error = %e, stream_id = %job.stream_id, "could not open the stream log");
+            }
+        }
         let engine = self.clone();
         self.shared.tasks.spawn(answer::run(engine, job));
         Ok(outcome)
@@ -542,6 +597,8 @@ impl ChatEngine {
                     running.cancel.cancel();
                 }
             }
+            // Meant for the front ends (cross-node delivery of stream events).
+            ControlMessage::StreamEvent { .. } => {}
         }
     }
 
@@ -585,6 +642,11 @@ impl ChatEngine {
             )));
         }
         Ok(())
+    }
+
+    /// Whether [`shutdown`](Self::shutdown) has begun: no new answer is taken.
+    pub fn is_shutting_down(&self) -> bool {
+        self.shared.tasks.is_closed()
     }
 
     /// How many answers are running now.

@@ -1,0 +1,306 @@
+//! [`RedisStreamLog`]: the [`StreamLog`] of every node in one Redis Stream per answer.
+
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use marie_core::{LogRead, LoggedChunk, LoggedEnd, StoreError, StreamId, StreamLog, StreamMeta};
+use redis::Script;
+use redis::aio::ConnectionManager;
+
+use super::{RedisConfig, unavailable};
+
+/// KEYS: stream, meta. ARGV: meta JSON, ttl ms.
+static OPEN: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+if redis.call('EXISTS', KEYS[2]) == 0 then
+  redis.call('DEL', KEYS[1])
+  redis.call('HSET', KEYS[2], 'meta', ARGV[1], 'first', 1, 'last', 0)
+end
+redis.call('PEXPIRE', KEYS[2], ARGV[2])
+return 1",
+    )
+});
+
+/// KEYS: stream, meta. ARGV: seq, content, tokens, max chunks, ttl ms, meta JSON ('' when
+/// unknown). 1: appended, 0: already there, -1: the log is gone and cannot be recreated.
+static APPEND: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local last = 0
+if redis.call('EXISTS', KEYS[2]) == 0 then
+  if ARGV[6] == '' then return -1 end
+  -- The log was lost (expired, flushed): recreate it from this seq on, so that readers
+  -- see it starts here and refuse positions before it.
+  redis.call('DEL', KEYS[1])
+  redis.call('HSET', KEYS[2], 'meta', ARGV[6], 'first', ARGV[1], 'last', 0)
+else
+  last = tonumber(redis.call('HGET', KEYS[2], 'last') or '0')
+end
+if tonumber(ARGV[1]) <= last then return 0 end
+redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[4], ARGV[1] .. '-1', 'c', ARGV[2], 't', ARGV[3])
+redis.call('HSET', KEYS[2], 'last', ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[5])
+redis.call('PEXPIRE', KEYS[2], ARGV[5])
+return 1",
+    )
+});
+
+/// KEYS: stream, meta. ARGV: end JSON, retention ms.
+static CLOSE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+if redis.call('EXISTS', KEYS[2]) == 0 then return 0 end
+redis.call('HSET', KEYS[2], 'end', ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+redis.call('PEXPIRE', KEYS[2], ARGV[2])
+return 1",
+    )
+});
+
+/// KEYS: stream, meta. ARGV: after seq, limit. A JSON document, or nil when there is no log.
+static READ: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+if redis.call('EXISTS', KEYS[2]) == 0 then return false end
+local h = redis.call('HMGET', KEYS[2], 'meta', 'first', 'last', 'end')
+local head = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)
+local oldest = 0
+if #head > 0 then oldest = tonumber(string.match(head[1][1], '^(%d+)')) end
+local entries = redis.call('XRANGE', KEYS[1], (tonumber(ARGV[1]) + 1) .. '-0', '+', 'COUNT', tonumber(ARGV[2]))
+local chunks = {}
+for i, e in ipairs(entries) do
+  local f = {}
+  for j = 1, #e[2], 2 do f[e[2][j]] = e[2][j + 1] end
+  chunks[i] = { tonumber(string.match(e[1], '^(%d+)')), f['c'], tonumber(f['t']) }
+end
+return cjson.encode({ meta = h[1], first = tonumber(h[2] or '1'), last = tonumber(h[3] or '0'),
+  ['end'] = h[4] or '', oldest = oldest, chunks = chunks })",
+    )
+});
+
+/// A [`StreamLog`] in Redis, shared by every node: one Redis Stream per answer (entry id =
+/// `seq`), trimmed to [`max_chunks`](Self::max_chunks), kept while the answer runs and for
+/// [`retention`](Self::retention) after it ends.
+///
+/// Keys (under the [`RedisConfig::prefix`], hash-tagged by stream id):
+/// `<prefix>:log:{<stream_id>}` (the stream: fields `c` content, `t` tokens used) and
+/// `<prefix>:log:{<stream_id>}:meta` (hash: `meta` JSON, `first` and `last` seq, `end` the
+/// terminal event as JSON).
+///
+/// ```no_run
+/// # async fn run() -> Result<(), marie_core::StoreError> {
+/// use marie_adapters::{RedisConfig, RedisStreamLog};
+///
+/// let log = RedisStreamLog::connect(RedisConfig::new("redis://127.0.0.1:6379")).await?;
+/// # let _ = log;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct RedisStreamLog {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    conn: ConnectionManager,
+    config: RedisConfig,
+    retention: Duration,
+    running_ttl: Duration,
+    max_chunks: usize,
+    /// The metadata of the answers this node runs, to recreate a log lost mid-answer.
+    open: Mutex<HashMap<StreamId, String>>,
+}
+
+impl std::fmt::Debug for RedisStreamLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStreamLog")
+            .field("config", &self.inner.config)
+            .field("retention", &self.inner.retention)
+            .field("max_chunks", &self.inner.max_chunks)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisStreamLog {
+    /// Connects to Redis (a connection of its own, which reconnects by itself). Logs are
+    /// kept 5 minutes after their answer ends, at most 16,384 chunks each.
+    pub async fn connect(config: RedisConfig) -> Result<Self, StoreError> {
+        let conn = config.connect(None).await?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                conn,
+                config,
+                retention: Duration::from_secs(300),
+                running_ttl: Duration::from_secs(3600),
+                max_chunks: 16_384,
+                open: Mutex::default(),
+            }),
+        })
+    }
+
+    fn with(mut self, f: impl FnOnce(&mut Inner)) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            f(inner);
+        }
+        self
+    }
+
+    /// How long a log stays readable after its answer ended (5 minutes). Call before cloning.
+    pub fn retention(self, retention: Duration) -> Self {
+        self.with(|i| i.retention = retention.max(Duration::from_millis(1)))
+    }
+
+    /// How many chunks a log keeps, the oldest trimmed first (16,384; Redis trims lazily, so a
+    /// few more may stay). Call before cloning.
+    pub fn max_chunks(self, chunks: usize) -> Self {
+        self.with(|i| i.max_chunks = chunks.max(1))
+    }
+
+    /// How long the log of a running answer lasts without a new chunk (1 hour).
+    pub fn running_ttl(self, ttl: Duration) -> Self {
+        self.with(|i| i.running_ttl = ttl.max(Duration::from_millis(1)))
+    }
+
+    fn keys(&self, stream_id: &StreamId) -> (String, String) {
+        let base = format!("{}:log:{{{stream_id}}}", self.inner.config.prefix);
+        (base.clone(), format!("{base}:meta"))
+    }
+
+    fn open_metas(&self) -> std::sync::MutexGuard<'_, HashMap<StreamId, String>> {
+        self.inner.open.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    async fn run<T: redis::FromRedisValue>(
+        &self,
+        op: &'static str,
+        call: redis::ScriptInvocation<'_>,
+    ) -> Result<T, StoreError> {
+        let mut conn = self.inner.conn.clone();
+        let result = tokio::time::timeout(self.inner.config.timeout, call.invoke_async(&mut conn))
+            .await
+            .unwrap_or_else(|_| {
+                Err(redis::RedisError::from((
+                    redis::ErrorKind::Io,
+                    "timed out waiting for Redis",
+                )))
+            });
+        result.map_err(|e| {
+            metrics::counter!("marie_store_errors_total", "store" => "redis_log", "op" => op)
+                .increment(1);
+            unavailable(e)
+        })
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
+}
+
+fn corrupt(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(e.to_string())
+}
+
+#[async_trait]
+impl StreamLog for RedisStreamLog {
+    async fn open(&self, meta: &StreamMeta) -> Result<(), StoreError> {
+        let json = serde_json::to_string(meta).map_err(corrupt)?;
+        self.open_metas()
+            .insert(meta.stream_id.clone(), json.clone());
+        let (stream, meta_key) = self.keys(&meta.stream_id);
+        let mut call = OPEN.prepare_invoke();
+        call.key(stream)
+            .key(meta_key)
+            .arg(json)
+            .arg(millis(self.inner.running_ttl));
+        self.run::<i64>("log_open", call).await.map(drop)
+    }
+
+    async fn append(&self, stream_id: &StreamId, chunk: &LoggedChunk) -> Result<(), StoreError> {
+        let meta = self
+            .open_metas()
+            .get(stream_id)
+            .cloned()
+            .unwrap_or_default();
+        let (stream, meta_key) = self.keys(stream_id);
+        let mut call = APPEND.prepare_invoke();
+        call.key(stream)
+            .key(meta_key)
+            .arg(chunk.seq)
+            .arg(&chunk.content)
+            .arg(chunk.tokens_used)
+            .arg(self.inner.max_chunks)
+            .arg(millis(self.inner.running_ttl))
+            .arg(meta);
+        self.run::<i64>("log_append", call).await.map(drop)
+    }
+
+    async fn close(&self, stream_id: &StreamId, end: &LoggedEnd) -> Result<(), StoreError> {
+        self.open_metas().remove(stream_id);
+        let json = serde_json::to_string(end).map_err(corrupt)?;
+        let (stream, meta_key) = self.keys(stream_id);
+        let mut call = CLOSE.prepare_invoke();
+        call.key(stream)
+            .key(meta_key)
+            .arg(json)
+            .arg(millis(self.inner.retention));
+        self.run::<i64>("log_close", call).await.map(drop)
+    }
+
+    async fn read(
+        &self,
+        stream_id: &StreamId,
+        after_seq: u64,
+        limit: usize,
+    ) -> Result<Option<LogRead>, StoreError> {
+        let (stream, meta_key) = self.keys(stream_id);
+        let mut call = READ.prepare_invoke();
+        call.key(stream)
+            .key(meta_key)
+            .arg(after_seq)
+            .arg(limit.max(1));
+        let raw: Option<String> = self.run("log_read", call).await?;
+        let Some(raw) = raw else { return Ok(None) };
+        let doc: serde_json::Value = serde_json::from_str(&raw).map_err(corrupt)?;
+        let meta: StreamMeta =
+            serde_json::from_str(doc["meta"].as_str().unwrap_or_default()).map_err(corrupt)?;
+        let last_seq = doc["last"].as_u64().unwrap_or(0);
+        let oldest = doc["oldest"].as_u64().unwrap_or(0);
+        let first = doc["first"].as_u64().unwrap_or(1);
+        // Trimming moves the oldest entry; a recreated log starts at `first`.
+        let first_seq = if oldest == 0 {
+            first.max(last_seq + 1)
+        } else {
+            first.max(oldest)
+        };
+        // cjson writes an empty table as `{}`: no chunks.
+        let chunks = doc["chunks"]
+            .as_array()
+            .map(|items| {
+                items
+                    .iter()
+                    .map(|c| {
+                        Ok(LoggedChunk {
+                            seq: c[0].as_u64().ok_or_else(|| corrupt("chunk without seq"))?,
+                            content: c[1].as_str().unwrap_or_default().to_owned(),
+                            tokens_used: c[2].as_u64().unwrap_or(0),
+                        })
+                    })
+                    .collect::<Result<Vec<_>, StoreError>>()
+            })
+            .transpose()?
+            .unwrap_or_default();
+        let end = match doc["end"].as_str() {
+            Some(s) if !s.is_empty() => Some(serde_json::from_str(s).map_err(corrupt)?),
+            _ => None,
+        };
+        Ok(Some(LogRead {
+            meta,
+            first_seq,
+            last_seq,
+            chunks,
+            end,
+        }))
+    }
+}

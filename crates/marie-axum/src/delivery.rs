@@ -1,0 +1,635 @@
+//! Per-client delivery of stream events: a bounded queue per client that merges chunks
+//! instead of dropping them, and resumes from the [`StreamLog`](marie_core::StreamLog).
+//!
+//! socketioxide gives every socket a fixed buffer (`max_buffer_size`, 128 packets) and an
+//! `emit` that fails with `InternalChannelFull` when it is full: the event is lost for that
+//! socket. So stream events (`stream_start`, `stream_chunk`, `stream_end`, `stream_error`) do
+//! not go through room broadcasts. The [`Hub`] hands each one to an [`Outbox`] per local
+//! follower (every socket in the conversation's room, every SSE response following the
+//! stream). Pushing never waits. A socket's writer task takes items off its outbox and
+//! emits them; while socketioxide's buffer is full, the queue grows up to
+//! [`DeliveryConfig::queue_len`] items and from then on consecutive chunks of a stream are
+//! merged into the last queued one (content joined, `seq` = the last merged, `first_seq` = the
+//! first). A client stalled longer than [`DeliveryConfig::max_stall`], or with more than
+//! [`DeliveryConfig::max_queued_bytes`] waiting, is evicted: its queue is freed and it is
+//! disconnected (at the latest by the next Engine.IO ping, which fails on a full buffer);
+//! it can reconnect and resume.
+//!
+//! Resuming (`resume_stream`, SSE `Last-Event-ID`, or a gap seen on a live stream) follows
+//! the rule of the log: the follower first *holds* the stream's live events, then reads the
+//! log, queues the chunks after the position, and then releases what it held, dropping by
+//! `seq` what the log already gave. Nothing is missed and nothing is sent twice.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use marie_core::{ConversationId, LoggedChunk, LoggedEnd, StreamId, StreamLog, check_resume};
+use serde_json::{Value, json};
+use tokio::sync::Notify;
+
+/// Limits of per-client delivery. `Default` fits a public chat.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct DeliveryConfig {
+    /// Items queued per client before consecutive chunks are merged (64).
+    pub queue_len: usize,
+    /// Bytes of content queued per client beyond which it is evicted (1 MiB).
+    pub max_queued_bytes: usize,
+    /// How long a client may accept nothing before it is evicted (30 s).
+    pub max_stall: Duration,
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        Self {
+            queue_len: 64,
+            max_queued_bytes: 1024 * 1024,
+            max_stall: Duration::from_secs(30),
+        }
+    }
+}
+
+/// What one follower gets.
+#[derive(Clone, Debug)]
+pub(crate) enum Out {
+    /// One chunk, or several consecutive ones merged.
+    Chunk {
+        conversation_id: String,
+        stream_id: String,
+        first_seq: u64,
+        seq: u64,
+        content: String,
+        tokens_used: u64,
+    },
+    /// `stream_start`, `stream_end` or `stream_error`. The payload (an end carries the whole
+    /// answer) is shared by every follower, not copied.
+    Event {
+        stream_id: String,
+        name: String,
+        payload: Arc<Value>,
+    },
+}
+
+impl Out {
+    /// Builds an item from a stream event's name and payload; `None` for anything else.
+    pub(crate) fn from_event(name: &str, payload: &Value) -> Option<Out> {
+        let stream_id = payload.get("stream_id")?.as_str()?.to_owned();
+        match name {
+            "stream_chunk" => {
+                let seq = payload.get("seq")?.as_u64()?;
+                Some(Out::Chunk {
+                    conversation_id: payload.get("conversation_id")?.as_str()?.to_owned(),
+                    stream_id,
+                    first_seq: seq,
+                    seq,
+                    content: payload.get("content")?.as_str()?.to_owned(),
+                    tokens_used: payload.get("tokens_used").and_then(Value::as_u64)?,
+                })
+            }
+            "stream_start" | "stream_end" | "stream_error" => Some(Out::Event {
+                stream_id,
+                name: name.to_owned(),
+                payload: Arc::new(payload.clone()),
+            }),
+            _ => None,
+        }
+    }
+
+    fn chunk(conversation: &ConversationId, stream: &StreamId, c: LoggedChunk) -> Out {
+        Out::Chunk {
+            conversation_id: conversation.to_string(),
+            stream_id: stream.to_string(),
+            first_seq: c.seq,
+            seq: c.seq,
+            content: c.content,
+            tokens_used: c.tokens_used,
+        }
+    }
+
+    pub(crate) fn stream_id(&self) -> &str {
+        match self {
+            Out::Chunk { stream_id, .. } | Out::Event { stream_id, .. } => stream_id,
+        }
+    }
+
+    pub(crate) fn name(&self) -> &str {
+        match self {
+            Out::Chunk { .. } => "stream_chunk",
+            Out::Event { name, .. } => name,
+        }
+    }
+
+    /// The `seq` an SSE `id:` carries: the chunk's, or the stream's last for its end.
+    pub(crate) fn seq(&self) -> Option<u64> {
+        match self {
+            Out::Chunk { seq, .. } => Some(*seq),
+            Out::Event { .. } => None,
+        }
+    }
+
+    pub(crate) fn is_terminal(&self) -> bool {
+        matches!(self, Out::Event { name, .. } if name == "stream_end" || name == "stream_error")
+    }
+
+    /// The payload as sent. A merged chunk says where it starts (`first_seq`).
+    pub(crate) fn payload(&self) -> Value {
+        match self {
+            Out::Chunk {
+                conversation_id,
+                stream_id,
+                first_seq,
+                seq,
+                content,
+                tokens_used,
+            } => {
+                let mut v = json!({
+                    "conversation_id": conversation_id,
+                    "stream_id": stream_id,
+                    "seq": seq,
+                    "content": content,
+                    "done": false,
+                    "tokens_used": tokens_used,
+                });
+                if first_seq != seq {
+                    v["first_seq"] = json!(first_seq);
+                }
+                v
+            }
+            Out::Event { payload, .. } => Value::clone(payload),
+        }
+    }
+
+    /// Sends the payload without copying a shared one.
+    pub(crate) fn with_payload<R>(&self, f: impl FnOnce(&Value) -> R) -> R {
+        match self {
+            Out::Event { payload, .. } => f(payload),
+            Out::Chunk { .. } => f(&self.payload()),
+        }
+    }
+
+    fn bytes(&self) -> usize {
+        match self {
+            // Content only, so that merging keeps the count exact; the number of items is
+            // bounded by `queue_len` besides.
+            Out::Chunk { content, .. } => content.len(),
+            // Shared by every follower: what one follower adds is the handle.
+            Out::Event { .. } => 64,
+        }
+    }
+
+    /// Appends `next` when it continues this chunk.
+    fn merge(&mut self, next: &Out) -> bool {
+        match (self, next) {
+            (
+                Out::Chunk {
+                    stream_id,
+                    seq,
+                    content,
+                    tokens_used,
+                    ..
+                },
+                Out::Chunk {
+                    stream_id: next_stream,
+                    first_seq: next_first,
+                    seq: next_seq,
+                    content: next_content,
+                    tokens_used: next_tokens,
+                    ..
+                },
+            ) if stream_id == next_stream && *seq + 1 == *next_first => {
+                content.push_str(next_content);
+                *seq = *next_seq;
+                *tokens_used = *next_tokens;
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Where a follower stands in one stream.
+#[derive(Default)]
+struct StreamPos {
+    /// The last `seq` queued; chunks up to it are duplicates.
+    last: u64,
+    /// The terminal event was queued.
+    ended: bool,
+    /// While resuming: live items held until the log has been read.
+    held: Option<Vec<Out>>,
+}
+
+#[derive(Default)]
+struct OutboxState {
+    queue: VecDeque<Out>,
+    streams: HashMap<String, StreamPos>,
+    /// Streams in the order first seen, to bound `streams`.
+    order: VecDeque<String>,
+}
+
+/// What a push found.
+pub(crate) enum Pushed {
+    Queued,
+    /// The chunk skips positions after `after` that this follower never got (a cross-node
+    /// message was lost): fill from the log.
+    Gap {
+        after: u64,
+    },
+}
+
+/// One follower's queue. Bounded: past `queue_len` items chunks merge; past
+/// `max_queued_bytes` the follower is evicted.
+pub(crate) struct Outbox {
+    state: Mutex<OutboxState>,
+    notify: Notify,
+    bytes: AtomicUsize,
+    closed: AtomicBool,
+    evicted: AtomicBool,
+    config: DeliveryConfig,
+    /// Only this stream (an SSE response), or every stream of the room (a socket).
+    only: Option<String>,
+    stats: Arc<Stats>,
+}
+
+impl Outbox {
+    pub(crate) fn new(config: DeliveryConfig, only: Option<String>, stats: Arc<Stats>) -> Self {
+        Self {
+            state: Mutex::default(),
+            notify: Notify::new(),
+            bytes: AtomicUsize::new(0),
+            closed: AtomicBool::new(false),
+            evicted: AtomicBool::new(false),
+            config,
+            only,
+            stats,
+        }
+    }
+
+    fn state(&self) -> MutexGuard<'_, OutboxState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn wants(&self, stream_id: &str) -> bool {
+        self.only.as_deref().is_none_or(|s| s == stream_id)
+    }
+
+    pub(crate) fn is_open(&self) -> bool {
+        !self.closed.load(Ordering::Acquire) && !self.evicted.load(Ordering::Acquire)
+    }
+
+    /// Content bytes queued (and in flight).
+    pub(crate) fn queued_bytes(&self) -> usize {
+        self.bytes.load(Ordering::Acquire)
+    }
+
+    /// Queues a live event for this follower. Never waits.
+    pub(crate) fn push(&self, out: Out) -> Pushed {
+        if !self.is_open() || !self.wants(out.stream_id()) {
+            return Pushed::Queued;
+        }
+        let mut st = self.state();
+        let pushed = self.push_locked(&mut st, out, true);
+        drop(st);
+        self.after_push();
+        pushed
+    }
+
+    fn push_locked(&self, st: &mut OutboxState, out: Out, live: bool) -> Pushed {
+        let key = out.stream_id().to_owned();
+        if !st.streams.contains_key(&key) {
+            st.order.push_back(key.clone());
+            while st.order.len() > 64 {
+                if let Some(old) = st.order.pop_front() {
+                    st.streams.remove(&old);
+                }
+            }
+        }
+        let pos = st.streams.entry(key).or_default();
+        if live && let Some(held) = &mut pos.held {
+            held.push(out);
+            return Pushed::Queued;
+        }
+        let mut gap = None;
+        match &out {
+            Out::Chunk { first_seq, seq, .. } => {
+                if *seq <= pos.last {
+                    return Pushed::Queued; // already queued: a duplicate
+                }
+                if live && pos.last > 0 && *first_seq > pos.last + 1 {
+                    gap = Some(pos.last);
+                }
+                pos.last = *seq;
+            }
+            Out::Event { .. } if out.is_terminal() => {
+                if pos.ended {
+                    return Pushed::Queued;
+                }
+                pos.ended = true;
+            }
+            Out::Event { .. } => {}
+        }
+        self.enqueue(st, out);
+        match gap {
+            Some(after) => Pushed::Gap { after },
+            None => Pushed::Queued,
+        }
+    }
+
+    fn enqueue(&self, st: &mut OutboxState, out: Out) {
+        let bytes = out.bytes();
+        if st.queue.len() >= self.config.queue_len.max(1)
+            && let Some(back) = st.queue.back_mut()
+            && back.merge(&out)
+        {
+            self.stats.merged.fetch_add(1, Ordering::Relaxed);
+            self.bytes.fetch_add(bytes, Ordering::AcqRel);
+            return;
+        }
+        st.queue.push_back(out);
+        self.bytes.fetch_add(bytes, Ordering::AcqRel);
+    }
+
+    fn after_push(&self) {
+        let bytes = self.queued_bytes();
+        self.stats.observe_bytes(bytes);
+        if bytes > self.config.max_queued_bytes {
+            self.evict("too much queued");
+        }
+        self.notify.notify_one();
+    }
+
+    /// Starts a resume of `stream_id`: what is queued of it and not yet sent is dropped, and
+    /// its live events are held until [`finish_resume`](Self::finish_resume).
+    pub(crate) fn begin_resume(&self, stream_id: &str) {
+        let mut st = self.state();
+        let mut freed = 0;
+        st.queue.retain(|o| {
+            let keep = o.stream_id() != stream_id;
+            if !keep {
+                freed += o.bytes();
+            }
+            keep
+        });
+        self.bytes.fetch_sub(freed, Ordering::AcqRel);
+        let pos = st.streams.entry(stream_id.to_owned()).or_default();
+        pos.held = Some(pos.held.take().unwrap_or_default());
+    }
+
+    /// Queues what the log gave (the chunks after `after_seq`, then its end), then releases
+    /// the held live events, dropping those the log already gave.
+    pub(crate) fn finish_resume(
+        &self,
+        conversation: &ConversationId,
+        stream: &StreamId,
+        after_seq: u64,
+        chunks: Vec<LoggedChunk>,
+        end: Option<LoggedEnd>,
+    ) {
+        let key = stream.to_string();
+        let mut st = self.state();
+        let held = {
+            let pos = st.streams.entry(key.clone()).or_default();
+            pos.last = after_seq;
+            pos.ended = false;
+            pos.held.take().unwrap_or_default()
+        };
+        for c in chunks {
+            self.push_locked(&mut st, Out::chunk(conversation, stream, c), false);
+        }
+        if let Some(end) = end {
+            let out = Out::Event {
+                stream_id: key,
+                name: end.event,
+                payload: Arc::new(end.payload),
+            };
+            self.push_locked(&mut st, out, false);
+        }
+        for out in held {
+            self.push_locked(&mut st, out, false);
+        }
+        drop(st);
+        self.after_push();
+    }
+
+    /// Gives up a resume: the held live events go out as they are.
+    pub(crate) fn abort_resume(&self, stream_id: &str) {
+        let mut st = self.state();
+        let held = st
+            .streams
+            .get_mut(stream_id)
+            .and_then(|p| p.held.take())
+            .unwrap_or_default();
+        for out in held {
+            self.push_locked(&mut st, out, false);
+        }
+        drop(st);
+        self.after_push();
+    }
+
+    /// The next item, waiting for one; `None` once closed or evicted.
+    pub(crate) async fn next(&self) -> Option<Out> {
+        loop {
+            let notified = self.notify.notified();
+            if !self.is_open() {
+                return None;
+            }
+            if let Some(out) = self.state().queue.pop_front() {
+                return Some(out);
+            }
+            notified.await;
+        }
+    }
+
+    /// While `held` cannot be sent: merges the chunks queued right after it into it.
+    pub(crate) fn absorb(&self, held: &mut Out) {
+        let mut st = self.state();
+        while let Some(front) = st.queue.front() {
+            if !held.merge(front) {
+                break;
+            }
+            st.queue.pop_front();
+            self.stats.merged.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// `out` left: it no longer counts against the bound.
+    pub(crate) fn sent(&self, out: &Out) {
+        self.bytes
+            .fetch_sub(out.bytes().min(self.queued_bytes()), Ordering::AcqRel);
+    }
+
+    /// Stops delivery and frees the queue.
+    pub(crate) fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        self.clear();
+    }
+
+    /// Stops delivery to a client that cannot keep up, and frees its queue.
+    pub(crate) fn evict(&self, why: &'static str) {
+        if !self.evicted.swap(true, Ordering::AcqRel) {
+            tracing::info!(
+                why,
+                "evicting a client that does not keep up with its stream"
+            );
+            self.stats.evicted.fetch_add(1, Ordering::Relaxed);
+            metrics::counter!("marie_slow_clients_evicted_total").increment(1);
+        }
+        self.clear();
+    }
+
+    pub(crate) fn is_evicted(&self) -> bool {
+        self.evicted.load(Ordering::Acquire)
+    }
+
+    fn clear(&self) {
+        let mut st = self.state();
+        st.queue.clear();
+        st.streams.clear();
+        st.order.clear();
+        self.bytes.store(0, Ordering::Release);
+        drop(st);
+        self.notify.notify_one();
+    }
+}
+
+/// Delivery counters of one MARIE layer (see [`MarieHandle::delivery_stats`]).
+///
+/// [`MarieHandle::delivery_stats`]: crate::MarieHandle::delivery_stats
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DeliveryStats {
+    /// Chunks merged into an earlier one because a client's queue was full.
+    pub merged: u64,
+    /// Clients evicted for not keeping up.
+    pub evicted: u64,
+    /// The most content bytes one client ever had queued.
+    pub peak_queued_bytes: u64,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Stats {
+    merged: AtomicU64,
+    evicted: AtomicU64,
+    peak: AtomicU64,
+}
+
+impl Stats {
+    fn observe_bytes(&self, bytes: usize) {
+        self.peak.fetch_max(bytes as u64, Ordering::Relaxed);
+    }
+
+    pub(crate) fn snapshot(&self) -> DeliveryStats {
+        DeliveryStats {
+            merged: self.merged.load(Ordering::Relaxed),
+            evicted: self.evicted.load(Ordering::Relaxed),
+            peak_queued_bytes: self.peak.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Chunks read from the log per round trip.
+const PAGE: usize = 1000;
+
+/// Resumes `stream` for `outbox` from `after_seq`: holds its live events, reads the log to
+/// its end, queues what it gave, releases what was held. The caller has checked access.
+pub(crate) async fn resume(
+    log: &Arc<dyn StreamLog>,
+    outbox: &Outbox,
+    conversation: &ConversationId,
+    stream: &StreamId,
+    after_seq: u64,
+) -> Result<(), marie_core::Error> {
+    let key = stream.to_string();
+    outbox.begin_resume(&key);
+    let mut chunks = Vec::new();
+    let mut pos = after_seq;
+    let end = loop {
+        let read = log
+            .read(stream, pos, PAGE)
+            .await
+            .map_err(marie_core::Error::from)
+            .and_then(|r| check_resume(r, pos));
+        let read = match read {
+            Ok(r) => r,
+            Err(e) => {
+                outbox.abort_resume(&key);
+                return Err(e);
+            }
+        };
+        let full = read.chunks.len() >= PAGE;
+        if let Some(last) = read.chunks.last() {
+            pos = last.seq;
+        }
+        chunks.extend(read.chunks);
+        if !full {
+            break read.end;
+        }
+    };
+    outbox.finish_resume(conversation, stream, after_seq, chunks, end);
+    Ok(())
+}
+
+/// Followers by conversation, each with its registration id.
+type FollowerMap = HashMap<ConversationId, Vec<(u64, Arc<Outbox>)>>;
+
+/// A follower that is not a socket (an SSE response), registered by conversation.
+pub(crate) struct Followers {
+    next_id: AtomicU64,
+    by_conversation: Mutex<FollowerMap>,
+}
+
+impl Default for Followers {
+    fn default() -> Self {
+        Self {
+            next_id: AtomicU64::new(1),
+            by_conversation: Mutex::default(),
+        }
+    }
+}
+
+impl Followers {
+    fn map(&self) -> MutexGuard<'_, FollowerMap> {
+        self.by_conversation
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn add(&self, conversation: &ConversationId, outbox: Arc<Outbox>) -> u64 {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        self.map()
+            .entry(conversation.clone())
+            .or_default()
+            .push((id, outbox));
+        id
+    }
+
+    pub(crate) fn remove(&self, conversation: &ConversationId, id: u64) {
+        let mut map = self.map();
+        if let Some(list) = map.get_mut(conversation) {
+            list.retain(|(i, _)| *i != id);
+            if list.is_empty() {
+                map.remove(conversation);
+            }
+        }
+    }
+
+    pub(crate) fn of(&self, conversation: &ConversationId) -> Vec<Arc<Outbox>> {
+        self.map()
+            .get(conversation)
+            .map(|l| l.iter().map(|(_, o)| o.clone()).collect())
+            .unwrap_or_default()
+    }
+}
+
+/// Retries emitting into a full socketioxide buffer: socketioxide offers no way to await
+/// room in it, so the writer polls with a short backoff (1 ms doubling to 16 ms) until the
+/// item goes out, the client is evicted, or it disconnects.
+pub(crate) fn backoff(attempt: u32) -> Duration {
+    Duration::from_millis(1 << attempt.min(4))
+}
+
+/// When a stall began, for [`DeliveryConfig::max_stall`].
+pub(crate) fn stalled_too_long(since: Instant, config: &DeliveryConfig) -> bool {
+    since.elapsed() > config.max_stall
+}

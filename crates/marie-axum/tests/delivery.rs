@@ -1,0 +1,538 @@
+//! Never lose a token: resuming a stream after a reconnect, per-client delivery under load
+//! and with a stalled client, and the HTTP/SSE fallback with `Last-Event-ID`.
+
+#![allow(clippy::unwrap_used, unreachable_pub)]
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use common::{TestClient, connect_raw};
+use futures_util::StreamExt;
+use marie_adapters::MemoryStore;
+use marie_axum::{DeliveryConfig, Limits, Marie, MarieConfig, MarieHandle};
+use marie_core::{ConversationId, Identity, LlmProvider, UserId};
+use marie_llm::ScriptedProvider;
+use serde_json::{Value, json};
+
+async fn serve(provider: impl LlmProvider, config: MarieConfig) -> (SocketAddr, MarieHandle) {
+    let (layer, handle) = Marie::builder()
+        .authenticator(common::authenticator())
+        .store(MemoryStore::new())
+        .provider(provider)
+        .config(config)
+        .build()
+        .unwrap();
+    let app = axum::Router::new().merge(handle.http_routes()).layer(layer);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(marie_axum::nodelay(listener), app)
+            .await
+            .unwrap();
+    });
+    (addr, handle)
+}
+
+fn config() -> MarieConfig {
+    let mut config = MarieConfig::default();
+    config.limits = Limits::unlimited();
+    config
+}
+
+/// What a client holds of a stream, by the protocol's rule: a chunk is taken when it starts
+/// right after the last one held (`first_seq`, or `seq` when not merged); anything else is a
+/// duplicate or comes before a resume fills the gap, and is dropped.
+#[derive(Default, Debug)]
+struct Held {
+    last: u64,
+    content: String,
+}
+
+impl Held {
+    fn accept(&mut self, chunk: &Value) -> bool {
+        let seq = chunk["seq"].as_u64().unwrap();
+        let first = chunk
+            .get("first_seq")
+            .and_then(Value::as_u64)
+            .unwrap_or(seq);
+        if first != self.last + 1 {
+            return false;
+        }
+        self.last = seq;
+        self.content.push_str(chunk["content"].as_str().unwrap());
+        true
+    }
+}
+
+/// Checks that from the last time the replay started (`first_seq == from`) on, every chunk
+/// received continues the previous one: the server sent no duplicate and no gap after the
+/// resume.
+fn assert_contiguous_from(chunks: &[Value], from: u64) {
+    let start = chunks
+        .iter()
+        .rposition(|c| {
+            c.get("first_seq")
+                .and_then(Value::as_u64)
+                .or(c["seq"].as_u64())
+                == Some(from)
+        })
+        .unwrap_or_else(|| panic!("no chunk starting at {from} in {chunks:?}"));
+    let mut last = from - 1;
+    for c in &chunks[start..] {
+        let seq = c["seq"].as_u64().unwrap();
+        let first = c.get("first_seq").and_then(Value::as_u64).unwrap_or(seq);
+        assert_eq!(first, last + 1, "after the resume: {c}");
+        last = seq;
+    }
+}
+
+fn words(n: usize, size: usize) -> Vec<String> {
+    (1..=n)
+        .map(|i| {
+            let w = format!("w{i} ");
+            format!("{w}{}", "x".repeat(size.saturating_sub(w.len())))
+        })
+        .collect()
+}
+
+async fn send(client: &TestClient, conversation: &str, message: &str) -> String {
+    let ack = client
+        .ack(
+            "send_message",
+            json!({ "conversation_id": conversation, "message": message }),
+        )
+        .await;
+    assert_eq!(ack["status"], "ok", "{ack}");
+    ack["stream_id"].as_str().unwrap().to_owned()
+}
+
+/// A client loses its connection at chunk k of n, reconnects with its session (its room is
+/// restored, so live chunks start flowing at once), resumes from what it holds, and ends up
+/// with chunks 1..n exactly once, in order; after the resume the server sends no duplicate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reconnected_client_resumes_every_chunk_exactly_once() {
+    let n = 60;
+    let k = 15;
+    let script = words(n, 0);
+    let provider = ScriptedProvider::new(script.clone()).delay(Duration::from_millis(15));
+    let (addr, _handle) = serve(provider, config()).await;
+
+    let mut a = connect_raw(addr, Some(json!({ "token": "t-alice" }))).await;
+    let session = a.next("connected").await["session"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    a.join("c-resume").await;
+    let stream_id = send(&a, "c-resume", "go").await;
+    let mut held = Held::default();
+    while held.last < k as u64 {
+        let ev = a.next_of(&["stream_chunk"]).await;
+        held.accept(&ev.data);
+    }
+    a.disconnect().await;
+
+    let mut b = connect_raw(
+        addr,
+        Some(json!({ "token": "t-alice", "previous_session": session })),
+    )
+    .await;
+    let restored = b.next("reconnected").await;
+    assert_eq!(restored["rooms"], json!(["c-resume"]));
+    let from = held.last + 1;
+    let ack = b
+        .ack(
+            "resume_stream",
+            json!({ "conversation_id": "c-resume", "stream_id": stream_id, "last_seq": held.last }),
+        )
+        .await;
+    assert_eq!(ack["status"], "ok", "{ack}");
+    assert_eq!(ack["from_seq"], from);
+
+    let mut received = Vec::new();
+    let end = loop {
+        let ev = b
+            .next_of(&["stream_chunk", "stream_end", "stream_error"])
+            .await;
+        match ev.event.as_str() {
+            "stream_chunk" => {
+                held.accept(&ev.data);
+                received.push(ev.data);
+            }
+            "stream_end" => break ev.data,
+            _ => panic!("stream failed: {}", ev.data),
+        }
+    };
+    assert_contiguous_from(&received, from);
+    assert_eq!(held.last, n as u64);
+    assert_eq!(held.content, script.concat());
+    assert_eq!(end["full_content"], held.content);
+
+    // Once ended, the log still replays it (and its end) within the retention window.
+    let ack = b
+        .ack(
+            "resume_stream",
+            json!({ "conversation_id": "c-resume", "stream_id": stream_id, "last_seq": n - 2 }),
+        )
+        .await;
+    assert_eq!(ack["ended"], true, "{ack}");
+    let tail = b.next_of(&["stream_chunk"]).await;
+    assert_eq!(tail.data["seq"], n as u64 - 1);
+    b.next("stream_end").await;
+
+    // A stream the log does not know is `resume_unavailable`, as an ack and a stream_error.
+    let ack = b
+        .ack(
+            "resume_stream",
+            json!({ "conversation_id": "c-resume", "stream_id": "gone-stream", "last_seq": 3 }),
+        )
+        .await;
+    assert_eq!(ack["code"], "resume_unavailable", "{ack}");
+    let err = b.next("stream_error").await;
+    assert_eq!(err["code"], "resume_unavailable");
+    // Positions the log never produced are refused too.
+    let ack = b
+        .ack(
+            "resume_stream",
+            json!({ "conversation_id": "c-resume", "stream_id": stream_id, "last_seq": 10_000 }),
+        )
+        .await;
+    assert_eq!(ack["code"], "resume_unavailable", "{ack}");
+    b.disconnect().await;
+}
+
+/// Another user cannot resume a stream of a conversation they have no access to.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resuming_checks_access() {
+    let (addr, _handle) = serve(ScriptedProvider::new(words(3, 0)), config()).await;
+    let mut a = connect_raw(addr, Some(json!({ "token": "t-alice" }))).await;
+    a.next("connected").await;
+    a.join("c-private").await;
+    let stream_id = send(&a, "c-private", "hi").await;
+    a.next("stream_end").await;
+    let mut c = connect_raw(addr, Some(json!({ "token": "t-carol" }))).await;
+    c.next("connected").await;
+    let ack = c
+        .ack(
+            "resume_stream",
+            json!({ "conversation_id": "c-private", "stream_id": stream_id, "last_seq": 0 }),
+        )
+        .await;
+    assert_eq!(ack["code"], "forbidden", "{ack}");
+}
+
+/// 5,000 chunks as fast as the provider can make them, to 100 clients in one room: every
+/// client holds every character, in order, once (chunks may arrive merged).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_5000_chunks_reaches_100_clients_without_loss() {
+    let n = 5000;
+    let clients = 100;
+    let script = words(n, 0);
+    let (addr, handle) = serve(ScriptedProvider::new(script.clone()), config()).await;
+
+    let mut all = Vec::new();
+    for _ in 0..clients {
+        let mut c = connect_raw(addr, Some(json!({ "token": "t-alice" }))).await;
+        c.next("connected").await;
+        c.join("c-burst").await;
+        all.push(c);
+    }
+    let started = Instant::now();
+    send(&all[0], "c-burst", "go").await;
+    let expected = script.concat();
+    let results = futures_util::future::join_all(all.into_iter().map(|mut c| async move {
+        let mut held = Held::default();
+        let mut events = 0;
+        loop {
+            let ev = c
+                .next_of(&["stream_chunk", "stream_end", "stream_error"])
+                .await;
+            match ev.event.as_str() {
+                "stream_chunk" => {
+                    events += 1;
+                    assert!(held.accept(&ev.data), "gap or duplicate: {}", ev.data);
+                }
+                "stream_end" => break,
+                _ => panic!("{}", ev.data),
+            }
+        }
+        c.disconnect().await;
+        (held, events)
+    }))
+    .await;
+    let elapsed = started.elapsed();
+    let events: usize = results.iter().map(|(_, e)| e).sum();
+    for (held, _) in &results {
+        assert_eq!(held.last, n as u64);
+        assert_eq!(held.content, expected);
+    }
+    let stats = handle.delivery_stats();
+    println!(
+        "burst: {n} chunks x {clients} clients in {elapsed:?}; {events} stream_chunk events \
+         delivered ({:.1}% of {}), {} merges, peak queued {} bytes per client",
+        events as f64 * 100.0 / (n * clients) as f64,
+        n * clients,
+        stats.merged,
+        stats.peak_queued_bytes,
+    );
+    assert_eq!(stats.evicted, 0);
+}
+
+/// A raw WebSocket client that joins a conversation and then stops reading (with a tiny
+/// receive buffer), next to healthy ones: the healthy ones get the whole answer as fast as
+/// without it, the stalled one's queue stays under its bound, and it is evicted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_client_neither_slows_the_others_nor_grows_without_bound() {
+    let n = 1500;
+    let size = 4096;
+    let script = words(n, size);
+    let expected = script.concat();
+    let bound = 512 * 1024;
+    let mut config = config();
+    config.delivery = DeliveryConfig::default();
+    config.delivery.max_queued_bytes = bound;
+    config.delivery.max_stall = Duration::from_secs(2);
+    // About 4 MB/s: far faster than a model, slow enough that a healthy client in a debug
+    // build keeps up within the bound.
+    let provider = ScriptedProvider::new(script.clone()).delay(Duration::from_millis(1));
+    let (addr, handle) = serve(provider, config).await;
+
+    let mut healthy = Vec::new();
+    for _ in 0..3 {
+        let mut c = connect_raw(addr, Some(json!({ "token": "t-alice" }))).await;
+        c.next("connected").await;
+        c.join("c-stall").await;
+        healthy.push(c);
+    }
+    let invite = healthy[0]
+        .ack(
+            "invite",
+            json!({ "conversation_id": "c-stall", "user_id": "bob" }),
+        )
+        .await;
+    assert_eq!(invite["status"], "ok");
+
+    async fn run(healthy: &mut [TestClient], expected: &str) -> Duration {
+        let started = Instant::now();
+        send(&healthy[0], "c-stall", "go").await;
+        for c in healthy.iter_mut() {
+            let mut held = Held::default();
+            loop {
+                let ev = c.next_of(&["stream_chunk", "stream_end"]).await;
+                if ev.event == "stream_end" {
+                    break;
+                }
+                assert!(held.accept(&ev.data));
+            }
+            assert_eq!(held.content, expected);
+        }
+        started.elapsed()
+    }
+
+    let baseline = run(&mut healthy, &expected).await;
+
+    // The stalled client: Engine.IO and Socket.IO by hand over a WebSocket whose reader
+    // stops after `joined`.
+    let stalled = stalled_client(addr, "c-stall").await;
+    let with_stalled = run(&mut healthy, &expected).await;
+    let stats = handle.delivery_stats();
+    println!(
+        "stalled client: {n} chunks of {size} B to 3 healthy clients in {baseline:?} alone, \
+         {with_stalled:?} next to a stalled client; stalled client's queue peaked at {} B \
+         (bound {bound} B), evicted {}, {} merges",
+        stats.peak_queued_bytes, stats.evicted, stats.merged,
+    );
+    assert!(
+        with_stalled < baseline * 3 + Duration::from_secs(2),
+        "{with_stalled:?} vs {baseline:?}"
+    );
+    assert!(
+        stats.peak_queued_bytes as usize <= bound + size,
+        "{stats:?}"
+    );
+    assert_eq!(stats.evicted, 1, "{stats:?}");
+    drop(stalled);
+}
+
+/// Connects over a raw WebSocket as bob, joins `conversation`, reads until `joined`, and
+/// returns the connection, which is never read again.
+async fn stalled_client(
+    addr: SocketAddr,
+    conversation: &str,
+) -> tokio_tungstenite::WebSocketStream<tokio::net::TcpStream> {
+    use futures_util::SinkExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let tcp = socket.connect(addr).await.unwrap();
+    let url = format!("ws://{addr}/socket.io/?EIO=4&transport=websocket");
+    let (mut ws, _) = tokio_tungstenite::client_async(url, tcp).await.unwrap();
+    let next_text = async |ws: &mut tokio_tungstenite::WebSocketStream<_>| loop {
+        match ws.next().await.unwrap().unwrap() {
+            Message::Text(t) => return t.to_string(),
+            _ => continue,
+        }
+    };
+    assert!(next_text(&mut ws).await.starts_with('0'), "engine.io open");
+    ws.send(Message::Text(r#"40{"token":"t-bob"}"#.into()))
+        .await
+        .unwrap();
+    let join = format!(r#"42["join_conversation",{{"conversation_id":"{conversation}"}}]"#);
+    let mut joined_sent = false;
+    loop {
+        let t = next_text(&mut ws).await;
+        if t.starts_with("40") && !joined_sent {
+            ws.send(Message::Text(join.clone())).await.unwrap();
+            joined_sent = true;
+        } else if t.starts_with(r#"42["joined""#) {
+            return ws;
+        }
+    }
+}
+
+/// Reads SSE events from a response body until `stop` says so.
+async fn read_sse<B: AsRef<[u8]>>(
+    body: &mut (impl futures_util::Stream<Item = reqwest::Result<B>> + Unpin),
+    buf: &mut String,
+    mut stop: impl FnMut(&str, Option<u64>, &Value) -> bool,
+) {
+    loop {
+        while let Some(i) = buf.find("\n\n") {
+            let block: String = buf.drain(..i + 2).collect();
+            let (mut event, mut id, mut data) = ("message".to_owned(), None, String::new());
+            for line in block.lines() {
+                if let Some(v) = line.strip_prefix("event:") {
+                    event = v.trim().to_owned();
+                } else if let Some(v) = line.strip_prefix("id:") {
+                    id = v.trim().parse().ok();
+                } else if let Some(v) = line.strip_prefix("data:") {
+                    data.push_str(v.strip_prefix(' ').unwrap_or(v));
+                }
+            }
+            if data.is_empty() {
+                continue; // keep-alive comment
+            }
+            if stop(&event, id, &serde_json::from_str(&data).unwrap()) {
+                return;
+            }
+        }
+        let chunk = tokio::time::timeout(common::WAIT, body.next())
+            .await
+            .expect("an SSE event in time")
+            .expect("the body goes on")
+            .unwrap();
+        buf.push_str(std::str::from_utf8(chunk.as_ref()).unwrap());
+    }
+}
+
+/// The HTTP fallback: `POST /api/chat/send` streams the answer as SSE (`id:` = seq); the
+/// client drops the response at chunk k and resumes with `Last-Event-ID`, holding every chunk
+/// once. Health probes answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sse_streams_and_resumes_with_last_event_id() {
+    let n = 40;
+    let k = 12;
+    let script = words(n, 0);
+    let provider = ScriptedProvider::new(script.clone()).delay(Duration::from_millis(15));
+    let (addr, handle) = serve(provider, config()).await;
+    let alice = Identity::new(UserId::parse("alice").unwrap());
+    handle
+        .engine()
+        .join(&alice, &ConversationId::parse("c-sse").unwrap())
+        .await
+        .unwrap();
+    let http = reqwest::Client::new();
+    let base = format!("http://{addr}");
+
+    let refused = http
+        .post(format!("{base}/api/chat/send"))
+        .json(&json!({ "conversation_id": "c-sse", "message": "hi" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 401);
+
+    let response = http
+        .post(format!("{base}/api/chat/send"))
+        .bearer_auth("t-alice")
+        .json(&json!({ "conversation_id": "c-sse", "message": "go" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    let mut body = response.bytes_stream();
+    let mut buf = String::new();
+    let mut held = Held::default();
+    let mut stream_id = String::new();
+    read_sse(&mut body, &mut buf, |event, id, data| {
+        match event {
+            "stream_start" => stream_id = data["stream_id"].as_str().unwrap().to_owned(),
+            "stream_chunk" => {
+                assert_eq!(id, data["seq"].as_u64(), "id: is the seq");
+                assert!(held.accept(data));
+            }
+            other => panic!("{other}: {data}"),
+        }
+        held.last >= k
+    })
+    .await;
+    drop(body); // the connection is lost
+
+    let response = http
+        .get(format!("{base}/api/chat/streams/{stream_id}"))
+        .bearer_auth("t-alice")
+        .header("Last-Event-ID", held.last.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let mut body = response.bytes_stream();
+    let mut buf = String::new();
+    let mut end = Value::Null;
+    read_sse(&mut body, &mut buf, |event, _, data| match event {
+        "stream_chunk" => {
+            assert!(held.accept(data), "gap or duplicate: {data}");
+            false
+        }
+        "stream_end" => {
+            end = data.clone();
+            true
+        }
+        other => panic!("{other}: {data}"),
+    })
+    .await;
+    assert_eq!(held.last, n as u64);
+    assert_eq!(held.content, script.concat());
+    assert_eq!(end["full_content"], held.content);
+
+    // Another user may not read it; an unknown stream is resume_unavailable.
+    let forbidden = http
+        .get(format!("{base}/api/chat/streams/{stream_id}?after_seq=0"))
+        .bearer_auth("t-carol")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forbidden.status(), 403);
+    let gone = http
+        .get(format!(
+            "{base}/api/chat/streams/unknown-stream?after_seq=3"
+        ))
+        .bearer_auth("t-alice")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(gone.contains("resume_unavailable"), "{gone}");
+
+    let health = http.get(format!("{base}/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+    let ready = http.get(format!("{base}/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 200);
+    handle.shutdown(Duration::from_millis(10)).await;
+    let ready = http.get(format!("{base}/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 503);
+}

@@ -1,0 +1,370 @@
+//! [`StreamLog`]: every chunk of an answer, kept so that a client can resume where it lost
+//! the stream (PROTOCOL.md section 3, `resume_stream`).
+//!
+//! The answer task appends each chunk to the log **before** it is sent, and records the
+//! terminal event before that is sent too. A reader that subscribes to the live events first
+//! and reads the log second therefore misses nothing: every chunk is either in what it read or
+//! arrives live afterwards (duplicates are dropped by `seq`).
+//!
+//! ## Positions that no longer exist
+//!
+//! A log can be lost (a restarted node, a flushed Redis) or trimmed (a bounded window). A log
+//! that is recreated after a loss starts at the `seq` it was recreated at, not at 1, so
+//! [`LogRead::first_seq`] tells a reader which positions the log still vouches for.
+//! [`check_resume`] refuses (`resume_unavailable`) any read whose start is not covered, whose
+//! position lies beyond what the log holds, or whose chunks are not contiguous: a client is
+//! never fed data from a different incarnation of a log, nor a gap.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::{ConversationId, Error, MessageId, StoreError, StreamId};
+
+/// What a log knows about its answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamMeta {
+    /// The conversation the answer belongs to (access is checked against it).
+    pub conversation_id: ConversationId,
+    /// The answer.
+    pub stream_id: StreamId,
+    /// The assistant message the answer becomes.
+    pub message_id: MessageId,
+}
+
+/// One chunk as logged: the fields of `stream_chunk` that vary.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoggedChunk {
+    /// 1, 2, 3, ...
+    pub seq: u64,
+    /// Never empty.
+    pub content: String,
+    /// Completion tokens so far.
+    pub tokens_used: u64,
+}
+
+/// The terminal event of an answer as it was sent: its name (`stream_end` or
+/// `stream_error`) and its payload.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LoggedEnd {
+    /// The Socket.IO event name.
+    pub event: String,
+    /// The payload, exactly as sent.
+    pub payload: serde_json::Value,
+}
+
+/// One read of a log.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LogRead {
+    /// The answer.
+    pub meta: StreamMeta,
+    /// The oldest `seq` the log still holds, or `last_seq + 1` when it holds none. 1 unless
+    /// the log was trimmed or recreated after a loss.
+    pub first_seq: u64,
+    /// The newest `seq` appended (0 when none).
+    pub last_seq: u64,
+    /// The chunks after the requested position, oldest first, at most the requested number.
+    pub chunks: Vec<LoggedChunk>,
+    /// The terminal event, once the answer is over.
+    pub end: Option<LoggedEnd>,
+}
+
+/// Where the chunks of running and recently ended answers are kept.
+///
+/// Implementations: [`MemoryStreamLog`] (one node; the default) and, in `marie-adapters`'
+/// `redis` feature, a Redis Streams log shared by every node. Every method is one atomic
+/// step on the backend; a backend that is away returns [`StoreError::Unavailable`] rather
+/// than blocking. `crates/marie-adapters/tests/contract.rs` holds the contract.
+#[async_trait]
+pub trait StreamLog: Send + Sync + 'static {
+    /// Starts the log of a new answer (before its `stream_start` is sent).
+    async fn open(&self, meta: &StreamMeta) -> Result<(), StoreError>;
+
+    /// Appends a chunk (before it is sent). `seq`s arrive in increasing order; appending a
+    /// `seq` that is already logged changes nothing. A log lost since `open` is recreated,
+    /// starting at this `seq`.
+    async fn append(&self, stream_id: &StreamId, chunk: &LoggedChunk) -> Result<(), StoreError>;
+
+    /// Records the terminal event (before it is sent). From now on the log is kept for the
+    /// implementation's retention window only.
+    async fn close(&self, stream_id: &StreamId, end: &LoggedEnd) -> Result<(), StoreError>;
+
+    /// Reads at most `limit` chunks after `after_seq`. `None` when the log does not exist
+    /// (never did, expired, or was lost).
+    async fn read(
+        &self,
+        stream_id: &StreamId,
+        after_seq: u64,
+        limit: usize,
+    ) -> Result<Option<LogRead>, StoreError>;
+}
+
+#[async_trait]
+impl<T: StreamLog + ?Sized> StreamLog for std::sync::Arc<T> {
+    async fn open(&self, meta: &StreamMeta) -> Result<(), StoreError> {
+        (**self).open(meta).await
+    }
+    async fn append(&self, stream_id: &StreamId, chunk: &LoggedChunk) -> Result<(), StoreError> {
+        (**self).append(stream_id, chunk).await
+    }
+    async fn close(&self, stream_id: &StreamId, end: &LoggedEnd) -> Result<(), StoreError> {
+        (**self).close(stream_id, end).await
+    }
+    async fn read(
+        &self,
+        stream_id: &StreamId,
+        after_seq: u64,
+        limit: usize,
+    ) -> Result<Option<LogRead>, StoreError> {
+        (**self).read(stream_id, after_seq, limit).await
+    }
+}
+
+/// Checks that `read` (of the chunks after `after_seq`) can be trusted to continue a client
+/// that holds exactly the chunks up to `after_seq`; `resume_unavailable` otherwise.
+pub fn check_resume(read: Option<LogRead>, after_seq: u64) -> Result<LogRead, Error> {
+    let read = read.ok_or(Error::ResumeUnavailable(
+        "this answer is no longer available for resuming",
+    ))?;
+    if after_seq > read.last_seq {
+        // A position this log never produced: the client holds positions of a lost log.
+        return Err(Error::ResumeUnavailable(
+            "this answer's log was lost; its positions are no longer valid",
+        ));
+    }
+    if after_seq + 1 < read.first_seq {
+        return Err(Error::ResumeUnavailable(
+            "the chunks after this position are no longer kept",
+        ));
+    }
+    if read
+        .chunks
+        .iter()
+        .enumerate()
+        .any(|(i, c)| c.seq != after_seq + 1 + i as u64)
+    {
+        return Err(Error::ResumeUnavailable(
+            "this answer's log has a gap after this position",
+        ));
+    }
+    Ok(read)
+}
+
+/// Settings of a [`MemoryStreamLog`].
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct MemoryLogConfig {
+    /// Chunks kept per answer: older ones are dropped first (ring buffer).
+    pub max_chunks: usize,
+    /// How long an ended answer stays readable.
+    pub retention: Duration,
+    /// Answers kept at most; the oldest ended ones (then the oldest) are dropped first.
+    pub max_streams: usize,
+}
+
+impl Default for MemoryLogConfig {
+    fn default() -> Self {
+        Self {
+            max_chunks: 16_384,
+            retention: Duration::from_secs(300),
+            max_streams: 4096,
+        }
+    }
+}
+
+/// A [`StreamLog`] in this process's memory: a ring buffer per answer, kept for a retention
+/// window after the answer ends. The default of every engine; one node only.
+#[derive(Debug, Default)]
+pub struct MemoryStreamLog {
+    config: MemoryLogConfig,
+    logs: Mutex<MemoryLogs>,
+}
+
+#[derive(Debug, Default)]
+struct MemoryLogs {
+    by_id: HashMap<StreamId, Ring>,
+    /// Creation order, for eviction.
+    order: VecDeque<StreamId>,
+}
+
+#[derive(Debug)]
+struct Ring {
+    meta: StreamMeta,
+    chunks: VecDeque<LoggedChunk>,
+    first_seq: u64,
+    last_seq: u64,
+    end: Option<LoggedEnd>,
+    /// Set once ended: readable until then.
+    expires: Option<Instant>,
+}
+
+impl MemoryStreamLog {
+    /// A log with the default [`MemoryLogConfig`].
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A log with `config`.
+    pub fn with_config(config: MemoryLogConfig) -> Self {
+        Self {
+            config,
+            logs: Mutex::default(),
+        }
+    }
+
+    fn logs(&self) -> std::sync::MutexGuard<'_, MemoryLogs> {
+        self.logs.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Drops expired logs, then the oldest while over `max_streams`.
+    fn sweep(&self, logs: &mut MemoryLogs) {
+        let now = Instant::now();
+        let MemoryLogs { by_id, order } = logs;
+        by_id.retain(|_, r| r.expires.is_none_or(|t| t > now));
+        order.retain(|id| by_id.contains_key(id));
+        while order.len() > self.config.max_streams.max(1) {
+            // Prefer ended answers; fall back to the oldest overall.
+            let victim = order
+                .iter()
+                .position(|id| by_id.get(id).is_some_and(|r| r.end.is_some()))
+                .unwrap_or(0);
+            if let Some(id) = order.remove(victim) {
+                by_id.remove(&id);
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl StreamLog for MemoryStreamLog {
+    async fn open(&self, meta: &StreamMeta) -> Result<(), StoreError> {
+        let mut logs = self.logs();
+        if !logs.by_id.contains_key(&meta.stream_id) {
+            logs.by_id.insert(
+                meta.stream_id.clone(),
+                Ring {
+                    meta: meta.clone(),
+                    chunks: VecDeque::new(),
+                    first_seq: 1,
+                    last_seq: 0,
+                    end: None,
+                    expires: None,
+                },
+            );
+            logs.order.push_back(meta.stream_id.clone());
+        }
+        self.sweep(&mut logs);
+        Ok(())
+    }
+
+    async fn append(&self, stream_id: &StreamId, chunk: &LoggedChunk) -> Result<(), StoreError> {
+        let mut logs = self.logs();
+        let Some(ring) = logs.by_id.get_mut(stream_id) else {
+            // Evicted under pressure: a reader will be told the log is gone.
+            return Ok(());
+        };
+        if chunk.seq <= ring.last_seq {
+            return Ok(());
+        }
+        if ring.chunks.is_empty() && ring.last_seq == 0 {
+            ring.first_seq = chunk.seq;
+        }
+        ring.last_seq = chunk.seq;
+        ring.chunks.push_back(chunk.clone());
+        while ring.chunks.len() > self.config.max_chunks.max(1) {
+            ring.chunks.pop_front();
+        }
+        ring.first_seq = ring.chunks.front().map_or(ring.last_seq + 1, |c| c.seq);
+        Ok(())
+    }
+
+    async fn close(&self, stream_id: &StreamId, end: &LoggedEnd) -> Result<(), StoreError> {
+        let mut logs = self.logs();
+        if let Some(ring) = logs.by_id.get_mut(stream_id) {
+            ring.end = Some(end.clone());
+            ring.expires = Some(Instant::now() + self.config.retention);
+        }
+        Ok(())
+    }
+
+    async fn read(
+        &self,
+        stream_id: &StreamId,
+        after_seq: u64,
+        limit: usize,
+    ) -> Result<Option<LogRead>, StoreError> {
+        let mut logs = self.logs();
+        self.sweep(&mut logs);
+        let Some(ring) = logs.by_id.get(stream_id) else {
+            return Ok(None);
+        };
+        let chunks = ring
+            .chunks
+            .iter()
+            .filter(|c| c.seq > after_seq)
+            .take(limit)
+            .cloned()
+            .collect();
+        Ok(Some(LogRead {
+            meta: ring.meta.clone(),
+            first_seq: ring.first_seq,
+            last_seq: ring.last_seq,
+            chunks,
+            end: ring.end.clone(),
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(id: &str) -> StreamMeta {
+        StreamMeta {
+            conversation_id: ConversationId::parse("c").unwrap(),
+            stream_id: StreamId::parse(id).unwrap(),
+            message_id: MessageId::parse("m").unwrap(),
+        }
+    }
+
+    fn chunk(seq: u64) -> LoggedChunk {
+        LoggedChunk {
+            seq,
+            content: format!("<{seq}>"),
+            tokens_used: seq,
+        }
+    }
+
+    #[tokio::test]
+    async fn check_resume_refuses_positions_it_cannot_vouch_for() {
+        let log = MemoryStreamLog::with_config(MemoryLogConfig {
+            max_chunks: 3,
+            ..Default::default()
+        });
+        let m = meta("s1");
+        log.open(&m).await.unwrap();
+        for seq in 1..=5 {
+            log.append(&m.stream_id, &chunk(seq)).await.unwrap();
+        }
+        // Holds 3..=5.
+        let ok = check_resume(log.read(&m.stream_id, 2, 10).await.unwrap(), 2).unwrap();
+        assert_eq!(
+            ok.chunks.iter().map(|c| c.seq).collect::<Vec<_>>(),
+            [3, 4, 5]
+        );
+        let trimmed = check_resume(log.read(&m.stream_id, 1, 10).await.unwrap(), 1);
+        assert!(matches!(trimmed, Err(Error::ResumeUnavailable(_))));
+        let beyond = check_resume(log.read(&m.stream_id, 9, 10).await.unwrap(), 9);
+        assert!(matches!(beyond, Err(Error::ResumeUnavailable(_))));
+        let missing = check_resume(
+            log.read(&StreamId::parse("x").unwrap(), 0, 10)
+                .await
+                .unwrap(),
+            0,
+        );
+        assert!(matches!(missing, Err(Error::ResumeUnavailable(_))));
+    }
+}

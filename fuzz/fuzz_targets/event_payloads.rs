@@ -1,0 +1,15 @@
+//! Every event's payload decoder: the first byte picks the event, the rest is the payload's
+//! JSON text (anything that is not JSON is decoded as "no payload").
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use marie_axum::__fuzz::{EVENTS, decode_event};
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&pick, rest)) = data.split_first() else {
+        return;
+    };
+    let event = EVENTS[pick as usize % EVENTS.len()];
+    let payload = serde_json::from_slice::<serde_json::Value>(rest).ok();
+    let _ = decode_event(event, payload);
+});
