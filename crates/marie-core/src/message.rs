@@ -16,6 +16,17 @@ pub enum MessageRole {
     Assistant,
 }
 
+impl MessageRole {
+    /// The role as the wire and the chat-completion APIs spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::System => "system",
+            Self::User => "user",
+            Self::Assistant => "assistant",
+        }
+    }
+}
+
 /// One message of a conversation's history, as `get_history` returns it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChatMessage {

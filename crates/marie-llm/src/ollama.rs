@@ -6,9 +6,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use futures_util::{StreamExt, TryStreamExt};
-use marie_core::{
-    FinishReason, LlmProvider, LlmRequest, LlmStream, MessageRole, ProviderError, Usage,
-};
+use marie_core::{FinishReason, LlmProvider, LlmRequest, LlmStream, ProviderError, Usage};
 use reqwest::header::{ACCEPT, CONTENT_TYPE};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -112,7 +110,7 @@ impl OllamaProvider {
         let messages: Vec<Value> = request
             .messages
             .iter()
-            .map(|m| json!({ "role": role(m.role), "content": m.content }))
+            .map(|m| json!({ "role": m.role.as_str(), "content": m.content }))
             .collect();
         let mut body = Map::new();
         body.insert("model".into(), inner.model.clone().into());
@@ -125,14 +123,6 @@ impl OllamaProvider {
             body.insert("keep_alive".into(), keep_alive.clone().into());
         }
         serde_json::to_vec(&body).unwrap_or_default()
-    }
-}
-
-fn role(role: MessageRole) -> &'static str {
-    match role {
-        MessageRole::System => "system",
-        MessageRole::User => "user",
-        MessageRole::Assistant => "assistant",
     }
 }
 
@@ -520,7 +510,7 @@ mod tests {
             conversation_id: ConversationId::parse("c").unwrap_or_else(|e| panic!("{e}")),
             user_id: UserId::parse("u").unwrap_or_else(|e| panic!("{e}")),
             messages: vec![PromptMessage {
-                role: MessageRole::User,
+                role: marie_core::MessageRole::User,
                 content: "Hi".into(),
             }],
         };

@@ -6,9 +6,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use eventsource_stream::{Event, EventStreamError, Eventsource};
 use futures_util::StreamExt;
-use marie_core::{
-    FinishReason, LlmProvider, LlmRequest, LlmStream, MessageRole, ProviderError, Usage,
-};
+use marie_core::{FinishReason, LlmProvider, LlmRequest, LlmStream, ProviderError, Usage};
 use reqwest::header::{ACCEPT, CONTENT_TYPE};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
@@ -144,7 +142,7 @@ impl OpenAiProvider {
         let messages: Vec<Value> = request
             .messages
             .iter()
-            .map(|m| json!({ "role": role(m.role), "content": m.content }))
+            .map(|m| json!({ "role": m.role.as_str(), "content": m.content }))
             .collect();
         body.insert("model".into(), inner.model.clone().into());
         body.insert("messages".into(), messages.into());
@@ -163,14 +161,6 @@ impl OpenAiProvider {
         }
         // A map of JSON values always serializes.
         serde_json::to_vec(&body).unwrap_or_default()
-    }
-}
-
-fn role(role: MessageRole) -> &'static str {
-    match role {
-        MessageRole::System => "system",
-        MessageRole::User => "user",
-        MessageRole::Assistant => "assistant",
     }
 }
 
@@ -611,11 +601,11 @@ mod tests {
             user_id: UserId::parse("u").unwrap_or_else(|e| panic!("{e}")),
             messages: vec![
                 PromptMessage {
-                    role: MessageRole::System,
+                    role: marie_core::MessageRole::System,
                     content: "Be brief.".into(),
                 },
                 PromptMessage {
-                    role: MessageRole::User,
+                    role: marie_core::MessageRole::User,
                     content: "Hi".into(),
                 },
             ],
