@@ -21,6 +21,8 @@
 
 #[path = "../common/server.rs"]
 mod server;
+#[path = "../common/web.rs"]
+mod web;
 
 use std::sync::Arc;
 
@@ -29,7 +31,7 @@ use marie_llm::{EchoProvider, OllamaProvider, OpenAiProvider};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    server::init_tracing();
+    web::init_tracing();
     let choice = std::env::var("MARIE_LLM").unwrap_or_default();
     let provider: Arc<dyn LlmProvider> = match choice.trim() {
         "" | "echo" => Arc::new(EchoProvider::from_env_var("MARIE_ECHO_DELAY_MS")),

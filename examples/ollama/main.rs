@@ -17,6 +17,8 @@
 
 #[path = "../common/server.rs"]
 mod server;
+#[path = "../common/web.rs"]
+mod web;
 
 use std::sync::Arc;
 
@@ -24,7 +26,7 @@ use marie_llm::OllamaProvider;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    server::init_tracing();
+    web::init_tracing();
     let provider = OllamaProvider::from_env().map_err(|e| format!("Ollama provider: {e}"))?;
     tracing::info!(
         url = provider.url(),

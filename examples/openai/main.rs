@@ -19,6 +19,8 @@
 
 #[path = "../common/server.rs"]
 mod server;
+#[path = "../common/web.rs"]
+mod web;
 
 use std::sync::Arc;
 
@@ -26,7 +28,7 @@ use marie_llm::OpenAiProvider;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    server::init_tracing();
+    web::init_tracing();
     let provider = OpenAiProvider::from_env().map_err(|e| format!("OpenAI provider: {e}"))?;
     tracing::info!(
         url = provider.url(),
