@@ -16,6 +16,10 @@ use marie_core::{ConversationId, Identity, LlmProvider, UserId};
 use marie_llm::ScriptedProvider;
 use serde_json::{Value, json};
 
+/// The tests of this file measure delivery under load: they take turns, so that on a
+/// 2-core machine one test's burst does not starve another's clients and timings.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 async fn serve(provider: impl LlmProvider, config: MarieConfig) -> (SocketAddr, MarieHandle) {
     let (layer, handle) = Marie::builder()
         .authenticator(common::authenticator())
@@ -113,6 +117,7 @@ async fn send(client: &TestClient, conversation: &str, message: &str) -> String 
 /// with chunks 1..n exactly once, in order; after the resume the server sends no duplicate.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reconnected_client_resumes_every_chunk_exactly_once() {
+    let _turn = ONE_AT_A_TIME.lock().await;
     let n = 60;
     let k = 15;
     let script = words(n, 0);
@@ -205,6 +210,7 @@ async fn a_reconnected_client_resumes_every_chunk_exactly_once() {
 /// Another user cannot resume a stream of a conversation they have no access to.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resuming_checks_access() {
+    let _turn = ONE_AT_A_TIME.lock().await;
     let (addr, _handle) = serve(ScriptedProvider::new(words(3, 0)), config()).await;
     let mut a = connect_raw(addr, Some(json!({ "token": "t-alice" }))).await;
     a.next("connected").await;
@@ -226,6 +232,7 @@ async fn resuming_checks_access() {
 /// client holds every character, in order, once (chunks may arrive merged).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_of_5000_chunks_reaches_100_clients_without_loss() {
+    let _turn = ONE_AT_A_TIME.lock().await;
     let n = 5000;
     let clients = 100;
     let script = words(n, 0);
@@ -284,6 +291,7 @@ async fn a_burst_of_5000_chunks_reaches_100_clients_without_loss() {
 /// without it, the stalled one's queue stays under its bound, and it is evicted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_client_neither_slows_the_others_nor_grows_without_bound() {
+    let _turn = ONE_AT_A_TIME.lock().await;
     let n = 1500;
     let size = 4096;
     let script = words(n, size);
@@ -369,7 +377,12 @@ async fn stalled_client(
     let url = format!("ws://{addr}/socket.io/?EIO=4&transport=websocket");
     let (mut ws, _) = tokio_tungstenite::client_async(url, tcp).await.unwrap();
     let next_text = async |ws: &mut tokio_tungstenite::WebSocketStream<_>| loop {
-        match ws.next().await.unwrap().unwrap() {
+        match ws
+            .next()
+            .await
+            .expect("the server closed the stalled client before it joined")
+            .expect("websocket error before joining")
+        {
             Message::Text(t) => return t.to_string(),
             _ => continue,
         }
@@ -431,6 +444,7 @@ async fn read_sse<B: AsRef<[u8]>>(
 /// once. Health probes answer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sse_streams_and_resumes_with_last_event_id() {
+    let _turn = ONE_AT_A_TIME.lock().await;
     let n = 40;
     let k = 12;
     let script = words(n, 0);
