@@ -560,3 +560,61 @@ async fn a_member_disconnecting_does_not_disturb_the_stream_for_others() {
     let left: Value = alice.next("user_left").await;
     assert_eq!(left["user_id"], "bob");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disconnect_is_not_cancel_unless_configured() {
+    async fn asker_leaves_mid_answer(cancel_on_disconnect: bool) -> (Value, ScriptedProvider) {
+        let provider = ScriptedProvider::new(["one ", "two "])
+            .delay(Duration::from_millis(20))
+            .hang_at_end();
+        let mut config = MarieConfig::default();
+        config.cancel_on_asker_disconnect = cancel_on_disconnect;
+        let server = start_with(provider.clone(), config).await;
+        let mut alice = connect(server.addr, "alice").await;
+        let mut bob = connect(server.addr, "bob").await;
+        alice.join("dc").await;
+        alice
+            .ack(
+                "invite",
+                json!({ "conversation_id": "dc", "user_id": "bob" }),
+            )
+            .await;
+        bob.join("dc").await;
+        alice
+            .ack(
+                "send_message",
+                json!({ "conversation_id": "dc", "message": "go" }),
+            )
+            .await;
+        assert_eq!(bob.next("stream_chunk").await["seq"], 1);
+        alice.disconnect().await;
+        // Bob hears alice leave once her disconnect handler (which also cancels, when so
+        // configured) has run.
+        assert_eq!(bob.next("user_left").await["user_id"], "alice");
+        if !cancel_on_disconnect {
+            // The answer goes on for bob: the second chunk still comes; then stop it.
+            assert_eq!(bob.next("stream_chunk").await["seq"], 2);
+            let ack = bob
+                .ack("cancel_stream", json!({ "conversation_id": "dc" }))
+                .await;
+            assert_eq!(ack["status"], "ok", "{ack}");
+        }
+        (bob.next("stream_end").await, provider)
+    }
+
+    let (end, provider) = asker_leaves_mid_answer(false).await;
+    assert_eq!(end["status"], "cancelled");
+    assert_eq!(
+        end["full_content"], "one two ",
+        "the answer went on after the asker left"
+    );
+    assert_eq!(provider.streams_dropped(), 1);
+
+    let (end, provider) = asker_leaves_mid_answer(true).await;
+    assert_eq!(end["status"], "cancelled");
+    assert_eq!(
+        provider.streams_dropped(),
+        1,
+        "the upstream request is dropped"
+    );
+}
