@@ -22,10 +22,12 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use marie_core::{ConversationId, LoggedChunk, LoggedEnd, StreamId, StreamLog, check_resume};
+use serde::{Serialize, Serializer};
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use tokio::sync::Notify;
 
@@ -54,15 +56,9 @@ impl Default for DeliveryConfig {
 /// What one follower gets.
 #[derive(Clone, Debug)]
 pub(crate) enum Out {
-    /// One chunk, or several consecutive ones merged.
-    Chunk {
-        conversation_id: String,
-        stream_id: String,
-        first_seq: u64,
-        seq: u64,
-        content: String,
-        tokens_used: u64,
-    },
+    /// One chunk, or several consecutive ones merged. Shared by every follower of a live
+    /// chunk, and serialized once for all of them; a merge makes the follower's own copy.
+    Chunk(Arc<Chunk>),
     /// `stream_start`, `stream_end` or `stream_error`. The payload (an end carries the whole
     /// answer) is shared by every follower, not copied.
     Event {
@@ -72,6 +68,60 @@ pub(crate) enum Out {
     },
 }
 
+/// A chunk as sent.
+#[derive(Debug)]
+pub(crate) struct Chunk {
+    conversation_id: String,
+    stream_id: String,
+    first_seq: u64,
+    seq: u64,
+    content: String,
+    tokens_used: u64,
+    /// The payload, serialized by the first follower that sends it.
+    json: OnceLock<Box<RawValue>>,
+}
+
+impl Clone for Chunk {
+    fn clone(&self) -> Self {
+        Self {
+            conversation_id: self.conversation_id.clone(),
+            stream_id: self.stream_id.clone(),
+            first_seq: self.first_seq,
+            seq: self.seq,
+            content: self.content.clone(),
+            tokens_used: self.tokens_used,
+            json: OnceLock::new(),
+        }
+    }
+}
+
+impl Chunk {
+    /// The payload as sent. A merged chunk says where it starts (`first_seq`).
+    fn payload(&self) -> Value {
+        let mut v = json!({
+            "conversation_id": self.conversation_id,
+            "stream_id": self.stream_id,
+            "seq": self.seq,
+            "content": self.content,
+            "done": false,
+            "tokens_used": self.tokens_used,
+        });
+        if self.first_seq != self.seq {
+            v["first_seq"] = json!(self.first_seq);
+        }
+        v
+    }
+
+    /// The payload serialized, once.
+    fn json(&self) -> Option<&RawValue> {
+        if let Some(raw) = self.json.get() {
+            return Some(raw);
+        }
+        let raw = serde_json::value::to_raw_value(&self.payload()).ok()?;
+        Some(self.json.get_or_init(|| raw))
+    }
+}
+
 impl Out {
     /// Builds an item from a stream event's name and payload; `None` for anything else.
     pub(crate) fn from_event(name: &str, payload: &Value) -> Option<Out> {
@@ -79,14 +129,15 @@ impl Out {
         match name {
             "stream_chunk" => {
                 let seq = payload.get("seq")?.as_u64()?;
-                Some(Out::Chunk {
+                Some(Out::Chunk(Arc::new(Chunk {
                     conversation_id: payload.get("conversation_id")?.as_str()?.to_owned(),
                     stream_id,
                     first_seq: seq,
                     seq,
                     content: payload.get("content")?.as_str()?.to_owned(),
                     tokens_used: payload.get("tokens_used").and_then(Value::as_u64)?,
-                })
+                    json: OnceLock::new(),
+                })))
             }
             "stream_start" | "stream_end" | "stream_error" => Some(Out::Event {
                 stream_id,
@@ -98,25 +149,27 @@ impl Out {
     }
 
     fn chunk(conversation: &ConversationId, stream: &StreamId, c: LoggedChunk) -> Out {
-        Out::Chunk {
+        Out::Chunk(Arc::new(Chunk {
             conversation_id: conversation.to_string(),
             stream_id: stream.to_string(),
             first_seq: c.seq,
             seq: c.seq,
             content: c.content,
             tokens_used: c.tokens_used,
-        }
+            json: OnceLock::new(),
+        }))
     }
 
     pub(crate) fn stream_id(&self) -> &str {
         match self {
-            Out::Chunk { stream_id, .. } | Out::Event { stream_id, .. } => stream_id,
+            Out::Chunk(c) => &c.stream_id,
+            Out::Event { stream_id, .. } => stream_id,
         }
     }
 
     pub(crate) fn name(&self) -> &str {
         match self {
-            Out::Chunk { .. } => "stream_chunk",
+            Out::Chunk(_) => "stream_chunk",
             Out::Event { name, .. } => name,
         }
     }
@@ -124,7 +177,7 @@ impl Out {
     /// The `seq` an SSE `id:` carries: the chunk's, or the stream's last for its end.
     pub(crate) fn seq(&self) -> Option<u64> {
         match self {
-            Out::Chunk { seq, .. } => Some(*seq),
+            Out::Chunk(c) => Some(c.seq),
             Out::Event { .. } => None,
         }
     }
@@ -133,39 +186,20 @@ impl Out {
         matches!(self, Out::Event { name, .. } if name == "stream_end" || name == "stream_error")
     }
 
-    /// The payload as sent. A merged chunk says where it starts (`first_seq`).
-    pub(crate) fn payload(&self) -> Value {
-        match self {
-            Out::Chunk {
-                conversation_id,
-                stream_id,
-                first_seq,
-                seq,
-                content,
-                tokens_used,
-            } => {
-                let mut v = json!({
-                    "conversation_id": conversation_id,
-                    "stream_id": stream_id,
-                    "seq": seq,
-                    "content": content,
-                    "done": false,
-                    "tokens_used": tokens_used,
-                });
-                if first_seq != seq {
-                    v["first_seq"] = json!(first_seq);
-                }
-                v
-            }
-            Out::Event { payload, .. } => Value::clone(payload),
-        }
+    /// The payload to send: shared, not copied, and a chunk's serialized once for all its
+    /// followers. A merged chunk says where it starts (`first_seq`).
+    pub(crate) fn wire(&self) -> Wire<'_> {
+        Wire(self)
     }
 
-    /// Sends the payload without copying a shared one.
-    pub(crate) fn with_payload<R>(&self, f: impl FnOnce(&Value) -> R) -> R {
+    /// The payload as JSON text.
+    pub(crate) fn to_json_string(&self) -> String {
         match self {
-            Out::Event { payload, .. } => f(payload),
-            Out::Chunk { .. } => f(&self.payload()),
+            Out::Chunk(c) => match c.json() {
+                Some(raw) => raw.get().to_owned(),
+                None => c.payload().to_string(),
+            },
+            Out::Event { payload, .. } => payload.to_string(),
         }
     }
 
@@ -173,7 +207,7 @@ impl Out {
         match self {
             // Content only, so that merging keeps the count exact; the number of items is
             // bounded by `queue_len` besides.
-            Out::Chunk { content, .. } => content.len(),
+            Out::Chunk(c) => c.content.len(),
             // Shared by every follower: what one follower adds is the handle.
             Out::Event { .. } => 64,
         }
@@ -182,29 +216,33 @@ impl Out {
     /// Appends `next` when it continues this chunk.
     fn merge(&mut self, next: &Out) -> bool {
         match (self, next) {
-            (
-                Out::Chunk {
-                    stream_id,
-                    seq,
-                    content,
-                    tokens_used,
-                    ..
-                },
-                Out::Chunk {
-                    stream_id: next_stream,
-                    first_seq: next_first,
-                    seq: next_seq,
-                    content: next_content,
-                    tokens_used: next_tokens,
-                    ..
-                },
-            ) if stream_id == next_stream && *seq + 1 == *next_first => {
-                content.push_str(next_content);
-                *seq = *next_seq;
-                *tokens_used = *next_tokens;
+            (Out::Chunk(this), Out::Chunk(next))
+                if this.stream_id == next.stream_id && this.seq + 1 == next.first_seq =>
+            {
+                // Shared: copied first. Ours: its serialized payload no longer holds.
+                let this = Arc::make_mut(this);
+                this.content.push_str(&next.content);
+                this.seq = next.seq;
+                this.tokens_used = next.tokens_used;
+                this.json = OnceLock::new();
                 true
             }
             _ => false,
+        }
+    }
+}
+
+/// An [`Out`]'s payload, for `emit`.
+pub(crate) struct Wire<'a>(&'a Out);
+
+impl Serialize for Wire<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            Out::Chunk(c) => match c.json() {
+                Some(raw) => raw.serialize(serializer),
+                None => c.payload().serialize(serializer),
+            },
+            Out::Event { payload, .. } => payload.serialize(serializer),
         }
     }
 }
@@ -296,30 +334,33 @@ impl Outbox {
     }
 
     fn push_locked(&self, st: &mut OutboxState, out: Out, live: bool) -> Pushed {
-        let key = out.stream_id().to_owned();
-        if !st.streams.contains_key(&key) {
-            st.order.push_back(key.clone());
+        let key = out.stream_id();
+        if !st.streams.contains_key(key) {
+            st.order.push_back(key.to_owned());
             while st.order.len() > 64 {
                 if let Some(old) = st.order.pop_front() {
                     st.streams.remove(&old);
                 }
             }
+            st.streams.insert(key.to_owned(), StreamPos::default());
         }
-        let pos = st.streams.entry(key).or_default();
+        let Some(pos) = st.streams.get_mut(key) else {
+            return Pushed::Queued; // not reached: inserted above
+        };
         if live && let Some(held) = &mut pos.held {
             held.push(out);
             return Pushed::Queued;
         }
         let mut gap = None;
         match &out {
-            Out::Chunk { first_seq, seq, .. } => {
-                if *seq <= pos.last {
+            Out::Chunk(c) => {
+                if c.seq <= pos.last {
                     return Pushed::Queued; // already queued: a duplicate
                 }
-                if live && pos.last > 0 && *first_seq > pos.last + 1 {
+                if live && pos.last > 0 && c.first_seq > pos.last + 1 {
                     gap = Some(pos.last);
                 }
-                pos.last = *seq;
+                pos.last = c.seq;
             }
             Out::Event { .. } if out.is_terminal() => {
                 if pos.ended {

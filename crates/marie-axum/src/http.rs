@@ -13,7 +13,7 @@ use axum::routing::{get, post};
 use futures_util::Stream;
 use marie_core::{ConversationId, Credentials, Error, ErrorCode, Identity, SendRequest, StreamId};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::json;
 use socketioxide::adapter::Adapter;
 
 use crate::MarieHandle;
@@ -303,7 +303,7 @@ async fn follow<A: Adapter>(
             f.outbox.sent(&out);
             let mut event = Event::default()
                 .event(out.name())
-                .data(out.with_payload(Value::to_string));
+                .data(out.to_json_string());
             if let Some(seq) = out.seq() {
                 event = event.id(seq.to_string());
             }

@@ -245,7 +245,7 @@ impl<A: Adapter> Hub<A> {
                 let mut attempt = 0;
                 let mut stalled: Option<Instant> = None;
                 loop {
-                    match out.with_payload(|p| socket.emit(out.name(), p)) {
+                    match socket.emit(out.name(), &out.wire()) {
                         Ok(()) => break,
                         Err(SendError::Socket(SocketError::InternalChannelFull)) => {
                             let since = *stalled.get_or_insert_with(Instant::now);
