@@ -1,0 +1,41 @@
+# What the tests and the benchmarks need on the machine, installed or started when missing.
+# Sourced by scripts/test and .ci/run (bash, set -euo pipefail).
+
+say() { printf '\n== %s\n' "$*"; }
+die() { printf '%s: %s\n' "$0" "$*" >&2; exit 1; }
+
+apt_install() {
+  [ "$(id -u)" = 0 ] || die "need root to apt-get install $*; install it yourself and re-run"
+  if [ -z "${MARIE_APT_UPDATED:-}" ]; then
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    export MARIE_APT_UPDATED=1
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+ensure_redis() {
+  # The restart test (crates/marie-adapters/tests/restart.rs) runs a private redis-server.
+  command -v redis-server >/dev/null || apt_install redis-server
+  if redis-cli -h 127.0.0.1 -p 6379 ping 2>/dev/null | grep -q PONG; then
+    return
+  fi
+  redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no
+  for _ in $(seq 1 50); do
+    redis-cli -h 127.0.0.1 -p 6379 ping 2>/dev/null | grep -q PONG && return
+    sleep 0.1
+  done
+  die "redis-server did not answer on 127.0.0.1:6379"
+}
+
+ensure_chromium() {
+  export CHROMIUM_BIN="${CHROMIUM_BIN:-/usr/bin/chromium}"
+  [ -x "$CHROMIUM_BIN" ] || apt_install chromium
+  [ -x "$CHROMIUM_BIN" ] || die "no Chromium at $CHROMIUM_BIN"
+}
+
+ensure_node() {
+  command -v node >/dev/null && command -v npm >/dev/null || apt_install nodejs npm
+  local major
+  major=$(node -p 'process.versions.node.split(".")[0]')
+  [ "$major" -ge 20 ] || die "the e2e tests need Node.js >= 20 (found $(node --version))"
+}
