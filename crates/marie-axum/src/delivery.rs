@@ -7,10 +7,10 @@
 //! not go through room broadcasts. The [`Hub`] hands each one to an [`Outbox`] per local
 //! follower (every socket in the conversation's room, every SSE response following the
 //! stream). Pushing never waits. A socket's writer task takes items off its outbox and
-//! emits them; while socketioxide's buffer is full, the queue grows up to
-//! [`DeliveryConfig::queue_len`] items and from then on consecutive chunks of a stream are
-//! merged into the last queued one (content joined, `seq` = the last merged, `first_seq` = the
-//! first). A client stalled longer than [`DeliveryConfig::max_stall`], or with more than
+//! emits them; when it finds 16 or more waiting, it sends the consecutive chunks among them
+//! as one (content joined, `seq` = the last merged, `first_seq` = the first). While
+//! socketioxide's buffer is full, the queue grows up to [`DeliveryConfig::queue_len`] items
+//! and from then on each new chunk of a stream is merged into the last queued one. A client stalled longer than [`DeliveryConfig::max_stall`], or with more than
 //! [`DeliveryConfig::max_queued_bytes`] waiting, is evicted: its queue is freed and it is
 //! disconnected (at the latest by the next Engine.IO ping, which fails on a full buffer);
 //! it can reconnect and resume.
@@ -25,7 +25,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
-use marie_core::{ConversationId, LoggedChunk, LoggedEnd, StreamId, StreamLog, check_resume};
+use marie_core::{
+    ConversationId, LoggedChunk, LoggedEnd, StreamChunk, StreamId, StreamLog, check_resume,
+};
 use serde::{Serialize, Serializer};
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
@@ -52,6 +54,13 @@ impl Default for DeliveryConfig {
         }
     }
 }
+
+/// How many items a client's writer must find waiting before it merges the consecutive
+/// chunks among them into one frame. Measured (`docs/benchmarks.md`, fan-out): merging only
+/// at a full queue (64) left 70 to 180 frames per member for 200 chunks and halved the
+/// delivered rate in some runs; merging from 16 waiting sends 5 to 30. Lower would merge
+/// chunks that a healthy client is only a moment behind on.
+const MERGE_BEHIND: usize = 16;
 
 /// What one follower gets.
 #[derive(Clone, Debug)]
@@ -95,24 +104,34 @@ impl Clone for Chunk {
     }
 }
 
+/// A chunk's payload as sent, borrowed: serialized straight into the packet, with no
+/// intermediate `Value`. A merged chunk says where it starts (`first_seq`).
+#[derive(Serialize)]
+struct ChunkPayload<'a> {
+    conversation_id: &'a str,
+    stream_id: &'a str,
+    seq: u64,
+    content: &'a str,
+    done: bool,
+    tokens_used: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    first_seq: Option<u64>,
+}
+
 impl Chunk {
-    /// The payload as sent. A merged chunk says where it starts (`first_seq`).
-    fn payload(&self) -> Value {
-        let mut v = json!({
-            "conversation_id": self.conversation_id,
-            "stream_id": self.stream_id,
-            "seq": self.seq,
-            "content": self.content,
-            "done": false,
-            "tokens_used": self.tokens_used,
-        });
-        if self.first_seq != self.seq {
-            v["first_seq"] = json!(self.first_seq);
+    fn payload(&self) -> ChunkPayload<'_> {
+        ChunkPayload {
+            conversation_id: &self.conversation_id,
+            stream_id: &self.stream_id,
+            seq: self.seq,
+            content: &self.content,
+            done: false,
+            tokens_used: self.tokens_used,
+            first_seq: (self.first_seq != self.seq).then_some(self.first_seq),
         }
-        v
     }
 
-    /// The payload serialized, once.
+    /// The payload serialized, once for every follower that shares this chunk.
     fn json(&self) -> Option<&RawValue> {
         if let Some(raw) = self.json.get() {
             return Some(raw);
@@ -146,6 +165,19 @@ impl Out {
             }),
             _ => None,
         }
+    }
+
+    /// A live chunk, as the engine emits it.
+    pub(crate) fn from_chunk(chunk: StreamChunk) -> Out {
+        Out::Chunk(Arc::new(Chunk {
+            conversation_id: chunk.conversation_id.to_string(),
+            stream_id: chunk.stream_id.to_string(),
+            first_seq: chunk.seq,
+            seq: chunk.seq,
+            content: chunk.content,
+            tokens_used: chunk.tokens_used,
+            json: OnceLock::new(),
+        }))
     }
 
     fn chunk(conversation: &ConversationId, stream: &StreamId, c: LoggedChunk) -> Out {
@@ -197,7 +229,7 @@ impl Out {
         match self {
             Out::Chunk(c) => match c.json() {
                 Some(raw) => raw.get().to_owned(),
-                None => c.payload().to_string(),
+                None => json!(c.payload()).to_string(),
             },
             Out::Event { payload, .. } => payload.to_string(),
         }
@@ -238,10 +270,13 @@ pub(crate) struct Wire<'a>(&'a Out);
 impl Serialize for Wire<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         match self.0 {
-            Out::Chunk(c) => match c.json() {
+            // Shared by other followers: serialized once for all. A follower's own (merged)
+            // chunk goes straight into its packet.
+            Out::Chunk(c) if Arc::strong_count(c) > 1 || c.json.get().is_some() => match c.json() {
                 Some(raw) => raw.serialize(serializer),
                 None => c.payload().serialize(serializer),
             },
+            Out::Chunk(c) => c.payload().serialize(serializer),
             Out::Event { payload, .. } => payload.serialize(serializer),
         }
     }
@@ -468,30 +503,45 @@ impl Outbox {
         self.after_push();
     }
 
-    /// The next item, waiting for one; `None` once closed or evicted.
+    /// The next item, waiting for one; `None` once closed or evicted. When
+    /// [`MERGE_BEHIND`] or more items wait, the chunks queued right behind it that continue it
+    /// are merged into it: such a client is behind by that much already, and one frame costs
+    /// the server (an encoding, a channel push, a write) and the client far less than many.
+    /// Below that, each chunk keeps its own frame.
     pub(crate) async fn next(&self) -> Option<Out> {
         loop {
             let notified = self.notify.notified();
             if !self.is_open() {
                 return None;
             }
-            if let Some(out) = self.state().queue.pop_front() {
-                return Some(out);
+            {
+                let mut st = self.state();
+                let full = st.queue.len() >= MERGE_BEHIND.min(self.config.queue_len.max(1));
+                if let Some(mut out) = st.queue.pop_front() {
+                    if full {
+                        self.merge_queued(&mut st, &mut out);
+                    }
+                    return Some(out);
+                }
             }
             notified.await;
+        }
+    }
+
+    fn merge_queued(&self, st: &mut OutboxState, out: &mut Out) {
+        while let Some(front) = st.queue.front() {
+            if !out.merge(front) {
+                break;
+            }
+            st.queue.pop_front();
+            self.stats.merged.fetch_add(1, Ordering::Relaxed);
         }
     }
 
     /// While `held` cannot be sent: merges the chunks queued right after it into it.
     pub(crate) fn absorb(&self, held: &mut Out) {
         let mut st = self.state();
-        while let Some(front) = st.queue.front() {
-            if !held.merge(front) {
-                break;
-            }
-            st.queue.pop_front();
-            self.stats.merged.fetch_add(1, Ordering::Relaxed);
-        }
+        self.merge_queued(&mut st, held);
     }
 
     /// `out` left: it no longer counts against the bound.

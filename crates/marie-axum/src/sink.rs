@@ -72,10 +72,26 @@ impl<A: Adapter> StreamSink for SocketIoSink<A> {
                 | RoomEvent::StreamError(_)
         );
         if let (true, Some(hub)) = (is_stream, &self.hub) {
-            let payload =
-                serde_json::to_value(&event).map_err(|e| SinkError::Delivery(e.to_string()))?;
-            hub.dispatch_local(conversation, event.name(), &payload);
-            return hub.publish(conversation, event.name(), payload).await;
+            let name = event.name();
+            // The payload as a `Value` only where it is needed: for the other nodes, and for
+            // the rare non-chunk events. A chunk goes to the followers as it is.
+            let payload = match (&event, &hub.bus) {
+                (RoomEvent::StreamChunk(_), None) => None,
+                _ => Some(
+                    serde_json::to_value(&event).map_err(|e| SinkError::Delivery(e.to_string()))?,
+                ),
+            };
+            let out = match event {
+                RoomEvent::StreamChunk(chunk) => Some(Out::from_chunk(chunk)),
+                _ => payload.as_ref().and_then(|p| Out::from_event(name, p)),
+            };
+            if let Some(out) = out {
+                hub.dispatch_local(conversation, out);
+            }
+            return match payload {
+                Some(payload) => hub.publish(conversation, name, payload).await,
+                None => Ok(()),
+            };
         }
         let ns = self
             .io
@@ -156,8 +172,9 @@ impl<A: Adapter> Hub<A> {
                     },
                 ) = (weak.upgrade(), message)
                     && origin != hub.origin
+                    && let Some(out) = Out::from_event(&event, &payload)
                 {
-                    hub.dispatch_local(&conversation_id, &event, &payload);
+                    hub.dispatch_local(&conversation_id, out);
                 }
             }));
         }
@@ -169,15 +186,7 @@ impl<A: Adapter> Hub<A> {
     }
 
     /// Queues a stream event for every follower of the conversation on this node.
-    pub(crate) fn dispatch_local(
-        self: &Arc<Self>,
-        conversation: &ConversationId,
-        name: &str,
-        payload: &Value,
-    ) {
-        let Some(out) = Out::from_event(name, payload) else {
-            return;
-        };
+    pub(crate) fn dispatch_local(self: &Arc<Self>, conversation: &ConversationId, out: Out) {
         let mut targets = self.followers.of(conversation);
         if let Some(ns) = self.io.of(&self.namespace) {
             for socket in ns.local().to(conversation_room(conversation)).sockets() {

@@ -150,6 +150,26 @@ async fn join_all(
     results.into_iter().collect()
 }
 
+/// Reads what each connection is still being sent (the presence events of the joins)
+/// until none of them has received a frame for a while, so that a measurement starts on a
+/// quiet server.
+async fn settle(conns: Vec<Conn>) -> Vec<Conn> {
+    const QUIET: Duration = Duration::from_millis(250);
+    let limit = Instant::now() + Duration::from_secs(20);
+    futures_util::stream::iter(conns)
+        .map(|mut c| async move {
+            loop {
+                let quiet_until = (Instant::now() + QUIET).min(limit);
+                if !matches!(c.recv(quiet_until).await, Recv::Text(_)) {
+                    return c;
+                }
+            }
+        })
+        .buffer_unordered(usize::MAX)
+        .collect()
+        .await
+}
+
 fn run_id() -> String {
     format!("{:08x}", rand::random::<u32>())
 }
@@ -311,13 +331,14 @@ async fn fan_out_on(
 ) -> Result<Fanned, BoxError> {
     let conversation = format!("fan-{}", run_id());
     let conns = connect_many(addrs, members, |_| "fan".to_owned()).await?;
-    let conns = join_all(conns, |_| conversation.clone()).await?;
+    let conns = settle(join_all(conns, |_| conversation.clone()).await?).await;
     let deadline = Instant::now() + sizes.limit;
     let barrier = Arc::new(Barrier::new(conns.len()));
+    let done = Arc::new(Barrier::new(conns.len()));
     let start = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     for (i, mut conn) in conns.into_iter().enumerate() {
-        let barrier = barrier.clone();
+        let (barrier, done) = (barrier.clone(), done.clone());
         let conversation = conversation.clone();
         let same_node = i % addrs.len() == 0;
         tasks.spawn(async move {
@@ -325,10 +346,14 @@ async fn fan_out_on(
             if i == 0 {
                 let ask = json!({"conversation_id": conversation, "message": format!("k={chunks}"), "stream": true});
                 if conn.emit("send_message", &ask, None).await.is_err() {
+                    done.wait().await;
                     return (same_node, Received::default());
                 }
             }
             let got = receive_answer(&mut conn, sizes.idle_wait, deadline, true).await;
+            // Nobody leaves before everyone has the answer: presence events of the leaving
+            // must not compete with the delivery being measured.
+            done.wait().await;
             conn.close().await;
             (same_node, got)
         });
@@ -463,10 +488,11 @@ pub(crate) async fn conversations(
     let conns = join_all(conns, |i| format!("conv-{run}-{i}")).await?;
     let deadline = Instant::now() + sizes.limit;
     let barrier = Arc::new(Barrier::new(conns.len()));
+    let done = Arc::new(Barrier::new(conns.len()));
     let start = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     for (i, mut conn) in conns.into_iter().enumerate() {
-        let barrier = barrier.clone();
+        let (barrier, done) = (barrier.clone(), done.clone());
         let conversation = format!("conv-{run}-{i}");
         let message = message.clone();
         let spread = if paced {
@@ -478,10 +504,13 @@ pub(crate) async fn conversations(
             barrier.wait().await;
             tokio::time::sleep(spread).await;
             let ask = json!({"conversation_id": conversation, "message": message, "stream": true});
-            if conn.emit("send_message", &ask, None).await.is_err() {
-                return Received::default();
-            }
-            let got = receive_answer(&mut conn, sizes.idle_wait, deadline, true).await;
+            let got = if conn.emit("send_message", &ask, None).await.is_ok() {
+                receive_answer(&mut conn, sizes.idle_wait, deadline, true).await
+            } else {
+                Received::default()
+            };
+            // Disconnects wait until every answer is in: they are not what is measured.
+            done.wait().await;
             conn.close().await;
             got
         });
@@ -514,10 +543,12 @@ pub(crate) async fn acks(target: Target, sizes: Sizes) -> Result<Vec<Figure>, Bo
     let conns = connect_many(&server.addrs, sizes.ack_clients, |i| format!("a{i}")).await?;
     let conns = join_all(conns, |i| format!("ack-{run}-{i}")).await?;
     let deadline = Instant::now() + sizes.limit;
+    let done = Arc::new(Barrier::new(conns.len()));
     let start = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     for (i, mut conn) in conns.into_iter().enumerate() {
         let conversation = format!("ack-{run}-{i}");
+        let done = done.clone();
         tasks.spawn(async move {
             let mut latencies = Vec::with_capacity(sizes.ack_rounds);
             let mut failed = 0u64;
@@ -557,17 +588,20 @@ pub(crate) async fn acks(target: Target, sizes: Sizes) -> Result<Vec<Figure>, Bo
                     }
                 }
             }
+            let finished = Instant::now();
+            done.wait().await;
             conn.close().await;
-            (latencies, failed)
+            (latencies, failed, finished)
         });
     }
-    let (mut latencies, mut failed) = (Vec::new(), 0);
+    let (mut latencies, mut failed, mut last) = (Vec::new(), 0, start);
     while let Some(got) = tasks.join_next().await {
-        let (l, f) = got?;
+        let (l, f, finished) = got?;
         latencies.extend(l);
         failed += f;
+        last = last.max(finished);
     }
-    let secs = start.elapsed().as_secs_f64();
+    let secs = (last - start).as_secs_f64().max(1e-9);
     drop(server);
     latencies.sort_unstable();
     Ok(vec![

@@ -138,8 +138,8 @@ fn marie_app() -> Result<Router, BoxError> {
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
-/// The bare socketioxide router: the same events, the same payload shapes, emitted straight
-/// to the room.
+/// The bare socketioxide router: the same events (presence included), the same payload
+/// shapes, emitted straight to the room.
 fn bare_app() -> Router {
     let (layer, io) = SocketIo::builder().build_layer();
     bare_ns(&io);
@@ -163,6 +163,11 @@ fn bare_ns<A: Adapter + DefinedAdapter>(io: &SocketIo<A>) -> A::InitRes {
             |socket: SocketRef<A>, Data(p): Data<Value>| async move {
                 let conversation = p["conversation_id"].as_str().unwrap_or_default().to_owned();
                 socket.join(conversation.clone());
+                // The protocol's presence events, as MARIE sends them (the seed does too).
+                let _ = socket
+                    .to(conversation.clone())
+                    .emit("user_joined", &json!({"user_id": "bare", "conversation_id": conversation}))
+                    .await;
                 let _ = socket.emit(
                     "joined",
                     &json!({"conversation_id": conversation, "status": "joined", "members": [], "created": true}),
@@ -208,6 +213,14 @@ fn bare_ns<A: Adapter + DefinedAdapter>(io: &SocketIo<A>) -> A::InitRes {
                 });
             },
         );
+        socket.on_disconnect(|socket: SocketRef<A>| async move {
+            for room in socket.rooms() {
+                let _ = socket
+                    .to(room.clone())
+                    .emit("user_left", &json!({"user_id": "bare", "conversation_id": room}))
+                    .await;
+            }
+        });
         let _ = socket.emit(
             "connected",
             &json!({"status": "connected", "sid": socket.id.to_string(), "user_id": user, "session": "bare"}),
