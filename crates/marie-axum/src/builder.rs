@@ -42,6 +42,11 @@ pub struct MarieConfig {
     /// The largest Engine.IO payload, in bytes: an HTTP long-polling body or a WebSocket
     /// message (both are enforced; a bigger one closes the connection).
     pub max_payload: u64,
+    /// The read buffer of each WebSocket connection, in bytes (1 KiB). A bigger message is
+    /// read in several steps. socketioxide's default is 4 KiB; chat events are a few hundred
+    /// bytes, and every idle connection holds this buffer (`docs/benchmarks.md`: 4 KiB to
+    /// 1 KiB takes about 3 KiB off each connection).
+    pub ws_read_buffer_size: usize,
     /// The engine's limits.
     pub engine: EngineConfig,
     /// Per-client delivery of stream events: queue length, byte and stall bounds.
@@ -66,6 +71,7 @@ impl Default for MarieConfig {
             ping_interval: Duration::from_secs(25),
             ping_timeout: Duration::from_secs(60),
             max_payload: 1024 * 1024,
+            ws_read_buffer_size: 1024,
             engine: EngineConfig::default(),
             delivery: DeliveryConfig::default(),
             cancel_on_asker_disconnect: false,
@@ -296,6 +302,7 @@ impl<A: Adapter> MarieBuilder<A> {
             // have their own limits (64 MiB by default): hold them to the same.
             .ws_max_message_size(usize::try_from(config.max_payload).unwrap_or(usize::MAX))
             .ws_max_frame_size(usize::try_from(config.max_payload).unwrap_or(usize::MAX))
+            .ws_read_buffer_size(config.ws_read_buffer_size.max(64))
             .with_parser(
                 ParserConfig::common()
                     .max_incoming_binaries(config.limits.hard_binary_attachments)

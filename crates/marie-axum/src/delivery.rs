@@ -295,6 +295,8 @@ struct StreamPos {
 
 #[derive(Default)]
 struct OutboxState {
+    /// A writer task is running (outboxes with a [`StartWriter`] only).
+    writing: bool,
     queue: VecDeque<Out>,
     streams: HashMap<String, StreamPos>,
     /// Streams in the order first seen, to bound `streams`.
@@ -311,11 +313,20 @@ pub(crate) enum Pushed {
     },
 }
 
+/// Starts the task that writes an outbox out, given the outbox.
+pub(crate) type StartWriter = Box<dyn Fn(Arc<Outbox>) + Send + Sync>;
+
 /// One follower's queue. Bounded: past `queue_len` items chunks merge; past
 /// `max_queued_bytes` the follower is evicted.
+///
+/// Its consumer either waits on it ([`next`](Self::next), an SSE response), or is a writer
+/// task started when something is queued and gone once the queue is empty
+/// ([`take`](Self::take), a socket): an idle connection holds no task of MARIE's.
 pub(crate) struct Outbox {
     state: Mutex<OutboxState>,
     notify: Notify,
+    start_writer: Option<StartWriter>,
+    this: std::sync::Weak<Outbox>,
     bytes: AtomicUsize,
     closed: AtomicBool,
     evicted: AtomicBool,
@@ -326,16 +337,59 @@ pub(crate) struct Outbox {
 }
 
 impl Outbox {
-    pub(crate) fn new(config: DeliveryConfig, only: Option<String>, stats: Arc<Stats>) -> Self {
-        Self {
+    /// An outbox read with [`next`](Self::next).
+    pub(crate) fn new(
+        config: DeliveryConfig,
+        only: Option<String>,
+        stats: Arc<Stats>,
+    ) -> Arc<Self> {
+        Self::build(config, only, stats, None)
+    }
+
+    /// An outbox that calls `start_writer` whenever something is queued and no writer runs;
+    /// the writer reads it with [`take`](Self::take).
+    pub(crate) fn with_writer(
+        config: DeliveryConfig,
+        stats: Arc<Stats>,
+        start_writer: StartWriter,
+    ) -> Arc<Self> {
+        Self::build(config, None, stats, Some(start_writer))
+    }
+
+    fn build(
+        config: DeliveryConfig,
+        only: Option<String>,
+        stats: Arc<Stats>,
+        start_writer: Option<StartWriter>,
+    ) -> Arc<Self> {
+        Arc::new_cyclic(|this| Self {
             state: Mutex::default(),
             notify: Notify::new(),
+            start_writer,
+            this: this.clone(),
             bytes: AtomicUsize::new(0),
             closed: AtomicBool::new(false),
             evicted: AtomicBool::new(false),
             config,
             only,
             stats,
+        })
+    }
+
+    /// Under the lock, after queueing: whether a writer must be started (and if so, claims
+    /// the role, so that exactly one runs).
+    fn claim_writer(&self, st: &mut OutboxState) -> bool {
+        let claim = self.start_writer.is_some() && !st.writing && !st.queue.is_empty();
+        if claim {
+            st.writing = true;
+        }
+        claim
+    }
+
+    fn start_writer(&self, claimed: bool) {
+        if let (true, Some(start), Some(this)) = (claimed, &self.start_writer, self.this.upgrade())
+        {
+            start(this);
         }
     }
 
@@ -363,8 +417,10 @@ impl Outbox {
         }
         let mut st = self.state();
         let pushed = self.push_locked(&mut st, out, true);
+        let claimed = self.claim_writer(&mut st);
         drop(st);
         self.after_push();
+        self.start_writer(claimed);
         pushed
     }
 
@@ -484,8 +540,10 @@ impl Outbox {
         for out in held {
             self.push_locked(&mut st, out, false);
         }
+        let claimed = self.claim_writer(&mut st);
         drop(st);
         self.after_push();
+        self.start_writer(claimed);
     }
 
     /// Gives up a resume: the held live events go out as they are.
@@ -499,8 +557,10 @@ impl Outbox {
         for out in held {
             self.push_locked(&mut st, out, false);
         }
+        let claimed = self.claim_writer(&mut st);
         drop(st);
         self.after_push();
+        self.start_writer(claimed);
     }
 
     /// The next item, waiting for one; `None` once closed or evicted. When
@@ -514,18 +574,34 @@ impl Outbox {
             if !self.is_open() {
                 return None;
             }
-            {
-                let mut st = self.state();
-                let full = st.queue.len() >= MERGE_BEHIND.min(self.config.queue_len.max(1));
-                if let Some(mut out) = st.queue.pop_front() {
-                    if full {
-                        self.merge_queued(&mut st, &mut out);
-                    }
-                    return Some(out);
-                }
+            if let Some(out) = self.pop(&mut self.state()) {
+                return Some(out);
             }
             notified.await;
         }
+    }
+
+    /// For the writer task: the next item, or `None` when there is none (the task ends and
+    /// the next push starts another) or the outbox is closed or evicted.
+    pub(crate) fn take(&self) -> Option<Out> {
+        if !self.is_open() {
+            return None;
+        }
+        let mut st = self.state();
+        let out = self.pop(&mut st);
+        if out.is_none() {
+            st.writing = false;
+        }
+        out
+    }
+
+    fn pop(&self, st: &mut OutboxState) -> Option<Out> {
+        let full = st.queue.len() >= MERGE_BEHIND.min(self.config.queue_len.max(1));
+        let mut out = st.queue.pop_front()?;
+        if full {
+            self.merge_queued(st, &mut out);
+        }
+        Some(out)
     }
 
     fn merge_queued(&self, st: &mut OutboxState, out: &mut Out) {

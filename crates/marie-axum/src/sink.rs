@@ -182,7 +182,7 @@ impl<A: Adapter> Hub<A> {
     }
 
     pub(crate) fn new_outbox(&self, only: Option<String>) -> Arc<Outbox> {
-        Arc::new(Outbox::new(self.config.clone(), only, self.stats.clone()))
+        Outbox::new(self.config.clone(), only, self.stats.clone())
     }
 
     /// Queues a stream event for every follower of the conversation on this node.
@@ -243,45 +243,64 @@ impl<A: Adapter> Hub<A> {
         })
     }
 
-    /// Gives a new socket its outbox and the task that writes it out.
-    pub(crate) fn attach(&self, socket: &SocketRef<A>) {
-        let outbox = self.new_outbox(None);
-        socket.extensions.insert(SocketOutbox(outbox.clone()));
-        let socket = socket.clone();
-        let config = self.config.clone();
-        tokio::spawn(async move {
-            while let Some(mut out) = outbox.next().await {
-                let mut attempt = 0;
-                let mut stalled: Option<Instant> = None;
-                loop {
-                    match socket.emit(out.name(), &out.wire()) {
-                        Ok(()) => break,
-                        Err(SendError::Socket(SocketError::InternalChannelFull)) => {
-                            let since = *stalled.get_or_insert_with(Instant::now);
-                            if delivery::stalled_too_long(since, &config) {
-                                outbox.evict("stalled");
-                            }
-                            if outbox.is_evicted() {
-                                disconnect_when_possible(socket).await;
-                                return;
-                            }
-                            // Chunks that arrived meanwhile join the one waiting.
-                            outbox.absorb(&mut out);
-                            tokio::time::sleep(delivery::backoff(attempt)).await;
-                            attempt += 1;
-                        }
-                        Err(_) => {
-                            outbox.close();
-                            return;
-                        }
-                    }
+    /// Gives a new socket its outbox. The task that writes it out runs only while something
+    /// is queued: ten thousand idle connections hold no task of MARIE's.
+    pub(crate) fn attach(self: &Arc<Self>, socket: &SocketRef<A>) {
+        // Weak, and the socket looked up by id: the outbox lives in the socket's extensions,
+        // so holding either strongly would keep both alive forever.
+        let hub = Arc::downgrade(self);
+        let sid = socket.id;
+        let start: delivery::StartWriter = Box::new(move |outbox: Arc<Outbox>| {
+            let found = hub.upgrade().and_then(|hub| {
+                let socket = hub.io.of(&hub.namespace)?.get_socket(sid)?;
+                Some((socket, hub.config.clone()))
+            });
+            match found {
+                Some((socket, config)) => {
+                    tokio::spawn(write_out(socket, outbox, config));
                 }
-                outbox.sent(&out);
-            }
-            if outbox.is_evicted() {
-                disconnect_when_possible(socket).await;
+                None => outbox.close(),
             }
         });
+        let outbox = Outbox::with_writer(self.config.clone(), self.stats.clone(), start);
+        socket.extensions.insert(SocketOutbox(outbox));
+    }
+}
+
+/// Emits what is queued in `outbox` to `socket`, then ends. While socketioxide's buffer is
+/// full it retries with a backoff, merging what arrives meanwhile, and evicts the client
+/// once it has accepted nothing for `max_stall`.
+async fn write_out<A: Adapter>(socket: SocketRef<A>, outbox: Arc<Outbox>, config: DeliveryConfig) {
+    while let Some(mut out) = outbox.take() {
+        let mut attempt = 0;
+        let mut stalled: Option<Instant> = None;
+        loop {
+            match socket.emit(out.name(), &out.wire()) {
+                Ok(()) => break,
+                Err(SendError::Socket(SocketError::InternalChannelFull)) => {
+                    let since = *stalled.get_or_insert_with(Instant::now);
+                    if delivery::stalled_too_long(since, &config) {
+                        outbox.evict("stalled");
+                    }
+                    if outbox.is_evicted() {
+                        disconnect_when_possible(socket).await;
+                        return;
+                    }
+                    // Chunks that arrived meanwhile join the one waiting.
+                    outbox.absorb(&mut out);
+                    tokio::time::sleep(delivery::backoff(attempt)).await;
+                    attempt += 1;
+                }
+                Err(_) => {
+                    outbox.close();
+                    return;
+                }
+            }
+        }
+        outbox.sent(&out);
+    }
+    if outbox.is_evicted() {
+        disconnect_when_possible(socket).await;
     }
 }
 

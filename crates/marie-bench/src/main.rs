@@ -64,7 +64,7 @@ fn main() -> Result<(), BoxError> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    let rows = runtime.block_on(run(&chosen, sizes))?;
+    let (rows, node_rows) = runtime.block_on(run(&chosen, sizes))?;
     runtime.shutdown_background();
     println!();
     println!(
@@ -74,6 +74,23 @@ fn main() -> Result<(), BoxError> {
     );
     println!();
     print_table(&rows);
+    if !node_rows.is_empty() {
+        println!();
+        println!("Node socket.io 4.8 (crates/marie-bench/node), the same client and scenario:");
+        println!();
+        println!("| scenario | figure | MARIE | Node socket.io | MARIE / Node |");
+        println!("|---|---|---:|---:|---:|");
+        for r in &node_rows {
+            println!(
+                "| {} | {} | {} | {} | {} |",
+                r.scenario,
+                r.metric,
+                number(r.marie),
+                number(r.bare),
+                ratio(r)
+            );
+        }
+    }
     Ok(())
 }
 
@@ -85,8 +102,11 @@ struct Row {
     bare: f64,
 }
 
-async fn run(chosen: &[&str], sizes: Sizes) -> Result<Vec<Row>, BoxError> {
+/// The table's rows, and the idle scenario's rows against Node socket.io (`bare` holds
+/// Node's figure there).
+async fn run(chosen: &[&str], sizes: Sizes) -> Result<(Vec<Row>, Vec<Row>), BoxError> {
     let mut rows = Vec::new();
+    let mut node_rows = Vec::new();
     for &name in chosen {
         let label = match name {
             "idle" => format!("1. idle, {} connections", sizes.idle),
@@ -143,6 +163,24 @@ async fn run(chosen: &[&str], sizes: Sizes) -> Result<Vec<Row>, BoxError> {
         }
         let bare = results.pop().unwrap_or_default();
         let marie = results.pop().unwrap_or_default();
+        if name == "idle" {
+            match scenarios::node_missing() {
+                Some(why) => eprintln!("== {label}: node: not run, {why}"),
+                None => {
+                    eprintln!("== {label}: node");
+                    let node = scenarios::idle(Target::Node, sizes).await?;
+                    for (m, n) in marie.iter().zip(node) {
+                        eprintln!("   {}: {:.1}", n.metric, n.value);
+                        node_rows.push(Row {
+                            scenario: label.clone(),
+                            metric: n.metric,
+                            marie: m.value,
+                            bare: n.value,
+                        });
+                    }
+                }
+            }
+        }
         for (m, b) in marie.into_iter().zip(bare) {
             rows.push(Row {
                 scenario: label.clone(),
@@ -152,7 +190,7 @@ async fn run(chosen: &[&str], sizes: Sizes) -> Result<Vec<Row>, BoxError> {
             });
         }
     }
-    Ok(rows)
+    Ok((rows, node_rows))
 }
 
 async fn scenario(
@@ -175,18 +213,22 @@ fn print_table(rows: &[Row]) {
     println!("| scenario | figure | MARIE | bare socketioxide | MARIE / bare |");
     println!("|---|---|---:|---:|---:|");
     for r in rows {
-        let ratio = if r.bare != 0.0 && !r.bare.is_nan() && !r.marie.is_nan() {
-            format!("{:.2}x", r.marie / r.bare)
-        } else {
-            "-".into()
-        };
         println!(
             "| {} | {} | {} | {} | {} |",
             r.scenario,
             r.metric,
             number(r.marie),
             number(r.bare),
-            ratio
+            ratio(r)
         );
+    }
+}
+
+/// MARIE's figure over the other's.
+fn ratio(r: &Row) -> String {
+    if r.bare != 0.0 && !r.bare.is_nan() && !r.marie.is_nan() {
+        format!("{:.2}x", r.marie / r.bare)
+    } else {
+        "-".into()
     }
 }

@@ -185,13 +185,48 @@ fn rss_bytes(pid: u32) -> Result<u64, BoxError> {
     Ok(pages * 4096)
 }
 
+/// The Node socket.io server of the idle comparison (`crates/marie-bench/node`, its
+/// packages installed by `npm ci` there, as `scripts/bench` does).
+pub(crate) fn node_server() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("node/server.mjs")
+}
+
+/// Why the Node comparison cannot run here, if it cannot.
+pub(crate) fn node_missing() -> Option<String> {
+    let installed = node_server()
+        .with_file_name("node_modules/socket.io/package.json")
+        .exists();
+    let node = std::process::Command::new("node")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    match (node, installed) {
+        (false, _) => Some("no `node` on the PATH".into()),
+        (true, false) => Some(format!(
+            "socket.io is not installed: run `npm ci` in {}",
+            node_server().with_file_name("").display()
+        )),
+        (true, true) => None,
+    }
+}
+
 /// Scenario 1: `sizes.idle` authenticated connections held by a server running in a child
-/// process (`marie-bench serve`); its RSS before and after.
+/// process (`marie-bench serve`, or Node for [`Target::Node`]); its RSS before and after.
 pub(crate) async fn idle(target: Target, sizes: Sizes) -> Result<Vec<Figure>, BoxError> {
     use std::io::BufRead;
-    let exe = std::env::current_exe()?;
-    let mut child = std::process::Command::new(exe)
-        .args(["serve", "--target", target.name()])
+    let mut command = match target {
+        Target::Node => {
+            let mut c = std::process::Command::new("node");
+            c.arg(node_server());
+            c
+        }
+        _ => {
+            let mut c = std::process::Command::new(std::env::current_exe()?);
+            c.args(["serve", "--target", target.name()]);
+            c
+        }
+    };
+    let mut child = command
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .spawn()?;

@@ -38,6 +38,8 @@ pub(crate) enum Target {
     Marie,
     /// socketioxide alone, doing the same events.
     Bare,
+    /// Node's socket.io 4 (`crates/marie-bench/node`), for the idle comparison only.
+    Node,
 }
 
 impl Target {
@@ -46,6 +48,7 @@ impl Target {
         match self {
             Target::Marie => "marie",
             Target::Bare => "bare",
+            Target::Node => "node",
         }
     }
 
@@ -304,6 +307,7 @@ async fn node(target: Target, redis_prefix: Option<&str>) -> Result<Router, BoxE
         return match target {
             Target::Marie => marie_app(),
             Target::Bare => Ok(bare_app()),
+            Target::Node => Err("the Node server runs only as a child (idle scenario)".into()),
         };
     };
     let adapter = RedisAdapterOptions::new(REDIS_URL)
@@ -325,6 +329,7 @@ async fn node(target: Target, redis_prefix: Option<&str>) -> Result<Router, BoxE
                 .await?;
             Ok(Router::new().layer(layer))
         }
+        Target::Node => Err("the Node server runs only as a child (idle scenario)".into()),
         Target::Bare => {
             let (layer, io) = SocketIo::builder()
                 .with_adapter::<RedisAdapter>(adapter)
