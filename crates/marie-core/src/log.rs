@@ -186,8 +186,13 @@ pub struct MemoryStreamLog {
 #[derive(Debug, Default)]
 struct MemoryLogs {
     by_id: HashMap<StreamId, Ring>,
-    /// Creation order, for eviction.
+    /// Creation order, for eviction. May name logs already dropped (skipped, and pruned now
+    /// and then), so that dropping one is not a scan.
     order: VecDeque<StreamId>,
+    /// Ended answers in the order they ended, with their expiry: increasing, as the retention
+    /// is one constant, so expired logs are found at the front without a scan. May also
+    /// name logs already dropped.
+    ended: VecDeque<(Instant, StreamId)>,
 }
 
 #[derive(Debug)]
@@ -219,21 +224,45 @@ impl MemoryStreamLog {
         self.logs.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Drops expired logs, then the oldest while over `max_streams`.
+    /// Drops expired logs, then the oldest ended ones (then the oldest) while over
+    /// `max_streams`. Runs on every `open` and `read`, so it never scans every log: a busy node
+    /// holds thousands.
     fn sweep(&self, logs: &mut MemoryLogs) {
         let now = Instant::now();
-        let MemoryLogs { by_id, order } = logs;
-        by_id.retain(|_, r| r.expires.is_none_or(|t| t > now));
-        order.retain(|id| by_id.contains_key(id));
-        while order.len() > self.config.max_streams.max(1) {
-            // Prefer ended answers; fall back to the oldest overall.
-            let victim = order
-                .iter()
-                .position(|id| by_id.get(id).is_some_and(|r| r.end.is_some()))
-                .unwrap_or(0);
-            if let Some(id) = order.remove(victim) {
+        let MemoryLogs {
+            by_id,
+            order,
+            ended,
+        } = logs;
+        while let Some((expires, _)) = ended.front()
+            && *expires <= now
+        {
+            if let Some((_, id)) = ended.pop_front()
+                && by_id
+                    .get(&id)
+                    .is_some_and(|r| r.expires.is_some_and(|t| t <= now))
+            {
                 by_id.remove(&id);
             }
+        }
+        while by_id.len() > self.config.max_streams.max(1) {
+            let victim = match ended.pop_front() {
+                Some((_, id)) => id,
+                None => match order.pop_front() {
+                    Some(id) => id,
+                    None => break,
+                },
+            };
+            by_id.remove(&victim);
+        }
+        // Names of dropped logs: pruned once they outnumber the logs, so this stays
+        // amortized O(1) per call and the queues stay bounded.
+        let bound = 2 * by_id.len() + 64;
+        if order.len() > bound {
+            order.retain(|id| by_id.contains_key(id));
+        }
+        if ended.len() > bound {
+            ended.retain(|(_, id)| by_id.contains_key(id));
         }
     }
 }
@@ -283,9 +312,13 @@ impl StreamLog for MemoryStreamLog {
 
     async fn close(&self, stream_id: &StreamId, end: &LoggedEnd) -> Result<(), StoreError> {
         let mut logs = self.logs();
-        if let Some(ring) = logs.by_id.get_mut(stream_id) {
+        let expires = Instant::now() + self.config.retention;
+        if let Some(ring) = logs.by_id.get_mut(stream_id)
+            && ring.end.is_none()
+        {
             ring.end = Some(end.clone());
-            ring.expires = Some(Instant::now() + self.config.retention);
+            ring.expires = Some(expires);
+            logs.ended.push_back((expires, stream_id.clone()));
         }
         Ok(())
     }
@@ -336,6 +369,75 @@ mod tests {
             content: format!("<{seq}>"),
             tokens_used: seq,
         }
+    }
+
+    fn end() -> LoggedEnd {
+        LoggedEnd {
+            event: "stream_end".into(),
+            payload: serde_json::json!({}),
+        }
+    }
+
+    async fn kept(log: &MemoryStreamLog, ids: &[&str]) -> Vec<String> {
+        let mut kept = Vec::new();
+        for id in ids {
+            if log
+                .read(&StreamId::parse(*id).unwrap(), 0, 1)
+                .await
+                .unwrap()
+                .is_some()
+            {
+                kept.push((*id).to_owned());
+            }
+        }
+        kept
+    }
+
+    #[tokio::test]
+    async fn over_max_streams_the_oldest_ended_go_first_then_the_oldest() {
+        let log = MemoryStreamLog::with_config(MemoryLogConfig {
+            max_streams: 3,
+            ..Default::default()
+        });
+        for id in ["s1", "s2", "s3"] {
+            log.open(&meta(id)).await.unwrap();
+        }
+        log.close(&meta("s2").stream_id, &end()).await.unwrap();
+        log.open(&meta("s4")).await.unwrap();
+        assert_eq!(
+            kept(&log, &["s1", "s2", "s3", "s4"]).await,
+            ["s1", "s3", "s4"]
+        );
+        log.open(&meta("s5")).await.unwrap();
+        assert_eq!(
+            kept(&log, &["s1", "s3", "s4", "s5"]).await,
+            ["s3", "s4", "s5"]
+        );
+    }
+
+    #[tokio::test]
+    async fn an_ended_log_expires_after_its_retention_and_a_running_one_never() {
+        let log = MemoryStreamLog::with_config(MemoryLogConfig {
+            retention: Duration::ZERO,
+            ..Default::default()
+        });
+        for id in ["s1", "s2"] {
+            log.open(&meta(id)).await.unwrap();
+            log.append(&meta(id).stream_id, &chunk(1)).await.unwrap();
+        }
+        log.close(&meta("s1").stream_id, &end()).await.unwrap();
+        assert_eq!(kept(&log, &["s1", "s2"]).await, ["s2"]);
+        // Many more come and go; the bookkeeping stays bounded by what is kept.
+        for i in 0..1000 {
+            let m = meta(&format!("t{i}"));
+            log.open(&m).await.unwrap();
+            log.close(&m.stream_id, &end()).await.unwrap();
+        }
+        log.read(&meta("s2").stream_id, 0, 1).await.unwrap();
+        let logs = log.logs();
+        assert_eq!(logs.by_id.len(), 1);
+        assert!(logs.order.len() <= 2 * logs.by_id.len() + 64 + 1);
+        assert!(logs.ended.len() <= 2 * logs.by_id.len() + 64 + 1);
     }
 
     #[tokio::test]
