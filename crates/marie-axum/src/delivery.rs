@@ -62,6 +62,11 @@ impl Default for DeliveryConfig {
 /// chunks that a healthy client is only a moment behind on.
 const MERGE_BEHIND: usize = 16;
 
+/// Chunks for one follower that come closer together than this are a burst (a model far
+/// faster than any reader, or a busy node): they go through the writer task, which merges
+/// them, instead of straight out one by one. A model's tokens come 5 to 50 ms apart.
+const BURST_GAP: Duration = Duration::from_millis(1);
+
 /// What one follower gets.
 #[derive(Clone, Debug)]
 pub(crate) enum Out {
@@ -297,6 +302,8 @@ struct StreamPos {
 struct OutboxState {
     /// A writer task is running (outboxes with a [`StartWriter`] only).
     writing: bool,
+    /// When a chunk last went straight out (see [`Outbox::push_or_send`]).
+    last_direct: Option<Instant>,
     queue: VecDeque<Out>,
     streams: HashMap<String, StreamPos>,
     /// Streams in the order first seen, to bound `streams`.
@@ -412,11 +419,23 @@ impl Outbox {
 
     /// Queues a live event for this follower. Never waits.
     pub(crate) fn push(&self, out: Out) -> Pushed {
+        self.push_with(out, None)
+    }
+
+    /// As [`push`](Self::push), but when nothing is queued or being written, `send` is tried
+    /// first, under the lock (so nothing can overtake it): it returns whether the item went
+    /// out. That saves a writer task's round trip through the scheduler for a client that
+    /// keeps up.
+    pub(crate) fn push_or_send(&self, out: Out, send: &dyn Fn(&Out) -> bool) -> Pushed {
+        self.push_with(out, Some(send))
+    }
+
+    fn push_with(&self, out: Out, send: Option<&dyn Fn(&Out) -> bool>) -> Pushed {
         if !self.is_open() || !self.wants(out.stream_id()) {
             return Pushed::Queued;
         }
         let mut st = self.state();
-        let pushed = self.push_locked(&mut st, out, true);
+        let pushed = self.push_locked(&mut st, out, true, send);
         let claimed = self.claim_writer(&mut st);
         drop(st);
         self.after_push();
@@ -424,7 +443,13 @@ impl Outbox {
         pushed
     }
 
-    fn push_locked(&self, st: &mut OutboxState, out: Out, live: bool) -> Pushed {
+    fn push_locked(
+        &self,
+        st: &mut OutboxState,
+        out: Out,
+        live: bool,
+        send: Option<&dyn Fn(&Out) -> bool>,
+    ) -> Pushed {
         let key = out.stream_id();
         if !st.streams.contains_key(key) {
             st.order.push_back(key.to_owned());
@@ -461,7 +486,20 @@ impl Outbox {
             }
             Out::Event { .. } => {}
         }
-        self.enqueue(st, out);
+        // Straight out only when nothing of this follower's is waiting or in a writer's
+        // hands, not across a gap (the log fills it first), and not in a burst: items that
+        // come less than BURST_GAP apart go through the writer, which merges what piles up.
+        let is_chunk = matches!(out, Out::Chunk(_));
+        let sent = gap.is_none()
+            && st.queue.is_empty()
+            && !st.writing
+            && !(is_chunk && st.last_direct.is_some_and(|t| t.elapsed() < BURST_GAP))
+            && send.is_some_and(|send| send(&out));
+        if sent && is_chunk {
+            st.last_direct = Some(Instant::now());
+        } else if !sent {
+            self.enqueue(st, out);
+        }
         match gap {
             Some(after) => Pushed::Gap { after },
             None => Pushed::Queued,
@@ -527,7 +565,7 @@ impl Outbox {
             pos.held.take().unwrap_or_default()
         };
         for c in chunks {
-            self.push_locked(&mut st, Out::chunk(conversation, stream, c), false);
+            self.push_locked(&mut st, Out::chunk(conversation, stream, c), false, None);
         }
         if let Some(end) = end {
             let out = Out::Event {
@@ -535,10 +573,10 @@ impl Outbox {
                 name: end.event,
                 payload: Arc::new(end.payload),
             };
-            self.push_locked(&mut st, out, false);
+            self.push_locked(&mut st, out, false, None);
         }
         for out in held {
-            self.push_locked(&mut st, out, false);
+            self.push_locked(&mut st, out, false, None);
         }
         let claimed = self.claim_writer(&mut st);
         drop(st);
@@ -555,7 +593,7 @@ impl Outbox {
             .and_then(|p| p.held.take())
             .unwrap_or_default();
         for out in held {
-            self.push_locked(&mut st, out, false);
+            self.push_locked(&mut st, out, false, None);
         }
         let claimed = self.claim_writer(&mut st);
         drop(st);

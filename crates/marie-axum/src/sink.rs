@@ -115,6 +115,10 @@ impl<A: Adapter> StreamSink for SocketIoSink<A> {
     }
 }
 
+/// Up to this many followers on this node, a stream event is emitted by the task that
+/// produced it when a follower has nothing queued (`docs/benchmarks.md`).
+const DIRECT_MAX: usize = 4;
+
 /// A socket's outbox, in its extensions.
 #[derive(Clone)]
 pub(crate) struct SocketOutbox(pub(crate) Arc<Outbox>);
@@ -187,16 +191,32 @@ impl<A: Adapter> Hub<A> {
 
     /// Queues a stream event for every follower of the conversation on this node.
     pub(crate) fn dispatch_local(self: &Arc<Self>, conversation: &ConversationId, out: Out) {
-        let mut targets = self.followers.of(conversation);
+        let followers = self.followers.of(conversation);
+        let mut sockets = Vec::new();
         if let Some(ns) = self.io.of(&self.namespace) {
             for socket in ns.local().to(conversation_room(conversation)).sockets() {
                 if let Some(SocketOutbox(outbox)) = socket.extensions.get::<SocketOutbox>() {
-                    targets.push(outbox);
+                    sockets.push((socket, outbox));
                 }
             }
         }
-        for outbox in targets {
+        // A conversation with a few members here: emit straight from this task when a
+        // member's queue is empty (one scheduler round trip less per chunk). A big room:
+        // queue for each member's writer, which run in parallel and merge what piles up.
+        let direct = followers.len() + sockets.len() <= DIRECT_MAX;
+        for outbox in followers {
             if let Pushed::Gap { after } = outbox.push(out.clone()) {
+                self.fill_gap(outbox, conversation, out.stream_id(), after);
+            }
+        }
+        for (socket, outbox) in sockets {
+            let send = |o: &Out| socket.emit(o.name(), &o.wire()).is_ok();
+            let pushed = if direct {
+                outbox.push_or_send(out.clone(), &send)
+            } else {
+                outbox.push(out.clone())
+            };
+            if let Pushed::Gap { after } = pushed {
                 self.fill_gap(outbox, conversation, out.stream_id(), after);
             }
         }
