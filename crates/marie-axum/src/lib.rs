@@ -63,6 +63,7 @@ mod http;
 pub mod limits;
 mod net;
 mod origin;
+mod owned_parts;
 mod protocol;
 #[cfg(feature = "redis")]
 pub mod redis;

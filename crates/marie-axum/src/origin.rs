@@ -76,7 +76,8 @@ fn normalize(origin: &str) -> String {
 }
 
 /// Wraps the Socket.IO service: requests under `path` from an origin that is not allowed
-/// get `403 Forbidden`; everything else goes through.
+/// get `403 Forbidden`; everything else goes through, a handshake with its URI and headers
+/// copied out of the connection's read buffer (see `owned_parts`).
 #[derive(Clone, Debug)]
 pub struct OriginGuard<S> {
     inner: S,
@@ -93,15 +94,17 @@ impl<S> OriginGuard<S> {
         }
     }
 
-    fn refuses<B>(&self, req: &Request<B>) -> bool {
-        if matches!(self.allowed, AllowedOrigins::Any) {
-            return false;
-        }
-        let path = req.uri().path();
-        let ours = path
+    fn is_ours<B>(&self, req: &Request<B>) -> bool {
+        req.uri()
+            .path()
             .strip_prefix(&*self.path)
-            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'));
-        ours && !self.allowed.allows(req.headers().get(header::ORIGIN))
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    }
+
+    fn refuses<B>(&self, req: &Request<B>) -> bool {
+        !matches!(self.allowed, AllowedOrigins::Any)
+            && self.is_ours(req)
+            && !self.allowed.allows(req.headers().get(header::ORIGIN))
     }
 }
 
@@ -130,6 +133,11 @@ where
             *response.status_mut() = StatusCode::FORBIDDEN;
             return Box::pin(std::future::ready(Ok(response)));
         }
+        let req = if self.is_ours(&req) && crate::owned_parts::opens_session(&req) {
+            crate::owned_parts::owned_parts(req)
+        } else {
+            req
+        };
         Box::pin(self.inner.call(req))
     }
 }

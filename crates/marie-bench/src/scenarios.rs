@@ -214,18 +214,26 @@ pub(crate) fn node_missing() -> Option<String> {
 /// process (`marie-bench serve`, or Node for [`Target::Node`]); its RSS before and after.
 pub(crate) async fn idle(target: Target, sizes: Sizes) -> Result<Vec<Figure>, BoxError> {
     use std::io::BufRead;
-    let mut command = match target {
-        Target::Node => {
-            let mut c = std::process::Command::new("node");
-            c.arg(node_server());
-            c
-        }
-        _ => {
-            let mut c = std::process::Command::new(std::env::current_exe()?);
-            c.args(["serve", "--target", target.name()]);
-            c
-        }
+    let exe = std::env::current_exe()?;
+    let mut argv: Vec<std::ffi::OsString> = match target {
+        Target::Node => vec!["node".into(), node_server().into()],
+        _ => vec![
+            exe.into(),
+            "serve".into(),
+            "--target".into(),
+            target.name().into(),
+        ],
     };
+    // To profile the server, e.g.
+    // `MARIE_BENCH_SERVE_WRAPPER="valgrind --tool=dhat" marie-bench idle --smoke`.
+    if let Ok(wrapper) = std::env::var("MARIE_BENCH_SERVE_WRAPPER") {
+        let mut wrapped: Vec<std::ffi::OsString> =
+            wrapper.split_whitespace().map(Into::into).collect();
+        wrapped.append(&mut argv);
+        argv = wrapped;
+    }
+    let mut command = std::process::Command::new(&argv[0]);
+    command.args(&argv[1..]);
     let mut child = command
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
@@ -273,7 +281,13 @@ pub(crate) async fn idle(target: Target, sizes: Sizes) -> Result<Vec<Figure>, Bo
         ])
     }
     .await;
+    // Its standard input closed, the server exits by itself (a profiler wrapping it then
+    // writes its report); killed if it has not within 30 s.
     drop(child.stdin.take());
+    let give_up = Instant::now() + Duration::from_secs(30);
+    while matches!(child.try_wait(), Ok(None)) && Instant::now() < give_up {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let _ = child.kill();
     let _ = child.wait();
     outcome
