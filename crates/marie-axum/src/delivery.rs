@@ -37,7 +37,9 @@ use tokio::sync::Notify;
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct DeliveryConfig {
-    /// Items queued per client before consecutive chunks are merged (64).
+    /// Items queued per client beyond which each new chunk is merged into the last one
+    /// queued (64). The client's writer already merges the consecutive chunks it finds
+    /// once 16 (or `queue_len`, if smaller) are waiting.
     pub queue_len: usize,
     /// Bytes of content queued per client beyond which it is evicted (1 MiB).
     pub max_queued_bytes: usize,
