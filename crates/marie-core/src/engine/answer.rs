@@ -136,9 +136,13 @@ async fn with_lease<T>(
     }
 }
 
-/// Renews the lease every third of its length, and records the last `seq` sent after each
-/// chunk (coalesced: while one write is under way, newer chunks wait for the next). Never
-/// returns; dropped when the answer's work is done.
+/// How often at most the lease records the answer's progress (`joined.active_stream.seq`,
+/// a hint for a late joiner, who resumes from it or from 0). Every chunk would be a store
+/// write per chunk: with Redis, a third round trip per chunk beside the log and the publish.
+const SEQ_EVERY: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// Renews the lease every third of its length, and records the last `seq` sent at most every
+/// [`SEQ_EVERY`]. Never returns; dropped when the answer's work is done.
 async fn keep_lease(engine: &ChatEngine, job: &AnswerJob) -> std::convert::Infallible {
     let store = &engine.shared.store;
     let ttl = engine.answer_lease();
@@ -146,15 +150,26 @@ async fn keep_lease(engine: &ChatEngine, job: &AnswerJob) -> std::convert::Infal
     let mut recorded = 0;
     let mut renew_at = tokio::time::Instant::now() + period;
     let mut failing = false;
+    let started = tokio::time::Instant::now();
+    let mut written_at = started.checked_sub(SEQ_EVERY).unwrap_or(started);
     loop {
+        // Progress not yet recorded is written at the next `SEQ_EVERY` tick, not at once.
+        let behind = job.seq.load(Ordering::Acquire) != recorded;
+        let wake_at = if behind {
+            renew_at.min(written_at + SEQ_EVERY)
+        } else {
+            renew_at
+        };
         tokio::select! {
-            () = job.progress.notified() => {}
-            () = tokio::time::sleep_until(renew_at) => {}
+            () = job.progress.notified(), if !behind => {}
+            () = tokio::time::sleep_until(wake_at) => {}
         }
         let seq = job.seq.load(Ordering::Acquire);
-        if seq == recorded && tokio::time::Instant::now() < renew_at {
+        let now = tokio::time::Instant::now();
+        if now < renew_at && (seq == recorded || now < written_at + SEQ_EVERY) {
             continue;
         }
+        written_at = now;
         let active = ActiveStream {
             stream_id: job.stream_id.clone(),
             seq,
