@@ -318,6 +318,7 @@ pub(crate) enum Pushed {
     /// The chunk skips positions after `after` that this follower never got (a cross-node
     /// message was lost): fill from the log.
     Gap {
+        stream_id: String,
         after: u64,
     },
 }
@@ -492,6 +493,7 @@ impl Outbox {
         // hands, not across a gap (the log fills it first), and not in a burst: items that
         // come less than BURST_GAP apart go through the writer, which merges what piles up.
         let is_chunk = matches!(out, Out::Chunk(_));
+        let gap = gap.map(|after| (out.stream_id().to_owned(), after));
         let sent = gap.is_none()
             && st.queue.is_empty()
             && !st.writing
@@ -503,7 +505,7 @@ impl Outbox {
             self.enqueue(st, out);
         }
         match gap {
-            Some(after) => Pushed::Gap { after },
+            Some((stream_id, after)) => Pushed::Gap { stream_id, after },
             None => Pushed::Queued,
         }
     }

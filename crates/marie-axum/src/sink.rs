@@ -203,21 +203,31 @@ impl<A: Adapter> Hub<A> {
         // A conversation with a few members here: emit straight from this task when a
         // member's queue is empty (one scheduler round trip less per chunk). A big room:
         // queue for each member's writer, which run in parallel and merge what piles up.
-        let direct = followers.len() + sockets.len() <= DIRECT_MAX;
+        let mut left = followers.len() + sockets.len();
+        let direct = left <= DIRECT_MAX;
+        let mut out = Some(out);
+        // The last follower gets the item itself: a chunk nobody shares is serialized
+        // straight into its packet, not first into a cache for others.
+        let mut next_out = || {
+            left -= 1;
+            if left == 0 { out.take() } else { out.clone() }
+        };
         for outbox in followers {
-            if let Pushed::Gap { after } = outbox.push(out.clone()) {
-                self.fill_gap(outbox, conversation, out.stream_id(), after);
+            let Some(item) = next_out() else { return };
+            if let Pushed::Gap { stream_id, after } = outbox.push(item) {
+                self.fill_gap(outbox, conversation, &stream_id, after);
             }
         }
         for (socket, outbox) in sockets {
+            let Some(item) = next_out() else { return };
             let send = |o: &Out| socket.emit(o.name(), &o.wire()).is_ok();
             let pushed = if direct {
-                outbox.push_or_send(out.clone(), &send)
+                outbox.push_or_send(item, &send)
             } else {
-                outbox.push(out.clone())
+                outbox.push(item)
             };
-            if let Pushed::Gap { after } = pushed {
-                self.fill_gap(outbox, conversation, out.stream_id(), after);
+            if let Pushed::Gap { stream_id, after } = pushed {
+                self.fill_gap(outbox, conversation, &stream_id, after);
             }
         }
     }

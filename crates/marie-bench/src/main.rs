@@ -73,23 +73,12 @@ fn main() -> Result<(), BoxError> {
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
     println!();
-    print_table(&rows);
+    print_table(&rows, "bare socketioxide", "bare");
     if !node_rows.is_empty() {
         println!();
         println!("Node socket.io 4.8 (crates/marie-bench/node), the same client and scenario:");
         println!();
-        println!("| scenario | figure | MARIE | Node socket.io | MARIE / Node |");
-        println!("|---|---|---:|---:|---:|");
-        for r in &node_rows {
-            println!(
-                "| {} | {} | {} | {} | {} |",
-                r.scenario,
-                r.metric,
-                number(r.marie),
-                number(r.bare),
-                ratio(r)
-            );
-        }
+        print_table(&node_rows, "Node socket.io", "Node");
     }
     Ok(())
 }
@@ -209,8 +198,10 @@ fn number(v: f64) -> String {
     }
 }
 
-fn print_table(rows: &[Row]) {
-    println!("| scenario | figure | MARIE | bare socketioxide | MARIE / bare |");
+/// The rows as a Markdown table; `other` names the column beside MARIE's (`short` in the
+/// ratio's heading).
+fn print_table(rows: &[Row], other: &str, short: &str) {
+    println!("| scenario | figure | MARIE | {other} | MARIE / {short} |");
     println!("|---|---|---:|---:|---:|");
     for r in rows {
         println!(
