@@ -1,5 +1,5 @@
 # What the tests and the benchmarks need on the machine, installed or started when missing.
-# Sourced by scripts/test and .ci/run (bash, set -euo pipefail).
+# Sourced by scripts/test, scripts/bench and .ci/run (bash, set -euo pipefail).
 
 say() { printf '\n== %s\n' "$*"; }
 die() { printf '%s: %s\n' "$0" "$*" >&2; exit 1; }
@@ -38,4 +38,22 @@ ensure_node() {
   local major
   major=$(node -p 'process.versions.node.split(".")[0]')
   [ "$major" -ge 20 ] || die "the e2e tests need Node.js >= 20 (found $(node --version))"
+}
+
+# The servers the benchmark's idle scenario compares MARIE with: Node socket.io
+# (crates/marie-bench/node) and the seed's Flask-SocketIO on eventlet (crates/marie-bench/seed,
+# in a virtualenv under the target dir; MARIE_BENCH_SEED_PYTHON names its python).
+ensure_bench_comparisons() {
+  ensure_node
+  (cd crates/marie-bench/node && npm ci --no-audit --no-fund --loglevel=error) ||
+    die "npm ci failed in crates/marie-bench/node"
+  command -v python3 >/dev/null || apt_install python3
+  local venv="${CARGO_TARGET_DIR:-$PWD/target}/bench-seed-venv"
+  if ! python3 -m venv "$venv" >/dev/null 2>&1; then
+    apt_install python3-venv
+    python3 -m venv "$venv" || die "cannot create a Python virtualenv at $venv"
+  fi
+  "$venv/bin/pip" install -q --disable-pip-version-check -r crates/marie-bench/seed/requirements.txt ||
+    die "pip could not install crates/marie-bench/seed/requirements.txt"
+  export MARIE_BENCH_SEED_PYTHON="$venv/bin/python"
 }

@@ -6,14 +6,16 @@
 //! socket. So stream events (`stream_start`, `stream_chunk`, `stream_end`, `stream_error`) do
 //! not go through room broadcasts. The [`Hub`] hands each one to an [`Outbox`] per local
 //! follower (every socket in the conversation's room, every SSE response following the
-//! stream). Pushing never waits. A socket's writer task takes items off its outbox and
-//! emits them; when it finds 16 or more waiting, it sends the consecutive chunks among them
-//! as one (content joined, `seq` = the last merged, `first_seq` = the first). While
-//! socketioxide's buffer is full, the queue grows up to [`DeliveryConfig::queue_len`] items
-//! and from then on each new chunk of a stream is merged into the last queued one. A client stalled longer than [`DeliveryConfig::max_stall`], or with more than
-//! [`DeliveryConfig::max_queued_bytes`] waiting, is evicted: its queue is freed and it is
-//! disconnected (at the latest by the next Engine.IO ping, which fails on a full buffer);
-//! it can reconnect and resume.
+//! stream). Pushing never waits. In a room of a few, an event for a follower with nothing
+//! queued is emitted on the spot (unless chunks come in a burst); otherwise a writer task,
+//! started when something is queued, takes items off the outbox and emits them. When it finds
+//! 16 or more waiting, it sends the consecutive chunks among them as one (content joined,
+//! `seq` = the last merged, `first_seq` = the first). While socketioxide's buffer is full,
+//! the queue grows up to [`DeliveryConfig::queue_len`] items and from then on each new chunk
+//! of a stream is merged into the last queued one. A client stalled longer than
+//! [`DeliveryConfig::max_stall`], or with more than [`DeliveryConfig::max_queued_bytes`]
+//! waiting, is evicted: its queue is freed and it is disconnected (at the latest by the next
+//! Engine.IO ping, which fails on a full buffer); it can reconnect and resume.
 //!
 //! Resuming (`resume_stream`, SSE `Last-Event-ID`, or a gap seen on a live stream) follows
 //! the rule of the log: the follower first *holds* the stream's live events, then reads the
@@ -490,7 +492,7 @@ impl Outbox {
             Out::Event { .. } => {}
         }
         // Straight out only when nothing of this follower's is waiting or in a writer's
-        // hands, not across a gap (the log fills it first), and not in a burst: items that
+        // hands, not across a gap (the log fills it first), and not in a burst: chunks that
         // come less than BURST_GAP apart go through the writer, which merges what piles up.
         let is_chunk = matches!(out, Out::Chunk(_));
         let gap = gap.map(|after| (out.stream_id().to_owned(), after));

@@ -64,7 +64,7 @@ fn main() -> Result<(), BoxError> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    let (rows, node_rows) = runtime.block_on(run(&chosen, sizes))?;
+    let (rows, comparisons) = runtime.block_on(run(&chosen, sizes))?;
     runtime.shutdown_background();
     println!();
     println!(
@@ -74,11 +74,23 @@ fn main() -> Result<(), BoxError> {
     );
     println!();
     print_table(&rows, "bare socketioxide", "bare");
-    if !node_rows.is_empty() {
+    for (target, rows) in &comparisons {
+        let (title, column, short) = match target {
+            Target::Node => (
+                "Node socket.io 4.8 (crates/marie-bench/node)",
+                "Node socket.io",
+                "Node",
+            ),
+            _ => (
+                "The seed's design: Flask-SocketIO 5.7 on eventlet (crates/marie-bench/seed)",
+                "Flask-SocketIO",
+                "seed",
+            ),
+        };
         println!();
-        println!("Node socket.io 4.8 (crates/marie-bench/node), the same client and scenario:");
+        println!("{title}, the same client and scenario:");
         println!();
-        print_table(&node_rows, "Node socket.io", "Node");
+        print_table(rows, column, short);
     }
     Ok(())
 }
@@ -91,11 +103,14 @@ struct Row {
     bare: f64,
 }
 
-/// The table's rows, and the idle scenario's rows against Node socket.io (`bare` holds
-/// Node's figure there).
-async fn run(chosen: &[&str], sizes: Sizes) -> Result<(Vec<Row>, Vec<Row>), BoxError> {
+/// The rows against bare socketioxide, and the idle scenario's rows against each comparison
+/// server that could run (`bare` holds that server's figure there).
+async fn run(
+    chosen: &[&str],
+    sizes: Sizes,
+) -> Result<(Vec<Row>, Vec<(Target, Vec<Row>)>), BoxError> {
     let mut rows = Vec::new();
-    let mut node_rows = Vec::new();
+    let mut comparisons = Vec::new();
     for &name in chosen {
         let label = match name {
             "idle" => format!("1. idle, {} connections", sizes.idle),
@@ -153,21 +168,24 @@ async fn run(chosen: &[&str], sizes: Sizes) -> Result<(Vec<Row>, Vec<Row>), BoxE
         let bare = results.pop().unwrap_or_default();
         let marie = results.pop().unwrap_or_default();
         if name == "idle" {
-            match scenarios::node_missing() {
-                Some(why) => eprintln!("== {label}: node: not run, {why}"),
-                None => {
-                    eprintln!("== {label}: node");
-                    let node = scenarios::idle(Target::Node, sizes).await?;
-                    for (m, n) in marie.iter().zip(node) {
-                        eprintln!("   {}: {:.1}", n.metric, n.value);
-                        node_rows.push(Row {
-                            scenario: label.clone(),
-                            metric: n.metric,
-                            marie: m.value,
-                            bare: n.value,
-                        });
-                    }
+            for target in [Target::Node, Target::Seed] {
+                if let Err(why) = scenarios::comparison_server(target) {
+                    eprintln!("== {label}: {}: not run, {why}", target.name());
+                    continue;
                 }
+                eprintln!("== {label}: {}", target.name());
+                let figures = scenarios::idle(target, sizes).await?;
+                let mut compared = Vec::new();
+                for (m, other) in marie.iter().zip(figures) {
+                    eprintln!("   {}: {:.1}", other.metric, other.value);
+                    compared.push(Row {
+                        scenario: label.clone(),
+                        metric: other.metric,
+                        marie: m.value,
+                        bare: other.value,
+                    });
+                }
+                comparisons.push((target, compared));
             }
         }
         for (m, b) in marie.into_iter().zip(bare) {
@@ -179,7 +197,7 @@ async fn run(chosen: &[&str], sizes: Sizes) -> Result<(Vec<Row>, Vec<Row>), BoxE
             });
         }
     }
-    Ok((rows, node_rows))
+    Ok((rows, comparisons))
 }
 
 async fn scenario(

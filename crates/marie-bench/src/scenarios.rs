@@ -185,44 +185,67 @@ fn rss_bytes(pid: u32) -> Result<u64, BoxError> {
     Ok(pages * 4096)
 }
 
-/// The Node socket.io server of the idle comparison (`crates/marie-bench/node`, its
-/// packages installed by `npm ci` there, as `scripts/bench` does).
-pub(crate) fn node_server() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("node/server.mjs")
+/// Where a comparison server lives: `crates/marie-bench/<dir>`.
+fn bench_dir(dir: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(dir)
 }
 
-/// Why the Node comparison cannot run here, if it cannot.
-pub(crate) fn node_missing() -> Option<String> {
-    let installed = node_server()
-        .with_file_name("node_modules/socket.io/package.json")
-        .exists();
-    let node = std::process::Command::new("node")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    match (node, installed) {
-        (false, _) => Some("no `node` on the PATH".into()),
-        (true, false) => Some(format!(
-            "socket.io is not installed: run `npm ci` in {}",
-            node_server().with_file_name("").display()
-        )),
-        (true, true) => None,
+/// The Python that runs the seed's design: `MARIE_BENCH_SEED_PYTHON` (`scripts/bench` sets
+/// it to a virtualenv with `seed/requirements.txt`), else `python3`.
+fn seed_python() -> String {
+    std::env::var("MARIE_BENCH_SEED_PYTHON").unwrap_or_else(|_| "python3".into())
+}
+
+/// The command line of a comparison server of the idle scenario, and why it cannot run
+/// here, if it cannot.
+pub(crate) fn comparison_server(target: Target) -> Result<Vec<std::ffi::OsString>, String> {
+    let succeeds = |program: &str, args: &[&str]| {
+        std::process::Command::new(program)
+            .args(args)
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    match target {
+        Target::Node => {
+            let dir = bench_dir("node");
+            if !succeeds("node", &["--version"]) {
+                Err("no `node` on the PATH".into())
+            } else if !dir.join("node_modules/socket.io/package.json").exists() {
+                Err(format!(
+                    "socket.io is not installed: run `npm ci` in {}",
+                    dir.display()
+                ))
+            } else {
+                Ok(vec!["node".into(), dir.join("server.mjs").into()])
+            }
+        }
+        Target::Seed => {
+            let python = seed_python();
+            if !succeeds(&python, &["-c", "import flask_socketio, eventlet"]) {
+                Err(format!(
+                    "`{python}` cannot import flask_socketio and eventlet: `pip install -r {}`",
+                    bench_dir("seed/requirements.txt").display()
+                ))
+            } else {
+                Ok(vec![python.into(), bench_dir("seed/server.py").into()])
+            }
+        }
+        Target::Marie | Target::Bare => Err("not a comparison server".into()),
     }
 }
 
 /// Scenario 1: `sizes.idle` authenticated connections held by a server running in a child
-/// process (`marie-bench serve`, or Node for [`Target::Node`]); its RSS before and after.
+/// process (`marie-bench serve`, or a [`comparison_server`]); its RSS before and after.
 pub(crate) async fn idle(target: Target, sizes: Sizes) -> Result<Vec<Figure>, BoxError> {
     use std::io::BufRead;
-    let exe = std::env::current_exe()?;
     let mut argv: Vec<std::ffi::OsString> = match target {
-        Target::Node => vec!["node".into(), node_server().into()],
-        _ => vec![
-            exe.into(),
+        Target::Marie | Target::Bare => vec![
+            std::env::current_exe()?.into(),
             "serve".into(),
             "--target".into(),
             target.name().into(),
         ],
+        _ => comparison_server(target)?,
     };
     // To profile the server, e.g.
     // `MARIE_BENCH_SERVE_WRAPPER="valgrind --tool=dhat" marie-bench idle --smoke`.

@@ -40,6 +40,9 @@ pub(crate) enum Target {
     Bare,
     /// Node's socket.io 4 (`crates/marie-bench/node`), for the idle comparison only.
     Node,
+    /// The seed's design, Flask-SocketIO on eventlet (`crates/marie-bench/seed`), for the
+    /// idle comparison only.
+    Seed,
 }
 
 impl Target {
@@ -49,6 +52,7 @@ impl Target {
             Target::Marie => "marie",
             Target::Bare => "bare",
             Target::Node => "node",
+            Target::Seed => "seed",
         }
     }
 
@@ -307,7 +311,9 @@ async fn node(target: Target, redis_prefix: Option<&str>) -> Result<Router, BoxE
         return match target {
             Target::Marie => marie_app(),
             Target::Bare => Ok(bare_app()),
-            Target::Node => Err("the Node server runs only as a child (idle scenario)".into()),
+            Target::Node | Target::Seed => {
+                Err("a comparison server runs only as a child (idle scenario)".into())
+            }
         };
     };
     let adapter = RedisAdapterOptions::new(REDIS_URL)
@@ -329,7 +335,9 @@ async fn node(target: Target, redis_prefix: Option<&str>) -> Result<Router, BoxE
                 .await?;
             Ok(Router::new().layer(layer))
         }
-        Target::Node => Err("the Node server runs only as a child (idle scenario)".into()),
+        Target::Node | Target::Seed => {
+            Err("a comparison server runs only as a child (idle scenario)".into())
+        }
         Target::Bare => {
             let (layer, io) = SocketIo::builder()
                 .with_adapter::<RedisAdapter>(adapter)
