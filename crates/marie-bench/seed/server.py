@@ -49,4 +49,8 @@ if __name__ == "__main__":
     threading.Thread(target=exit_when_stdin_closes, daemon=True).start()
     listener = eventlet.listen(("127.0.0.1", 0), backlog=4096)
     print(f"listening 127.0.0.1:{listener.getsockname()[1]}", flush=True)
-    eventlet.wsgi.server(listener, app, log_output=False)
+    # eventlet serves at most 1,024 connections at once by default (`max_size`), which
+    # `socketio.run()` in the seed keeps: lifted here, or the rest would wait.
+    eventlet.wsgi.server(
+        listener, app, max_size=1_000_000, log_output=False, log=open(os.devnull, "w")
+    )

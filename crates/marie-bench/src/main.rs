@@ -174,7 +174,14 @@ async fn run(
                     continue;
                 }
                 eprintln!("== {label}: {}", target.name());
-                let figures = scenarios::idle(target, sizes).await?;
+                // A comparison server that fails does not stop the run; it says why.
+                let figures = match scenarios::idle(target, sizes).await {
+                    Ok(figures) => figures,
+                    Err(e) => {
+                        eprintln!("   failed: {e}");
+                        continue;
+                    }
+                };
                 let mut compared = Vec::new();
                 for (m, other) in marie.iter().zip(figures) {
                     eprintln!("   {}: {:.1}", other.metric, other.value);
