@@ -310,6 +310,36 @@ async fn revoking_a_user_ends_all_their_connections() {
     assert_eq!(bob.join("still-served").await["status"], "ok");
 }
 
+/// A WebSocket message far bigger than a connection's read buffer (1 KiB by default,
+/// `MarieConfig::ws_read_buffer_size`) arrives whole: a 20 KB message comes back intact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_bigger_than_the_read_buffer_arrives_whole() {
+    let server = start_with(echo(), MarieConfig::default()).await;
+    let words: Vec<String> = (0..200)
+        .map(|i| format!("{i:03}{}", "w".repeat(97)))
+        .collect();
+    let text = words.join(" ");
+    assert!(text.len() > 16 * MarieConfig::default().ws_read_buffer_size);
+    let mut ws = raw::ws_connect(server.addr, "t-alice").await;
+    let join = json!(["join_conversation", {"conversation_id": "big"}]);
+    assert!(raw::send_text(&mut ws, format!("42{join}")).await);
+    raw::next_event(&mut ws, "joined", Duration::from_secs(5))
+        .await
+        .expect("joined");
+    let send =
+        json!(["send_message", {"conversation_id": "big", "message": text, "stream": false}]);
+    assert!(raw::send_text(&mut ws, format!("42{send}")).await);
+    let response = raw::next_event(&mut ws, "message_response", Duration::from_secs(10))
+        .await
+        .expect("the answer to the big message");
+    let echoed: Vec<&str> = response["message"]
+        .as_str()
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    assert_eq!(echoed, words);
+}
+
 async fn wait_for(mut cond: impl FnMut() -> bool, what: &str) {
     for _ in 0..100 {
         if cond() {

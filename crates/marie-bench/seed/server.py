@@ -5,7 +5,12 @@ answered as MARIE and the bare socketioxide server answer it, connections held.
 Prints `listening <addr>` and exits when its standard input closes (its parent went away).
 """
 
-import eventlet
+import warnings
+
+# Its maintainers deprecate eventlet (docs/benchmarks.md says so); the seed is built on it.
+warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
+
+import eventlet  # noqa: E402
 
 eventlet.monkey_patch()
 
