@@ -7,10 +7,14 @@
 //! not go through room broadcasts. The [`Hub`] hands each one to an [`Outbox`] per local
 //! follower (every socket in the conversation's room, every SSE response following the
 //! stream). Pushing never waits. In a room of a few, an event for a follower with nothing
-//! queued is emitted on the spot (unless chunks come in a burst); otherwise a writer task,
-//! started when something is queued, takes items off the outbox and emits them. When it finds
-//! 16 or more waiting, it sends the consecutive chunks among them as one (content joined,
-//! `seq` = the last merged, `first_seq` = the first). While socketioxide's buffer is full,
+//! queued is emitted on the spot by the answer's task; chunks that come in a burst (less than
+//! [`DeliveryConfig::burst_gap`] apart) are held and sent as one frame when the answer's task
+//! has nothing more ready ([`StreamSink::flush`](marie_core::StreamSink::flush)), once 16 are
+//! held, or once one has waited `burst_gap`. Otherwise (a big room, a burst from another
+//! node, a full socketioxide buffer) a writer task, started when something is queued, takes
+//! items off the outbox and emits them. When it finds 16 or more waiting, it sends the
+//! consecutive chunks among them as one (content joined, `seq` = the last merged,
+//! `first_seq` = the first). While socketioxide's buffer is full,
 //! the queue grows up to [`DeliveryConfig::queue_len`] items and from then on each new chunk
 //! of a stream is merged into the last queued one. A client stalled longer than
 //! [`DeliveryConfig::max_stall`], or with more than [`DeliveryConfig::max_queued_bytes`]
@@ -47,6 +51,12 @@ pub struct DeliveryConfig {
     pub max_queued_bytes: usize,
     /// How long a client may accept nothing before it is evicted (30 s).
     pub max_stall: Duration,
+    /// Chunks for one client that come closer together than this are a burst (1 ms): a
+    /// model far faster than any reader, or a busy node. They are sent merged rather than
+    /// one frame each, and none is held back longer than this. A model's tokens come 5 to
+    /// 50 ms apart, so each goes out on its own, at once. `Duration::ZERO` turns merging of
+    /// bursts off (a writer that falls behind still merges).
+    pub burst_gap: Duration,
 }
 
 impl Default for DeliveryConfig {
@@ -55,6 +65,7 @@ impl Default for DeliveryConfig {
             queue_len: 64,
             max_queued_bytes: 1024 * 1024,
             max_stall: Duration::from_secs(30),
+            burst_gap: Duration::from_millis(1),
         }
     }
 }
@@ -65,11 +76,6 @@ impl Default for DeliveryConfig {
 /// delivered rate in some runs; merging from 16 waiting sends 5 to 30. Lower would merge
 /// chunks that a healthy client is only a moment behind on.
 const MERGE_BEHIND: usize = 16;
-
-/// Chunks for one follower that come closer together than this are a burst (a model far
-/// faster than any reader, or a busy node): they go through the writer task, which merges
-/// them, instead of straight out one by one. A model's tokens come 5 to 50 ms apart.
-const BURST_GAP: Duration = Duration::from_millis(1);
 
 /// What one follower gets.
 #[derive(Clone, Debug)]
@@ -306,6 +312,9 @@ struct StreamPos {
 struct OutboxState {
     /// A writer task is running (outboxes with a [`StartWriter`] only).
     writing: bool,
+    /// What is queued is held for the producer's [`Outbox::flush`] (since then), and no
+    /// writer is started for it.
+    held_since: Option<Instant>,
     /// When a chunk last went straight out (see [`Outbox::push_or_send`]).
     last_direct: Option<Instant>,
     queue: VecDeque<Out>,
@@ -314,9 +323,25 @@ struct OutboxState {
     order: VecDeque<String>,
 }
 
+/// Whether the producer of a pushed item flushes the follower when its burst is over (see
+/// [`Outbox::push_or_send`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Burst {
+    /// Chunks of a burst go to the writer task.
+    ToWriter,
+    /// Chunks of a burst are held for the producer's [`Outbox::flush`].
+    Held,
+}
+
+/// How to send an item straight to the client (`true` if it went), and what to do with a
+/// burst.
+type Direct<'a> = (&'a dyn Fn(&Out) -> bool, Burst);
+
 /// What a push found.
 pub(crate) enum Pushed {
     Queued,
+    /// The follower now holds a burst: the producer must [`Outbox::flush`] it.
+    Held,
     /// The chunk skips positions after `after` that this follower never got (a cross-node
     /// message was lost): fill from the log.
     Gap {
@@ -391,7 +416,10 @@ impl Outbox {
     /// Under the lock, after queueing: whether a writer must be started (and if so, claims
     /// the role, so that exactly one runs).
     fn claim_writer(&self, st: &mut OutboxState) -> bool {
-        let claim = self.start_writer.is_some() && !st.writing && !st.queue.is_empty();
+        let claim = self.start_writer.is_some()
+            && !st.writing
+            && st.held_since.is_none()
+            && !st.queue.is_empty();
         if claim {
             st.writing = true;
         }
@@ -431,11 +459,21 @@ impl Outbox {
     /// first, under the lock (so nothing can overtake it): it returns whether the item went
     /// out. That saves a writer task's round trip through the scheduler for a client that
     /// keeps up.
-    pub(crate) fn push_or_send(&self, out: Out, send: &dyn Fn(&Out) -> bool) -> Pushed {
-        self.push_with(out, Some(send))
+    ///
+    /// With `Burst::Held`, the caller promises to call [`flush`](Self::flush) when its burst
+    /// is over: chunks of a burst are then held for it (and sent merged) instead of going
+    /// through the writer task, except that [`MERGE_BEHIND`] held items, or one held for
+    /// [`DeliveryConfig::burst_gap`], go out at once.
+    pub(crate) fn push_or_send(
+        &self,
+        out: Out,
+        send: &dyn Fn(&Out) -> bool,
+        burst: Burst,
+    ) -> Pushed {
+        self.push_with(out, Some((send, burst)))
     }
 
-    fn push_with(&self, out: Out, send: Option<&dyn Fn(&Out) -> bool>) -> Pushed {
+    fn push_with(&self, out: Out, send: Option<Direct<'_>>) -> Pushed {
         if !self.is_open() || !self.wants(out.stream_id()) {
             return Pushed::Queued;
         }
@@ -448,12 +486,39 @@ impl Outbox {
         pushed
     }
 
+    /// Sends what a burst left held (see [`push_or_send`](Self::push_or_send)), merged.
+    /// What `send` refuses (socketioxide's buffer is full) goes to the writer task.
+    pub(crate) fn flush(&self, send: &dyn Fn(&Out) -> bool) {
+        let mut st = self.state();
+        if st.held_since.is_some() && !st.writing {
+            self.flush_locked(&mut st, send);
+        }
+        let claimed = self.claim_writer(&mut st);
+        drop(st);
+        self.start_writer(claimed);
+    }
+
+    fn flush_locked(&self, st: &mut OutboxState, send: &dyn Fn(&Out) -> bool) {
+        st.held_since = None;
+        while let Some(mut out) = st.queue.pop_front() {
+            self.merge_queued(st, &mut out);
+            if !send(&out) {
+                st.queue.push_front(out);
+                return;
+            }
+            self.sent(&out);
+            if matches!(out, Out::Chunk(_)) {
+                st.last_direct = Some(Instant::now());
+            }
+        }
+    }
+
     fn push_locked(
         &self,
         st: &mut OutboxState,
         out: Out,
         live: bool,
-        send: Option<&dyn Fn(&Out) -> bool>,
+        send: Option<Direct<'_>>,
     ) -> Pushed {
         let key = out.stream_id();
         if !st.streams.contains_key(key) {
@@ -493,18 +558,34 @@ impl Outbox {
         }
         // Straight out only when nothing of this follower's is waiting or in a writer's
         // hands, not across a gap (the log fills it first), and not in a burst: chunks that
-        // come less than BURST_GAP apart go through the writer, which merges what piles up.
+        // come less than `burst_gap` apart are merged, by the writer or (held) by the
+        // producer's flush.
         let is_chunk = matches!(out, Out::Chunk(_));
         let gap = gap.map(|after| (out.stream_id().to_owned(), after));
-        let sent = gap.is_none()
-            && st.queue.is_empty()
-            && !st.writing
-            && !(is_chunk && st.last_direct.is_some_and(|t| t.elapsed() < BURST_GAP))
-            && send.is_some_and(|send| send(&out));
-        if sent && is_chunk {
-            st.last_direct = Some(Instant::now());
-        } else if !sent {
-            self.enqueue(st, out);
+        let gap_limit = self.config.burst_gap;
+        let in_burst = is_chunk && st.last_direct.is_some_and(|t| t.elapsed() < gap_limit);
+        let direct = send.filter(|_| gap.is_none() && !st.writing);
+        match direct {
+            Some((send, _)) if st.queue.is_empty() && !in_burst && send(&out) => {
+                if is_chunk {
+                    st.last_direct = Some(Instant::now());
+                }
+            }
+            Some((send, Burst::Held)) if in_burst || st.held_since.is_some() => {
+                self.enqueue(st, out);
+                let started = st.held_since.is_none();
+                let since = *st.held_since.get_or_insert_with(Instant::now);
+                if st.queue.len() >= MERGE_BEHIND || since.elapsed() >= gap_limit {
+                    self.flush_locked(st, send);
+                } else if started && gap.is_none() {
+                    return Pushed::Held;
+                }
+            }
+            _ => {
+                // To the writer, which takes what is held too.
+                st.held_since = None;
+                self.enqueue(st, out);
+            }
         }
         match gap {
             Some((stream_id, after)) => Pushed::Gap { stream_id, after },
@@ -696,6 +777,7 @@ impl Outbox {
     fn clear(&self) {
         let mut st = self.state();
         st.queue.clear();
+        st.held_since = None;
         st.streams.clear();
         st.order.clear();
         self.bytes.store(0, Ordering::Release);
@@ -843,4 +925,148 @@ pub(crate) fn backoff(attempt: u32) -> Duration {
 /// When a stall began, for [`DeliveryConfig::max_stall`].
 pub(crate) fn stalled_too_long(since: Instant, config: &DeliveryConfig) -> bool {
     since.elapsed() > config.max_stall
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::sync::Mutex;
+
+    use super::*;
+
+    fn chunk(seq: u64) -> Out {
+        Out::Chunk(Arc::new(Chunk {
+            conversation_id: "c".into(),
+            stream_id: "s".into(),
+            first_seq: seq,
+            seq,
+            content: format!("{seq} "),
+            tokens_used: seq,
+            json: OnceLock::new(),
+        }))
+    }
+
+    fn end() -> Out {
+        Out::Event {
+            stream_id: "s".into(),
+            name: "stream_end".into(),
+            payload: Arc::new(json!({})),
+        }
+    }
+
+    /// An outbox whose writer task, if ever started, is counted (and never runs), and the
+    /// (first_seq, seq) or event name of each item its `send` took.
+    fn outbox(burst_gap: Duration) -> (Arc<Outbox>, Arc<AtomicUsize>) {
+        let writers = Arc::new(AtomicUsize::new(0));
+        let counted = writers.clone();
+        let config = DeliveryConfig {
+            burst_gap,
+            ..DeliveryConfig::default()
+        };
+        let start: StartWriter = Box::new(move |_| {
+            counted.fetch_add(1, Ordering::SeqCst);
+        });
+        (Outbox::with_writer(config, Arc::default(), start), writers)
+    }
+
+    #[derive(Default)]
+    struct Sent(Mutex<Vec<String>>);
+
+    impl Sent {
+        fn send(&self, out: &Out) -> bool {
+            let item = match out {
+                Out::Chunk(c) => format!("{}..{}", c.first_seq, c.seq),
+                Out::Event { name, .. } => name.clone(),
+            };
+            self.0.lock().unwrap().push(item);
+            true
+        }
+
+        fn take(&self) -> Vec<String> {
+            std::mem::take(&mut self.0.lock().unwrap())
+        }
+    }
+
+    #[test]
+    fn a_burst_is_held_for_the_producer_and_sent_merged() {
+        let (outbox, writers) = outbox(Duration::from_secs(3600));
+        let sent = Sent::default();
+        let send = |o: &Out| sent.send(o);
+        assert!(matches!(
+            outbox.push_or_send(chunk(1), &send, Burst::Held),
+            Pushed::Queued
+        ));
+        assert_eq!(sent.take(), ["1..1"], "the first chunk goes out at once");
+        // The next ones come within the burst gap: held, and the first hold says so.
+        assert!(matches!(
+            outbox.push_or_send(chunk(2), &send, Burst::Held),
+            Pushed::Held
+        ));
+        for seq in 3..=10 {
+            assert!(matches!(
+                outbox.push_or_send(chunk(seq), &send, Burst::Held),
+                Pushed::Queued
+            ));
+        }
+        assert!(sent.take().is_empty());
+        outbox.flush(&send);
+        assert_eq!(sent.take(), ["2..10"]);
+        // MERGE_BEHIND held chunks go out without waiting for the flush.
+        for seq in 11..=(10 + MERGE_BEHIND as u64) {
+            outbox.push_or_send(chunk(seq), &send, Burst::Held);
+        }
+        assert_eq!(sent.take(), [format!("11..{}", 10 + MERGE_BEHIND)]);
+        // The end of the stream waits behind held chunks, and goes with them.
+        outbox.push_or_send(chunk(27), &send, Burst::Held);
+        outbox.push_or_send(end(), &send, Burst::Held);
+        assert!(sent.take().is_empty());
+        outbox.flush(&send);
+        assert_eq!(sent.take(), ["27..27", "stream_end"]);
+        assert_eq!(
+            writers.load(Ordering::SeqCst),
+            0,
+            "no writer task was needed"
+        );
+        assert_eq!(outbox.queued_bytes(), 0);
+    }
+
+    #[test]
+    fn a_burst_nobody_flushes_goes_to_the_writer() {
+        let (outbox, writers) = outbox(Duration::from_secs(3600));
+        let sent = Sent::default();
+        let send = |o: &Out| sent.send(o);
+        outbox.push_or_send(chunk(1), &send, Burst::ToWriter);
+        outbox.push_or_send(chunk(2), &send, Burst::ToWriter);
+        assert_eq!(sent.take(), ["1..1"]);
+        assert_eq!(writers.load(Ordering::SeqCst), 1);
+        let taken = outbox.take().unwrap();
+        assert_eq!(taken.seq(), Some(2));
+    }
+
+    #[test]
+    fn what_the_socket_refuses_on_a_flush_goes_to_the_writer() {
+        let (outbox, writers) = outbox(Duration::from_secs(3600));
+        let sent = Sent::default();
+        let send = |o: &Out| sent.send(o);
+        outbox.push_or_send(chunk(1), &send, Burst::Held);
+        outbox.push_or_send(chunk(2), &send, Burst::Held);
+        outbox.push_or_send(chunk(3), &send, Burst::Held);
+        outbox.flush(&|_: &Out| false);
+        assert_eq!(writers.load(Ordering::SeqCst), 1);
+        let taken = outbox.take().unwrap();
+        assert_eq!((taken.seq(), sent.take().len()), (Some(3), 1));
+    }
+
+    #[test]
+    fn without_a_burst_gap_every_chunk_goes_out_at_once() {
+        let (outbox, writers) = outbox(Duration::ZERO);
+        let sent = Sent::default();
+        let send = |o: &Out| sent.send(o);
+        for seq in 1..=5 {
+            outbox.push_or_send(chunk(seq), &send, Burst::Held);
+        }
+        assert_eq!(sent.take(), ["1..1", "2..2", "3..3", "4..4", "5..5"]);
+        assert_eq!(writers.load(Ordering::SeqCst), 0);
+    }
 }

@@ -15,7 +15,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use socketioxide::BroadcastError;
 use socketioxide::adapter::Adapter;
-use socketioxide::extract::{AckSender, SocketRef, TryData};
+use socketioxide::extract::{AckSender, Event, SocketRef, TryData};
 use socketioxide::handler::ConnectHandler;
 use socketioxide_core::adapter::DefinedAdapter;
 
@@ -274,100 +274,113 @@ enum AckStyle {
     Seed,
 }
 
+/// Registers one handler for every event: it routes by name. socketioxide keeps handlers
+/// per socket, so nine `socket.on` would cost every connection a hash table and nine boxed
+/// handlers (about 1 KiB, `docs/benchmarks.md`); one fallback costs one box.
 fn register_events<A: Adapter>(shared: &Arc<Shared<A>>, socket: &SocketRef<A>) {
-    on(
-        shared,
-        socket,
-        "join_conversation",
-        AckStyle::Protocol,
-        join,
-    );
-    on(
-        shared,
-        socket,
-        "leave_conversation",
-        AckStyle::Protocol,
-        leave,
-    );
-    on(shared, socket, "invite", AckStyle::Protocol, invite);
-    on(shared, socket, "send_message", AckStyle::Protocol, send);
-    on(
-        shared,
-        socket,
-        "send_message_with_ack",
-        AckStyle::Seed,
-        send_with_ack,
-    );
-    on(shared, socket, "cancel_stream", AckStyle::Protocol, cancel);
-    on(
-        shared,
-        socket,
-        "resume_stream",
-        AckStyle::Protocol,
-        crate::resume::resume_stream,
-    );
-    on(shared, socket, "get_history", AckStyle::Protocol, history);
-    on(
-        shared,
-        socket,
-        "system_announcement",
-        AckStyle::Protocol,
-        announce,
-    );
-    crate::security::register_fallback(shared, socket);
-}
-
-/// Registers `f` for `event`: decode, run, then answer with `error` and the ack.
-fn on<A, P, F, Fut>(
-    shared: &Arc<Shared<A>>,
-    socket: &SocketRef<A>,
-    event: &'static str,
-    style: AckStyle,
-    f: F,
-) where
-    A: Adapter,
-    P: DeserializeOwned + Send + 'static,
-    F: Fn(Ctx<A>, P) -> Fut + Clone + Send + Sync + 'static,
-    Fut: Future<Output = Result<Value, Error>> + Send + 'static,
-{
     let shared = shared.clone();
-    socket.on(
-        event,
+    socket.on_fallback(
         move |s: SocketRef<A>,
               size: PacketSize,
+              Event(event): Event,
               TryData(data): TryData<Value>,
               ack: AckSender<A>| {
             let shared = shared.clone();
-            let f = f.clone();
             async move {
-                let who = s.extensions.get::<Authenticated>().map(|a| a.identity);
-                let admitted = who.as_ref().map(|w| shared.security.admit_event(w, event, &size));
-                let result = match (who, admitted, protocol::decode::<P>(data.ok())) {
-                    (Some(_), Some(Err(e)), _) => Err(e),
-                    (Some(who), _, Ok(payload)) => {
-                        let ctx = Ctx {
-                            shared,
-                            socket: s.clone(),
-                            who,
-                        };
-                        f(ctx, payload).await
+                let data = data.ok();
+                let call = Call {
+                    shared,
+                    socket: s,
+                    size,
+                    ack,
+                };
+                use AckStyle::{Protocol, Seed};
+                match event.as_str() {
+                    "join_conversation" => {
+                        call.run("join_conversation", Protocol, data, join).await
                     }
-                    (None, _, _) => Err(Error::Internal("the connection is not authenticated")),
-                    (_, _, Err(e)) => Err(e),
-                };
-                if let Err(e) = &result {
-                    tracing::debug!(sid = %s.id, event, code = %e.code(), error = %e, "event failed");
-                    let _ = s.emit("error", &protocol::error_event(e, event));
+                    "leave_conversation" => {
+                        call.run("leave_conversation", Protocol, data, leave).await
+                    }
+                    "invite" => call.run("invite", Protocol, data, invite).await,
+                    "send_message" => call.run("send_message", Protocol, data, send).await,
+                    "send_message_with_ack" => {
+                        call.run("send_message_with_ack", Seed, data, send_with_ack)
+                            .await
+                    }
+                    "cancel_stream" => call.run("cancel_stream", Protocol, data, cancel).await,
+                    "resume_stream" => {
+                        let resume = crate::resume::resume_stream;
+                        call.run("resume_stream", Protocol, data, resume).await
+                    }
+                    "get_history" => call.run("get_history", Protocol, data, history).await,
+                    "system_announcement" => {
+                        call.run("system_announcement", Protocol, data, announce)
+                            .await
+                    }
+                    _ => call.unknown(&event),
                 }
-                let body = match style {
-                    AckStyle::Protocol => protocol::ack(&result),
-                    AckStyle::Seed => protocol::seed_ack(&result),
-                };
-                // Sends nothing when the client asked for no ack.
-                let _ = ack.send(&body);
             }
         },
     );
+}
+
+/// One event as received, before it is routed.
+struct Call<A: Adapter> {
+    shared: Arc<Shared<A>>,
+    socket: SocketRef<A>,
+    size: PacketSize,
+    ack: AckSender<A>,
+}
+
+impl<A: Adapter> Call<A> {
+    /// Decodes the payload for `f`, runs it, then answers with `error` and the ack.
+    async fn run<P, F, Fut>(self, event: &'static str, style: AckStyle, data: Option<Value>, f: F)
+    where
+        P: DeserializeOwned + Send + 'static,
+        F: FnOnce(Ctx<A>, P) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<Value, Error>> + Send + 'static,
+    {
+        let Call {
+            shared,
+            socket: s,
+            size,
+            ack,
+        } = self;
+        {
+            let who = s.extensions.get::<Authenticated>().map(|a| a.identity);
+            let admitted = who
+                .as_ref()
+                .map(|w| shared.security.admit_event(w, event, &size));
+            let result = match (who, admitted, protocol::decode::<P>(data)) {
+                (Some(_), Some(Err(e)), _) => Err(e),
+                (Some(who), _, Ok(payload)) => {
+                    let ctx = Ctx {
+                        shared,
+                        socket: s.clone(),
+                        who,
+                    };
+                    f(ctx, payload).await
+                }
+                (None, _, _) => Err(Error::Internal("the connection is not authenticated")),
+                (_, _, Err(e)) => Err(e),
+            };
+            if let Err(e) = &result {
+                tracing::debug!(sid = %s.id, event, code = %e.code(), error = %e, "event failed");
+                let _ = s.emit("error", &protocol::error_event(e, event));
+            }
+            let body = match style {
+                AckStyle::Protocol => protocol::ack(&result),
+                AckStyle::Seed => protocol::seed_ack(&result),
+            };
+            // Sends nothing when the client asked for no ack.
+            let _ = ack.send(&body);
+        }
+    }
+
+    fn unknown(self, event: &str) {
+        crate::security::unknown_event(&self.shared, &self.socket, event, &self.size, self.ack);
+    }
 }
 
 async fn join<A: Adapter>(ctx: Ctx<A>, p: protocol::ConversationRef) -> Result<Value, Error> {

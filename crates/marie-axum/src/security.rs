@@ -16,7 +16,7 @@ use governor::DefaultKeyedRateLimiter;
 use marie_core::{ConversationId, Error, Identity, UserId, now_millis};
 use serde_json::{Value, json};
 use socketioxide::adapter::Adapter;
-use socketioxide::extract::{AckSender, Event, SocketRef};
+use socketioxide::extract::{AckSender, SocketRef};
 use socketioxide::handler::{FromMessageParts, Value as PacketValue};
 use socketioxide::socket::Socket;
 use tokio::sync::Notify;
@@ -211,31 +211,31 @@ pub(crate) fn check_rooms<A: Adapter>(
 
 /// Answers events no handler knows: `error {code:"bad_request", message:"unknown event",
 /// event}` and an error ack, after the same rate and size checks as every event.
-pub(crate) fn register_fallback<A: Adapter>(shared: &Arc<Shared<A>>, socket: &SocketRef<A>) {
-    let shared = shared.clone();
-    socket.on_fallback(
-        move |s: SocketRef<A>, size: PacketSize, Event(event): Event, ack: AckSender<A>| {
-            let shared = shared.clone();
-            async move {
-                let who = s
-                    .extensions
-                    .get::<crate::handlers::Authenticated>()
-                    .map(|a| a.identity);
-                let outcome = match who {
-                    Some(who) => shared.security.admit_event(&who, &event, &size),
-                    None => Err(Error::Internal("the connection is not authenticated")),
-                };
-                let error = outcome
-                    .err()
-                    .unwrap_or_else(|| Error::BadRequest("unknown event".into()));
-                // The name is the client's: echo at most a bounded piece of it.
-                let name: String = event.chars().take(64).collect();
-                tracing::debug!(sid = %s.id, code = %error.code(), "unknown or refused event");
-                let _ = s.emit("error", &protocol::error_event(&error, &name));
-                let _ = ack.send(&protocol::ack(&Err(error)));
-            }
-        },
-    );
+/// Answers an event no handler has: `bad_request` "unknown event", or what the event limits
+/// say first (a flood of unknown events is still a flood).
+pub(crate) fn unknown_event<A: Adapter>(
+    shared: &Shared<A>,
+    socket: &SocketRef<A>,
+    event: &str,
+    size: &PacketSize,
+    ack: AckSender<A>,
+) {
+    let who = socket
+        .extensions
+        .get::<crate::handlers::Authenticated>()
+        .map(|a| a.identity);
+    let outcome = match who {
+        Some(who) => shared.security.admit_event(&who, event, size),
+        None => Err(Error::Internal("the connection is not authenticated")),
+    };
+    let error = outcome
+        .err()
+        .unwrap_or_else(|| Error::BadRequest("unknown event".into()));
+    // The name is the client's: echo at most a bounded piece of it.
+    let name: String = event.chars().take(64).collect();
+    tracing::debug!(sid = %socket.id, code = %error.code(), "unknown or refused event");
+    let _ = socket.emit("error", &protocol::error_event(&error, &name));
+    let _ = ack.send(&protocol::ack(&Err(error)));
 }
 
 /// The message sent before a connection is ended because its credentials expired.

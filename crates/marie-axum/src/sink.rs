@@ -1,7 +1,8 @@
 //! [`SocketIoSink`]: room events out through socketioxide, stream events through the
 //! per-client delivery of [`crate::delivery`].
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use async_trait::async_trait;
@@ -13,7 +14,7 @@ use socketioxide::adapter::{Adapter, LocalAdapter};
 use socketioxide::extract::SocketRef;
 use socketioxide::{BroadcastError, SendError, SocketError, SocketIo};
 
-use crate::delivery::{self, DeliveryConfig, Out, Outbox, Pushed, Stats};
+use crate::delivery::{self, Burst, DeliveryConfig, Out, Outbox, Pushed, Stats};
 use crate::rooms::conversation_room;
 
 /// A [`StreamSink`] that sends each event to the conversation's Socket.IO room.
@@ -86,7 +87,8 @@ impl<A: Adapter> StreamSink for SocketIoSink<A> {
                 _ => payload.as_ref().and_then(|p| Out::from_event(name, p)),
             };
             if let Some(out) = out {
-                hub.dispatch_local(conversation, out);
+                // The engine flushes when its burst is over (`flush` below).
+                hub.dispatch_local(conversation, out, Burst::Held);
             }
             return match payload {
                 Some(payload) => hub.publish(conversation, name, payload).await,
@@ -113,6 +115,13 @@ impl<A: Adapter> StreamSink for SocketIoSink<A> {
             Err(e) => Err(SinkError::Delivery(e.to_string())),
         }
     }
+
+    async fn flush(&self, conversation: &ConversationId) -> Result<(), SinkError> {
+        if let Some(hub) = &self.hub {
+            hub.flush(conversation);
+        }
+        Ok(())
+    }
 }
 
 /// Up to this many followers on this node, a stream event is emitted by the task that
@@ -135,7 +144,11 @@ pub(crate) struct Hub<A: Adapter> {
     origin: String,
     /// Carries stream events to the other nodes; `None` on a single node.
     bus: Option<Arc<dyn ControlBus>>,
+    /// Followers holding a burst of a conversation's answer until its task flushes them.
+    held: Mutex<HashMap<ConversationId, Vec<Held<A>>>>,
 }
+
+type Held<A> = (SocketRef<A>, Arc<Outbox>);
 
 impl<A: Adapter> std::fmt::Debug for Hub<A> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -162,6 +175,7 @@ impl<A: Adapter> Hub<A> {
             config,
             origin: marie_core::SessionId::random().to_string(),
             bus,
+            held: Mutex::default(),
         });
         if let Some(bus) = &hub.bus {
             let weak = Arc::downgrade(&hub);
@@ -178,7 +192,8 @@ impl<A: Adapter> Hub<A> {
                     && origin != hub.origin
                     && let Some(out) = Out::from_event(&event, &payload)
                 {
-                    hub.dispatch_local(&conversation_id, out);
+                    // Nobody here flushes a burst from another node: the writer merges it.
+                    hub.dispatch_local(&conversation_id, out, Burst::ToWriter);
                 }
             }));
         }
@@ -190,7 +205,12 @@ impl<A: Adapter> Hub<A> {
     }
 
     /// Queues a stream event for every follower of the conversation on this node.
-    pub(crate) fn dispatch_local(self: &Arc<Self>, conversation: &ConversationId, out: Out) {
+    pub(crate) fn dispatch_local(
+        self: &Arc<Self>,
+        conversation: &ConversationId,
+        out: Out,
+        burst: Burst,
+    ) {
         let followers = self.followers.of(conversation);
         let mut sockets = Vec::new();
         if let Some(ns) = self.io.of(&self.namespace) {
@@ -222,13 +242,37 @@ impl<A: Adapter> Hub<A> {
             let Some(item) = next_out() else { return };
             let send = |o: &Out| socket.emit(o.name(), &o.wire()).is_ok();
             let pushed = if direct {
-                outbox.push_or_send(item, &send)
+                outbox.push_or_send(item, &send, burst)
             } else {
                 outbox.push(item)
             };
-            if let Pushed::Gap { stream_id, after } = pushed {
-                self.fill_gap(outbox, conversation, &stream_id, after);
+            match pushed {
+                Pushed::Gap { stream_id, after } => {
+                    self.fill_gap(outbox, conversation, &stream_id, after);
+                }
+                Pushed::Held => self
+                    .held
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .entry(conversation.clone())
+                    .or_default()
+                    .push((socket, outbox)),
+                Pushed::Queued => {}
             }
+        }
+    }
+
+    /// Sends what the followers of `conversation` hold of a burst (see [`Burst::Held`]).
+    pub(crate) fn flush(&self, conversation: &ConversationId) {
+        let held = {
+            let mut map = self.held.lock().unwrap_or_else(|e| e.into_inner());
+            if map.is_empty() {
+                return;
+            }
+            map.remove(conversation)
+        };
+        for (socket, outbox) in held.into_iter().flatten() {
+            outbox.flush(&|o: &Out| socket.emit(o.name(), &o.wire()).is_ok());
         }
     }
 

@@ -297,6 +297,60 @@ async fn a_burst_of_5000_chunks_reaches_100_clients_without_loss() {
     assert_eq!(stats.evicted, 0);
 }
 
+/// A provider that has 40 chunks ready at once and then waits (a model's burst, then a
+/// pause): the two members get all 40, merged into fewer frames, while the answer is still
+/// running. The burst is held only until the answer's task finds nothing more ready.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_goes_out_merged_as_soon_as_the_provider_pauses() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let n = 40;
+    let script = words(n, 0);
+    let (addr, _handle) = serve(
+        ScriptedProvider::new(script.clone()).hang_at_end(),
+        config(),
+    )
+    .await;
+    let mut members = Vec::new();
+    for _ in 0..2 {
+        let mut c = connect_raw(addr, Some(json!({ "token": "t-alice" }))).await;
+        c.next("connected").await;
+        c.join("c-pause").await;
+        members.push(c);
+    }
+    let stream_id = send(&members[0], "c-pause", "go").await;
+    for c in &mut members {
+        let mut held = Held::default();
+        let mut frames = 0;
+        while held.last < n as u64 {
+            let ev = c
+                .next_of(&["stream_chunk", "stream_end", "stream_error"])
+                .await;
+            assert_eq!(
+                ev.event, "stream_chunk",
+                "the answer has not ended: {}",
+                ev.data
+            );
+            assert!(held.accept(&ev.data), "gap or duplicate: {}", ev.data);
+            frames += 1;
+        }
+        assert_eq!(held.content, script.concat());
+        println!("a burst of {n} chunks in {frames} frames");
+    }
+    // The answer is still running: cancelling it ends it for both, after chunk 40.
+    let ack = members[0]
+        .ack(
+            "cancel_stream",
+            json!({ "conversation_id": "c-pause", "stream_id": stream_id }),
+        )
+        .await;
+    assert_eq!(ack["status"], "ok", "{ack}");
+    for c in &mut members {
+        let end = c.next("stream_end").await;
+        assert_eq!(end["status"], "cancelled");
+        assert_eq!(end["full_content"], script.concat());
+    }
+}
+
 /// A raw WebSocket client that joins a conversation and then stops reading (with a tiny
 /// receive buffer), next to healthy ones: the healthy ones get the whole answer as fast as
 /// without it, the stalled one's queue stays under its bound, and it is evicted.

@@ -14,6 +14,15 @@ use crate::{ConversationId, RoomEvent, SinkError};
 pub trait StreamSink: Send + Sync + 'static {
     /// Sends `event` to the conversation's room.
     async fn emit(&self, conversation: &ConversationId, event: RoomEvent) -> Result<(), SinkError>;
+
+    /// The engine has nothing more ready for the conversation right now (the provider has
+    /// no next chunk yet, or the answer is over): a sink that holds back the events of a
+    /// burst, to send them together, sends them now. Called only after an `emit`; the
+    /// default does nothing.
+    async fn flush(&self, conversation: &ConversationId) -> Result<(), SinkError> {
+        let _ = conversation;
+        Ok(())
+    }
 }
 
 /// A sink that keeps every event, for tests of the engine and of custom backends.
@@ -67,5 +76,9 @@ impl StreamSink for RecordingSink {
 impl<T: StreamSink + ?Sized> StreamSink for std::sync::Arc<T> {
     async fn emit(&self, conversation: &ConversationId, event: RoomEvent) -> Result<(), SinkError> {
         (**self).emit(conversation, event).await
+    }
+
+    async fn flush(&self, conversation: &ConversationId) -> Result<(), SinkError> {
+        (**self).flush(conversation).await
     }
 }

@@ -69,7 +69,10 @@ pub(super) async fn run(engine: ChatEngine, job: AnswerJob) {
             )
             .await;
         }
-        with_lease(&engine, &job, drive(&engine, &job)).await
+        let outcome = with_lease(&engine, &job, drive(&engine, &job)).await;
+        // What a burst left held goes out before the answer is stored.
+        flush(&engine, &job).await;
+        outcome
     })
     .catch_unwind()
     .await
@@ -119,6 +122,7 @@ pub(super) async fn run(engine: ChatEngine, job: AnswerJob) {
         }
     }
     emit(&engine, &job, terminal).await;
+    flush(&engine, &job).await;
 }
 
 /// Runs `work` while keeping the answer's lease in the store alive.
@@ -233,11 +237,22 @@ async fn drive(engine: &ChatEngine, job: &AnswerJob) -> Outcome {
     };
 
     loop {
-        let item = tokio::select! {
-            biased;
-            _ = job.cancel.cancelled() => return stopped(true, content),
-            _ = interrupt.cancelled() => return stopped(false, content),
-            item = stream.next() => item,
+        if job.cancel.is_cancelled() {
+            return stopped(true, content);
+        }
+        // A chunk that is ready at once continues a burst; before waiting for the provider,
+        // the sink sends what it held back of the burst (merged).
+        let item = match stream.next().now_or_never() {
+            Some(item) if !interrupt.is_cancelled() => item,
+            _ => {
+                flush(engine, job).await;
+                tokio::select! {
+                    biased;
+                    _ = job.cancel.cancelled() => return stopped(true, content),
+                    _ = interrupt.cancelled() => return stopped(false, content),
+                    item = stream.next() => item,
+                }
+            }
         };
         match item {
             Some(Ok(LlmEvent::Delta(text))) => {
@@ -407,6 +422,15 @@ fn failure(job: &AnswerJob, error: &Error, retryable: bool, after_seq: u64) -> R
             event: "send_message",
             conversation_id: job.conversation_id.clone(),
         })
+    }
+}
+
+/// Tells the sink the answer has nothing more ready for now (see [`StreamSink::flush`]).
+///
+/// [`StreamSink::flush`]: crate::StreamSink::flush
+async fn flush(engine: &ChatEngine, job: &AnswerJob) {
+    if let Err(e) = engine.shared.sink.flush(&job.conversation_id).await {
+        tracing::warn!(error = %e, stream_id = %job.stream_id, "sink could not flush");
     }
 }
 
