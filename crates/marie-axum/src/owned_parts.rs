@@ -5,9 +5,17 @@
 //! the whole session (`socket.req_parts()`), and with them that whole buffer: measured with
 //! DHAT, 16 KiB of the 28 KiB an idle connection held (`docs/benchmarks.md`). Copying the few
 //! hundred bytes that are actually kept lets the buffer go once the connection is upgraded.
+//!
+//! The copy is one buffer holding the URI and every header value kept, and it leaves out the
+//! headers that only concern the connection's upgrade, which is over by then: the
+//! hop-by-hop headers (`Connection`, `Upgrade`, those `Connection` names, ...) and the
+//! WebSocket negotiation (`Sec-WebSocket-Version`, `-Extensions`, `-Protocol`). Each header
+//! kept costs a session about 100 bytes in the `HeaderMap` alone. `Sec-WebSocket-Key` stays:
+//! Engine.IO answers the upgrade with it after this layer.
 
+use axum::body::Bytes;
 use axum::extract::OriginalUri;
-use axum::http::header::{HeaderMap, HeaderName, HeaderValue};
+use axum::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use axum::http::{Request, Uri};
 
 /// Whether Engine.IO will keep this request's parts: it opens a session (no `sid` yet).
@@ -17,34 +25,95 @@ pub(crate) fn opens_session<B>(req: &Request<B>) -> bool {
         .is_some_and(|q| q.split('&').any(|pair| pair.starts_with("sid=")))
 }
 
-/// `req` with its URI and headers (and axum's `OriginalUri`, when set) in allocations of
-/// their own, sharing nothing with the buffer they were parsed from.
+/// Headers about this connection's upgrade only (RFC 9110 section 7.6.1, RFC 6455 section
+/// 11.3), besides those that `Connection` names.
+const UPGRADE_ONLY: [&HeaderName; 9] = [
+    &header::CONNECTION,
+    &header::UPGRADE,
+    &header::TE,
+    &header::TRAILER,
+    &header::TRANSFER_ENCODING,
+    &header::PROXY_AUTHORIZATION,
+    &header::SEC_WEBSOCKET_VERSION,
+    &header::SEC_WEBSOCKET_EXTENSIONS,
+    &header::SEC_WEBSOCKET_PROTOCOL,
+];
+
+/// Whether the copy leaves out `name`: it concerns only the upgrade of this connection.
+fn upgrade_only(name: &HeaderName, headers: &HeaderMap) -> bool {
+    UPGRADE_ONLY.contains(&name)
+        || name == "keep-alive"
+        || name == "proxy-connection"
+        || headers.get_all(header::CONNECTION).iter().any(|listed| {
+            listed
+                .to_str()
+                .is_ok_and(|l| l.split(',').any(|t| t.trim().eq_ignore_ascii_case(name.as_str())))
+        })
+}
+
+/// `req` with its URI and the headers worth keeping (and axum's `OriginalUri`, when set) in
+/// one allocation of their own, sharing nothing with the buffer they were parsed from.
 pub(crate) fn owned_parts<B>(req: Request<B>) -> Request<B> {
     let (mut parts, body) = req.into_parts();
-    let mut headers = HeaderMap::with_capacity(parts.headers.len());
-    for (name, value) in &parts.headers {
-        // Both copy their bytes (a standard header name is a constant).
-        let (Ok(name), Ok(mut copy)) = (
-            HeaderName::from_bytes(name.as_str().as_bytes()),
-            HeaderValue::from_bytes(value.as_bytes()),
-        ) else {
-            // Not reached: they were valid when parsed. Keep the request as it was.
-            return Request::from_parts(parts, body);
-        };
-        copy.set_sensitive(value.is_sensitive());
-        headers.append(name, copy);
-    }
-    parts.headers = headers;
-    parts.uri = owned_uri(&parts.uri);
-    if let Some(OriginalUri(uri)) = parts.extensions.get_mut::<OriginalUri>() {
-        *uri = owned_uri(uri);
+    match owned(&parts) {
+        Some((uri, original, headers)) => {
+            parts.uri = uri;
+            parts.headers = headers;
+            if let Some(OriginalUri(o)) = parts.extensions.get_mut::<OriginalUri>() {
+                *o = original.unwrap_or_else(|| parts.uri.clone());
+            }
+        }
+        // Not reached: what was parsed parses again. Keep the request as it was.
+        None => tracing::debug!("could not copy a handshake request"),
     }
     Request::from_parts(parts, body)
 }
 
-fn owned_uri(uri: &Uri) -> Uri {
-    // From a `String` of its own; the parse cannot fail on a URI's own text.
-    Uri::try_from(uri.to_string()).unwrap_or_else(|_| uri.clone())
+/// The copies of `owned_parts`: the URI, axum's `OriginalUri` when it differs, the headers.
+fn owned(parts: &axum::http::request::Parts) -> Option<(Uri, Option<Uri>, HeaderMap)> {
+    let uri = parts.uri.to_string();
+    let original = parts
+        .extensions
+        .get::<OriginalUri>()
+        .map(|OriginalUri(o)| o.to_string())
+        .filter(|o| *o != uri);
+    let kept: Vec<(&HeaderName, &HeaderValue)> = parts
+        .headers
+        .iter()
+        .filter(|(name, _)| !upgrade_only(name, &parts.headers))
+        .collect();
+
+    let mut text = Vec::with_capacity(
+        uri.len()
+            + original.as_ref().map_or(0, String::len)
+            + kept.iter().map(|(_, v)| v.len()).sum::<usize>(),
+    );
+    text.extend_from_slice(uri.as_bytes());
+    text.extend_from_slice(original.as_deref().unwrap_or_default().as_bytes());
+    for (_, value) in &kept {
+        text.extend_from_slice(value.as_bytes());
+    }
+    let text = Bytes::from(text);
+    let mut at = 0;
+    let mut next = |len: usize| {
+        at += len;
+        text.slice(at - len..at)
+    };
+
+    let new_uri = Uri::from_maybe_shared(next(uri.len())).ok()?;
+    let new_original = match original {
+        Some(o) => Some(Uri::from_maybe_shared(next(o.len())).ok()?),
+        None => None,
+    };
+    let mut headers = HeaderMap::with_capacity(kept.len());
+    for (name, value) in kept {
+        // A standard name is a constant; another is copied (a few bytes).
+        let name = HeaderName::from_bytes(name.as_str().as_bytes()).ok()?;
+        let mut copy = HeaderValue::from_maybe_shared(next(value.len())).ok()?;
+        copy.set_sensitive(value.is_sensitive());
+        headers.append(name, copy);
+    }
+    Some((new_uri, new_original, headers))
 }
 
 #[cfg(test)]
@@ -100,6 +169,35 @@ mod tests {
         }
         assert_eq!(after.headers()["x-forwarded-for"], "10.0.0.1");
         assert!(after.headers()[axum::http::header::AUTHORIZATION].is_sensitive());
+    }
+
+    #[test]
+    fn the_upgrade_headers_are_left_out_and_the_rest_shares_one_buffer() {
+        let req = Request::get("/socket.io/?EIO=4&transport=websocket")
+            .header("host", "chat.example")
+            .header("connection", "Upgrade, X-Hop")
+            .header("upgrade", "websocket")
+            .header("x-hop", "only for the next hop")
+            .header("keep-alive", "timeout=5")
+            .header("sec-websocket-version", "13")
+            .header("sec-websocket-extensions", "permessage-deflate")
+            .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+            .header("user-agent", "test")
+            .header("x-request-id", "42")
+            .body(())
+            .unwrap();
+        let after = owned_parts(req);
+        let mut kept: Vec<_> = after.headers().keys().map(|k| k.as_str()).collect();
+        kept.sort_unstable();
+        assert_eq!(
+            kept,
+            ["host", "sec-websocket-key", "user-agent", "x-request-id"]
+        );
+        assert_eq!(after.headers()["sec-websocket-key"], "dGhlIHNhbXBsZSBub25jZQ==");
+        // The URI and every value are slices of one buffer, in order.
+        let start = after.uri().path().as_ptr() as usize;
+        let key = after.headers()["sec-websocket-key"].as_bytes().as_ptr() as usize;
+        assert!(key > start && key - start < 128, "one buffer");
     }
 
     #[test]
