@@ -754,6 +754,21 @@ mod redis_specific {
         }
     }
 
+    /// A batch published in one round trip reaches the other node whole and in order.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_batch_arrives_whole_and_in_order() {
+        let prefix = super::support::proxy::unique_prefix("bus-batch");
+        let connect =
+            || RedisControlBus::connect(RedisConfig::new(redis_url()).prefix(prefix.clone()));
+        let (a, b) = (connect().await.unwrap(), connect().await.unwrap());
+        let seen_b = recorder(&b);
+        let batch: Vec<_> = (1..=50).map(cancel).collect();
+        a.publish_many(batch.clone()).await.unwrap();
+        a.publish_many(Vec::new()).await.unwrap();
+        wait_for(&seen_b, &cancel(50)).await;
+        assert_eq!(*seen_b.0.lock().unwrap(), batch);
+    }
+
     /// Messages reach every node; a node cut off from Redis subscribes again by itself once
     /// Redis is back, and messages reach it again.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

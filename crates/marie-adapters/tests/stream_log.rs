@@ -75,6 +75,22 @@ mod contract {
         assert_eq!(seqs(&read.chunks), [1, 2, 3]);
     }
 
+    pub async fn a_burst_is_appended_in_order_skipping_what_is_there(log: Log) {
+        let m = meta("s-burst");
+        log.open(&m).await.unwrap();
+        log.append(&m.stream_id, &chunk(1)).await.unwrap();
+        let burst: Vec<_> = (1..=40).map(chunk).collect();
+        log.append_many(&m.stream_id, &burst).await.unwrap();
+        log.append_many(&m.stream_id, &[]).await.unwrap();
+        log.append_many(&m.stream_id, &[chunk(39), chunk(41)])
+            .await
+            .unwrap();
+        let read = log.read(&m.stream_id, 0, 100).await.unwrap().unwrap();
+        assert_eq!(seqs(&read.chunks), (1..=41).collect::<Vec<_>>());
+        assert_eq!(read.chunks[20], chunk(21), "content round-trips");
+        assert_eq!((read.first_seq, read.last_seq), (1, 41));
+    }
+
     pub async fn the_end_is_kept_with_the_chunks(log: Log) {
         let m = meta("s-end");
         log.open(&m).await.unwrap();
@@ -121,6 +137,7 @@ macro_rules! log_tests {
             log_tests!(@case $make;
                 chunks_are_read_back_after_a_position,
                 a_repeated_append_changes_nothing,
+                a_burst_is_appended_in_order_skipping_what_is_there,
                 the_end_is_kept_with_the_chunks,
                 an_unknown_stream_cannot_be_resumed,
                 positions_beyond_the_log_are_refused,

@@ -45,9 +45,10 @@ fn upgrade_only(name: &HeaderName, headers: &HeaderMap) -> bool {
         || name == "keep-alive"
         || name == "proxy-connection"
         || headers.get_all(header::CONNECTION).iter().any(|listed| {
-            listed
-                .to_str()
-                .is_ok_and(|l| l.split(',').any(|t| t.trim().eq_ignore_ascii_case(name.as_str())))
+            listed.to_str().is_ok_and(|l| {
+                l.split(',')
+                    .any(|t| t.trim().eq_ignore_ascii_case(name.as_str()))
+            })
         })
 }
 
@@ -193,7 +194,10 @@ mod tests {
             kept,
             ["host", "sec-websocket-key", "user-agent", "x-request-id"]
         );
-        assert_eq!(after.headers()["sec-websocket-key"], "dGhlIHNhbXBsZSBub25jZQ==");
+        assert_eq!(
+            after.headers()["sec-websocket-key"],
+            "dGhlIHNhbXBsZSBub25jZQ=="
+        );
         // The URI and every value are slices of one buffer, in order.
         let start = after.uri().path().as_ptr() as usize;
         let key = after.headers()["sec-websocket-key"].as_bytes().as_ptr() as usize;

@@ -62,36 +62,52 @@ impl<A: Adapter> SocketIoSink<A> {
     }
 }
 
+/// `stream_start`, `stream_chunk`, `stream_end` or `stream_error`.
+fn is_stream(event: &RoomEvent) -> bool {
+    matches!(
+        event,
+        RoomEvent::StreamStart(_)
+            | RoomEvent::StreamChunk(_)
+            | RoomEvent::StreamEnd(_)
+            | RoomEvent::StreamError(_)
+    )
+}
+
+impl<A: Adapter> Hub<A> {
+    /// Delivers a stream event to this node's followers, and returns what the other nodes
+    /// must be sent, if there are other nodes.
+    fn deliver(
+        self: &Arc<Self>,
+        conversation: &ConversationId,
+        event: RoomEvent,
+    ) -> Result<Option<(&'static str, Value)>, SinkError> {
+        let name = event.name();
+        // The payload as a `Value` only where it is needed: for the other nodes, and for
+        // the rare non-chunk events. A chunk goes to the followers as it is.
+        let payload = match (&event, &self.bus) {
+            (RoomEvent::StreamChunk(_), None) => None,
+            _ => {
+                Some(serde_json::to_value(&event).map_err(|e| SinkError::Delivery(e.to_string()))?)
+            }
+        };
+        let out = match event {
+            RoomEvent::StreamChunk(chunk) => Some(Out::from_chunk(chunk)),
+            _ => payload.as_ref().and_then(|p| Out::from_event(name, p)),
+        };
+        if let Some(out) = out {
+            // The engine flushes when its burst is over (`flush` below).
+            self.dispatch_local(conversation, out, Burst::Held);
+        }
+        Ok(payload.filter(|_| self.bus.is_some()).map(|p| (name, p)))
+    }
+}
+
 #[async_trait]
 impl<A: Adapter> StreamSink for SocketIoSink<A> {
     async fn emit(&self, conversation: &ConversationId, event: RoomEvent) -> Result<(), SinkError> {
-        let is_stream = matches!(
-            event,
-            RoomEvent::StreamStart(_)
-                | RoomEvent::StreamChunk(_)
-                | RoomEvent::StreamEnd(_)
-                | RoomEvent::StreamError(_)
-        );
-        if let (true, Some(hub)) = (is_stream, &self.hub) {
-            let name = event.name();
-            // The payload as a `Value` only where it is needed: for the other nodes, and for
-            // the rare non-chunk events. A chunk goes to the followers as it is.
-            let payload = match (&event, &hub.bus) {
-                (RoomEvent::StreamChunk(_), None) => None,
-                _ => Some(
-                    serde_json::to_value(&event).map_err(|e| SinkError::Delivery(e.to_string()))?,
-                ),
-            };
-            let out = match event {
-                RoomEvent::StreamChunk(chunk) => Some(Out::from_chunk(chunk)),
-                _ => payload.as_ref().and_then(|p| Out::from_event(name, p)),
-            };
-            if let Some(out) = out {
-                // The engine flushes when its burst is over (`flush` below).
-                hub.dispatch_local(conversation, out, Burst::Held);
-            }
-            return match payload {
-                Some(payload) => hub.publish(conversation, name, payload).await,
+        if let (true, Some(hub)) = (is_stream(&event), &self.hub) {
+            return match hub.deliver(conversation, event)? {
+                Some(remote) => hub.publish(conversation, vec![remote]).await,
                 None => Ok(()),
             };
         }
@@ -114,6 +130,33 @@ impl<A: Adapter> StreamSink for SocketIoSink<A> {
             }
             Err(e) => Err(SinkError::Delivery(e.to_string())),
         }
+    }
+
+    /// A burst of stream events: delivered here one by one, sent to the other nodes in one
+    /// round trip.
+    async fn emit_many(
+        &self,
+        conversation: &ConversationId,
+        events: Vec<RoomEvent>,
+    ) -> Result<(), SinkError> {
+        let Some(hub) = self.hub.as_ref().filter(|_| events.iter().all(is_stream)) else {
+            let mut outcome = Ok(());
+            for event in events {
+                let sent = self.emit(conversation, event).await;
+                if outcome.is_ok() {
+                    outcome = sent;
+                }
+            }
+            return outcome;
+        };
+        let mut remote = Vec::new();
+        for event in events {
+            remote.extend(hub.deliver(conversation, event)?);
+        }
+        if remote.is_empty() {
+            return Ok(());
+        }
+        hub.publish(conversation, remote).await
     }
 
     async fn flush(&self, conversation: &ConversationId) -> Result<(), SinkError> {
@@ -296,22 +339,23 @@ impl<A: Adapter> Hub<A> {
         });
     }
 
-    /// Sends a stream event to the other nodes.
+    /// Sends stream events to the other nodes, in one round trip.
     async fn publish(
         &self,
         conversation: &ConversationId,
-        name: &str,
-        payload: Value,
+        events: Vec<(&'static str, Value)>,
     ) -> Result<(), SinkError> {
         let Some(bus) = &self.bus else { return Ok(()) };
-        bus.publish(ControlMessage::StreamEvent {
-            origin: self.origin.clone(),
-            conversation_id: conversation.clone(),
-            event: name.to_owned(),
-            payload,
-        })
-        .await
-        .map_err(|e| {
+        let messages = events
+            .into_iter()
+            .map(|(name, payload)| ControlMessage::StreamEvent {
+                origin: self.origin.clone(),
+                conversation_id: conversation.clone(),
+                event: name.to_owned(),
+                payload,
+            })
+            .collect();
+        bus.publish_many(messages).await.map_err(|e| {
             metrics::counter!("marie_broadcast_failures_total").increment(1);
             SinkError::Delivery(format!("delivered on this node only: {e}"))
         })

@@ -54,6 +54,15 @@ pub trait ControlBus: Send + Sync + 'static {
     /// Sends `message` to the handlers of every node.
     async fn publish(&self, message: ControlMessage) -> Result<(), StoreError>;
 
+    /// Sends `messages`, in order, as [`publish`](Self::publish) does each. A bus in another
+    /// process should make it one round trip; the default publishes them one by one.
+    async fn publish_many(&self, messages: Vec<ControlMessage>) -> Result<(), StoreError> {
+        for message in messages {
+            self.publish(message).await?;
+        }
+        Ok(())
+    }
+
     /// Calls `handler` with every message published from now on, by any node.
     fn subscribe(&self, handler: ControlHandler);
 }
@@ -109,6 +118,10 @@ impl ControlBus for LocalControlBus {
 impl<T: ControlBus + ?Sized> ControlBus for Arc<T> {
     async fn publish(&self, message: ControlMessage) -> Result<(), StoreError> {
         (**self).publish(message).await
+    }
+
+    async fn publish_many(&self, messages: Vec<ControlMessage>) -> Result<(), StoreError> {
+        (**self).publish_many(messages).await
     }
 
     fn subscribe(&self, handler: ControlHandler) {

@@ -88,6 +88,20 @@ pub trait StreamLog: Send + Sync + 'static {
     /// starting at this `seq`.
     async fn append(&self, stream_id: &StreamId, chunk: &LoggedChunk) -> Result<(), StoreError>;
 
+    /// Appends consecutive chunks, as [`append`](Self::append) does each, in order. The
+    /// engine logs a burst of chunks (several ready at once) with one call: a log in another
+    /// process should make it one round trip. The default appends them one by one.
+    async fn append_many(
+        &self,
+        stream_id: &StreamId,
+        chunks: &[LoggedChunk],
+    ) -> Result<(), StoreError> {
+        for chunk in chunks {
+            self.append(stream_id, chunk).await?;
+        }
+        Ok(())
+    }
+
     /// Records the terminal event (before it is sent). From now on the log is kept for the
     /// implementation's retention window only.
     async fn close(&self, stream_id: &StreamId, end: &LoggedEnd) -> Result<(), StoreError>;
@@ -109,6 +123,13 @@ impl<T: StreamLog + ?Sized> StreamLog for std::sync::Arc<T> {
     }
     async fn append(&self, stream_id: &StreamId, chunk: &LoggedChunk) -> Result<(), StoreError> {
         (**self).append(stream_id, chunk).await
+    }
+    async fn append_many(
+        &self,
+        stream_id: &StreamId,
+        chunks: &[LoggedChunk],
+    ) -> Result<(), StoreError> {
+        (**self).append_many(stream_id, chunks).await
     }
     async fn close(&self, stream_id: &StreamId, end: &LoggedEnd) -> Result<(), StoreError> {
         (**self).close(stream_id, end).await
@@ -290,19 +311,30 @@ impl StreamLog for MemoryStreamLog {
     }
 
     async fn append(&self, stream_id: &StreamId, chunk: &LoggedChunk) -> Result<(), StoreError> {
+        self.append_many(stream_id, std::slice::from_ref(chunk))
+            .await
+    }
+
+    async fn append_many(
+        &self,
+        stream_id: &StreamId,
+        chunks: &[LoggedChunk],
+    ) -> Result<(), StoreError> {
         let mut logs = self.logs();
         let Some(ring) = logs.by_id.get_mut(stream_id) else {
             // Evicted under pressure: a reader will be told the log is gone.
             return Ok(());
         };
-        if chunk.seq <= ring.last_seq {
-            return Ok(());
+        for chunk in chunks {
+            if chunk.seq <= ring.last_seq {
+                continue;
+            }
+            if ring.chunks.is_empty() && ring.last_seq == 0 {
+                ring.first_seq = chunk.seq;
+            }
+            ring.last_seq = chunk.seq;
+            ring.chunks.push_back(chunk.clone());
         }
-        if ring.chunks.is_empty() && ring.last_seq == 0 {
-            ring.first_seq = chunk.seq;
-        }
-        ring.last_seq = chunk.seq;
-        ring.chunks.push_back(chunk.clone());
         while ring.chunks.len() > self.config.max_chunks.max(1) {
             ring.chunks.pop_front();
         }

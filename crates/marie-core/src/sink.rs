@@ -15,6 +15,24 @@ pub trait StreamSink: Send + Sync + 'static {
     /// Sends `event` to the conversation's room.
     async fn emit(&self, conversation: &ConversationId, event: RoomEvent) -> Result<(), SinkError>;
 
+    /// Sends `events`, in order, as [`emit`](Self::emit) does each: the chunks of a burst
+    /// (several ready at once). A sink that reaches other processes should send them in one
+    /// round trip. The default emits them one by one and reports the first failure.
+    async fn emit_many(
+        &self,
+        conversation: &ConversationId,
+        events: Vec<RoomEvent>,
+    ) -> Result<(), SinkError> {
+        let mut outcome = Ok(());
+        for event in events {
+            let sent = self.emit(conversation, event).await;
+            if outcome.is_ok() {
+                outcome = sent;
+            }
+        }
+        outcome
+    }
+
     /// The engine has nothing more ready for the conversation right now (the provider has
     /// no next chunk yet, or the answer is over): a sink that holds back the events of a
     /// burst, to send them together, sends them now. Called only after an `emit`; the
@@ -76,6 +94,14 @@ impl StreamSink for RecordingSink {
 impl<T: StreamSink + ?Sized> StreamSink for std::sync::Arc<T> {
     async fn emit(&self, conversation: &ConversationId, event: RoomEvent) -> Result<(), SinkError> {
         (**self).emit(conversation, event).await
+    }
+
+    async fn emit_many(
+        &self,
+        conversation: &ConversationId,
+        events: Vec<RoomEvent>,
+    ) -> Result<(), SinkError> {
+        (**self).emit_many(conversation, events).await
     }
 
     async fn flush(&self, conversation: &ConversationId) -> Result<(), SinkError> {

@@ -1546,3 +1546,115 @@ async fn shutdown_waits_for_a_send_that_is_starting_its_answer() {
     ));
     h.assert_one_terminal_per_stream();
 }
+
+/// A log that counts its `append_many` calls, over a [`MemoryStreamLog`].
+#[derive(Default)]
+struct CountingLog {
+    inner: marie_core::MemoryStreamLog,
+    bursts: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait]
+impl marie_core::StreamLog for CountingLog {
+    async fn open(&self, meta: &marie_core::StreamMeta) -> Result<(), StoreError> {
+        self.inner.open(meta).await
+    }
+    async fn append(
+        &self,
+        stream_id: &StreamId,
+        chunk: &marie_core::LoggedChunk,
+    ) -> Result<(), StoreError> {
+        self.append_many(stream_id, std::slice::from_ref(chunk))
+            .await
+    }
+    async fn append_many(
+        &self,
+        stream_id: &StreamId,
+        chunks: &[marie_core::LoggedChunk],
+    ) -> Result<(), StoreError> {
+        self.bursts
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.append_many(stream_id, chunks).await
+    }
+    async fn close(
+        &self,
+        stream_id: &StreamId,
+        end: &marie_core::LoggedEnd,
+    ) -> Result<(), StoreError> {
+        self.inner.close(stream_id, end).await
+    }
+    async fn read(
+        &self,
+        stream_id: &StreamId,
+        after_seq: u64,
+        limit: usize,
+    ) -> Result<Option<marie_core::LogRead>, StoreError> {
+        self.inner.read(stream_id, after_seq, limit).await
+    }
+}
+
+/// A sink that checks, for every chunk it is given, that the log already holds it.
+struct LogFirstSink {
+    log: Arc<CountingLog>,
+    record: Arc<RecordingSink>,
+}
+
+#[async_trait]
+impl StreamSink for LogFirstSink {
+    async fn emit(&self, conversation: &ConversationId, event: RoomEvent) -> Result<(), SinkError> {
+        if let RoomEvent::StreamChunk(c) = &event {
+            let read = marie_core::StreamLog::read(&*self.log, &c.stream_id, 0, 10_000)
+                .await
+                .unwrap()
+                .unwrap();
+            assert!(
+                read.last_seq >= c.seq,
+                "chunk {} sent before it was logged",
+                c.seq
+            );
+        }
+        self.record.emit(conversation, event).await
+    }
+}
+
+/// Chunks the provider has ready at once are logged with one call per burst (at most 32),
+/// each before it is sent, and reach the room one by one, numbered 1..n.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_is_logged_at_once_and_before_it_is_sent() {
+    let n: u64 = 100;
+    let words: Vec<String> = (1..=n).map(|i| format!("w{i} ")).collect();
+    let provider = ScriptedProvider::new(words.clone());
+    let log = Arc::new(CountingLog::default());
+    let record = Arc::new(RecordingSink::new());
+    let sink = Arc::new(LogFirstSink {
+        log: log.clone(),
+        record: record.clone(),
+    });
+    let store = MemoryStore::new();
+    let engine = ChatEngine::builder(Arc::new(store), Arc::new(provider), sink)
+        .stream_log(log.clone())
+        .build();
+    let room = conv("burst");
+    let who = user("alice");
+    engine.join(&who, &room).await.unwrap();
+    engine.send(&who, streamed(&room, "go")).await.unwrap();
+    within(
+        "stream_end",
+        record.wait_for(|e| matches!(e, RoomEvent::StreamEnd(_))),
+    )
+    .await;
+    let seqs: Vec<u64> = record
+        .events()
+        .iter()
+        .filter_map(|(_, e)| match e {
+            RoomEvent::StreamChunk(c) => Some(c.seq),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(seqs, (1..=n).collect::<Vec<_>>());
+    let bursts = log.bursts.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        (4..n as usize).contains(&bursts),
+        "{bursts} log calls for {n} chunks ready at once"
+    );
+}

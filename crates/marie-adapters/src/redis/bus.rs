@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex, Weak};
 use async_trait::async_trait;
 use marie_core::{ControlBus, ControlHandler, ControlMessage, StoreError};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{AsyncCommands, PushInfo, PushKind, Value};
+use redis::{PushInfo, PushKind, Value};
 
 use super::{RedisConfig, unavailable};
 
@@ -133,17 +133,25 @@ async fn health_check(inner: Weak<Inner>) {
 #[async_trait]
 impl ControlBus for RedisControlBus {
     async fn publish(&self, message: ControlMessage) -> Result<(), StoreError> {
-        let payload =
-            serde_json::to_vec(&message).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        self.publish_many(vec![message]).await
+    }
+
+    /// One pipeline, so one round trip, for all of them.
+    async fn publish_many(&self, messages: Vec<ControlMessage>) -> Result<(), StoreError> {
+        if messages.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
+        for message in &messages {
+            let payload =
+                serde_json::to_vec(message).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            pipe.publish(&self.inner.channel, payload).ignore();
+        }
         let mut conn = self.inner.conn.clone();
-        let channel = self.inner.channel.clone();
-        match tokio::time::timeout(
-            self.inner.config.timeout,
-            conn.publish::<_, _, Value>(channel, payload),
-        )
-        .await
+        match tokio::time::timeout(self.inner.config.timeout, pipe.query_async::<()>(&mut conn))
+            .await
         {
-            Ok(Ok(_)) => Ok(()),
+            Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(unavailable(e)),
             Err(_) => Err(StoreError::Unavailable(
                 "timed out publishing a control message".into(),

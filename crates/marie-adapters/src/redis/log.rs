@@ -24,27 +24,35 @@ return 1",
     )
 });
 
-/// KEYS: stream, meta. ARGV: seq, content, tokens, max chunks, ttl ms, meta JSON ('' when
-/// unknown). 1: appended, 0: already there, -1: the log is gone and cannot be recreated.
+/// KEYS: stream, meta. ARGV: max chunks, ttl ms, meta JSON ('' when unknown), then seq,
+/// content, tokens of each chunk, in order. Returns the number appended (those already there
+/// are skipped), or -1: the log is gone and cannot be recreated.
 static APPEND: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
 local last = 0
 if redis.call('EXISTS', KEYS[2]) == 0 then
-  if ARGV[6] == '' then return -1 end
+  if ARGV[3] == '' then return -1 end
   -- The log was lost (expired, flushed): recreate it from this seq on, so that readers
   -- see it starts here and refuse positions before it.
   redis.call('DEL', KEYS[1])
-  redis.call('HSET', KEYS[2], 'meta', ARGV[6], 'first', ARGV[1], 'last', 0)
+  redis.call('HSET', KEYS[2], 'meta', ARGV[3], 'first', ARGV[4], 'last', 0)
 else
   last = tonumber(redis.call('HGET', KEYS[2], 'last') or '0')
 end
-if tonumber(ARGV[1]) <= last then return 0 end
-redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[4], ARGV[1] .. '-1', 'c', ARGV[2], 't', ARGV[3])
-redis.call('HSET', KEYS[2], 'last', ARGV[1])
-redis.call('PEXPIRE', KEYS[1], ARGV[5])
-redis.call('PEXPIRE', KEYS[2], ARGV[5])
-return 1",
+local added = 0
+for i = 4, #ARGV, 3 do
+  local seq = tonumber(ARGV[i])
+  if seq > last then
+    redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], ARGV[i] .. '-1', 'c', ARGV[i + 1], 't', ARGV[i + 2])
+    last = seq
+    added = added + 1
+  end
+end
+redis.call('HSET', KEYS[2], 'last', last)
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+redis.call('PEXPIRE', KEYS[2], ARGV[2])
+return added",
     )
 });
 
@@ -218,6 +226,19 @@ impl StreamLog for RedisStreamLog {
     }
 
     async fn append(&self, stream_id: &StreamId, chunk: &LoggedChunk) -> Result<(), StoreError> {
+        self.append_many(stream_id, std::slice::from_ref(chunk))
+            .await
+    }
+
+    /// One script call, so one round trip, for the whole burst.
+    async fn append_many(
+        &self,
+        stream_id: &StreamId,
+        chunks: &[LoggedChunk],
+    ) -> Result<(), StoreError> {
+        if chunks.is_empty() {
+            return Ok(());
+        }
         let meta = self
             .open_metas()
             .get(stream_id)
@@ -227,12 +248,14 @@ impl StreamLog for RedisStreamLog {
         let mut call = APPEND.prepare_invoke();
         call.key(stream)
             .key(meta_key)
-            .arg(chunk.seq)
-            .arg(&chunk.content)
-            .arg(chunk.tokens_used)
             .arg(self.inner.max_chunks)
             .arg(millis(self.inner.running_ttl))
             .arg(meta);
+        for chunk in chunks {
+            call.arg(chunk.seq)
+                .arg(&chunk.content)
+                .arg(chunk.tokens_used);
+        }
         self.run::<i64>("log_append", call).await.map(drop)
     }
 

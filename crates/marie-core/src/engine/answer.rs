@@ -242,7 +242,7 @@ async fn drive(engine: &ChatEngine, job: &AnswerJob) -> Outcome {
         }
         // A chunk that is ready at once continues a burst; before waiting for the provider,
         // the sink sends what it held back of the burst (merged).
-        let item = match stream.next().now_or_never() {
+        let mut item = match stream.next().now_or_never() {
             Some(item) if !interrupt.is_cancelled() => item,
             _ => {
                 flush(engine, job).await;
@@ -254,52 +254,58 @@ async fn drive(engine: &ChatEngine, job: &AnswerJob) -> Outcome {
                 }
             }
         };
-        match item {
-            Some(Ok(LlmEvent::Delta(text))) => {
-                if text.is_empty() {
-                    continue;
-                }
-                deltas += 1;
-                if deltas == 1 {
-                    first_chunk_at = Some(Instant::now());
-                    metrics::histogram!("marie_stream_first_chunk_seconds")
-                        .record(started.elapsed().as_secs_f64());
-                }
-                content.push_str(&text);
-                if job.streamed {
-                    let seq = job.seq.load(Ordering::Acquire) + 1;
-                    // Recorded before it is sent: a client that resumes after reading the
-                    // log and subscribing misses nothing.
-                    let logged = LoggedChunk {
-                        seq,
-                        content: text.clone(),
-                        tokens_used: deltas,
-                    };
-                    if let Err(e) = engine.shared.log.append(&job.stream_id, &logged).await {
-                        tracing::warn!(error = %e, stream_id = %job.stream_id, "could not log a chunk");
-                    }
-                    job.seq.store(seq, Ordering::Release);
-                    emit(
-                        engine,
-                        job,
-                        RoomEvent::StreamChunk(StreamChunk {
-                            conversation_id: job.conversation_id.clone(),
-                            stream_id: job.stream_id.clone(),
-                            seq,
+        // The deltas of a burst (those ready at once, up to BURST_MAX) are logged with one
+        // call and sent with one: with Redis, one round trip each instead of one per chunk.
+        let mut burst: Vec<LoggedChunk> = Vec::new();
+        let mut panicked = None;
+        let after = loop {
+            match item {
+                Some(Ok(LlmEvent::Delta(text))) => {
+                    if !text.is_empty() {
+                        deltas += 1;
+                        if deltas == 1 {
+                            first_chunk_at = Some(Instant::now());
+                            metrics::histogram!("marie_stream_first_chunk_seconds")
+                                .record(started.elapsed().as_secs_f64());
+                        }
+                        content.push_str(&text);
+                        burst.push(LoggedChunk {
+                            seq: job.seq.load(Ordering::Acquire) + burst.len() as u64 + 1,
                             content: text,
-                            done: false,
                             tokens_used: deltas,
-                        }),
-                    )
-                    .await;
-                    job.progress.notify_one();
-                    metrics::counter!("marie_stream_chunks_total").increment(1);
+                        });
+                    }
+                    if burst.len() >= BURST_MAX || job.cancel.is_cancelled() {
+                        break None;
+                    }
+                    // A provider that panics here has its earlier deltas sent first, as if
+                    // they had come one by one; then the panic goes on to the task's guard.
+                    match std::panic::catch_unwind(AssertUnwindSafe(|| {
+                        stream.next().now_or_never()
+                    })) {
+                        Ok(Some(next)) => item = next,
+                        Ok(None) => break None,
+                        Err(panic) => {
+                            panicked = Some(panic);
+                            break None;
+                        }
+                    }
                 }
+                other => break Some(other),
             }
-            Some(Ok(LlmEvent::Done {
+        };
+        if job.streamed && !burst.is_empty() {
+            send_burst(engine, job, burst).await;
+        }
+        if let Some(panic) = panicked {
+            std::panic::resume_unwind(panic);
+        }
+        match after {
+            None | Some(Some(Ok(LlmEvent::Delta(_)))) => {}
+            Some(Some(Ok(LlmEvent::Done {
                 usage,
                 finish_reason,
-            })) => {
+            }))) => {
                 record_speed(first_chunk_at, deltas);
                 return Outcome::Finished {
                     content,
@@ -308,14 +314,59 @@ async fn drive(engine: &ChatEngine, job: &AnswerJob) -> Outcome {
                     finish_reason,
                 };
             }
-            Some(Err(e)) => return provider_failed(e),
-            None => {
+            Some(Some(Err(e))) => return provider_failed(e),
+            Some(None) => {
                 return provider_failed(ProviderError::Protocol(
                     "the answer stream ended before the provider said it was done".into(),
                 ));
             }
         }
     }
+}
+
+/// The most deltas logged and sent as one burst.
+const BURST_MAX: usize = 32;
+
+/// Logs a burst of chunks, then sends them. Recorded before they are sent: a client that
+/// resumes after reading the log and subscribing misses nothing.
+async fn send_burst(engine: &ChatEngine, job: &AnswerJob, burst: Vec<LoggedChunk>) {
+    if let Err(e) = engine.shared.log.append_many(&job.stream_id, &burst).await {
+        tracing::warn!(error = %e, stream_id = %job.stream_id, "could not log a chunk");
+    }
+    let n = burst.len() as u64;
+    let last = burst.last().map_or(0, |c| c.seq);
+    let events: Vec<RoomEvent> = burst
+        .into_iter()
+        .map(|c| {
+            RoomEvent::StreamChunk(StreamChunk {
+                conversation_id: job.conversation_id.clone(),
+                stream_id: job.stream_id.clone(),
+                seq: c.seq,
+                content: c.content,
+                done: false,
+                tokens_used: c.tokens_used,
+            })
+        })
+        .collect();
+    job.seq.store(last, Ordering::Release);
+    let sent = if events.len() == 1 {
+        let event = events.into_iter().next();
+        match event {
+            Some(event) => engine.shared.sink.emit(&job.conversation_id, event).await,
+            None => Ok(()),
+        }
+    } else {
+        engine
+            .shared
+            .sink
+            .emit_many(&job.conversation_id, events)
+            .await
+    };
+    if let Err(e) = sent {
+        tracing::warn!(error = %e, stream_id = %job.stream_id, "sink could not deliver an event");
+    }
+    job.progress.notify_one();
+    metrics::counter!("marie_stream_chunks_total").increment(n);
 }
 
 /// Records the generation speed of a finished answer: the tokens after the first (counted as
