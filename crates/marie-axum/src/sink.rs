@@ -140,14 +140,8 @@ impl<A: Adapter> StreamSink for SocketIoSink<A> {
         events: Vec<RoomEvent>,
     ) -> Result<(), SinkError> {
         let Some(hub) = self.hub.as_ref().filter(|_| events.iter().all(is_stream)) else {
-            let mut outcome = Ok(());
-            for event in events {
-                let sent = self.emit(conversation, event).await;
-                if outcome.is_ok() {
-                    outcome = sent;
-                }
-            }
-            return outcome;
+            // Not a burst of stream events (the engine sends no other): one by one.
+            return marie_core::emit_each(self, conversation, events).await;
         };
         let mut remote = Vec::new();
         for event in events {

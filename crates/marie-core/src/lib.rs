@@ -72,5 +72,5 @@ pub use message::{
 };
 pub use policy::{AccessPolicy, DefaultAccessPolicy};
 pub use provider::{LlmEvent, LlmProvider, LlmRequest, LlmStream, PromptMessage};
-pub use sink::{RecordingSink, StreamSink};
+pub use sink::{RecordingSink, StreamSink, emit_each};
 pub use store::{HistoryQuery, RoomStore, SessionRecord};

@@ -23,14 +23,7 @@ pub trait StreamSink: Send + Sync + 'static {
         conversation: &ConversationId,
         events: Vec<RoomEvent>,
     ) -> Result<(), SinkError> {
-        let mut outcome = Ok(());
-        for event in events {
-            let sent = self.emit(conversation, event).await;
-            if outcome.is_ok() {
-                outcome = sent;
-            }
-        }
-        outcome
+        emit_each(self, conversation, events).await
     }
 
     /// The engine has nothing more ready for the conversation right now (the provider has
@@ -41,6 +34,24 @@ pub trait StreamSink: Send + Sync + 'static {
         let _ = conversation;
         Ok(())
     }
+}
+
+/// Emits `events` one by one with [`StreamSink::emit`], all of them even after a failure,
+/// and reports the first failure: what [`StreamSink::emit_many`] does by default, for sinks
+/// that override it for some events only.
+pub async fn emit_each<S: StreamSink + ?Sized>(
+    sink: &S,
+    conversation: &ConversationId,
+    events: Vec<RoomEvent>,
+) -> Result<(), SinkError> {
+    let mut outcome = Ok(());
+    for event in events {
+        let sent = sink.emit(conversation, event).await;
+        if outcome.is_ok() {
+            outcome = sent;
+        }
+    }
+    outcome
 }
 
 /// A sink that keeps every event, for tests of the engine and of custom backends.

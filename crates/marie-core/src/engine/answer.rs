@@ -349,19 +349,11 @@ async fn send_burst(engine: &ChatEngine, job: &AnswerJob, burst: Vec<LoggedChunk
         })
         .collect();
     job.seq.store(last, Ordering::Release);
-    let sent = if events.len() == 1 {
-        let event = events.into_iter().next();
-        match event {
-            Some(event) => engine.shared.sink.emit(&job.conversation_id, event).await,
-            None => Ok(()),
-        }
-    } else {
-        engine
-            .shared
-            .sink
-            .emit_many(&job.conversation_id, events)
-            .await
-    };
+    let sent = engine
+        .shared
+        .sink
+        .emit_many(&job.conversation_id, events)
+        .await;
     if let Err(e) = sent {
         tracing::warn!(error = %e, stream_id = %job.stream_id, "sink could not deliver an event");
     }
