@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use marie_core::{
-    ActiveStream, ChatMessage, ConversationId, ConversationInfo, HistoryQuery, RoomStore,
-    SessionId, SessionRecord, StoreError, StreamId, UserId, now_millis,
+    ActiveStream, ChatMessage, ConversationId, ConversationInfo, HistoryQuery, PromptMessage,
+    RoomStore, SessionId, SessionRecord, StoreError, StreamId, UserId, now_millis,
 };
 
 /// A [`RoomStore`] in memory: the embedded default, for one node and for tests.
@@ -177,6 +177,26 @@ impl RoomStore for MemoryStore {
         };
         let start = end.saturating_sub(query.limit);
         Ok(conv.history[start..end].to_vec())
+    }
+
+    /// Copies only the role and text of each message.
+    async fn prompt_history(
+        &self,
+        conversation: &ConversationId,
+        limit: usize,
+    ) -> Result<Vec<PromptMessage>, StoreError> {
+        let data = self.data();
+        let Some(conv) = data.conversations.get(conversation) else {
+            return Ok(Vec::new());
+        };
+        let start = conv.history.len().saturating_sub(limit);
+        Ok(conv.history[start..]
+            .iter()
+            .map(|m| PromptMessage {
+                role: m.role,
+                content: m.content.clone(),
+            })
+            .collect())
     }
 
     async fn put_session(&self, session: SessionRecord) -> Result<(), StoreError> {

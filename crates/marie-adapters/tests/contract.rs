@@ -145,6 +145,23 @@ mod contract {
         assert_eq!(all[2], message(2), "every field round-trips");
         assert_eq!(all[3], message(3));
 
+        // What the model is given: the same newest messages, role and text only.
+        let prompt = store.prompt_history(&c, 3).await.unwrap();
+        let want: Vec<_> = all[4..]
+            .iter()
+            .map(|m| (m.role, m.content.clone()))
+            .collect();
+        let got: Vec<_> = prompt.into_iter().map(|p| (p.role, p.content)).collect();
+        assert_eq!(got, want);
+        assert_eq!(store.prompt_history(&c, 50).await.unwrap().len(), 7);
+        assert!(
+            store
+                .prompt_history(&conv("never-created"), 5)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+
         assert_eq!(
             ids(&store.history(&c, query(None, 3)).await.unwrap()),
             expected(4..7),

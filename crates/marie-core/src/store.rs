@@ -6,8 +6,8 @@ use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
 use crate::{
-    ActiveStream, ChatMessage, ConversationId, ConversationInfo, MessageId, SessionId, StoreError,
-    StreamId, UserId,
+    ActiveStream, ChatMessage, ConversationId, ConversationInfo, MessageId, PromptMessage,
+    SessionId, StoreError, StreamId, UserId,
 };
 
 /// Which part of a conversation's history to read.
@@ -89,6 +89,33 @@ pub trait RoomStore: Send + Sync + 'static {
         conversation: &ConversationId,
         query: HistoryQuery,
     ) -> Result<Vec<ChatMessage>, StoreError>;
+
+    /// The newest `limit` messages as the model is given them (role and text), oldest
+    /// first: what the engine sends with every question. The default reads
+    /// [`history`](Self::history); a store that can leave out the ids and authors it would
+    /// copy for nothing should.
+    async fn prompt_history(
+        &self,
+        conversation: &ConversationId,
+        limit: usize,
+    ) -> Result<Vec<PromptMessage>, StoreError> {
+        let history = self
+            .history(
+                conversation,
+                HistoryQuery {
+                    before: None,
+                    limit,
+                },
+            )
+            .await?;
+        Ok(history
+            .into_iter()
+            .map(|m| PromptMessage {
+                role: m.role,
+                content: m.content,
+            })
+            .collect())
+    }
 
     /// Creates or replaces a session.
     async fn put_session(&self, session: SessionRecord) -> Result<(), StoreError>;
@@ -174,6 +201,13 @@ impl<T: RoomStore + ?Sized> RoomStore for std::sync::Arc<T> {
         query: HistoryQuery,
     ) -> Result<Vec<ChatMessage>, StoreError> {
         (**self).history(conversation, query).await
+    }
+    async fn prompt_history(
+        &self,
+        conversation: &ConversationId,
+        limit: usize,
+    ) -> Result<Vec<PromptMessage>, StoreError> {
+        (**self).prompt_history(conversation, limit).await
     }
     async fn put_session(&self, session: SessionRecord) -> Result<(), StoreError> {
         (**self).put_session(session).await

@@ -26,7 +26,8 @@ pub(super) struct AnswerJob {
     pub(super) stream_id: StreamId,
     /// The id of the assistant message this answer becomes.
     pub(super) message_id: MessageId,
-    pub(super) request: LlmRequest,
+    /// The request's size in estimated tokens, for the usage of a provider that reports none.
+    pub(super) prompt_tokens: u64,
     /// `false` for `send_message {stream:false}`: no start/chunk events, one
     /// `message_response` at the end.
     pub(super) streamed: bool,
@@ -50,7 +51,7 @@ enum Outcome {
     },
 }
 
-pub(super) async fn run(engine: ChatEngine, job: AnswerJob) {
+pub(super) async fn run(engine: ChatEngine, job: AnswerJob, request: LlmRequest) {
     metrics::counter!("marie_streams_started_total").increment(1);
 
     // A panic in a provider, sink or store must not leave the room without a terminal event
@@ -69,7 +70,7 @@ pub(super) async fn run(engine: ChatEngine, job: AnswerJob) {
             )
             .await;
         }
-        let outcome = with_lease(&engine, &job, drive(&engine, &job)).await;
+        let outcome = with_lease(&engine, &job, drive(&engine, &job, request)).await;
         // What a burst left held goes out before the answer is stored.
         flush(&engine, &job).await;
         outcome
@@ -204,7 +205,7 @@ async fn keep_lease(engine: &ChatEngine, job: &AnswerJob) -> std::convert::Infal
 }
 
 /// Polls the provider until it is done, fails, or the answer is cancelled or interrupted.
-async fn drive(engine: &ChatEngine, job: &AnswerJob) -> Outcome {
+async fn drive(engine: &ChatEngine, job: &AnswerJob, request: LlmRequest) -> Outcome {
     let interrupt = &engine.shared.interrupt;
     let started = Instant::now();
     let mut content = String::new();
@@ -230,7 +231,7 @@ async fn drive(engine: &ChatEngine, job: &AnswerJob) -> Outcome {
         biased;
         _ = job.cancel.cancelled() => return stopped(true, content),
         _ = interrupt.cancelled() => return stopped(false, content),
-        started = engine.shared.provider.stream(job.request.clone()) => match started {
+        started = engine.shared.provider.stream(request) => match started {
             Ok(stream) => stream,
             Err(e) => return provider_failed(e),
         },
@@ -415,15 +416,8 @@ async fn finalize(engine: &ChatEngine, job: &AnswerJob, outcome: Outcome) -> Roo
         }
     }
 
-    let usage = usage.unwrap_or_else(|| {
-        let prompt: u64 = job
-            .request
-            .messages
-            .iter()
-            .map(|m| estimate_tokens(&m.content))
-            .sum();
-        Usage::estimated(prompt, estimate_tokens(&content))
-    });
+    let usage =
+        usage.unwrap_or_else(|| Usage::estimated(job.prompt_tokens, estimate_tokens(&content)));
 
     if job.streamed {
         RoomEvent::StreamEnd(StreamEnd {

@@ -481,7 +481,11 @@ impl ChatEngine {
             conversation_id: conversation,
             stream_id: outcome.stream_id.clone(),
             message_id: MessageId::new_time_ordered(),
-            request: llm_request,
+            prompt_tokens: llm_request
+                .messages
+                .iter()
+                .map(|m| crate::estimate_tokens(&m.content))
+                .sum(),
             streamed: request.stream,
             cancel,
             seq,
@@ -500,7 +504,9 @@ impl ChatEngine {
             }
         }
         let engine = self.clone();
-        self.shared.tasks.spawn(answer::run(engine, job));
+        self.shared
+            .tasks
+            .spawn(answer::run(engine, job, llm_request));
         Ok(outcome)
     }
 
@@ -515,25 +521,20 @@ impl ChatEngine {
         let config = &self.shared.config;
         store.append_message(conversation, user_message).await?;
         let history = store
-            .history(
-                conversation,
-                HistoryQuery {
-                    before: None,
-                    limit: config.history_window.max(1),
-                },
-            )
+            .prompt_history(conversation, config.history_window.max(1))
             .await?;
-        let mut messages = Vec::with_capacity(history.len() + 1);
-        if let Some(prompt) = &config.system_prompt {
-            messages.push(PromptMessage {
-                role: MessageRole::System,
-                content: prompt.clone(),
-            });
-        }
-        messages.extend(history.into_iter().map(|m| PromptMessage {
-            role: m.role,
-            content: m.content,
-        }));
+        let messages = match &config.system_prompt {
+            Some(prompt) => {
+                let mut messages = Vec::with_capacity(history.len() + 1);
+                messages.push(PromptMessage {
+                    role: MessageRole::System,
+                    content: prompt.clone(),
+                });
+                messages.extend(history);
+                messages
+            }
+            None => history,
+        };
         Ok(LlmRequest {
             conversation_id: conversation.clone(),
             user_id: who.user_id.clone(),
