@@ -51,6 +51,27 @@ struct Conversation {
 }
 
 impl MemoryStore {
+    /// The newest `query.limit` messages before `query.before`, oldest first, each as `copy`
+    /// makes it.
+    fn read_history<T>(
+        &self,
+        conversation: &ConversationId,
+        query: &HistoryQuery,
+        copy: impl Fn(&ChatMessage) -> T,
+    ) -> Vec<T> {
+        let data = self.data();
+        let Some(conv) = data.conversations.get(conversation) else {
+            return Vec::new();
+        };
+        let end = match &query.before {
+            // Ids are time-ordered, so "older than" is "sorts before".
+            Some(before) => conv.history.partition_point(|m| m.message_id < *before),
+            None => conv.history.len(),
+        };
+        let start = end.saturating_sub(query.limit);
+        conv.history[start..end].iter().map(copy).collect()
+    }
+
     /// An empty store.
     pub fn new() -> Self {
         Self::default()
@@ -166,17 +187,7 @@ impl RoomStore for MemoryStore {
         conversation: &ConversationId,
         query: HistoryQuery,
     ) -> Result<Vec<ChatMessage>, StoreError> {
-        let data = self.data();
-        let Some(conv) = data.conversations.get(conversation) else {
-            return Ok(Vec::new());
-        };
-        let end = match &query.before {
-            // Ids are time-ordered, so "older than" is "sorts before".
-            Some(before) => conv.history.partition_point(|m| m.message_id < *before),
-            None => conv.history.len(),
-        };
-        let start = end.saturating_sub(query.limit);
-        Ok(conv.history[start..end].to_vec())
+        Ok(self.read_history(conversation, &query, ChatMessage::clone))
     }
 
     /// Copies only the role and text of each message.
@@ -185,18 +196,14 @@ impl RoomStore for MemoryStore {
         conversation: &ConversationId,
         limit: usize,
     ) -> Result<Vec<PromptMessage>, StoreError> {
-        let data = self.data();
-        let Some(conv) = data.conversations.get(conversation) else {
-            return Ok(Vec::new());
+        let query = HistoryQuery {
+            before: None,
+            limit,
         };
-        let start = conv.history.len().saturating_sub(limit);
-        Ok(conv.history[start..]
-            .iter()
-            .map(|m| PromptMessage {
-                role: m.role,
-                content: m.content.clone(),
-            })
-            .collect())
+        Ok(self.read_history(conversation, &query, |m| PromptMessage {
+            role: m.role,
+            content: m.content.clone(),
+        }))
     }
 
     async fn put_session(&self, session: SessionRecord) -> Result<(), StoreError> {

@@ -270,11 +270,14 @@ async fn drive(engine: &ChatEngine, job: &AnswerJob, request: LlmRequest) -> Out
                                 .record(started.elapsed().as_secs_f64());
                         }
                         content.push_str(&text);
-                        burst.push(LoggedChunk {
-                            seq: job.seq.load(Ordering::Acquire) + burst.len() as u64 + 1,
-                            content: text,
-                            tokens_used: deltas,
-                        });
+                        // An unstreamed answer sends nothing before its end.
+                        if job.streamed {
+                            burst.push(LoggedChunk {
+                                seq: job.seq.load(Ordering::Acquire) + burst.len() as u64 + 1,
+                                content: text,
+                                tokens_used: deltas,
+                            });
+                        }
                     }
                     if burst.len() >= BURST_MAX || job.cancel.is_cancelled() {
                         break None;
@@ -295,7 +298,7 @@ async fn drive(engine: &ChatEngine, job: &AnswerJob, request: LlmRequest) -> Out
                 other => break Some(other),
             }
         };
-        if job.streamed && !burst.is_empty() {
+        if !burst.is_empty() {
             send_burst(engine, job, burst).await;
         }
         if let Some(panic) = panicked {
