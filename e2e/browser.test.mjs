@@ -126,3 +126,112 @@ describe('chat page in headless Chromium', () => {
     assert.deepEqual(pageErrors, [], 'no script errors in the page');
   });
 });
+
+// A member who joins while an answer streams gets the start of it from the stream log
+// (`resume_stream`) and the rest live. Here the catch-up is made slower than the live tail
+// (the joiner's resume_stream leaves 700 ms late), so live chunks arrive first, then the
+// catch-up merged into one chunk (`first_seq` .. `seq`) that overlaps them. The page must
+// keep the rule of docs/protocol.md section 3 and show the whole answer, in order, from its
+// first word, while it still streams.
+describe('a late joiner in headless Chromium', () => {
+  const WORDS = Array.from({ length: 80 }, (_, i) => `w${i + 1}`);
+  const ANSWER = WORDS.join(' ');
+  let server;
+  let browser;
+  const pageErrors = [];
+
+  before(async () => {
+    server = await startChat({ env: { MARIE_ECHO_DELAY_MS: '40' } });
+    browser = await within(chromium.launch({
+      executablePath: process.env.CHROMIUM_BIN || '/usr/bin/chromium',
+      args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run'],
+    }), 60_000, 'launching Chromium');
+  });
+
+  after(async () => {
+    if (browser) await browser.close().catch(() => {});
+    if (server) await server.stop();
+  });
+
+  async function openPage(user, { slowResumeMs = 0 } = {}) {
+    const context = await browser.newContext({ viewport: { width: 1100, height: 720 } });
+    const page = await context.newPage();
+    page.setDefaultTimeout(STEP_MS);
+    page.on('pageerror', (err) => pageErrors.push(`${user} pageerror: ${err.message}`));
+    if (slowResumeMs > 0) {
+      // Wraps the global `io` of socket.io.min.js as it is defined, so that this page's
+      // resume_stream goes out late. Nothing else of the page changes.
+      await page.addInitScript((delay) => {
+        let wrapped;
+        Object.defineProperty(window, 'io', {
+          configurable: true,
+          get: () => wrapped,
+          set: (io) => {
+            wrapped = Object.assign((...args) => {
+              const socket = io(...args);
+              const emit = socket.emit.bind(socket);
+              socket.emit = (event, ...rest) => {
+                if (event !== 'resume_stream') return emit(event, ...rest);
+                window.__resumes = (window.__resumes || 0) + 1;
+                setTimeout(() => emit(event, ...rest), delay);
+                return socket;
+              };
+              return socket;
+            }, io);
+          },
+        });
+      }, slowResumeMs);
+    }
+    await page.goto(server.url);
+    await page.getByTestId('login-user').fill(user);
+    await page.getByTestId('login-button').click();
+    await page.locator('[data-testid="connection-status"][data-state="connected"]').waitFor();
+    return page;
+  }
+
+  it('shows the whole answer from its first word, never only the tail', async () => {
+    const dana = await openPage('dana');
+    await dana.getByTestId('new-conversation-button').click();
+    await dana.locator('[data-testid="message-input"]:enabled').waitFor();
+    const conversationId = (await dana.getByTestId('current-conversation').textContent()).trim();
+    await dana.getByTestId('invite-user').fill('erin');
+    await dana.getByTestId('invite-button').click();
+    await dana.locator('[data-testid="members"]', { hasText: 'erin' }).waitFor().catch(() => {});
+
+    const erin = await openPage('erin', { slowResumeMs: 700 });
+    await erin.getByTestId('conversation-id').fill(conversationId);
+
+    await dana.getByTestId('message-input').fill(ANSWER);
+    await dana.getByTestId('send-button').click();
+    // Join once a fifth of the answer is out.
+    await dana.waitForFunction((n) => {
+      const el = document.querySelector('[data-testid="assistant-message"][data-status="streaming"] [data-testid="message-text"]');
+      return el && el.textContent.split(' ').length >= n;
+    }, 16);
+    await erin.evaluate(() => {
+      window.__texts = [];
+      const list = document.querySelector('[data-testid="messages"]');
+      new MutationObserver(() => {
+        for (const el of list.querySelectorAll('[data-testid="assistant-message"][data-status="streaming"] [data-testid="message-text"]')) {
+          window.__texts.push(el.textContent);
+        }
+      }).observe(list, { subtree: true, childList: true, characterData: true, attributes: true });
+    });
+    await erin.getByTestId('join-button').click();
+
+    const done = '[data-testid="assistant-message"][data-status="complete"] [data-testid="message-text"]';
+    await erin.locator(done).waitFor({ timeout: 30_000 });
+    assert.equal(await erin.locator(done).textContent(), ANSWER);
+    assert.ok(await erin.evaluate(() => window.__resumes >= 1), 'the joiner resumed the stream');
+
+    const texts = (await erin.evaluate(() => window.__texts)).filter((t) => t.length > 0);
+    assert.ok(texts.length > 0, 'the joiner saw the answer stream');
+    for (const t of texts) {
+      assert.ok(ANSWER.startsWith(t), `every text shown while streaming is a prefix of the answer: ${JSON.stringify(t)}`);
+    }
+    // The catch-up was shown while the answer still streamed, not only by stream_end.
+    assert.ok(texts.some((t) => t.split(' ').length >= 16 && t.length < ANSWER.length),
+      `the start of the answer was shown before it ended: ${JSON.stringify(texts.slice(0, 5))}`);
+    assert.deepEqual(pageErrors, [], 'no script errors in the pages');
+  });
+});

@@ -56,7 +56,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let addrs: Vec<SocketAddr> = std::env::var("MARIE_ADDRS")
         .unwrap_or_else(|_| "127.0.0.1:3001,127.0.0.1:3002".into())
         .split(',')
-        .map(|a| a.trim().parse())
+        .map(|a| {
+            a.trim().parse().map_err(|_| {
+                web::Words(format!(
+                    "MARIE_ADDRS: {a:?} is not an address to listen on: give IP:port pairs, \
+                     comma-separated, e.g. MARIE_ADDRS=127.0.0.1:3001,127.0.0.1:3002"
+                ))
+            })
+        })
         .collect::<Result<_, _>>()?;
 
     // In dev mode the nodes of this process share the minted tokens.
@@ -76,7 +83,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .prefix(format!("{prefix}:sio"))
             .connect()
             .await?;
-        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let listener = web::listen(addr, "MARIE_ADDRS").await?;
         let local = listener.local_addr()?;
         let (layer, handle) = Marie::builder()
             .authenticator(authenticator.clone())

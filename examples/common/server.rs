@@ -20,9 +20,7 @@ pub(crate) async fn serve(
     name: &str,
     provider: Arc<dyn LlmProvider>,
 ) -> Result<(), Box<dyn std::error::Error>> {
-    let addr: SocketAddr = std::env::var("MARIE_ADDR")
-        .unwrap_or_else(|_| "127.0.0.1:3000".into())
-        .parse()?;
+    let addr: SocketAddr = address_from_env("MARIE_ADDR", "127.0.0.1:3000")?;
 
     let (mode, authenticator) = web::auth_from_env();
 
@@ -30,7 +28,7 @@ pub(crate) async fn serve(
         provider = provider.name(),
         "answers come from this provider"
     );
-    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let listener = web::listen(addr, "MARIE_ADDR").await?;
     let local = listener.local_addr()?;
     let (layer, handle) = Marie::builder()
         .authenticator(authenticator)
@@ -56,4 +54,14 @@ pub(crate) async fn serve(
         })
         .await?;
     Ok(())
+}
+
+/// The address in the environment variable `var`, or `default`.
+pub(crate) fn address_from_env(var: &str, default: &str) -> Result<SocketAddr, web::Words> {
+    let text = std::env::var(var).unwrap_or_else(|_| default.into());
+    text.trim().parse().map_err(|_| {
+        web::Words(format!(
+            "{var}={text:?} is not an address to listen on: give an IP and a port, e.g. {var}=127.0.0.1:3000"
+        ))
+    })
 }

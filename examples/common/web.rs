@@ -175,3 +175,45 @@ fn bad_request(message: &str) -> Response {
     )
         .into_response()
 }
+
+/// An error for a person: `main` prints what it returns with `Debug`, so its `Debug` is its
+/// text, not a quoted string.
+pub(crate) struct Words(pub(crate) String);
+
+impl std::fmt::Debug for Words {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::fmt::Display for Words {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Words {}
+
+/// Listens on `addr` (set by the environment variable `var`); when it cannot, says why and
+/// what to do in words.
+pub(crate) async fn listen(addr: SocketAddr, var: &str) -> Result<tokio::net::TcpListener, Words> {
+    tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+        let next = SocketAddr::new(addr.ip(), addr.port().wrapping_add(1).max(1));
+        Words(match e.kind() {
+            std::io::ErrorKind::AddrInUse => format!(
+                "cannot listen on {addr}: the address is already in use (another server, or this \
+                 example started twice). Stop it, or set {var} to another address, e.g. \
+                 {var}={next}"
+            ),
+            std::io::ErrorKind::PermissionDenied => format!(
+                "cannot listen on {addr}: permission denied (ports below 1024 need privileges). \
+                 Set {var} to another address, e.g. {var}={next}"
+            ),
+            std::io::ErrorKind::AddrNotAvailable => format!(
+                "cannot listen on {addr}: this machine has no such address. Set {var} to one of \
+                 its addresses, e.g. {var}=127.0.0.1:3000"
+            ),
+            _ => format!("cannot listen on {addr}: {e}. Set {var} to another address"),
+        })
+    })
+}

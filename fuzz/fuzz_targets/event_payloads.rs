@@ -3,13 +3,17 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use marie_axum::__fuzz::{EVENTS, decode_event};
+use std::sync::OnceLock;
+
+use marie_axum::__fuzz::{decode_event, events};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&pick, rest)) = data.split_first() else {
         return;
     };
-    let event = EVENTS[pick as usize % EVENTS.len()];
+    static EVENTS: OnceLock<Vec<&'static str>> = OnceLock::new();
+    let events = EVENTS.get_or_init(events);
+    let event = events[pick as usize % events.len()];
     let payload = serde_json::from_slice::<serde_json::Value>(rest).ok();
     let _ = decode_event(event, payload);
 });

@@ -223,7 +223,9 @@
     let view = state.streams.get(data.stream_id);
     if (!view) {
       const parts = assistantMessage({ messageId: data.message_id, streamId: data.stream_id, status: "streaming" });
-      view = { ...parts, chunks: new Map(), maxSeq: 0, ended: false, cancelling: false };
+      // held: the last seq shown; resuming: a resume_stream is in flight; lossy: resuming failed,
+      // so the live tail is shown as it comes (stream_end still brings the whole text).
+      view = { ...parts, held: 0, resuming: false, lossy: false, ended: false, cancelling: false };
       state.streams.set(data.stream_id, view);
       append(parts.li);
     } else if (data.message_id !== undefined && view.li.dataset.messageId === undefined) {
@@ -279,16 +281,19 @@
   function onStreamChunk(data) {
     if (data.conversation_id !== state.conversationId) return;
     const view = streamView(data);
-    if (view.ended || typeof data.content !== "string" || view.chunks.has(data.seq)) return; // late or duplicate
-    view.chunks.set(data.seq, data.content);
-    if (data.seq > view.maxSeq) {
-      view.maxSeq = data.seq;
-      view.text.append(data.content); // the common case: in order
-    } else {
-      // Out of order (e.g. a replay met the live tail): rebuild from the seq order.
-      const ordered = [...view.chunks.entries()].sort((a, b) => a[0] - b[0]).map((e) => e[1]);
-      view.text.textContent = ordered.join("");
+    if (view.ended || typeof data.content !== "string" || typeof data.seq !== "number") return;
+    // docs/protocol.md section 3: a chunk continues what the page holds when its first
+    // position (`first_seq` on a merged chunk, else `seq`) is the held seq + 1. Anything else
+    // is a repeat (dropped) or shows a gap: live chunks that came before the catch-up of a
+    // resume. Those are dropped too, and a resume from the held seq fills the gap, in order.
+    const first = typeof data.first_seq === "number" ? data.first_seq : data.seq;
+    if (data.seq <= view.held) return; // a repeat
+    if (first !== view.held + 1 && !view.lossy) {
+      resumeStream(data.stream_id);
+      return;
     }
+    view.held = data.seq;
+    view.text.append(data.content);
     if (isNearBottom()) ui.messages.scrollTop = ui.messages.scrollHeight;
   }
 
@@ -321,13 +326,19 @@
     const view = state.streams.get(streamId);
     const conversationId = state.conversationId;
     if (state.resumeFailed.has(streamId)) {
-      if (view) view.label.textContent = "streaming (joined mid-answer)…";
+      if (view) {
+        view.lossy = true;
+        view.label.textContent = "streaming (joined mid-answer)…";
+      }
       return;
     }
+    if (view && view.resuming) return; // one at a time: it sends everything after `held`
+    if (view) view.resuming = true;
     try {
-      await request("resume_stream", { conversation_id: conversationId, stream_id: streamId, last_seq: view ? view.maxSeq : 0 });
+      await request("resume_stream", { conversation_id: conversationId, stream_id: streamId, last_seq: view ? view.held : 0 });
     } catch (err) {
       state.resumeFailed.add(streamId);
+      if (view) view.lossy = true;
       if (conversationId !== state.conversationId || !view || view.ended) return;
       if (err.code === "not_found") {
         // The answer ended while we were away: the history has it.
@@ -336,6 +347,8 @@
         // The live tail still arrives through the room, and stream_end has the whole text.
         view.label.textContent = "streaming (joined mid-answer)…";
       }
+    } finally {
+      if (view) view.resuming = false;
     }
   }
 

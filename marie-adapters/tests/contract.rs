@@ -1,0 +1,859 @@
+//! The [`RoomStore`] contract, written once and run against every store: the in-memory one,
+//! and the Redis one (against the Redis of `MARIE_TEST_REDIS_URL`, by default
+//! 127.0.0.1:6379, each test under a key prefix of its own).
+//!
+//! Each case is an `async fn` taking a fresh store; `contract_tests!` instantiates all of
+//! them for one kind of store.
+
+#![allow(clippy::unwrap_used, unreachable_pub)]
+
+#[cfg(feature = "redis")]
+mod support {
+    pub mod proxy;
+}
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use marie_core::{
+    ActiveStream, ChatMessage, ConversationId, ConversationInfo, HistoryQuery, MessageId,
+    MessageRole, RoomStore, SessionId, SessionRecord, StreamId, UserId, now_millis,
+};
+
+/// How long any single wait may take before the test fails.
+const WAIT: Duration = Duration::from_secs(5);
+
+fn conv(id: &str) -> ConversationId {
+    ConversationId::parse(id).unwrap()
+}
+
+fn user(id: &str) -> UserId {
+    UserId::parse(id).unwrap()
+}
+
+fn stream(id: &str) -> StreamId {
+    StreamId::parse(id).unwrap()
+}
+
+fn info(id: &str, creator: &str) -> ConversationInfo {
+    ConversationInfo {
+        conversation_id: conv(id),
+        created_by: user(creator),
+        created_at: 1_700_000_000_000,
+    }
+}
+
+/// Message `i`: ids sort by `i`, as the time-ordered ids the engine makes do.
+fn message(i: usize) -> ChatMessage {
+    ChatMessage {
+        message_id: MessageId::parse(format!("m{i:05}")).unwrap(),
+        role: if i.is_multiple_of(2) {
+            MessageRole::User
+        } else {
+            MessageRole::Assistant
+        },
+        content: format!("message {i}"),
+        user_id: i.is_multiple_of(2).then(|| user("alice")),
+        created_at: 1_700_000_000_000 + i as u64,
+    }
+}
+
+fn ids(messages: &[ChatMessage]) -> Vec<String> {
+    messages
+        .iter()
+        .map(|m| m.message_id.as_str().to_owned())
+        .collect()
+}
+
+fn expected(range: std::ops::Range<usize>) -> Vec<String> {
+    range
+        .map(|i| message(i).message_id.as_str().to_owned())
+        .collect()
+}
+
+fn query(before: Option<usize>, limit: usize) -> HistoryQuery {
+    HistoryQuery {
+        before: before.map(|i| message(i).message_id),
+        limit,
+    }
+}
+
+type Store = Arc<dyn RoomStore>;
+
+// ---------------------------------------------------------------------------------------
+// The contract
+// ---------------------------------------------------------------------------------------
+
+mod contract {
+    use super::*;
+
+    pub async fn a_conversation_is_created_once(store: Store) {
+        let c = conv("c1");
+        assert_eq!(store.conversation(&c).await.unwrap(), None);
+        assert!(
+            store
+                .create_conversation(info("c1", "alice"))
+                .await
+                .unwrap()
+        );
+        assert!(!store.create_conversation(info("c1", "bob")).await.unwrap());
+        assert_eq!(
+            store.conversation(&c).await.unwrap(),
+            Some(info("c1", "alice")),
+            "the second create changed nothing"
+        );
+        assert_eq!(store.members(&c).await.unwrap(), vec![user("alice")]);
+    }
+
+    pub async fn access_is_for_creator_and_invitees_in_order(store: Store) {
+        let c = conv("c2");
+        store
+            .create_conversation(info("c2", "alice"))
+            .await
+            .unwrap();
+        assert!(store.has_access(&c, &user("alice")).await.unwrap());
+        assert!(!store.has_access(&c, &user("bob")).await.unwrap());
+        for u in ["bob", "carol", "bob", "alice"] {
+            store.grant_access(&c, &user(u)).await.unwrap();
+        }
+        assert!(store.has_access(&c, &user("bob")).await.unwrap());
+        assert_eq!(
+            store.members(&c).await.unwrap(),
+            vec![user("alice"), user("bob"), user("carol")],
+            "creator first, then invitees in order, each once"
+        );
+
+        let unknown = conv("nope");
+        assert!(!store.has_access(&unknown, &user("alice")).await.unwrap());
+        assert!(store.members(&unknown).await.unwrap().is_empty());
+        assert!(store.grant_access(&unknown, &user("bob")).await.is_err());
+        assert_eq!(store.conversation(&unknown).await.unwrap(), None);
+    }
+
+    pub async fn history_pages_back_from_a_cursor(store: Store) {
+        let c = conv("c3");
+        store
+            .create_conversation(info("c3", "alice"))
+            .await
+            .unwrap();
+        assert!(store.history(&c, query(None, 50)).await.unwrap().is_empty());
+        for i in 0..7 {
+            store.append_message(&c, message(i)).await.unwrap();
+        }
+        let all = store.history(&c, query(None, 50)).await.unwrap();
+        assert_eq!(ids(&all), expected(0..7), "oldest first");
+        assert_eq!(all[2], message(2), "every field round-trips");
+        assert_eq!(all[3], message(3));
+
+        // What the model is given: the same newest messages, role and text only.
+        let prompt = store.prompt_history(&c, 3).await.unwrap();
+        let want: Vec<_> = all[4..]
+            .iter()
+            .map(|m| (m.role, m.content.clone()))
+            .collect();
+        let got: Vec<_> = prompt.into_iter().map(|p| (p.role, p.content)).collect();
+        assert_eq!(got, want);
+        assert_eq!(store.prompt_history(&c, 50).await.unwrap().len(), 7);
+        assert!(
+            store
+                .prompt_history(&conv("never-created"), 5)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+
+        assert_eq!(
+            ids(&store.history(&c, query(None, 3)).await.unwrap()),
+            expected(4..7),
+            "the newest `limit`, oldest first"
+        );
+        assert_eq!(
+            ids(&store.history(&c, query(Some(5), 2)).await.unwrap()),
+            expected(3..5),
+            "strictly before the cursor"
+        );
+        assert_eq!(
+            ids(&store.history(&c, query(Some(5), 50)).await.unwrap()),
+            expected(0..5)
+        );
+        assert!(
+            store
+                .history(&c, query(Some(0), 50))
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert!(store.history(&c, query(None, 0)).await.unwrap().is_empty());
+
+        // Walking back page by page visits every message once.
+        let mut seen = Vec::new();
+        let mut before = None;
+        loop {
+            let page = store
+                .history(&c, HistoryQuery { before, limit: 2 })
+                .await
+                .unwrap();
+            if page.is_empty() {
+                break;
+            }
+            before = Some(page[0].message_id.clone());
+            seen.splice(0..0, ids(&page));
+        }
+        assert_eq!(seen, expected(0..7));
+
+        // A cursor that is not a stored id still cuts by id order.
+        let between = HistoryQuery {
+            before: Some(MessageId::parse("m00003x").unwrap()),
+            limit: 50,
+        };
+        assert_eq!(
+            ids(&store.history(&c, between).await.unwrap()),
+            expected(0..4)
+        );
+
+        let unknown = conv("nope");
+        assert!(
+            store
+                .history(&unknown, query(None, 50))
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert!(store.append_message(&unknown, message(0)).await.is_err());
+    }
+
+    pub async fn message_content_round_trips(store: Store) {
+        let c = conv("c4");
+        store
+            .create_conversation(info("c4", "alice"))
+            .await
+            .unwrap();
+        let tricky = ChatMessage {
+            message_id: MessageId::parse("m1").unwrap(),
+            role: MessageRole::User,
+            content: "quotes \" ' backslash \\ newline \n emoji 🦀 nul-free {braces} '('".into(),
+            user_id: Some(user("alice@example.com")),
+            created_at: u64::MAX / 2,
+        };
+        store.append_message(&c, tricky.clone()).await.unwrap();
+        assert_eq!(
+            store.history(&c, query(None, 10)).await.unwrap(),
+            vec![tricky]
+        );
+    }
+
+    pub async fn concurrent_appends_are_all_kept(store: Store) {
+        let c = conv("c5");
+        store
+            .create_conversation(info("c5", "alice"))
+            .await
+            .unwrap();
+        let tasks: Vec<_> = (0..20)
+            .map(|i| {
+                let (store, c) = (store.clone(), c.clone());
+                tokio::spawn(async move { store.append_message(&c, message(i)).await })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap().unwrap();
+        }
+        assert_eq!(
+            ids(&store.history(&c, query(None, 100)).await.unwrap()),
+            expected(0..20)
+        );
+    }
+
+    pub async fn sessions_expire_and_can_be_removed(store: Store) {
+        let id = SessionId::random();
+        let record = SessionRecord {
+            session_id: id.clone(),
+            user_id: user("alice"),
+            rooms: vec![conv("a"), conv("b")],
+            expires_at: now_millis() + 60_000,
+        };
+        assert_eq!(store.session(&id).await.unwrap(), None);
+        store.put_session(record.clone()).await.unwrap();
+        assert_eq!(store.session(&id).await.unwrap(), Some(record.clone()));
+
+        let replaced = SessionRecord {
+            rooms: vec![conv("c")],
+            ..record.clone()
+        };
+        store.put_session(replaced.clone()).await.unwrap();
+        assert_eq!(store.session(&id).await.unwrap(), Some(replaced));
+
+        let other = SessionId::random();
+        store
+            .put_session(SessionRecord {
+                session_id: other.clone(),
+                ..record.clone()
+            })
+            .await
+            .unwrap();
+        store.remove_session(&id).await.unwrap();
+        assert_eq!(store.session(&id).await.unwrap(), None);
+        assert!(store.session(&other).await.unwrap().is_some());
+
+        let expired = SessionRecord {
+            session_id: SessionId::random(),
+            expires_at: now_millis().saturating_sub(1),
+            ..record
+        };
+        store.put_session(expired.clone()).await.unwrap();
+        assert_eq!(store.session(&expired.session_id).await.unwrap(), None);
+    }
+
+    pub async fn one_answer_holds_a_conversation(store: Store) {
+        let c = conv("c6");
+        let ttl = Duration::from_secs(60);
+        let (s1, s2) = (stream("s1"), stream("s2"));
+        assert_eq!(store.active_answer(&c).await.unwrap(), None);
+        assert!(store.claim_answer(&c, &s1, ttl).await.unwrap());
+        assert!(!store.claim_answer(&c, &s2, ttl).await.unwrap());
+        assert!(
+            !store.claim_answer(&c, &s1, ttl).await.unwrap(),
+            "no re-entry"
+        );
+        assert_eq!(
+            store.active_answer(&c).await.unwrap(),
+            Some(ActiveStream {
+                stream_id: s1.clone(),
+                seq: 0
+            })
+        );
+
+        let at5 = ActiveStream {
+            stream_id: s1.clone(),
+            seq: 5,
+        };
+        assert!(store.renew_answer(&c, &at5, ttl).await.unwrap());
+        assert_eq!(store.active_answer(&c).await.unwrap(), Some(at5));
+        let intruder = ActiveStream {
+            stream_id: s2.clone(),
+            seq: 9,
+        };
+        assert!(!store.renew_answer(&c, &intruder, ttl).await.unwrap());
+
+        store.release_answer(&c, &s2).await.unwrap();
+        assert_eq!(
+            store.active_answer(&c).await.unwrap().map(|a| a.stream_id),
+            Some(s1.clone()),
+            "only the holder releases"
+        );
+        store.release_answer(&c, &s1).await.unwrap();
+        assert_eq!(store.active_answer(&c).await.unwrap(), None);
+        store.release_answer(&c, &s1).await.unwrap();
+
+        assert!(store.claim_answer(&c, &s2, ttl).await.unwrap());
+        // Leases are per conversation.
+        assert!(store.claim_answer(&conv("c6b"), &s1, ttl).await.unwrap());
+    }
+
+    pub async fn a_lease_lapses_unless_renewed(store: Store) {
+        let c = conv("c7");
+        let short = Duration::from_millis(150);
+        assert!(
+            store
+                .claim_answer(&c, &stream("dead"), short)
+                .await
+                .unwrap()
+        );
+        // The node that claimed it "died": nothing renews. Wait, bounded, for the lapse.
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while store.active_answer(&c).await.unwrap().is_some() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the lease never lapsed"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(
+            store
+                .claim_answer(&c, &stream("next"), Duration::from_secs(60))
+                .await
+                .unwrap()
+        );
+
+        // A renewal after a lapse takes the free lease again.
+        let d = conv("c7b");
+        assert!(
+            store
+                .claim_answer(&d, &stream("slow"), short)
+                .await
+                .unwrap()
+        );
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while store.active_answer(&d).await.unwrap().is_some() {
+            assert!(tokio::time::Instant::now() < deadline);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let slow = ActiveStream {
+            stream_id: stream("slow"),
+            seq: 3,
+        };
+        assert!(
+            store
+                .renew_answer(&d, &slow, Duration::from_secs(60))
+                .await
+                .unwrap()
+        );
+        assert_eq!(store.active_answer(&d).await.unwrap(), Some(slow));
+    }
+
+    pub async fn concurrent_claims_have_one_winner(store: Store) {
+        let c = conv("c8");
+        let tasks: Vec<_> = (0..16)
+            .map(|i| {
+                let (store, c) = (store.clone(), c.clone());
+                tokio::spawn(async move {
+                    store
+                        .claim_answer(&c, &stream(&format!("s{i}")), Duration::from_secs(60))
+                        .await
+                        .unwrap()
+                })
+            })
+            .collect();
+        let mut winners = 0;
+        for t in tasks {
+            winners += usize::from(t.await.unwrap());
+        }
+        assert_eq!(winners, 1);
+    }
+}
+
+/// Instantiates every contract case for one kind of store. `$make` is an async expression
+/// giving `(Store, guard)`; the guard is dropped at the end of the test (cleanup).
+macro_rules! contract_tests {
+    ($kind:ident, $make:path) => {
+        mod $kind {
+            use super::*;
+
+            contract_tests!(@case $make;
+                a_conversation_is_created_once,
+                access_is_for_creator_and_invitees_in_order,
+                history_pages_back_from_a_cursor,
+                message_content_round_trips,
+                concurrent_appends_are_all_kept,
+                sessions_expire_and_can_be_removed,
+                one_answer_holds_a_conversation,
+                a_lease_lapses_unless_renewed,
+                concurrent_claims_have_one_winner,
+            );
+        }
+    };
+    (@case $make:path; $($case:ident),+ $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let (store, guard) = $make(stringify!($case)).await;
+                contract::$case(store).await;
+                guard.finish().await;
+            }
+        )+
+    };
+}
+
+/// What a store leaves to clean up after a test.
+trait Cleanup {
+    async fn finish(self);
+}
+
+impl Cleanup for () {
+    async fn finish(self) {}
+}
+
+#[cfg(feature = "memory")]
+async fn memory_store(_test: &str) -> (Store, ()) {
+    (Arc::new(marie_adapters::MemoryStore::new()), ())
+}
+
+#[cfg(feature = "memory")]
+contract_tests!(in_memory, memory_store);
+
+#[cfg(feature = "redis")]
+mod redis_support {
+    use super::support::proxy::{redis_url, unique_prefix};
+    use super::*;
+    use marie_adapters::{RedisConfig, RedisStore};
+
+    /// Deletes every key under the test's prefix.
+    pub struct Keys(pub String);
+
+    impl Keys {
+        pub async fn delete_all(&self) -> usize {
+            let client = redis::Client::open(redis_url()).unwrap();
+            let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+            let keys: Vec<String> = redis::cmd("KEYS")
+                .arg(format!("{}:*", self.0))
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            if !keys.is_empty() {
+                redis::cmd("DEL")
+                    .arg(&keys)
+                    .query_async::<()>(&mut conn)
+                    .await
+                    .unwrap();
+            }
+            keys.len()
+        }
+    }
+
+    impl super::Cleanup for Keys {
+        async fn finish(self) {
+            self.delete_all().await;
+        }
+    }
+
+    pub fn config(test: &str) -> RedisConfig {
+        // Keys a failed test leaves behind expire on their own.
+        RedisConfig::new(redis_url())
+            .prefix(unique_prefix(test))
+            .conversation_ttl(Duration::from_secs(3600))
+    }
+
+    pub async fn redis_store(test: &str) -> (Store, Keys) {
+        let config = config(test);
+        let keys = Keys(config.prefix.clone());
+        let store = RedisStore::connect(config)
+            .await
+            .expect("Redis answers on MARIE_TEST_REDIS_URL (default 127.0.0.1:6379)");
+        (Arc::new(store), keys)
+    }
+}
+
+#[cfg(feature = "redis")]
+contract_tests!(in_redis, redis_support::redis_store);
+
+// ---------------------------------------------------------------------------------------
+// Redis only: the key layout, TTLs, and what happens when Redis goes away
+// ---------------------------------------------------------------------------------------
+
+#[cfg(feature = "redis")]
+mod redis_specific {
+    use std::sync::Mutex;
+
+    use super::redis_support::{Keys, config};
+    use super::support::proxy::{Proxy, redis_addr, redis_url};
+    use super::*;
+    use marie_adapters::{RedisConfig, RedisControlBus, RedisStore};
+    use marie_core::{ControlBus, ControlMessage, StoreError, StreamChunk, StreamEvent};
+
+    async fn raw() -> redis::aio::MultiplexedConnection {
+        redis::Client::open(redis_url())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn keys_are_prefixed_and_hash_tagged_per_conversation() {
+        let config = config("layout");
+        let prefix = config.prefix.clone();
+        let store = RedisStore::connect(config).await.unwrap();
+        let c = conv("team.general");
+        store
+            .create_conversation(info("team.general", "alice"))
+            .await
+            .unwrap();
+        store.grant_access(&c, &user("bob")).await.unwrap();
+        store.append_message(&c, message(1)).await.unwrap();
+        store
+            .claim_answer(&c, &stream("s"), Duration::from_secs(60))
+            .await
+            .unwrap();
+        let session = SessionId::random();
+        store
+            .put_session(SessionRecord {
+                session_id: session.clone(),
+                user_id: user("alice"),
+                rooms: vec![c.clone()],
+                expires_at: now_millis() + 60_000,
+            })
+            .await
+            .unwrap();
+
+        let mut conn = raw().await;
+        let mut keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{prefix}:*"))
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        keys.sort();
+        let conv_keys: Vec<_> = ["answer", "ids", "info", "members", "msgs"]
+            .iter()
+            .map(|k| format!("{prefix}:conv:{{team.general}}:{k}"))
+            .collect();
+        let mut want = conv_keys.clone();
+        want.push(format!("{prefix}:session:{{{session}}}"));
+        want.sort();
+        assert_eq!(keys, want);
+
+        // All of a conversation's keys hash to one Redis Cluster slot: the slot of a key
+        // with a hash tag is that of the text between its first `{` and the next `}`.
+        for k in &conv_keys {
+            let open = k.find('{').unwrap();
+            let close = open + k[open..].find('}').unwrap();
+            assert_eq!(&k[open + 1..close], "team.general", "{k}");
+        }
+
+        // Sessions and leases expire on their own; conversations here have a TTL too.
+        for k in &keys {
+            let ttl: i64 = redis::cmd("PTTL")
+                .arg(k)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            assert!(ttl > 0, "{k} has no TTL ({ttl})");
+        }
+        Keys(prefix).delete_all().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn without_a_ttl_conversations_stay_and_history_can_be_capped() {
+        let prefix = super::support::proxy::unique_prefix("cap");
+        let store = RedisStore::connect(
+            RedisConfig::new(redis_url())
+                .prefix(prefix.clone())
+                .history_limit(3),
+        )
+        .await
+        .unwrap();
+        let c = conv("capped");
+        store
+            .create_conversation(info("capped", "alice"))
+            .await
+            .unwrap();
+        for i in 0..5 {
+            store.append_message(&c, message(i)).await.unwrap();
+        }
+        assert_eq!(
+            ids(&store.history(&c, query(None, 50)).await.unwrap()),
+            expected(2..5),
+            "the oldest are dropped"
+        );
+        let mut conn = raw().await;
+        let stored: i64 = redis::cmd("HLEN")
+            .arg(format!("{prefix}:conv:{{capped}}:msgs"))
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(stored, 3, "dropped messages leave no data behind");
+        let ttl: i64 = redis::cmd("PTTL")
+            .arg(format!("{prefix}:conv:{{capped}}:info"))
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(ttl, -1, "no TTL unless configured");
+        Keys(prefix).delete_all().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_conversation_ttl_expires_the_whole_conversation() {
+        let prefix = super::support::proxy::unique_prefix("ttl");
+        let store = RedisStore::connect(
+            RedisConfig::new(redis_url())
+                .prefix(prefix.clone())
+                .conversation_ttl(Duration::from_millis(300)),
+        )
+        .await
+        .unwrap();
+        let c = conv("short-lived");
+        store
+            .create_conversation(info("short-lived", "alice"))
+            .await
+            .unwrap();
+        store.grant_access(&c, &user("bob")).await.unwrap();
+        store.append_message(&c, message(0)).await.unwrap();
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while store.conversation(&c).await.unwrap().is_some() {
+            assert!(tokio::time::Instant::now() < deadline, "never expired");
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        assert!(store.members(&c).await.unwrap().is_empty());
+        assert!(store.history(&c, query(None, 10)).await.unwrap().is_empty());
+        Keys(prefix).delete_all().await;
+    }
+
+    /// Redis unreachable: every operation fails fast with `Unavailable`, nothing hangs or
+    /// panics, and the same store works again once Redis is back, with every write it
+    /// acknowledged before the cut still there.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_outage_gives_quick_errors_then_the_store_recovers() {
+        let proxy = Proxy::start(redis_addr()).await;
+        let prefix = super::support::proxy::unique_prefix("outage");
+        let timeout = Duration::from_millis(500);
+        let store = RedisStore::connect(
+            RedisConfig::new(proxy.url())
+                .prefix(prefix.clone())
+                .timeout(timeout)
+                .connect_timeout(Duration::from_millis(300)),
+        )
+        .await
+        .unwrap();
+        let c = conv("outage");
+        store
+            .create_conversation(info("outage", "alice"))
+            .await
+            .unwrap();
+        store.append_message(&c, message(0)).await.unwrap();
+
+        proxy.cut();
+        let started = std::time::Instant::now();
+        let mut failures = 0;
+        for i in 1..4 {
+            match store.append_message(&c, message(i)).await {
+                Err(StoreError::Unavailable(_)) => failures += 1,
+                other => panic!("expected Unavailable while cut, got {other:?}"),
+            }
+            assert!(matches!(
+                store.history(&c, query(None, 10)).await,
+                Err(StoreError::Unavailable(_))
+            ));
+        }
+        let elapsed = started.elapsed();
+        assert_eq!(failures, 3);
+        assert!(
+            elapsed < timeout * 6 + Duration::from_secs(1),
+            "6 failing operations took {elapsed:?}"
+        );
+
+        proxy.restore();
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while store.ping().await.is_err() {
+            assert!(tokio::time::Instant::now() < deadline, "never reconnected");
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        store.append_message(&c, message(4)).await.unwrap();
+        assert_eq!(
+            ids(&store.history(&c, query(None, 10)).await.unwrap()),
+            [message(0), message(4)]
+                .iter()
+                .map(|m| m.message_id.as_str().to_owned())
+                .collect::<Vec<_>>(),
+            "what was acknowledged is there; what failed is not"
+        );
+        Keys(prefix).delete_all().await;
+    }
+
+    fn recorder(bus: &RedisControlBus) -> Arc<(Mutex<Vec<ControlMessage>>, tokio::sync::Notify)> {
+        let seen: Arc<(Mutex<Vec<ControlMessage>>, tokio::sync::Notify)> = Arc::default();
+        let s = seen.clone();
+        bus.subscribe(Arc::new(move |m| {
+            s.0.lock().unwrap().push(m);
+            s.1.notify_waiters();
+        }));
+        seen
+    }
+
+    async fn wait_for(
+        seen: &(Mutex<Vec<ControlMessage>>, tokio::sync::Notify),
+        want: &ControlMessage,
+    ) {
+        tokio::time::timeout(WAIT, async {
+            loop {
+                let notified = seen.1.notified();
+                if seen.0.lock().unwrap().contains(want) {
+                    return;
+                }
+                notified.await;
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("{want:?} never arrived"));
+    }
+
+    fn cancel(n: usize) -> ControlMessage {
+        ControlMessage::CancelAnswer {
+            conversation_id: conv("c"),
+            stream_id: stream(&format!("s{n}")),
+        }
+    }
+
+    /// A burst of stream events, published as one message, reaches the other node whole
+    /// and in order, typed as it was sent.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_burst_of_stream_events_arrives_whole_and_in_order() {
+        let prefix = super::support::proxy::unique_prefix("bus-batch");
+        let connect =
+            || RedisControlBus::connect(RedisConfig::new(redis_url()).prefix(prefix.clone()));
+        let (a, b) = (connect().await.unwrap(), connect().await.unwrap());
+        let seen_b = recorder(&b);
+        let events: Vec<StreamEvent> = (1..=50)
+            .map(|seq| {
+                StreamEvent::Chunk(StreamChunk {
+                    conversation_id: conv("c"),
+                    stream_id: stream("s"),
+                    seq,
+                    content: format!("piece {seq} "),
+                    done: false,
+                    tokens_used: seq,
+                    first_seq: None,
+                })
+            })
+            .collect();
+        let burst = ControlMessage::Stream {
+            origin: "node-a".into(),
+            events,
+        };
+        a.publish(burst.clone()).await.unwrap();
+        a.publish(cancel(1)).await.unwrap();
+        wait_for(&seen_b, &cancel(1)).await;
+        assert_eq!(*seen_b.0.lock().unwrap(), vec![burst, cancel(1)]);
+    }
+
+    /// Messages reach every node; a node cut off from Redis subscribes again by itself once
+    /// Redis is back, and messages reach it again.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_bus_reaches_every_node_and_resubscribes_after_an_outage() {
+        let proxy = Proxy::start(redis_addr()).await;
+        let prefix = super::support::proxy::unique_prefix("bus");
+        let a = RedisControlBus::connect(RedisConfig::new(redis_url()).prefix(prefix.clone()))
+            .await
+            .unwrap();
+        let b = RedisControlBus::connect(
+            RedisConfig::new(proxy.url())
+                .prefix(prefix.clone())
+                .timeout(Duration::from_millis(500))
+                .health_interval(Duration::from_millis(100)),
+        )
+        .await
+        .unwrap();
+        let seen_a = recorder(&a);
+        let seen_b = recorder(&b);
+
+        a.publish(cancel(1)).await.unwrap();
+        wait_for(&seen_b, &cancel(1)).await;
+        wait_for(&seen_a, &cancel(1)).await;
+        b.publish(cancel(2)).await.unwrap();
+        wait_for(&seen_a, &cancel(2)).await;
+
+        proxy.cut();
+        assert!(
+            matches!(b.publish(cancel(3)).await, Err(StoreError::Unavailable(_))),
+            "publishing while cut off fails clearly"
+        );
+        proxy.restore();
+
+        // Pub/sub keeps nothing: publish until b, subscribed again, hears one.
+        let deadline = tokio::time::Instant::now() + WAIT;
+        let mut n = 100;
+        loop {
+            a.publish(cancel(n)).await.unwrap();
+            if tokio::time::timeout(Duration::from_millis(100), wait_for(&seen_b, &cancel(n)))
+                .await
+                .is_ok()
+            {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "b never resubscribed"
+            );
+            n += 1;
+        }
+        b.publish(cancel(4)).await.unwrap();
+        wait_for(&seen_a, &cancel(4)).await;
+    }
+}

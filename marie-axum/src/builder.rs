@@ -1,0 +1,284 @@
+//! [`MarieBuilder`]: backends and settings in, `(MarieLayer, MarieHandle)` out.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use marie_core::{
+    AccessPolicy, Authenticator, ChatEngine, ControlBus, DefaultAccessPolicy, LlmProvider,
+    RoomStore, StreamLog,
+};
+use socketioxide::adapter::{Adapter, LocalAdapter};
+use socketioxide::{ParserConfig, SocketIo, TransportType};
+use socketioxide_core::adapter::{DefinedAdapter, Spawnable};
+
+use crate::config::MarieConfig;
+use crate::delivery::{Hub, SocketIoSink};
+use crate::guards::Guards;
+use crate::guards::limits::Limits;
+use crate::guards::origin::AllowedOrigins;
+use crate::handle::MarieHandle;
+use crate::layer::MarieLayer;
+use crate::rooms::RoomCounts;
+use crate::socketio;
+use crate::state::Shared;
+
+/// Why [`MarieBuilder::build`] failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// A required backend was not given.
+    #[error("MARIE needs a {0}: call MarieBuilder::{0}(...)")]
+    Missing(&'static str),
+    /// The Socket.IO adapter could not start (a cluster adapter could not subscribe).
+    #[error("the Socket.IO adapter could not start: {0}")]
+    Adapter(String),
+}
+
+/// Builds MARIE's tower layer and its handle.
+///
+/// ```
+/// use marie_adapters::{MemoryStore, StaticAuthenticator};
+/// use marie_axum::Marie;
+/// use marie_llm::EchoProvider;
+///
+/// let (layer, handle) = Marie::builder()
+///     .authenticator(StaticAuthenticator::new())
+///     .store(MemoryStore::new())
+///     .provider(EchoProvider::default())
+///     .build()
+///     .expect("all backends given");
+/// let app: axum::Router = axum::Router::new().layer(layer);
+/// # let _ = (app, handle);
+/// ```
+///
+/// ## Several nodes
+///
+/// Behind a load balancer, every node gets the same shared backends: a shared store (which
+/// also holds the leases of running answers), a [`ControlBus`] that reaches the other nodes
+/// ([`control_bus`](Self::control_bus)), and a Socket.IO adapter that carries room events
+/// between them ([`with_adapter`](Self::with_adapter); with the `redis` feature,
+/// [`redis`](Self::redis)). Build with [`build_async`](Self::build_async) so that the
+/// adapter is subscribed before the first client connects. See `docs/cluster.md`.
+#[must_use]
+pub struct MarieBuilder<A: Adapter = LocalAdapter> {
+    authenticator: Option<Arc<dyn Authenticator>>,
+    store: Option<Arc<dyn RoomStore>>,
+    provider: Option<Arc<dyn LlmProvider>>,
+    policy: Option<Arc<dyn AccessPolicy>>,
+    bus: Option<Arc<dyn ControlBus>>,
+    log: Option<Arc<dyn StreamLog>>,
+    adapter: A::State,
+    config: MarieConfig,
+}
+
+impl Default for MarieBuilder {
+    fn default() -> Self {
+        Self {
+            authenticator: None,
+            store: None,
+            provider: None,
+            policy: None,
+            bus: None,
+            log: None,
+            adapter: (),
+            config: MarieConfig::default(),
+        }
+    }
+}
+
+/// The entry point: [`Marie::builder`].
+#[derive(Debug)]
+pub struct Marie;
+
+impl Marie {
+    /// Starts building.
+    pub fn builder() -> MarieBuilder {
+        MarieBuilder::default()
+    }
+}
+
+impl<A: Adapter> MarieBuilder<A> {
+    /// Who may connect. Takes any [`Authenticator`], `Arc<dyn Authenticator>` included.
+    pub fn authenticator(mut self, authenticator: impl Authenticator) -> Self {
+        self.authenticator = Some(Arc::new(authenticator));
+        self
+    }
+
+    /// Where conversations, history and sessions live.
+    pub fn store(mut self, store: impl RoomStore) -> Self {
+        self.store = Some(Arc::new(store));
+        self
+    }
+
+    /// The model that answers.
+    pub fn provider(mut self, provider: impl LlmProvider) -> Self {
+        self.provider = Some(Arc::new(provider));
+        self
+    }
+
+    /// Who may join and invite ([`DefaultAccessPolicy`] when not set).
+    pub fn policy(mut self, policy: impl AccessPolicy) -> Self {
+        self.policy = Some(Arc::new(policy));
+        self
+    }
+
+    /// How nodes send each other what Socket.IO does not carry (`cancel_stream` for an
+    /// answer running on another node). The default, an in-process bus, serves one node.
+    pub fn control_bus(mut self, bus: impl ControlBus) -> Self {
+        self.bus = Some(Arc::new(bus));
+        self
+    }
+
+    /// Replaces the Socket.IO adapter (the default, [`LocalAdapter`], serves one node) with
+    /// `B`, built from `state`: for instance a cluster adapter, so that room events reach
+    /// the members connected to other nodes.
+    pub fn with_adapter<B: Adapter>(self, state: B::State) -> MarieBuilder<B> {
+        MarieBuilder {
+            authenticator: self.authenticator,
+            store: self.store,
+            provider: self.provider,
+            policy: self.policy,
+            bus: self.bus,
+            log: self.log,
+            adapter: state,
+            config: self.config,
+        }
+    }
+
+    /// Where every chunk is recorded for resuming (the default, an in-memory ring buffer,
+    /// serves one node; give the nodes of a cluster a shared one, such as
+    /// `marie_adapters::RedisStreamLog`, so that a stream resumes on any node).
+    pub fn stream_log(mut self, log: impl StreamLog) -> Self {
+        self.log = Some(Arc::new(log));
+        self
+    }
+
+    /// Replaces the whole configuration.
+    pub fn config(mut self, config: MarieConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Mounts the protocol on another namespace (e.g. `/chat`).
+    pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
+        self.config.namespace = namespace.into();
+        self
+    }
+
+    /// Accepts `?token=` in the handshake URL (seed compatibility; off by default).
+    pub fn allow_query_token(mut self, allow: bool) -> Self {
+        self.config.allow_query_token = allow;
+        self
+    }
+
+    /// Per-event, per-socket and per-user limits (`docs/security.md`).
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.config.limits = limits;
+        self
+    }
+
+    /// Only these `Origin`s may open the Socket.IO endpoint; others get `403`.
+    pub fn allowed_origins(mut self, origins: AllowedOrigins) -> Self {
+        self.config.allowed_origins = origins;
+        self
+    }
+
+    /// Builds the layer to add to an axum `Router` and the handle to drive it from outside.
+    ///
+    /// With a cluster adapter, its initialization (subscribing to Redis, for instance) runs
+    /// in the background and a failure is only logged; prefer
+    /// [`build_async`](Self::build_async) there.
+    pub fn build(self) -> Result<(MarieLayer<A>, MarieHandle<A>), BuildError>
+    where
+        A: DefinedAdapter,
+    {
+        let (layer, handle, init) = self.assemble()?;
+        init.spawn();
+        Ok((layer, handle))
+    }
+
+    /// Builds like [`build`](Self::build), then waits until the Socket.IO adapter is
+    /// initialized (a cluster adapter has subscribed), so that events other nodes send to
+    /// this node's clients arrive from its first connection on.
+    pub async fn build_async<E>(self) -> Result<(MarieLayer<A>, MarieHandle<A>), BuildError>
+    where
+        A: DefinedAdapter,
+        A::InitRes: Future<Output = Result<(), E>>,
+        E: std::fmt::Display,
+    {
+        let (layer, handle, init) = self.assemble()?;
+        init.await.map_err(|e| BuildError::Adapter(e.to_string()))?;
+        Ok((layer, handle))
+    }
+
+    fn assemble(self) -> Result<Assembled<A>, BuildError>
+    where
+        A: DefinedAdapter,
+    {
+        let authenticator = self
+            .authenticator
+            .ok_or(BuildError::Missing("authenticator"))?;
+        let store = self.store.ok_or(BuildError::Missing("store"))?;
+        let provider = self.provider.ok_or(BuildError::Missing("provider"))?;
+        let policy = self.policy.unwrap_or_else(|| Arc::new(DefaultAccessPolicy));
+        let config = self.config;
+
+        let (layer, io) = SocketIo::builder()
+            .ping_interval(config.ping_interval)
+            .ping_timeout(config.ping_timeout)
+            .max_payload(config.max_payload)
+            // socketioxide applies `max_payload` to long-polling only; WebSocket messages
+            // have their own limits (64 MiB by default): hold them to the same.
+            .ws_max_message_size(usize::try_from(config.max_payload).unwrap_or(usize::MAX))
+            .ws_max_frame_size(usize::try_from(config.max_payload).unwrap_or(usize::MAX))
+            .ws_read_buffer_size(config.ws_read_buffer_size.max(64))
+            .with_parser(
+                ParserConfig::common()
+                    .max_incoming_binaries(config.limits.hard_binary_attachments)
+                    .max_incoming_binary_buf_size(
+                        usize::try_from(config.max_payload).unwrap_or(usize::MAX),
+                    ),
+            )
+            .transports([TransportType::Polling, TransportType::Websocket])
+            .with_adapter::<A>(self.adapter)
+            .build_layer();
+        let log = self
+            .log
+            .unwrap_or_else(|| Arc::new(marie_core::MemoryStreamLog::new()));
+        let hub = Hub::new(
+            io.clone(),
+            config.namespace.clone(),
+            log.clone(),
+            config.delivery.clone(),
+            self.bus.clone(),
+        );
+        let sink = SocketIoSink::with_hub(hub.clone());
+        let mut engine = ChatEngine::builder(store, provider, Arc::new(sink))
+            .policy(policy)
+            .stream_log(log)
+            .config(config.engine.clone());
+        if let Some(bus) = self.bus {
+            engine = engine.control_bus(bus);
+        }
+        let guards = Guards::new(config.limits.clone());
+        let shared = Arc::new(Shared {
+            engine: engine.build(),
+            authenticator,
+            io,
+            config,
+            rooms: RoomCounts::default(),
+            hub,
+            guards,
+        });
+        let init = socketio::register(&shared);
+        let layer = MarieLayer::new(layer, shared.config.allowed_origins.clone());
+        Ok((layer, MarieHandle::new(shared), init))
+    }
+}
+
+/// The layer, the handle, and the adapter's initialization still to run.
+type Assembled<A> = (
+    MarieLayer<A>,
+    MarieHandle<A>,
+    <A as socketioxide_core::adapter::CoreAdapter<socketioxide::adapter::Emitter>>::InitRes,
+);

@@ -1,0 +1,688 @@
+//! The scenarios. Each runs against one target, is bounded by a count and a time limit, and
+//! returns its figures.
+
+use std::borrow::Cow;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use serde::Deserialize;
+use serde_json::json;
+use tokio::sync::Barrier;
+use tokio::time::Instant;
+
+use crate::client::{BoxError, Conn, Recv};
+use crate::server::{self, Target, now_nanos};
+use crate::wire::{self, Packet};
+
+/// Connections opened at once while connecting many.
+const CONNECT_CONCURRENCY: usize = 128;
+
+/// How big each scenario is.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Sizes {
+    /// Scenario 1: idle connections held.
+    pub(crate) idle: usize,
+    /// Scenario 2: members of the room.
+    pub(crate) fan_members: usize,
+    /// Scenario 2: chunks of the answer.
+    pub(crate) fan_chunks: u64,
+    /// Scenario 3: clients, each with its own conversation and answer.
+    pub(crate) conversations: usize,
+    /// Scenario 3: chunks per answer.
+    pub(crate) conv_chunks: u64,
+    /// Scenario 3, paced: clients.
+    pub(crate) paced_conversations: usize,
+    /// Scenario 3, paced: the time between two chunks of one answer.
+    pub(crate) paced_delay: Duration,
+    /// Scenario 4: clients sending acknowledged messages one after the other.
+    pub(crate) ack_clients: usize,
+    /// Scenario 4: round trips per client.
+    pub(crate) ack_rounds: usize,
+    /// Scenario 5: members of the room, split between two nodes.
+    pub(crate) cluster_members: usize,
+    /// Scenario 5: chunks of the answer.
+    pub(crate) cluster_chunks: u64,
+    /// The time limit of one scenario against one target.
+    pub(crate) limit: Duration,
+    /// How long a receiver waits for a next frame before it counts the rest as lost.
+    pub(crate) idle_wait: Duration,
+}
+
+impl Sizes {
+    /// The full run.
+    pub(crate) fn full() -> Sizes {
+        Sizes {
+            idle: 10_000,
+            fan_members: 1_000,
+            fan_chunks: 200,
+            conversations: 1_000,
+            conv_chunks: 50,
+            paced_conversations: 1_000,
+            paced_delay: Duration::from_millis(20),
+            ack_clients: 50,
+            ack_rounds: 200,
+            cluster_members: 200,
+            cluster_chunks: 200,
+            limit: Duration::from_secs(60),
+            idle_wait: Duration::from_secs(3),
+        }
+    }
+
+    /// A few seconds: proves that every scenario still works.
+    pub(crate) fn smoke() -> Sizes {
+        Sizes {
+            idle: 100,
+            fan_members: 20,
+            fan_chunks: 200,
+            conversations: 20,
+            conv_chunks: 20,
+            paced_conversations: 20,
+            paced_delay: Duration::from_millis(20),
+            ack_clients: 5,
+            ack_rounds: 20,
+            cluster_members: 10,
+            cluster_chunks: 50,
+            limit: Duration::from_secs(15),
+            idle_wait: Duration::from_secs(2),
+        }
+    }
+}
+
+/// One figure of one scenario against one target.
+#[derive(Clone, Debug)]
+pub(crate) struct Figure {
+    /// What it measures, with its unit.
+    pub(crate) metric: String,
+    /// The value.
+    pub(crate) value: f64,
+}
+
+fn figure(metric: &str, value: f64) -> Figure {
+    Figure {
+        metric: metric.to_owned(),
+        value,
+    }
+}
+
+/// The `q` quantile (0..=1) of sorted samples, in microseconds.
+fn quantile_us(sorted_ns: &[u64], q: f64) -> f64 {
+    if sorted_ns.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted_ns.len() - 1) as f64 * q).round() as usize;
+    sorted_ns[i.min(sorted_ns.len() - 1)] as f64 / 1_000.0
+}
+
+/// Opens `n` authenticated connections, `token(i)` for the i-th, spread over `addrs`
+/// (the i-th to `addrs[i % addrs.len()]`).
+async fn connect_many(
+    addrs: &[SocketAddr],
+    n: usize,
+    token: impl Fn(usize) -> String,
+) -> Result<Vec<Conn>, BoxError> {
+    let results: Vec<_> = futures_util::stream::iter(0..n)
+        .map(|i| {
+            let t = token(i);
+            let addr = addrs[i % addrs.len()];
+            async move { Conn::connect(addr, i, &t).await }
+        })
+        .buffered(CONNECT_CONCURRENCY)
+        .collect()
+        .await;
+    results.into_iter().collect()
+}
+
+/// Joins each connection to its conversation, all at once.
+async fn join_all(
+    conns: Vec<Conn>,
+    conversation: impl Fn(usize) -> String,
+) -> Result<Vec<Conn>, BoxError> {
+    let results: Vec<_> = futures_util::stream::iter(conns.into_iter().enumerate())
+        .map(|(i, mut c)| {
+            let conv = conversation(i);
+            async move { c.join(&conv).await.map(|()| c) }
+        })
+        .buffered(CONNECT_CONCURRENCY)
+        .collect()
+        .await;
+    results.into_iter().collect()
+}
+
+/// Reads what each connection is still being sent (the presence events of the joins)
+/// until none of them has received a frame for a while, so that a measurement starts on a
+/// quiet server.
+async fn settle(conns: Vec<Conn>) -> Vec<Conn> {
+    const QUIET: Duration = Duration::from_millis(250);
+    let limit = Instant::now() + Duration::from_secs(20);
+    futures_util::stream::iter(conns)
+        .map(|mut c| async move {
+            loop {
+                let quiet_until = (Instant::now() + QUIET).min(limit);
+                if !matches!(c.recv(quiet_until).await, Recv::Text(_)) {
+                    return c;
+                }
+            }
+        })
+        .buffer_unordered(usize::MAX)
+        .collect()
+        .await
+}
+
+fn run_id() -> String {
+    format!("{:08x}", rand::random::<u32>())
+}
+
+/// RSS of process `pid`, in bytes.
+fn rss_bytes(pid: u32) -> Result<u64, BoxError> {
+    let statm = std::fs::read_to_string(format!("/proc/{pid}/statm"))?;
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .ok_or("statm has no RSS")?
+        .parse()?;
+    Ok(pages * 4096)
+}
+
+/// Where a comparison server lives: `marie-bench/<dir>`.
+fn bench_dir(dir: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(dir)
+}
+
+/// The Python that runs the seed's design: `MARIE_BENCH_SEED_PYTHON` (`scripts/bench` sets
+/// it to a virtualenv with `seed/requirements.txt`), else `python3`.
+fn seed_python() -> String {
+    std::env::var("MARIE_BENCH_SEED_PYTHON").unwrap_or_else(|_| "python3".into())
+}
+
+/// The command line of a comparison server of the idle scenario, and why it cannot run
+/// here, if it cannot.
+pub(crate) fn comparison_server(target: Target) -> Result<Vec<std::ffi::OsString>, String> {
+    let succeeds = |program: &str, args: &[&str]| {
+        std::process::Command::new(program)
+            .args(args)
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    match target {
+        Target::Node => {
+            let dir = bench_dir("node");
+            if !succeeds("node", &["--version"]) {
+                Err("no `node` on the PATH".into())
+            } else if !dir.join("node_modules/socket.io/package.json").exists() {
+                Err(format!(
+                    "socket.io is not installed: run `npm ci` in {}",
+                    dir.display()
+                ))
+            } else {
+                Ok(vec!["node".into(), dir.join("server.mjs").into()])
+            }
+        }
+        Target::Seed => {
+            let python = seed_python();
+            if !succeeds(&python, &["-c", "import flask_socketio, eventlet"]) {
+                Err(format!(
+                    "`{python}` cannot import flask_socketio and eventlet: `pip install -r {}`",
+                    bench_dir("seed/requirements.txt").display()
+                ))
+            } else {
+                Ok(vec![python.into(), bench_dir("seed/server.py").into()])
+            }
+        }
+        Target::Marie | Target::Bare => Err("not a comparison server".into()),
+    }
+}
+
+/// Scenario 1: `sizes.idle` authenticated connections held by a server running in a child
+/// process (`marie-bench serve`, or a [`comparison_server`]); its RSS before and after.
+pub(crate) async fn idle(target: Target, sizes: Sizes) -> Result<Vec<Figure>, BoxError> {
+    use std::io::BufRead;
+    let mut argv: Vec<std::ffi::OsString> = match target {
+        Target::Marie | Target::Bare => vec![
+            std::env::current_exe()?.into(),
+            "serve".into(),
+            "--target".into(),
+            target.name().into(),
+        ],
+        _ => comparison_server(target)?,
+    };
+    // To profile the server, e.g.
+    // `MARIE_BENCH_SERVE_WRAPPER="valgrind --tool=dhat" marie-bench idle --smoke`.
+    if let Ok(wrapper) = std::env::var("MARIE_BENCH_SERVE_WRAPPER") {
+        let mut wrapped: Vec<std::ffi::OsString> =
+            wrapper.split_whitespace().map(Into::into).collect();
+        wrapped.append(&mut argv);
+        argv = wrapped;
+    }
+    let mut command = std::process::Command::new(&argv[0]);
+    command.args(&argv[1..]);
+    let mut child = command
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()?;
+    let pid = child.id();
+    let stdout = child.stdout.take().ok_or("no child stdout")?;
+    let line = tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        std::io::BufReader::new(stdout)
+            .read_line(&mut line)
+            .map(|_| line)
+    })
+    .await??;
+    let outcome = async {
+        let addr: SocketAddr = line
+            .trim()
+            .strip_prefix("listening ")
+            .ok_or("the child did not start")?
+            .parse()?;
+        // Warm up (allocator arenas, runtime), then measure from there.
+        let warm = connect_many(&[addr], 50, |i| format!("w{i}")).await?;
+        for c in warm {
+            c.close().await;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let before = rss_bytes(pid)?;
+        let start = Instant::now();
+        let conns = tokio::time::timeout(
+            sizes.limit,
+            connect_many(&[addr], sizes.idle, |i| format!("u{i}")),
+        )
+        .await
+        .map_err(|_| "connecting took too long")??;
+        let connect_secs = start.elapsed().as_secs_f64();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let after = rss_bytes(pid)?;
+        let per = (after.saturating_sub(before)) as f64 / conns.len() as f64 / 1024.0;
+        drop(conns);
+        Ok::<_, BoxError>(vec![
+            figure("server memory per idle connection (KiB)", per),
+            figure(
+                "connections opened per second",
+                sizes.idle as f64 / connect_secs,
+            ),
+        ])
+    }
+    .await;
+    // Its standard input closed, the server exits by itself (a profiler wrapping it then
+    // writes its report); killed if it has not within 30 s.
+    drop(child.stdin.take());
+    let give_up = Instant::now() + Duration::from_secs(30);
+    while matches!(child.try_wait(), Ok(None)) && Instant::now() < give_up {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    outcome
+}
+
+#[derive(Deserialize)]
+struct ChunkData<'a> {
+    seq: u64,
+    #[serde(default)]
+    first_seq: Option<u64>,
+    #[serde(borrow)]
+    content: Cow<'a, str>,
+}
+
+/// What one receiver saw of one answer.
+#[derive(Default)]
+struct Received {
+    /// Chunks covered (a merged chunk counts every chunk it holds).
+    chunks: u64,
+    /// `stream_chunk` frames.
+    frames: u64,
+    /// Time from each chunk's making to its receipt, in ns.
+    latencies: Vec<u64>,
+    /// When the `stream_end` came (or the last frame, if it never came).
+    done: Option<Instant>,
+    /// Whether `stream_end` came.
+    ended: bool,
+}
+
+/// Reads one answer until `stream_end`, `idle_wait` without a frame, or `deadline`.
+async fn receive_answer(
+    conn: &mut Conn,
+    idle_wait: Duration,
+    deadline: Instant,
+    latencies: bool,
+) -> Received {
+    let mut got = Received::default();
+    loop {
+        let wait = (Instant::now() + idle_wait).min(deadline);
+        let Recv::Text(t) = conn.recv(wait).await else {
+            return got;
+        };
+        if let Packet::Event { name, data, .. } = wire::decode(&t) {
+            match name {
+                "stream_chunk" => {
+                    let now = now_nanos();
+                    if let Ok(c) = serde_json::from_str::<ChunkData<'_>>(data) {
+                        got.chunks += c.seq + 1 - c.first_seq.unwrap_or(c.seq);
+                        got.frames += 1;
+                        if latencies {
+                            got.latencies
+                                .extend(wire::stamps(&c.content).map(|s| now.saturating_sub(s)));
+                        }
+                    }
+                    got.done = Some(Instant::now());
+                }
+                "stream_end" | "stream_error" => {
+                    got.ended = name == "stream_end";
+                    got.done = Some(Instant::now());
+                    return got;
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+/// What the members of one room saw of one answer.
+struct Fanned {
+    /// Chunk deliveries per second, from the ask to the last `stream_end`.
+    rate: f64,
+    /// Chunks expected and not delivered.
+    lost: u64,
+    /// `stream_chunk` frames, all members together.
+    frames: u64,
+    /// Members that saw no `stream_end`.
+    unended: u64,
+    /// Sorted chunk latencies (ns) of the members on the asker's node, then on the others.
+    same_node: Vec<u64>,
+    other_nodes: Vec<u64>,
+}
+
+/// One answer of `chunks` chunks to `members` members of one room, spread over `addrs`;
+/// member 0 (on the first node) asks.
+async fn fan_out_on(
+    addrs: &[SocketAddr],
+    members: usize,
+    chunks: u64,
+    sizes: Sizes,
+) -> Result<Fanned, BoxError> {
+    let conversation = format!("fan-{}", run_id());
+    let conns = connect_many(addrs, members, |_| "fan".to_owned()).await?;
+    let conns = settle(join_all(conns, |_| conversation.clone()).await?).await;
+    let deadline = Instant::now() + sizes.limit;
+    let barrier = Arc::new(Barrier::new(conns.len()));
+    let done = Arc::new(Barrier::new(conns.len()));
+    let start = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for (i, mut conn) in conns.into_iter().enumerate() {
+        let (barrier, done) = (barrier.clone(), done.clone());
+        let conversation = conversation.clone();
+        let same_node = i % addrs.len() == 0;
+        tasks.spawn(async move {
+            barrier.wait().await;
+            if i == 0 {
+                let ask = json!({"conversation_id": conversation, "message": format!("k={chunks}"), "stream": true});
+                if conn.emit("send_message", &ask, None).await.is_err() {
+                    done.wait().await;
+                    return (same_node, Received::default());
+                }
+            }
+            let got = receive_answer(&mut conn, sizes.idle_wait, deadline, true).await;
+            // Nobody leaves before everyone has the answer: presence events of the leaving
+            // must not compete with the delivery being measured.
+            done.wait().await;
+            conn.close().await;
+            (same_node, got)
+        });
+    }
+    let mut out = Fanned {
+        rate: 0.0,
+        lost: 0,
+        frames: 0,
+        unended: 0,
+        same_node: Vec::new(),
+        other_nodes: Vec::new(),
+    };
+    let (mut delivered, mut last) = (0, start);
+    while let Some(got) = tasks.join_next().await {
+        let (same_node, got) = got?;
+        delivered += got.chunks;
+        out.frames += got.frames;
+        out.unended += u64::from(!got.ended);
+        last = last.max(got.done.unwrap_or(start));
+        if same_node {
+            out.same_node.extend(got.latencies);
+        } else {
+            out.other_nodes.extend(got.latencies);
+        }
+    }
+    out.same_node.sort_unstable();
+    out.other_nodes.sort_unstable();
+    out.lost = (members as u64 * chunks).saturating_sub(delivered);
+    out.rate = delivered as f64 / (last - start).as_secs_f64().max(1e-9);
+    Ok(out)
+}
+
+/// Scenario 2: one answer of `fan_chunks` chunks to `fan_members` members of one room.
+pub(crate) async fn fan_out(target: Target, sizes: Sizes) -> Result<Vec<Figure>, BoxError> {
+    let server = server::start(target, 1, None).await?;
+    let got = fan_out_on(&server.addrs, sizes.fan_members, sizes.fan_chunks, sizes).await?;
+    drop(server);
+    Ok(vec![
+        figure("chunk deliveries per second", got.rate),
+        figure("chunks lost", got.lost as f64),
+        figure(
+            "stream_chunk frames per client",
+            got.frames as f64 / sizes.fan_members as f64,
+        ),
+        figure("stream_end missing", got.unended as f64),
+        figure("chunk latency p50 (us)", quantile_us(&got.same_node, 0.50)),
+        figure("chunk latency p99 (us)", quantile_us(&got.same_node, 0.99)),
+    ])
+}
+
+/// Whether a Redis answers at 127.0.0.1:6379.
+pub(crate) async fn redis_reachable() -> bool {
+    let connect = tokio::net::TcpStream::connect("127.0.0.1:6379");
+    matches!(
+        tokio::time::timeout(Duration::from_millis(500), connect).await,
+        Ok(Ok(_))
+    )
+}
+
+/// Deletes the keys the cluster scenario left under `prefix` (answers' stream logs expire
+/// by themselves; conversations and sessions would not).
+async fn clean_redis(prefix: &str) -> Result<(), BoxError> {
+    let client = redis::Client::open(server::REDIS_URL)?;
+    let mut con = client.get_multiplexed_async_connection().await?;
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query_async(&mut con)
+        .await?;
+    for chunk in keys.chunks(500) {
+        let () = redis::cmd("DEL").arg(chunk).query_async(&mut con).await?;
+    }
+    Ok(())
+}
+
+/// Scenario 5: scenario 2 on two nodes sharing a Redis, the members split between them;
+/// the latency of the members on the asker's node and on the other.
+pub(crate) async fn cluster(target: Target, sizes: Sizes) -> Result<Vec<Figure>, BoxError> {
+    let prefix = format!("marie-bench-{}", run_id());
+    let server = server::start(target, 2, Some(prefix.clone())).await?;
+    let got = fan_out_on(
+        &server.addrs,
+        sizes.cluster_members,
+        sizes.cluster_chunks,
+        sizes,
+    )
+    .await;
+    drop(server);
+    let cleaned = clean_redis(&prefix).await;
+    let got = got?;
+    cleaned?;
+    let same = quantile_us(&got.same_node, 0.99);
+    let other = quantile_us(&got.other_nodes, 0.99);
+    Ok(vec![
+        figure("chunk deliveries per second", got.rate),
+        figure("chunks lost", got.lost as f64),
+        figure(
+            "chunk latency p50, asker's node (us)",
+            quantile_us(&got.same_node, 0.50),
+        ),
+        figure(
+            "chunk latency p50, other node (us)",
+            quantile_us(&got.other_nodes, 0.50),
+        ),
+        figure("chunk latency p99, asker's node (us)", same),
+        figure("chunk latency p99, other node (us)", other),
+    ])
+}
+
+/// Scenario 3: `conversations` clients, each asking for its own answer of `conv_chunks`
+/// chunks at the same moment; paced: `paced_conversations` clients, each answer's chunks
+/// `paced_delay` apart (a model's pace), the asks spread over the first `paced_delay`.
+pub(crate) async fn conversations(
+    target: Target,
+    sizes: Sizes,
+    paced: bool,
+) -> Result<Vec<Figure>, BoxError> {
+    let (clients, message) = if paced {
+        (
+            sizes.paced_conversations,
+            format!(
+                "k={} d={}",
+                sizes.conv_chunks,
+                sizes.paced_delay.as_millis()
+            ),
+        )
+    } else {
+        (sizes.conversations, format!("k={}", sizes.conv_chunks))
+    };
+    let server = server::start(target, 1, None).await?;
+    let run = run_id();
+    let conns = connect_many(&server.addrs, clients, |i| format!("c{i}")).await?;
+    let conns = join_all(conns, |i| format!("conv-{run}-{i}")).await?;
+    let deadline = Instant::now() + sizes.limit;
+    let barrier = Arc::new(Barrier::new(conns.len()));
+    let done = Arc::new(Barrier::new(conns.len()));
+    let start = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for (i, mut conn) in conns.into_iter().enumerate() {
+        let (barrier, done) = (barrier.clone(), done.clone());
+        let conversation = format!("conv-{run}-{i}");
+        let message = message.clone();
+        let spread = if paced {
+            sizes.paced_delay.mul_f64(rand::random::<f64>())
+        } else {
+            Duration::ZERO
+        };
+        tasks.spawn(async move {
+            barrier.wait().await;
+            tokio::time::sleep(spread).await;
+            let ask = json!({"conversation_id": conversation, "message": message, "stream": true});
+            let got = if conn.emit("send_message", &ask, None).await.is_ok() {
+                receive_answer(&mut conn, sizes.idle_wait, deadline, true).await
+            } else {
+                Received::default()
+            };
+            // Disconnects wait until every answer is in: they are not what is measured.
+            done.wait().await;
+            conn.close().await;
+            got
+        });
+    }
+    let (mut chunks, mut last, mut latencies) = (0, start, Vec::new());
+    while let Some(got) = tasks.join_next().await {
+        let got = got?;
+        chunks += got.chunks;
+        last = last.max(got.done.unwrap_or(start));
+        latencies.extend(got.latencies);
+    }
+    drop(server);
+    latencies.sort_unstable();
+    let expected = clients as u64 * sizes.conv_chunks;
+    let secs = (last - start).as_secs_f64().max(1e-9);
+    Ok(vec![
+        figure("chunks per second", chunks as f64 / secs),
+        figure("chunks lost", expected.saturating_sub(chunks) as f64),
+        figure("chunk latency p50 (us)", quantile_us(&latencies, 0.50)),
+        figure("chunk latency p99 (us)", quantile_us(&latencies, 0.99)),
+    ])
+}
+
+/// Scenario 4: `ack_clients` clients, each sending `send_message_with_ack` (a one-chunk
+/// answer) `ack_rounds` times, one after the other: the time to the ack, and full rounds
+/// (ack, then the `message_response`) per second.
+pub(crate) async fn acks(target: Target, sizes: Sizes) -> Result<Vec<Figure>, BoxError> {
+    let server = server::start(target, 1, None).await?;
+    let run = run_id();
+    let conns = connect_many(&server.addrs, sizes.ack_clients, |i| format!("a{i}")).await?;
+    let conns = join_all(conns, |i| format!("ack-{run}-{i}")).await?;
+    let deadline = Instant::now() + sizes.limit;
+    let done = Arc::new(Barrier::new(conns.len()));
+    let start = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for (i, mut conn) in conns.into_iter().enumerate() {
+        let conversation = format!("ack-{run}-{i}");
+        let done = done.clone();
+        tasks.spawn(async move {
+            let mut latencies = Vec::with_capacity(sizes.ack_rounds);
+            let mut failed = 0u64;
+            let ask = json!({"conversation_id": conversation, "message": "k=1"});
+            'rounds: for id in 0..sizes.ack_rounds as u64 {
+                let sent = Instant::now();
+                if conn
+                    .emit("send_message_with_ack", &ask, Some(id))
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
+                let (mut acked, mut answered) = (false, false);
+                while !(acked && answered) {
+                    let Recv::Text(t) = conn.recv(deadline).await else {
+                        break 'rounds;
+                    };
+                    match wire::decode(&t) {
+                        Packet::Ack { id: got, data } if got == id => {
+                            latencies.push(sent.elapsed().as_nanos() as u64);
+                            acked = true;
+                            if !data.contains("\"success\"") {
+                                failed += 1;
+                                answered = true;
+                            }
+                        }
+                        Packet::Event {
+                            name: "message_response",
+                            ..
+                        } => answered = true,
+                        Packet::Event { name: "error", .. } => {
+                            failed += 1;
+                            answered = true;
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            let finished = Instant::now();
+            done.wait().await;
+            conn.close().await;
+            (latencies, failed, finished)
+        });
+    }
+    let (mut latencies, mut failed, mut last) = (Vec::new(), 0, start);
+    while let Some(got) = tasks.join_next().await {
+        let (l, f, finished) = got?;
+        latencies.extend(l);
+        failed += f;
+        last = last.max(finished);
+    }
+    let secs = (last - start).as_secs_f64().max(1e-9);
+    drop(server);
+    latencies.sort_unstable();
+    Ok(vec![
+        figure("round trips per second", latencies.len() as f64 / secs),
+        figure("ack latency p50 (us)", quantile_us(&latencies, 0.50)),
+        figure("ack latency p99 (us)", quantile_us(&latencies, 0.99)),
+        figure(
+            "round trips failed or missing",
+            (sizes.ack_clients * sizes.ack_rounds - latencies.len()) as f64 + failed as f64,
+        ),
+    ])
+}

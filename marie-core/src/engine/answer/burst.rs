@@ -1,0 +1,111 @@
+//! The engine's side of the burst protocol, whose one explanation is the module
+//! documentation of `crate::sink`: the deltas a provider has ready at once are taken
+//! together ([`take`], at most [`BURST_MAX`]), logged with one call and sent with one
+//! ([`send`]); before the answer waits for its provider, and at its end, the sink is told to
+//! [`flush`].
+
+use std::any::Any;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::Ordering;
+
+use futures_util::{FutureExt, StreamExt};
+
+use super::text::Text;
+use super::{AnswerJob, ChatEngine};
+use crate::{LlmEvent, LlmStream, ProviderError, StreamChunk, StreamEvent};
+
+/// The most deltas taken as one burst.
+pub(super) const BURST_MAX: usize = 32;
+
+/// One item of a provider's stream; `None` once the stream has ended.
+pub(super) type Item = Option<Result<LlmEvent, ProviderError>>;
+
+/// The deltas a provider had ready at once, as events to send, and what ended the burst.
+pub(super) struct Burst {
+    /// The chunks, numbered after the last `seq` sent (none for an unstreamed answer).
+    pub(super) events: Vec<StreamEvent>,
+    /// What ended the burst.
+    pub(super) then: Then,
+    /// The provider panicked while it was asked for more: the burst's events go out first,
+    /// as if they had come one by one, then the panic goes on to the task's guard.
+    pub(super) panic: Option<Box<dyn Any + Send>>,
+}
+
+/// What ended a burst.
+pub(super) enum Then {
+    /// Nothing more ready yet, [`BURST_MAX`] deltas, or the answer was cancelled: go on.
+    More,
+    /// The provider's next item is not a delta: its `Done`, an error, or the end of its
+    /// stream.
+    Item(Item),
+}
+
+/// Takes `first` and every delta after it that `stream` has ready without waiting.
+pub(super) fn take(first: Item, stream: &mut LlmStream, job: &AnswerJob, text: &mut Text) -> Burst {
+    let mut burst = Burst {
+        events: Vec::new(),
+        then: Then::More,
+        panic: None,
+    };
+    let mut item = first;
+    loop {
+        let delta = match item {
+            Some(Ok(LlmEvent::Delta(delta))) => delta,
+            other => {
+                burst.then = Then::Item(other);
+                return burst;
+            }
+        };
+        // An unstreamed answer sends nothing before its end.
+        if let Some(content) = text.add(delta)
+            && job.streamed
+        {
+            let seq = job.seq.load(Ordering::Acquire) + burst.events.len() as u64 + 1;
+            burst.events.push(StreamEvent::Chunk(StreamChunk {
+                conversation_id: job.conversation_id.clone(),
+                stream_id: job.stream_id.clone(),
+                seq,
+                content,
+                done: false,
+                tokens_used: text.tokens(),
+                first_seq: None,
+            }));
+        }
+        if burst.events.len() >= BURST_MAX || job.cancel.is_cancelled() {
+            return burst;
+        }
+        match std::panic::catch_unwind(AssertUnwindSafe(|| stream.next().now_or_never())) {
+            Ok(Some(next)) => item = next,
+            Ok(None) => return burst,
+            Err(panic) => {
+                burst.panic = Some(panic);
+                return burst;
+            }
+        }
+    }
+}
+
+/// Logs a burst's events, then sends them. Logged before they are sent: a client that
+/// resumes after subscribing and reading the log misses nothing.
+pub(super) async fn send(engine: &ChatEngine, job: &AnswerJob, events: Vec<StreamEvent>) {
+    let Some(last) = events.last().and_then(StreamEvent::seq) else {
+        return;
+    };
+    let n = events.len() as u64;
+    if let Err(e) = engine.shared.log.append(&job.stream_id, &events).await {
+        tracing::warn!(error = %e, stream_id = %job.stream_id, "could not log a chunk");
+    }
+    job.seq.store(last, Ordering::Release);
+    if let Err(e) = engine.shared.sink.emit_many(events).await {
+        tracing::warn!(error = %e, stream_id = %job.stream_id, "sink could not deliver an event");
+    }
+    job.progress.notify_one();
+    metrics::counter!("marie_stream_chunks_total").increment(n);
+}
+
+/// Tells the sink the answer has nothing more ready for now.
+pub(super) async fn flush(engine: &ChatEngine, job: &AnswerJob) {
+    if let Err(e) = engine.shared.sink.flush(&job.conversation_id).await {
+        tracing::warn!(error = %e, stream_id = %job.stream_id, "sink could not flush");
+    }
+}

@@ -1,0 +1,239 @@
+//! The answer task: one per answer, from the provider's first byte to the terminal event.
+//!
+//! It owns the answer: it numbers chunks, builds `full_content`, stores the final message and
+//! sends exactly one terminal event whatever happens (provider error, cancel, shutdown, or a
+//! panic in a backend).
+//!
+//! - `mod.rs`: [`run`], the task: start, the provider part, the stored message, the end.
+//! - `drive.rs`: the provider part: poll the model until it is done, fails or is stopped.
+//! - `burst.rs`: the engine's side of the burst protocol (see `crate::sink`): log, send, flush.
+//! - `lease.rs`: the answer's lease on its conversation, renewed while it runs.
+//! - `text.rs`: the answer's text so far, its token count and timing metrics.
+
+mod burst;
+mod drive;
+mod lease;
+mod text;
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use futures_util::FutureExt;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use super::ChatEngine;
+use crate::{
+    AnswerFailed, ChatMessage, ConversationId, EndStatus, Error, ErrorCode, FinishReason,
+    LlmRequest, MessageId, MessageResponse, MessageRole, StartStatus, StreamEnd, StreamEvent,
+    StreamFailed, StreamId, StreamStart, Usage, estimate_tokens, now_millis,
+};
+
+pub(super) struct AnswerJob {
+    pub(super) conversation_id: ConversationId,
+    pub(super) stream_id: StreamId,
+    /// The id of the assistant message this answer becomes.
+    pub(super) message_id: MessageId,
+    /// The request's size in estimated tokens, for the usage of a provider that reports none.
+    pub(super) prompt_tokens: u64,
+    /// `false` for `send_message {stream:false}`: no start/chunk events, one
+    /// `message_response` at the end.
+    pub(super) streamed: bool,
+    pub(super) cancel: CancellationToken,
+    /// The last `seq` sent.
+    pub(super) seq: Arc<AtomicU64>,
+    /// Signalled after each burst is sent, so that the lease keeper records the new `seq`.
+    pub(super) progress: Arc<Notify>,
+}
+
+/// How the provider part of an answer went.
+enum Outcome {
+    Finished {
+        content: String,
+        status: EndStatus,
+        usage: Option<Usage>,
+        finish_reason: FinishReason,
+    },
+    Failed {
+        error: Error,
+        retryable: bool,
+    },
+}
+
+/// The answer's task.
+pub(super) async fn run(engine: ChatEngine, job: AnswerJob, request: LlmRequest) {
+    metrics::counter!("marie_streams_started_total").increment(1);
+    // A panic in a provider, sink or store must not leave the room without a terminal event
+    // nor the conversation stuck "busy": each step is guarded, and a panic ends the stream
+    // with `internal`.
+    let outcome = guarded(&job, "the answer", async {
+        if job.streamed {
+            emit(&engine, &job, start_event(&job)).await;
+        }
+        let outcome = lease::with_lease(&engine, &job, drive::drive(&engine, &job, request)).await;
+        // What a burst left held goes out before the answer is stored.
+        burst::flush(&engine, &job).await;
+        outcome
+    })
+    .await
+    .unwrap_or_else(internal_failure);
+    let terminal = guarded(&job, "storing the answer", finalize(&engine, &job, outcome))
+        .await
+        .unwrap_or_else(|| failure(&job, &internal_error(), true));
+    count_end(&terminal);
+    // Free the conversation before the terminal event goes out: a client that has received
+    // it may send its next message at once, on any node, and must not be told "busy".
+    guarded(
+        &job,
+        "releasing the answer's lease",
+        engine.finish(&job.conversation_id, &job.stream_id),
+    )
+    .await;
+    end(&engine, &job, terminal).await;
+}
+
+/// Runs `work`, catching a panic: `None` (logged) when it panicked.
+async fn guarded<T>(
+    job: &AnswerJob,
+    what: &'static str,
+    work: impl std::future::Future<Output = T>,
+) -> Option<T> {
+    let caught = AssertUnwindSafe(work).catch_unwind().await;
+    if caught.is_err() {
+        tracing::error!(stream_id = %job.stream_id, "{what} panicked");
+    }
+    caught.ok()
+}
+
+fn internal_error() -> Error {
+    Error::Internal("the answer failed on the server")
+}
+
+fn internal_failure() -> Outcome {
+    Outcome::Failed {
+        error: internal_error(),
+        retryable: true,
+    }
+}
+
+fn start_event(job: &AnswerJob) -> StreamEvent {
+    StreamEvent::Start(StreamStart {
+        conversation_id: job.conversation_id.clone(),
+        stream_id: job.stream_id.clone(),
+        message_id: job.message_id.clone(),
+        status: StartStatus::Streaming,
+    })
+}
+
+/// Stores the answer and builds the terminal event.
+async fn finalize(engine: &ChatEngine, job: &AnswerJob, outcome: Outcome) -> StreamEvent {
+    let (content, status, usage, finish_reason) = match outcome {
+        Outcome::Finished {
+            content,
+            status,
+            usage,
+            finish_reason,
+        } => (content, status, usage, finish_reason),
+        Outcome::Failed { error, retryable } => return failure(job, &error, retryable),
+    };
+
+    // The answer is stored before its end is announced, so a client that reads history
+    // right after `stream_end` finds it — cancelled and interrupted answers included.
+    if !content.is_empty() {
+        let message = ChatMessage {
+            message_id: job.message_id.clone(),
+            role: MessageRole::Assistant,
+            content: content.clone(),
+            user_id: None,
+            created_at: now_millis(),
+        };
+        if let Err(e) = engine
+            .shared
+            .store
+            .append_message(&job.conversation_id, message)
+            .await
+        {
+            tracing::error!(error = %e, stream_id = %job.stream_id, "could not store the answer");
+            return failure(job, &Error::Store(e), true);
+        }
+    }
+
+    let usage =
+        usage.unwrap_or_else(|| Usage::estimated(job.prompt_tokens, estimate_tokens(&content)));
+
+    if job.streamed {
+        StreamEvent::End(StreamEnd {
+            conversation_id: job.conversation_id.clone(),
+            stream_id: job.stream_id.clone(),
+            message_id: job.message_id.clone(),
+            full_content: content,
+            status,
+            usage,
+            finish_reason,
+        })
+    } else {
+        StreamEvent::Response(MessageResponse {
+            conversation_id: job.conversation_id.clone(),
+            stream_id: job.stream_id.clone(),
+            message_id: job.message_id.clone(),
+            message: content,
+        })
+    }
+}
+
+/// The terminal event of an answer that failed.
+fn failure(job: &AnswerJob, error: &Error, retryable: bool) -> StreamEvent {
+    let code = match error {
+        Error::Provider(_) => ErrorCode::ProviderUnavailable,
+        other => other.code(),
+    };
+    if job.streamed {
+        StreamEvent::Error(StreamFailed {
+            conversation_id: job.conversation_id.clone(),
+            stream_id: job.stream_id.clone(),
+            code,
+            error: error.client_message(),
+            retryable,
+            after_seq: job.seq.load(Ordering::Acquire),
+        })
+    } else {
+        StreamEvent::Failed(AnswerFailed {
+            code,
+            message: error.client_message(),
+            event: "send_message".into(),
+            conversation_id: job.conversation_id.clone(),
+            stream_id: job.stream_id.clone(),
+        })
+    }
+}
+
+/// `marie_streams_ended_total{status}`.
+fn count_end(terminal: &StreamEvent) {
+    let status = match terminal {
+        StreamEvent::End(end) => end.status.as_str(),
+        StreamEvent::Response(_) => "complete",
+        _ => "error",
+    };
+    metrics::counter!("marie_streams_ended_total", "status" => status).increment(1);
+}
+
+/// Logs the terminal event of a streamed answer, then sends it and flushes: logged before it
+/// is sent, like every chunk, so a resume finds it.
+async fn end(engine: &ChatEngine, job: &AnswerJob, terminal: StreamEvent) {
+    if job.streamed
+        && let Err(e) = engine.shared.log.close(&job.stream_id, &terminal).await
+    {
+        tracing::warn!(error = %e, stream_id = %job.stream_id, "could not log the stream's end");
+    }
+    emit(engine, job, terminal).await;
+    burst::flush(engine, job).await;
+}
+
+/// Sends one event. A sink failure is logged, never fatal: the answer goes on for the
+/// members the sink can still reach, and its terminal event is still attempted.
+async fn emit(engine: &ChatEngine, job: &AnswerJob, event: StreamEvent) {
+    if let Err(e) = engine.shared.sink.emit(event).await {
+        tracing::warn!(error = %e, stream_id = %job.stream_id, "sink could not deliver an event");
+    }
+}

@@ -1,0 +1,583 @@
+//! The chat engine: every client command, with the caller's [`Identity`], in one place.
+//!
+//! Front ends (the Socket.IO handlers, the HTTP fallback) decode a request, call one method
+//! here and turn the `Result` into their own wire format. The engine knows nothing of
+//! sockets: it talks to the world through the backends it was built with.
+//!
+//! ## Layout
+//!
+//! - `mod.rs`: [`ChatEngine`] and its builder; the commands that read or change a
+//!   conversation (join, invite, cancel, history, resume reads, sessions).
+//! - `send.rs`: `send_message`, from the checks to the spawned answer.
+//! - `answer/`: the task that runs one answer (its provider loop, its bursts, its lease).
+//! - `idempotency.rs`: the outcomes of recent sends, by `client_message_id`.
+//! - `config.rs`: [`EngineConfig`].
+
+mod answer;
+mod config;
+mod idempotency;
+mod send;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use config::EngineConfig;
+pub use send::{SendOutcome, SendRequest};
+
+use crate::{
+    AccessPolicy, ChatMessage, ControlBus, ControlMessage, ConversationId, ConversationInfo,
+    DefaultAccessPolicy, Error, HistoryQuery, Identity, LlmProvider, LocalControlBus, LogRead,
+    MemoryStreamLog, MessageId, RoomStore, SessionId, SessionRecord, StreamId, StreamLog,
+    StreamSink, UserId, check_resume, now_millis,
+};
+
+/// A running answer, as `joined.active_stream` reports it and as the store's answer lease
+/// records it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ActiveStream {
+    /// The answer.
+    pub stream_id: StreamId,
+    /// The last `seq` sent so far.
+    pub seq: u64,
+}
+
+/// The outcome of a join.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Joined {
+    /// The conversation's record.
+    pub conversation: ConversationInfo,
+    /// Whether this join created the conversation.
+    pub created: bool,
+    /// Every user with access.
+    pub members: Vec<UserId>,
+    /// The answer running now, if any.
+    pub active_stream: Option<ActiveStream>,
+}
+
+/// Runs conversations: access, history, and one answer at a time per conversation.
+///
+/// Cheap to clone: every clone shares the same state.
+///
+/// ## On several nodes
+///
+/// Engines on several nodes cooperate through what they share: the [`RoomStore`] holds a
+/// lease per running answer (so `busy` and `joined.active_stream` hold cluster-wide), and
+/// the [`ControlBus`] carries `cancel_stream` to the node that runs the answer. With the
+/// defaults (an in-process bus) the engine serves one node.
+#[derive(Clone)]
+pub struct ChatEngine {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    store: Arc<dyn RoomStore>,
+    provider: Arc<dyn LlmProvider>,
+    sink: Arc<dyn StreamSink>,
+    policy: Arc<dyn AccessPolicy>,
+    bus: Arc<dyn ControlBus>,
+    log: Arc<dyn StreamLog>,
+    config: EngineConfig,
+    state: Mutex<State>,
+    tasks: TaskTracker,
+    /// Cancelled when shutdown's grace period is over: running answers end `interrupted`.
+    interrupt: CancellationToken,
+}
+
+/// Guarded by a `std::sync::Mutex` that is never held across an `.await`.
+#[derive(Default)]
+struct State {
+    answers: HashMap<ConversationId, RunningAnswer>,
+    sent: idempotency::IdempotencyCache,
+}
+
+/// An answer running on this node.
+struct RunningAnswer {
+    stream_id: StreamId,
+    cancel: CancellationToken,
+    /// The last `seq` sent, written by the answer's task.
+    seq: Arc<AtomicU64>,
+}
+
+/// Builds a [`ChatEngine`].
+pub struct EngineBuilder {
+    store: Arc<dyn RoomStore>,
+    provider: Arc<dyn LlmProvider>,
+    sink: Arc<dyn StreamSink>,
+    policy: Arc<dyn AccessPolicy>,
+    bus: Arc<dyn ControlBus>,
+    log: Arc<dyn StreamLog>,
+    config: EngineConfig,
+}
+
+impl EngineBuilder {
+    /// Replaces the in-process [`MemoryStreamLog`]: give every node of a cluster a log they
+    /// all read (the Redis one of `marie-adapters`), so that a stream resumes on any node.
+    pub fn stream_log(mut self, log: Arc<dyn StreamLog>) -> Self {
+        self.log = log;
+        self
+    }
+
+    /// Replaces the [`DefaultAccessPolicy`].
+    pub fn policy(mut self, policy: Arc<dyn AccessPolicy>) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// Replaces the default [`EngineConfig`].
+    pub fn config(mut self, config: EngineConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Replaces the in-process [`LocalControlBus`]: give every node of a cluster a bus that
+    /// reaches the others (the Redis one of `marie-adapters`, for instance).
+    pub fn control_bus(mut self, bus: Arc<dyn ControlBus>) -> Self {
+        self.bus = bus;
+        self
+    }
+
+    /// Builds the engine and subscribes it to the control bus.
+    pub fn build(self) -> ChatEngine {
+        let shared = Arc::new(Shared {
+            store: self.store,
+            provider: self.provider,
+            sink: self.sink,
+            policy: self.policy,
+            bus: self.bus,
+            log: self.log,
+            config: self.config,
+            state: Mutex::new(State::default()),
+            tasks: TaskTracker::new(),
+            interrupt: CancellationToken::new(),
+        });
+        // Weak: the bus outlives no engine because of its subscription.
+        let weak = Arc::downgrade(&shared);
+        shared.bus.subscribe(Arc::new(move |message| {
+            if let Some(shared) = weak.upgrade() {
+                ChatEngine { shared }.on_control(message);
+            }
+        }));
+        ChatEngine { shared }
+    }
+}
+
+impl ChatEngine {
+    /// Starts building an engine from its three required backends.
+    pub fn builder(
+        store: Arc<dyn RoomStore>,
+        provider: Arc<dyn LlmProvider>,
+        sink: Arc<dyn StreamSink>,
+    ) -> EngineBuilder {
+        EngineBuilder {
+            store,
+            provider,
+            sink,
+            policy: Arc::new(DefaultAccessPolicy),
+            bus: Arc::new(LocalControlBus::new()),
+            log: Arc::new(MemoryStreamLog::new()),
+            config: EngineConfig::default(),
+        }
+    }
+
+    /// The stream log the engine records every numbered event in.
+    pub fn stream_log(&self) -> &Arc<dyn StreamLog> {
+        &self.shared.log
+    }
+
+    /// The store the engine was built with.
+    pub fn store(&self) -> &Arc<dyn RoomStore> {
+        &self.shared.store
+    }
+
+    /// The engine's configuration.
+    pub fn config(&self) -> &EngineConfig {
+        &self.shared.config
+    }
+
+    /// [`EngineConfig::answer_lease`], never so short that renewing it would spin.
+    fn answer_lease(&self) -> Duration {
+        self.shared
+            .config
+            .answer_lease
+            .max(Duration::from_millis(100))
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        // A panic while holding this lock cannot leave `State` half-updated in a way that
+        // matters more than refusing all further service, so keep going with the data.
+        self.shared.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Reads a stream's log for `who` (`resume_stream`, the HTTP resume): at most `limit`
+    /// events after `after_seq`. Access to the stream's conversation is checked again; when
+    /// `conversation` is given, the stream must belong to it. `resume_unavailable` when the
+    /// log cannot continue from `after_seq` (see [`check_resume`]).
+    pub async fn read_stream(
+        &self,
+        who: &Identity,
+        conversation: Option<&ConversationId>,
+        stream_id: &StreamId,
+        after_seq: u64,
+        limit: usize,
+    ) -> Result<LogRead, Error> {
+        let read = self
+            .shared
+            .log
+            .read(stream_id, after_seq, limit.max(1))
+            .await?;
+        if let Some(read) = &read {
+            if conversation.is_some_and(|c| *c != read.meta.conversation_id) {
+                return Err(Error::NotFound("no such stream in this conversation"));
+            }
+            self.authorize(who, &read.meta.conversation_id).await?;
+        }
+        check_resume(read, after_seq)
+    }
+
+    /// Checks that `who` may enter `conversation` and returns its record.
+    pub async fn authorize(
+        &self,
+        who: &Identity,
+        conversation: &ConversationId,
+    ) -> Result<ConversationInfo, Error> {
+        let info = self
+            .shared
+            .store
+            .conversation(conversation)
+            .await?
+            .ok_or(Error::NotFound("no such conversation"))?;
+        if !self
+            .shared
+            .policy
+            .can_access(who, &info, self.shared.store.as_ref())
+            .await?
+        {
+            return Err(Error::Forbidden(
+                "you do not have access to this conversation",
+            ));
+        }
+        Ok(info)
+    }
+
+    /// `join_conversation`: checks access (creating the conversation first when it does not
+    /// exist and [`EngineConfig::create_on_join`] is set).
+    pub async fn join(
+        &self,
+        who: &Identity,
+        conversation: &ConversationId,
+    ) -> Result<Joined, Error> {
+        let store = &self.shared.store;
+        let mut created = false;
+        if self.shared.config.create_on_join && store.conversation(conversation).await?.is_none() {
+            created = store
+                .create_conversation(ConversationInfo {
+                    conversation_id: conversation.clone(),
+                    created_by: who.user_id.clone(),
+                    created_at: now_millis(),
+                })
+                .await?;
+        }
+        let info = self.authorize(who, conversation).await?;
+        let members = store.members(conversation).await?;
+        let active_stream = self.running_answer(conversation).await?;
+        Ok(Joined {
+            conversation: info,
+            created,
+            members,
+            active_stream,
+        })
+    }
+
+    /// `invite`: a user with access lets `user` in.
+    pub async fn invite(
+        &self,
+        who: &Identity,
+        conversation: &ConversationId,
+        user: &UserId,
+    ) -> Result<(), Error> {
+        let info = self.authorize(who, conversation).await?;
+        if !self
+            .shared
+            .policy
+            .can_invite(who, &info, self.shared.store.as_ref())
+            .await?
+        {
+            return Err(Error::Forbidden(
+                "you may not invite users to this conversation",
+            ));
+        }
+        self.shared.store.grant_access(conversation, user).await?;
+        Ok(())
+    }
+
+    /// The answer running in `conversation` on any node, if any: this node's own answers are
+    /// answered from memory, the others from the store's answer lease (whose `seq` may lag a
+    /// little behind the last chunk sent).
+    pub async fn running_answer(
+        &self,
+        conversation: &ConversationId,
+    ) -> Result<Option<ActiveStream>, Error> {
+        if let Some(local) = self.active_stream(conversation) {
+            return Ok(Some(local));
+        }
+        Ok(self.shared.store.active_answer(conversation).await?)
+    }
+
+    /// The answer running in `conversation` on this node, if any.
+    pub fn active_stream(&self, conversation: &ConversationId) -> Option<ActiveStream> {
+        self.state()
+            .answers
+            .get(conversation)
+            .map(|a| ActiveStream {
+                stream_id: a.stream_id.clone(),
+                seq: a.seq.load(Ordering::Acquire),
+            })
+    }
+
+    /// `cancel_stream`: stops the running answer (the one named, when `stream_id` is given).
+    pub async fn cancel(
+        &self,
+        who: &Identity,
+        conversation: &ConversationId,
+        stream_id: Option<&StreamId>,
+    ) -> Result<StreamId, Error> {
+        self.authorize(who, conversation).await?;
+        let matches = |running: &StreamId| stream_id.is_none_or(|id| id == running);
+        // An answer of this node stops at once.
+        {
+            let state = self.state();
+            if let Some(running) = state
+                .answers
+                .get(conversation)
+                .filter(|a| matches(&a.stream_id))
+            {
+                running.cancel.cancel();
+                return Ok(running.stream_id.clone());
+            }
+        }
+        // One running elsewhere is stopped by its node, told over the control bus.
+        let running = self
+            .shared
+            .store
+            .active_answer(conversation)
+            .await?
+            .filter(|a| matches(&a.stream_id))
+            .ok_or(Error::NotFound("no such running answer"))?;
+        self.shared
+            .bus
+            .publish(ControlMessage::CancelAnswer {
+                conversation_id: conversation.clone(),
+                stream_id: running.stream_id.clone(),
+            })
+            .await?;
+        Ok(running.stream_id)
+    }
+
+    /// Acts on a message of the control bus.
+    fn on_control(&self, message: ControlMessage) {
+        match message {
+            ControlMessage::CancelAnswer {
+                conversation_id,
+                stream_id,
+            } => {
+                let state = self.state();
+                if let Some(running) = state
+                    .answers
+                    .get(&conversation_id)
+                    .filter(|a| a.stream_id == stream_id)
+                {
+                    tracing::debug!(%stream_id, "answer cancelled from another node");
+                    running.cancel.cancel();
+                }
+            }
+            // Meant for the front ends (cross-node delivery of stream events).
+            ControlMessage::Stream { .. } => {}
+        }
+    }
+
+    /// `get_history`: the newest `limit` messages before `before`, oldest first. `limit`
+    /// defaults to [`EngineConfig::default_history_page`] and is capped at
+    /// [`EngineConfig::max_history_page`]; 0 asks for none.
+    pub async fn history(
+        &self,
+        who: &Identity,
+        conversation: &ConversationId,
+        before: Option<MessageId>,
+        limit: Option<usize>,
+    ) -> Result<Vec<ChatMessage>, Error> {
+        self.authorize(who, conversation).await?;
+        let config = &self.shared.config;
+        let limit = limit
+            .unwrap_or(config.default_history_page)
+            .min(config.max_history_page);
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        Ok(self
+            .shared
+            .store
+            .history(conversation, HistoryQuery { before, limit })
+            .await?)
+    }
+
+    /// The conversations of `who`'s session `previous` that `who` may still enter, to restore
+    /// them on a reconnect; `None` when the session is unknown, expired or someone else's.
+    /// Access is checked again for each: it may have been revoked meanwhile.
+    pub async fn restore_session(
+        &self,
+        who: &Identity,
+        previous: &SessionId,
+    ) -> Result<Option<Vec<ConversationId>>, Error> {
+        let Some(record) = self.shared.store.session(previous).await? else {
+            return Ok(None);
+        };
+        if record.user_id != who.user_id {
+            return Ok(None);
+        }
+        let mut rooms = Vec::with_capacity(record.rooms.len());
+        for conversation in record.rooms {
+            if self.authorize(who, &conversation).await.is_ok() {
+                rooms.push(conversation);
+            }
+        }
+        Ok(Some(rooms))
+    }
+
+    /// Records that `who`'s connection with the resume handle `session` is in `rooms`, for a
+    /// later [`restore_session`](Self::restore_session), until `ttl` from now.
+    pub async fn save_session(
+        &self,
+        who: &Identity,
+        session: &SessionId,
+        rooms: Vec<ConversationId>,
+        ttl: Duration,
+    ) -> Result<(), Error> {
+        let ttl = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
+        let record = SessionRecord {
+            session_id: session.clone(),
+            user_id: who.user_id.clone(),
+            rooms,
+            expires_at: now_millis().saturating_add(ttl),
+        };
+        Ok(self.shared.store.put_session(record).await?)
+    }
+
+    /// Readiness (`GET /readyz`): `Ok` when the store answers and the engine takes answers.
+    pub async fn ready(&self) -> Result<(), Error> {
+        if self.is_shutting_down() {
+            return Err(Error::ShuttingDown);
+        }
+        // Any read will do, and one that finds nothing costs least; reading changes nothing,
+        // even if a client did name a conversation so.
+        let probe = ConversationId::parse("__readyz__")?;
+        self.shared.store.conversation(&probe).await?;
+        Ok(())
+    }
+
+    /// `system_announcement`: checks that `who` is an admin and the message fits.
+    pub fn authorize_announcement(&self, who: &Identity, message: &str) -> Result<(), Error> {
+        if !who.is_admin() {
+            return Err(Error::Forbidden("only admins may send announcements"));
+        }
+        self.check_message(message)
+    }
+
+    /// A message must hold some text and fit [`EngineConfig::max_message_bytes`].
+    fn check_message(&self, message: &str) -> Result<(), Error> {
+        let max = self.shared.config.max_message_bytes;
+        if message.trim().is_empty() {
+            return Err(Error::BadRequest("message must not be empty".into()));
+        }
+        if message.len() > max {
+            return Err(Error::PayloadTooLarge(format!(
+                "message is longer than {max} bytes"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Whether [`shutdown`](Self::shutdown) has begun: no new answer is taken.
+    pub fn is_shutting_down(&self) -> bool {
+        self.shared.tasks.is_closed()
+    }
+
+    /// How many answers are running now.
+    pub fn running_answers(&self) -> usize {
+        self.state().answers.len()
+    }
+
+    /// Graceful shutdown: refuses new answers, lets running ones finish for up to `grace`,
+    /// then ends the rest with `stream_end {status:"interrupted"}` and waits for them.
+    pub async fn shutdown(&self, grace: Duration) {
+        self.shared.tasks.close();
+        if tokio::time::timeout(grace, self.shared.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::info!(
+                running = self.running_answers(),
+                "shutdown grace period over, interrupting answers"
+            );
+            self.shared.interrupt.cancel();
+            self.shared.tasks.wait().await;
+        }
+    }
+
+    /// Frees the conversation after an answer: on this node, then in the store.
+    async fn finish(&self, conversation: &ConversationId, stream_id: &StreamId) {
+        {
+            let mut state = self.state();
+            if state
+                .answers
+                .get(conversation)
+                .is_some_and(|a| a.stream_id == *stream_id)
+            {
+                state.answers.remove(conversation);
+            }
+        }
+        self.release(conversation, stream_id).await;
+    }
+
+    /// Gives the answer's lease back. When the store is away, keeps trying in the background
+    /// until the lease would have lapsed anyway, so that the conversation is free as soon as
+    /// the store is back.
+    async fn release(&self, conversation: &ConversationId, stream_id: &StreamId) {
+        let store = self.shared.store.clone();
+        let Err(e) = store.release_answer(conversation, stream_id).await else {
+            return;
+        };
+        tracing::warn!(error = %e, %stream_id, "could not release the answer's lease; retrying");
+        let lease = self.answer_lease();
+        let (conversation, stream_id) = (conversation.clone(), stream_id.clone());
+        tokio::spawn(async move {
+            let deadline = tokio::time::Instant::now() + lease;
+            let mut pause = Duration::from_millis(100);
+            while tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(pause).await;
+                if store
+                    .release_answer(&conversation, &stream_id)
+                    .await
+                    .is_ok()
+                {
+                    tracing::info!(%stream_id, "released the answer's lease");
+                    return;
+                }
+                pause = (pause * 2).min(Duration::from_secs(1));
+            }
+        });
+    }
+}
+
+impl std::fmt::Debug for ChatEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChatEngine")
+            .field("provider", &self.shared.provider.name())
+            .field("config", &self.shared.config)
+            .finish_non_exhaustive()
+    }
+}

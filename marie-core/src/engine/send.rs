@@ -1,0 +1,299 @@
+//! `send_message`: from the checks to the spawned answer, in named steps.
+//!
+//! 1. [`ChatEngine::send`] checks the message, that the engine takes answers, and access.
+//! 2. [`ChatEngine::reserve`] answers a repeated `client_message_id` with its first outcome,
+//!    or reserves the conversation on this node (`busy` if an answer runs here).
+//! 3. [`Reservation::claim_lease`] takes the conversation's lease in the store (`busy` if an
+//!    answer runs on another node).
+//! 4. [`ChatEngine::prepare_request`] stores the user's message and builds the model's
+//!    request from the history.
+//! 5. The answer's log is opened, the reservation handed to the answer's task, which is
+//!    spawned; `send` returns.
+//!
+//! A send that gives up after step 2 (an error, or its future dropped) frees what it held:
+//! that is the [`Reservation`]'s job.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use super::idempotency::Key;
+use super::{ChatEngine, RunningAnswer, answer};
+use crate::{
+    ChatMessage, ConversationId, Error, Identity, LlmRequest, MessageId, MessageRole,
+    PromptMessage, StreamId, StreamMeta,
+};
+
+/// A `send_message` command.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SendRequest {
+    /// Where to send.
+    pub conversation_id: ConversationId,
+    /// The user's text.
+    pub message: String,
+    /// `true`: stream the answer; `false`: one `message_response`.
+    pub stream: bool,
+    /// Makes the send idempotent: a repeat answers with the first outcome.
+    pub client_message_id: Option<String>,
+}
+
+/// The outcome of a send.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SendOutcome {
+    /// The stored user message.
+    pub message_id: MessageId,
+    /// The assistant message the answer becomes (`stream_start.message_id`).
+    pub answer_message_id: MessageId,
+    /// The answer that was started.
+    pub stream_id: StreamId,
+    /// `true` when this was a repeat of an earlier `client_message_id` and started nothing.
+    pub duplicate: bool,
+}
+
+/// What [`ChatEngine::reserve`] found.
+enum Reserved<'a> {
+    /// The same `client_message_id` was sent before: its first outcome, marked duplicate.
+    Repeat(SendOutcome),
+    /// The conversation is now reserved for this send's answer.
+    New(Reservation<'a>),
+}
+
+/// A conversation reserved for one answer, from the check for `busy` until the answer's task
+/// owns it ([`commit`](Self::commit)). Dropped before that, it frees the conversation on this
+/// node and its lease in the store, and forgets the send's `client_message_id`, so that a
+/// retry is not taken for a repeat of a send that started nothing.
+struct Reservation<'a> {
+    engine: &'a ChatEngine,
+    conversation: ConversationId,
+    key: Option<Key>,
+    outcome: SendOutcome,
+    cancel: CancellationToken,
+    seq: Arc<AtomicU64>,
+    leased: bool,
+    committed: bool,
+}
+
+impl Reservation<'_> {
+    /// Takes the conversation's lease in the store, which arbitrates between nodes.
+    async fn claim_lease(&mut self) -> Result<(), Error> {
+        let claimed = self
+            .engine
+            .shared
+            .store
+            .claim_answer(
+                &self.conversation,
+                &self.outcome.stream_id,
+                self.engine.answer_lease(),
+            )
+            .await?;
+        if !claimed {
+            return Err(Error::Busy);
+        }
+        self.leased = true;
+        Ok(())
+    }
+
+    /// The answer's task owns the conversation from now on.
+    fn commit(mut self) {
+        self.committed = true;
+    }
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        if self.committed {
+            return;
+        }
+        {
+            let mut state = self.engine.state();
+            let ours = |a: &RunningAnswer| a.stream_id == self.outcome.stream_id;
+            if state.answers.get(&self.conversation).is_some_and(ours) {
+                state.answers.remove(&self.conversation);
+            }
+            if let Some(key) = &self.key {
+                state.sent.remove(key);
+            }
+        }
+        if self.leased {
+            let engine = self.engine.clone();
+            let (conversation, stream_id) =
+                (self.conversation.clone(), self.outcome.stream_id.clone());
+            tokio::spawn(async move { engine.release(&conversation, &stream_id).await });
+        }
+    }
+}
+
+impl ChatEngine {
+    /// `send_message`: stores the user's message and starts the answer in a background task.
+    ///
+    /// Returns as soon as the answer is started; its events go to the sink.
+    pub async fn send(&self, who: &Identity, request: SendRequest) -> Result<SendOutcome, Error> {
+        self.check_message(&request.message)?;
+        // Held until the answer task is spawned or this send gives up, so that a shutdown that
+        // starts meanwhile waits for this answer instead of returning without it. The token and
+        // `is_closed` use the tracker's one atomic, so there is no gap between the two.
+        let _in_flight = self.shared.tasks.token();
+        if self.shared.tasks.is_closed() {
+            return Err(Error::ShuttingDown);
+        }
+        self.authorize(who, &request.conversation_id).await?;
+        let mut reservation = match self.reserve(who, &request)? {
+            Reserved::Repeat(first) => return Ok(first),
+            Reserved::New(reservation) => reservation,
+        };
+        reservation.claim_lease().await?;
+        let user_message = ChatMessage {
+            message_id: reservation.outcome.message_id.clone(),
+            role: MessageRole::User,
+            content: request.message,
+            user_id: Some(who.user_id.clone()),
+            created_at: crate::now_millis(),
+        };
+        let llm_request = self
+            .prepare_request(who, &reservation.conversation, user_message)
+            .await?;
+
+        let outcome = reservation.outcome.clone();
+        let job = answer::AnswerJob {
+            conversation_id: reservation.conversation.clone(),
+            stream_id: outcome.stream_id.clone(),
+            message_id: outcome.answer_message_id.clone(),
+            prompt_tokens: llm_request
+                .messages
+                .iter()
+                .map(|m| crate::estimate_tokens(&m.content))
+                .sum(),
+            streamed: request.stream,
+            cancel: reservation.cancel.clone(),
+            seq: reservation.seq.clone(),
+            progress: Arc::new(Notify::new()),
+        };
+        if job.streamed {
+            self.open_log(&job).await;
+        }
+        reservation.commit();
+        self.shared
+            .tasks
+            .spawn(answer::run(self.clone(), job, llm_request));
+        Ok(outcome)
+    }
+
+    /// The first outcome of a send of `who` with this `client_message_id`, if it is still
+    /// remembered, marked `duplicate`: a front end that limits how many answers a user may
+    /// start can answer a repeat without counting it.
+    pub fn sent_before(
+        &self,
+        who: &Identity,
+        conversation: &ConversationId,
+        client_message_id: &str,
+    ) -> Option<SendOutcome> {
+        let key = (
+            conversation.clone(),
+            who.user_id.clone(),
+            client_message_id.to_owned(),
+        );
+        self.state().sent.get(&key).map(|first| SendOutcome {
+            duplicate: true,
+            ..first.clone()
+        })
+    }
+
+    /// Checks for a repeat and reserves the conversation in one critical section, so that two
+    /// concurrent sends on this node can neither both start nor both be told "duplicate".
+    fn reserve(&self, who: &Identity, request: &SendRequest) -> Result<Reserved<'_>, Error> {
+        let conversation = request.conversation_id.clone();
+        let key = request
+            .client_message_id
+            .clone()
+            .map(|id| (conversation.clone(), who.user_id.clone(), id));
+        let outcome = SendOutcome {
+            message_id: MessageId::new_time_ordered(),
+            answer_message_id: MessageId::new_time_ordered(),
+            stream_id: StreamId::random(),
+            duplicate: false,
+        };
+        let cancel = CancellationToken::new();
+        let seq = Arc::new(AtomicU64::new(0));
+        let mut state = self.state();
+        if let Some(first) = key.as_ref().and_then(|key| state.sent.get(key)) {
+            return Ok(Reserved::Repeat(SendOutcome {
+                duplicate: true,
+                ..first.clone()
+            }));
+        }
+        if state.answers.contains_key(&conversation) {
+            return Err(Error::Busy);
+        }
+        state.answers.insert(
+            conversation.clone(),
+            RunningAnswer {
+                stream_id: outcome.stream_id.clone(),
+                cancel: cancel.clone(),
+                seq: seq.clone(),
+            },
+        );
+        if let Some(key) = &key {
+            let capacity = self.shared.config.idempotency_capacity;
+            state.sent.insert(key.clone(), outcome.clone(), capacity);
+        }
+        drop(state);
+        Ok(Reserved::New(Reservation {
+            engine: self,
+            conversation,
+            key,
+            outcome,
+            cancel,
+            seq,
+            leased: false,
+            committed: false,
+        }))
+    }
+
+    /// Stores the user's message and builds the model request from the history.
+    async fn prepare_request(
+        &self,
+        who: &Identity,
+        conversation: &ConversationId,
+        user_message: ChatMessage,
+    ) -> Result<LlmRequest, Error> {
+        let store = &self.shared.store;
+        let config = &self.shared.config;
+        store.append_message(conversation, user_message).await?;
+        let history = store
+            .prompt_history(conversation, config.history_window.max(1))
+            .await?;
+        let messages = match &config.system_prompt {
+            Some(prompt) => {
+                let mut messages = Vec::with_capacity(history.len() + 1);
+                messages.push(PromptMessage {
+                    role: MessageRole::System,
+                    content: prompt.clone(),
+                });
+                messages.extend(history);
+                messages
+            }
+            None => history,
+        };
+        Ok(LlmRequest {
+            conversation_id: conversation.clone(),
+            user_id: who.user_id.clone(),
+            messages,
+        })
+    }
+
+    /// Opens the answer's log before the answer starts, so that a follower that reads the log
+    /// as soon as `send` returns (the HTTP fallback) finds it. A log that cannot be opened is
+    /// not fatal: the answer goes on, and a resume is refused.
+    async fn open_log(&self, job: &answer::AnswerJob) {
+        let meta = StreamMeta {
+            conversation_id: job.conversation_id.clone(),
+            stream_id: job.stream_id.clone(),
+            message_id: job.message_id.clone(),
+        };
+        if let Err(e) = self.shared.log.open(&meta).await {
+            tracing::warn!(error = %e, stream_id = %job.stream_id, "could not open the stream log");
+        }
+    }
+}

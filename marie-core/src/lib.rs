@@ -1,0 +1,74 @@
+//! # marie-core
+//!
+//! The heart of [MARIE](https://github.com/marie-rs/marie): real-time AI chat for axum apps.
+//! This crate knows nothing of sockets or HTTP. It holds
+//!
+//! * the backend traits — [`Authenticator`], [`RoomStore`], [`LlmProvider`], [`StreamSink`],
+//!   [`AccessPolicy`], [`ControlBus`] and [`StreamLog`] — which third-party backends implement, depending on
+//!   this crate alone;
+//! * the domain types ([`ConversationId`], [`ChatMessage`], [`Usage`], ...) and the one type of
+//!   everything an answer sends to a conversation ([`StreamEvent`]), which every layer carries
+//!   as it is, from the engine to the client;
+//! * the errors, each client-facing one with a stable [`code`](Error::code);
+//! * the [`ChatEngine`], which runs every client command and one answer task per answer.
+//!
+//! ## One trait style
+//!
+//! Every backend trait is an object-safe `#[async_trait]` trait with `Send + Sync + 'static`
+//! bounds, so backends can be chosen at run time and held as `Arc<dyn Trait>`. Methods take
+//! `&self` (backends share state internally, cheaply cloned) and return a `Result` with the
+//! area's own error enum. Where a closure is enough, a `*_fn` adapter turns one into the
+//! trait ([`authenticator_fn`]), as `tower::service_fn` does for services.
+//!
+//! ## Feature flags
+//!
+//! | feature | default | what it adds |
+//! |---|---|---|
+//! | — | | `marie-core` has no optional features; backends live in `marie-adapters` and `marie-llm` |
+//!
+//! ## Example: the engine with in-process backends
+//!
+//! ```
+//! # use std::sync::Arc;
+//! use marie_core::{ChatEngine, RecordingSink};
+//! # async fn demo(store: Arc<dyn marie_core::RoomStore>, provider: Arc<dyn marie_core::LlmProvider>) {
+//! let sink = Arc::new(RecordingSink::new());
+//! let engine = ChatEngine::builder(store, provider, sink.clone()).build();
+//! # let _ = engine;
+//! # }
+//! ```
+
+mod auth;
+mod control;
+mod engine;
+mod error;
+mod identity;
+mod ids;
+mod log;
+mod message;
+mod policy;
+mod provider;
+mod sink;
+mod store;
+mod stream;
+
+pub use auth::{Authenticator, AuthenticatorFn, authenticator_fn};
+pub use control::{ControlBus, ControlHandler, ControlMessage, LocalControlBus};
+pub use engine::{
+    ActiveStream, ChatEngine, EngineBuilder, EngineConfig, Joined, SendOutcome, SendRequest,
+};
+pub use error::{AuthError, Error, ErrorCode, ProviderError, SinkError, StoreError};
+pub use identity::{ADMIN_ROLE, Credentials, Identity};
+pub use ids::{ConversationId, MAX_ID_LEN, MessageId, SessionId, StreamId, UserId};
+pub use log::{LogRead, MemoryLogConfig, MemoryStreamLog, StreamLog, StreamMeta, check_resume};
+pub use message::{
+    ChatMessage, ConversationInfo, FinishReason, MessageRole, Usage, estimate_tokens, now_millis,
+};
+pub use policy::{AccessPolicy, DefaultAccessPolicy};
+pub use provider::{LlmEvent, LlmProvider, LlmRequest, LlmStream, PromptMessage};
+pub use sink::{RecordingSink, StreamSink, emit_each};
+pub use store::{HistoryQuery, RoomStore, SessionRecord};
+pub use stream::{
+    AnswerFailed, EndStatus, MessageResponse, Payload, StartStatus, StreamChunk, StreamEnd,
+    StreamEvent, StreamFailed, StreamStart,
+};

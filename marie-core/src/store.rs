@@ -1,0 +1,250 @@
+//! [`RoomStore`]: conversations, who may enter them, their history, and sessions.
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use std::time::Duration;
+
+use crate::{
+    ActiveStream, ChatMessage, ConversationId, ConversationInfo, MessageId, PromptMessage,
+    SessionId, StoreError, StreamId, UserId,
+};
+
+/// Which part of a conversation's history to read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HistoryQuery {
+    /// Only messages older than this one.
+    pub before: Option<MessageId>,
+    /// At most this many messages: the newest ones that match, oldest first.
+    pub limit: usize,
+}
+
+/// A connection's resumable state (`docs/protocol.md` section 1).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionRecord {
+    /// The private resume handle.
+    pub session_id: SessionId,
+    /// Whose session it is; only this user may resume it.
+    pub user_id: UserId,
+    /// The conversations the connection had joined.
+    pub rooms: Vec<ConversationId>,
+    /// Milliseconds since the Unix epoch after which the session cannot be resumed.
+    pub expires_at: u64,
+}
+
+/// Where MARIE keeps conversations, access lists, history, sessions and the leases of
+/// running answers.
+///
+/// Implementations must be safe to share between nodes when they are backed by a shared
+/// store: every method is a single, atomic operation on the backend. Methods return
+/// [`StoreError::Unavailable`] rather than blocking forever when the backend is away.
+///
+/// ## Running answers
+///
+/// One answer runs per conversation at a time, cluster-wide. The node that starts an answer
+/// takes a *lease* on the conversation ([`claim_answer`](Self::claim_answer)), renews it while
+/// the answer runs ([`renew_answer`](Self::renew_answer), which also records the last `seq`
+/// sent) and gives it back at the end ([`release_answer`](Self::release_answer)). A lease not
+/// renewed within its `ttl` lapses, so a node that dies cannot leave a conversation busy
+/// forever. [`active_answer`](Self::active_answer) is what `joined.active_stream` reports.
+#[async_trait]
+pub trait RoomStore: Send + Sync + 'static {
+    /// Creates a conversation and grants its creator access. Returns `false`, changing
+    /// nothing, when it already exists.
+    async fn create_conversation(&self, info: ConversationInfo) -> Result<bool, StoreError>;
+
+    /// Reads a conversation's record.
+    async fn conversation(
+        &self,
+        conversation: &ConversationId,
+    ) -> Result<Option<ConversationInfo>, StoreError>;
+
+    /// Lets `user` join `conversation` (an invite). Idempotent.
+    async fn grant_access(
+        &self,
+        conversation: &ConversationId,
+        user: &UserId,
+    ) -> Result<(), StoreError>;
+
+    /// Whether `user` was granted access to `conversation` (creators always are).
+    async fn has_access(
+        &self,
+        conversation: &ConversationId,
+        user: &UserId,
+    ) -> Result<bool, StoreError>;
+
+    /// Every user with access to `conversation`, in the order they were let in.
+    async fn members(&self, conversation: &ConversationId) -> Result<Vec<UserId>, StoreError>;
+
+    /// Appends a message to the history.
+    async fn append_message(
+        &self,
+        conversation: &ConversationId,
+        message: ChatMessage,
+    ) -> Result<(), StoreError>;
+
+    /// Reads history: the newest `query.limit` messages before `query.before`, oldest first.
+    async fn history(
+        &self,
+        conversation: &ConversationId,
+        query: HistoryQuery,
+    ) -> Result<Vec<ChatMessage>, StoreError>;
+
+    /// The newest `limit` messages as the model is given them (role and text), oldest
+    /// first: what the engine sends with every question. The default reads
+    /// [`history`](Self::history); a store that can leave out the ids and authors it would
+    /// copy for nothing should.
+    async fn prompt_history(
+        &self,
+        conversation: &ConversationId,
+        limit: usize,
+    ) -> Result<Vec<PromptMessage>, StoreError> {
+        let history = self
+            .history(
+                conversation,
+                HistoryQuery {
+                    before: None,
+                    limit,
+                },
+            )
+            .await?;
+        Ok(history
+            .into_iter()
+            .map(|m| PromptMessage {
+                role: m.role,
+                content: m.content,
+            })
+            .collect())
+    }
+
+    /// Creates or replaces a session.
+    async fn put_session(&self, session: SessionRecord) -> Result<(), StoreError>;
+
+    /// Reads a session that has not expired.
+    async fn session(&self, session: &SessionId) -> Result<Option<SessionRecord>, StoreError>;
+
+    /// Forgets a session.
+    async fn remove_session(&self, session: &SessionId) -> Result<(), StoreError>;
+
+    /// Takes the lease of `conversation` for the answer `stream_id` (at `seq` 0) for `ttl`.
+    /// Returns `false`, changing nothing, while another answer holds an unexpired lease.
+    async fn claim_answer(
+        &self,
+        conversation: &ConversationId,
+        stream_id: &StreamId,
+        ttl: Duration,
+    ) -> Result<bool, StoreError>;
+
+    /// Extends the lease of `active.stream_id` by `ttl` from now and records `active.seq`.
+    /// A lease that lapsed meanwhile is taken again. Returns `false`, changing nothing, when
+    /// another answer holds the lease.
+    async fn renew_answer(
+        &self,
+        conversation: &ConversationId,
+        active: &ActiveStream,
+        ttl: Duration,
+    ) -> Result<bool, StoreError>;
+
+    /// Gives back the lease of `stream_id`. Does nothing when another answer holds it.
+    async fn release_answer(
+        &self,
+        conversation: &ConversationId,
+        stream_id: &StreamId,
+    ) -> Result<(), StoreError>;
+
+    /// The answer holding an unexpired lease on `conversation`, with the last `seq` recorded.
+    async fn active_answer(
+        &self,
+        conversation: &ConversationId,
+    ) -> Result<Option<ActiveStream>, StoreError>;
+}
+
+/// Forwards every call, so an `Arc<dyn RoomStore>` (or `Arc<S>`) is a store too.
+#[async_trait]
+impl<T: RoomStore + ?Sized> RoomStore for std::sync::Arc<T> {
+    async fn create_conversation(&self, info: ConversationInfo) -> Result<bool, StoreError> {
+        (**self).create_conversation(info).await
+    }
+    async fn conversation(
+        &self,
+        conversation: &ConversationId,
+    ) -> Result<Option<ConversationInfo>, StoreError> {
+        (**self).conversation(conversation).await
+    }
+    async fn grant_access(
+        &self,
+        conversation: &ConversationId,
+        user: &UserId,
+    ) -> Result<(), StoreError> {
+        (**self).grant_access(conversation, user).await
+    }
+    async fn has_access(
+        &self,
+        conversation: &ConversationId,
+        user: &UserId,
+    ) -> Result<bool, StoreError> {
+        (**self).has_access(conversation, user).await
+    }
+    async fn members(&self, conversation: &ConversationId) -> Result<Vec<UserId>, StoreError> {
+        (**self).members(conversation).await
+    }
+    async fn append_message(
+        &self,
+        conversation: &ConversationId,
+        message: ChatMessage,
+    ) -> Result<(), StoreError> {
+        (**self).append_message(conversation, message).await
+    }
+    async fn history(
+        &self,
+        conversation: &ConversationId,
+        query: HistoryQuery,
+    ) -> Result<Vec<ChatMessage>, StoreError> {
+        (**self).history(conversation, query).await
+    }
+    async fn prompt_history(
+        &self,
+        conversation: &ConversationId,
+        limit: usize,
+    ) -> Result<Vec<PromptMessage>, StoreError> {
+        (**self).prompt_history(conversation, limit).await
+    }
+    async fn put_session(&self, session: SessionRecord) -> Result<(), StoreError> {
+        (**self).put_session(session).await
+    }
+    async fn session(&self, session: &SessionId) -> Result<Option<SessionRecord>, StoreError> {
+        (**self).session(session).await
+    }
+    async fn remove_session(&self, session: &SessionId) -> Result<(), StoreError> {
+        (**self).remove_session(session).await
+    }
+    async fn claim_answer(
+        &self,
+        conversation: &ConversationId,
+        stream_id: &StreamId,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        (**self).claim_answer(conversation, stream_id, ttl).await
+    }
+    async fn renew_answer(
+        &self,
+        conversation: &ConversationId,
+        active: &ActiveStream,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        (**self).renew_answer(conversation, active, ttl).await
+    }
+    async fn release_answer(
+        &self,
+        conversation: &ConversationId,
+        stream_id: &StreamId,
+    ) -> Result<(), StoreError> {
+        (**self).release_answer(conversation, stream_id).await
+    }
+    async fn active_answer(
+        &self,
+        conversation: &ConversationId,
+    ) -> Result<Option<ActiveStream>, StoreError> {
+        (**self).active_answer(conversation).await
+    }
+}

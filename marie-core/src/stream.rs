@@ -1,0 +1,399 @@
+//! [`StreamEvent`]: everything an answer sends to its conversation, as one typed value from
+//! the engine to the client (`docs/protocol.md` section 3).
+//!
+//! Each variant holds a struct whose fields are the wire names, so serializing it gives
+//! exactly the event's payload ([`StreamEvent::payload`]). The engine builds the value once;
+//! the stream log, the control bus between nodes, per-client delivery, the SSE fallback and
+//! resume all carry it as it is, and a front end serializes it once per payload shape.
+//!
+//! `StreamEvent` itself serializes adjacently tagged, `{"event": <name>, "data": <payload>}`:
+//! the form a log or a bus stores and reads back.
+//!
+//! ## Adding an event
+//!
+//! A new kind of event is a struct here and a variant of [`StreamEvent`] (its name in
+//! [`name`](StreamEvent::name), its `seq` in [`seq`](StreamEvent::seq) if it is numbered in the
+//! answer's sequence and logged); the match arms the compiler then asks for are the only other
+//! places to touch.
+
+use std::borrow::Cow;
+
+use serde::{Deserialize, Serialize, Serializer};
+
+use crate::{ConversationId, ErrorCode, FinishReason, MessageId, StreamId, Usage};
+
+/// `stream_start`: an answer began.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamStart {
+    /// The conversation.
+    pub conversation_id: ConversationId,
+    /// The answer.
+    pub stream_id: StreamId,
+    /// The id the finished assistant message will have in history.
+    pub message_id: MessageId,
+    /// Always `"streaming"`.
+    pub status: StartStatus,
+}
+
+/// `stream_start.status`: always `"streaming"`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StartStatus {
+    /// The answer is streaming.
+    #[default]
+    Streaming,
+}
+
+/// `stream_chunk`: the next piece of an answer's text, or several consecutive ones merged
+/// for a client that is behind.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamChunk {
+    /// The conversation.
+    pub conversation_id: ConversationId,
+    /// The answer.
+    pub stream_id: StreamId,
+    /// 1, 2, 3, ... with no gaps; of a merged chunk, the last one merged.
+    pub seq: u64,
+    /// Never empty.
+    pub content: String,
+    /// Always `false` (the seed's field; the end is `stream_end`).
+    pub done: bool,
+    /// Completion tokens so far.
+    pub tokens_used: u64,
+    /// Of a merged chunk only: the first `seq` it holds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_seq: Option<u64>,
+}
+
+impl StreamChunk {
+    /// The first `seq` this chunk holds: `first_seq` when merged, else `seq`.
+    pub fn first(&self) -> u64 {
+        self.first_seq.unwrap_or(self.seq)
+    }
+
+    /// Appends `next` when it continues this chunk (same stream, the next `seq`), making this
+    /// a merged chunk; returns whether it did.
+    pub fn merge(&mut self, next: &StreamChunk) -> bool {
+        if self.stream_id != next.stream_id || self.seq + 1 != next.first() {
+            return false;
+        }
+        self.first_seq = Some(self.first());
+        self.content.push_str(&next.content);
+        self.seq = next.seq;
+        self.tokens_used = next.tokens_used;
+        true
+    }
+}
+
+/// How an answer ended, in `stream_end.status`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EndStatus {
+    /// The model finished.
+    Complete,
+    /// A user cancelled it.
+    Cancelled,
+    /// The server shut down first; the client may resume elsewhere.
+    Interrupted,
+}
+
+impl EndStatus {
+    /// The wire string.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Complete => "complete",
+            Self::Cancelled => "cancelled",
+            Self::Interrupted => "interrupted",
+        }
+    }
+}
+
+/// `stream_end`: the answer is over and stored.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamEnd {
+    /// The conversation.
+    pub conversation_id: ConversationId,
+    /// The answer.
+    pub stream_id: StreamId,
+    /// The assistant message's id in history.
+    pub message_id: MessageId,
+    /// Every chunk's content, concatenated.
+    pub full_content: String,
+    /// How it ended.
+    pub status: EndStatus,
+    /// Token accounting.
+    pub usage: Usage,
+    /// Why the model stopped.
+    pub finish_reason: FinishReason,
+}
+
+/// `stream_error`: the answer failed, or (`resume_unavailable`) cannot be resumed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamFailed {
+    /// The conversation.
+    pub conversation_id: ConversationId,
+    /// The answer.
+    pub stream_id: StreamId,
+    /// The stable error code.
+    pub code: ErrorCode,
+    /// A message safe to show.
+    pub error: String,
+    /// Whether asking again may work.
+    pub retryable: bool,
+    /// The last `seq` sent before the failure (0 when none was).
+    pub after_seq: u64,
+}
+
+/// `message_response`: a whole answer, for `send_message` with `stream:false`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageResponse {
+    /// The conversation.
+    pub conversation_id: ConversationId,
+    /// The answer (the `stream_id` of the `send_message` ack).
+    pub stream_id: StreamId,
+    /// The assistant message's id in history.
+    pub message_id: MessageId,
+    /// The answer.
+    pub message: String,
+}
+
+/// `error` to a room: an answer with `stream:false` failed after its request was accepted.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AnswerFailed {
+    /// The stable error code.
+    pub code: ErrorCode,
+    /// A message safe to show.
+    pub message: String,
+    /// The event whose answer failed: `"send_message"`.
+    pub event: Cow<'static, str>,
+    /// The conversation.
+    pub conversation_id: ConversationId,
+    /// The answer (the `stream_id` of the `send_message` ack).
+    pub stream_id: StreamId,
+}
+
+/// Everything an answer sends to the members of its conversation, in order: one value per
+/// event, from the engine to each client.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "event", content = "data")]
+#[non_exhaustive]
+pub enum StreamEvent {
+    /// `stream_start`
+    #[serde(rename = "stream_start")]
+    Start(StreamStart),
+    /// `stream_chunk`
+    #[serde(rename = "stream_chunk")]
+    Chunk(StreamChunk),
+    /// `stream_end`
+    #[serde(rename = "stream_end")]
+    End(StreamEnd),
+    /// `stream_error`
+    #[serde(rename = "stream_error")]
+    Error(StreamFailed),
+    /// `message_response`: the end of an answer that was not streamed.
+    #[serde(rename = "message_response")]
+    Response(MessageResponse),
+    /// `error`: the failure of an answer that was not streamed.
+    #[serde(rename = "error")]
+    Failed(AnswerFailed),
+}
+
+impl StreamEvent {
+    /// The Socket.IO event name (and the SSE `event:`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Start(_) => "stream_start",
+            Self::Chunk(_) => "stream_chunk",
+            Self::End(_) => "stream_end",
+            Self::Error(_) => "stream_error",
+            Self::Response(_) => "message_response",
+            Self::Failed(_) => "error",
+        }
+    }
+
+    /// The conversation the event goes to.
+    pub fn conversation_id(&self) -> &ConversationId {
+        match self {
+            Self::Start(e) => &e.conversation_id,
+            Self::Chunk(e) => &e.conversation_id,
+            Self::End(e) => &e.conversation_id,
+            Self::Error(e) => &e.conversation_id,
+            Self::Response(e) => &e.conversation_id,
+            Self::Failed(e) => &e.conversation_id,
+        }
+    }
+
+    /// The answer the event belongs to.
+    pub fn stream_id(&self) -> &StreamId {
+        match self {
+            Self::Start(e) => &e.stream_id,
+            Self::Chunk(e) => &e.stream_id,
+            Self::End(e) => &e.stream_id,
+            Self::Error(e) => &e.stream_id,
+            Self::Response(e) => &e.stream_id,
+            Self::Failed(e) => &e.stream_id,
+        }
+    }
+
+    /// The event's place in its answer's sequence, for the events that have one: they are
+    /// logged, resumed and deduplicated by it.
+    pub fn seq(&self) -> Option<u64> {
+        match self {
+            Self::Chunk(c) => Some(c.seq),
+            _ => None,
+        }
+    }
+
+    /// Whether this event ends its answer: exactly one does.
+    pub fn is_terminal(&self) -> bool {
+        matches!(
+            self,
+            Self::End(_) | Self::Error(_) | Self::Response(_) | Self::Failed(_)
+        )
+    }
+
+    /// The payload alone, as a client receives it (`data:` over SSE).
+    pub fn payload(&self) -> Payload<'_> {
+        Payload(self)
+    }
+}
+
+/// A [`StreamEvent`]'s payload: serializes to the event's wire payload, without the tag.
+#[derive(Clone, Copy, Debug)]
+pub struct Payload<'a>(&'a StreamEvent);
+
+impl Serialize for Payload<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            StreamEvent::Start(e) => e.serialize(serializer),
+            StreamEvent::Chunk(e) => e.serialize(serializer),
+            StreamEvent::End(e) => e.serialize(serializer),
+            StreamEvent::Error(e) => e.serialize(serializer),
+            StreamEvent::Response(e) => e.serialize(serializer),
+            StreamEvent::Failed(e) => e.serialize(serializer),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn ids() -> (ConversationId, StreamId, MessageId) {
+        (
+            ConversationId::parse("c").unwrap(),
+            StreamId::parse("s").unwrap(),
+            MessageId::parse("m").unwrap(),
+        )
+    }
+
+    fn chunk(seq: u64, content: &str) -> StreamChunk {
+        let (conversation_id, stream_id, _) = ids();
+        StreamChunk {
+            conversation_id,
+            stream_id,
+            seq,
+            content: content.into(),
+            done: false,
+            tokens_used: seq,
+            first_seq: None,
+        }
+    }
+
+    /// The payloads are exactly those of docs/protocol.md section 3.
+    #[test]
+    fn payloads_are_the_wire_payloads() {
+        let (conversation_id, stream_id, message_id) = ids();
+        let cases = [
+            (
+                StreamEvent::Start(StreamStart {
+                    conversation_id: conversation_id.clone(),
+                    stream_id: stream_id.clone(),
+                    message_id: message_id.clone(),
+                    status: StartStatus::Streaming,
+                }),
+                json!({"conversation_id": "c", "stream_id": "s", "message_id": "m", "status": "streaming"}),
+            ),
+            (
+                StreamEvent::Chunk(chunk(3, "hi")),
+                json!({"conversation_id": "c", "stream_id": "s", "seq": 3, "content": "hi", "done": false, "tokens_used": 3}),
+            ),
+            (
+                StreamEvent::End(StreamEnd {
+                    conversation_id: conversation_id.clone(),
+                    stream_id: stream_id.clone(),
+                    message_id: message_id.clone(),
+                    full_content: "hi".into(),
+                    status: EndStatus::Cancelled,
+                    usage: Usage::estimated(1, 2),
+                    finish_reason: FinishReason::Cancelled,
+                }),
+                json!({"conversation_id": "c", "stream_id": "s", "message_id": "m", "full_content": "hi",
+                       "status": "cancelled", "finish_reason": "cancelled",
+                       "usage": {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3, "estimated": true}}),
+            ),
+            (
+                StreamEvent::Error(StreamFailed {
+                    conversation_id: conversation_id.clone(),
+                    stream_id: stream_id.clone(),
+                    code: ErrorCode::ProviderUnavailable,
+                    error: "down".into(),
+                    retryable: true,
+                    after_seq: 4,
+                }),
+                json!({"conversation_id": "c", "stream_id": "s", "code": "provider_unavailable", "error": "down",
+                       "retryable": true, "after_seq": 4}),
+            ),
+            (
+                StreamEvent::Response(MessageResponse {
+                    conversation_id: conversation_id.clone(),
+                    stream_id: stream_id.clone(),
+                    message_id,
+                    message: "hi".into(),
+                }),
+                json!({"conversation_id": "c", "stream_id": "s", "message_id": "m", "message": "hi"}),
+            ),
+            (
+                StreamEvent::Failed(AnswerFailed {
+                    code: ErrorCode::Internal,
+                    message: "storage is unavailable".into(),
+                    event: "send_message".into(),
+                    conversation_id,
+                    stream_id,
+                }),
+                json!({"code": "internal", "message": "storage is unavailable", "event": "send_message",
+                       "conversation_id": "c", "stream_id": "s"}),
+            ),
+        ];
+        for (event, payload) in cases {
+            assert_eq!(serde_json::to_value(event.payload()).unwrap(), payload);
+            // Stored and read back (a log, the bus): the same value.
+            let stored = serde_json::to_value(&event).unwrap();
+            assert_eq!(stored, json!({"event": event.name(), "data": payload}));
+            assert_eq!(
+                serde_json::from_value::<StreamEvent>(stored).unwrap(),
+                event
+            );
+        }
+    }
+
+    #[test]
+    fn chunks_merge_only_when_consecutive() {
+        let mut first = chunk(1, "a");
+        assert!(!first.merge(&chunk(3, "c")));
+        assert!(first.merge(&chunk(2, "b")));
+        let mut tail = chunk(3, "c");
+        assert!(tail.merge(&chunk(4, "d")));
+        assert!(first.merge(&tail));
+        assert_eq!(
+            (first.first(), first.seq, first.content.as_str()),
+            (1, 4, "abcd")
+        );
+        assert_eq!(
+            serde_json::to_value(StreamEvent::Chunk(first).payload()).unwrap()["first_seq"],
+            1
+        );
+    }
+}
