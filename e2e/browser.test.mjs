@@ -189,6 +189,35 @@ describe('a late joiner in headless Chromium', () => {
     return page;
   }
 
+  it('shows the reasoning of an answer, collapsed, live and from the history', async () => {
+    const fay = await openPage('fay');
+    await fay.getByTestId('new-conversation-button').click();
+    await fay.locator('[data-testid="message-input"]:enabled').waitFor();
+    const question = 'think: is the sky blue';
+    await fay.getByTestId('message-input').fill(question);
+    await fay.getByTestId('send-button').click();
+    // The echo provider reasons first when a message starts with "think".
+    const reasoning = fay.locator('[data-testid="assistant-message"][data-status="streaming"] [data-testid="reasoning"]');
+    await reasoning.waitFor({ state: 'visible' });
+    const done = '[data-testid="assistant-message"][data-status="complete"]';
+    await fay.locator(done).waitFor({ timeout: 30_000 });
+    assert.equal(await fay.locator(`${done} [data-testid="message-text"]`).textContent(), question);
+    const thoughts = await fay.locator(`${done} [data-testid="reasoning-text"]`).textContent();
+    assert.match(thoughts, /^The user wants to see me think\./);
+    assert.equal(await fay.locator(`${done} details[data-testid="reasoning"]`).getAttribute('open'), null, 'collapsed');
+    // The history keeps it.
+    const conversationId = (await fay.getByTestId('current-conversation').textContent()).trim();
+    await fay.reload();
+    await fay.getByTestId('login-user').fill('fay');
+    await fay.getByTestId('login-button').click();
+    await fay.locator('[data-testid="connection-status"][data-state="connected"]').waitFor();
+    await fay.getByTestId('conversation-id').fill(conversationId);
+    await fay.getByTestId('join-button').click();
+    await fay.locator(done).waitFor();
+    assert.equal(await fay.locator(`${done} [data-testid="reasoning-text"]`).textContent(), thoughts);
+    assert.deepEqual(pageErrors, [], 'no script errors in the page');
+  });
+
   it('shows the whole answer from its first word, never only the tail', async () => {
     const dana = await openPage('dana');
     await dana.getByTestId('new-conversation-button').click();

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use marie_core::{
     ActiveStream, ChatMessage, ConversationId, ConversationInfo, HistoryQuery, MessageId,
-    MessageRole, RoomStore, SessionId, SessionRecord, StreamId, UserId, now_millis,
+    MessagePart, MessageRole, RoomStore, SessionId, SessionRecord, StreamId, UserId, now_millis,
 };
 
 /// How long any single wait may take before the test fails.
@@ -55,6 +55,19 @@ fn message(i: usize) -> ChatMessage {
         content: format!("message {i}"),
         user_id: i.is_multiple_of(2).then(|| user("alice")),
         created_at: 1_700_000_000_000 + i as u64,
+        // Some answers hold reasoning too: their parts must come back as they went in.
+        parts: if i % 4 == 1 {
+            vec![
+                MessagePart::Reasoning {
+                    content: format!("thinking about {i}"),
+                },
+                MessagePart::Text {
+                    content: format!("message {i}"),
+                },
+            ]
+        } else {
+            Vec::new()
+        },
     }
 }
 
@@ -234,6 +247,7 @@ mod contract {
             content: "quotes \" ' backslash \\ newline \n emoji 🦀 nul-free {braces} '('".into(),
             user_id: Some(user("alice@example.com")),
             created_at: u64::MAX / 2,
+            parts: Vec::new(),
         };
         store.append_message(&c, tricky.clone()).await.unwrap();
         assert_eq!(

@@ -115,6 +115,7 @@ fn message(i: usize) -> ChatMessage {
         content: format!("message {i}"),
         user_id: Some(UserId::parse("alice").unwrap()),
         created_at: 1_700_000_000_000 + i as u64,
+        parts: Vec::new(),
     }
 }
 

@@ -13,8 +13,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use marie_core::{
-    ConversationId, EndStatus, Error, FinishReason, MessageId, StreamChunk, StreamEnd, StreamEvent,
-    StreamId, StreamLog, StreamMeta, Usage, check_resume,
+    ConversationId, EndStatus, Error, FinishReason, MessageId, MessagePart, StreamChunk, StreamEnd,
+    StreamEvent, StreamId, StreamLog, StreamMeta, Usage, check_resume,
 };
 
 type Log = Arc<dyn StreamLog>;
@@ -50,6 +50,9 @@ fn end_of(m: &StreamMeta, text: &str) -> StreamEvent {
         status: EndStatus::Complete,
         usage: Usage::estimated(1, 2),
         finish_reason: FinishReason::Stop,
+        parts: vec![MessagePart::Text {
+            content: text.into(),
+        }],
     })
 }
 

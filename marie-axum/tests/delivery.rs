@@ -763,7 +763,11 @@ async fn an_answer_to_a_client_with_a_full_buffer_is_not_lost() {
     assert_eq!(invite["status"], "ok");
     let mut bob = stalled_client(addr, "c-full").await;
     send(&alice, "c-full", "go").await;
-    alice.next("stream_end").await;
+    // 2,500 chunks of 4 KiB, a millisecond apart at best: more than the usual wait.
+    alice
+        .try_next("stream_end", common::WAIT * 3)
+        .await
+        .expect("the answer ends");
 
     // Bob's TCP window and socketioxide buffer are full by now. He asks to join another
     // conversation (ack id 7) and waits until the server has done it.

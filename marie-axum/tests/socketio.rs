@@ -127,6 +127,69 @@ async fn join_is_for_creator_invitees_and_admins() {
     assert_eq!(alice.next("user_left").await["user_id"], "bob");
 }
 
+/// The model's reasoning reaches every member as `stream_reasoning`, numbered in the same
+/// sequence as the chunks; `stream_end.parts` and `get_history` keep it apart from the text.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reasoning_streams_to_the_room_and_is_kept_as_a_part() {
+    let server = start(
+        ScriptedProvider::new(["Four", "."])
+            .reasoning_first(["Two ", "and two."])
+            .delay(Duration::from_millis(3)),
+    )
+    .await;
+    let mut alice = connect(server.addr, "alice").await;
+    alice.join("thinking").await;
+    let ack = alice
+        .ack(
+            "send_message",
+            json!({ "conversation_id": "thinking", "message": "2+2?" }),
+        )
+        .await;
+    assert_eq!(ack["status"], "ok", "{ack}");
+    let mut numbered = Vec::new();
+    let end = loop {
+        let ev = alice
+            .next_of(&["stream_reasoning", "stream_chunk", "stream_end"])
+            .await;
+        if ev.event == "stream_end" {
+            break ev.data;
+        }
+        assert_eq!(ev.data["stream_id"], ack["stream_id"]);
+        assert!(
+            ev.data.get("first_seq").is_none(),
+            "nothing merged: {}",
+            ev.data
+        );
+        numbered.push((
+            ev.event,
+            ev.data["seq"].as_u64().unwrap(),
+            ev.data["content"].as_str().unwrap().to_owned(),
+        ));
+    };
+    let expected: Vec<(String, u64, String)> = [
+        ("stream_reasoning", 1, "Two "),
+        ("stream_reasoning", 2, "and two."),
+        ("stream_chunk", 3, "Four"),
+        ("stream_chunk", 4, "."),
+    ]
+    .into_iter()
+    .map(|(e, s, c)| (e.to_owned(), s, c.to_owned()))
+    .collect();
+    assert_eq!(numbered, expected);
+    assert_eq!(end["full_content"], "Four.");
+    let parts = json!([
+        {"type": "reasoning", "content": "Two and two."},
+        {"type": "text", "content": "Four."}
+    ]);
+    assert_eq!(end["parts"], parts);
+    let history = alice
+        .ack("get_history", json!({ "conversation_id": "thinking" }))
+        .await;
+    assert_eq!(history["messages"][1]["content"], "Four.");
+    assert_eq!(history["messages"][1]["parts"], parts);
+    assert!(history["messages"][0].get("parts").is_none(), "{history}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_streamed_answer_reaches_every_member_and_no_one_else() {
     let server = start(

@@ -69,6 +69,6 @@ pub use provider::{LlmEvent, LlmProvider, LlmRequest, LlmStream, PromptMessage};
 pub use sink::{RecordingSink, StreamSink, emit_each};
 pub use store::{HistoryQuery, RoomStore, SessionRecord};
 pub use stream::{
-    AnswerFailed, EndStatus, MessageResponse, Payload, StartStatus, StreamChunk, StreamEnd,
-    StreamEvent, StreamFailed, StreamStart,
+    AnswerFailed, EndStatus, MessagePart, MessageResponse, Payload, StartStatus, StreamChunk,
+    StreamEnd, StreamEvent, StreamFailed, StreamReasoning, StreamStart,
 };

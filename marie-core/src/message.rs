@@ -41,6 +41,9 @@ pub struct ChatMessage {
     pub user_id: Option<UserId>,
     /// Milliseconds since the Unix epoch.
     pub created_at: u64,
+    /// Of an assistant message with more than text (reasoning): its parts in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parts: Vec<crate::MessagePart>,
 }
 
 impl ChatMessage {
@@ -52,6 +55,7 @@ impl ChatMessage {
             content: content.into(),
             user_id,
             created_at: now_millis(),
+            parts: Vec::new(),
         }
     }
 }

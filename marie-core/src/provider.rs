@@ -38,8 +38,10 @@ impl LlmRequest {
     }
 }
 
-/// One item of a provider's answer stream.
+/// One item of a provider's answer stream. More kinds will come (tool calls): match with a
+/// wildcard arm.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum LlmEvent {
     /// More text. May be empty (the engine skips empty deltas).
     ///
@@ -48,6 +50,10 @@ pub enum LlmEvent {
     /// (OpenAI-compatible servers, Ollama); the usage in [`Done`](Self::Done), when the
     /// provider reports it, is the exact figure.
     Delta(String),
+    /// More of the model's reasoning (OpenAI-compatible `reasoning_content` / `reasoning`,
+    /// Ollama's `thinking`): streamed as `stream_reasoning`, kept as a `reasoning` part of
+    /// the answer, never part of its text. May be empty (skipped).
+    Reasoning(String),
     /// The answer is complete. A stream that ends without `Done` is an error.
     Done {
         /// Usage as the provider reported it, if it did.

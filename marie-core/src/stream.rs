@@ -85,6 +85,41 @@ impl StreamChunk {
     }
 }
 
+/// `stream_reasoning`: the next piece of the model's reasoning, numbered in the same `seq`
+/// sequence as the chunks; merged like chunks for a client that is behind.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamReasoning {
+    /// The conversation.
+    pub conversation_id: ConversationId,
+    /// The answer.
+    pub stream_id: StreamId,
+    /// Its place in the answer's sequence; of a merged piece, the last one merged.
+    pub seq: u64,
+    /// Never empty.
+    pub content: String,
+    /// Of a merged piece only: the first `seq` it holds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_seq: Option<u64>,
+}
+
+/// One part of an answer, in order (`stream_end.parts`, and a stored assistant message's
+/// `parts`): consecutive deltas of one kind make one part.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum MessagePart {
+    /// Text of the answer (what `full_content` joins).
+    Text {
+        /// The text.
+        content: String,
+    },
+    /// The model's reasoning.
+    Reasoning {
+        /// The reasoning text.
+        content: String,
+    },
+}
+
 /// How an answer ended, in `stream_end.status`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -125,6 +160,10 @@ pub struct StreamEnd {
     pub usage: Usage,
     /// Why the model stopped.
     pub finish_reason: FinishReason,
+    /// The answer's parts in order (its reasoning and its text); empty, and not sent, when
+    /// the answer is text only: then `full_content` is all of it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parts: Vec<MessagePart>,
 }
 
 /// `stream_error`: the answer failed, or (`resume_unavailable`) cannot be resumed.
@@ -184,6 +223,9 @@ pub enum StreamEvent {
     /// `stream_chunk`
     #[serde(rename = "stream_chunk")]
     Chunk(StreamChunk),
+    /// `stream_reasoning`
+    #[serde(rename = "stream_reasoning")]
+    Reasoning(StreamReasoning),
     /// `stream_end`
     #[serde(rename = "stream_end")]
     End(StreamEnd),
@@ -204,6 +246,7 @@ impl StreamEvent {
         match self {
             Self::Start(_) => "stream_start",
             Self::Chunk(_) => "stream_chunk",
+            Self::Reasoning(_) => "stream_reasoning",
             Self::End(_) => "stream_end",
             Self::Error(_) => "stream_error",
             Self::Response(_) => "message_response",
@@ -216,6 +259,7 @@ impl StreamEvent {
         match self {
             Self::Start(e) => &e.conversation_id,
             Self::Chunk(e) => &e.conversation_id,
+            Self::Reasoning(e) => &e.conversation_id,
             Self::End(e) => &e.conversation_id,
             Self::Error(e) => &e.conversation_id,
             Self::Response(e) => &e.conversation_id,
@@ -228,6 +272,7 @@ impl StreamEvent {
         match self {
             Self::Start(e) => &e.stream_id,
             Self::Chunk(e) => &e.stream_id,
+            Self::Reasoning(e) => &e.stream_id,
             Self::End(e) => &e.stream_id,
             Self::Error(e) => &e.stream_id,
             Self::Response(e) => &e.stream_id,
@@ -240,7 +285,56 @@ impl StreamEvent {
     pub fn seq(&self) -> Option<u64> {
         match self {
             Self::Chunk(c) => Some(c.seq),
+            Self::Reasoning(r) => Some(r.seq),
             _ => None,
+        }
+    }
+
+    /// The first position the event holds: `first_seq` of a merged piece, else its `seq`.
+    pub fn first_seq(&self) -> Option<u64> {
+        match self {
+            Self::Chunk(c) => Some(c.first()),
+            Self::Reasoning(r) => Some(r.first_seq.unwrap_or(r.seq)),
+            _ => None,
+        }
+    }
+
+    /// Whether consecutive events of this kind may be sent merged to a client that is
+    /// behind (chunks, reasoning).
+    pub fn is_mergeable(&self) -> bool {
+        matches!(self, Self::Chunk(_) | Self::Reasoning(_))
+    }
+
+    /// Whether `next` continues this event: the same kind of mergeable piece, the same
+    /// stream, the next position.
+    pub fn can_merge(&self, next: &StreamEvent) -> bool {
+        let same_kind = matches!(
+            (self, next),
+            (Self::Chunk(_), Self::Chunk(_)) | (Self::Reasoning(_), Self::Reasoning(_))
+        );
+        same_kind
+            && self.stream_id() == next.stream_id()
+            && self
+                .seq()
+                .zip(next.first_seq())
+                .is_some_and(|(last, first)| last + 1 == first)
+    }
+
+    /// Appends `next` when it continues this event ([`can_merge`](Self::can_merge)), making
+    /// this a merged piece; returns whether it did.
+    pub fn merge(&mut self, next: &StreamEvent) -> bool {
+        if !self.can_merge(next) {
+            return false;
+        }
+        match (self, next) {
+            (Self::Chunk(this), Self::Chunk(next)) => this.merge(next),
+            (Self::Reasoning(this), Self::Reasoning(next)) => {
+                this.first_seq = Some(this.first_seq.unwrap_or(this.seq));
+                this.content.push_str(&next.content);
+                this.seq = next.seq;
+                true
+            }
+            _ => false,
         }
     }
 
@@ -267,6 +361,7 @@ impl Serialize for Payload<'_> {
         match self.0 {
             StreamEvent::Start(e) => e.serialize(serializer),
             StreamEvent::Chunk(e) => e.serialize(serializer),
+            StreamEvent::Reasoning(e) => e.serialize(serializer),
             StreamEvent::End(e) => e.serialize(serializer),
             StreamEvent::Error(e) => e.serialize(serializer),
             StreamEvent::Response(e) => e.serialize(serializer),
@@ -329,10 +424,29 @@ mod tests {
                     status: EndStatus::Cancelled,
                     usage: Usage::estimated(1, 2),
                     finish_reason: FinishReason::Cancelled,
+                    parts: vec![
+                        MessagePart::Reasoning {
+                            content: "hmm".into(),
+                        },
+                        MessagePart::Text {
+                            content: "hi".into(),
+                        },
+                    ],
                 }),
                 json!({"conversation_id": "c", "stream_id": "s", "message_id": "m", "full_content": "hi",
                        "status": "cancelled", "finish_reason": "cancelled",
-                       "usage": {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3, "estimated": true}}),
+                       "usage": {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3, "estimated": true},
+                       "parts": [{"type": "reasoning", "content": "hmm"}, {"type": "text", "content": "hi"}]}),
+            ),
+            (
+                StreamEvent::Reasoning(StreamReasoning {
+                    conversation_id: conversation_id.clone(),
+                    stream_id: stream_id.clone(),
+                    seq: 2,
+                    content: "hmm".into(),
+                    first_seq: None,
+                }),
+                json!({"conversation_id": "c", "stream_id": "s", "seq": 2, "content": "hmm"}),
             ),
             (
                 StreamEvent::Error(StreamFailed {

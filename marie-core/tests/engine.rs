@@ -15,7 +15,7 @@ use async_trait::async_trait;
 use marie_adapters::MemoryStore;
 use marie_core::{
     ActiveStream, ChatEngine, ChatMessage, ConversationId, ConversationInfo, EndStatus,
-    EngineConfig, Error, ErrorCode, FinishReason, HistoryQuery, Identity, MessageRole,
+    EngineConfig, Error, ErrorCode, FinishReason, HistoryQuery, Identity, MessagePart, MessageRole,
     PromptMessage, ProviderError, RecordingSink, RoomStore, SendOutcome, SendRequest, SessionId,
     SessionRecord, SinkError, StartStatus, StoreError, StreamChunk, StreamEnd, StreamEvent,
     StreamFailed, StreamId, StreamSink, Usage, UserId, estimate_tokens,
@@ -143,6 +143,7 @@ fn stream_id_of(event: &StreamEvent) -> Option<&StreamId> {
         StreamEvent::Chunk(e) => Some(&e.stream_id),
         StreamEvent::End(e) => Some(&e.stream_id),
         StreamEvent::Error(e) => Some(&e.stream_id),
+        StreamEvent::Reasoning(e) => Some(&e.stream_id),
         _ => None,
     }
 }
@@ -216,24 +217,21 @@ impl Harness {
             .collect()
     }
 
-    /// The chunks of `stream`, checked: `seq` 1..n without gaps, content never empty,
-    /// `done:false`, `tokens_used` increasing. Returns their contents joined.
+    /// The chunks of `stream`, checked: the numbered events (chunks and reasoning) have
+    /// `seq` 1..n without gaps; chunk content never empty, `done:false`, `tokens_used`
+    /// increasing. Returns the chunks' contents joined.
     fn chunks_joined(&self, stream: &StreamId) -> String {
+        let events = self.stream_events(stream);
+        let seqs: Vec<u64> = events.iter().filter_map(StreamEvent::seq).collect();
+        let expected: Vec<u64> = (1..=seqs.len() as u64).collect();
+        assert_eq!(seqs, expected, "seq must be contiguous from 1");
         let mut joined = String::new();
         let mut last_tokens = 0;
-        let chunks = self
-            .stream_events(stream)
-            .into_iter()
-            .filter_map(|e| match e {
-                StreamEvent::Chunk(c) => Some(c),
-                _ => None,
-            });
-        for (i, chunk) in chunks.enumerate() {
-            assert_eq!(
-                chunk.seq,
-                i as u64 + 1,
-                "chunk seq must be contiguous from 1"
-            );
+        let chunks = events.into_iter().filter_map(|e| match e {
+            StreamEvent::Chunk(c) => Some(c),
+            _ => None,
+        });
+        for chunk in chunks {
             assert!(!chunk.content.is_empty(), "chunk content must not be empty");
             assert!(!chunk.done);
             assert!(
@@ -279,7 +277,7 @@ impl Harness {
             );
             for e in &events[1..events.len() - 1] {
                 assert!(
-                    matches!(e, StreamEvent::Chunk(_)),
+                    matches!(e, StreamEvent::Chunk(_) | StreamEvent::Reasoning(_)),
                     "stream {id}: unexpected {e:?} mid-stream"
                 );
             }
@@ -365,6 +363,14 @@ async fn streamed_answer_has_start_contiguous_chunks_and_one_complete_end() {
     assert_eq!(history[1].role, MessageRole::Assistant);
     assert_eq!(history[1].content, "Hello, world");
     assert_eq!(history[1].user_id, None);
+    assert!(
+        history[1].parts.is_empty(),
+        "a text-only answer is its text"
+    );
+    assert!(
+        end.parts.is_empty(),
+        "a text-only answer is its full_content"
+    );
 
     // What the provider was asked.
     let requests = h.provider.requests();
@@ -377,6 +383,63 @@ async fn streamed_answer_has_start_contiguous_chunks_and_one_complete_end() {
     );
     assert_eq!(h.provider.streams_dropped(), 1);
     assert_eq!(h.engine.running_answers(), 0);
+    h.assert_one_terminal_per_stream();
+}
+
+/// Reasoning streams as `stream_reasoning` in the same `seq` sequence as the chunks, is
+/// never part of the text, and is kept as a part of the answer: in `stream_end.parts` and in
+/// the stored message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reasoning_streams_in_the_same_sequence_and_is_kept_as_a_part() {
+    let provider = ScriptedProvider::new(["Hel", "lo"]).reasoning_first(["Let me ", "", "think."]);
+    let h = harness(provider);
+    let alice = user("alice");
+    let room = conv("room-reasoning");
+    h.create(&alice, &room).await;
+
+    let sent = h.send(&alice, streamed(&room, "hi")).await;
+    let end = h.end(&sent.stream_id).await;
+    let events = h.stream_events(&sent.stream_id);
+    let names: Vec<&str> = events.iter().map(StreamEvent::name).collect();
+    assert_eq!(
+        names,
+        [
+            "stream_start",
+            "stream_reasoning",
+            "stream_reasoning",
+            "stream_chunk",
+            "stream_chunk",
+            "stream_end"
+        ],
+        "the empty reasoning delta is skipped"
+    );
+    assert_eq!(h.chunks_joined(&sent.stream_id), "Hello");
+    let StreamEvent::Reasoning(first) = &events[1] else {
+        unreachable!()
+    };
+    assert_eq!((first.seq, first.content.as_str()), (1, "Let me "));
+    let StreamEvent::Chunk(chunk) = &events[3] else {
+        unreachable!()
+    };
+    assert_eq!(
+        (chunk.seq, chunk.tokens_used),
+        (3, 1),
+        "tokens_used counts text only"
+    );
+
+    let parts = vec![
+        MessagePart::Reasoning {
+            content: "Let me think.".into(),
+        },
+        MessagePart::Text {
+            content: "Hello".into(),
+        },
+    ];
+    assert_eq!(end.full_content, "Hello");
+    assert_eq!(end.parts, parts);
+    let history = h.history(&alice, &room).await;
+    assert_eq!(history[1].content, "Hello");
+    assert_eq!(history[1].parts, parts);
     h.assert_one_terminal_per_stream();
 }
 

@@ -13,6 +13,8 @@ use crate::words::word_chunks;
 
 /// **A demo, not a model.** Streams the user's newest message back, one chunk per word,
 /// waiting `delay` before each word, so that streaming can be watched without any LLM.
+/// A message whose first word is `think` (e.g. "think: what is 2+2?") gets a short reasoning
+/// first ([`LlmEvent::Reasoning`]), so that reasoning can be watched too.
 ///
 /// It reports usage with its own counts: the prompt estimated from the request's text, one
 /// completion token per word.
@@ -44,6 +46,19 @@ impl EchoProvider {
     }
 }
 
+/// What the echo provider "thinks" before a message that starts with `think`.
+const REASONING: &str = "The user wants to see me think. I am a demo without a model, \
+so I will repeat their message, word by word.";
+
+/// Whether the message's first word is `think`, in any case, followed by anything.
+fn asks_to_think(text: &str) -> bool {
+    text.split_whitespace().next().is_some_and(|first| {
+        first
+            .trim_end_matches(|c: char| !c.is_alphanumeric())
+            .eq_ignore_ascii_case("think")
+    })
+}
+
 #[async_trait]
 impl LlmProvider for EchoProvider {
     async fn stream(&self, request: LlmRequest) -> Result<LlmStream, ProviderError> {
@@ -54,13 +69,22 @@ impl LlmProvider for EchoProvider {
             .iter()
             .map(|m| estimate_tokens(&m.content))
             .sum();
-        let usage = Usage::reported(prompt_tokens, words.len() as u64);
+        let reasoning = if asks_to_think(&text) {
+            word_chunks(REASONING)
+        } else {
+            Vec::new()
+        };
+        let usage = Usage::reported(prompt_tokens, (reasoning.len() + words.len()) as u64);
         let delay = self.delay;
-        let deltas = stream::iter(words).then(move |word| async move {
+        let events = reasoning
+            .into_iter()
+            .map(LlmEvent::Reasoning)
+            .chain(words.into_iter().map(LlmEvent::Delta));
+        let deltas = stream::iter(events).then(move |event| async move {
             if !delay.is_zero() {
                 tokio::time::sleep(delay).await;
             }
-            Ok(LlmEvent::Delta(word))
+            Ok(event)
         });
         let done = stream::once(async move {
             Ok(LlmEvent::Done {

@@ -213,7 +213,7 @@ struct Line {
 struct Message {
     #[serde(default)]
     content: Option<String>,
-    /// A thinking model's reasoning: not shown, but proof that the model is working.
+    /// A thinking model's reasoning: streamed as `stream_reasoning`.
     #[serde(default)]
     thinking: Option<String>,
     #[serde(default)]
@@ -242,8 +242,9 @@ fn decode_line(line: &str) -> Result<Piece, ProviderError> {
     let mut piece = Piece::default();
     if let Some(message) = parsed.message {
         piece.text = message.content.unwrap_or_default();
+        piece.reasoning = message.thinking.unwrap_or_default();
         piece.generated = !piece.text.is_empty()
-            || message.thinking.is_some_and(|t| !t.is_empty())
+            || !piece.reasoning.is_empty()
             || message.tool_calls.is_some_and(|t| !t.is_null());
     }
     if parsed.done {

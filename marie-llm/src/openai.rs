@@ -262,8 +262,8 @@ struct Delta {
     /// A refusal is the model's answer to the user too: it is shown like content.
     #[serde(default)]
     refusal: Option<String>,
-    /// Reasoning text (vLLM, DeepSeek: `reasoning_content`; others: `reasoning`): not part
-    /// of the answer, but proof that the model is working.
+    /// Reasoning text (vLLM, DeepSeek: `reasoning_content`; others: `reasoning`): streamed
+    /// as `stream_reasoning`, not part of the answer's text.
     #[serde(default)]
     reasoning_content: Option<String>,
     #[serde(default)]
@@ -325,10 +325,14 @@ fn decode_event(event: &Event) -> Result<Piece, ProviderError> {
             piece.generated |= !text.is_empty();
             piece.text.push_str(&text);
         }
-        piece.generated |= [delta.reasoning_content, delta.reasoning]
+        // Servers name it `reasoning_content` (vLLM, DeepSeek) or `reasoning` (others).
+        for reasoning in [delta.reasoning_content, delta.reasoning]
             .into_iter()
             .flatten()
-            .any(|r| !r.is_empty());
+        {
+            piece.generated |= !reasoning.is_empty();
+            piece.reasoning.push_str(&reasoning);
+        }
         piece.generated |= delta.tool_calls.is_some_and(|t| !t.is_null());
     }
     Ok(piece)
@@ -519,12 +523,15 @@ mod tests {
     }
 
     #[test]
-    fn reasoning_counts_as_progress_but_is_not_shown() {
-        let data =
-            r#"{"choices":[{"index":0,"delta":{"reasoning_content":"hmm"},"finish_reason":null}]}"#;
-        let piece = decode_event(&event(data)).ok();
-        assert_eq!(piece.as_ref().map(|p| p.text.as_str()), Some(""));
-        assert_eq!(piece.map(|p| p.generated), Some(true));
+    fn reasoning_is_decoded_under_both_names_and_kept_apart_from_the_text() {
+        for name in ["reasoning_content", "reasoning"] {
+            let data = format!(
+                r#"{{"choices":[{{"index":0,"delta":{{"{name}":"hmm"}},"finish_reason":null}}]}}"#
+            );
+            let piece = decode_event(&event(&data)).expect("decodes");
+            assert_eq!((piece.reasoning.as_str(), piece.text.as_str()), ("hmm", ""));
+            assert!(piece.generated, "reasoning ends the first-token wait");
+        }
     }
 
     #[test]

@@ -23,7 +23,8 @@ enum Ending {
 
 #[derive(Clone, Debug)]
 struct Script {
-    chunks: Vec<String>,
+    /// Deltas, text or reasoning, in order.
+    chunks: Vec<LlmEvent>,
     delay: Duration,
     start_error: Option<ProviderError>,
     fail_at: Option<(usize, ProviderError)>,
@@ -51,7 +52,10 @@ impl ScriptedProvider {
     {
         Self {
             script: Script {
-                chunks: chunks.into_iter().map(Into::into).collect(),
+                chunks: chunks
+                    .into_iter()
+                    .map(|c| LlmEvent::Delta(c.into()))
+                    .collect(),
                 delay: Duration::ZERO,
                 start_error: None,
                 fail_at: None,
@@ -61,6 +65,17 @@ impl ScriptedProvider {
             requests: Arc::default(),
             dropped: Arc::default(),
         }
+    }
+
+    /// Plays `pieces` of reasoning ([`LlmEvent::Reasoning`]) before the chunks.
+    pub fn reasoning_first<I, S>(mut self, pieces: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let reasoning = pieces.into_iter().map(|p| LlmEvent::Reasoning(p.into()));
+        self.script.chunks.splice(0..0, reasoning);
+        self
     }
 
     /// Waits `delay` before each chunk.
@@ -170,7 +185,7 @@ impl LlmProvider for ScriptedProvider {
                     tokio::time::sleep(st.script.delay).await;
                 }
                 st.next += 1;
-                return Some((Ok(LlmEvent::Delta(chunk)), st));
+                return Some((Ok(chunk), st));
             }
             st.finished = true;
             match st.script.ending.clone() {

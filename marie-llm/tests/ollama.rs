@@ -14,7 +14,8 @@ use marie_llm::{OllamaBuilder, OllamaProvider, RetryPolicy};
 use serde_json::json;
 use support::engine::Chat;
 use support::fake::{
-    FakeServer, Reply, Step, ollama_answer, ollama_done, ollama_line, ollama_text, split,
+    FakeServer, Reply, Step, ollama_answer, ollama_done, ollama_line, ollama_text, ollama_thinking,
+    split,
 };
 use support::{ms, refused_addr};
 
@@ -72,6 +73,43 @@ async fn streams_an_answer_with_usage_from_the_eval_counts() {
             "options": {"temperature": 0.7, "num_predict": 128}
         })
     );
+}
+
+/// A thinking model's `message.thinking` streams as `stream_reasoning` and is kept as a part.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thinking_streams_as_reasoning_apart_from_the_text() {
+    let steps = vec![
+        ollama_thinking("Short question."),
+        Step::Wait(PACE),
+        ollama_thinking(" Answer briefly."),
+        ollama_text("Yes"),
+        Step::Wait(PACE),
+        ollama_text("."),
+        ollama_done("stop", 5, 6),
+    ];
+    let server = FakeServer::start([Reply::ok("application/x-ndjson", steps)]).await;
+    let chat = chat(provider(&server.ollama_host())).await;
+    let answer = chat.ask("ok?").await;
+    let reasoning: Vec<&str> = answer
+        .reasoning
+        .iter()
+        .map(|r| r.content.as_str())
+        .collect();
+    assert_eq!(reasoning, ["Short question.", " Answer briefly."]);
+    let end = answer.complete();
+    assert_eq!(end.full_content, "Yes.");
+    assert_eq!(
+        end.parts,
+        vec![
+            marie_core::MessagePart::Reasoning {
+                content: "Short question. Answer briefly.".into()
+            },
+            marie_core::MessagePart::Text {
+                content: "Yes.".into()
+            },
+        ]
+    );
+    assert_eq!(end.usage, Usage::reported(5, 6));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

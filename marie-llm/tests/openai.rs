@@ -14,8 +14,8 @@ use marie_llm::{OpenAiBuilder, OpenAiProvider, RetryPolicy};
 use serde_json::json;
 use support::engine::Chat;
 use support::fake::{
-    FakeServer, Reply, Step, openai_answer, openai_done, openai_finish, openai_role, openai_text,
-    openai_usage, split,
+    FakeServer, Reply, Step, openai_answer, openai_done, openai_finish, openai_reasoning,
+    openai_role, openai_text, openai_usage, split,
 };
 use support::{ms, refused_addr, unresponsive_addr};
 
@@ -86,6 +86,59 @@ async fn streams_an_answer_with_the_usage_openai_reports() {
             "max_tokens": 256
         })
     );
+}
+
+/// A reasoning model's deltas (`reasoning_content`, or `reasoning` on other servers) stream as
+/// `stream_reasoning` before the text, and are kept as a part, never in the text.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reasoning_deltas_stream_apart_from_the_text_under_either_name() {
+    for field in ["reasoning_content", "reasoning"] {
+        let steps = vec![
+            openai_role(),
+            openai_reasoning(field, "The user greets me."),
+            Step::Wait(PACE),
+            openai_reasoning(field, " Greet back."),
+            Step::Wait(PACE),
+            openai_text("Hi"),
+            openai_text("!"),
+            openai_finish("stop"),
+            openai_usage(7, 9),
+            openai_done(),
+        ];
+        let server =
+            FakeServer::start([Reply::ok("text/event-stream; charset=utf-8", steps)]).await;
+        let chat = chat(provider(&server.openai_base())).await;
+        let answer = chat.ask("hello").await;
+        let reasoning: Vec<&str> = answer
+            .reasoning
+            .iter()
+            .map(|r| r.content.as_str())
+            .collect();
+        assert_eq!(
+            reasoning,
+            ["The user greets me.", " Greet back."],
+            "{field}"
+        );
+        assert_eq!(answer.reasoning[0].seq, 1);
+        assert_eq!(
+            answer.chunks[0].seq, 3,
+            "one sequence for reasoning and text"
+        );
+        let end = answer.complete();
+        assert_eq!(end.full_content, "Hi!");
+        assert_eq!(
+            end.parts,
+            vec![
+                marie_core::MessagePart::Reasoning {
+                    content: "The user greets me. Greet back.".into()
+                },
+                marie_core::MessagePart::Text {
+                    content: "Hi!".into()
+                },
+            ]
+        );
+        assert_eq!(end.usage, Usage::reported(7, 9));
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

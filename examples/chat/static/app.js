@@ -173,7 +173,18 @@
     error: "error",
   };
 
-  function assistantMessage({ messageId, streamId, content, createdAt, status }) {
+  /** The reasoning of `parts` (from stream_end or history), joined. */
+  function reasoningOf(parts) {
+    if (!Array.isArray(parts)) return "";
+    return parts.filter((p) => p && p.type === "reasoning" && typeof p.content === "string").map((p) => p.content).join("\n");
+  }
+
+  function assistantMessage({ messageId, streamId, content, createdAt, status, reasoning }) {
+    // The model's reasoning, collapsed; hidden while there is none.
+    const thoughts = h("p", { class: "msg-reasoning-text", "data-testid": "reasoning-text" }, reasoning || "");
+    const details = h("details", { class: "msg-reasoning", "data-testid": "reasoning" },
+      h("summary", {}, "Reasoning"), thoughts);
+    details.hidden = !reasoning;
     const text = h("p", { class: "msg-text", "data-testid": "message-text" }, content || "");
     const label = h("span", { class: "msg-status", "data-testid": "message-status" }, STATUS_LABELS[status] ?? status);
     const li = h("li", {
@@ -188,9 +199,10 @@
       h("span", { class: "msg-author" }, "assistant"),
       createdAt ? h("time", { class: "msg-time" }, formatTime(createdAt)) : null,
       label),
+    details,
     text);
     if (messageId !== undefined && messageId !== null) state.rendered.set(String(messageId), li);
-    return { li, text, label };
+    return { li, text, label, details, thoughts };
   }
 
   function setAssistantStatus(view, status, note) {
@@ -278,7 +290,8 @@
     }
   }
 
-  function onStreamChunk(data) {
+  /** stream_chunk and stream_reasoning: one `seq` sequence, one rule, each to its place. */
+  function onStreamPiece(data, kind) {
     if (data.conversation_id !== state.conversationId) return;
     const view = streamView(data);
     if (view.ended || typeof data.content !== "string" || typeof data.seq !== "number") return;
@@ -293,7 +306,12 @@
       return;
     }
     view.held = data.seq;
-    view.text.append(data.content);
+    if (kind === "reasoning") {
+      view.details.hidden = false;
+      view.thoughts.append(data.content);
+    } else {
+      view.text.append(data.content);
+    }
     if (isNearBottom()) ui.messages.scrollTop = ui.messages.scrollHeight;
   }
 
@@ -302,6 +320,11 @@
     const view = streamView(data);
     view.ended = true;
     if (typeof data.full_content === "string") view.text.textContent = data.full_content; // authoritative
+    const reasoning = reasoningOf(data.parts);
+    if (reasoning) {
+      view.thoughts.textContent = reasoning;
+      view.details.hidden = false;
+    }
     const status = data.status || "complete";
     setAssistantStatus(view, status);
     updateControls();
@@ -373,7 +396,7 @@
     for (const { m } of keyed) {
       if (m.message_id !== undefined && state.rendered.has(String(m.message_id))) continue;
       const node = m.role === "assistant"
-        ? assistantMessage({ messageId: m.message_id, content: m.content, createdAt: m.created_at, status: "complete" }).li
+        ? assistantMessage({ messageId: m.message_id, content: m.content, createdAt: m.created_at, status: "complete", reasoning: reasoningOf(m.parts) }).li
         : m.role === "user"
           ? userMessage({ messageId: m.message_id, userId: m.user_id, content: m.content, createdAt: m.created_at })
           : h("li", { class: "system", "data-testid": "system-line" }, `${m.role || "system"}: ${m.content}`);
@@ -563,7 +586,8 @@
       systemLine(`Error${d.event ? ` in ${d.event}` : ""}: ${d.message || "unknown"} (${d.code || "error"})`, "error");
     });
     socket.on("stream_start", onStreamStart);
-    socket.on("stream_chunk", onStreamChunk);
+    socket.on("stream_chunk", (data) => onStreamPiece(data, "text"));
+    socket.on("stream_reasoning", (data) => onStreamPiece(data, "reasoning"));
     socket.on("stream_end", onStreamEnd);
     socket.on("stream_error", onStreamError);
     socket.on("message_response", onMessageResponse);

@@ -238,7 +238,7 @@ impl Outbox {
                 return;
             }
             self.sent(&out);
-            if out.is_chunk() {
+            if out.is_mergeable() {
                 st.last_direct = Some(Instant::now());
             }
         }
@@ -279,10 +279,7 @@ impl Outbox {
                 return Pushed::Queued;
             }
             if let Some(seq) = event.seq() {
-                let first = match event {
-                    StreamEvent::Chunk(c) => c.first(),
-                    _ => seq,
-                };
+                let first = event.first_seq().unwrap_or(seq);
                 if seq <= pos.last {
                     return Pushed::Queued; // already queued: a duplicate
                 }
@@ -304,13 +301,13 @@ impl Outbox {
         // Straight out only when nothing of this follower's is waiting or in a writer's
         // hands, and not in a burst: chunks that come less than `burst_gap` apart are merged,
         // by the writer or (held) by the producer's flush.
-        let is_chunk = out.is_chunk();
+        let mergeable = out.is_mergeable();
         let gap_limit = self.config.burst_gap;
-        let in_burst = is_chunk && st.last_direct.is_some_and(|t| t.elapsed() < gap_limit);
+        let in_burst = mergeable && st.last_direct.is_some_and(|t| t.elapsed() < gap_limit);
         let direct = send.filter(|_| !st.writing);
         match direct {
             Some((send, _)) if st.queue.is_empty() && !in_burst && send(&out) => {
-                if is_chunk {
+                if mergeable {
                     st.last_direct = Some(Instant::now());
                 }
             }
@@ -574,6 +571,7 @@ mod tests {
             status: marie_core::EndStatus::Complete,
             usage: marie_core::Usage::default(),
             finish_reason: marie_core::FinishReason::Stop,
+            parts: Vec::new(),
         }))
     }
 
@@ -599,6 +597,9 @@ mod tests {
         fn send(&self, out: &Out) -> bool {
             let item = match out.event() {
                 Some(StreamEvent::Chunk(c)) => format!("{}..{}", c.first(), c.seq),
+                Some(e @ StreamEvent::Reasoning(_)) => {
+                    format!("r{}..{}", e.first_seq().unwrap_or(0), e.seq().unwrap_or(0))
+                }
                 _ => out.name().to_owned(),
             };
             self.0.lock().unwrap().push(item);
@@ -650,6 +651,32 @@ mod tests {
             0,
             "no writer task was needed"
         );
+        assert_eq!(outbox.queued_bytes(), 0);
+    }
+
+    fn reasoning(seq: u64) -> Out {
+        Out::stream(StreamEvent::Reasoning(marie_core::StreamReasoning {
+            conversation_id: ConversationId::parse("c").unwrap(),
+            stream_id: StreamId::parse("s").unwrap(),
+            seq,
+            content: format!("r{seq} "),
+            first_seq: None,
+        }))
+    }
+
+    /// Reasoning merges like text, each with its own kind: the seq sequence they share stays
+    /// whole, and a client sees reasoning and text apart.
+    #[test]
+    fn reasoning_merges_with_reasoning_and_text_with_text() {
+        let (outbox, _) = outbox(Duration::from_secs(3600));
+        let sent = Sent::default();
+        let send = |o: &Out| sent.send(o);
+        outbox.push_or_send(reasoning(1), &send, Burst::Held);
+        for out in [reasoning(2), reasoning(3), chunk(4), chunk(5), reasoning(6)] {
+            outbox.push_or_send(out, &send, Burst::Held);
+        }
+        outbox.flush(&send);
+        assert_eq!(sent.take(), ["r1..1", "r2..3", "4..5", "r6..6"]);
         assert_eq!(outbox.queued_bytes(), 0);
     }
 

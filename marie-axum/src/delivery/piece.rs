@@ -135,8 +135,10 @@ impl Out {
         self.event().and_then(StreamEvent::seq)
     }
 
-    pub(crate) fn is_chunk(&self) -> bool {
-        matches!(self.event(), Some(StreamEvent::Chunk(_)))
+    /// A piece of text or reasoning: merged with the next of its kind for a client that is
+    /// behind, and part of a burst.
+    pub(crate) fn is_mergeable(&self) -> bool {
+        self.event().is_some_and(StreamEvent::is_mergeable)
     }
 
     pub(crate) fn is_terminal(&self) -> bool {
@@ -158,6 +160,7 @@ impl Out {
             // bounded by `queue_len` besides.
             Out::Stream(piece) => match &piece.event {
                 StreamEvent::Chunk(c) => c.content.len(),
+                StreamEvent::Reasoning(r) => r.content.len(),
                 // Shared by every follower: what one follower adds is the handle.
                 _ => 64,
             },
@@ -165,24 +168,20 @@ impl Out {
         }
     }
 
-    /// Appends `next` when it continues this chunk.
+    /// Appends `next` when it continues this piece (text after text, reasoning after
+    /// reasoning, the next position of the same stream).
     pub(crate) fn merge(&mut self, next: &Out) -> bool {
-        let (Out::Stream(this), Some(StreamEvent::Chunk(next))) = (&mut *self, next.event()) else {
+        let (Out::Stream(this), Some(next)) = (&mut *self, next.event()) else {
             return false;
         };
-        let StreamEvent::Chunk(chunk) = &this.event else {
-            return false;
-        };
-        if chunk.stream_id != next.stream_id || chunk.seq + 1 != next.first() {
+        // Checked on the shared piece first: a copy is made only when it will merge.
+        if !this.event.can_merge(next) {
             return false;
         }
         // Shared: copied first (and serialized again when sent).
         let piece = Arc::make_mut(this);
         piece.json = OnceLock::new();
-        match &mut piece.event {
-            StreamEvent::Chunk(chunk) => chunk.merge(next),
-            _ => false,
-        }
+        piece.event.merge(next)
     }
 
     /// Hands this item to `socket`.

@@ -150,6 +150,7 @@ impl ChatEngine {
             content: request.message,
             user_id: Some(who.user_id.clone()),
             created_at: crate::now_millis(),
+            parts: Vec::new(),
         };
         let llm_request = self
             .prepare_request(who, &reservation.conversation, user_message)

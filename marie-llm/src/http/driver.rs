@@ -12,6 +12,9 @@ use tokio::time::Instant;
 /// What one decoded unit of a response (an SSE event, an NDJSON line) says.
 #[derive(Debug, Default, PartialEq)]
 pub(crate) struct Piece {
+    /// The model's reasoning (`LlmEvent::Reasoning`); may be empty. Comes before `text` when
+    /// one unit holds both.
+    pub(crate) reasoning: String,
     /// Answer text; may be empty.
     pub(crate) text: String,
     /// The model produced output here, shown or not (text, reasoning): this ends the
@@ -89,8 +92,16 @@ impl Driver {
     }
 
     fn take(&mut self, piece: Piece) {
-        if self.last_activity.is_some() || piece.generated || !piece.text.is_empty() {
+        if self.last_activity.is_some()
+            || piece.generated
+            || !piece.text.is_empty()
+            || !piece.reasoning.is_empty()
+        {
             self.last_activity = Some(Instant::now());
+        }
+        if !piece.reasoning.is_empty() {
+            self.ready
+                .push_back(Ok(LlmEvent::Reasoning(piece.reasoning)));
         }
         if !piece.text.is_empty() {
             self.ready.push_back(Ok(LlmEvent::Delta(piece.text)));

@@ -7,7 +7,7 @@ use marie_adapters::MemoryStore;
 use marie_core::{
     ChatEngine, ConversationId, EndStatus, EngineConfig, ErrorCode, Identity, LlmProvider,
     RecordingSink, SendRequest, StreamChunk, StreamEnd, StreamEvent, StreamFailed, StreamId,
-    UserId,
+    StreamReasoning, UserId,
 };
 
 use super::fake::WAIT;
@@ -24,6 +24,8 @@ pub struct Chat {
 pub struct Answer {
     pub stream_id: StreamId,
     pub chunks: Vec<StreamChunk>,
+    /// The `stream_reasoning` events, in order.
+    pub reasoning: Vec<StreamReasoning>,
     pub terminal: StreamEvent,
 }
 
@@ -106,6 +108,7 @@ impl Chat {
             .filter(|e| match e {
                 StreamEvent::Start(s) => s.stream_id == *stream,
                 StreamEvent::Chunk(c) => c.stream_id == *stream,
+                StreamEvent::Reasoning(r) => r.stream_id == *stream,
                 StreamEvent::End(s) => s.stream_id == *stream,
                 StreamEvent::Error(s) => s.stream_id == *stream,
                 _ => false,
@@ -129,8 +132,20 @@ impl Chat {
                 _ => None,
             })
             .collect();
+        let seqs: Vec<u64> = events.iter().filter_map(StreamEvent::seq).collect();
+        assert_eq!(
+            seqs,
+            (1..=seqs.len() as u64).collect::<Vec<_>>(),
+            "seq without gaps, chunks and reasoning alike: {events:#?}"
+        );
+        let reasoning: Vec<StreamReasoning> = events
+            .iter()
+            .filter_map(|e| match e {
+                StreamEvent::Reasoning(r) => Some(r.clone()),
+                _ => None,
+            })
+            .collect();
         for (i, c) in chunks.iter().enumerate() {
-            assert_eq!(c.seq, i as u64 + 1, "seq without gaps: {chunks:#?}");
             assert!(!c.content.is_empty());
             assert!(!c.done);
             assert_eq!(c.tokens_used, i as u64 + 1, "one token per delta");
@@ -138,6 +153,7 @@ impl Chat {
         Answer {
             stream_id: stream.clone(),
             chunks,
+            reasoning,
             terminal,
         }
     }

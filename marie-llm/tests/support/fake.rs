@@ -300,6 +300,13 @@ pub fn openai_text(text: &str) -> Step {
     Step::Send(openai_event(&format!("{{\"content\":{content}}}"), "null"))
 }
 
+/// A reasoning delta, under the field name the server uses (`reasoning_content` for vLLM
+/// and DeepSeek, `reasoning` for others).
+pub fn openai_reasoning(field: &str, text: &str) -> Step {
+    let content = serde_json::to_string(text).expect("json string");
+    Step::Send(openai_event(&format!("{{\"{field}\":{content}}}"), "null"))
+}
+
 /// The event with the finish reason and an empty delta.
 pub fn openai_finish(reason: &str) -> Step {
     Step::Send(openai_event("{}", &format!("\"{reason}\"")))
@@ -352,6 +359,18 @@ pub fn ollama_line(text: &str) -> String {
     format!(
         "{{\"model\":\"{MODEL_OLLAMA}\",\"created_at\":\"2025-01-10T09:30:00.123456789Z\",\
          \"message\":{{\"role\":\"assistant\",\"content\":{content}}},\"done\":false}}\n"
+    )
+}
+
+/// One line of a thinking model's reasoning (`message.thinking`, empty content).
+pub fn ollama_thinking(text: &str) -> Step {
+    let thinking = serde_json::to_string(text).expect("json string");
+    Step::Send(
+        format!(
+            "{{\"model\":\"{MODEL_OLLAMA}\",\"created_at\":\"2025-01-10T09:30:00.100000000Z\",\
+             \"message\":{{\"role\":\"assistant\",\"content\":\"\",\"thinking\":{thinking}}},\"done\":false}}\n"
+        )
+        .into_bytes(),
     )
 }
 

@@ -12,7 +12,7 @@ use futures_util::{FutureExt, StreamExt};
 
 use super::text::Text;
 use super::{AnswerJob, ChatEngine};
-use crate::{LlmEvent, LlmStream, ProviderError, StreamChunk, StreamEvent};
+use crate::{LlmEvent, LlmStream, ProviderError, StreamChunk, StreamEvent, StreamReasoning};
 
 /// The most deltas taken as one burst.
 pub(super) const BURST_MAX: usize = 32;
@@ -20,7 +20,8 @@ pub(super) const BURST_MAX: usize = 32;
 /// One item of a provider's stream; `None` once the stream has ended.
 pub(super) type Item = Option<Result<LlmEvent, ProviderError>>;
 
-/// The deltas a provider had ready at once, as events to send, and what ended the burst.
+/// The deltas (text and reasoning) a provider had ready at once, as events to send, and
+/// what ended the burst.
 pub(super) struct Burst {
     /// The chunks, numbered after the last `seq` sent (none for an unstreamed answer).
     pub(super) events: Vec<StreamEvent>,
@@ -49,27 +50,38 @@ pub(super) fn take(first: Item, stream: &mut LlmStream, job: &AnswerJob, text: &
     };
     let mut item = first;
     loop {
-        let delta = match item {
-            Some(Ok(LlmEvent::Delta(delta))) => delta,
+        let seq = job.seq.load(Ordering::Acquire) + burst.events.len() as u64 + 1;
+        let event = match item {
+            Some(Ok(LlmEvent::Delta(delta))) => text.add(delta).map(|content| {
+                StreamEvent::Chunk(StreamChunk {
+                    conversation_id: job.conversation_id.clone(),
+                    stream_id: job.stream_id.clone(),
+                    seq,
+                    content,
+                    done: false,
+                    tokens_used: text.tokens(),
+                    first_seq: None,
+                })
+            }),
+            Some(Ok(LlmEvent::Reasoning(delta))) => text.add_reasoning(delta).map(|content| {
+                StreamEvent::Reasoning(StreamReasoning {
+                    conversation_id: job.conversation_id.clone(),
+                    stream_id: job.stream_id.clone(),
+                    seq,
+                    content,
+                    first_seq: None,
+                })
+            }),
             other => {
                 burst.then = Then::Item(other);
                 return burst;
             }
         };
         // An unstreamed answer sends nothing before its end.
-        if let Some(content) = text.add(delta)
+        if let Some(event) = event
             && job.streamed
         {
-            let seq = job.seq.load(Ordering::Acquire) + burst.events.len() as u64 + 1;
-            burst.events.push(StreamEvent::Chunk(StreamChunk {
-                conversation_id: job.conversation_id.clone(),
-                stream_id: job.stream_id.clone(),
-                seq,
-                content,
-                done: false,
-                tokens_used: text.tokens(),
-                first_seq: None,
-            }));
+            burst.events.push(event);
         }
         if burst.events.len() >= BURST_MAX || job.cancel.is_cancelled() {
             return burst;
@@ -91,7 +103,10 @@ pub(super) async fn send(engine: &ChatEngine, job: &AnswerJob, events: Vec<Strea
     let Some(last) = events.last().and_then(StreamEvent::seq) else {
         return;
     };
-    let n = events.len() as u64;
+    let chunks = events
+        .iter()
+        .filter(|e| matches!(e, StreamEvent::Chunk(_)))
+        .count() as u64;
     if let Err(e) = engine.shared.log.append(&job.stream_id, &events).await {
         tracing::warn!(error = %e, stream_id = %job.stream_id, "could not log a chunk");
     }
@@ -100,7 +115,7 @@ pub(super) async fn send(engine: &ChatEngine, job: &AnswerJob, events: Vec<Strea
         tracing::warn!(error = %e, stream_id = %job.stream_id, "sink could not deliver an event");
     }
     job.progress.notify_one();
-    metrics::counter!("marie_stream_chunks_total").increment(n);
+    metrics::counter!("marie_stream_chunks_total").increment(chunks);
 }
 
 /// Tells the sink the answer has nothing more ready for now.

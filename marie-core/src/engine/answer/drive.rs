@@ -86,8 +86,10 @@ fn ended(item: Item, text: Text) -> Outcome {
             finish_reason,
         })) => {
             text.record_speed();
+            let (content, parts) = text.into_content();
             Outcome::Finished {
-                content: text.into_content(),
+                content,
+                parts,
                 status: EndStatus::Complete,
                 usage,
                 finish_reason,
@@ -95,9 +97,11 @@ fn ended(item: Item, text: Text) -> Outcome {
         }
         Some(Err(e)) => provider_failed(e),
         // `burst::take` takes every delta.
-        Some(Ok(LlmEvent::Delta(_))) | None => provider_failed(ProviderError::Protocol(
-            "the answer stream ended before the provider said it was done".into(),
-        )),
+        Some(Ok(LlmEvent::Delta(_) | LlmEvent::Reasoning(_))) | None => {
+            provider_failed(ProviderError::Protocol(
+                "the answer stream ended before the provider said it was done".into(),
+            ))
+        }
     }
 }
 
@@ -107,8 +111,10 @@ fn stopped(stop: Stop, text: Text) -> Outcome {
         Stop::Cancelled => (EndStatus::Cancelled, FinishReason::Cancelled),
         Stop::Interrupted => (EndStatus::Interrupted, FinishReason::Interrupted),
     };
+    let (content, parts) = text.into_content();
     Outcome::Finished {
-        content: text.into_content(),
+        content,
+        parts,
         status,
         usage: None,
         finish_reason,

@@ -26,8 +26,8 @@ use tokio_util::sync::CancellationToken;
 use super::ChatEngine;
 use crate::{
     AnswerFailed, ChatMessage, ConversationId, EndStatus, Error, ErrorCode, FinishReason,
-    LlmRequest, MessageId, MessageResponse, MessageRole, StartStatus, StreamEnd, StreamEvent,
-    StreamFailed, StreamId, StreamStart, Usage, estimate_tokens, now_millis,
+    LlmRequest, MessageId, MessagePart, MessageResponse, MessageRole, StartStatus, StreamEnd,
+    StreamEvent, StreamFailed, StreamId, StreamStart, Usage, estimate_tokens, now_millis,
 };
 
 pub(super) struct AnswerJob {
@@ -51,6 +51,8 @@ pub(super) struct AnswerJob {
 enum Outcome {
     Finished {
         content: String,
+        /// Text and reasoning, in order.
+        parts: Vec<MessagePart>,
         status: EndStatus,
         usage: Option<Usage>,
         finish_reason: FinishReason,
@@ -128,25 +130,35 @@ fn start_event(job: &AnswerJob) -> StreamEvent {
 
 /// Stores the answer and builds the terminal event.
 async fn finalize(engine: &ChatEngine, job: &AnswerJob, outcome: Outcome) -> StreamEvent {
-    let (content, status, usage, finish_reason) = match outcome {
+    let (content, parts, status, usage, finish_reason) = match outcome {
         Outcome::Finished {
             content,
+            parts,
             status,
             usage,
             finish_reason,
-        } => (content, status, usage, finish_reason),
+        } => (content, parts, status, usage, finish_reason),
         Outcome::Failed { error, retryable } => return failure(job, &error, retryable),
     };
 
     // The answer is stored before its end is announced, so a client that reads history
     // right after `stream_end` finds it — cancelled and interrupted answers included.
-    if !content.is_empty() {
+    let said_anything = !parts.is_empty();
+    // A text-only answer is its text: its parts are sent and kept only when there is more
+    // (a long answer would otherwise go out and be stored twice).
+    let parts = if parts.iter().all(|p| matches!(p, MessagePart::Text { .. })) {
+        Vec::new()
+    } else {
+        parts
+    };
+    if said_anything {
         let message = ChatMessage {
             message_id: job.message_id.clone(),
             role: MessageRole::Assistant,
             content: content.clone(),
             user_id: None,
             created_at: now_millis(),
+            parts: parts.clone(),
         };
         if let Err(e) = engine
             .shared
@@ -171,6 +183,7 @@ async fn finalize(engine: &ChatEngine, job: &AnswerJob, outcome: Outcome) -> Str
             status,
             usage,
             finish_reason,
+            parts,
         })
     } else {
         StreamEvent::Response(MessageResponse {

@@ -1,11 +1,27 @@
-//! The answer's text so far: what `full_content` and the stored message will hold, with the
-//! token count (`tokens_used`) and the timing metrics that come with it.
+//! The answer's text so far: what `full_content` and the stored message will hold, with its
+//! parts (text and reasoning, in order), the token count (`tokens_used`) and the timing
+//! metrics that come with it.
 
 use std::time::Instant;
+
+use crate::MessagePart;
+
+/// A part of the answer so far.
+enum Span {
+    /// `content[start..end]`.
+    Text {
+        start: usize,
+        end: usize,
+    },
+    Reasoning(String),
+}
 
 pub(super) struct Text {
     started: Instant,
     content: String,
+    /// Text and reasoning in the order the model gave them; consecutive deltas of one kind
+    /// make one part. The text's parts are ranges of `content`, not copies of it.
+    parts: Vec<Span>,
     /// Non-empty deltas so far: one completion token each (see `LlmEvent::Delta`).
     deltas: u64,
     first_at: Option<Instant>,
@@ -17,6 +33,7 @@ impl Text {
         Self {
             started: Instant::now(),
             content: String::new(),
+            parts: Vec::new(),
             deltas: 0,
             first_at: None,
         }
@@ -33,7 +50,26 @@ impl Text {
             metrics::histogram!("marie_stream_first_chunk_seconds")
                 .record(self.started.elapsed().as_secs_f64());
         }
+        let start = self.content.len();
         self.content.push_str(&delta);
+        let end = self.content.len();
+        match self.parts.last_mut() {
+            Some(Span::Text { end: last, .. }) => *last = end,
+            _ => self.parts.push(Span::Text { start, end }),
+        }
+        Some(delta)
+    }
+
+    /// Takes a reasoning delta: `None` when it is empty, else the reasoning to send. Not part
+    /// of the text, nor of `tokens_used` (which counts the text's chunks).
+    pub(super) fn add_reasoning(&mut self, delta: String) -> Option<String> {
+        if delta.is_empty() {
+            return None;
+        }
+        match self.parts.last_mut() {
+            Some(Span::Reasoning(content)) => content.push_str(&delta),
+            _ => self.parts.push(Span::Reasoning(delta.clone())),
+        }
         Some(delta)
     }
 
@@ -54,8 +90,18 @@ impl Text {
         }
     }
 
-    /// The whole text.
-    pub(super) fn into_content(self) -> String {
-        self.content
+    /// The whole text, and the parts in order.
+    pub(super) fn into_content(self) -> (String, Vec<MessagePart>) {
+        let parts = self
+            .parts
+            .into_iter()
+            .map(|span| match span {
+                Span::Text { start, end } => MessagePart::Text {
+                    content: self.content[start..end].to_owned(),
+                },
+                Span::Reasoning(content) => MessagePart::Reasoning { content },
+            })
+            .collect();
+        (self.content, parts)
     }
 }
