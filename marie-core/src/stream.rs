@@ -102,6 +102,13 @@ pub struct StreamReasoning {
     pub first_seq: Option<u64>,
 }
 
+impl StreamReasoning {
+    /// The first `seq` this piece holds: `first_seq` when merged, else `seq`.
+    pub fn first(&self) -> u64 {
+        self.first_seq.unwrap_or(self.seq)
+    }
+}
+
 /// One part of an answer, in order (`stream_end.parts`, and a stored assistant message's
 /// `parts`): consecutive deltas of one kind make one part.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -181,6 +188,26 @@ pub struct StreamFailed {
     pub retryable: bool,
     /// The last `seq` sent before the failure (0 when none was).
     pub after_seq: u64,
+}
+
+impl StreamFailed {
+    /// The `stream_error` of a resume the log cannot serve (`resume_unavailable`, or the log
+    /// failing mid-read) from `after_seq`: not retryable.
+    pub fn cannot_resume(
+        conversation_id: ConversationId,
+        stream_id: StreamId,
+        error: &crate::Error,
+        after_seq: u64,
+    ) -> Self {
+        Self {
+            conversation_id,
+            stream_id,
+            code: error.code(),
+            error: error.client_message(),
+            retryable: false,
+            after_seq,
+        }
+    }
 }
 
 /// `message_response`: a whole answer, for `send_message` with `stream:false`.
@@ -294,7 +321,7 @@ impl StreamEvent {
     pub fn first_seq(&self) -> Option<u64> {
         match self {
             Self::Chunk(c) => Some(c.first()),
-            Self::Reasoning(r) => Some(r.first_seq.unwrap_or(r.seq)),
+            Self::Reasoning(r) => Some(r.first()),
             _ => None,
         }
     }
@@ -329,7 +356,7 @@ impl StreamEvent {
         match (self, next) {
             (Self::Chunk(this), Self::Chunk(next)) => this.merge(next),
             (Self::Reasoning(this), Self::Reasoning(next)) => {
-                this.first_seq = Some(this.first_seq.unwrap_or(this.seq));
+                this.first_seq = Some(this.first());
                 this.content.push_str(&next.content);
                 this.seq = next.seq;
                 true

@@ -49,14 +49,9 @@ pub(super) async fn follow<A: Adapter>(
     };
     if let Err(e) = delivery::resume(&hub.log, &outbox, &conversation, &stream, after).await {
         // The log went away between the check and now: say so and end.
-        outbox.push(Out::stream(StreamEvent::Error(StreamFailed {
-            conversation_id: conversation,
-            stream_id: stream,
-            code: e.code(),
-            error: e.client_message(),
-            retryable: false,
-            after_seq: after,
-        })));
+        outbox.push(Out::stream(StreamEvent::Error(
+            StreamFailed::cannot_resume(conversation, stream, &e, after),
+        )));
     }
     let live = futures_util::stream::unfold(following, |mut f| async move {
         loop {

@@ -282,14 +282,9 @@ impl<A: Adapter> Ctx<'_, A> {
         {
             Ok(read) => read,
             Err(e @ Error::ResumeUnavailable(_)) => {
-                let failed = marie_core::StreamEvent::Error(marie_core::StreamFailed {
-                    conversation_id: conversation,
-                    stream_id: stream,
-                    code: e.code(),
-                    error: e.client_message(),
-                    retryable: false,
-                    after_seq: last_seq,
-                });
+                let failed = marie_core::StreamEvent::Error(
+                    marie_core::StreamFailed::cannot_resume(conversation, stream, &e, last_seq),
+                );
                 reply::event(self.socket, failed.name(), reply::raw(&failed.payload()));
                 return Err(e);
             }
