@@ -13,6 +13,8 @@
 //! | `MARIE_ECHO_DELAY_MS` | `60` | the echo provider's delay before each word |
 //! | `OPENAI_API_KEY`, `OPENAI_BASE_URL`, `OPENAI_MODEL` | none, OpenAI, `gpt-4o-mini` | with `MARIE_LLM=openai`: any OpenAI-compatible server |
 //! | `OLLAMA_HOST`, `OLLAMA_MODEL` | `127.0.0.1:11434`, `llama3.2` | with `MARIE_LLM=ollama` |
+//! | `MARIE_DEMO_TOOLS` | `on` | `off` leaves out the demo tools `calculate` and `send_email` (which needs approval) |
+//! | `MARIE_APPROVAL_TIMEOUT_SECS` | `600` | how long a tool call waits for a member's approval |
 //! | `MARIE_JWT_SECRET` | unset | accept HS256 JWTs (`sub` = user id, `roles` may hold `admin`); unset = dev mode |
 //! | `MARIE_ALLOWED_ORIGINS` | see meaning | comma-separated origins allowed to open the Socket.IO endpoint (`*`: any); unset: any in dev mode, else this server's own address |
 //!
@@ -21,6 +23,8 @@
 
 #[path = "../common/server.rs"]
 mod server;
+#[path = "../common/tools.rs"]
+mod tools;
 #[path = "../common/web.rs"]
 mod web;
 

@@ -1,6 +1,7 @@
 //! What the `chat`, `openai` and `ollama` examples share: MARIE on the embedded defaults
-//! (in-memory store) with the provider the example picked, behind the chat page of `web.rs`,
-//! and graceful shutdown. Included by each example with `#[path]`, beside `web.rs`.
+//! (in-memory store) with the provider the example picked and the demo tools of `tools.rs`,
+//! behind the chat page of `web.rs`, and graceful shutdown. Included by each example with
+//! `#[path]`, beside `web.rs` and `tools.rs`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -10,7 +11,7 @@ use marie_adapters::MemoryStore;
 use marie_axum::Marie;
 use marie_core::LlmProvider;
 
-use crate::web;
+use crate::{tools, web};
 
 /// Serves the chat page and MARIE with `provider` on `MARIE_ADDR` (default
 /// 127.0.0.1:3000) until Ctrl-C or SIGTERM, then lets running answers finish for 5 s.
@@ -30,12 +31,18 @@ pub(crate) async fn serve(
     );
     let listener = web::listen(addr, "MARIE_ADDR").await?;
     let local = listener.local_addr()?;
-    let (layer, handle) = Marie::builder()
+    let mut builder = Marie::builder()
         .authenticator(authenticator)
         .store(MemoryStore::new())
         .provider(provider)
-        .allowed_origins(web::allowed_origins(mode.is_dev(), local))
-        .build()?;
+        .config(config_from_env()?)
+        .allowed_origins(web::allowed_origins(mode.is_dev(), local));
+    if tools::enabled() {
+        builder = builder
+            .tool(tools::calculate())
+            .tool(tools::send_email(tools::Outbox::default()));
+    }
+    let (layer, handle) = builder.build()?;
 
     let app = web::page_routes(mode)
         // The SSE fallback, `/healthz` and `/readyz`.
@@ -54,6 +61,21 @@ pub(crate) async fn serve(
         })
         .await?;
     Ok(())
+}
+
+/// The configuration, with `MARIE_APPROVAL_TIMEOUT_SECS` (how long a tool call waits for
+/// approval; default 600).
+fn config_from_env() -> Result<marie_axum::MarieConfig, web::Words> {
+    let mut config = marie_axum::MarieConfig::default();
+    if let Ok(text) = std::env::var("MARIE_APPROVAL_TIMEOUT_SECS") {
+        let secs: u64 = text.trim().parse().map_err(|_| {
+            web::Words(format!(
+                "MARIE_APPROVAL_TIMEOUT_SECS={text:?} is not a number of seconds"
+            ))
+        })?;
+        config.engine = config.engine.approval_timeout(Duration::from_secs(secs));
+    }
+    Ok(config)
 }
 
 /// The address in the environment variable `var`, or `default`.

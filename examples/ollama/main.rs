@@ -17,6 +17,8 @@
 
 #[path = "../common/server.rs"]
 mod server;
+#[path = "../common/tools.rs"]
+mod tools;
 #[path = "../common/web.rs"]
 mod web;
 

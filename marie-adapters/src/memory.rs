@@ -6,8 +6,9 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use marie_core::{
-    ActiveStream, ChatMessage, ConversationId, ConversationInfo, HistoryQuery, PromptMessage,
-    RoomStore, SessionId, SessionRecord, StoreError, StreamId, UserId, now_millis,
+    ActiveStream, ApprovalDecision, ApprovalId, ApprovalOutcome, ApprovalRecord, ChatMessage,
+    ConversationId, ConversationInfo, HistoryQuery, PromptMessage, RoomStore, SessionId,
+    SessionRecord, StoreError, StreamId, UserId, now_millis,
 };
 
 /// A [`RoomStore`] in memory: the embedded default, for one node and for tests.
@@ -25,6 +26,9 @@ struct Data {
     sessions: HashMap<SessionId, SessionRecord>,
     /// Leases of running answers, with the instant each lapses.
     answers: HashMap<ConversationId, (ActiveStream, Instant)>,
+    approvals: HashMap<ApprovalId, ApprovalRecord>,
+    /// The approval each conversation waits for.
+    pending: HashMap<ConversationId, ApprovalId>,
     history_cap: Option<usize>,
 }
 
@@ -39,6 +43,14 @@ impl Data {
             self.answers.remove(conversation);
         }
         self.answers.get_mut(conversation)
+    }
+
+    /// Forgets approvals kept long enough (see [`ApprovalRecord::keep_until`]).
+    fn prune_approvals(&mut self) {
+        let now = now_millis();
+        self.approvals.retain(|_, a| a.keep_until() > now);
+        let approvals = &self.approvals;
+        self.pending.retain(|_, id| approvals.contains_key(id));
     }
 }
 
@@ -203,6 +215,7 @@ impl RoomStore for MemoryStore {
         Ok(self.read_history(conversation, &query, |m| PromptMessage {
             role: m.role,
             content: m.content.clone(),
+            parts: m.parts.clone(),
         }))
     }
 
@@ -245,6 +258,7 @@ impl RoomStore for MemoryStore {
         let active = ActiveStream {
             stream_id: stream_id.clone(),
             seq: 0,
+            pending_approval: None,
         };
         data.answers
             .insert(conversation.clone(), (active, Instant::now() + ttl));
@@ -290,5 +304,67 @@ impl RoomStore for MemoryStore {
         conversation: &ConversationId,
     ) -> Result<Option<ActiveStream>, StoreError> {
         Ok(self.data().lease(conversation).map(|(a, _)| a.clone()))
+    }
+
+    async fn create_approval(&self, approval: &ApprovalRecord) -> Result<(), StoreError> {
+        let mut data = self.data();
+        data.prune_approvals();
+        let request = &approval.request;
+        if approval.decision.is_none() {
+            data.pending
+                .insert(request.conversation_id.clone(), request.approval_id.clone());
+        }
+        data.approvals
+            .insert(request.approval_id.clone(), approval.clone());
+        Ok(())
+    }
+
+    async fn approval(&self, approval: &ApprovalId) -> Result<Option<ApprovalRecord>, StoreError> {
+        Ok(self.data().approvals.get(approval).cloned())
+    }
+
+    async fn decide_approval(
+        &self,
+        approval: &ApprovalId,
+        decision: &ApprovalDecision,
+    ) -> Result<ApprovalOutcome, StoreError> {
+        let mut data = self.data();
+        let Some(record) = data.approvals.get_mut(approval) else {
+            return Ok(ApprovalOutcome::NotFound);
+        };
+        if record.decision.is_some() {
+            return Ok(ApprovalOutcome::AlreadyDecided(record.clone()));
+        }
+        record.decision = Some(decision.clone());
+        let decided = record.clone();
+        let conversation = &decided.request.conversation_id;
+        if data.pending.get(conversation) == Some(approval) {
+            data.pending.remove(conversation);
+        }
+        Ok(ApprovalOutcome::Decided(decided))
+    }
+
+    async fn pending_approval(
+        &self,
+        conversation: &ConversationId,
+    ) -> Result<Option<ApprovalRecord>, StoreError> {
+        let data = self.data();
+        Ok(data
+            .pending
+            .get(conversation)
+            .and_then(|id| data.approvals.get(id))
+            .filter(|a| a.decision.is_none())
+            .cloned())
+    }
+
+    async fn remove_approval(&self, approval: &ApprovalId) -> Result<(), StoreError> {
+        let mut data = self.data();
+        if let Some(record) = data.approvals.remove(approval) {
+            let conversation = &record.request.conversation_id;
+            if data.pending.get(conversation) == Some(approval) {
+                data.pending.remove(conversation);
+            }
+        }
+        Ok(())
     }
 }

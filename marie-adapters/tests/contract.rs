@@ -16,8 +16,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use marie_core::{
-    ActiveStream, ChatMessage, ConversationId, ConversationInfo, HistoryQuery, MessageId,
-    MessagePart, MessageRole, RoomStore, SessionId, SessionRecord, StreamId, UserId, now_millis,
+    ActiveStream, ApprovalDecision, ApprovalId, ApprovalOutcome, ApprovalRecord, ChatMessage,
+    ConversationId, ConversationInfo, HistoryQuery, MessageId, MessagePart, MessageRole, RoomStore,
+    SessionId, SessionRecord, StreamId, ToolApprovalRequest, UserId, now_millis,
 };
 
 /// How long any single wait may take before the test fails.
@@ -55,11 +56,23 @@ fn message(i: usize) -> ChatMessage {
         content: format!("message {i}"),
         user_id: i.is_multiple_of(2).then(|| user("alice")),
         created_at: 1_700_000_000_000 + i as u64,
-        // Some answers hold reasoning too: their parts must come back as they went in.
+        // Some answers hold reasoning and tool calls too: their parts must come back as they
+        // went in.
         parts: if i % 4 == 1 {
             vec![
                 MessagePart::Reasoning {
                     content: format!("thinking about {i}"),
+                },
+                MessagePart::ToolCall {
+                    tool_call_id: format!("call_{i}"),
+                    name: "calculate".into(),
+                    arguments: serde_json::json!({"expression": format!("{i}*2")}),
+                },
+                MessagePart::ToolResult {
+                    tool_call_id: format!("call_{i}"),
+                    name: "calculate".into(),
+                    output: Some(serde_json::json!({"value": i * 2})),
+                    error: None,
                 },
                 MessagePart::Text {
                     content: format!("message {i}"),
@@ -68,6 +81,32 @@ fn message(i: usize) -> ChatMessage {
         } else {
             Vec::new()
         },
+    }
+}
+
+/// A pending approval in conversation `c` for answer `s`.
+fn approval(c: &str, s: &str) -> ApprovalRecord {
+    ApprovalRecord {
+        request: ToolApprovalRequest {
+            conversation_id: conv(c),
+            stream_id: stream(s),
+            seq: 3,
+            approval_id: ApprovalId::random(),
+            tool_call_id: "call_1".into(),
+            name: "send_email".into(),
+            arguments: serde_json::json!({"to": "bob"}),
+            expires_at: now_millis() + 60_000,
+        },
+        decision: None,
+    }
+}
+
+fn decision(by: &str, approved: bool) -> ApprovalDecision {
+    ApprovalDecision {
+        approved,
+        decided_by: Some(user(by)),
+        reason: (!approved).then(|| "not now".to_owned()),
+        decided_at: now_millis(),
     }
 }
 
@@ -332,19 +371,22 @@ mod contract {
             store.active_answer(&c).await.unwrap(),
             Some(ActiveStream {
                 stream_id: s1.clone(),
-                seq: 0
+                seq: 0,
+                pending_approval: None,
             })
         );
 
         let at5 = ActiveStream {
             stream_id: s1.clone(),
             seq: 5,
+            pending_approval: None,
         };
         assert!(store.renew_answer(&c, &at5, ttl).await.unwrap());
         assert_eq!(store.active_answer(&c).await.unwrap(), Some(at5));
         let intruder = ActiveStream {
             stream_id: s2.clone(),
             seq: 9,
+            pending_approval: None,
         };
         assert!(!store.renew_answer(&c, &intruder, ttl).await.unwrap());
 
@@ -404,6 +446,7 @@ mod contract {
         let slow = ActiveStream {
             stream_id: stream("slow"),
             seq: 3,
+            pending_approval: None,
         };
         assert!(
             store
@@ -433,6 +476,101 @@ mod contract {
         }
         assert_eq!(winners, 1);
     }
+
+    pub async fn an_approval_is_decided_once(store: Store) {
+        let pending = approval("c9", "s1");
+        let id = pending.request.approval_id.clone();
+        assert_eq!(store.approval(&id).await.unwrap(), None);
+        assert_eq!(store.pending_approval(&conv("c9")).await.unwrap(), None);
+        store.create_approval(&pending).await.unwrap();
+        assert_eq!(store.approval(&id).await.unwrap(), Some(pending.clone()));
+        assert_eq!(
+            store.pending_approval(&conv("c9")).await.unwrap(),
+            Some(pending.clone())
+        );
+        assert_eq!(store.pending_approval(&conv("c9b")).await.unwrap(), None);
+
+        let bob = decision("bob", false);
+        let ApprovalOutcome::Decided(decided) = store.decide_approval(&id, &bob).await.unwrap()
+        else {
+            panic!("the first decision must win");
+        };
+        assert_eq!(decided.decision.as_ref(), Some(&bob));
+        assert_eq!(decided.request, pending.request);
+        // The second one changes nothing and learns the first.
+        let ApprovalOutcome::AlreadyDecided(first) = store
+            .decide_approval(&id, &decision("carol", true))
+            .await
+            .unwrap()
+        else {
+            panic!("a second decision must not win");
+        };
+        assert_eq!(first.decision, Some(bob.clone()));
+        assert_eq!(
+            store.approval(&id).await.unwrap().unwrap().decision,
+            Some(bob)
+        );
+        assert_eq!(store.pending_approval(&conv("c9")).await.unwrap(), None);
+
+        assert_eq!(
+            store
+                .decide_approval(&ApprovalId::random(), &decision("bob", true))
+                .await
+                .unwrap(),
+            ApprovalOutcome::NotFound
+        );
+
+        // A removed approval (its answer ended) is gone for everyone.
+        let other = approval("c9", "s2");
+        let other_id = other.request.approval_id.clone();
+        store.create_approval(&other).await.unwrap();
+        store.remove_approval(&other_id).await.unwrap();
+        assert_eq!(store.approval(&other_id).await.unwrap(), None);
+        assert_eq!(store.pending_approval(&conv("c9")).await.unwrap(), None);
+        assert_eq!(
+            store
+                .decide_approval(&other_id, &decision("bob", true))
+                .await
+                .unwrap(),
+            ApprovalOutcome::NotFound
+        );
+    }
+
+    pub async fn concurrent_decisions_have_one_winner(store: Store) {
+        let pending = approval("c10", "s1");
+        let id = pending.request.approval_id.clone();
+        store.create_approval(&pending).await.unwrap();
+        let tasks: Vec<_> = (0..16)
+            .map(|i| {
+                let (store, id) = (store.clone(), id.clone());
+                tokio::spawn(async move {
+                    store
+                        .decide_approval(&id, &decision(&format!("u{i}"), i % 2 == 0))
+                        .await
+                        .unwrap()
+                })
+            })
+            .collect();
+        let mut winners = Vec::new();
+        for t in tasks {
+            match t.await.unwrap() {
+                ApprovalOutcome::Decided(r) => winners.push(r.decision.unwrap()),
+                ApprovalOutcome::AlreadyDecided(_) => {}
+                ApprovalOutcome::NotFound => panic!("the approval vanished"),
+            }
+        }
+        assert_eq!(winners.len(), 1);
+        assert_eq!(
+            store
+                .approval(&id)
+                .await
+                .unwrap()
+                .unwrap()
+                .decision
+                .as_ref(),
+            winners.first()
+        );
+    }
 }
 
 /// Instantiates every contract case for one kind of store. `$make` is an async expression
@@ -452,6 +590,8 @@ macro_rules! contract_tests {
                 one_answer_holds_a_conversation,
                 a_lease_lapses_unless_renewed,
                 concurrent_claims_have_one_winner,
+                an_approval_is_decided_once,
+                concurrent_decisions_have_one_winner,
             );
         }
     };

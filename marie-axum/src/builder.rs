@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use marie_core::{
     AccessPolicy, Authenticator, ChatEngine, ControlBus, DefaultAccessPolicy, LlmProvider,
-    RoomStore, StreamLog,
+    RoomStore, StreamLog, Tool, Toolbox, ToolboxError,
 };
 use socketioxide::adapter::{Adapter, LocalAdapter};
 use socketioxide::{ParserConfig, SocketIo, TransportType};
@@ -32,6 +32,9 @@ pub enum BuildError {
     /// The Socket.IO adapter could not start (a cluster adapter could not subscribe).
     #[error("the Socket.IO adapter could not start: {0}")]
     Adapter(String),
+    /// A tool cannot be offered (its name is invalid or taken, or its schema is invalid).
+    #[error(transparent)]
+    Tool(#[from] ToolboxError),
 }
 
 /// Builds MARIE's tower layer and its handle.
@@ -67,6 +70,9 @@ pub struct MarieBuilder<A: Adapter = LocalAdapter> {
     policy: Option<Arc<dyn AccessPolicy>>,
     bus: Option<Arc<dyn ControlBus>>,
     log: Option<Arc<dyn StreamLog>>,
+    tools: Toolbox,
+    /// The first tool that could not be added: [`build`](Self::build) reports it.
+    tool_error: Option<ToolboxError>,
     adapter: A::State,
     config: MarieConfig,
 }
@@ -80,6 +86,8 @@ impl Default for MarieBuilder {
             policy: None,
             bus: None,
             log: None,
+            tools: Toolbox::new(),
+            tool_error: None,
             adapter: (),
             config: MarieConfig::default(),
         }
@@ -116,6 +124,16 @@ impl<A: Adapter> MarieBuilder<A> {
         self
     }
 
+    /// Offers a tool to the model (see [`Tool`]; [`marie_core::tool_fn`] makes one of a
+    /// closure). A tool whose name is invalid or taken, or whose schema is not a valid JSON
+    /// Schema, makes [`build`](Self::build) fail with [`BuildError::Tool`].
+    pub fn tool(mut self, tool: impl Tool) -> Self {
+        if let Err(e) = self.tools.add(Arc::new(tool)) {
+            self.tool_error.get_or_insert(e);
+        }
+        self
+    }
+
     /// Who may join and invite ([`DefaultAccessPolicy`] when not set).
     pub fn policy(mut self, policy: impl AccessPolicy) -> Self {
         self.policy = Some(Arc::new(policy));
@@ -140,6 +158,8 @@ impl<A: Adapter> MarieBuilder<A> {
             policy: self.policy,
             bus: self.bus,
             log: self.log,
+            tools: self.tools,
+            tool_error: self.tool_error,
             adapter: state,
             config: self.config,
         }
@@ -221,6 +241,9 @@ impl<A: Adapter> MarieBuilder<A> {
         let store = self.store.ok_or(BuildError::Missing("store"))?;
         let provider = self.provider.ok_or(BuildError::Missing("provider"))?;
         let policy = self.policy.unwrap_or_else(|| Arc::new(DefaultAccessPolicy));
+        if let Some(e) = self.tool_error {
+            return Err(e.into());
+        }
         let config = self.config;
 
         let (layer, io) = SocketIo::builder()
@@ -256,6 +279,7 @@ impl<A: Adapter> MarieBuilder<A> {
         let mut engine = ChatEngine::builder(store, provider, Arc::new(sink))
             .policy(policy)
             .stream_log(log)
+            .tools(self.tools)
             .config(config.engine.clone());
         if let Some(bus) = self.bus {
             engine = engine.control_bus(bus);

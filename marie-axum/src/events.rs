@@ -5,7 +5,10 @@
 //! Payloads are decoded strictly (unknown fields refused) so that a typo in a client is a
 //! clear `bad_request` rather than a silently ignored option; the message names the field.
 
-use marie_core::{ConversationId, Error, ErrorCode, MessageId, SendRequest, StreamId, UserId};
+use marie_core::{
+    ApprovalId, ApprovalRecord, ConversationId, Error, ErrorCode, MessageId, SendRequest, StreamId,
+    UserId,
+};
 use serde::de::{self, DeserializeOwned, Deserializer, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -22,11 +25,12 @@ pub(crate) enum ClientEvent {
     ResumeStream,
     GetHistory,
     SystemAnnouncement,
+    ApproveTool,
 }
 
 impl ClientEvent {
-    /// Every client event, in the order of `docs/protocol.md` section 2.
-    pub(crate) const ALL: [Self; 9] = [
+    /// Every client event, in the order of `docs/protocol.md` (sections 2 and 6).
+    pub(crate) const ALL: [Self; 10] = [
         Self::JoinConversation,
         Self::LeaveConversation,
         Self::Invite,
@@ -36,6 +40,7 @@ impl ClientEvent {
         Self::ResumeStream,
         Self::GetHistory,
         Self::SystemAnnouncement,
+        Self::ApproveTool,
     ];
 
     /// The Socket.IO event name.
@@ -50,6 +55,7 @@ impl ClientEvent {
             Self::ResumeStream => "resume_stream",
             Self::GetHistory => "get_history",
             Self::SystemAnnouncement => "system_announcement",
+            Self::ApproveTool => "approve_tool",
         }
     }
 
@@ -117,6 +123,15 @@ impl ClientEvent {
                 let p: Announcement = decode(payload)?;
                 Command::Announce { message: p.message }
             }
+            Self::ApproveTool => {
+                let p: ApproveTool = decode(payload)?;
+                Command::Approve {
+                    conversation: ConversationId::parse(p.conversation_id)?,
+                    approval: ApprovalId::parse(p.approval_id)?,
+                    approved: p.approved,
+                    reason: p.reason,
+                }
+            }
         })
     }
 }
@@ -148,6 +163,12 @@ pub(crate) enum Command {
     },
     Announce {
         message: String,
+    },
+    Approve {
+        conversation: ConversationId,
+        approval: ApprovalId,
+        approved: bool,
+        reason: Option<String>,
     },
 }
 
@@ -219,6 +240,17 @@ struct Announcement {
     message: String,
 }
 
+/// `approve_tool`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ApproveTool {
+    conversation_id: String,
+    approval_id: String,
+    approved: bool,
+    #[serde(default)]
+    reason: Option<String>,
+}
+
 /// The CONNECT packet's `auth` object.
 #[derive(Debug, Default, Deserialize)]
 pub(crate) struct ConnectAuth {
@@ -286,6 +318,24 @@ impl Visitor<'_> for WholeNumber {
 
     fn visit_i64<E: de::Error>(self, n: i64) -> Result<u64, E> {
         u64::try_from(n).map_err(|_| E::invalid_value(de::Unexpected::Signed(n), &self))
+    }
+}
+
+/// The `approve_tool` ack's fields (and the body of `POST /api/chat/approvals/{id}`).
+#[derive(Debug, Serialize)]
+pub(crate) struct Decided<'a> {
+    pub(crate) conversation_id: &'a ConversationId,
+    pub(crate) approval_id: &'a ApprovalId,
+    pub(crate) approved: bool,
+}
+
+impl<'a> Decided<'a> {
+    pub(crate) fn of(record: &'a ApprovalRecord) -> Self {
+        Self {
+            conversation_id: &record.request.conversation_id,
+            approval_id: &record.request.approval_id,
+            approved: record.decision.as_ref().is_some_and(|d| d.approved),
+        }
     }
 }
 

@@ -26,6 +26,15 @@ pub enum ControlMessage {
         /// The answer.
         stream_id: StreamId,
     },
+    /// A member decided the approval the answer `stream_id` waits for: its node reads the
+    /// decision from the store at once (it also looks by itself now and then, as this
+    /// message may be lost).
+    ApprovalDecided {
+        /// The conversation.
+        conversation_id: ConversationId,
+        /// The answer.
+        stream_id: StreamId,
+    },
     /// Events of one answer (one, or a burst of several ready at once), for the members of
     /// its conversation connected to other nodes: each node delivers them to its own clients
     /// through their per-client queues. The node of `origin` ignores its own.

@@ -24,6 +24,8 @@ pub enum ErrorCode {
     NotFound,
     /// An answer is already running in the conversation.
     Busy,
+    /// The thing was already decided (`approve_tool` after the first decision).
+    Conflict,
     /// Too many requests.
     RateLimited,
     /// The payload or message is too large.
@@ -46,6 +48,7 @@ impl ErrorCode {
             Self::Forbidden => "forbidden",
             Self::NotFound => "not_found",
             Self::Busy => "busy",
+            Self::Conflict => "conflict",
             Self::RateLimited => "rate_limited",
             Self::PayloadTooLarge => "payload_too_large",
             Self::ProviderUnavailable => "provider_unavailable",
@@ -80,6 +83,9 @@ pub enum Error {
     /// An answer is already running in the conversation.
     #[error("an answer is already running in this conversation")]
     Busy,
+    /// The thing was already decided; the text says what.
+    #[error("{0}")]
+    Conflict(&'static str),
     /// Too many requests.
     #[error("too many requests, slow down")]
     RateLimited,
@@ -112,6 +118,7 @@ impl Error {
             Self::Forbidden(_) => ErrorCode::Forbidden,
             Self::NotFound(_) => ErrorCode::NotFound,
             Self::Busy => ErrorCode::Busy,
+            Self::Conflict(_) => ErrorCode::Conflict,
             Self::RateLimited => ErrorCode::RateLimited,
             Self::PayloadTooLarge(_) => ErrorCode::PayloadTooLarge,
             Self::Provider(_) => ErrorCode::ProviderUnavailable,

@@ -1,4 +1,4 @@
-//! Identifiers: conversations, users, streams, messages and sessions.
+//! Identifiers: conversations, users, streams, messages, sessions and approvals.
 //!
 //! Each id is a newtype so that a user id can never be passed where a conversation id is
 //! expected. Ids that come from clients are validated by their `parse` constructor; ids the
@@ -120,6 +120,19 @@ string_id!(
     SessionId,
     "session"
 );
+
+string_id!(
+    /// A pending decision on a tool call (`tool_approval_request`, `approve_tool`).
+    ApprovalId,
+    "approval_id"
+);
+
+impl ApprovalId {
+    /// A new unguessable approval id: whoever knows it and has access may decide.
+    pub fn random() -> Self {
+        Self(uuid::Uuid::new_v4().simple().to_string().into())
+    }
+}
 
 impl StreamId {
     /// A new random stream id.

@@ -5,7 +5,7 @@
 //!
 //! * the backend traits — [`Authenticator`], [`RoomStore`], [`LlmProvider`], [`StreamSink`],
 //!   [`AccessPolicy`], [`ControlBus`] and [`StreamLog`] — which third-party backends implement, depending on
-//!   this crate alone;
+//!   this crate alone, and [`Tool`], the app's functions the model may call;
 //! * the domain types ([`ConversationId`], [`ChatMessage`], [`Usage`], ...) and the one type of
 //!   everything an answer sends to a conversation ([`StreamEvent`]), which every layer carries
 //!   as it is, from the engine to the client;
@@ -38,6 +38,7 @@
 //! # }
 //! ```
 
+mod approval;
 mod auth;
 mod control;
 mod engine;
@@ -51,7 +52,9 @@ mod provider;
 mod sink;
 mod store;
 mod stream;
+mod tool;
 
+pub use approval::{APPROVAL_RETENTION, ApprovalDecision, ApprovalOutcome, ApprovalRecord};
 pub use auth::{Authenticator, AuthenticatorFn, authenticator_fn};
 pub use control::{ControlBus, ControlHandler, ControlMessage, LocalControlBus};
 pub use engine::{
@@ -59,16 +62,21 @@ pub use engine::{
 };
 pub use error::{AuthError, Error, ErrorCode, ProviderError, SinkError, StoreError};
 pub use identity::{ADMIN_ROLE, Credentials, Identity};
-pub use ids::{ConversationId, MAX_ID_LEN, MessageId, SessionId, StreamId, UserId};
+pub use ids::{ApprovalId, ConversationId, MAX_ID_LEN, MessageId, SessionId, StreamId, UserId};
 pub use log::{LogRead, MemoryLogConfig, MemoryStreamLog, StreamLog, StreamMeta, check_resume};
 pub use message::{
     ChatMessage, ConversationInfo, FinishReason, MessageRole, Usage, estimate_tokens, now_millis,
 };
 pub use policy::{AccessPolicy, DefaultAccessPolicy};
-pub use provider::{LlmEvent, LlmProvider, LlmRequest, LlmStream, PromptMessage};
+pub use provider::{
+    AssistantTurn, LlmEvent, LlmProvider, LlmRequest, LlmStream, PromptMessage, ToolCall,
+    ToolCallRef, ToolResultRef, ToolSpec, tool_result_text,
+};
 pub use sink::{RecordingSink, StreamSink, emit_each};
 pub use store::{HistoryQuery, RoomStore, SessionRecord};
 pub use stream::{
     AnswerFailed, EndStatus, MessagePart, MessageResponse, Payload, StartStatus, StreamChunk,
-    StreamEnd, StreamEvent, StreamFailed, StreamReasoning, StreamStart,
+    StreamEnd, StreamEvent, StreamFailed, StreamReasoning, StreamStart, ToolApproval,
+    ToolApprovalRequest, ToolCallDelta, ToolCallReady, ToolCallStart, ToolResult,
 };
+pub use tool::{Tool, ToolContext, ToolError, ToolFn, Toolbox, ToolboxError, tool_fn};

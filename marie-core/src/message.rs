@@ -41,7 +41,8 @@ pub struct ChatMessage {
     pub user_id: Option<UserId>,
     /// Milliseconds since the Unix epoch.
     pub created_at: u64,
-    /// Of an assistant message with more than text (reasoning): its parts in order.
+    /// Of an assistant message with more than text (reasoning, tool calls and results): its
+    /// parts in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub parts: Vec<crate::MessagePart>,
 }
@@ -71,7 +72,7 @@ pub struct ConversationInfo {
     pub created_at: u64,
 }
 
-/// Token accounting of one answer, as `stream_end.usage` carries it.
+/// Token accounting of one answer (of all its model steps), as `stream_end.usage` carries it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Usage {
     /// Tokens in the request.
@@ -93,6 +94,16 @@ impl Usage {
             completion_tokens,
             total_tokens: prompt_tokens + completion_tokens,
             estimated: false,
+        }
+    }
+
+    /// The sum of two steps' usage: estimated when either is.
+    pub fn add(self, other: Usage) -> Usage {
+        Usage {
+            prompt_tokens: self.prompt_tokens + other.prompt_tokens,
+            completion_tokens: self.completion_tokens + other.completion_tokens,
+            total_tokens: self.total_tokens + other.total_tokens,
+            estimated: self.estimated || other.estimated,
         }
     }
 
@@ -120,6 +131,12 @@ pub enum FinishReason {
     Cancelled,
     /// The server shut down before the answer finished.
     Interrupted,
+    /// The model's step ended with tool calls (a provider's reason; the engine then runs
+    /// them and asks again, so an answer ends so only when it could not go on).
+    ToolCalls,
+    /// The answer used its [`max_steps`](crate::EngineConfig::max_steps) model steps and the
+    /// model still wanted to call tools.
+    MaxSteps,
     /// Any other reason a provider reported.
     #[serde(untagged)]
     Other(String),
@@ -132,6 +149,7 @@ impl FinishReason {
             "stop" => Self::Stop,
             "length" => Self::Length,
             "content_filter" => Self::ContentFilter,
+            "tool_calls" | "tool_use" => Self::ToolCalls,
             other => Self::Other(other.to_owned()),
         }
     }

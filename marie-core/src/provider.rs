@@ -5,7 +5,9 @@ use std::pin::Pin;
 use async_trait::async_trait;
 use futures_util::Stream;
 
-use crate::{ConversationId, FinishReason, MessageRole, ProviderError, Usage, UserId};
+use serde_json::Value;
+
+use crate::{ConversationId, FinishReason, MessagePart, MessageRole, ProviderError, Usage, UserId};
 
 /// One message sent to the model.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -14,6 +16,136 @@ pub struct PromptMessage {
     pub role: MessageRole,
     /// The text.
     pub content: String,
+    /// Of an assistant message with more than text: its parts in order (reasoning, text,
+    /// tool calls and their results). Empty for a text-only message: `content` is all of it.
+    /// A provider sends the calls and results in its own format ([`assistant_turns`](Self::assistant_turns)).
+    pub parts: Vec<MessagePart>,
+}
+
+impl PromptMessage {
+    /// A text-only message.
+    pub fn text(role: MessageRole, content: impl Into<String>) -> Self {
+        Self {
+            role,
+            content: content.into(),
+            parts: Vec::new(),
+        }
+    }
+
+    /// The message as chat-completion APIs take an assistant answer that called tools: one
+    /// turn per model step, each with its text, the calls the model made and their results,
+    /// in order. A text-only message is one turn of its text. Reasoning is left out (the
+    /// APIs do not take it back).
+    pub fn assistant_turns(&self) -> Vec<AssistantTurn<'_>> {
+        if self.parts.is_empty() {
+            return vec![AssistantTurn {
+                text: self.content.clone(),
+                ..AssistantTurn::default()
+            }];
+        }
+        let mut turns = vec![AssistantTurn::default()];
+        for part in &self.parts {
+            // A step's results end it: what the model says next is its next step.
+            let ended = turns.last().is_some_and(|t| !t.results.is_empty());
+            let is_result = matches!(part, MessagePart::ToolResult { .. });
+            if ended && !is_result {
+                turns.push(AssistantTurn::default());
+            }
+            let Some(turn) = turns.last_mut() else { break };
+            match part {
+                MessagePart::Text { content } => turn.text.push_str(content),
+                MessagePart::ToolCall {
+                    tool_call_id,
+                    name,
+                    arguments,
+                } => turn.tool_calls.push(ToolCallRef {
+                    id: tool_call_id,
+                    name,
+                    arguments,
+                }),
+                MessagePart::ToolResult {
+                    tool_call_id,
+                    name,
+                    output,
+                    error,
+                } => turn.results.push(ToolResultRef {
+                    id: tool_call_id,
+                    name,
+                    content: tool_result_text(output.as_ref(), error.as_deref()),
+                }),
+                MessagePart::Reasoning { .. } => {}
+            }
+        }
+        turns
+    }
+}
+
+/// One step of an assistant answer, as [`PromptMessage::assistant_turns`] gives it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AssistantTurn<'a> {
+    /// What the model said in this step (may be empty).
+    pub text: String,
+    /// The calls it made.
+    pub tool_calls: Vec<ToolCallRef<'a>>,
+    /// Their results, to send after the assistant message (OpenAI `role:"tool"`).
+    pub results: Vec<ToolResultRef<'a>>,
+}
+
+/// A tool call in a prompt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ToolCallRef<'a> {
+    /// The call's id.
+    pub id: &'a str,
+    /// The tool.
+    pub name: &'a str,
+    /// Its arguments.
+    pub arguments: &'a Value,
+}
+
+/// A tool result in a prompt.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ToolResultRef<'a> {
+    /// The call's id.
+    pub id: &'a str,
+    /// The tool.
+    pub name: &'a str,
+    /// What the model is told: [`tool_result_text`].
+    pub content: String,
+}
+
+/// What the model is told of a call's result: the output (a string as it is, anything else
+/// as JSON text), or `{"error": "..."}` when the call has no output.
+pub fn tool_result_text(output: Option<&Value>, error: Option<&str>) -> String {
+    match (output, error) {
+        (Some(Value::String(text)), None) => text.clone(),
+        (Some(value), None) => value.to_string(),
+        (_, error) => {
+            serde_json::json!({ "error": error.unwrap_or("the call returned nothing") }).to_string()
+        }
+    }
+}
+
+/// A tool offered to the model: what the provider sends in its request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ToolSpec {
+    /// The tool's name, as the model calls it.
+    pub name: String,
+    /// What it does, for the model.
+    pub description: String,
+    /// The JSON Schema of its arguments (an object schema).
+    pub parameters: Value,
+}
+
+/// A complete tool call of the model, its arguments parsed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ToolCall {
+    /// The call's id, as the provider named it (made up by the provider when its API has
+    /// none, like Ollama's).
+    pub id: String,
+    /// The tool called.
+    pub name: String,
+    /// The arguments: a JSON object.
+    pub arguments: Value,
 }
 
 /// What the engine asks a provider for: an answer to the conversation so far.
@@ -23,8 +155,12 @@ pub struct LlmRequest {
     pub conversation_id: ConversationId,
     /// The user who asked.
     pub user_id: UserId,
-    /// The history, oldest first, ending with the user's new message.
+    /// The history, oldest first, ending with the user's new message, or, from an answer's
+    /// second step on, with the answer so far (an assistant message whose parts hold the
+    /// calls made and their results).
     pub messages: Vec<PromptMessage>,
+    /// The tools the model may call (none: send no tools).
+    pub tools: Vec<ToolSpec>,
 }
 
 impl LlmRequest {
@@ -38,8 +174,7 @@ impl LlmRequest {
     }
 }
 
-/// One item of a provider's answer stream. More kinds will come (tool calls): match with a
-/// wildcard arm.
+/// One item of a provider's answer stream. More kinds may come: match with a wildcard arm.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum LlmEvent {
@@ -54,7 +189,27 @@ pub enum LlmEvent {
     /// Ollama's `thinking`): streamed as `stream_reasoning`, kept as a `reasoning` part of
     /// the answer, never part of its text. May be empty (skipped).
     Reasoning(String),
-    /// The answer is complete. A stream that ends without `Done` is an error.
+    /// The model began a tool call: its id and name are known. Optional: a provider whose
+    /// API sends whole calls sends only [`ToolCall`](Self::ToolCall).
+    ToolCallStart {
+        /// The call's id.
+        id: String,
+        /// The tool.
+        name: String,
+    },
+    /// More of the arguments' JSON text of the call `id` (after its start).
+    ToolCallDelta {
+        /// The call's id.
+        id: String,
+        /// The next piece of text.
+        delta: String,
+    },
+    /// A complete call, arguments parsed: the engine runs it after `Done`. Every call the
+    /// model makes comes as one, after its start and deltas if any; arguments that are not
+    /// a JSON object (a call cut short) are the provider's error, not a call.
+    ToolCall(ToolCall),
+    /// The step is complete. A stream that ends without `Done` is an error. When the step
+    /// made tool calls, the engine runs them and asks the model again.
     Done {
         /// Usage as the provider reported it, if it did.
         usage: Option<Usage>,

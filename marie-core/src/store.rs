@@ -6,8 +6,9 @@ use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
 use crate::{
-    ActiveStream, ChatMessage, ConversationId, ConversationInfo, MessageId, PromptMessage,
-    SessionId, StoreError, StreamId, UserId,
+    ActiveStream, ApprovalDecision, ApprovalId, ApprovalOutcome, ApprovalRecord, ChatMessage,
+    ConversationId, ConversationInfo, MessageId, PromptMessage, SessionId, StoreError, StreamId,
+    UserId,
 };
 
 /// Which part of a conversation's history to read.
@@ -47,6 +48,14 @@ pub struct SessionRecord {
 /// sent) and gives it back at the end ([`release_answer`](Self::release_answer)). A lease not
 /// renewed within its `ttl` lapses, so a node that dies cannot leave a conversation busy
 /// forever. [`active_answer`](Self::active_answer) is what `joined.active_stream` reports.
+///
+/// ## Approvals
+///
+/// A tool call that needs a member's approval is recorded ([`create_approval`](Self::create_approval))
+/// before its request is sent; any node may then decide it, and
+/// [`decide_approval`](Self::decide_approval) lets exactly one decision win, cluster-wide.
+/// A record is kept at least an hour past its expiry (a late `approve_tool` is told
+/// `conflict`, not `not_found`), and removed when its answer ends without a decision.
 #[async_trait]
 pub trait RoomStore: Send + Sync + 'static {
     /// Creates a conversation and grants its creator access. Returns `false`, changing
@@ -113,6 +122,7 @@ pub trait RoomStore: Send + Sync + 'static {
             .map(|m| PromptMessage {
                 role: m.role,
                 content: m.content,
+                parts: m.parts,
             })
             .collect())
     }
@@ -157,6 +167,29 @@ pub trait RoomStore: Send + Sync + 'static {
         &self,
         conversation: &ConversationId,
     ) -> Result<Option<ActiveStream>, StoreError>;
+
+    /// Records a pending approval (its `decision` is `None`); it is its conversation's
+    /// pending approval until decided or removed.
+    async fn create_approval(&self, approval: &ApprovalRecord) -> Result<(), StoreError>;
+
+    /// Reads an approval, decided or not.
+    async fn approval(&self, approval: &ApprovalId) -> Result<Option<ApprovalRecord>, StoreError>;
+
+    /// Decides an approval, atomically: the first decision wins, later ones change nothing.
+    async fn decide_approval(
+        &self,
+        approval: &ApprovalId,
+        decision: &ApprovalDecision,
+    ) -> Result<ApprovalOutcome, StoreError>;
+
+    /// The approval of `conversation` waiting for a decision, if any.
+    async fn pending_approval(
+        &self,
+        conversation: &ConversationId,
+    ) -> Result<Option<ApprovalRecord>, StoreError>;
+
+    /// Forgets an approval whose answer ended before it was decided.
+    async fn remove_approval(&self, approval: &ApprovalId) -> Result<(), StoreError>;
 }
 
 /// Forwards every call, so an `Arc<dyn RoomStore>` (or `Arc<S>`) is a store too.
@@ -246,5 +279,27 @@ impl<T: RoomStore + ?Sized> RoomStore for std::sync::Arc<T> {
         conversation: &ConversationId,
     ) -> Result<Option<ActiveStream>, StoreError> {
         (**self).active_answer(conversation).await
+    }
+    async fn create_approval(&self, approval: &ApprovalRecord) -> Result<(), StoreError> {
+        (**self).create_approval(approval).await
+    }
+    async fn approval(&self, approval: &ApprovalId) -> Result<Option<ApprovalRecord>, StoreError> {
+        (**self).approval(approval).await
+    }
+    async fn decide_approval(
+        &self,
+        approval: &ApprovalId,
+        decision: &ApprovalDecision,
+    ) -> Result<ApprovalOutcome, StoreError> {
+        (**self).decide_approval(approval, decision).await
+    }
+    async fn pending_approval(
+        &self,
+        conversation: &ConversationId,
+    ) -> Result<Option<ApprovalRecord>, StoreError> {
+        (**self).pending_approval(conversation).await
+    }
+    async fn remove_approval(&self, approval: &ApprovalId) -> Result<(), StoreError> {
+        (**self).remove_approval(approval).await
     }
 }

@@ -14,11 +14,12 @@ use std::time::Duration;
 use async_trait::async_trait;
 use marie_adapters::MemoryStore;
 use marie_core::{
-    ActiveStream, ChatEngine, ChatMessage, ConversationId, ConversationInfo, EndStatus,
-    EngineConfig, Error, ErrorCode, FinishReason, HistoryQuery, Identity, MessagePart, MessageRole,
-    PromptMessage, ProviderError, RecordingSink, RoomStore, SendOutcome, SendRequest, SessionId,
-    SessionRecord, SinkError, StartStatus, StoreError, StreamChunk, StreamEnd, StreamEvent,
-    StreamFailed, StreamId, StreamSink, Usage, UserId, estimate_tokens,
+    ActiveStream, ApprovalDecision, ApprovalId, ApprovalOutcome, ApprovalRecord, ChatEngine,
+    ChatMessage, ConversationId, ConversationInfo, EndStatus, EngineConfig, Error, ErrorCode,
+    FinishReason, HistoryQuery, Identity, MessagePart, MessageRole, PromptMessage, ProviderError,
+    RecordingSink, RoomStore, SendOutcome, SendRequest, SessionId, SessionRecord, SinkError,
+    StartStatus, StoreError, StreamChunk, StreamEnd, StreamEvent, StreamFailed, StreamId,
+    StreamSink, Usage, UserId, estimate_tokens,
 };
 use marie_llm::ScriptedProvider;
 
@@ -295,10 +296,7 @@ impl Harness {
 }
 
 fn prompt(role: MessageRole, content: &str) -> PromptMessage {
-    PromptMessage {
-        role,
-        content: content.to_owned(),
-    }
+    PromptMessage::text(role, content)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1527,6 +1525,28 @@ impl RoomStore for FaultyStore {
         conversation: &ConversationId,
     ) -> Result<Option<ActiveStream>, StoreError> {
         self.inner.active_answer(conversation).await
+    }
+    async fn create_approval(&self, approval: &ApprovalRecord) -> Result<(), StoreError> {
+        self.inner.create_approval(approval).await
+    }
+    async fn approval(&self, approval: &ApprovalId) -> Result<Option<ApprovalRecord>, StoreError> {
+        self.inner.approval(approval).await
+    }
+    async fn decide_approval(
+        &self,
+        approval: &ApprovalId,
+        decision: &ApprovalDecision,
+    ) -> Result<ApprovalOutcome, StoreError> {
+        self.inner.decide_approval(approval, decision).await
+    }
+    async fn pending_approval(
+        &self,
+        conversation: &ConversationId,
+    ) -> Result<Option<ApprovalRecord>, StoreError> {
+        self.inner.pending_approval(conversation).await
+    }
+    async fn remove_approval(&self, approval: &ApprovalId) -> Result<(), StoreError> {
+        self.inner.remove_approval(approval).await
     }
 }
 

@@ -5,9 +5,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures_util::{StreamExt, stream};
 use marie_core::{
-    FinishReason, LlmEvent, LlmProvider, LlmRequest, LlmStream, ProviderError, Usage,
-    estimate_tokens,
+    FinishReason, LlmEvent, LlmProvider, LlmRequest, LlmStream, MessageRole, ProviderError,
+    ToolCall, ToolSpec, Usage, estimate_tokens,
 };
+use serde_json::{Map, Value};
 
 use crate::words::word_chunks;
 
@@ -15,6 +16,12 @@ use crate::words::word_chunks;
 /// waiting `delay` before each word, so that streaming can be watched without any LLM.
 /// A message whose first word is `think` (e.g. "think: what is 2+2?") gets a short reasoning
 /// first ([`LlmEvent::Reasoning`]), so that reasoning can be watched too.
+///
+/// A message that names a tool on offer ("calculate 12*7", "send_email to bob") gets a call
+/// of that tool instead of the echo: the text after the tool's name is the value of its
+/// first required argument (a leading word that names the argument, like "to", is dropped).
+/// Given the call's result, it says what the tool returned. So tool calls and approvals can
+/// be watched without a model too.
 ///
 /// It reports usage with its own counts: the prompt estimated from the request's text, one
 /// completion token per word.
@@ -63,24 +70,123 @@ fn asks_to_think(text: &str) -> bool {
 impl LlmProvider for EchoProvider {
     async fn stream(&self, request: LlmRequest) -> Result<LlmStream, ProviderError> {
         let text = request.last_user_message().unwrap_or_default().to_owned();
-        let words = word_chunks(&text);
-        let prompt_tokens: u64 = request
-            .messages
-            .iter()
-            .map(|m| estimate_tokens(&m.content))
-            .sum();
-        let reasoning = if asks_to_think(&text) {
-            word_chunks(REASONING)
-        } else {
-            Vec::new()
+        let (events, finish_reason) = match plan(&request, &text) {
+            Plan::Say(said) => (
+                word_chunks(&said)
+                    .into_iter()
+                    .map(LlmEvent::Delta)
+                    .collect(),
+                FinishReason::Stop,
+            ),
+            Plan::Call(call) => (call_events(call), FinishReason::ToolCalls),
+            Plan::Echo => return Ok(self.echo(&request, &text)),
         };
-        let usage = Usage::reported(prompt_tokens, (reasoning.len() + words.len()) as u64);
+        let usage = Usage::reported(prompt_tokens(&request), events.len() as u64);
+        Ok(self.play(events, usage, finish_reason))
+    }
+
+    fn name(&self) -> &str {
+        "echo"
+    }
+}
+
+/// What the echo provider does with a request.
+enum Plan {
+    /// Repeat the user's message.
+    Echo,
+    /// Call a tool.
+    Call(ToolCall),
+    /// Say this (what the tools returned).
+    Say(String),
+}
+
+fn plan(request: &LlmRequest, text: &str) -> Plan {
+    // Asked again after tool calls: say what they returned.
+    if let Some(answer) = request
+        .messages
+        .last()
+        .filter(|m| m.role == MessageRole::Assistant)
+    {
+        let said: Vec<String> = answer
+            .assistant_turns()
+            .last()
+            .map(|turn| {
+                turn.results
+                    .iter()
+                    .map(|r| format!("{} returned: {}", r.name, r.content))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if !said.is_empty() {
+            return Plan::Say(said.join("\n"));
+        }
+    }
+    request
+        .tools
+        .iter()
+        .find_map(|tool| call_for(tool, text))
+        .map_or(Plan::Echo, Plan::Call)
+}
+
+/// A call of `tool` when `text` names it as a word.
+fn call_for(tool: &ToolSpec, text: &str) -> Option<ToolCall> {
+    let at = text
+        .split_whitespace()
+        .position(|w| w.trim_matches(|c: char| !c.is_alphanumeric() && c != '_') == tool.name)?;
+    let rest: Vec<&str> = text.split_whitespace().skip(at + 1).collect();
+    let required = tool.parameters["required"]
+        .as_array()
+        .and_then(|r| r.first())
+        .and_then(Value::as_str)
+        .or_else(|| {
+            tool.parameters["properties"]
+                .as_object()
+                .and_then(|p| p.keys().next())
+                .map(String::as_str)
+        });
+    let mut arguments = Map::new();
+    if let Some(name) = required {
+        let skip = usize::from(rest.first().is_some_and(|w| *w == name || *w == "to"));
+        arguments.insert(name.to_owned(), rest[skip..].join(" ").into());
+    }
+    Some(ToolCall {
+        id: format!("call_{}", &marie_core::StreamId::random().as_str()[..12]),
+        name: tool.name.clone(),
+        arguments: Value::Object(arguments),
+    })
+}
+
+/// A call as a model streams it: its start, its arguments in pieces, the whole call.
+fn call_events(call: ToolCall) -> Vec<LlmEvent> {
+    let mut events = vec![LlmEvent::ToolCallStart {
+        id: call.id.clone(),
+        name: call.name.clone(),
+    }];
+    let arguments = call.arguments.to_string();
+    let chars: Vec<char> = arguments.chars().collect();
+    for piece in chars.chunks(8) {
+        events.push(LlmEvent::ToolCallDelta {
+            id: call.id.clone(),
+            delta: piece.iter().collect(),
+        });
+    }
+    events.push(LlmEvent::ToolCall(call));
+    events
+}
+
+fn prompt_tokens(request: &LlmRequest) -> u64 {
+    request
+        .messages
+        .iter()
+        .map(|m| estimate_tokens(&m.content))
+        .sum()
+}
+
+impl EchoProvider {
+    /// Plays `events`, each after the delay, then `Done`.
+    fn play(&self, events: Vec<LlmEvent>, usage: Usage, finish_reason: FinishReason) -> LlmStream {
         let delay = self.delay;
-        let events = reasoning
-            .into_iter()
-            .map(LlmEvent::Reasoning)
-            .chain(words.into_iter().map(LlmEvent::Delta));
-        let deltas = stream::iter(events).then(move |event| async move {
+        let items = stream::iter(events).then(move |event| async move {
             if !delay.is_zero() {
                 tokio::time::sleep(delay).await;
             }
@@ -89,13 +195,29 @@ impl LlmProvider for EchoProvider {
         let done = stream::once(async move {
             Ok(LlmEvent::Done {
                 usage: Some(usage),
-                finish_reason: FinishReason::Stop,
+                finish_reason,
             })
         });
-        Ok(deltas.chain(done).boxed())
+        items.chain(done).boxed()
     }
 
-    fn name(&self) -> &str {
-        "echo"
+    /// The echo: the reasoning first when asked to think, then the message word by word.
+    fn echo(&self, request: &LlmRequest, text: &str) -> LlmStream {
+        let words = word_chunks(text);
+        let reasoning = if asks_to_think(text) {
+            word_chunks(REASONING)
+        } else {
+            Vec::new()
+        };
+        let usage = Usage::reported(
+            prompt_tokens(request),
+            (reasoning.len() + words.len()) as u64,
+        );
+        let events = reasoning
+            .into_iter()
+            .map(LlmEvent::Reasoning)
+            .chain(words.into_iter().map(LlmEvent::Delta))
+            .collect();
+        self.play(events, usage, FinishReason::Stop)
     }
 }

@@ -6,7 +6,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use futures_util::{StreamExt, TryStreamExt};
-use marie_core::{FinishReason, LlmProvider, LlmRequest, LlmStream, ProviderError, Usage};
+use marie_core::{
+    FinishReason, LlmProvider, LlmRequest, LlmStream, MessageRole, PromptMessage, ProviderError,
+    ToolCall, Usage,
+};
 use reqwest::header::{ACCEPT, CONTENT_TYPE};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -15,7 +18,8 @@ use tokio_util::io::StreamReader;
 
 use crate::http::{
     ConfigError, HttpSettings, Piece, RetryPolicy, Timeouts, body_error, drive, env_lookup,
-    error_chain, f32_json, for_log, join_path, parse_http_url, send_with_retry,
+    error_chain, f32_json, for_log, join_path, new_call_id, parse_http_url, send_with_retry,
+    tools_json,
 };
 
 /// Where Ollama listens by default.
@@ -107,15 +111,13 @@ impl OllamaProvider {
 
     fn body(&self, request: &LlmRequest) -> Vec<u8> {
         let inner = &self.inner;
-        let messages: Vec<Value> = request
-            .messages
-            .iter()
-            .map(|m| json!({ "role": m.role.as_str(), "content": m.content }))
-            .collect();
         let mut body = Map::new();
         body.insert("model".into(), inner.model.clone().into());
-        body.insert("messages".into(), messages.into());
+        body.insert("messages".into(), messages_json(&request.messages).into());
         body.insert("stream".into(), true.into());
+        if !request.tools.is_empty() {
+            body.insert("tools".into(), tools_json(&request.tools));
+        }
         if !inner.options.is_empty() {
             body.insert("options".into(), inner.options.clone().into());
         }
@@ -173,6 +175,41 @@ impl LlmProvider for OllamaProvider {
     }
 }
 
+/// The history as `/api/chat` takes it: an answer that called tools becomes, per model step,
+/// an assistant message with its `tool_calls` (arguments as an object) followed by one
+/// `role:"tool"` message per result, named by `tool_name`.
+fn messages_json(messages: &[PromptMessage]) -> Vec<Value> {
+    let mut out = Vec::with_capacity(messages.len());
+    for m in messages {
+        if m.role != MessageRole::Assistant || m.parts.is_empty() {
+            out.push(json!({ "role": m.role.as_str(), "content": m.content }));
+            continue;
+        }
+        for turn in m.assistant_turns() {
+            if turn.tool_calls.is_empty() {
+                if !turn.text.is_empty() {
+                    out.push(json!({ "role": "assistant", "content": turn.text }));
+                }
+                continue;
+            }
+            let calls: Vec<Value> = turn
+                .tool_calls
+                .iter()
+                .map(|c| json!({ "function": { "name": c.name, "arguments": c.arguments } }))
+                .collect();
+            out.push(json!({ "role": "assistant", "content": turn.text, "tool_calls": calls }));
+            for result in turn.results {
+                out.push(json!({
+                    "role": "tool",
+                    "tool_name": result.name,
+                    "content": result.content,
+                }));
+            }
+        }
+    }
+    out
+}
+
 fn line_error(e: LinesCodecError) -> ProviderError {
     match e {
         LinesCodecError::MaxLineLengthExceeded => {
@@ -216,8 +253,23 @@ struct Message {
     /// A thinking model's reasoning: streamed as `stream_reasoning`.
     #[serde(default)]
     thinking: Option<String>,
+    /// Whole calls: `{function: {name, arguments: {...}}}`, with an `id` in newer versions.
     #[serde(default)]
-    tool_calls: Option<Value>,
+    tool_calls: Option<Vec<WireToolCall>>,
+}
+
+#[derive(Deserialize)]
+struct WireToolCall {
+    #[serde(default)]
+    id: Option<String>,
+    function: WireFunction,
+}
+
+#[derive(Deserialize)]
+struct WireFunction {
+    name: String,
+    #[serde(default)]
+    arguments: Option<Value>,
 }
 
 /// Decodes one NDJSON line.
@@ -243,9 +295,38 @@ fn decode_line(line: &str) -> Result<Piece, ProviderError> {
     if let Some(message) = parsed.message {
         piece.text = message.content.unwrap_or_default();
         piece.reasoning = message.thinking.unwrap_or_default();
-        piece.generated = !piece.text.is_empty()
-            || !piece.reasoning.is_empty()
-            || message.tool_calls.is_some_and(|t| !t.is_null());
+        for call in message.tool_calls.into_iter().flatten() {
+            let arguments = match call.function.arguments {
+                None | Some(Value::Null) => json!({}),
+                Some(object @ Value::Object(_)) => object,
+                // Some servers behind an Ollama API send the arguments as JSON text.
+                Some(Value::String(text)) => serde_json::from_str(&text)
+                    .ok()
+                    .filter(Value::is_object)
+                    .ok_or_else(|| {
+                        ProviderError::Protocol(format!(
+                            "the arguments of a call of {} are not a JSON object",
+                            call.function.name
+                        ))
+                    })?,
+                Some(_) => {
+                    return Err(ProviderError::Protocol(format!(
+                        "the arguments of a call of {} are not a JSON object",
+                        call.function.name
+                    )));
+                }
+            };
+            piece.calls.push(ToolCall {
+                id: call
+                    .id
+                    .filter(|id| !id.is_empty())
+                    .unwrap_or_else(new_call_id),
+                name: call.function.name,
+                arguments,
+            });
+        }
+        piece.generated =
+            !piece.text.is_empty() || !piece.reasoning.is_empty() || !piece.calls.is_empty();
     }
     if parsed.done {
         piece.done = true;
@@ -510,10 +591,8 @@ mod tests {
         let request = LlmRequest {
             conversation_id: ConversationId::parse("c").unwrap_or_else(|e| panic!("{e}")),
             user_id: UserId::parse("u").unwrap_or_else(|e| panic!("{e}")),
-            messages: vec![PromptMessage {
-                role: marie_core::MessageRole::User,
-                content: "Hi".into(),
-            }],
+            messages: vec![PromptMessage::text(marie_core::MessageRole::User, "Hi")],
+            tools: Vec::new(),
         };
         let body: Value =
             serde_json::from_slice(&provider.body(&request)).unwrap_or_else(|e| panic!("{e}"));
@@ -527,5 +606,72 @@ mod tests {
                 "keep_alive": "5m"
             })
         );
+    }
+
+    /// An answer that called tools goes back as Ollama wants it: `tool_calls` with the
+    /// arguments as an object, then `role:"tool"` messages named by `tool_name`; whole calls
+    /// in a line become a start, the arguments, and the call.
+    #[test]
+    fn tools_both_ways() {
+        use marie_core::{ConversationId, MessagePart, MessageRole, ToolSpec, UserId};
+        let provider = OllamaProvider::builder()
+            .host("http://127.0.0.1:1")
+            .model("m")
+            .build()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let answer = PromptMessage {
+            role: MessageRole::Assistant,
+            content: "84".into(),
+            parts: vec![
+                MessagePart::ToolCall {
+                    tool_call_id: "call_1".into(),
+                    name: "calculate".into(),
+                    arguments: json!({"expression": "12*7"}),
+                },
+                MessagePart::ToolResult {
+                    tool_call_id: "call_1".into(),
+                    name: "calculate".into(),
+                    output: Some(json!("84")),
+                    error: None,
+                },
+                MessagePart::Text {
+                    content: "84".into(),
+                },
+            ],
+        };
+        let request = LlmRequest {
+            conversation_id: ConversationId::parse("c").unwrap_or_else(|e| panic!("{e}")),
+            user_id: UserId::parse("u").unwrap_or_else(|e| panic!("{e}")),
+            messages: vec![PromptMessage::text(MessageRole::User, "12*7?"), answer],
+            tools: vec![ToolSpec {
+                name: "calculate".into(),
+                description: "Math".into(),
+                parameters: json!({"type": "object"}),
+            }],
+        };
+        let body: Value =
+            serde_json::from_slice(&provider.body(&request)).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(body["tools"][0]["function"]["name"], "calculate");
+        assert_eq!(
+            body["messages"],
+            json!([
+                {"role": "user", "content": "12*7?"},
+                {"role": "assistant", "content": "", "tool_calls": [
+                    {"function": {"name": "calculate", "arguments": {"expression": "12*7"}}}
+                ]},
+                {"role": "tool", "tool_name": "calculate", "content": "84"},
+                {"role": "assistant", "content": "84"}
+            ])
+        );
+
+        let line = r#"{"model":"m","created_at":"2025-01-01T00:00:00Z","message":{"role":"assistant","content":"","tool_calls":[{"function":{"name":"calculate","arguments":{"expression":"2+2"}}}]},"done":false}"#;
+        let piece = decode_line(line).unwrap_or_else(|e| panic!("{e}"));
+        assert!(piece.generated);
+        assert_eq!(piece.calls.len(), 1);
+        assert_eq!(piece.calls[0].name, "calculate");
+        assert_eq!(piece.calls[0].arguments, json!({"expression": "2+2"}));
+        assert!(piece.calls[0].id.starts_with("call_"));
+        let bad = r#"{"message":{"role":"assistant","content":"","tool_calls":[{"function":{"name":"calculate","arguments":[1]}}]},"done":false}"#;
+        assert!(matches!(decode_line(bad), Err(ProviderError::Protocol(_))));
     }
 }

@@ -6,16 +6,19 @@ use std::time::Duration;
 use async_trait::async_trait;
 use eventsource_stream::{Event, EventStreamError, Eventsource};
 use futures_util::StreamExt;
-use marie_core::{FinishReason, LlmProvider, LlmRequest, LlmStream, ProviderError, Usage};
+use marie_core::{
+    FinishReason, LlmProvider, LlmRequest, LlmStream, MessageRole, PromptMessage, ProviderError,
+    Usage,
+};
 use reqwest::header::{ACCEPT, CONTENT_TYPE};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use crate::http::{
-    ConfigError, HttpSettings, Piece, RetryPolicy, Timeouts, body_error, drive, env_lookup,
-    error_chain, error_message, for_log, join_path, parse_http_url, read_error_message,
-    send_with_retry,
+    CallFragment, ConfigError, HttpSettings, Piece, RetryPolicy, Timeouts, body_error, drive,
+    env_lookup, error_chain, error_message, for_log, join_path, parse_http_url, read_error_message,
+    send_with_retry, tools_json,
 };
 
 /// OpenAI's API, the default base URL.
@@ -139,14 +142,13 @@ impl OpenAiProvider {
     fn body(&self, request: &LlmRequest) -> Vec<u8> {
         let inner = &self.inner;
         let mut body = inner.extra_body.clone();
-        let messages: Vec<Value> = request
-            .messages
-            .iter()
-            .map(|m| json!({ "role": m.role.as_str(), "content": m.content }))
-            .collect();
         body.insert("model".into(), inner.model.clone().into());
-        body.insert("messages".into(), messages.into());
+        body.insert("messages".into(), messages_json(&request.messages).into());
         body.insert("stream".into(), true.into());
+        if !request.tools.is_empty() {
+            body.insert("tools".into(), tools_json(&request.tools));
+            body.entry("tool_choice").or_insert_with(|| "auto".into());
+        }
         if inner.include_usage {
             let options = body.entry("stream_options").or_insert_with(|| json!({}));
             if let Some(options) = options.as_object_mut() {
@@ -228,6 +230,52 @@ impl LlmProvider for OpenAiProvider {
     }
 }
 
+/// The history as chat completions take it: an answer that called tools becomes, per model
+/// step, an assistant message with its `tool_calls` (arguments as JSON text) followed by one
+/// `role:"tool"` message per result.
+fn messages_json(messages: &[PromptMessage]) -> Vec<Value> {
+    let mut out = Vec::with_capacity(messages.len());
+    for m in messages {
+        if m.role != MessageRole::Assistant || m.parts.is_empty() {
+            out.push(json!({ "role": m.role.as_str(), "content": m.content }));
+            continue;
+        }
+        for turn in m.assistant_turns() {
+            if turn.tool_calls.is_empty() {
+                if !turn.text.is_empty() {
+                    out.push(json!({ "role": "assistant", "content": turn.text }));
+                }
+                continue;
+            }
+            let calls: Vec<Value> = turn
+                .tool_calls
+                .iter()
+                .map(|c| {
+                    json!({
+                        "id": c.id,
+                        "type": "function",
+                        "function": { "name": c.name, "arguments": c.arguments.to_string() },
+                    })
+                })
+                .collect();
+            let content = if turn.text.is_empty() {
+                Value::Null
+            } else {
+                turn.text.into()
+            };
+            out.push(json!({ "role": "assistant", "content": content, "tool_calls": calls }));
+            for result in turn.results {
+                out.push(json!({
+                    "role": "tool",
+                    "tool_call_id": result.id,
+                    "content": result.content,
+                }));
+            }
+        }
+    }
+    out
+}
+
 fn is_json(response: &reqwest::Response) -> bool {
     response
         .headers()
@@ -269,7 +317,27 @@ struct Delta {
     #[serde(default)]
     reasoning: Option<String>,
     #[serde(default)]
-    tool_calls: Option<Value>,
+    tool_calls: Option<Vec<WireToolCall>>,
+}
+
+/// A fragment of a streamed tool call: `index` says which call; `id` and the function's
+/// `name` come in its first fragment only, `arguments` a piece at a time.
+#[derive(Deserialize)]
+struct WireToolCall {
+    #[serde(default)]
+    index: u64,
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    function: Option<WireFunction>,
+}
+
+#[derive(Deserialize)]
+struct WireFunction {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    arguments: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -333,7 +401,19 @@ fn decode_event(event: &Event) -> Result<Piece, ProviderError> {
             piece.generated |= !reasoning.is_empty();
             piece.reasoning.push_str(&reasoning);
         }
-        piece.generated |= delta.tool_calls.is_some_and(|t| !t.is_null());
+        for call in delta.tool_calls.into_iter().flatten() {
+            piece.generated = true;
+            let (name, arguments) = call
+                .function
+                .map(|f| (f.name, f.arguments.unwrap_or_default()))
+                .unwrap_or_default();
+            piece.call_fragments.push(CallFragment {
+                index: call.index,
+                id: call.id,
+                name,
+                arguments,
+            });
+        }
     }
     Ok(piece)
 }
@@ -607,15 +687,10 @@ mod tests {
             conversation_id: ConversationId::parse("c").unwrap_or_else(|e| panic!("{e}")),
             user_id: UserId::parse("u").unwrap_or_else(|e| panic!("{e}")),
             messages: vec![
-                PromptMessage {
-                    role: marie_core::MessageRole::System,
-                    content: "Be brief.".into(),
-                },
-                PromptMessage {
-                    role: marie_core::MessageRole::User,
-                    content: "Hi".into(),
-                },
+                PromptMessage::text(marie_core::MessageRole::System, "Be brief."),
+                PromptMessage::text(marie_core::MessageRole::User, "Hi"),
             ],
+            tools: Vec::new(),
         };
         let body: Value =
             serde_json::from_slice(&provider.body(&request)).unwrap_or_else(|e| panic!("{e}"));
@@ -633,6 +708,89 @@ mod tests {
                 "max_tokens": 64,
                 "seed": 7
             })
+        );
+    }
+
+    /// Tools go out as `tools` with `tool_choice:"auto"`; an answer that called tools goes
+    /// back as OpenAI wants it: per step, an assistant message with `tool_calls` (arguments
+    /// as JSON text), then a `role:"tool"` message per result.
+    #[test]
+    fn tools_and_tool_history_in_the_body() {
+        use marie_core::{MessagePart, MessageRole, ToolSpec};
+        let provider = OpenAiProvider::builder()
+            .base_url("http://127.0.0.1:1/v1")
+            .model("m")
+            .include_usage(false)
+            .build()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let answer = PromptMessage {
+            role: MessageRole::Assistant,
+            content: "Let me check.It is 84.".into(),
+            parts: vec![
+                MessagePart::Reasoning {
+                    content: "hmm".into(),
+                },
+                MessagePart::Text {
+                    content: "Let me check.".into(),
+                },
+                MessagePart::ToolCall {
+                    tool_call_id: "call_1".into(),
+                    name: "calculate".into(),
+                    arguments: json!({"expression": "12*7"}),
+                },
+                MessagePart::ToolResult {
+                    tool_call_id: "call_1".into(),
+                    name: "calculate".into(),
+                    output: Some(json!({"value": 84})),
+                    error: None,
+                },
+                MessagePart::ToolCall {
+                    tool_call_id: "call_2".into(),
+                    name: "send_email".into(),
+                    arguments: json!({"to": "bob"}),
+                },
+                MessagePart::ToolResult {
+                    tool_call_id: "call_2".into(),
+                    name: "send_email".into(),
+                    output: None,
+                    error: Some("not run: bob denied the call".into()),
+                },
+                MessagePart::Text {
+                    content: "It is 84.".into(),
+                },
+            ],
+        };
+        let request = LlmRequest {
+            conversation_id: ConversationId::parse("c").unwrap_or_else(|e| panic!("{e}")),
+            user_id: UserId::parse("u").unwrap_or_else(|e| panic!("{e}")),
+            messages: vec![PromptMessage::text(MessageRole::User, "12*7?"), answer],
+            tools: vec![ToolSpec {
+                name: "calculate".into(),
+                description: "Math".into(),
+                parameters: json!({"type": "object"}),
+            }],
+        };
+        let body: Value =
+            serde_json::from_slice(&provider.body(&request)).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            body["tools"],
+            json!([{"type": "function", "function": {"name": "calculate", "description": "Math", "parameters": {"type": "object"}}}])
+        );
+        assert_eq!(body["tool_choice"], "auto");
+        assert_eq!(
+            body["messages"],
+            json!([
+                {"role": "user", "content": "12*7?"},
+                {"role": "assistant", "content": "Let me check.", "tool_calls": [
+                    {"id": "call_1", "type": "function", "function": {"name": "calculate", "arguments": "{\"expression\":\"12*7\"}"}}
+                ]},
+                {"role": "tool", "tool_call_id": "call_1", "content": "{\"value\":84}"},
+                {"role": "assistant", "content": null, "tool_calls": [
+                    {"id": "call_2", "type": "function", "function": {"name": "send_email", "arguments": "{\"to\":\"bob\"}"}}
+                ]},
+                {"role": "tool", "tool_call_id": "call_2", "content": "{\"error\":\"not run: bob denied the call\"}"},
+                {"role": "assistant", "content": "It is 84."}
+            ])
         );
     }
 }

@@ -8,8 +8,10 @@ use async_trait::async_trait;
 use futures_util::{StreamExt, stream};
 
 use marie_core::{
-    FinishReason, LlmEvent, LlmProvider, LlmRequest, LlmStream, ProviderError, Usage,
+    FinishReason, LlmEvent, LlmProvider, LlmRequest, LlmStream, MessageRole, ProviderError,
+    ToolCall, Usage,
 };
+use serde_json::Value;
 
 /// How a script ends after its chunks.
 #[derive(Clone, Debug)]
@@ -25,6 +27,9 @@ enum Ending {
 struct Script {
     /// Deltas, text or reasoning, in order.
     chunks: Vec<LlmEvent>,
+    /// The items of the later steps of an answer (after tool results), in order; the last
+    /// one plays again for any step after it.
+    later_steps: Vec<Vec<LlmEvent>>,
     delay: Duration,
     start_error: Option<ProviderError>,
     fail_at: Option<(usize, ProviderError)>,
@@ -56,6 +61,7 @@ impl ScriptedProvider {
                     .into_iter()
                     .map(|c| LlmEvent::Delta(c.into()))
                     .collect(),
+                later_steps: Vec::new(),
                 delay: Duration::ZERO,
                 start_error: None,
                 fail_at: None,
@@ -76,6 +82,63 @@ impl ScriptedProvider {
         let reasoning = pieces.into_iter().map(|p| LlmEvent::Reasoning(p.into()));
         self.script.chunks.splice(0..0, reasoning);
         self
+    }
+
+    /// Ends the first step with a call of tool `name` (id `id`) with `arguments`, streamed as
+    /// a start, the arguments' JSON text in two deltas, and the whole call.
+    pub fn calls_tool(mut self, id: &str, name: &str, arguments: Value) -> Self {
+        self.script
+            .chunks
+            .extend(Self::tool_call(id, name, arguments));
+        self
+    }
+
+    /// Adds a step, played when the model is asked again after tool results: `chunks` of
+    /// text, then the calls of `calls` (`(id, name, arguments)`). The last step added is
+    /// played again for any later step, with `-{step}` added to its call ids: a model that
+    /// never stops calling tools.
+    pub fn then_step<I, S>(mut self, chunks: I, calls: Vec<(&str, &str, Value)>) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let mut step: Vec<LlmEvent> = chunks
+            .into_iter()
+            .map(|c| LlmEvent::Delta(c.into()))
+            .collect();
+        for (id, name, arguments) in calls {
+            step.extend(Self::tool_call(id, name, arguments));
+        }
+        self.script.later_steps.push(step);
+        self
+    }
+
+    /// The items of one streamed tool call.
+    fn tool_call(id: &str, name: &str, arguments: Value) -> Vec<LlmEvent> {
+        let text = arguments.to_string();
+        let half = text
+            .char_indices()
+            .nth(text.chars().count() / 2)
+            .map_or(0, |(i, _)| i);
+        vec![
+            LlmEvent::ToolCallStart {
+                id: id.into(),
+                name: name.into(),
+            },
+            LlmEvent::ToolCallDelta {
+                id: id.into(),
+                delta: text[..half].into(),
+            },
+            LlmEvent::ToolCallDelta {
+                id: id.into(),
+                delta: text[half..].into(),
+            },
+            LlmEvent::ToolCall(ToolCall {
+                id: id.into(),
+                name: name.into(),
+                arguments,
+            }),
+        ]
     }
 
     /// Waits `delay` before each chunk.
@@ -151,14 +214,45 @@ impl Drop for DropCounter {
     }
 }
 
+/// Which step of its answer a request asks for: 0 for the first; after that, one more for
+/// each step whose tool results the request carries.
+fn step_of(request: &LlmRequest) -> usize {
+    match request.messages.last() {
+        Some(m) if m.role == MessageRole::Assistant => m
+            .assistant_turns()
+            .iter()
+            .filter(|t| !t.results.is_empty())
+            .count(),
+        _ => 0,
+    }
+}
+
 #[async_trait]
 impl LlmProvider for ScriptedProvider {
     async fn stream(&self, request: LlmRequest) -> Result<LlmStream, ProviderError> {
+        let step = step_of(&request);
         self.requests
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(request);
-        let script = self.script.clone();
+        let mut script = self.script.clone();
+        if step > 0
+            && let Some(last) = script.later_steps.len().checked_sub(1)
+        {
+            let mut items = script.later_steps[(step - 1).min(last)].clone();
+            if step > last + 1 {
+                for item in &mut items {
+                    match item {
+                        LlmEvent::ToolCallStart { id, .. } | LlmEvent::ToolCallDelta { id, .. } => {
+                            id.push_str(&format!("-{step}"));
+                        }
+                        LlmEvent::ToolCall(call) => call.id.push_str(&format!("-{step}")),
+                        _ => {}
+                    }
+                }
+            }
+            script.chunks = items;
+        }
         if let Some(e) = script.start_error {
             return Err(e);
         }
@@ -188,11 +282,20 @@ impl LlmProvider for ScriptedProvider {
                 return Some((Ok(chunk), st));
             }
             st.finished = true;
+            let called = st
+                .script
+                .chunks
+                .iter()
+                .any(|c| matches!(c, LlmEvent::ToolCall(_)));
             match st.script.ending.clone() {
                 Ending::Done(usage) => Some((
                     Ok(LlmEvent::Done {
                         usage,
-                        finish_reason: FinishReason::Stop,
+                        finish_reason: if called {
+                            FinishReason::ToolCalls
+                        } else {
+                            FinishReason::Stop
+                        },
                     }),
                     st,
                 )),

@@ -49,10 +49,8 @@ fn request() -> LlmRequest {
     LlmRequest {
         conversation_id: ConversationId::parse("c").unwrap(),
         user_id: UserId::parse("u").unwrap(),
-        messages: vec![PromptMessage {
-            role: MessageRole::User,
-            content: "talk forever".into(),
-        }],
+        messages: vec![PromptMessage::text(MessageRole::User, "talk forever")],
+        tools: Vec::new(),
     }
 }
 

@@ -28,6 +28,7 @@
 //! [`RedisConfig::timeout`] with [`StoreError::Unavailable`](marie_core::StoreError) rather
 //! than wait for Redis to come back.
 
+mod approval;
 mod bus;
 mod log;
 mod store;

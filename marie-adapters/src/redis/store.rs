@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use marie_core::{
-    ActiveStream, ChatMessage, ConversationId, ConversationInfo, HistoryQuery, RoomStore,
-    SessionId, SessionRecord, StoreError, StreamId, UserId, now_millis,
+    ActiveStream, ApprovalDecision, ApprovalId, ApprovalOutcome, ApprovalRecord, ChatMessage,
+    ConversationId, ConversationInfo, HistoryQuery, RoomStore, SessionId, SessionRecord,
+    StoreError, StreamId, UserId, now_millis,
 };
 use redis::aio::ConnectionManager;
 use redis::{AsyncCommands, Script};
@@ -222,7 +223,7 @@ impl RedisStore {
     }
 
     /// Runs one Redis operation under the configured timeout, mapping failures.
-    async fn run<T, F, Fut>(&self, op: &'static str, f: F) -> Result<T, StoreError>
+    pub(super) async fn run<T, F, Fut>(&self, op: &'static str, f: F) -> Result<T, StoreError>
     where
         F: FnOnce(ConnectionManager) -> Fut,
         Fut: Future<Output = redis::RedisResult<T>>,
@@ -248,11 +249,11 @@ fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
-fn to_json<T: Serialize>(value: &T) -> Result<String, StoreError> {
+pub(super) fn to_json<T: Serialize>(value: &T) -> Result<String, StoreError> {
     serde_json::to_string(value).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
-fn from_json<T: DeserializeOwned>(raw: &str) -> Result<T, StoreError> {
+pub(super) fn from_json<T: DeserializeOwned>(raw: &str) -> Result<T, StoreError> {
     serde_json::from_str(raw).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
@@ -507,6 +508,34 @@ impl RoomStore for RedisStore {
             stream_id: StreamId::parse(stream_id)
                 .map_err(|e| StoreError::Corrupt(e.to_string()))?,
             seq: seq.unwrap_or(0),
+            pending_approval: None,
         }))
+    }
+
+    async fn create_approval(&self, approval: &ApprovalRecord) -> Result<(), StoreError> {
+        self.put_approval(approval).await
+    }
+
+    async fn approval(&self, approval: &ApprovalId) -> Result<Option<ApprovalRecord>, StoreError> {
+        self.read_approval(approval).await
+    }
+
+    async fn decide_approval(
+        &self,
+        approval: &ApprovalId,
+        decision: &ApprovalDecision,
+    ) -> Result<ApprovalOutcome, StoreError> {
+        self.decide(approval, decision).await
+    }
+
+    async fn pending_approval(
+        &self,
+        conversation: &ConversationId,
+    ) -> Result<Option<ApprovalRecord>, StoreError> {
+        self.pending(conversation).await
+    }
+
+    async fn remove_approval(&self, approval: &ApprovalId) -> Result<(), StoreError> {
+        self.forget_approval(approval).await
     }
 }

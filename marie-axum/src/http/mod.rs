@@ -17,12 +17,13 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use marie_core::{
-    ConversationId, Credentials, Error, ErrorCode, Identity, SendRequest, StartStatus, StreamEvent,
-    StreamId, StreamStart,
+    ApprovalId, ConversationId, Credentials, Error, ErrorCode, Identity, SendRequest, StartStatus,
+    StreamEvent, StreamId, StreamStart,
 };
 use serde::{Deserialize, Serialize};
 use socketioxide::adapter::Adapter;
 
+use crate::events::Decided;
 use crate::state::Shared;
 
 /// The routes; `with_health` adds `/healthz` and `/readyz` (see
@@ -30,7 +31,8 @@ use crate::state::Shared;
 pub(crate) fn routes<A: Adapter>(shared: Arc<Shared<A>>, with_health: bool) -> axum::Router {
     let chat = axum::Router::new()
         .route("/api/chat/send", post(send::<A>))
-        .route("/api/chat/streams/{stream_id}", get(resume::<A>));
+        .route("/api/chat/streams/{stream_id}", get(resume::<A>))
+        .route("/api/chat/approvals/{approval_id}", post(approve::<A>));
     let routes = if with_health {
         chat.route("/healthz", get(|| async { "ok" }))
             .route("/readyz", get(ready::<A>))
@@ -48,6 +50,15 @@ struct SendBody {
     message: String,
     #[serde(default)]
     client_message_id: Option<String>,
+}
+
+/// `POST /api/chat/approvals/{approval_id}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ApproveBody {
+    approved: bool,
+    #[serde(default)]
+    reason: Option<String>,
 }
 
 /// `GET /api/chat/streams/{stream_id}` query.
@@ -76,7 +87,7 @@ impl IntoResponse for HttpError {
             ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
             ErrorCode::Forbidden => StatusCode::FORBIDDEN,
             ErrorCode::NotFound => StatusCode::NOT_FOUND,
-            ErrorCode::Busy => StatusCode::CONFLICT,
+            ErrorCode::Busy | ErrorCode::Conflict => StatusCode::CONFLICT,
             ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::ResumeUnavailable => StatusCode::GONE,
@@ -184,6 +195,23 @@ async fn resume<A: Adapter>(
         .await?;
     let conversation = read.meta.conversation_id;
     Ok(sse::follow(&shared.hub, None, conversation, stream, after).await)
+}
+
+/// `POST /api/chat/approvals/{approval_id}`: decides a tool call, as `approve_tool` does.
+async fn approve<A: Adapter>(
+    State(shared): State<Arc<Shared<A>>>,
+    Path(approval_id): Path<String>,
+    headers: HeaderMap,
+    body: Result<Json<ApproveBody>, axum::extract::rejection::JsonRejection>,
+) -> Result<Response, HttpError> {
+    let who = identify(&shared, &headers, None).await?;
+    let Json(body) = body.map_err(|e| Error::BadRequest(format!("invalid body: {e}")))?;
+    let approval = ApprovalId::parse(approval_id)?;
+    let decided = shared
+        .engine
+        .approve(&who, None, &approval, body.approved, body.reason)
+        .await?;
+    Ok(Json(Decided::of(&decided)).into_response())
 }
 
 /// `GET /readyz`.

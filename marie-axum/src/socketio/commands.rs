@@ -24,7 +24,7 @@ use super::payloads::{
 use super::reply::{self, AckTo};
 use super::{Authenticated, asked};
 use crate::delivery::SocketOutbox;
-use crate::events::{ClientEvent, Command, ErrorPayload};
+use crate::events::{ClientEvent, Command, Decided, ErrorPayload};
 use crate::guards::PacketSize;
 use crate::rooms::{conversation_of, conversation_room};
 use crate::state::Shared;
@@ -142,6 +142,18 @@ async fn run<A: Adapter>(
             .await
             .map(|h| ok(&h)),
         Command::Announce { message } => ctx.announce(&message).await.map(|n| ok(&n)),
+        Command::Approve {
+            conversation,
+            approval,
+            approved,
+            reason,
+        } => {
+            let decided = shared
+                .engine
+                .approve(who, Some(&conversation), &approval, approved, reason)
+                .await?;
+            Ok(ok(&Decided::of(&decided)))
+        }
     }
 }
 

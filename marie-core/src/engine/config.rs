@@ -24,6 +24,16 @@ pub struct EngineConfig {
     /// renewed every third of that while the answer runs). A node that dies leaves its
     /// conversations busy for at most this long.
     pub answer_lease: Duration,
+    /// The most model steps of one answer: a step is one request to the model; when it calls
+    /// tools, their results go back to the model in the next step. An answer that still
+    /// calls tools in its last step ends with `finish_reason:"max_steps"` (its last calls are
+    /// not run, and get an error result saying so).
+    pub max_steps: usize,
+    /// How long one tool call may run before it is dropped and the model told it timed out.
+    pub tool_timeout: Duration,
+    /// How long a tool call waits for a member's approval before it counts as denied
+    /// (`reason:"expired"`).
+    pub approval_timeout: Duration,
 }
 
 impl Default for EngineConfig {
@@ -37,6 +47,9 @@ impl Default for EngineConfig {
             create_on_join: true,
             idempotency_capacity: 10_000,
             answer_lease: Duration::from_secs(15),
+            max_steps: 8,
+            tool_timeout: Duration::from_secs(30),
+            approval_timeout: Duration::from_secs(10 * 60),
         }
     }
 }
@@ -63,6 +76,24 @@ impl EngineConfig {
     /// Sets [`answer_lease`](Self::answer_lease) (at least 100 ms).
     pub fn answer_lease(mut self, lease: Duration) -> Self {
         self.answer_lease = lease.max(Duration::from_millis(100));
+        self
+    }
+
+    /// Sets [`max_steps`](Self::max_steps) (at least 1).
+    pub fn max_steps(mut self, steps: usize) -> Self {
+        self.max_steps = steps.max(1);
+        self
+    }
+
+    /// Sets [`tool_timeout`](Self::tool_timeout).
+    pub fn tool_timeout(mut self, timeout: Duration) -> Self {
+        self.tool_timeout = timeout;
+        self
+    }
+
+    /// Sets [`approval_timeout`](Self::approval_timeout).
+    pub fn approval_timeout(mut self, timeout: Duration) -> Self {
+        self.approval_timeout = timeout;
         self
     }
 

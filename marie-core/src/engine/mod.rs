@@ -10,10 +10,12 @@
 //!   conversation (join, invite, cancel, history, resume reads, sessions).
 //! - `send.rs`: `send_message`, from the checks to the spawned answer.
 //! - `answer/`: the task that runs one answer (its provider loop, its bursts, its lease).
+//! - `approve.rs`: `approve_tool`, a member's decision on a tool call, from any node.
 //! - `idempotency.rs`: the outcomes of recent sends, by `client_message_id`.
 //! - `config.rs`: [`EngineConfig`].
 
 mod answer;
+mod approve;
 mod config;
 mod idempotency;
 mod send;
@@ -33,7 +35,7 @@ use crate::{
     AccessPolicy, ChatMessage, ControlBus, ControlMessage, ConversationId, ConversationInfo,
     DefaultAccessPolicy, Error, HistoryQuery, Identity, LlmProvider, LocalControlBus, LogRead,
     MemoryStreamLog, MessageId, RoomStore, SessionId, SessionRecord, StreamId, StreamLog,
-    StreamSink, UserId, check_resume, now_millis,
+    StreamSink, Tool, ToolApprovalRequest, Toolbox, UserId, check_resume, now_millis,
 };
 
 /// A running answer, as `joined.active_stream` reports it and as the store's answer lease
@@ -44,6 +46,10 @@ pub struct ActiveStream {
     pub stream_id: StreamId,
     /// The last `seq` sent so far.
     pub seq: u64,
+    /// The tool call the answer waits on a member to approve, if it does. Filled in by the
+    /// engine ([`ChatEngine::running_answer`]); stores keep it apart and leave it `None` here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_approval: Option<ToolApprovalRequest>,
 }
 
 /// The outcome of a join.
@@ -81,6 +87,7 @@ struct Shared {
     policy: Arc<dyn AccessPolicy>,
     bus: Arc<dyn ControlBus>,
     log: Arc<dyn StreamLog>,
+    tools: Toolbox,
     config: EngineConfig,
     state: Mutex<State>,
     tasks: TaskTracker,
@@ -101,6 +108,8 @@ struct RunningAnswer {
     cancel: CancellationToken,
     /// The last `seq` sent, written by the answer's task.
     seq: Arc<AtomicU64>,
+    /// The approval the answer waits for, and the wake-up for when it is decided.
+    approvals: Arc<answer::Approvals>,
 }
 
 /// Builds a [`ChatEngine`].
@@ -111,10 +120,37 @@ pub struct EngineBuilder {
     policy: Arc<dyn AccessPolicy>,
     bus: Arc<dyn ControlBus>,
     log: Arc<dyn StreamLog>,
+    tools: Toolbox,
     config: EngineConfig,
 }
 
 impl EngineBuilder {
+    /// Offers a tool to the model (see [`Tool`]). Tools are called by name: each name once.
+    ///
+    /// # Panics
+    ///
+    /// When the tool's name is invalid or taken, or its parameters are not a valid JSON
+    /// Schema: a mistake in the program, found at start-up (as axum does with routes that
+    /// overlap). [`try_tool`](Self::try_tool) returns the error instead.
+    pub fn tool(self, tool: impl Tool) -> Self {
+        match self.try_tool(tool) {
+            Ok(builder) => builder,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    /// Offers a tool to the model, or says why it cannot be offered.
+    pub fn try_tool(mut self, tool: impl Tool) -> Result<Self, crate::ToolboxError> {
+        self.tools.add(Arc::new(tool))?;
+        Ok(self)
+    }
+
+    /// Offers every tool of `tools` (replacing those added before).
+    pub fn tools(mut self, tools: Toolbox) -> Self {
+        self.tools = tools;
+        self
+    }
+
     /// Replaces the in-process [`MemoryStreamLog`]: give every node of a cluster a log they
     /// all read (the Redis one of `marie-adapters`), so that a stream resumes on any node.
     pub fn stream_log(mut self, log: Arc<dyn StreamLog>) -> Self {
@@ -150,6 +186,7 @@ impl EngineBuilder {
             policy: self.policy,
             bus: self.bus,
             log: self.log,
+            tools: self.tools,
             config: self.config,
             state: Mutex::new(State::default()),
             tasks: TaskTracker::new(),
@@ -180,8 +217,14 @@ impl ChatEngine {
             policy: Arc::new(DefaultAccessPolicy),
             bus: Arc::new(LocalControlBus::new()),
             log: Arc::new(MemoryStreamLog::new()),
+            tools: Toolbox::new(),
             config: EngineConfig::default(),
         }
+    }
+
+    /// The tools the engine offers to the model.
+    pub fn tools(&self) -> &Toolbox {
+        &self.shared.tools
     }
 
     /// The stream log the engine records every numbered event in.
@@ -315,9 +358,9 @@ impl ChatEngine {
         Ok(())
     }
 
-    /// The answer running in `conversation` on any node, if any: this node's own answers are
-    /// answered from memory, the others from the store's answer lease (whose `seq` may lag a
-    /// little behind the last chunk sent).
+    /// The answer running in `conversation` on any node, if any, with the approval it waits
+    /// for: this node's own answers are answered from memory, the others from the store's
+    /// answer lease (whose `seq` may lag a little behind the last chunk sent) and approvals.
     pub async fn running_answer(
         &self,
         conversation: &ConversationId,
@@ -325,7 +368,16 @@ impl ChatEngine {
         if let Some(local) = self.active_stream(conversation) {
             return Ok(Some(local));
         }
-        Ok(self.shared.store.active_answer(conversation).await?)
+        let store = &self.shared.store;
+        let Some(mut active) = store.active_answer(conversation).await? else {
+            return Ok(None);
+        };
+        active.pending_approval = store
+            .pending_approval(conversation)
+            .await?
+            .map(|record| record.request)
+            .filter(|request| request.stream_id == active.stream_id);
+        Ok(Some(active))
     }
 
     /// The answer running in `conversation` on this node, if any.
@@ -336,6 +388,7 @@ impl ChatEngine {
             .map(|a| ActiveStream {
                 stream_id: a.stream_id.clone(),
                 seq: a.seq.load(Ordering::Acquire),
+                pending_approval: a.approvals.pending(),
             })
     }
 
@@ -393,6 +446,19 @@ impl ChatEngine {
                 {
                     tracing::debug!(%stream_id, "answer cancelled from another node");
                     running.cancel.cancel();
+                }
+            }
+            ControlMessage::ApprovalDecided {
+                conversation_id,
+                stream_id,
+            } => {
+                let state = self.state();
+                if let Some(running) = state
+                    .answers
+                    .get(&conversation_id)
+                    .filter(|a| a.stream_id == stream_id)
+                {
+                    running.approvals.wake();
                 }
             }
             // Meant for the front ends (cross-node delivery of stream events).

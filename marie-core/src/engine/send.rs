@@ -71,6 +71,7 @@ struct Reservation<'a> {
     outcome: SendOutcome,
     cancel: CancellationToken,
     seq: Arc<AtomicU64>,
+    approvals: Arc<answer::Approvals>,
     leased: bool,
     committed: bool,
 }
@@ -159,6 +160,7 @@ impl ChatEngine {
         let outcome = reservation.outcome.clone();
         let job = answer::AnswerJob {
             conversation_id: reservation.conversation.clone(),
+            user_id: who.user_id.clone(),
             stream_id: outcome.stream_id.clone(),
             message_id: outcome.answer_message_id.clone(),
             prompt_tokens: llm_request
@@ -170,6 +172,7 @@ impl ChatEngine {
             cancel: reservation.cancel.clone(),
             seq: reservation.seq.clone(),
             progress: Arc::new(Notify::new()),
+            approvals: reservation.approvals.clone(),
         };
         if job.streamed {
             self.open_log(&job).await;
@@ -217,6 +220,7 @@ impl ChatEngine {
         };
         let cancel = CancellationToken::new();
         let seq = Arc::new(AtomicU64::new(0));
+        let approvals = Arc::new(answer::Approvals::default());
         let mut state = self.state();
         if let Some(first) = key.as_ref().and_then(|key| state.sent.get(key)) {
             return Ok(Reserved::Repeat(SendOutcome {
@@ -233,6 +237,7 @@ impl ChatEngine {
                 stream_id: outcome.stream_id.clone(),
                 cancel: cancel.clone(),
                 seq: seq.clone(),
+                approvals: approvals.clone(),
             },
         );
         if let Some(key) = &key {
@@ -247,6 +252,7 @@ impl ChatEngine {
             outcome,
             cancel,
             seq,
+            approvals,
             leased: false,
             committed: false,
         }))
@@ -268,10 +274,7 @@ impl ChatEngine {
         let messages = match &config.system_prompt {
             Some(prompt) => {
                 let mut messages = Vec::with_capacity(history.len() + 1);
-                messages.push(PromptMessage {
-                    role: MessageRole::System,
-                    content: prompt.clone(),
-                });
+                messages.push(PromptMessage::text(MessageRole::System, prompt.clone()));
                 messages.extend(history);
                 messages
             }
@@ -281,6 +284,7 @@ impl ChatEngine {
             conversation_id: conversation.clone(),
             user_id: who.user_id.clone(),
             messages,
+            tools: self.shared.tools.specs().to_vec(),
         })
     }
 

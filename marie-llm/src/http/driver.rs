@@ -6,8 +6,10 @@ use std::time::Duration;
 
 use futures_util::stream::BoxStream;
 use futures_util::{FutureExt, Stream, StreamExt, stream};
-use marie_core::{FinishReason, LlmEvent, LlmStream, ProviderError, Usage};
+use marie_core::{FinishReason, LlmEvent, LlmStream, ProviderError, ToolCall, Usage};
 use tokio::time::Instant;
+
+use super::tools::{CallAssembler, CallFragment};
 
 /// What one decoded unit of a response (an SSE event, an NDJSON line) says.
 #[derive(Debug, Default, PartialEq)]
@@ -17,6 +19,10 @@ pub(crate) struct Piece {
     pub(crate) reasoning: String,
     /// Answer text; may be empty.
     pub(crate) text: String,
+    /// Fragments of streamed tool calls (OpenAI-compatible), after `text`.
+    pub(crate) call_fragments: Vec<CallFragment>,
+    /// Whole tool calls (Ollama), after `text`.
+    pub(crate) calls: Vec<ToolCall>,
     /// The model produced output here, shown or not (text, reasoning): this ends the
     /// first-token wait.
     pub(crate) generated: bool,
@@ -51,6 +57,7 @@ where
         last_activity: None,
         usage: None,
         finish: None,
+        calls: CallAssembler::default(),
         missing_end,
     };
     stream::unfold(state, Driver::next).boxed()
@@ -67,6 +74,8 @@ struct Driver {
     last_activity: Option<Instant>,
     usage: Option<Usage>,
     finish: Option<FinishReason>,
+    /// The tool calls of the answer so far, handed out whole at its end.
+    calls: CallAssembler,
     missing_end: &'static str,
 }
 
@@ -96,6 +105,8 @@ impl Driver {
             || piece.generated
             || !piece.text.is_empty()
             || !piece.reasoning.is_empty()
+            || !piece.call_fragments.is_empty()
+            || !piece.calls.is_empty()
         {
             self.last_activity = Some(Instant::now());
         }
@@ -105,6 +116,13 @@ impl Driver {
         }
         if !piece.text.is_empty() {
             self.ready.push_back(Ok(LlmEvent::Delta(piece.text)));
+        }
+        let mut events = Vec::new();
+        for fragment in piece.call_fragments {
+            self.calls.take(fragment, &mut events);
+        }
+        for call in piece.calls {
+            CallAssembler::whole(call, &mut events);
         }
         if piece.usage.is_some() {
             self.usage = piece.usage;
@@ -119,10 +137,18 @@ impl Driver {
             if let Some(mut rest) = self.pieces.take() {
                 let _ = rest.next().now_or_never();
             }
+            if let Err(e) = self.calls.finish(&mut events) {
+                self.ready.extend(events.into_iter().map(Ok));
+                self.fail(e);
+                return;
+            }
+            self.ready.extend(events.into_iter().map(Ok));
             self.ready.push_back(Ok(LlmEvent::Done {
                 usage: self.usage.take(),
                 finish_reason: self.finish.take().unwrap_or(FinishReason::Stop),
             }));
+        } else {
+            self.ready.extend(events.into_iter().map(Ok));
         }
     }
 

@@ -12,7 +12,10 @@ use futures_util::{FutureExt, StreamExt};
 
 use super::text::Text;
 use super::{AnswerJob, ChatEngine};
-use crate::{LlmEvent, LlmStream, ProviderError, StreamChunk, StreamEvent, StreamReasoning};
+use crate::{
+    LlmEvent, LlmStream, ProviderError, StreamChunk, StreamEvent, StreamReasoning, ToolCallDelta,
+    ToolCallReady, ToolCallStart,
+};
 
 /// The most deltas taken as one burst.
 pub(super) const BURST_MAX: usize = 32;
@@ -20,8 +23,8 @@ pub(super) const BURST_MAX: usize = 32;
 /// One item of a provider's stream; `None` once the stream has ended.
 pub(super) type Item = Option<Result<LlmEvent, ProviderError>>;
 
-/// The deltas (text and reasoning) a provider had ready at once, as events to send, and
-/// what ended the burst.
+/// The items a provider had ready at once (text, reasoning, tool calls), as events to send,
+/// and what ended the burst.
 pub(super) struct Burst {
     /// The chunks, numbered after the last `seq` sent (none for an unstreamed answer).
     pub(super) events: Vec<StreamEvent>,
@@ -36,12 +39,12 @@ pub(super) struct Burst {
 pub(super) enum Then {
     /// Nothing more ready yet, [`BURST_MAX`] deltas, or the answer was cancelled: go on.
     More,
-    /// The provider's next item is not a delta: its `Done`, an error, or the end of its
-    /// stream.
+    /// The provider's next item is not part of the answer: its `Done`, an error, or the end
+    /// of its stream.
     Item(Item),
 }
 
-/// Takes `first` and every delta after it that `stream` has ready without waiting.
+/// Takes `first` and every item after it that `stream` has ready without waiting.
 pub(super) fn take(first: Item, stream: &mut LlmStream, job: &AnswerJob, text: &mut Text) -> Burst {
     let mut burst = Burst {
         events: Vec::new(),
@@ -72,6 +75,36 @@ pub(super) fn take(first: Item, stream: &mut LlmStream, job: &AnswerJob, text: &
                     first_seq: None,
                 })
             }),
+            Some(Ok(LlmEvent::ToolCallStart { id, name })) => {
+                Some(StreamEvent::ToolCallStart(ToolCallStart {
+                    conversation_id: job.conversation_id.clone(),
+                    stream_id: job.stream_id.clone(),
+                    seq,
+                    tool_call_id: id,
+                    name,
+                }))
+            }
+            Some(Ok(LlmEvent::ToolCallDelta { id, delta })) => (!delta.is_empty()).then(|| {
+                StreamEvent::ToolCallDelta(ToolCallDelta {
+                    conversation_id: job.conversation_id.clone(),
+                    stream_id: job.stream_id.clone(),
+                    seq,
+                    tool_call_id: id,
+                    delta,
+                })
+            }),
+            Some(Ok(LlmEvent::ToolCall(call))) => {
+                let event = StreamEvent::ToolCall(ToolCallReady {
+                    conversation_id: job.conversation_id.clone(),
+                    stream_id: job.stream_id.clone(),
+                    seq,
+                    tool_call_id: call.id.clone(),
+                    name: call.name.clone(),
+                    arguments: call.arguments.clone(),
+                });
+                text.add_call(call);
+                Some(event)
+            }
             other => {
                 burst.then = Then::Item(other);
                 return burst;
@@ -116,6 +149,27 @@ pub(super) async fn send(engine: &ChatEngine, job: &AnswerJob, events: Vec<Strea
     }
     job.progress.notify_one();
     metrics::counter!("marie_stream_chunks_total").increment(chunks);
+}
+
+/// Logs and sends one event numbered next in the answer's sequence (`make` gets its `seq`),
+/// then flushes: what comes next may take long (an approval, a tool). An unstreamed answer
+/// sends nothing.
+pub(super) async fn send_one(
+    engine: &ChatEngine,
+    job: &AnswerJob,
+    make: impl FnOnce(u64) -> StreamEvent,
+) {
+    if !job.streamed {
+        return;
+    }
+    let seq = job.seq.load(Ordering::Acquire) + 1;
+    send(engine, job, vec![make(seq)]).await;
+    flush(engine, job).await;
+}
+
+/// The `seq` the next event of the answer will have.
+pub(super) fn next_seq(job: &AnswerJob) -> u64 {
+    job.seq.load(Ordering::Acquire) + 1
 }
 
 /// Tells the sink the answer has nothing more ready for now.

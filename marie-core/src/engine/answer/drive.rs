@@ -1,43 +1,111 @@
-//! The provider part of an answer: poll the model until it is done, fails, or the answer is
-//! cancelled or interrupted. Each turn of [`drive`]'s loop is one burst: wait for the
-//! provider's next item ([`next`]), take what else it has ready ([`burst::take`]), log and send
-//! it ([`burst::send`]), and stop on anything that is not a delta.
+//! The provider part of an answer: its model steps, until the model is done, fails, or the
+//! answer is cancelled or interrupted.
+//!
+//! Each step asks the model ([`step`]); when the model called tools, their results
+//! (`tools.rs`) go back to it in the next step, for at most
+//! [`max_steps`](crate::EngineConfig::max_steps) steps. Each turn of a step's loop is one
+//! burst: wait for the provider's next item ([`next`]), take what else it has ready
+//! ([`burst::take`]), log and send it ([`burst::send`]), and stop on anything that is not part
+//! of the answer.
 
 use futures_util::{FutureExt, StreamExt};
 
 use super::burst::{self, Item, Then};
 use super::text::Text;
-use super::{AnswerJob, ChatEngine, Outcome};
-use crate::{EndStatus, Error, FinishReason, LlmEvent, LlmRequest, LlmStream, ProviderError};
+use super::{AnswerJob, ChatEngine, Outcome, tools};
+use crate::{
+    EndStatus, Error, FinishReason, LlmEvent, LlmRequest, LlmStream, MessageRole, PromptMessage,
+    ProviderError, Usage,
+};
 
 /// Why an answer stopped before its provider was done.
-enum Stop {
+pub(super) enum Stop {
     /// A user cancelled it.
     Cancelled,
     /// The server's shutdown grace period is over.
     Interrupted,
 }
 
+/// How one model step ended, when it did not end the answer.
+struct StepDone {
+    usage: Option<Usage>,
+    finish_reason: FinishReason,
+}
+
+/// How one model step ended the answer.
+enum StepEnd {
+    Stopped(Stop),
+    Failed(ProviderError),
+}
+
 pub(super) async fn drive(engine: &ChatEngine, job: &AnswerJob, request: LlmRequest) -> Outcome {
     let mut text = Text::new();
+    // Summed over the steps; `None` once a step reports none (then the whole is estimated).
+    let mut usage = Some(Usage::default());
+    let max_steps = engine.shared.config.max_steps.max(1);
+    let mut step_number = 1;
+    loop {
+        let step_request = next_request(&request, &text, step_number);
+        let done = match step(engine, job, step_request, &mut text).await {
+            Ok(done) => done,
+            Err(StepEnd::Stopped(stop)) => return stopped(engine, job, stop, text).await,
+            Err(StepEnd::Failed(e)) => return provider_failed(e),
+        };
+        usage = usage.zip(done.usage).map(|(sum, step)| sum.add(step));
+        let calls = text.take_calls();
+        if calls.is_empty() {
+            text.record_speed();
+            return finished(text, EndStatus::Complete, usage, done.finish_reason);
+        }
+        if step_number >= max_steps {
+            tools::refuse(engine, job, calls, &mut text).await;
+            return finished(text, EndStatus::Complete, usage, FinishReason::MaxSteps);
+        }
+        if let Err(stop) = tools::run(engine, job, calls, &mut text).await {
+            return stopped(engine, job, stop, text).await;
+        }
+        step_number += 1;
+    }
+}
+
+/// The request of a step: the user's request, then, from the second step on, the answer so
+/// far as one assistant message whose parts hold the calls and their results.
+fn next_request(request: &LlmRequest, text: &Text, step_number: usize) -> LlmRequest {
+    let mut next = request.clone();
+    if step_number > 1 {
+        next.messages.push(PromptMessage {
+            role: MessageRole::Assistant,
+            content: text.content().to_owned(),
+            parts: text.parts(),
+        });
+    }
+    next
+}
+
+/// One model step: ask, then take its items until it is done.
+async fn step(
+    engine: &ChatEngine,
+    job: &AnswerJob,
+    request: LlmRequest,
+    text: &mut Text,
+) -> Result<StepDone, StepEnd> {
     let mut stream = match open(engine, job, request).await {
         Ok(stream) => stream,
-        Err(Ok(stop)) => return stopped(stop, text),
-        Err(Err(e)) => return provider_failed(e),
+        Err(Ok(stop)) => return Err(StepEnd::Stopped(stop)),
+        Err(Err(e)) => return Err(StepEnd::Failed(e)),
     };
     loop {
-        let item = match next(engine, job, &mut stream).await {
-            Ok(item) => item,
-            Err(stop) => return stopped(stop, text),
-        };
-        let burst = burst::take(item, &mut stream, job, &mut text);
+        let item = next(engine, job, &mut stream)
+            .await
+            .map_err(StepEnd::Stopped)?;
+        let burst = burst::take(item, &mut stream, job, text);
         burst::send(engine, job, burst.events).await;
         if let Some(panic) = burst.panic {
             std::panic::resume_unwind(panic);
         }
         match burst.then {
             Then::More => {}
-            Then::Item(item) => return ended(item, text),
+            Then::Item(item) => return ended(item),
         }
     }
 }
@@ -78,47 +146,58 @@ async fn next(engine: &ChatEngine, job: &AnswerJob, stream: &mut LlmStream) -> R
     }
 }
 
-/// The provider's last word: its `Done`, an error, or a stream that ended without `Done`.
-fn ended(item: Item, text: Text) -> Outcome {
+/// The provider's last word in a step: its `Done`, an error, or a stream that ended
+/// without `Done`.
+fn ended(item: Item) -> Result<StepDone, StepEnd> {
     match item {
         Some(Ok(LlmEvent::Done {
             usage,
             finish_reason,
-        })) => {
-            text.record_speed();
-            let (content, parts) = text.into_content();
-            Outcome::Finished {
-                content,
-                parts,
-                status: EndStatus::Complete,
-                usage,
-                finish_reason,
-            }
-        }
-        Some(Err(e)) => provider_failed(e),
-        // `burst::take` takes every delta.
-        Some(Ok(LlmEvent::Delta(_) | LlmEvent::Reasoning(_))) | None => {
-            provider_failed(ProviderError::Protocol(
-                "the answer stream ended before the provider said it was done".into(),
-            ))
-        }
+        })) => Ok(StepDone {
+            usage,
+            finish_reason,
+        }),
+        Some(Err(e)) => Err(StepEnd::Failed(e)),
+        // `burst::take` takes every other item.
+        Some(Ok(_)) | None => Err(StepEnd::Failed(ProviderError::Protocol(
+            "the answer stream ended before the provider said it was done".into(),
+        ))),
     }
 }
 
-/// A stopped answer keeps what it has said so far.
-fn stopped(stop: Stop, text: Text) -> Outcome {
-    let (status, finish_reason) = match stop {
-        Stop::Cancelled => (EndStatus::Cancelled, FinishReason::Cancelled),
-        Stop::Interrupted => (EndStatus::Interrupted, FinishReason::Interrupted),
-    };
+fn finished(
+    text: Text,
+    status: EndStatus,
+    usage: Option<Usage>,
+    finish_reason: FinishReason,
+) -> Outcome {
     let (content, parts) = text.into_content();
     Outcome::Finished {
         content,
         parts,
         status,
-        usage: None,
+        usage,
         finish_reason,
     }
+}
+
+/// A stopped answer keeps what it has said so far; a call it made that has no result gets
+/// one saying so, so that the stored answer is one a model can be given again.
+async fn stopped(engine: &ChatEngine, job: &AnswerJob, stop: Stop, mut text: Text) -> Outcome {
+    let (status, finish_reason, why) = match stop {
+        Stop::Cancelled => (
+            EndStatus::Cancelled,
+            FinishReason::Cancelled,
+            "the answer was cancelled before this call finished",
+        ),
+        Stop::Interrupted => (
+            EndStatus::Interrupted,
+            FinishReason::Interrupted,
+            "the server stopped before this call finished",
+        ),
+    };
+    tools::close_open_calls(engine, job, &mut text, why).await;
+    finished(text, status, None, finish_reason)
 }
 
 fn provider_failed(error: ProviderError) -> Outcome {

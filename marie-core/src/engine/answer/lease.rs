@@ -59,6 +59,7 @@ async fn keep_lease(engine: &ChatEngine, job: &AnswerJob) -> std::convert::Infal
         let active = ActiveStream {
             stream_id: job.stream_id.clone(),
             seq,
+            pending_approval: None,
         };
         match store.renew_answer(&job.conversation_id, &active, ttl).await {
             Ok(held) => {

@@ -5,15 +5,22 @@
 //! panic in a backend).
 //!
 //! - `mod.rs`: [`run`], the task: start, the provider part, the stored message, the end.
-//! - `drive.rs`: the provider part: poll the model until it is done, fails or is stopped.
+//! - `drive.rs`: the provider part: the model's steps, each polled until it is done, fails or
+//!   is stopped.
+//! - `tools.rs`: the calls of a step: checked, approved where needed, run, their results.
+//! - `approval.rs`: a call that waits for a member's approval.
 //! - `burst.rs`: the engine's side of the burst protocol (see `crate::sink`): log, send, flush.
 //! - `lease.rs`: the answer's lease on its conversation, renewed while it runs.
 //! - `text.rs`: the answer's text so far, its token count and timing metrics.
 
+mod approval;
 mod burst;
 mod drive;
 mod lease;
 mod text;
+mod tools;
+
+pub(super) use approval::Approvals;
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -27,11 +34,13 @@ use super::ChatEngine;
 use crate::{
     AnswerFailed, ChatMessage, ConversationId, EndStatus, Error, ErrorCode, FinishReason,
     LlmRequest, MessageId, MessagePart, MessageResponse, MessageRole, StartStatus, StreamEnd,
-    StreamEvent, StreamFailed, StreamId, StreamStart, Usage, estimate_tokens, now_millis,
+    StreamEvent, StreamFailed, StreamId, StreamStart, Usage, UserId, estimate_tokens, now_millis,
 };
 
 pub(super) struct AnswerJob {
     pub(super) conversation_id: ConversationId,
+    /// The user whose message is answered (the tools' context).
+    pub(super) user_id: UserId,
     pub(super) stream_id: StreamId,
     /// The id of the assistant message this answer becomes.
     pub(super) message_id: MessageId,
@@ -45,13 +54,15 @@ pub(super) struct AnswerJob {
     pub(super) seq: Arc<AtomicU64>,
     /// Signalled after each burst is sent, so that the lease keeper records the new `seq`.
     pub(super) progress: Arc<Notify>,
+    /// The approval the answer waits for, shared with the engine.
+    pub(super) approvals: Arc<Approvals>,
 }
 
 /// How the provider part of an answer went.
 enum Outcome {
     Finished {
         content: String,
-        /// Text and reasoning, in order.
+        /// Text, reasoning, tool calls and results, in order.
         parts: Vec<MessagePart>,
         status: EndStatus,
         usage: Option<Usage>,
@@ -146,7 +157,7 @@ async fn finalize(engine: &ChatEngine, job: &AnswerJob, outcome: Outcome) -> Str
     let said_anything = !parts.is_empty();
     // A text-only answer is its text: its parts are sent and kept only when there is more
     // (a long answer would otherwise go out and be stored twice).
-    let parts = if parts.iter().all(|p| matches!(p, MessagePart::Text { .. })) {
+    let parts = if parts.iter().all(MessagePart::is_text) {
         Vec::new()
     } else {
         parts

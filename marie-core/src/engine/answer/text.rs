@@ -1,10 +1,10 @@
-//! The answer's text so far: what `full_content` and the stored message will hold, with its
-//! parts (text and reasoning, in order), the token count (`tokens_used`) and the timing
-//! metrics that come with it.
+//! The answer so far: its text (what `full_content` and the stored message will hold), its
+//! parts in order (text, reasoning, tool calls and results), the calls of the current step,
+//! the token count (`tokens_used`) and the timing metrics that come with it.
 
 use std::time::Instant;
 
-use crate::MessagePart;
+use crate::{MessagePart, ToolCall};
 
 /// A part of the answer so far.
 enum Span {
@@ -14,6 +14,8 @@ enum Span {
         end: usize,
     },
     Reasoning(String),
+    /// A tool call or result.
+    Part(MessagePart),
 }
 
 pub(super) struct Text {
@@ -25,6 +27,8 @@ pub(super) struct Text {
     /// Non-empty deltas so far: one completion token each (see `LlmEvent::Delta`).
     deltas: u64,
     first_at: Option<Instant>,
+    /// The calls the model made in the current step, to run when the step is done.
+    calls: Vec<ToolCall>,
 }
 
 impl Text {
@@ -36,6 +40,7 @@ impl Text {
             parts: Vec::new(),
             deltas: 0,
             first_at: None,
+            calls: Vec::new(),
         }
     }
 
@@ -73,6 +78,66 @@ impl Text {
         Some(delta)
     }
 
+    /// Takes a complete tool call: kept as a part, and to run when the step is done.
+    pub(super) fn add_call(&mut self, call: ToolCall) {
+        self.parts.push(Span::Part(MessagePart::ToolCall {
+            tool_call_id: call.id.clone(),
+            name: call.name.clone(),
+            arguments: call.arguments.clone(),
+        }));
+        self.calls.push(call);
+    }
+
+    /// The calls of the step just done.
+    pub(super) fn take_calls(&mut self) -> Vec<ToolCall> {
+        std::mem::take(&mut self.calls)
+    }
+
+    /// Takes a part that is neither text nor reasoning (a tool result).
+    pub(super) fn add_part(&mut self, part: MessagePart) {
+        self.parts.push(Span::Part(part));
+    }
+
+    /// The calls made that have no result yet (the answer stopped while they waited or
+    /// ran), as `(tool_call_id, name)`, in order.
+    pub(super) fn open_calls(&self) -> Vec<(String, String)> {
+        let mut open: Vec<(String, String)> = Vec::new();
+        for span in &self.parts {
+            match span {
+                Span::Part(MessagePart::ToolCall {
+                    tool_call_id, name, ..
+                }) => open.push((tool_call_id.clone(), name.clone())),
+                Span::Part(MessagePart::ToolResult { tool_call_id, .. }) => {
+                    open.retain(|(id, _)| id != tool_call_id);
+                }
+                _ => {}
+            }
+        }
+        open
+    }
+
+    /// The parts so far, for the model's next step.
+    pub(super) fn parts(&self) -> Vec<MessagePart> {
+        self.parts.iter().map(|span| self.part(span)).collect()
+    }
+
+    /// The text so far.
+    pub(super) fn content(&self) -> &str {
+        &self.content
+    }
+
+    fn part(&self, span: &Span) -> MessagePart {
+        match span {
+            Span::Text { start, end } => MessagePart::Text {
+                content: self.content[*start..*end].to_owned(),
+            },
+            Span::Reasoning(content) => MessagePart::Reasoning {
+                content: content.clone(),
+            },
+            Span::Part(part) => part.clone(),
+        }
+    }
+
     /// Completion tokens so far, as `stream_chunk.tokens_used` counts them.
     pub(super) fn tokens(&self) -> u64 {
         self.deltas
@@ -100,6 +165,7 @@ impl Text {
                     content: self.content[start..end].to_owned(),
                 },
                 Span::Reasoning(content) => MessagePart::Reasoning { content },
+                Span::Part(part) => part,
             })
             .collect();
         (self.content, parts)

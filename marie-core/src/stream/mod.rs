@@ -16,9 +16,16 @@
 //! answer's sequence and logged); the match arms the compiler then asks for are the only other
 //! places to touch.
 
+mod tool;
+
 use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize, Serializer};
+use serde_json::Value;
+
+pub use tool::{
+    ToolApproval, ToolApprovalRequest, ToolCallDelta, ToolCallReady, ToolCallStart, ToolResult,
+};
 
 use crate::{ConversationId, ErrorCode, FinishReason, MessageId, StreamId, Usage};
 
@@ -125,6 +132,35 @@ pub enum MessagePart {
         /// The reasoning text.
         content: String,
     },
+    /// A call of a tool the model made.
+    ToolCall {
+        /// The call's id, as the model named it.
+        tool_call_id: String,
+        /// The tool.
+        name: String,
+        /// Its arguments: a JSON object.
+        arguments: Value,
+    },
+    /// What a call returned (`output`), or why it did not (`error`).
+    ToolResult {
+        /// The call.
+        tool_call_id: String,
+        /// The tool.
+        name: String,
+        /// The tool's output.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        output: Option<Value>,
+        /// Why there is no output.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+    },
+}
+
+impl MessagePart {
+    /// Whether this part is text (a text-only answer keeps no parts).
+    pub fn is_text(&self) -> bool {
+        matches!(self, Self::Text { .. })
+    }
 }
 
 /// How an answer ended, in `stream_end.status`.
@@ -167,8 +203,8 @@ pub struct StreamEnd {
     pub usage: Usage,
     /// Why the model stopped.
     pub finish_reason: FinishReason,
-    /// The answer's parts in order (its reasoning and its text); empty, and not sent, when
-    /// the answer is text only: then `full_content` is all of it.
+    /// The answer's parts in order (reasoning, text, tool calls and their results); empty,
+    /// and not sent, when the answer is text only: then `full_content` is all of it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub parts: Vec<MessagePart>,
 }
@@ -253,6 +289,24 @@ pub enum StreamEvent {
     /// `stream_reasoning`
     #[serde(rename = "stream_reasoning")]
     Reasoning(StreamReasoning),
+    /// `tool_call_start`
+    #[serde(rename = "tool_call_start")]
+    ToolCallStart(ToolCallStart),
+    /// `tool_call_delta`
+    #[serde(rename = "tool_call_delta")]
+    ToolCallDelta(ToolCallDelta),
+    /// `tool_call`
+    #[serde(rename = "tool_call")]
+    ToolCall(ToolCallReady),
+    /// `tool_approval_request`
+    #[serde(rename = "tool_approval_request")]
+    ApprovalRequest(ToolApprovalRequest),
+    /// `tool_approval`
+    #[serde(rename = "tool_approval")]
+    Approval(ToolApproval),
+    /// `tool_result`
+    #[serde(rename = "tool_result")]
+    ToolResult(ToolResult),
     /// `stream_end`
     #[serde(rename = "stream_end")]
     End(StreamEnd),
@@ -274,6 +328,12 @@ impl StreamEvent {
             Self::Start(_) => "stream_start",
             Self::Chunk(_) => "stream_chunk",
             Self::Reasoning(_) => "stream_reasoning",
+            Self::ToolCallStart(_) => "tool_call_start",
+            Self::ToolCallDelta(_) => "tool_call_delta",
+            Self::ToolCall(_) => "tool_call",
+            Self::ApprovalRequest(_) => "tool_approval_request",
+            Self::Approval(_) => "tool_approval",
+            Self::ToolResult(_) => "tool_result",
             Self::End(_) => "stream_end",
             Self::Error(_) => "stream_error",
             Self::Response(_) => "message_response",
@@ -287,6 +347,12 @@ impl StreamEvent {
             Self::Start(e) => &e.conversation_id,
             Self::Chunk(e) => &e.conversation_id,
             Self::Reasoning(e) => &e.conversation_id,
+            Self::ToolCallStart(e) => &e.conversation_id,
+            Self::ToolCallDelta(e) => &e.conversation_id,
+            Self::ToolCall(e) => &e.conversation_id,
+            Self::ApprovalRequest(e) => &e.conversation_id,
+            Self::Approval(e) => &e.conversation_id,
+            Self::ToolResult(e) => &e.conversation_id,
             Self::End(e) => &e.conversation_id,
             Self::Error(e) => &e.conversation_id,
             Self::Response(e) => &e.conversation_id,
@@ -300,6 +366,12 @@ impl StreamEvent {
             Self::Start(e) => &e.stream_id,
             Self::Chunk(e) => &e.stream_id,
             Self::Reasoning(e) => &e.stream_id,
+            Self::ToolCallStart(e) => &e.stream_id,
+            Self::ToolCallDelta(e) => &e.stream_id,
+            Self::ToolCall(e) => &e.stream_id,
+            Self::ApprovalRequest(e) => &e.stream_id,
+            Self::Approval(e) => &e.stream_id,
+            Self::ToolResult(e) => &e.stream_id,
             Self::End(e) => &e.stream_id,
             Self::Error(e) => &e.stream_id,
             Self::Response(e) => &e.stream_id,
@@ -313,6 +385,12 @@ impl StreamEvent {
         match self {
             Self::Chunk(c) => Some(c.seq),
             Self::Reasoning(r) => Some(r.seq),
+            Self::ToolCallStart(e) => Some(e.seq),
+            Self::ToolCallDelta(e) => Some(e.seq),
+            Self::ToolCall(e) => Some(e.seq),
+            Self::ApprovalRequest(e) => Some(e.seq),
+            Self::Approval(e) => Some(e.seq),
+            Self::ToolResult(e) => Some(e.seq),
             _ => None,
         }
     }
@@ -322,7 +400,7 @@ impl StreamEvent {
         match self {
             Self::Chunk(c) => Some(c.first()),
             Self::Reasoning(r) => Some(r.first()),
-            _ => None,
+            other => other.seq(),
         }
     }
 
@@ -389,6 +467,12 @@ impl Serialize for Payload<'_> {
             StreamEvent::Start(e) => e.serialize(serializer),
             StreamEvent::Chunk(e) => e.serialize(serializer),
             StreamEvent::Reasoning(e) => e.serialize(serializer),
+            StreamEvent::ToolCallStart(e) => e.serialize(serializer),
+            StreamEvent::ToolCallDelta(e) => e.serialize(serializer),
+            StreamEvent::ToolCall(e) => e.serialize(serializer),
+            StreamEvent::ApprovalRequest(e) => e.serialize(serializer),
+            StreamEvent::Approval(e) => e.serialize(serializer),
+            StreamEvent::ToolResult(e) => e.serialize(serializer),
             StreamEvent::End(e) => e.serialize(serializer),
             StreamEvent::Error(e) => e.serialize(serializer),
             StreamEvent::Response(e) => e.serialize(serializer),

@@ -1,0 +1,691 @@
+//! Tool calls and approvals in the engine: an answer's steps, its parts, approvals decided by
+//! members (or expiring), cancel at every point, tools that fail, panic, time out or get
+//! arguments that do not fit, and `max_steps`. Against the in-memory store, a scripted
+//! provider and a recording sink; nothing sleeps to wait.
+
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use marie_adapters::MemoryStore;
+use marie_core::{
+    ApprovalId, ChatEngine, ConversationId, EndStatus, EngineConfig, Error, FinishReason, Identity,
+    MessagePart, MessageRole, RecordingSink, SendRequest, StreamEnd, StreamEvent, StreamId, Tool,
+    ToolApprovalRequest, ToolError, ToolResult, UserId, tool_fn,
+};
+use marie_llm::ScriptedProvider;
+use serde_json::{Value, json};
+
+const WAIT: Duration = Duration::from_secs(5);
+
+struct Harness {
+    engine: ChatEngine,
+    sink: Arc<RecordingSink>,
+    provider: ScriptedProvider,
+    /// How many times the tools ran.
+    calls: Arc<AtomicUsize>,
+}
+
+fn calc_schema() -> Value {
+    json!({
+        "type": "object",
+        "properties": {"expression": {"type": "string"}},
+        "required": ["expression"],
+        "additionalProperties": false
+    })
+}
+
+/// `calculate`: "12*7" is 84, anything else 0; counts its calls in `calls`.
+fn calculate(calls: Arc<AtomicUsize>) -> impl Tool {
+    tool_fn(
+        "calculate",
+        "Arithmetic",
+        calc_schema(),
+        move |args: Value, ctx| {
+            let calls = calls.clone();
+            async move {
+                calls.fetch_add(1, Ordering::SeqCst);
+                assert_eq!(ctx.user_id.as_str(), "alice", "the context names the asker");
+                let value = if args["expression"] == "12*7" { 84 } else { 0 };
+                Ok(json!({ "value": value }))
+            }
+        },
+    )
+}
+
+/// `send_email`: needs approval; counts its calls.
+fn send_email(calls: Arc<AtomicUsize>) -> impl Tool {
+    tool_fn(
+        "send_email",
+        "Sends an email",
+        json!({"type": "object", "properties": {"to": {"type": "string"}}, "required": ["to"]}),
+        move |args: Value, _| {
+            let calls = calls.clone();
+            async move {
+                calls.fetch_add(1, Ordering::SeqCst);
+                Ok(json!({ "sent_to": args["to"] }))
+            }
+        },
+    )
+    .require_approval(true)
+}
+
+fn harness(provider: ScriptedProvider, config: EngineConfig, extra: Vec<Arc<dyn Tool>>) -> Harness {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let sink = Arc::new(RecordingSink::new());
+    let store = MemoryStore::new();
+    let mut builder =
+        ChatEngine::builder(Arc::new(store), Arc::new(provider.clone()), sink.clone())
+            .config(config)
+            .tool(calculate(calls.clone()))
+            .tool(send_email(calls.clone()));
+    for tool in extra {
+        builder = builder.tool(tool);
+    }
+    Harness {
+        engine: builder.build(),
+        sink,
+        provider,
+        calls,
+    }
+}
+
+fn user(name: &str) -> Identity {
+    Identity::new(UserId::parse(name).unwrap())
+}
+
+fn conv(name: &str) -> ConversationId {
+    ConversationId::parse(name).unwrap()
+}
+
+fn streamed(conversation: &ConversationId, message: &str) -> SendRequest {
+    SendRequest {
+        conversation_id: conversation.clone(),
+        message: message.to_owned(),
+        stream: true,
+        client_message_id: None,
+    }
+}
+
+async fn within<T>(what: &str, fut: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(WAIT, fut)
+        .await
+        .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+}
+
+impl Harness {
+    /// Alice creates `room`, lets bob in, and asks `message`.
+    async fn ask(&self, room: &ConversationId, message: &str) -> StreamId {
+        let alice = user("alice");
+        self.engine.join(&alice, room).await.unwrap();
+        self.engine
+            .invite(&alice, room, &UserId::parse("bob").unwrap())
+            .await
+            .unwrap();
+        self.engine
+            .send(&alice, streamed(room, message))
+            .await
+            .unwrap()
+            .stream_id
+    }
+
+    async fn end(&self, stream: &StreamId) -> StreamEnd {
+        let terminal = within(
+            "the terminal event",
+            self.sink
+                .wait_for(|e| e.is_terminal() && e.stream_id() == stream),
+        )
+        .await;
+        match terminal {
+            StreamEvent::End(end) => end,
+            other => panic!("expected stream_end, got {other:?}"),
+        }
+    }
+
+    async fn approval_request(&self, stream: &StreamId) -> ToolApprovalRequest {
+        let event = within(
+            "tool_approval_request",
+            self.sink.wait_for(
+                |e| matches!(e, StreamEvent::ApprovalRequest(r) if r.stream_id == *stream),
+            ),
+        )
+        .await;
+        match event {
+            StreamEvent::ApprovalRequest(request) => request,
+            _ => unreachable!(),
+        }
+    }
+
+    /// The events of `stream`, in order.
+    fn events(&self, stream: &StreamId) -> Vec<StreamEvent> {
+        self.sink
+            .events()
+            .into_iter()
+            .filter(|e| e.stream_id() == stream)
+            .collect()
+    }
+
+    fn results(&self, stream: &StreamId) -> Vec<ToolResult> {
+        self.events(stream)
+            .into_iter()
+            .filter_map(|e| match e {
+                StreamEvent::ToolResult(r) => Some(r),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The numbered events of `stream` have `seq` 1, 2, 3, ... and exactly one terminal.
+    fn assert_numbered_in_order(&self, stream: &StreamId) {
+        let events = self.events(stream);
+        let seqs: Vec<u64> = events.iter().filter_map(StreamEvent::seq).collect();
+        let expected: Vec<u64> = (1..=seqs.len() as u64).collect();
+        assert_eq!(seqs, expected, "{events:#?}");
+        assert_eq!(events.iter().filter(|e| e.is_terminal()).count(), 1);
+    }
+}
+
+fn names(events: &[StreamEvent]) -> Vec<&'static str> {
+    let mut names: Vec<&'static str> = events.iter().map(StreamEvent::name).collect();
+    names.dedup();
+    names
+}
+
+#[tokio::test]
+async fn a_two_step_answer_streams_its_parts_in_order_and_keeps_them() {
+    let provider = ScriptedProvider::new(["Let me ", "check. "])
+        .calls_tool("call_1", "calculate", json!({"expression": "12*7"}))
+        .then_step(["It is ", "84."], vec![]);
+    let h = harness(provider, EngineConfig::default(), vec![]);
+    let room = conv("two-step");
+    let stream = h.ask(&room, "what is 12*7?").await;
+    let end = h.end(&stream).await;
+
+    assert_eq!(
+        names(&h.events(&stream)),
+        [
+            "stream_start",
+            "stream_chunk",
+            "tool_call_start",
+            "tool_call_delta",
+            "tool_call",
+            "tool_result",
+            "stream_chunk",
+            "stream_end"
+        ]
+    );
+    h.assert_numbered_in_order(&stream);
+    let results = h.results(&stream);
+    assert_eq!(results.len(), 1);
+    assert_eq!(results[0].output, Some(json!({"value": 84})));
+    assert_eq!(results[0].error, None);
+    assert_eq!(h.calls.load(Ordering::SeqCst), 1);
+
+    let call = MessagePart::ToolCall {
+        tool_call_id: "call_1".into(),
+        name: "calculate".into(),
+        arguments: json!({"expression": "12*7"}),
+    };
+    let result = MessagePart::ToolResult {
+        tool_call_id: "call_1".into(),
+        name: "calculate".into(),
+        output: Some(json!({"value": 84})),
+        error: None,
+    };
+    assert_eq!(end.status, EndStatus::Complete);
+    assert_eq!(end.finish_reason, FinishReason::Stop);
+    assert_eq!(end.full_content, "Let me check. It is 84.");
+    assert_eq!(
+        end.parts,
+        vec![
+            MessagePart::Text {
+                content: "Let me check. ".into()
+            },
+            call.clone(),
+            result.clone(),
+            MessagePart::Text {
+                content: "It is 84.".into()
+            },
+        ]
+    );
+    // What the stream said is what history keeps.
+    let history = h
+        .engine
+        .history(&user("bob"), &room, None, None)
+        .await
+        .unwrap();
+    let answer = history.last().unwrap();
+    assert_eq!(answer.role, MessageRole::Assistant);
+    assert_eq!(answer.message_id, end.message_id);
+    assert_eq!(answer.parts, end.parts);
+    assert_eq!(answer.content, end.full_content);
+
+    // The model was offered the tools, and its second step carried the call and result.
+    let requests = h.provider.requests();
+    assert_eq!(requests.len(), 2);
+    let offered: Vec<&str> = requests[0].tools.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(offered, ["calculate", "send_email"]);
+    let so_far = requests[1].messages.last().unwrap();
+    assert_eq!(so_far.role, MessageRole::Assistant);
+    assert_eq!(
+        so_far.parts,
+        vec![
+            MessagePart::Text {
+                content: "Let me check. ".into()
+            },
+            call,
+            result
+        ]
+    );
+    // The usage is estimated (the script reports none) and covers the whole answer.
+    assert!(end.usage.estimated);
+
+    // The next question carries the answer with its calls, as history.
+    let next = h
+        .engine
+        .send(&user("alice"), streamed(&room, "thanks"))
+        .await
+        .unwrap();
+    h.end(&next.stream_id).await;
+    let requests = h.provider.requests();
+    let carried = &requests[2].messages;
+    let previous = &carried[carried.len() - 2];
+    assert_eq!(previous.parts, end.parts);
+}
+
+#[tokio::test]
+async fn a_member_approves_and_the_call_runs_once() {
+    let provider = ScriptedProvider::new(Vec::<String>::new())
+        .calls_tool("call_e", "send_email", json!({"to": "bob"}))
+        .then_step(["Sent."], vec![]);
+    let h = harness(provider, EngineConfig::default(), vec![]);
+    let room = conv("approve");
+    let stream = h.ask(&room, "send_email to bob").await;
+    let request = h.approval_request(&stream).await;
+    assert_eq!(request.name, "send_email");
+    assert_eq!(request.arguments, json!({"to": "bob"}));
+    assert!(request.expires_at > marie_core::now_millis() + 500_000);
+    assert_eq!(
+        h.calls.load(Ordering::SeqCst),
+        0,
+        "nothing runs before approval"
+    );
+
+    // A member who joins now sees what the answer waits for.
+    let joined = h.engine.join(&user("bob"), &room).await.unwrap();
+    let active = joined.active_stream.unwrap();
+    assert_eq!(active.pending_approval, Some(request.clone()));
+
+    // Someone without access may not decide, nor learn anything.
+    let carol = h
+        .engine
+        .approve(&user("carol"), None, &request.approval_id, true, None)
+        .await;
+    assert!(matches!(carol, Err(Error::Forbidden(_))), "{carol:?}");
+    // An approval of another conversation is not found there.
+    let elsewhere = h
+        .engine
+        .approve(
+            &user("bob"),
+            Some(&conv("other")),
+            &request.approval_id,
+            true,
+            None,
+        )
+        .await;
+    assert!(
+        matches!(elsewhere, Err(Error::NotFound(_))),
+        "{elsewhere:?}"
+    );
+
+    let decided = h
+        .engine
+        .approve(&user("bob"), Some(&room), &request.approval_id, true, None)
+        .await
+        .unwrap();
+    assert!(decided.decision.unwrap().approved);
+    let again = h
+        .engine
+        .approve(
+            &user("alice"),
+            Some(&room),
+            &request.approval_id,
+            false,
+            None,
+        )
+        .await;
+    assert!(matches!(again, Err(Error::Conflict(_))), "{again:?}");
+
+    let end = h.end(&stream).await;
+    assert_eq!(end.status, EndStatus::Complete);
+    assert_eq!(end.full_content, "Sent.");
+    assert_eq!(h.calls.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        names(&h.events(&stream)),
+        [
+            "stream_start",
+            "tool_call_start",
+            "tool_call_delta",
+            "tool_call",
+            "tool_approval_request",
+            "tool_approval",
+            "tool_result",
+            "stream_chunk",
+            "stream_end"
+        ]
+    );
+    let approval = h
+        .events(&stream)
+        .into_iter()
+        .find_map(|e| match e {
+            StreamEvent::Approval(a) => Some(a),
+            _ => None,
+        })
+        .unwrap();
+    assert!(approval.approved);
+    assert_eq!(approval.decided_by.unwrap().as_str(), "bob");
+    assert_eq!(approval.seq, request.seq + 1);
+    h.assert_numbered_in_order(&stream);
+
+    // The log holds the request and the decision: a resume from 0 replays them in order.
+    let read = h
+        .engine
+        .read_stream(&user("bob"), Some(&room), &stream, 0, 100)
+        .await
+        .unwrap();
+    let replayed: Vec<&str> = read.events.iter().map(StreamEvent::name).collect();
+    assert!(replayed.contains(&"tool_approval_request"));
+    assert!(replayed.contains(&"tool_approval"));
+
+    // Once the answer is over, the approval stays decided.
+    let late = h
+        .engine
+        .approve(&user("bob"), Some(&room), &request.approval_id, true, None)
+        .await;
+    assert!(matches!(late, Err(Error::Conflict(_))), "{late:?}");
+    let unknown = h
+        .engine
+        .approve(&user("bob"), Some(&room), &ApprovalId::random(), true, None)
+        .await;
+    assert!(matches!(unknown, Err(Error::NotFound(_))), "{unknown:?}");
+}
+
+#[tokio::test]
+async fn a_denied_call_does_not_run_and_the_model_is_told() {
+    let provider = ScriptedProvider::new(Vec::<String>::new())
+        .calls_tool("call_e", "send_email", json!({"to": "bob"}))
+        .then_step(["I did not send it."], vec![]);
+    let h = harness(provider, EngineConfig::default(), vec![]);
+    let room = conv("deny");
+    let stream = h.ask(&room, "send_email to bob").await;
+    let request = h.approval_request(&stream).await;
+    h.engine
+        .approve(
+            &user("bob"),
+            Some(&room),
+            &request.approval_id,
+            false,
+            Some("not to him".into()),
+        )
+        .await
+        .unwrap();
+    let end = h.end(&stream).await;
+    assert_eq!(end.status, EndStatus::Complete);
+    assert_eq!(h.calls.load(Ordering::SeqCst), 0);
+    let result = &h.results(&stream)[0];
+    assert_eq!(result.output, None);
+    assert_eq!(
+        result.error.as_deref(),
+        Some("not run: bob denied the call: not to him")
+    );
+    let told = &h.provider.requests()[1];
+    let turns = told.messages.last().unwrap().assistant_turns();
+    assert!(turns[0].results[0].content.contains("bob denied the call"));
+}
+
+#[tokio::test]
+async fn an_approval_nobody_decides_expires_as_a_denial() {
+    let provider = ScriptedProvider::new(Vec::<String>::new())
+        .calls_tool("call_e", "send_email", json!({"to": "bob"}))
+        .then_step(["Nobody approved."], vec![]);
+    let config = EngineConfig::default().approval_timeout(Duration::from_millis(200));
+    let h = harness(provider, config, vec![]);
+    let room = conv("expire");
+    let stream = h.ask(&room, "send_email to bob").await;
+    let request = h.approval_request(&stream).await;
+    let end = h.end(&stream).await;
+    assert_eq!(end.status, EndStatus::Complete);
+    assert_eq!(h.calls.load(Ordering::SeqCst), 0);
+    let approval = h
+        .events(&stream)
+        .into_iter()
+        .find_map(|e| match e {
+            StreamEvent::Approval(a) => Some(a),
+            _ => None,
+        })
+        .unwrap();
+    assert!(!approval.approved);
+    assert_eq!(approval.decided_by, None);
+    assert_eq!(approval.reason.as_deref(), Some("expired"));
+    assert_eq!(
+        h.results(&stream)[0].error.as_deref(),
+        Some("not run: nobody approved the call in time")
+    );
+    let late = h
+        .engine
+        .approve(&user("bob"), Some(&room), &request.approval_id, true, None)
+        .await;
+    assert!(matches!(late, Err(Error::Conflict(_))), "{late:?}");
+}
+
+#[tokio::test]
+async fn cancel_while_an_approval_waits_ends_the_answer_and_the_approval() {
+    let provider = ScriptedProvider::new(["Sending."])
+        .calls_tool("call_e", "send_email", json!({"to": "bob"}))
+        .then_step(["never said"], vec![]);
+    let h = harness(provider, EngineConfig::default(), vec![]);
+    let room = conv("cancel-wait");
+    let stream = h.ask(&room, "send_email to bob").await;
+    let request = h.approval_request(&stream).await;
+    h.engine.cancel(&user("bob"), &room, None).await.unwrap();
+    let end = h.end(&stream).await;
+    assert_eq!(end.status, EndStatus::Cancelled);
+    assert_eq!(end.finish_reason, FinishReason::Cancelled);
+    assert_eq!(h.calls.load(Ordering::SeqCst), 0);
+    // The call has a result saying why it has none: the stored answer is whole.
+    assert_eq!(
+        end.parts.last(),
+        Some(&MessagePart::ToolResult {
+            tool_call_id: "call_e".into(),
+            name: "send_email".into(),
+            output: None,
+            error: Some("the answer was cancelled before this call finished".into()),
+        })
+    );
+    let late = h
+        .engine
+        .approve(&user("bob"), Some(&room), &request.approval_id, true, None)
+        .await;
+    assert!(matches!(late, Err(Error::NotFound(_))), "{late:?}");
+    assert_eq!(h.provider.requests().len(), 1);
+    h.assert_numbered_in_order(&stream);
+}
+
+/// Counts drops of the future of a tool that never finishes.
+struct DropCount(Arc<AtomicUsize>);
+
+impl Drop for DropCount {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[tokio::test]
+async fn cancel_while_a_tool_runs_drops_the_call() {
+    let started = Arc::new(tokio::sync::Notify::new());
+    let dropped = Arc::new(AtomicUsize::new(0));
+    let (s, d) = (started.clone(), dropped.clone());
+    let forever: Arc<dyn Tool> = Arc::new(tool_fn(
+        "wait_forever",
+        "Never finishes",
+        json!({"type": "object"}),
+        move |_, _| {
+            let (started, guard) = (s.clone(), DropCount(d.clone()));
+            async move {
+                let _guard = guard;
+                started.notify_one();
+                std::future::pending::<Result<Value, ToolError>>().await
+            }
+        },
+    ));
+    let provider = ScriptedProvider::new(Vec::<String>::new())
+        .calls_tool("call_w", "wait_forever", json!({}))
+        .then_step(["never said"], vec![]);
+    let h = harness(provider, EngineConfig::default(), vec![forever]);
+    let room = conv("cancel-tool");
+    let stream = h.ask(&room, "wait").await;
+    within("the tool to start", started.notified()).await;
+    h.engine.cancel(&user("alice"), &room, None).await.unwrap();
+    let end = h.end(&stream).await;
+    assert_eq!(end.status, EndStatus::Cancelled);
+    assert_eq!(
+        dropped.load(Ordering::SeqCst),
+        1,
+        "the call's future is dropped"
+    );
+    assert_eq!(
+        h.results(&stream)[0].error.as_deref(),
+        Some("the answer was cancelled before this call finished")
+    );
+}
+
+#[tokio::test]
+async fn failing_panicking_slow_and_misfed_tools_become_errors_the_model_sees() {
+    let panics: Arc<dyn Tool> = Arc::new(tool_fn(
+        "explode",
+        "Panics",
+        json!({"type": "object"}),
+        |_, _| async move {
+            if true {
+                panic!("the tool panics as asked");
+            }
+            Ok(Value::Null)
+        },
+    ));
+    let fails: Arc<dyn Tool> = Arc::new(tool_fn(
+        "refuse",
+        "Fails",
+        json!({"type": "object"}),
+        |_, _| async move { Err(ToolError::new("the printer is on fire")) },
+    ));
+    let slow: Arc<dyn Tool> = Arc::new(tool_fn(
+        "slow",
+        "Too slow",
+        json!({"type": "object"}),
+        |_, _| async move {
+            std::future::pending::<()>().await;
+            Ok(Value::Null)
+        },
+    ));
+    let provider = ScriptedProvider::new(Vec::<String>::new())
+        .calls_tool("c1", "explode", json!({}))
+        .calls_tool("c2", "refuse", json!({}))
+        .calls_tool("c3", "slow", json!({}))
+        .calls_tool("c4", "calculate", json!({"expression": 12}))
+        .calls_tool("c5", "no_such_tool", json!({}))
+        .then_step(["Done."], vec![]);
+    let config = EngineConfig::default().tool_timeout(Duration::from_millis(100));
+    let h = harness(provider, config, vec![panics, fails, slow]);
+    let room = conv("faults");
+    let stream = h.ask(&room, "try everything").await;
+    let end = h.end(&stream).await;
+    assert_eq!(end.status, EndStatus::Complete, "the answer goes on");
+    assert_eq!(end.full_content, "Done.");
+    assert_eq!(h.calls.load(Ordering::SeqCst), 0, "calculate never ran");
+
+    let mut errors: Vec<(String, String)> = h
+        .results(&stream)
+        .into_iter()
+        .map(|r| (r.tool_call_id, r.error.expect("an error result")))
+        .collect();
+    errors.sort();
+    assert_eq!(
+        errors[0],
+        ("c1".into(), "the tool failed (it panicked)".into())
+    );
+    assert_eq!(errors[1], ("c2".into(), "the printer is on fire".into()));
+    assert_eq!(
+        errors[2],
+        ("c3".into(), "the tool did not finish within 100 ms".into())
+    );
+    assert!(
+        errors[3]
+            .1
+            .starts_with("the arguments do not fit the tool's schema: /expression"),
+        "{errors:?}"
+    );
+    assert_eq!(
+        errors[4],
+        (
+            "c5".into(),
+            "there is no tool named \"no_such_tool\"".into()
+        )
+    );
+    // The model saw all five.
+    let told = &h.provider.requests()[1];
+    assert_eq!(
+        told.messages.last().unwrap().assistant_turns()[0]
+            .results
+            .len(),
+        5
+    );
+    h.assert_numbered_in_order(&stream);
+}
+
+#[tokio::test]
+async fn an_answer_stops_after_max_steps() {
+    let provider = ScriptedProvider::new(["Step. "])
+        .calls_tool("c", "calculate", json!({"expression": "1+1"}))
+        .then_step(
+            ["Again. "],
+            vec![("d", "calculate", json!({"expression": "1+1"}))],
+        );
+    let config = EngineConfig::default().max_steps(3);
+    let h = harness(provider, config, vec![]);
+    let room = conv("steps");
+    let stream = h.ask(&room, "loop").await;
+    let end = h.end(&stream).await;
+    assert_eq!(end.status, EndStatus::Complete);
+    assert_eq!(end.finish_reason, FinishReason::MaxSteps);
+    assert_eq!(h.provider.requests().len(), 3);
+    assert_eq!(
+        h.calls.load(Ordering::SeqCst),
+        2,
+        "the last step's call is not run"
+    );
+    let results = h.results(&stream);
+    assert_eq!(results.len(), 3);
+    assert_eq!(
+        results[2].error.as_deref(),
+        Some("not run: the answer reached its limit of model steps")
+    );
+    // Every call has its own id, and its result.
+    let ids: Vec<&str> = results.iter().map(|r| r.tool_call_id.as_str()).collect();
+    assert_eq!(ids, ["c", "d", "d-2"]);
+    assert_eq!(
+        serde_json::to_value(&end.finish_reason).unwrap(),
+        json!("max_steps")
+    );
+    h.assert_numbered_in_order(&stream);
+}
+
+#[test]
+fn a_tool_that_cannot_be_offered_is_refused_at_build() {
+    let store = Arc::new(MemoryStore::new());
+    let sink = Arc::new(RecordingSink::new());
+    let builder = ChatEngine::builder(store, Arc::new(ScriptedProvider::new(["x"])), sink);
+    let bad = tool_fn("bad", "", json!({"type": 3}), |a, _| async move { Ok(a) });
+    assert!(builder.try_tool(bad).is_err());
+}
