@@ -389,3 +389,74 @@ async fn a_finished_answer_leaves_its_connection_for_the_next() {
         "the connection was reused"
     );
 }
+
+/// Ollama sends whole calls (arguments as an object, no id); the engine runs them and the
+/// next request carries them in Ollama's own format: `tool_calls` with object arguments,
+/// then `role:"tool"` messages named by `tool_name`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn whole_tool_calls_run_and_go_back_in_ollamas_format() {
+    use support::fake::ollama_tool_calls;
+    let first = vec![
+        ollama_thinking("I should use the calculator."),
+        ollama_tool_calls(&[("calculate", serde_json::json!({"expression": "12*7"}))]),
+        ollama_done("stop", 30, 12),
+    ];
+    let server = FakeServer::start([
+        Reply::ok("application/x-ndjson", first),
+        ollama_answer(&["It is ", "84."], Duration::from_millis(5), (50, 4)),
+    ])
+    .await;
+    let calculate: std::sync::Arc<dyn marie_core::Tool> = std::sync::Arc::new(marie_core::tool_fn(
+        "calculate",
+        "Arithmetic",
+        serde_json::json!({"type": "object", "properties": {"expression": {"type": "string"}}}),
+        |args: serde_json::Value, _| async move {
+            assert_eq!(args["expression"], "12*7");
+            Ok(serde_json::json!({"value": 84}))
+        },
+    ));
+    let chat = Chat::with_tools(
+        provider(&server.ollama_host()).build().unwrap(),
+        EngineConfig::default(),
+        vec![calculate],
+    )
+    .await;
+    let answer = chat.ask("12*7?").await;
+    let end = answer.complete();
+    assert_eq!(end.full_content, "It is 84.");
+    assert_eq!(end.usage, Usage::reported(80, 16));
+    let names: Vec<&str> = answer.events.iter().map(|e| e.name()).collect();
+    assert_eq!(
+        names,
+        [
+            "stream_start",
+            "stream_reasoning",
+            "tool_call_start",
+            "tool_call_delta",
+            "tool_call",
+            "tool_result",
+            "stream_chunk",
+            "stream_chunk",
+            "stream_end"
+        ]
+    );
+    let call_id = match &answer.events[4] {
+        marie_core::StreamEvent::ToolCall(c) => c.tool_call_id.clone(),
+        other => panic!("{other:?}"),
+    };
+    assert!(call_id.starts_with("call_"), "{call_id}");
+
+    let requests = server.requests();
+    assert_eq!(requests.len(), 2);
+    assert_eq!(requests[0].body["tools"][0]["function"]["name"], "calculate");
+    let messages = requests[1].body["messages"].as_array().unwrap();
+    assert_eq!(
+        messages[1..],
+        [
+            serde_json::json!({"role": "assistant", "content": "", "tool_calls": [
+                {"function": {"name": "calculate", "arguments": {"expression": "12*7"}}}
+            ]}),
+            serde_json::json!({"role": "tool", "tool_name": "calculate", "content": "{\"value\":84}"}),
+        ]
+    );
+}

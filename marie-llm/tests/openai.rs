@@ -614,3 +614,176 @@ async fn a_finished_answer_leaves_its_connection_for_the_next() {
         "the connection was reused"
     );
 }
+
+/// `calculate`: evaluates "a*b" and "a+b" of whole numbers, enough for these tests.
+fn calculate() -> std::sync::Arc<dyn marie_core::Tool> {
+    std::sync::Arc::new(marie_core::tool_fn(
+        "calculate",
+        "Evaluates an arithmetic expression",
+        json!({"type": "object", "properties": {"expression": {"type": "string"}}, "required": ["expression"]}),
+        |args: serde_json::Value, _| async move {
+            let e = args["expression"].as_str().unwrap_or_default();
+            let (op, (a, b)) = if let Some(ab) = e.split_once('*') {
+                ('*', ab)
+            } else {
+                ('+', e.split_once('+').unwrap_or((e, "0")))
+            };
+            let (a, b): (i64, i64) = (a.trim().parse().unwrap_or(0), b.trim().parse().unwrap_or(0));
+            Ok(json!(if op == '*' { a * b } else { a + b }))
+        },
+    ))
+}
+
+/// Two calls in one turn, streamed as OpenAI streams them (by `index`, the id and name in the
+/// first fragment only, the arguments in pieces that split keys and strings), run, and given
+/// back in OpenAI's format: the model answers in a second request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tool_calls_stream_in_fragments_run_and_go_back_to_the_model() {
+    use support::fake::{openai_tool_args, openai_tool_start};
+    let first = vec![
+        openai_role(),
+        openai_text("Let me compute."),
+        openai_tool_start(0, "call_Xa1", "calculate"),
+        Step::Wait(PACE),
+        openai_tool_args(0, "{\"expr"),
+        openai_tool_start(1, "call_Yb2", "calculate"),
+        openai_tool_args(1, "{\"expression\":"),
+        openai_tool_args(0, "ession\": \"12"),
+        Step::Wait(PACE),
+        openai_tool_args(0, "*7\"}"),
+        openai_tool_args(1, "\"2+2\"}"),
+        openai_finish("tool_calls"),
+        openai_usage(20, 10),
+        openai_done(),
+    ];
+    let server = FakeServer::start([
+        Reply::ok("text/event-stream; charset=utf-8", first),
+        openai_answer(&["84", " and ", "4."], PACE, (40, 5)),
+    ])
+    .await;
+    let chat = Chat::with_tools(
+        provider(&server.openai_base()).build().unwrap(),
+        EngineConfig::default(),
+        vec![calculate()],
+    )
+    .await;
+    let answer = chat.ask("12*7 and 2+2?").await;
+    let end = answer.complete();
+    assert_eq!(end.full_content, "Let me compute.84 and 4.");
+    assert_eq!(end.usage, Usage::reported(60, 15), "summed over both steps");
+    assert_eq!(end.finish_reason, FinishReason::Stop);
+
+    let calls: Vec<(String, serde_json::Value)> = answer
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            marie_core::StreamEvent::ToolCall(c) => Some((c.tool_call_id.clone(), c.arguments.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        calls,
+        [
+            ("call_Xa1".to_owned(), json!({"expression": "12*7"})),
+            ("call_Yb2".to_owned(), json!({"expression": "2+2"}))
+        ]
+    );
+    let deltas: String = answer
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            marie_core::StreamEvent::ToolCallDelta(d) if d.tool_call_id == "call_Xa1" => {
+                Some(d.delta.as_str())
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(deltas, "{\"expression\": \"12*7\"}", "the text as the model wrote it");
+    let mut outputs: Vec<(String, serde_json::Value)> = answer
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            marie_core::StreamEvent::ToolResult(r) => {
+                Some((r.tool_call_id.clone(), r.output.clone().unwrap()))
+            }
+            _ => None,
+        })
+        .collect();
+    outputs.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        outputs,
+        [("call_Xa1".to_owned(), json!(84)), ("call_Yb2".to_owned(), json!(4))]
+    );
+
+    let requests = server.requests();
+    assert_eq!(requests.len(), 2);
+    assert_eq!(requests[0].body["tool_choice"], "auto");
+    assert_eq!(requests[0].body["tools"][0]["function"]["name"], "calculate");
+    let messages = requests[1].body["messages"].as_array().unwrap().clone();
+    assert_eq!(messages[0], json!({"role": "user", "content": "12*7 and 2+2?"}));
+    assert_eq!(
+        messages[1],
+        json!({"role": "assistant", "content": "Let me compute.", "tool_calls": [
+            {"id": "call_Xa1", "type": "function", "function": {"name": "calculate", "arguments": "{\"expression\":\"12*7\"}"}},
+            {"id": "call_Yb2", "type": "function", "function": {"name": "calculate", "arguments": "{\"expression\":\"2+2\"}"}}
+        ]})
+    );
+    let mut tool_messages = messages[2..4].to_vec();
+    tool_messages.sort_by_key(|m| m["tool_call_id"].as_str().unwrap_or_default().to_owned());
+    assert_eq!(
+        tool_messages,
+        [
+            json!({"role": "tool", "tool_call_id": "call_Xa1", "content": "84"}),
+            json!({"role": "tool", "tool_call_id": "call_Yb2", "content": "4"})
+        ]
+    );
+    assert_eq!(messages.len(), 4);
+}
+
+/// A call whose arguments were cut short (the stream says it is done, but the JSON text is
+/// not whole), and a stream cut mid-arguments: both the provider's failure, never a call run
+/// with broken arguments.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_cut_mid_arguments_is_a_provider_error_not_a_call() {
+    use support::fake::{openai_tool_args, openai_tool_start};
+    let cut_json = vec![
+        openai_role(),
+        openai_tool_start(0, "call_Za3", "calculate"),
+        openai_tool_args(0, "{\"expression\": \"12"),
+        openai_finish("tool_calls"),
+        openai_done(),
+    ];
+    let cut_connection = vec![
+        openai_role(),
+        openai_tool_start(0, "call_Zb4", "calculate"),
+        Step::Wait(PACE),
+        openai_tool_args(0, "{\"expression\": \"12"),
+        Step::Wait(PACE),
+        Step::Abort,
+    ];
+    for steps in [cut_json, cut_connection] {
+        let server =
+            FakeServer::start([Reply::ok("text/event-stream; charset=utf-8", steps)]).await;
+        let chat = Chat::with_tools(
+            provider(&server.openai_base())
+                .retry(RetryPolicy::none())
+                .build()
+                .unwrap(),
+            EngineConfig::default(),
+            vec![calculate()],
+        )
+        .await;
+        let answer = chat.ask("12*7?").await;
+        let failed = answer.failed();
+        assert_eq!(failed.after_seq, 2, "the start and the first piece were sent: {:#?}", answer.events);
+        assert!(
+            !answer
+                .events
+                .iter()
+                .any(|e| matches!(e, marie_core::StreamEvent::ToolResult(_))),
+            "no call ran: {:#?}",
+            answer.events
+        );
+        assert_eq!(server.requests().len(), 1);
+    }
+}

@@ -7,7 +7,7 @@ use marie_adapters::MemoryStore;
 use marie_core::{
     ChatEngine, ConversationId, EndStatus, EngineConfig, ErrorCode, Identity, LlmProvider,
     RecordingSink, SendRequest, StreamChunk, StreamEnd, StreamEvent, StreamFailed, StreamId,
-    StreamReasoning, UserId,
+    StreamReasoning, Tool, UserId,
 };
 
 use super::fake::WAIT;
@@ -26,19 +26,33 @@ pub struct Answer {
     pub chunks: Vec<StreamChunk>,
     /// The `stream_reasoning` events, in order.
     pub reasoning: Vec<StreamReasoning>,
+    /// Every event of the answer, in order.
+    pub events: Vec<StreamEvent>,
     pub terminal: StreamEvent,
 }
 
 impl Chat {
     pub async fn new(provider: impl LlmProvider, config: EngineConfig) -> Self {
+        Self::with_tools(provider, config, Vec::new()).await
+    }
+
+    /// A chat whose engine offers `tools` to the model.
+    pub async fn with_tools(
+        provider: impl LlmProvider,
+        config: EngineConfig,
+        tools: Vec<Arc<dyn Tool>>,
+    ) -> Self {
         let sink = Arc::new(RecordingSink::new());
-        let engine = ChatEngine::builder(
+        let mut builder = ChatEngine::builder(
             Arc::new(MemoryStore::new()),
             Arc::new(provider),
             sink.clone(),
         )
-        .config(config)
-        .build();
+        .config(config);
+        for tool in tools {
+            builder = builder.tool(tool);
+        }
+        let engine = builder.build();
         let user = Identity::new(UserId::parse("alice").expect("user id"));
         let conversation = ConversationId::parse("talk").expect("conversation id");
         engine.join(&user, &conversation).await.expect("join");
@@ -105,14 +119,7 @@ impl Chat {
             .sink
             .events()
             .into_iter()
-            .filter(|e| match e {
-                StreamEvent::Start(s) => s.stream_id == *stream,
-                StreamEvent::Chunk(c) => c.stream_id == *stream,
-                StreamEvent::Reasoning(r) => r.stream_id == *stream,
-                StreamEvent::End(s) => s.stream_id == *stream,
-                StreamEvent::Error(s) => s.stream_id == *stream,
-                _ => false,
-            })
+            .filter(|e| e.stream_id() == stream)
             .collect();
         assert!(
             matches!(events.first(), Some(StreamEvent::Start(_))),
@@ -154,6 +161,7 @@ impl Chat {
             stream_id: stream.clone(),
             chunks,
             reasoning,
+            events,
             terminal,
         }
     }
@@ -181,14 +189,15 @@ impl Answer {
     }
 
     /// The `stream_error`, checked to be `provider_unavailable` with a safe message and
-    /// `after_seq` naming the last chunk sent.
+    /// `after_seq` naming the last numbered event sent.
     pub fn failed(&self) -> &StreamFailed {
         let StreamEvent::Error(err) = &self.terminal else {
             panic!("expected stream_error, got {:#?}", self.terminal)
         };
         assert_eq!(err.code, ErrorCode::ProviderUnavailable);
         assert_eq!(err.error, "the language model is unavailable");
-        assert_eq!(err.after_seq, self.chunks.len() as u64);
+        let last = self.events.iter().filter_map(StreamEvent::seq).max();
+        assert_eq!(err.after_seq, last.unwrap_or(0));
         err
     }
 }

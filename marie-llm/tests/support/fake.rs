@@ -329,6 +329,43 @@ pub fn openai_usage(prompt: u64, completion: u64) -> Step {
     )
 }
 
+/// The first fragment of a tool call: its index, id and function name, no arguments yet.
+pub fn openai_tool_start(index: u64, id: &str, name: &str) -> Step {
+    Step::Send(openai_event(
+        &format!(
+            "{{\"role\":\"assistant\",\"content\":null,\"tool_calls\":[{{\"index\":{index},\"id\":\"{id}\",\"type\":\"function\",\"function\":{{\"name\":\"{name}\",\"arguments\":\"\"}}}}],\"refusal\":null}}"
+        ),
+        "null",
+    ))
+}
+
+/// A later fragment of a tool call: a piece of its arguments' JSON text.
+pub fn openai_tool_args(index: u64, arguments: &str) -> Step {
+    let arguments = serde_json::to_string(arguments).expect("json string");
+    Step::Send(openai_event(
+        &format!(
+            "{{\"tool_calls\":[{{\"index\":{index},\"function\":{{\"arguments\":{arguments}}}}}]}}"
+        ),
+        "null",
+    ))
+}
+
+/// One `/api/chat` line with whole tool calls, `(name, arguments)`, as Ollama sends them.
+pub fn ollama_tool_calls(calls: &[(&str, serde_json::Value)]) -> Step {
+    let calls: Vec<serde_json::Value> = calls
+        .iter()
+        .map(|(name, arguments)| serde_json::json!({"function": {"name": name, "arguments": arguments}}))
+        .collect();
+    let calls = serde_json::to_string(&calls).expect("json");
+    Step::Send(
+        format!(
+            "{{\"model\":\"{MODEL_OLLAMA}\",\"created_at\":\"2025-01-10T09:30:00.200000000Z\",\
+             \"message\":{{\"role\":\"assistant\",\"content\":\"\",\"tool_calls\":{calls}}},\"done\":false}}\n"
+        )
+        .into_bytes(),
+    )
+}
+
 pub fn openai_done() -> Step {
     Step::Send(b"data: [DONE]\n\n".to_vec())
 }
