@@ -51,6 +51,14 @@ impl Link {
 }
 
 async fn start_node(link: &Link, provider: impl LlmProvider) -> Node {
+    start_node_with_tools(link, provider, Vec::new()).await
+}
+
+async fn start_node_with_tools(
+    link: &Link,
+    provider: impl LlmProvider,
+    tools: Vec<Arc<dyn marie_core::Tool>>,
+) -> Node {
     let config = RedisConfig::new(link.url.clone())
         .prefix(link.prefix.clone())
         .timeout(link.timeout)
@@ -73,16 +81,16 @@ async fn start_node(link: &Link, provider: impl LlmProvider) -> Node {
         .unwrap()
         .retention(Duration::from_secs(60))
         .running_ttl(Duration::from_secs(60));
-    let (layer, handle) = Marie::builder()
+    let mut builder = Marie::builder()
         .authenticator(common::authenticator())
         .store(store)
         .stream_log(log)
         .control_bus(bus)
-        .provider(provider)
-        .redis(adapter)
-        .build_async()
-        .await
-        .unwrap();
+        .provider(provider);
+    for tool in tools {
+        builder = builder.tool(tool);
+    }
+    let (layer, handle) = builder.redis(adapter).build_async().await.unwrap();
     let app = axum::Router::new().layer(layer);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -713,5 +721,133 @@ async fn a_stream_resumes_on_another_node() {
     }
     assert_eq!(replay, script.concat());
     drop((node1.handle, node2.handle));
+    cleanup(&prefix).await;
+}
+
+/// `send_email` needing approval, counting its runs in `runs`.
+fn approved_email(runs: Arc<std::sync::atomic::AtomicUsize>) -> Arc<dyn marie_core::Tool> {
+    Arc::new(
+        marie_core::tool_fn(
+            "send_email",
+            "Sends an email",
+            json!({"type": "object", "properties": {"to": {"type": "string"}}, "required": ["to"]}),
+            move |args: Value, _| {
+                let runs = runs.clone();
+                async move {
+                    runs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    Ok(json!({"sent_to": args["to"]}))
+                }
+            },
+        )
+        .require_approval(true),
+    )
+}
+
+/// Two members decide the same tool call at the same moment, one on each node: exactly one
+/// decision wins (the store's), the other is told `conflict`, the answer (running on node A)
+/// goes on once with the winner's decision, and members on both nodes see the same events.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_members_deciding_at_once_on_two_nodes_one_wins() {
+    let prefix = unique_prefix("cluster-approve");
+    let link = Link::direct(&prefix);
+    let runs = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let script = || {
+        ScriptedProvider::new(Vec::<String>::new())
+            .calls_tool("call_e", "send_email", json!({"to": "team"}))
+            .then_step(["Decided."], vec![])
+    };
+    let a = start_node_with_tools(&link, script(), vec![approved_email(runs.clone())]).await;
+    let b = start_node_with_tools(&link, script(), vec![approved_email(runs.clone())]).await;
+
+    let mut alice = connect(a.addr, "alice").await;
+    alice.join("vote").await;
+    invite(&alice, "vote", "bob").await;
+    invite(&alice, "vote", "carol").await;
+    let mut bob = connect(a.addr, "bob").await;
+    bob.join("vote").await;
+    let mut carol = connect(b.addr, "carol").await;
+    carol.join("vote").await;
+
+    let ack = send(&alice, "vote", "send_email to team").await;
+    assert_eq!(ack["status"], "ok", "{ack}");
+    let request = bob.next("tool_approval_request").await;
+    let seen_on_b = carol.next("tool_approval_request").await;
+    assert_eq!(seen_on_b, request, "the request reaches node B as it is");
+
+    let decide = |approved: bool| json!({"conversation_id": "vote", "approval_id": request["approval_id"], "approved": approved});
+    let (by_bob, by_carol) = tokio::join!(
+        bob.ack("approve_tool", decide(true)),
+        carol.ack("approve_tool", decide(false))
+    );
+    let oks = [&by_bob, &by_carol]
+        .iter()
+        .filter(|a| a["status"] == "ok")
+        .count();
+    assert_eq!(oks, 1, "bob: {by_bob}, carol: {by_carol}");
+    let loser = if by_bob["status"] == "ok" {
+        &by_carol
+    } else {
+        &by_bob
+    };
+    assert_eq!(loser["code"], "conflict", "{loser}");
+    let (winner, approved) = if by_bob["status"] == "ok" {
+        ("bob", true)
+    } else {
+        ("carol", false)
+    };
+
+    for client in [&mut alice, &mut bob, &mut carol] {
+        let approval = client.next("tool_approval").await;
+        assert_eq!(approval["decided_by"], winner);
+        assert_eq!(approval["approved"], approved);
+        let result = client.next("tool_result").await;
+        assert_eq!(result["output"].is_null(), !approved, "{result}");
+        let end = client.next("stream_end").await;
+        assert_eq!(end["full_content"], "Decided.");
+    }
+    assert_eq!(
+        runs.load(std::sync::atomic::Ordering::SeqCst),
+        usize::from(approved)
+    );
+    drop((a, b));
+    cleanup(&prefix).await;
+}
+
+/// A decision made on node B wakes the answer that waits on node A (over the control bus).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_decision_on_one_node_resumes_the_answer_running_on_the_other() {
+    let prefix = unique_prefix("cluster-approve-remote");
+    let link = Link::direct(&prefix);
+    let runs = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let script = || {
+        ScriptedProvider::new(Vec::<String>::new())
+            .calls_tool("call_e", "send_email", json!({"to": "ops"}))
+            .then_step(["Sent."], vec![])
+    };
+    let a = start_node_with_tools(&link, script(), vec![approved_email(runs.clone())]).await;
+    let b = start_node_with_tools(&link, script(), vec![approved_email(runs.clone())]).await;
+    let mut alice = connect(a.addr, "alice").await;
+    alice.join("ops").await;
+    let ack = send(&alice, "ops", "send_email to ops").await;
+    assert_eq!(ack["status"], "ok", "{ack}");
+    let request = alice.next("tool_approval_request").await;
+
+    let mut on_b = connect(b.addr, "alice").await;
+    let joined = on_b.join("ops").await;
+    assert_eq!(
+        joined["active_stream"]["pending_approval"], request,
+        "node B finds the pending approval in the store: {joined}"
+    );
+    let decided = on_b
+        .ack(
+            "approve_tool",
+            json!({"conversation_id": "ops", "approval_id": request["approval_id"], "approved": true}),
+        )
+        .await;
+    assert_eq!(decided["status"], "ok", "{decided}");
+    let end = alice.next("stream_end").await;
+    assert_eq!(end["full_content"], "Sent.");
+    assert_eq!(runs.load(std::sync::atomic::Ordering::SeqCst), 1);
+    drop((a, b));
     cleanup(&prefix).await;
 }

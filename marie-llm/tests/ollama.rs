@@ -448,7 +448,10 @@ async fn whole_tool_calls_run_and_go_back_in_ollamas_format() {
 
     let requests = server.requests();
     assert_eq!(requests.len(), 2);
-    assert_eq!(requests[0].body["tools"][0]["function"]["name"], "calculate");
+    assert_eq!(
+        requests[0].body["tools"][0]["function"]["name"],
+        "calculate"
+    );
     let messages = requests[1].body["messages"].as_array().unwrap();
     assert_eq!(
         messages[1..],

@@ -677,7 +677,9 @@ async fn tool_calls_stream_in_fragments_run_and_go_back_to_the_model() {
         .events
         .iter()
         .filter_map(|e| match e {
-            marie_core::StreamEvent::ToolCall(c) => Some((c.tool_call_id.clone(), c.arguments.clone())),
+            marie_core::StreamEvent::ToolCall(c) => {
+                Some((c.tool_call_id.clone(), c.arguments.clone()))
+            }
             _ => None,
         })
         .collect();
@@ -698,7 +700,10 @@ async fn tool_calls_stream_in_fragments_run_and_go_back_to_the_model() {
             _ => None,
         })
         .collect();
-    assert_eq!(deltas, "{\"expression\": \"12*7\"}", "the text as the model wrote it");
+    assert_eq!(
+        deltas, "{\"expression\": \"12*7\"}",
+        "the text as the model wrote it"
+    );
     let mut outputs: Vec<(String, serde_json::Value)> = answer
         .events
         .iter()
@@ -712,15 +717,24 @@ async fn tool_calls_stream_in_fragments_run_and_go_back_to_the_model() {
     outputs.sort_by(|a, b| a.0.cmp(&b.0));
     assert_eq!(
         outputs,
-        [("call_Xa1".to_owned(), json!(84)), ("call_Yb2".to_owned(), json!(4))]
+        [
+            ("call_Xa1".to_owned(), json!(84)),
+            ("call_Yb2".to_owned(), json!(4))
+        ]
     );
 
     let requests = server.requests();
     assert_eq!(requests.len(), 2);
     assert_eq!(requests[0].body["tool_choice"], "auto");
-    assert_eq!(requests[0].body["tools"][0]["function"]["name"], "calculate");
+    assert_eq!(
+        requests[0].body["tools"][0]["function"]["name"],
+        "calculate"
+    );
     let messages = requests[1].body["messages"].as_array().unwrap().clone();
-    assert_eq!(messages[0], json!({"role": "user", "content": "12*7 and 2+2?"}));
+    assert_eq!(
+        messages[0],
+        json!({"role": "user", "content": "12*7 and 2+2?"})
+    );
     assert_eq!(
         messages[1],
         json!({"role": "assistant", "content": "Let me compute.", "tool_calls": [
@@ -775,7 +789,11 @@ async fn a_call_cut_mid_arguments_is_a_provider_error_not_a_call() {
         .await;
         let answer = chat.ask("12*7?").await;
         let failed = answer.failed();
-        assert_eq!(failed.after_seq, 2, "the start and the first piece were sent: {:#?}", answer.events);
+        assert_eq!(
+            failed.after_seq, 2,
+            "the start and the first piece were sent: {:#?}",
+            answer.events
+        );
         assert!(
             !answer
                 .events

@@ -45,15 +45,26 @@ pub async fn start(provider: impl LlmProvider) -> TestServer {
 }
 
 pub async fn start_with(provider: impl LlmProvider, config: MarieConfig) -> TestServer {
+    start_with_tools(provider, config, Vec::new()).await
+}
+
+/// A server whose engine offers `tools`, with the HTTP routes mounted too.
+pub async fn start_with_tools(
+    provider: impl LlmProvider,
+    config: MarieConfig,
+    tools: Vec<std::sync::Arc<dyn marie_core::Tool>>,
+) -> TestServer {
     let store = MemoryStore::new();
-    let (layer, handle) = Marie::builder()
+    let mut builder = Marie::builder()
         .authenticator(authenticator())
         .store(store.clone())
         .provider(provider)
-        .config(config)
-        .build()
-        .unwrap();
-    let app = axum::Router::new().layer(layer);
+        .config(config);
+    for tool in tools {
+        builder = builder.tool(tool);
+    }
+    let (layer, handle) = builder.build().unwrap();
+    let app = handle.http_routes().layer(layer);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {

@@ -1,0 +1,429 @@
+//! Tool calls and approvals over Socket.IO, with real clients: an answer in two steps whose
+//! parts arrive in order and agree with `stream_end` and the history; an approval decided by
+//! another member while the asker is gone; a client that resumes from 0 while the answer
+//! waits, approves, and gets the rest once; the HTTP decision route; bad `approve_tool`s.
+
+#![allow(clippy::unwrap_used, unreachable_pub)]
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use common::{TestClient, connect, start_with_tools};
+use marie_axum::MarieConfig;
+use marie_core::{Tool, tool_fn};
+use marie_llm::ScriptedProvider;
+use serde_json::{Value, json};
+
+/// The event names of an answer, as a client sees them.
+const ANSWER_EVENTS: &[&str] = &[
+    "stream_start",
+    "stream_chunk",
+    "stream_reasoning",
+    "tool_call_start",
+    "tool_call_delta",
+    "tool_call",
+    "tool_approval_request",
+    "tool_approval",
+    "tool_result",
+    "stream_end",
+    "stream_error",
+];
+
+fn calculate(calls: Arc<AtomicUsize>) -> Arc<dyn Tool> {
+    Arc::new(tool_fn(
+        "calculate",
+        "Arithmetic",
+        json!({"type": "object", "properties": {"expression": {"type": "string"}}, "required": ["expression"]}),
+        move |args: Value, _| {
+            let calls = calls.clone();
+            async move {
+                calls.fetch_add(1, Ordering::SeqCst);
+                Ok(json!({"expression": args["expression"], "value": 84}))
+            }
+        },
+    ))
+}
+
+fn send_email(calls: Arc<AtomicUsize>) -> Arc<dyn Tool> {
+    Arc::new(
+        tool_fn(
+            "send_email",
+            "Sends an email",
+            json!({"type": "object", "properties": {"to": {"type": "string"}}, "required": ["to"]}),
+            move |args: Value, ctx| {
+                let calls = calls.clone();
+                async move {
+                    calls.fetch_add(1, Ordering::SeqCst);
+                    Ok(json!({"to": args["to"], "from": ctx.user_id}))
+                }
+            },
+        )
+        .require_approval(true),
+    )
+}
+
+/// Reads every event of one answer up to its terminal event, in arrival order.
+async fn answer_events(client: &mut TestClient) -> Vec<common::Received> {
+    let mut events = Vec::new();
+    loop {
+        let got = client.next_of(ANSWER_EVENTS).await;
+        let last = got.event == "stream_end" || got.event == "stream_error";
+        events.push(got);
+        if last {
+            return events;
+        }
+    }
+}
+
+/// The numbered events cover `seq` 1, 2, 3, ... with no gap and no repeat (a merged chunk
+/// covers `first_seq..=seq`).
+fn assert_numbered(events: &[common::Received]) {
+    let mut held = 0;
+    for e in events {
+        let Some(last) = e.data["seq"].as_u64() else {
+            continue;
+        };
+        let first = e.data["first_seq"].as_u64().unwrap_or(last);
+        assert_eq!(first, held + 1, "{}: {events:#?}", e.event);
+        held = last;
+    }
+}
+
+/// The parts a client rebuilds from the events it got: what `stream_end.parts` must say.
+fn parts_from(events: &[common::Received]) -> Vec<Value> {
+    let mut parts: Vec<Value> = Vec::new();
+    for e in events {
+        let d = &e.data;
+        match e.event.as_str() {
+            "stream_chunk" => match parts.last_mut() {
+                Some(p) if p["type"] == "text" => {
+                    let joined = format!("{}{}", p["content"].as_str().unwrap(), d["content"].as_str().unwrap());
+                    p["content"] = joined.into();
+                }
+                _ => parts.push(json!({"type": "text", "content": d["content"]})),
+            },
+            "tool_call" => parts.push(json!({
+                "type": "tool_call", "tool_call_id": d["tool_call_id"], "name": d["name"], "arguments": d["arguments"]
+            })),
+            "tool_result" => {
+                let mut part = json!({"type": "tool_result", "tool_call_id": d["tool_call_id"], "name": d["name"]});
+                for key in ["output", "error"] {
+                    if !d[key].is_null() {
+                        part[key] = d[key].clone();
+                    }
+                }
+                parts.push(part);
+            }
+            _ => {}
+        }
+    }
+    parts
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_two_step_tool_answer_arrives_in_order_and_is_kept() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let provider = ScriptedProvider::new(["Let me ", "compute. "])
+        .calls_tool("call_1", "calculate", json!({"expression": "12*7"}))
+        .then_step(["12*7 ", "is 84."], vec![]);
+    let server = start_with_tools(
+        provider,
+        MarieConfig::default(),
+        vec![calculate(calls.clone()), send_email(calls.clone())],
+    )
+    .await;
+    let mut alice = connect(server.addr, "alice").await;
+    alice.join("math").await;
+    let sent = alice
+        .ack(
+            "send_message",
+            json!({"conversation_id": "math", "message": "12*7?"}),
+        )
+        .await;
+    assert_eq!(sent["status"], "ok", "{sent}");
+    let events = answer_events(&mut alice).await;
+    assert_numbered(&events);
+    let names: Vec<&str> = events.iter().map(|e| e.event.as_str()).collect();
+    let first_of = |name: &str| names.iter().position(|n| *n == name).unwrap();
+    assert!(first_of("tool_call_start") < first_of("tool_call_delta"));
+    assert!(first_of("tool_call_delta") < first_of("tool_call"));
+    assert!(first_of("tool_call") < first_of("tool_result"));
+    let result = &events[first_of("tool_result")].data;
+    assert_eq!(result["output"]["value"], 84);
+    assert!(result["duration_ms"].is_u64());
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+
+    let end = &events.last().unwrap().data;
+    assert_eq!(events.last().unwrap().event, "stream_end", "{end}");
+    assert_eq!(end["status"], "complete");
+    assert_eq!(end["full_content"], "Let me compute. 12*7 is 84.");
+    let streamed = parts_from(&events);
+    assert_eq!(end["parts"], Value::Array(streamed.clone()), "{end}");
+    assert_eq!(streamed.len(), 4);
+
+    let history = alice
+        .ack("get_history", json!({"conversation_id": "math"}))
+        .await;
+    let answer = history["messages"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(answer["role"], "assistant");
+    assert_eq!(answer["parts"], end["parts"]);
+    assert_eq!(answer["message_id"], end["message_id"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_member_approves_while_the_asker_is_gone() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let provider = ScriptedProvider::new(Vec::<String>::new())
+        .calls_tool("call_e", "send_email", json!({"to": "bob"}))
+        .then_step(["Sent."], vec![]);
+    let server = start_with_tools(
+        provider,
+        MarieConfig::default(),
+        vec![calculate(calls.clone()), send_email(calls.clone())],
+    )
+    .await;
+    let mut alice = connect(server.addr, "alice").await;
+    alice.join("team").await;
+    let invited = alice
+        .ack(
+            "invite",
+            json!({"conversation_id": "team", "user_id": "bob"}),
+        )
+        .await;
+    assert_eq!(invited["status"], "ok");
+    alice
+        .ack(
+            "send_message",
+            json!({"conversation_id": "team", "message": "send_email to bob"}),
+        )
+        .await;
+    let request = alice.next("tool_approval_request").await;
+    assert_eq!(request["name"], "send_email");
+    assert_eq!(request["arguments"], json!({"to": "bob"}));
+    // The asker closes the tab: the answer waits on.
+    alice.disconnect().await;
+
+    let mut bob = connect(server.addr, "bob").await;
+    let joined = bob.join("team").await;
+    let pending = &joined["active_stream"]["pending_approval"];
+    assert_eq!(pending, &request, "{joined}");
+
+    // Someone outside the conversation may not decide.
+    let carol = connect(server.addr, "carol").await;
+    let refused = carol
+        .ack(
+            "approve_tool",
+            json!({"conversation_id": "team", "approval_id": request["approval_id"], "approved": true}),
+        )
+        .await;
+    assert_eq!(refused["code"], "forbidden", "{refused}");
+
+    let decided = bob
+        .ack(
+            "approve_tool",
+            json!({"conversation_id": "team", "approval_id": request["approval_id"], "approved": true}),
+        )
+        .await;
+    assert_eq!(decided["status"], "ok", "{decided}");
+    assert_eq!(decided["approved"], true);
+    let approval = bob.next("tool_approval").await;
+    assert_eq!(approval["approved"], true);
+    assert_eq!(approval["decided_by"], "bob");
+    let result = bob.next("tool_result").await;
+    assert_eq!(result["output"], json!({"to": "bob", "from": "alice"}));
+    let end = bob.next("stream_end").await;
+    assert_eq!(end["full_content"], "Sent.");
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+
+    let again = bob
+        .ack(
+            "approve_tool",
+            json!({"conversation_id": "team", "approval_id": request["approval_id"], "approved": false}),
+        )
+        .await;
+    assert_eq!(again["code"], "conflict", "{again}");
+    let error = bob.next("error").await;
+    assert_eq!(error["event"], "approve_tool");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_drops_while_the_answer_waits_resumes_from_zero_and_approves() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let provider = ScriptedProvider::new(["I will send it. "])
+        .calls_tool("call_e", "send_email", json!({"to": "dana"}))
+        .then_step(["Done, ", "sent."], vec![]);
+    let server = start_with_tools(
+        provider,
+        MarieConfig::default(),
+        vec![calculate(calls.clone()), send_email(calls.clone())],
+    )
+    .await;
+    let mut first = connect(server.addr, "alice").await;
+    first.join("mail").await;
+    let sent = first
+        .ack(
+            "send_message",
+            json!({"conversation_id": "mail", "message": "send_email to dana"}),
+        )
+        .await;
+    let stream_id = sent["stream_id"].clone();
+    first.next("tool_approval_request").await;
+    first.disconnect().await;
+
+    let mut back = connect(server.addr, "alice").await;
+    let joined = back.join("mail").await;
+    assert_eq!(joined["active_stream"]["stream_id"], stream_id);
+    let resumed = back
+        .ack(
+            "resume_stream",
+            json!({"conversation_id": "mail", "stream_id": stream_id, "last_seq": 0}),
+        )
+        .await;
+    assert_eq!(resumed["status"], "ok", "{resumed}");
+    // The replay brings the request again, in order after the call.
+    let mut seen = Vec::new();
+    let request = loop {
+        let got = back.next_of(ANSWER_EVENTS).await;
+        seen.push(got.clone());
+        if got.event == "tool_approval_request" {
+            break got.data;
+        }
+    };
+    let approved = back
+        .ack(
+            "approve_tool",
+            json!({"conversation_id": "mail", "approval_id": request["approval_id"], "approved": true}),
+        )
+        .await;
+    assert_eq!(approved["status"], "ok", "{approved}");
+    seen.extend(answer_events(&mut back).await);
+    assert_numbered(&seen);
+    let names: Vec<&str> = seen.iter().map(|e| e.event.as_str()).collect();
+    assert_eq!(names.iter().filter(|n| **n == "tool_result").count(), 1);
+    assert_eq!(names.last(), Some(&"stream_end"));
+    let end = &seen.last().unwrap().data;
+    assert_eq!(end["full_content"], "I will send it. Done, sent.");
+    assert_eq!(end["parts"], Value::Array(parts_from(&seen)));
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_http_route_decides_and_bad_decisions_get_clear_errors() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let provider = ScriptedProvider::new(Vec::<String>::new())
+        .calls_tool("call_e", "send_email", json!({"to": "erin"}))
+        .then_step(["Not sent."], vec![]);
+    let server = start_with_tools(
+        provider,
+        MarieConfig::default(),
+        vec![calculate(calls.clone()), send_email(calls.clone())],
+    )
+    .await;
+    let mut alice = connect(server.addr, "alice").await;
+    alice.join("http").await;
+
+    // Bad payloads: each a bad_request naming what is wrong, and never a silent drop.
+    for (payload, says) in [
+        (
+            json!({"conversation_id": "http", "approval_id": "x"}),
+            "approved",
+        ),
+        (
+            json!({"conversation_id": "http", "approval_id": "a b", "approved": true}),
+            "approval_id",
+        ),
+        (
+            json!({"conversation_id": "http", "approval_id": "x", "approved": "yes"}),
+            "approved",
+        ),
+        (
+            json!({"conversation_id": "http", "approval_id": "x", "approved": true, "extra": 1}),
+            "extra",
+        ),
+    ] {
+        let ack = alice.ack("approve_tool", payload.clone()).await;
+        assert_eq!(ack["code"], "bad_request", "{payload}: {ack}");
+        assert!(
+            ack["message"].as_str().unwrap().contains(says),
+            "{payload}: {ack}"
+        );
+    }
+    let unknown = alice
+        .ack(
+            "approve_tool",
+            json!({"conversation_id": "http", "approval_id": "nope", "approved": true}),
+        )
+        .await;
+    assert_eq!(unknown["code"], "not_found", "{unknown}");
+
+    alice
+        .ack(
+            "send_message",
+            json!({"conversation_id": "http", "message": "send_email to erin"}),
+        )
+        .await;
+    let request = alice.next("tool_approval_request").await;
+    let url = format!(
+        "http://{}/api/chat/approvals/{}",
+        server.addr,
+        request["approval_id"].as_str().unwrap()
+    );
+    let http = reqwest::Client::new();
+    let nobody = http
+        .post(&url)
+        .json(&json!({"approved": false}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(nobody.status(), 401);
+    let outsider = http
+        .post(&url)
+        .bearer_auth("t-carol")
+        .json(&json!({"approved": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(outsider.status(), 403);
+    let denied = http
+        .post(&url)
+        .bearer_auth("t-alice")
+        .json(&json!({"approved": false, "reason": "wrong person"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(denied.status(), 200);
+    let body: Value = denied.json().await.unwrap();
+    assert_eq!(
+        body,
+        json!({"conversation_id": "http", "approval_id": request["approval_id"], "approved": false})
+    );
+    let late = http
+        .post(&url)
+        .bearer_auth("t-alice")
+        .json(&json!({"approved": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(late.status(), 409);
+    let body: Value = late.json().await.unwrap();
+    assert_eq!(body["code"], "conflict");
+
+    let approval = alice.next("tool_approval").await;
+    assert_eq!(approval["approved"], false);
+    assert_eq!(approval["reason"], "wrong person");
+    let result = alice.next("tool_result").await;
+    assert_eq!(
+        result["error"],
+        "not run: alice denied the call: wrong person"
+    );
+    let end = alice.next("stream_end").await;
+    assert_eq!(end["status"], "complete");
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
+}
