@@ -97,21 +97,25 @@ impl Usage {
         }
     }
 
-    /// The sum of two steps' usage: estimated when either is.
-    pub fn add(self, other: Usage) -> Usage {
-        Usage {
-            prompt_tokens: self.prompt_tokens + other.prompt_tokens,
-            completion_tokens: self.completion_tokens + other.completion_tokens,
-            total_tokens: self.total_tokens + other.total_tokens,
-            estimated: self.estimated || other.estimated,
-        }
-    }
-
     /// Usage estimated by MARIE, marked `estimated:true`.
     pub fn estimated(prompt_tokens: u64, completion_tokens: u64) -> Self {
         Self {
             estimated: true,
             ..Self::reported(prompt_tokens, completion_tokens)
+        }
+    }
+}
+
+/// The sum of two steps' usage: estimated when either is.
+impl std::ops::Add for Usage {
+    type Output = Usage;
+
+    fn add(self, other: Usage) -> Usage {
+        Usage {
+            prompt_tokens: self.prompt_tokens + other.prompt_tokens,
+            completion_tokens: self.completion_tokens + other.completion_tokens,
+            total_tokens: self.total_tokens + other.total_tokens,
+            estimated: self.estimated || other.estimated,
         }
     }
 }

@@ -179,12 +179,14 @@
     return parts.filter((p) => p && p.type === "reasoning" && typeof p.content === "string").map((p) => p.content).join("\n");
   }
 
-  function assistantMessage({ messageId, streamId, content, createdAt, status, reasoning }) {
+  function assistantMessage({ messageId, streamId, content, createdAt, status, reasoning, parts }) {
     // The model's reasoning, collapsed; hidden while there is none.
     const thoughts = h("p", { class: "msg-reasoning-text", "data-testid": "reasoning-text" }, reasoning || "");
     const details = h("details", { class: "msg-reasoning", "data-testid": "reasoning" },
       h("summary", {}, "Reasoning"), thoughts);
     details.hidden = !reasoning;
+    // The tool calls of the answer, each with its arguments, approval and result.
+    const tools = h("ol", { class: "msg-tools", "data-testid": "tool-calls" });
     const text = h("p", { class: "msg-text", "data-testid": "message-text" }, content || "");
     const label = h("span", { class: "msg-status", "data-testid": "message-status" }, STATUS_LABELS[status] ?? status);
     const li = h("li", {
@@ -200,10 +202,124 @@
       createdAt ? h("time", { class: "msg-time" }, formatTime(createdAt)) : null,
       label),
     details,
+    tools,
     text);
     if (messageId !== undefined && messageId !== null) state.rendered.set(String(messageId), li);
-    return { li, text, label, details, thoughts };
+    const view = { li, text, label, details, thoughts, tools, calls: new Map() };
+    showToolParts(view, parts);
+    return view;
   }
+
+  // ------------------------------------------------------------- tool calls
+
+  /** The card of one tool call in `view`, created on first use. */
+  function toolCard(view, id, name) {
+    let card = view.calls.get(id);
+    if (!card) {
+      const title = h("span", { class: "tool-name", "data-testid": "tool-name" }, name || "tool");
+      const args = h("code", { class: "tool-args", "data-testid": "tool-args" }, "");
+      const status = h("span", { class: "tool-status", "data-testid": "tool-status" }, "calling…");
+      const result = h("pre", { class: "tool-result", "data-testid": "tool-result" }, "");
+      result.hidden = true;
+      const approval = h("div", { class: "tool-approval", "data-testid": "approval" });
+      approval.hidden = true;
+      const li = h("li", { class: "tool-call", "data-testid": "tool-call", "data-tool-call-id": id },
+        h("div", { class: "tool-head" }, h("span", { class: "tool-icon", "aria-hidden": "true" }, "🔧 "), title, " ", status),
+        args, approval, result);
+      card = { li, title, args, status, result, approval, argsText: "" };
+      view.calls.set(id, card);
+      view.tools.append(li);
+    } else if (name && card.title.textContent !== name) {
+      card.title.textContent = name;
+    }
+    return card;
+  }
+
+  function showArguments(card, args) {
+    card.args.textContent = JSON.stringify(args);
+  }
+
+  function showResult(card, data) {
+    card.result.hidden = false;
+    if (data.error !== undefined && data.error !== null) {
+      card.li.dataset.outcome = "error";
+      card.result.textContent = `error: ${data.error}`;
+      if (!card.li.dataset.decision) card.status.textContent = "failed";
+    } else {
+      card.li.dataset.outcome = "ok";
+      card.result.textContent = typeof data.output === "string" ? data.output : JSON.stringify(data.output, null, 2);
+      const done = typeof data.duration_ms === "number" ? `done in ${data.duration_ms} ms` : "done";
+      card.status.textContent = card.decisionText ? `${card.decisionText}, ${done}` : done;
+    }
+    card.approval.hidden = true;
+    card.approval.replaceChildren();
+  }
+
+  /** The tool calls and results of `parts` (from stream_end or history) on their cards. */
+  function showToolParts(view, parts) {
+    if (!Array.isArray(parts)) return;
+    for (const p of parts) {
+      if (!p || typeof p.tool_call_id !== "string") continue;
+      const card = toolCard(view, p.tool_call_id, p.name);
+      if (p.type === "tool_call") showArguments(card, p.arguments);
+      // A result shown live keeps its status (who approved it, how long it ran).
+      else if (p.type === "tool_result" && !card.li.dataset.outcome) showResult(card, p);
+    }
+  }
+
+  /** tool_approval_request: Approve and Deny for any member. */
+  function showApprovalRequest(view, data) {
+    const card = toolCard(view, data.tool_call_id, data.name);
+    showArguments(card, data.arguments);
+    card.status.textContent = "waiting for approval";
+    card.li.dataset.approvalId = data.approval_id;
+    const decide = (approved) => async () => {
+      for (const b of card.approval.querySelectorAll("button")) b.disabled = true;
+      try {
+        await request("approve_tool", { conversation_id: data.conversation_id, approval_id: data.approval_id, approved });
+      } catch (err) {
+        // Another member (or tab) decided first: its tool_approval updates this card.
+        note.textContent = err.code === "conflict" ? "Already decided." : describeError(err);
+        for (const b of card.approval.querySelectorAll("button")) b.disabled = false;
+      }
+    };
+    const expires = typeof data.expires_at === "number" ? ` (expires ${formatTime(data.expires_at)})` : "";
+    const note = h("span", { class: "tool-approval-note", "data-testid": "approval-note" }, "");
+    const approve = h("button", { type: "button", class: "approve", "data-testid": "approve" }, "Approve");
+    const deny = h("button", { type: "button", class: "deny", "data-testid": "deny" }, "Deny");
+    approve.addEventListener("click", decide(true));
+    deny.addEventListener("click", decide(false));
+    card.approval.replaceChildren(h("span", {}, `Run ${data.name}?${expires} `), approve, deny, note);
+    card.approval.hidden = false;
+  }
+
+  function showApproval(view, data) {
+    let card = null;
+    for (const c of view.calls.values()) if (c.li.dataset.approvalId === data.approval_id) card = c;
+    if (!card) return;
+    const who = data.decided_by || "nobody";
+    card.li.dataset.decision = data.approved ? "approved" : "denied";
+    card.decisionText = data.approved ? `approved by ${who}`
+      : data.reason === "expired" && !data.decided_by ? "expired: not approved in time"
+        : `denied by ${who}${data.reason ? `: ${data.reason}` : ""}`;
+    card.status.textContent = card.decisionText;
+    card.approval.hidden = true;
+    card.approval.replaceChildren();
+  }
+
+  /** What each numbered tool event does to the answer's view. */
+  const TOOL_EVENTS = {
+    tool_call_start: (view, d) => toolCard(view, d.tool_call_id, d.name),
+    tool_call_delta: (view, d) => {
+      const card = toolCard(view, d.tool_call_id);
+      card.argsText += d.delta;
+      card.args.textContent = card.argsText;
+    },
+    tool_call: (view, d) => showArguments(toolCard(view, d.tool_call_id, d.name), d.arguments),
+    tool_approval_request: showApprovalRequest,
+    tool_approval: showApproval,
+    tool_result: (view, d) => showResult(toolCard(view, d.tool_call_id, d.name), d),
+  };
 
   function setAssistantStatus(view, status, note) {
     view.li.dataset.status = status;
@@ -290,14 +406,17 @@
     }
   }
 
-  /** stream_chunk and stream_reasoning: one `seq` sequence, one rule, each to its place. */
-  function onStreamPiece(data, kind) {
+  /**
+   * Every numbered event of an answer (chunks, reasoning, tool events): one `seq` sequence,
+   * one rule, then `apply` puts it in its place.
+   */
+  function onNumbered(data, apply) {
     if (data.conversation_id !== state.conversationId) return;
     const view = streamView(data);
-    if (view.ended || typeof data.content !== "string" || typeof data.seq !== "number") return;
-    // docs/protocol.md section 3: a chunk continues what the page holds when its first
+    if (view.ended || typeof data.seq !== "number") return;
+    // docs/protocol.md section 3: an event continues what the page holds when its first
     // position (`first_seq` on a merged chunk, else `seq`) is the held seq + 1. Anything else
-    // is a repeat (dropped) or shows a gap: live chunks that came before the catch-up of a
+    // is a repeat (dropped) or shows a gap: live events that came before the catch-up of a
     // resume. Those are dropped too, and a resume from the held seq fills the gap, in order.
     const first = typeof data.first_seq === "number" ? data.first_seq : data.seq;
     if (data.seq <= view.held) return; // a repeat
@@ -306,13 +425,21 @@
       return;
     }
     view.held = data.seq;
-    if (kind === "reasoning") {
-      view.details.hidden = false;
-      view.thoughts.append(data.content);
-    } else {
-      view.text.append(data.content);
-    }
+    apply(view, data);
     if (isNearBottom()) ui.messages.scrollTop = ui.messages.scrollHeight;
+  }
+
+  /** stream_chunk and stream_reasoning. */
+  function onStreamPiece(data, kind) {
+    if (typeof data.content !== "string") return;
+    onNumbered(data, (view) => {
+      if (kind === "reasoning") {
+        view.details.hidden = false;
+        view.thoughts.append(data.content);
+      } else {
+        view.text.append(data.content);
+      }
+    });
   }
 
   function onStreamEnd(data) {
@@ -325,6 +452,7 @@
       view.thoughts.textContent = reasoning;
       view.details.hidden = false;
     }
+    showToolParts(view, data.parts); // authoritative too, should the page have missed any
     const status = data.status || "complete";
     setAssistantStatus(view, status);
     updateControls();
@@ -396,7 +524,7 @@
     for (const { m } of keyed) {
       if (m.message_id !== undefined && state.rendered.has(String(m.message_id))) continue;
       const node = m.role === "assistant"
-        ? assistantMessage({ messageId: m.message_id, content: m.content, createdAt: m.created_at, status: "complete", reasoning: reasoningOf(m.parts) }).li
+        ? assistantMessage({ messageId: m.message_id, content: m.content, createdAt: m.created_at, status: "complete", reasoning: reasoningOf(m.parts), parts: m.parts }).li
         : m.role === "user"
           ? userMessage({ messageId: m.message_id, userId: m.user_id, content: m.content, createdAt: m.created_at })
           : h("li", { class: "system", "data-testid": "system-line" }, `${m.role || "system"}: ${m.content}`);
@@ -588,6 +716,7 @@
     socket.on("stream_start", onStreamStart);
     socket.on("stream_chunk", (data) => onStreamPiece(data, "text"));
     socket.on("stream_reasoning", (data) => onStreamPiece(data, "reasoning"));
+    for (const [name, apply] of Object.entries(TOOL_EVENTS)) socket.on(name, (data) => onNumbered(data, apply));
     socket.on("stream_end", onStreamEnd);
     socket.on("stream_error", onStreamError);
     socket.on("message_response", onMessageResponse);

@@ -51,7 +51,7 @@ pub(super) async fn drive(engine: &ChatEngine, job: &AnswerJob, request: LlmRequ
             Err(StepEnd::Stopped(stop)) => return stopped(engine, job, stop, text).await,
             Err(StepEnd::Failed(e)) => return provider_failed(e),
         };
-        usage = usage.zip(done.usage).map(|(sum, step)| sum.add(step));
+        usage = usage.zip(done.usage).map(|(sum, step)| sum + step);
         let calls = text.take_calls();
         if calls.is_empty() {
             text.record_speed();

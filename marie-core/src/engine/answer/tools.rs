@@ -45,11 +45,9 @@ pub(super) async fn run(
                 continue;
             }
         };
-        if needs_approval {
-            if let Err(refused) = approval::ask(engine, job, &call).await? {
-                finish(engine, job, text, &call, Err(refused), Duration::ZERO).await;
-                continue;
-            }
+        if needs_approval && let Err(refused) = approval::ask(engine, job, &call).await? {
+            finish(engine, job, text, &call, Err(refused), Duration::ZERO).await;
+            continue;
         }
         runnable.push((call, tool));
     }
