@@ -16,6 +16,7 @@
 //! | `MARIE_ADDRS` | `127.0.0.1:3001,127.0.0.1:3002` | one node per address, in this process; give one address to run one node per process |
 //! | `MARIE_REDIS_PREFIX` | `marie` | key and channel prefix; nodes of one cluster share it |
 //! | `MARIE_ECHO_DELAY_MS` | `60` | the echo provider's delay before each word |
+//! | `MARIE_DEMO_TOOLS` | `on` | `off` leaves out the demo tools `calculate` and `send_email` (which needs approval) |
 //! | `MARIE_JWT_SECRET` | unset | accept HS256 JWTs (`sub` = user id); unset = dev mode |
 //! | `MARIE_ALLOWED_ORIGINS` | see meaning | comma-separated origins allowed to open the Socket.IO endpoint (`*`: any); unset: any in dev mode, else each node's own address |
 //!
@@ -23,6 +24,8 @@
 //! nodes in separate processes do not, so use `MARIE_JWT_SECRET` there. Never expose dev
 //! mode beyond your machine.
 
+#[path = "../common/tools.rs"]
+mod tools;
 #[path = "../common/web.rs"]
 mod web;
 
@@ -71,6 +74,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let mut nodes = tokio::task::JoinSet::new();
     let mut handles = Vec::new();
+    // The nodes of this process record `send_email`'s messages in one outbox.
+    let outbox = tools::Outbox::default();
     for (i, addr) in addrs.into_iter().enumerate() {
         let name = format!("node-{}", i + 1);
         // Every node has its own connections, exactly as if it ran on its own machine.
@@ -85,16 +90,20 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .await?;
         let listener = web::listen(addr, "MARIE_ADDRS").await?;
         let local = listener.local_addr()?;
-        let (layer, handle) = Marie::builder()
+        let mut builder = Marie::builder()
             .authenticator(authenticator.clone())
             .allowed_origins(web::allowed_origins(mode.is_dev(), local))
             .store(store.clone())
             .control_bus(bus)
             .stream_log(log)
-            .provider(EchoProvider::from_env_var("MARIE_ECHO_DELAY_MS"))
-            .redis(adapter)
-            .build_async()
-            .await?;
+            .provider(EchoProvider::from_env_var("MARIE_ECHO_DELAY_MS"));
+        if tools::enabled() {
+            // Approvals live in the shared store: a member on any node may decide.
+            builder = builder
+                .tool(tools::calculate())
+                .tool(tools::send_email(outbox.clone()));
+        }
+        let (layer, handle) = builder.redis(adapter).build_async().await?;
         let chat_routes = handle.chat_routes();
         handles.push(handle);
 

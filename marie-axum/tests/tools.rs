@@ -427,3 +427,75 @@ async fn the_http_route_decides_and_bad_decisions_get_clear_errors() {
     assert_eq!(end["status"], "complete");
     assert_eq!(calls.load(Ordering::SeqCst), 0);
 }
+
+/// The SSE fallback carries the same tool events, each numbered one with its `id:`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sse_stream_carries_the_tool_events() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let provider = ScriptedProvider::new(["Computing. "])
+        .calls_tool("call_s", "calculate", json!({"expression": "12*7"}))
+        .then_step(["84."], vec![]);
+    let server = start_with_tools(
+        provider,
+        MarieConfig::default(),
+        vec![calculate(calls.clone()), send_email(calls.clone())],
+    )
+    .await;
+    let mut alice = connect(server.addr, "alice").await;
+    alice.join("sse").await;
+    let response = reqwest::Client::new()
+        .post(format!("http://{}/api/chat/send", server.addr))
+        .bearer_auth("t-alice")
+        .json(&json!({"conversation_id": "sse", "message": "12*7?"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let body = tokio::time::timeout(common::WAIT, response.text())
+        .await
+        .expect("the SSE response ends with the answer")
+        .unwrap();
+    let mut events: Vec<(String, Option<u64>, Value)> = Vec::new();
+    for block in body.split("\n\n").filter(|b| !b.trim().is_empty()) {
+        let mut name = None;
+        let mut id = None;
+        let mut data = String::new();
+        for line in block.lines() {
+            if let Some(v) = line.strip_prefix("event: ") {
+                name = Some(v.to_owned());
+            } else if let Some(v) = line.strip_prefix("id: ") {
+                id = v.parse().ok();
+            } else if let Some(v) = line.strip_prefix("data: ") {
+                data.push_str(v);
+            }
+        }
+        if let Some(name) = name {
+            events.push((name, id, serde_json::from_str(&data).unwrap()));
+        }
+    }
+    let names: Vec<&str> = events.iter().map(|(n, _, _)| n.as_str()).collect();
+    for expected in [
+        "tool_call_start",
+        "tool_call_delta",
+        "tool_call",
+        "tool_result",
+        "stream_end",
+    ] {
+        assert!(names.contains(&expected), "{expected} in {names:?}");
+    }
+    for (name, id, data) in &events {
+        assert_eq!(
+            id.as_ref(),
+            data["seq"].as_u64().as_ref(),
+            "{name}: the id is the seq"
+        );
+    }
+    let result = &events
+        .iter()
+        .find(|(n, _, _)| n == "tool_result")
+        .unwrap()
+        .2;
+    assert_eq!(result["output"]["value"], 84);
+    let end = &events.last().unwrap().2;
+    assert_eq!(end["full_content"], "Computing. 84.");
+}

@@ -689,3 +689,45 @@ fn a_tool_that_cannot_be_offered_is_refused_at_build() {
     let bad = tool_fn("bad", "", json!({"type": 3}), |a, _| async move { Ok(a) });
     assert!(builder.try_tool(bad).is_err());
 }
+
+#[tokio::test]
+async fn a_call_when_no_tools_are_offered_is_told_so_and_the_answer_ends() {
+    let provider = ScriptedProvider::new(["Let me see. "])
+        .calls_tool("c", "calculate", json!({"expression": "1+1"}))
+        .then_step(["never asked"], vec![]);
+    let sink = Arc::new(RecordingSink::new());
+    let engine = ChatEngine::builder(
+        Arc::new(MemoryStore::new()),
+        Arc::new(provider.clone()),
+        sink.clone(),
+    )
+    .build();
+    let room = conv("no-tools");
+    engine.join(&user("alice"), &room).await.unwrap();
+    let stream = engine
+        .send(&user("alice"), streamed(&room, "1+1?"))
+        .await
+        .unwrap()
+        .stream_id;
+    let end = within(
+        "the end",
+        sink.wait_for(|e| e.is_terminal() && *e.stream_id() == stream),
+    )
+    .await;
+    let StreamEvent::End(end) = end else {
+        panic!("{end:?}")
+    };
+    assert_eq!(end.status, EndStatus::Complete);
+    assert_eq!(end.finish_reason, FinishReason::ToolCalls);
+    assert!(provider.requests()[0].tools.is_empty(), "no tools offered");
+    assert_eq!(provider.requests().len(), 1);
+    assert_eq!(
+        end.parts.last(),
+        Some(&MessagePart::ToolResult {
+            tool_call_id: "c".into(),
+            name: "calculate".into(),
+            output: None,
+            error: Some("there is no tool named \"calculate\"".into()),
+        })
+    );
+}

@@ -43,9 +43,12 @@ pub(super) async fn drive(engine: &ChatEngine, job: &AnswerJob, request: LlmRequ
     // Summed over the steps; `None` once a step reports none (then the whole is estimated).
     let mut usage = Some(Usage::default());
     let max_steps = engine.shared.config.max_steps.max(1);
+    // Without tools on offer there is no next step: the request goes to the provider as it
+    // is, uncopied (the common case, and the hot path of `docs/benchmarks.md` item 14).
+    let base = (!engine.tools().is_empty()).then(|| request.clone());
+    let mut step_request = request;
     let mut step_number = 1;
     loop {
-        let step_request = next_request(&request, &text, step_number);
         let done = match step(engine, job, step_request, &mut text).await {
             Ok(done) => done,
             Err(StepEnd::Stopped(stop)) => return stopped(engine, job, stop, text).await,
@@ -57,6 +60,14 @@ pub(super) async fn drive(engine: &ChatEngine, job: &AnswerJob, request: LlmRequ
             text.record_speed();
             return finished(text, EndStatus::Complete, usage, done.finish_reason);
         }
+        let Some(base) = &base else {
+            // The model called tools although none are offered: each call is told so (there
+            // is no such tool), and the answer ends there, with the model's finish reason.
+            if let Err(stop) = tools::run(engine, job, calls, &mut text).await {
+                return stopped(engine, job, stop, text).await;
+            }
+            return finished(text, EndStatus::Complete, usage, done.finish_reason);
+        };
         if step_number >= max_steps {
             tools::refuse(engine, job, calls, &mut text).await;
             return finished(text, EndStatus::Complete, usage, FinishReason::MaxSteps);
@@ -64,21 +75,20 @@ pub(super) async fn drive(engine: &ChatEngine, job: &AnswerJob, request: LlmRequ
         if let Err(stop) = tools::run(engine, job, calls, &mut text).await {
             return stopped(engine, job, stop, text).await;
         }
+        step_request = next_request(base, &text);
         step_number += 1;
     }
 }
 
-/// The request of a step: the user's request, then, from the second step on, the answer so
-/// far as one assistant message whose parts hold the calls and their results.
-fn next_request(request: &LlmRequest, text: &Text, step_number: usize) -> LlmRequest {
+/// The request of a step after the first: the user's request, then the answer so far as one
+/// assistant message whose parts hold the calls and their results.
+fn next_request(request: &LlmRequest, text: &Text) -> LlmRequest {
     let mut next = request.clone();
-    if step_number > 1 {
-        next.messages.push(PromptMessage {
-            role: MessageRole::Assistant,
-            content: text.content().to_owned(),
-            parts: text.parts(),
-        });
-    }
+    next.messages.push(PromptMessage {
+        role: MessageRole::Assistant,
+        content: text.content().to_owned(),
+        parts: text.parts(),
+    });
     next
 }
 
