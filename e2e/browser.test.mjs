@@ -4,8 +4,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdir } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
-import { startChat, within } from './helpers.mjs';
+import { launchChromium, startChat } from './helpers.mjs';
 
 const ARTIFACTS = fileURLToPath(new URL('./artifacts/', import.meta.url));
 const MESSAGE = 'the quick brown fox jumps';
@@ -45,11 +44,7 @@ describe('chat page in headless Chromium', () => {
 
   before(async () => {
     server = await startChat({ env: { MARIE_ECHO_DELAY_MS: '150' } });
-    browser = await within(chromium.launch({
-      executablePath: process.env.CHROMIUM_BIN || '/usr/bin/chromium',
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-        '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-    }), 60_000, 'launching Chromium');
+    browser = await launchChromium();
     page = await browser.newPage({ viewport: { width: 1100, height: 720 } });
     page.setDefaultTimeout(STEP_MS);
     page.on('pageerror', (err) => pageErrors.push(`pageerror: ${err.message}`));
@@ -142,10 +137,7 @@ describe('a late joiner in headless Chromium', () => {
 
   before(async () => {
     server = await startChat({ env: { MARIE_ECHO_DELAY_MS: '40' } });
-    browser = await within(chromium.launch({
-      executablePath: process.env.CHROMIUM_BIN || '/usr/bin/chromium',
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run'],
-    }), 60_000, 'launching Chromium');
+    browser = await launchChromium();
   });
 
   after(async () => {

@@ -86,6 +86,36 @@ export function once(emitter, event, ms = 5_000) {
   });
 }
 
+/**
+ * Launches Debian's headless Chromium ($CHROMIUM_BIN or /usr/bin/chromium) through
+ * playwright-core, within a minute.
+ */
+export async function launchChromium() {
+  const { chromium } = await import('playwright-core');
+  return within(chromium.launch({
+    executablePath: process.env.CHROMIUM_BIN || '/usr/bin/chromium',
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  }), 60_000, 'launching Chromium');
+}
+
+/**
+ * A new page (in its own context) of the chat example at `url`, logged in as `user`;
+ * script errors are pushed to `errors`.
+ */
+export async function openChatPage(browser, url, user, errors) {
+  const context = await browser.newContext({ viewport: { width: 1100, height: 720 } });
+  const page = await context.newPage();
+  page.setDefaultTimeout(15_000);
+  page.on('pageerror', (err) => errors.push(`${user} pageerror: ${err.message}`));
+  page.on('console', (msg) => { if (msg.type() === 'error') errors.push(`${user} console: ${msg.text()}`); });
+  await page.goto(url);
+  await page.getByTestId('login-user').fill(user);
+  await page.getByTestId('login-button').click();
+  await page.locator('[data-testid="connection-status"][data-state="connected"]').waitFor();
+  return page;
+}
+
 /** Rejects after `ms` unless `promise` settles first. */
 export function within(promise, ms, what) {
   let timer;

@@ -5,8 +5,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { io } from 'socket.io-client';
-import { chromium } from 'playwright-core';
-import { Recorder, devToken, startChat, within } from './helpers.mjs';
+import { Recorder, devToken, launchChromium, openChatPage, startChat } from './helpers.mjs';
 
 const ANSWER_EVENTS = new Set(['stream_start', 'stream_chunk', 'stream_reasoning', 'tool_call_start', 'tool_call_delta',
   'tool_call', 'tool_approval_request', 'tool_approval', 'tool_result', 'stream_end', 'stream_error']);
@@ -196,10 +195,7 @@ describe('Approve on the page in headless Chromium', () => {
 
   before(async () => {
     server = await startChat({ env: { MARIE_ECHO_DELAY_MS: '20' } });
-    browser = await within(chromium.launch({
-      executablePath: process.env.CHROMIUM_BIN || '/usr/bin/chromium',
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run'],
-    }), 60_000, 'launching Chromium');
+    browser = await launchChromium();
   });
 
   after(async () => {
@@ -207,18 +203,7 @@ describe('Approve on the page in headless Chromium', () => {
     if (server) await server.stop();
   });
 
-  async function openPage(user) {
-    const context = await browser.newContext({ viewport: { width: 1100, height: 720 } });
-    const page = await context.newPage();
-    page.setDefaultTimeout(15_000);
-    page.on('pageerror', (err) => pageErrors.push(`${user} pageerror: ${err.message}`));
-    page.on('console', (msg) => { if (msg.type() === 'error') pageErrors.push(`${user} console: ${msg.text()}`); });
-    await page.goto(server.url);
-    await page.getByTestId('login-user').fill(user);
-    await page.getByTestId('login-button').click();
-    await page.locator('[data-testid="connection-status"][data-state="connected"]').waitFor();
-    return page;
-  }
+  const openPage = (user) => openChatPage(browser, server.url, user, pageErrors);
 
   it('shows the call, its arguments and result, and a decision made in one page updates the other', async () => {
     const ida = await openPage('ida');

@@ -64,6 +64,15 @@ fn send_email(calls: Arc<AtomicUsize>) -> Arc<dyn Tool> {
     )
 }
 
+/// A server offering `calculate` and `send_email` (which needs approval), both counting
+/// their runs in the counter returned.
+async fn serve(provider: ScriptedProvider) -> (common::TestServer, Arc<AtomicUsize>) {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let tools = vec![calculate(calls.clone()), send_email(calls.clone())];
+    let server = start_with_tools(provider, MarieConfig::default(), tools).await;
+    (server, calls)
+}
+
 /// Reads every event of one answer up to its terminal event, in arrival order.
 async fn answer_events(client: &mut TestClient) -> Vec<common::Received> {
     let mut events = Vec::new();
@@ -124,16 +133,10 @@ fn parts_from(events: &[common::Received]) -> Vec<Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_two_step_tool_answer_arrives_in_order_and_is_kept() {
-    let calls = Arc::new(AtomicUsize::new(0));
     let provider = ScriptedProvider::new(["Let me ", "compute. "])
         .calls_tool("call_1", "calculate", json!({"expression": "12*7"}))
         .then_step(["12*7 ", "is 84."], vec![]);
-    let server = start_with_tools(
-        provider,
-        MarieConfig::default(),
-        vec![calculate(calls.clone()), send_email(calls.clone())],
-    )
-    .await;
+    let (server, calls) = serve(provider).await;
     let mut alice = connect(server.addr, "alice").await;
     alice.join("math").await;
     let sent = alice
@@ -179,16 +182,10 @@ async fn a_two_step_tool_answer_arrives_in_order_and_is_kept() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn another_member_approves_while_the_asker_is_gone() {
-    let calls = Arc::new(AtomicUsize::new(0));
     let provider = ScriptedProvider::new(Vec::<String>::new())
         .calls_tool("call_e", "send_email", json!({"to": "bob"}))
         .then_step(["Sent."], vec![]);
-    let server = start_with_tools(
-        provider,
-        MarieConfig::default(),
-        vec![calculate(calls.clone()), send_email(calls.clone())],
-    )
-    .await;
+    let (server, calls) = serve(provider).await;
     let mut alice = connect(server.addr, "alice").await;
     alice.join("team").await;
     let invited = alice
@@ -255,16 +252,10 @@ async fn another_member_approves_while_the_asker_is_gone() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_drops_while_the_answer_waits_resumes_from_zero_and_approves() {
-    let calls = Arc::new(AtomicUsize::new(0));
     let provider = ScriptedProvider::new(["I will send it. "])
         .calls_tool("call_e", "send_email", json!({"to": "dana"}))
         .then_step(["Done, ", "sent."], vec![]);
-    let server = start_with_tools(
-        provider,
-        MarieConfig::default(),
-        vec![calculate(calls.clone()), send_email(calls.clone())],
-    )
-    .await;
+    let (server, calls) = serve(provider).await;
     let mut first = connect(server.addr, "alice").await;
     first.join("mail").await;
     let sent = first
@@ -316,16 +307,10 @@ async fn a_client_that_drops_while_the_answer_waits_resumes_from_zero_and_approv
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_http_route_decides_and_bad_decisions_get_clear_errors() {
-    let calls = Arc::new(AtomicUsize::new(0));
     let provider = ScriptedProvider::new(Vec::<String>::new())
         .calls_tool("call_e", "send_email", json!({"to": "erin"}))
         .then_step(["Not sent."], vec![]);
-    let server = start_with_tools(
-        provider,
-        MarieConfig::default(),
-        vec![calculate(calls.clone()), send_email(calls.clone())],
-    )
-    .await;
+    let (server, calls) = serve(provider).await;
     let mut alice = connect(server.addr, "alice").await;
     alice.join("http").await;
 
@@ -431,16 +416,10 @@ async fn the_http_route_decides_and_bad_decisions_get_clear_errors() {
 /// The SSE fallback carries the same tool events, each numbered one with its `id:`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_sse_stream_carries_the_tool_events() {
-    let calls = Arc::new(AtomicUsize::new(0));
     let provider = ScriptedProvider::new(["Computing. "])
         .calls_tool("call_s", "calculate", json!({"expression": "12*7"}))
         .then_step(["84."], vec![]);
-    let server = start_with_tools(
-        provider,
-        MarieConfig::default(),
-        vec![calculate(calls.clone()), send_email(calls.clone())],
-    )
-    .await;
+    let (server, calls) = serve(provider).await;
     let mut alice = connect(server.addr, "alice").await;
     alice.join("sse").await;
     let response = reqwest::Client::new()
@@ -498,4 +477,5 @@ async fn the_sse_stream_carries_the_tool_events() {
     assert_eq!(result["output"]["value"], 84);
     let end = &events.last().unwrap().2;
     assert_eq!(end["full_content"], "Computing. 84.");
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
 }

@@ -7,8 +7,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures_util::{StreamExt, TryStreamExt};
 use marie_core::{
-    FinishReason, LlmProvider, LlmRequest, LlmStream, MessageRole, PromptMessage, ProviderError,
-    ToolCall, Usage,
+    FinishReason, LlmProvider, LlmRequest, LlmStream, ProviderError, ToolCall, ToolCallRef,
+    ToolResultRef, Usage,
 };
 use reqwest::header::{ACCEPT, CONTENT_TYPE};
 use serde::Deserialize;
@@ -17,9 +17,9 @@ use tokio_util::codec::{FramedRead, LinesCodec, LinesCodecError};
 use tokio_util::io::StreamReader;
 
 use crate::http::{
-    ConfigError, HttpSettings, Piece, RetryPolicy, Timeouts, body_error, drive, env_lookup,
-    error_chain, f32_json, for_log, join_path, new_call_id, parse_http_url, send_with_retry,
-    tools_json,
+    ConfigError, HttpSettings, Piece, RetryPolicy, Timeouts, ToolHistory, body_error,
+    chat_messages, drive, env_lookup, error_chain, f32_json, for_log, join_path, new_call_id,
+    parse_http_url, send_with_retry, tools_json,
 };
 
 /// Where Ollama listens by default.
@@ -113,7 +113,10 @@ impl OllamaProvider {
         let inner = &self.inner;
         let mut body = Map::new();
         body.insert("model".into(), inner.model.clone().into());
-        body.insert("messages".into(), messages_json(&request.messages).into());
+        body.insert(
+            "messages".into(),
+            chat_messages::<OllamaHistory>(&request.messages).into(),
+        );
         body.insert("stream".into(), true.into());
         if !request.tools.is_empty() {
             body.insert("tools".into(), tools_json(&request.tools));
@@ -175,39 +178,23 @@ impl LlmProvider for OllamaProvider {
     }
 }
 
-/// The history as `/api/chat` takes it: an answer that called tools becomes, per model step,
-/// an assistant message with its `tool_calls` (arguments as an object) followed by one
-/// `role:"tool"` message per result, named by `tool_name`.
-fn messages_json(messages: &[PromptMessage]) -> Vec<Value> {
-    let mut out = Vec::with_capacity(messages.len());
-    for m in messages {
-        if m.role != MessageRole::Assistant || m.parts.is_empty() {
-            out.push(json!({ "role": m.role.as_str(), "content": m.content }));
-            continue;
-        }
-        for turn in m.assistant_turns() {
-            if turn.tool_calls.is_empty() {
-                if !turn.text.is_empty() {
-                    out.push(json!({ "role": "assistant", "content": turn.text }));
-                }
-                continue;
-            }
-            let calls: Vec<Value> = turn
-                .tool_calls
-                .iter()
-                .map(|c| json!({ "function": { "name": c.name, "arguments": c.arguments } }))
-                .collect();
-            out.push(json!({ "role": "assistant", "content": turn.text, "tool_calls": calls }));
-            for result in turn.results {
-                out.push(json!({
-                    "role": "tool",
-                    "tool_name": result.name,
-                    "content": result.content,
-                }));
-            }
-        }
+/// The history as `/api/chat` takes it: a step that called tools is an assistant message
+/// with its `tool_calls` (arguments as an object), then one `role:"tool"` message per
+/// result, named by `tool_name`.
+struct OllamaHistory;
+
+impl ToolHistory for OllamaHistory {
+    fn assistant(text: String, calls: &[ToolCallRef<'_>]) -> Value {
+        let calls: Vec<Value> = calls
+            .iter()
+            .map(|c| json!({ "function": { "name": c.name, "arguments": c.arguments } }))
+            .collect();
+        json!({ "role": "assistant", "content": text, "tool_calls": calls })
     }
-    out
+
+    fn result(result: &ToolResultRef<'_>) -> Value {
+        json!({ "role": "tool", "tool_name": result.name, "content": result.content })
+    }
 }
 
 fn line_error(e: LinesCodecError) -> ProviderError {

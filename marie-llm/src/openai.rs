@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use eventsource_stream::{Event, EventStreamError, Eventsource};
 use futures_util::StreamExt;
 use marie_core::{
-    FinishReason, LlmProvider, LlmRequest, LlmStream, MessageRole, PromptMessage, ProviderError,
+    FinishReason, LlmProvider, LlmRequest, LlmStream, ProviderError, ToolCallRef, ToolResultRef,
     Usage,
 };
 use reqwest::header::{ACCEPT, CONTENT_TYPE};
@@ -16,9 +16,9 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use crate::http::{
-    CallFragment, ConfigError, HttpSettings, Piece, RetryPolicy, Timeouts, body_error, drive,
-    env_lookup, error_chain, error_message, for_log, join_path, parse_http_url, read_error_message,
-    send_with_retry, tools_json,
+    CallFragment, ConfigError, HttpSettings, Piece, RetryPolicy, Timeouts, ToolHistory, body_error,
+    chat_messages, drive, env_lookup, error_chain, error_message, for_log, join_path,
+    parse_http_url, read_error_message, send_with_retry, tools_json,
 };
 
 /// OpenAI's API, the default base URL.
@@ -143,7 +143,10 @@ impl OpenAiProvider {
         let inner = &self.inner;
         let mut body = inner.extra_body.clone();
         body.insert("model".into(), inner.model.clone().into());
-        body.insert("messages".into(), messages_json(&request.messages).into());
+        body.insert(
+            "messages".into(),
+            chat_messages::<OpenAiHistory>(&request.messages).into(),
+        );
         body.insert("stream".into(), true.into());
         if !request.tools.is_empty() {
             body.insert("tools".into(), tools_json(&request.tools));
@@ -230,50 +233,34 @@ impl LlmProvider for OpenAiProvider {
     }
 }
 
-/// The history as chat completions take it: an answer that called tools becomes, per model
-/// step, an assistant message with its `tool_calls` (arguments as JSON text) followed by one
-/// `role:"tool"` message per result.
-fn messages_json(messages: &[PromptMessage]) -> Vec<Value> {
-    let mut out = Vec::with_capacity(messages.len());
-    for m in messages {
-        if m.role != MessageRole::Assistant || m.parts.is_empty() {
-            out.push(json!({ "role": m.role.as_str(), "content": m.content }));
-            continue;
-        }
-        for turn in m.assistant_turns() {
-            if turn.tool_calls.is_empty() {
-                if !turn.text.is_empty() {
-                    out.push(json!({ "role": "assistant", "content": turn.text }));
-                }
-                continue;
-            }
-            let calls: Vec<Value> = turn
-                .tool_calls
-                .iter()
-                .map(|c| {
-                    json!({
-                        "id": c.id,
-                        "type": "function",
-                        "function": { "name": c.name, "arguments": c.arguments.to_string() },
-                    })
+/// The history as chat completions take it: a step that called tools is an assistant
+/// message with its `tool_calls` (arguments as JSON text), then one `role:"tool"` message
+/// per result, named by `tool_call_id`.
+struct OpenAiHistory;
+
+impl ToolHistory for OpenAiHistory {
+    fn assistant(text: String, calls: &[ToolCallRef<'_>]) -> Value {
+        let calls: Vec<Value> = calls
+            .iter()
+            .map(|c| {
+                json!({
+                    "id": c.id,
+                    "type": "function",
+                    "function": { "name": c.name, "arguments": c.arguments.to_string() },
                 })
-                .collect();
-            let content = if turn.text.is_empty() {
-                Value::Null
-            } else {
-                turn.text.into()
-            };
-            out.push(json!({ "role": "assistant", "content": content, "tool_calls": calls }));
-            for result in turn.results {
-                out.push(json!({
-                    "role": "tool",
-                    "tool_call_id": result.id,
-                    "content": result.content,
-                }));
-            }
-        }
+            })
+            .collect();
+        let content = if text.is_empty() {
+            Value::Null
+        } else {
+            text.into()
+        };
+        json!({ "role": "assistant", "content": content, "tool_calls": calls })
     }
-    out
+
+    fn result(result: &ToolResultRef<'_>) -> Value {
+        json!({ "role": "tool", "tool_call_id": result.id, "content": result.content })
+    }
 }
 
 fn is_json(response: &reqwest::Response) -> bool {

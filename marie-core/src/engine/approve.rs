@@ -67,16 +67,12 @@ impl ChatEngine {
     /// control bus. A lost wake-up only delays the answer: it looks at the store by itself.
     async fn wake_answer(&self, decided: &ApprovalRecord) {
         let request = &decided.request;
-        {
-            let state = self.state();
-            if let Some(running) = state
-                .answers
-                .get(&request.conversation_id)
-                .filter(|a| a.stream_id == request.stream_id)
-            {
+        let here =
+            self.with_local_answer(&request.conversation_id, &request.stream_id, |running| {
                 running.approvals.wake();
-                return;
-            }
+            });
+        if here {
+            return;
         }
         let message = ControlMessage::ApprovalDecided {
             conversation_id: request.conversation_id.clone(),

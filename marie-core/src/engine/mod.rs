@@ -438,32 +438,38 @@ impl ChatEngine {
                 conversation_id,
                 stream_id,
             } => {
-                let state = self.state();
-                if let Some(running) = state
-                    .answers
-                    .get(&conversation_id)
-                    .filter(|a| a.stream_id == stream_id)
-                {
+                self.with_local_answer(&conversation_id, &stream_id, |running| {
                     tracing::debug!(%stream_id, "answer cancelled from another node");
                     running.cancel.cancel();
-                }
+                });
             }
             ControlMessage::ApprovalDecided {
                 conversation_id,
                 stream_id,
             } => {
-                let state = self.state();
-                if let Some(running) = state
-                    .answers
-                    .get(&conversation_id)
-                    .filter(|a| a.stream_id == stream_id)
-                {
+                self.with_local_answer(&conversation_id, &stream_id, |running| {
                     running.approvals.wake();
-                }
+                });
             }
             // Meant for the front ends (cross-node delivery of stream events).
             ControlMessage::Stream { .. } => {}
         }
+    }
+
+    /// Calls `f` with the answer `stream_id` of `conversation` when it runs on this node;
+    /// returns whether it does. `f` runs under the state's lock: it must be quick.
+    fn with_local_answer(
+        &self,
+        conversation: &ConversationId,
+        stream_id: &StreamId,
+        f: impl FnOnce(&RunningAnswer),
+    ) -> bool {
+        let state = self.state();
+        let running = state
+            .answers
+            .get(conversation)
+            .filter(|a| a.stream_id == *stream_id);
+        running.map(f).is_some()
     }
 
     /// `get_history`: the newest `limit` messages before `before`, oldest first. `limit`

@@ -13,7 +13,7 @@ pub(crate) use driver::{Piece, drive};
 pub(crate) use send::{body_error, error_chain, for_log, send_with_retry};
 #[cfg(feature = "openai")]
 pub(crate) use send::{error_message, read_error_message};
-pub(crate) use tools::{CallFragment, new_call_id, tools_json};
+pub(crate) use tools::{CallFragment, ToolHistory, chat_messages, new_call_id, tools_json};
 
 /// `value` as JSON with the digits it was written with: `0.2f32` is `0.2`, not the
 /// `0.20000000298023224` a widening to `f64` would give.

@@ -3,7 +3,10 @@
 
 use std::collections::BTreeMap;
 
-use marie_core::{LlmEvent, ProviderError, ToolCall, ToolSpec};
+use marie_core::{
+    LlmEvent, MessageRole, PromptMessage, ProviderError, ToolCall, ToolCallRef, ToolResultRef,
+    ToolSpec,
+};
 use serde_json::{Value, json};
 
 /// The `tools` of a request, in the function-calling shape OpenAI-compatible servers and
@@ -22,6 +25,39 @@ pub(crate) fn tools_json(tools: &[ToolSpec]) -> Value {
             })
         })
         .collect()
+}
+
+/// How a dialect writes what differs between OpenAI's and Ollama's chat history: the
+/// assistant message of a step that called tools, and the message of one result.
+pub(crate) trait ToolHistory {
+    /// The assistant message of a step: its text and the calls it made.
+    fn assistant(text: String, calls: &[ToolCallRef<'_>]) -> Value;
+    /// The `role:"tool"` message of one result.
+    fn result(result: &ToolResultRef<'_>) -> Value;
+}
+
+/// The history in the chat shape both dialects share: `{role, content}` per message; an
+/// answer that called tools becomes, per model step, its assistant message with the calls
+/// (`D::assistant`) followed by one message per result (`D::result`).
+pub(crate) fn chat_messages<D: ToolHistory>(messages: &[PromptMessage]) -> Vec<Value> {
+    let mut out = Vec::with_capacity(messages.len());
+    for m in messages {
+        if m.role != MessageRole::Assistant || m.parts.is_empty() {
+            out.push(json!({ "role": m.role.as_str(), "content": m.content }));
+            continue;
+        }
+        for turn in m.assistant_turns() {
+            if turn.tool_calls.is_empty() {
+                if !turn.text.is_empty() {
+                    out.push(json!({ "role": "assistant", "content": turn.text }));
+                }
+                continue;
+            }
+            out.push(D::assistant(turn.text, &turn.tool_calls));
+            out.extend(turn.results.iter().map(D::result));
+        }
+    }
+    out
 }
 
 /// A piece of a streamed tool call: the first one of a call names it, the later ones only
