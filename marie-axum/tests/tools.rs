@@ -479,3 +479,142 @@ async fn the_sse_stream_carries_the_tool_events() {
     assert_eq!(end["full_content"], "Computing. 84.");
     assert_eq!(calls.load(Ordering::SeqCst), 1);
 }
+
+/// Over a real connection: a tool that panics, arguments that do not fit the schema, a tool
+/// that never finishes within its timeout, and a cancel while a tool runs; then a model that
+/// never stops calling tools, stopped by `max_steps`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_tools_cancel_and_max_steps_over_socketio() {
+    let explode: Arc<dyn Tool> = Arc::new(tool_fn(
+        "explode",
+        "Panics",
+        json!({"type": "object"}),
+        |_, _| async move {
+            if true {
+                panic!("the tool panics as asked");
+            }
+            Ok(Value::Null)
+        },
+    ));
+    let hang: Arc<dyn Tool> = Arc::new(tool_fn(
+        "hang",
+        "Never finishes",
+        json!({"type": "object"}),
+        |_, _| async move { std::future::pending::<Result<Value, marie_core::ToolError>>().await },
+    ));
+    let calls = Arc::new(AtomicUsize::new(0));
+    let mut config = MarieConfig::default();
+    config.engine = config
+        .engine
+        .max_steps(2)
+        .tool_timeout(std::time::Duration::from_millis(200));
+    let provider = ScriptedProvider::new(Vec::<String>::new())
+        .calls_tool("c1", "explode", json!({}))
+        .calls_tool("c2", "calculate", json!({"expression": 7}))
+        .calls_tool("c3", "hang", json!({}))
+        .then_step(
+            ["Again. "],
+            vec![("d", "calculate", json!({"expression": "1+1"}))],
+        );
+    let server = start_with_tools(
+        provider,
+        config,
+        vec![calculate(calls.clone()), explode, hang],
+    )
+    .await;
+    let mut alice = connect(server.addr, "alice").await;
+    alice.join("faults").await;
+    alice
+        .ack(
+            "send_message",
+            json!({"conversation_id": "faults", "message": "go"}),
+        )
+        .await;
+    let events = answer_events(&mut alice).await;
+    assert_numbered(&events);
+    let mut errors: Vec<(String, String)> = events
+        .iter()
+        .filter(|e| e.event == "tool_result")
+        .map(|e| {
+            (
+                e.data["tool_call_id"].as_str().unwrap().to_owned(),
+                e.data["error"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect();
+    errors.sort();
+    assert_eq!(
+        errors[0],
+        ("c1".into(), "the tool failed (it panicked)".into())
+    );
+    assert!(
+        errors[1].1.starts_with("the arguments do not fit"),
+        "{errors:?}"
+    );
+    assert_eq!(
+        errors[2],
+        ("c3".into(), "the tool did not finish within 200 ms".into())
+    );
+    assert_eq!(
+        errors[3],
+        (
+            "d".into(),
+            "not run: the answer reached its limit of model steps".into()
+        )
+    );
+    let end = &events.last().unwrap().data;
+    assert_eq!(end["status"], "complete");
+    assert_eq!(end["finish_reason"], "max_steps");
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
+    // The connection is as good as before.
+    let history = alice
+        .ack("get_history", json!({"conversation_id": "faults"}))
+        .await;
+    assert_eq!(history["status"], "ok");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_while_a_tool_runs_over_socketio() {
+    let started = Arc::new(tokio::sync::Notify::new());
+    let s = started.clone();
+    let hang: Arc<dyn Tool> = Arc::new(tool_fn(
+        "hang",
+        "Never finishes",
+        json!({"type": "object"}),
+        move |_, _| {
+            let started = s.clone();
+            async move {
+                started.notify_one();
+                std::future::pending::<Result<Value, marie_core::ToolError>>().await
+            }
+        },
+    ));
+    let provider = ScriptedProvider::new(Vec::<String>::new())
+        .calls_tool("c", "hang", json!({}))
+        .then_step(["never"], vec![]);
+    let server = start_with_tools(provider, MarieConfig::default(), vec![hang]).await;
+    let mut alice = connect(server.addr, "alice").await;
+    alice.join("stuck").await;
+    alice
+        .ack(
+            "send_message",
+            json!({"conversation_id": "stuck", "message": "hang"}),
+        )
+        .await;
+    tokio::time::timeout(common::WAIT, started.notified())
+        .await
+        .expect("the tool starts");
+    let cancelled = alice
+        .ack("cancel_stream", json!({"conversation_id": "stuck"}))
+        .await;
+    assert_eq!(cancelled["status"], "ok", "{cancelled}");
+    let events = answer_events(&mut alice).await;
+    assert_numbered(&events);
+    let end = &events.last().unwrap().data;
+    assert_eq!(end["status"], "cancelled");
+    let result = events.iter().find(|e| e.event == "tool_result").unwrap();
+    assert_eq!(
+        result.data["error"],
+        "the answer was cancelled before this call finished"
+    );
+}

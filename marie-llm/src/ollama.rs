@@ -600,7 +600,9 @@ mod tests {
     /// in a line become a start, the arguments, and the call.
     #[test]
     fn tools_both_ways() {
-        use marie_core::{ConversationId, MessagePart, MessageRole, ToolSpec, UserId};
+        use marie_core::{
+            ConversationId, MessagePart, MessageRole, PromptMessage, ToolSpec, UserId,
+        };
         let provider = OllamaProvider::builder()
             .host("http://127.0.0.1:1")
             .model("m")
