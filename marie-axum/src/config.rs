@@ -44,6 +44,9 @@ pub struct MarieConfig {
     pub allowed_origins: AllowedOrigins,
     /// End a connection when its identity's `expires_at` passes (on by default).
     pub disconnect_on_expiry: bool,
+    /// How long a member's `typing` lasts without a repeat before the others are told it
+    /// stopped (5 s).
+    pub typing_timeout: Duration,
 }
 
 impl Default for MarieConfig {
@@ -62,6 +65,7 @@ impl Default for MarieConfig {
             limits: Limits::default(),
             allowed_origins: AllowedOrigins::Any,
             disconnect_on_expiry: true,
+            typing_timeout: Duration::from_secs(5),
         }
     }
 }

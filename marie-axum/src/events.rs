@@ -26,11 +26,12 @@ pub(crate) enum ClientEvent {
     GetHistory,
     SystemAnnouncement,
     ApproveTool,
+    Typing,
 }
 
 impl ClientEvent {
-    /// Every client event, in the order of `docs/protocol.md` (sections 2 and 6).
-    pub(crate) const ALL: [Self; 10] = [
+    /// Every client event, in the order of `docs/protocol.md` section 2.
+    pub(crate) const ALL: [Self; 11] = [
         Self::JoinConversation,
         Self::LeaveConversation,
         Self::Invite,
@@ -41,6 +42,7 @@ impl ClientEvent {
         Self::GetHistory,
         Self::SystemAnnouncement,
         Self::ApproveTool,
+        Self::Typing,
     ];
 
     /// The Socket.IO event name.
@@ -56,6 +58,7 @@ impl ClientEvent {
             Self::GetHistory => "get_history",
             Self::SystemAnnouncement => "system_announcement",
             Self::ApproveTool => "approve_tool",
+            Self::Typing => "typing",
         }
     }
 
@@ -132,6 +135,13 @@ impl ClientEvent {
                     reason: p.reason,
                 }
             }
+            Self::Typing => {
+                let p: Typing = decode(payload)?;
+                Command::Typing {
+                    conversation: ConversationId::parse(p.conversation_id)?,
+                    typing: p.typing,
+                }
+            }
         })
     }
 }
@@ -169,6 +179,10 @@ pub(crate) enum Command {
         approval: ApprovalId,
         approved: bool,
         reason: Option<String>,
+    },
+    Typing {
+        conversation: ConversationId,
+        typing: bool,
     },
 }
 
@@ -249,6 +263,14 @@ struct ApproveTool {
     approved: bool,
     #[serde(default)]
     reason: Option<String>,
+}
+
+/// `typing`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Typing {
+    conversation_id: String,
+    typing: bool,
 }
 
 /// The CONNECT packet's `auth` object.

@@ -851,3 +851,38 @@ async fn a_decision_on_one_node_resumes_the_answer_running_on_the_other() {
     drop((a, b));
     cleanup(&prefix).await;
 }
+
+/// `user_typing` reaches the members connected to the other node (a volatile broadcast
+/// through the Redis adapter).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn typing_on_one_node_is_seen_on_the_other() {
+    let prefix = unique_prefix("cluster-typing");
+    let link = Link::direct(&prefix);
+    let a = start_node(&link, EchoProvider::new(Duration::ZERO)).await;
+    let b = start_node(&link, EchoProvider::new(Duration::ZERO)).await;
+    let mut alice = connect(a.addr, "alice").await;
+    alice.join("typing").await;
+    invite(&alice, "typing", "bob").await;
+    let mut bob = connect(b.addr, "bob").await;
+    bob.join("typing").await;
+    let ack = bob
+        .ack(
+            "typing",
+            json!({"conversation_id": "typing", "typing": true}),
+        )
+        .await;
+    assert_eq!(ack["status"], "ok", "{ack}");
+    let seen = alice.next("user_typing").await;
+    assert_eq!(
+        seen,
+        json!({"conversation_id": "typing", "user_id": "bob", "typing": true})
+    );
+    bob.ack(
+        "typing",
+        json!({"conversation_id": "typing", "typing": false}),
+    )
+    .await;
+    assert_eq!(alice.next("user_typing").await["typing"], false);
+    drop((a, b));
+    cleanup(&prefix).await;
+}

@@ -38,6 +38,7 @@
     input: $("message-input"),
     send: $("send-button"),
     cancel: $("cancel-button"),
+    typing: $("typing-indicator"),
   };
 
   const state = {
@@ -55,6 +56,8 @@
     sending: 0,           // send_message requests awaiting their ack
     ownStreams: new Set(),// stream ids answering this tab's own messages
     resumeFailed: new Set(), // stream ids whose resume_stream failed (never retried)
+    typingUsers: new Map(), // user_id -> timer that hides them (the server also says when they stop)
+    typingSentAt: 0,        // when this tab last said it is typing
   };
 
   // ---------------------------------------------------------------- helpers
@@ -328,6 +331,8 @@
   }
 
   function clearMessages() {
+    clearTyping();
+    state.typingSentAt = 0;
     ui.messages.replaceChildren();
     state.rendered.clear();
     state.streams.clear();
@@ -590,6 +595,50 @@
 
   // ---------------------------------------------------------------- sending
 
+  // ------------------------------------------------------------------- typing
+
+  const TYPING_REPEAT_MS = 2000; // the server forgets a `typing` after 5 s without a repeat
+  const TYPING_HIDE_MS = 6000;   // in case its `typing:false` is lost (it is volatile)
+
+  function renderTyping() {
+    const names = [...state.typingUsers.keys()];
+    ui.typing.hidden = names.length === 0;
+    ui.typing.textContent = names.length === 0 ? ""
+      : names.length === 1 ? `${names[0]} is typing…`
+        : `${names.slice(0, -1).join(", ")} and ${names.at(-1)} are typing…`;
+  }
+
+  function clearTyping() {
+    for (const timer of state.typingUsers.values()) clearTimeout(timer);
+    state.typingUsers.clear();
+    renderTyping();
+  }
+
+  function onUserTyping(data) {
+    if (data.conversation_id !== state.conversationId || data.user_id === state.userId) return;
+    clearTimeout(state.typingUsers.get(data.user_id));
+    if (data.typing) {
+      state.typingUsers.set(data.user_id, setTimeout(() => {
+        state.typingUsers.delete(data.user_id);
+        renderTyping();
+      }, TYPING_HIDE_MS));
+    } else {
+      state.typingUsers.delete(data.user_id);
+    }
+    renderTyping();
+  }
+
+  /** Tells the room this tab is typing (at most every TYPING_REPEAT_MS), or stopped. */
+  function sayTyping(typing) {
+    if (!state.conversationId || !state.socket || !state.socket.connected) return;
+    const now = Date.now();
+    if (typing && now - state.typingSentAt < TYPING_REPEAT_MS) return;
+    if (!typing && state.typingSentAt === 0) return;
+    state.typingSentAt = typing ? now : 0;
+    // Volatile on the other side too: a failure is not worth a line.
+    request("typing", { conversation_id: state.conversationId, typing }).catch(() => {});
+  }
+
   async function sendMessage() {
     const message = ui.input.value;
     const conversationId = state.conversationId;
@@ -598,6 +647,7 @@
     append(li);
     ui.input.value = "";
     ui.send.disabled = true;
+    sayTyping(false);
     state.sending += 1;
     try {
       const res = await request("send_message", {
@@ -717,6 +767,7 @@
     socket.on("stream_chunk", (data) => onStreamPiece(data, "text"));
     socket.on("stream_reasoning", (data) => onStreamPiece(data, "reasoning"));
     for (const [name, apply] of Object.entries(TOOL_EVENTS)) socket.on(name, (data) => onNumbered(data, apply));
+    socket.on("user_typing", onUserTyping);
     socket.on("stream_end", onStreamEnd);
     socket.on("stream_error", onStreamError);
     socket.on("message_response", onMessageResponse);
@@ -861,6 +912,8 @@
     }
   });
   ui.cancel.addEventListener("click", cancelStream);
+  ui.input.addEventListener("input", () => sayTyping(ui.input.value.trim().length > 0));
+  ui.input.addEventListener("blur", () => sayTyping(false));
 
   async function init() {
     const fromHash = decodeURIComponent(window.location.hash.slice(1));

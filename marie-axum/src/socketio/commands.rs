@@ -22,7 +22,7 @@ use super::payloads::{
     SeedAckError, SeedAckOk, Sent,
 };
 use super::reply::{self, AckTo};
-use super::{Authenticated, asked};
+use super::{Authenticated, asked, typing};
 use crate::delivery::SocketOutbox;
 use crate::events::{ClientEvent, Command, Decided, ErrorPayload};
 use crate::guards::PacketSize;
@@ -154,6 +154,12 @@ async fn run<A: Adapter>(
                 .await?;
             Ok(ok(&Decided::of(&decided)))
         }
+        Command::Typing {
+            conversation,
+            typing,
+        } => typing::typing(shared, socket, who, conversation, typing)
+            .await
+            .map(|t| ok(&t)),
     }
 }
 

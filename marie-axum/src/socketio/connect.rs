@@ -163,6 +163,7 @@ async fn on_disconnect<A: Adapter>(shared: &Shared<A>, socket: &SocketRef<A>) {
     for room in socket.rooms() {
         if let Some(conversation) = conversation_of(&room) {
             shared.rooms.left(&conversation);
+            super::typing::stop(socket, &auth.identity, &conversation).await;
             tell_others(socket, "user_left", &auth.identity, &conversation).await;
         }
     }

@@ -39,6 +39,7 @@ pub(super) async fn leave_room<A: Adapter>(
     if !socket.rooms().iter().any(|r| *r == room) {
         return false;
     }
+    super::typing::stop(socket, who, conversation).await;
     socket.leave(room);
     shared.rooms.left(conversation);
     tell_others(socket, "user_left", who, conversation).await;

@@ -16,6 +16,7 @@
 //! - `payloads.rs`: the payloads of the events and acks this front end sends.
 //! - `asked.rs`: the answers a socket asked for, to cancel them when it leaves (if so
 //!   configured).
+//! - `typing.rs`: `typing` → `user_typing`, volatile, throttled, ending by itself.
 
 mod asked;
 mod commands;
@@ -23,6 +24,7 @@ mod connect;
 mod membership;
 mod payloads;
 mod reply;
+mod typing;
 
 use std::sync::Arc;
 
