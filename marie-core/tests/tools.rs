@@ -279,8 +279,23 @@ async fn a_two_step_answer_streams_its_parts_in_order_and_keeps_them() {
             result
         ]
     );
-    // The usage is estimated (the script reports none) and covers the whole answer.
+    // The usage is estimated (the script reports none) and covers both steps: each step's
+    // prompt (the second one carries the first one's call and result) and what it said.
     assert!(end.usage.estimated);
+    let first_prompt: u64 = requests[0]
+        .messages
+        .iter()
+        .map(|m| marie_core::estimate_tokens(&m.content))
+        .sum();
+    assert!(
+        end.usage.prompt_tokens > 2 * first_prompt,
+        "{:?}",
+        end.usage
+    );
+    assert_eq!(
+        end.usage.completion_tokens,
+        marie_core::estimate_tokens("Let me check. ") + marie_core::estimate_tokens("It is 84.")
+    );
 
     // The next question carries the answer with its calls, as history.
     let next = h

@@ -15,7 +15,7 @@ use super::text::Text;
 use super::{AnswerJob, ChatEngine, Outcome, tools};
 use crate::{
     EndStatus, Error, FinishReason, LlmEvent, LlmRequest, LlmStream, MessageRole, PromptMessage,
-    ProviderError, Usage,
+    ProviderError, Usage, estimate_tokens,
 };
 
 /// Why an answer stopped before its provider was done.
@@ -40,8 +40,11 @@ enum StepEnd {
 
 pub(super) async fn drive(engine: &ChatEngine, job: &AnswerJob, request: LlmRequest) -> Outcome {
     let mut text = Text::new();
-    // Summed over the steps; `None` once a step reports none (then the whole is estimated).
-    let mut usage = Some(Usage::default());
+    // Summed over the steps; a step whose provider reports none is estimated (and the sum
+    // is then marked `estimated`).
+    let mut usage = Usage::default();
+    // The first step's prompt was estimated when the request was built.
+    let mut step_prompt = job.prompt_tokens;
     let max_steps = engine.shared.config.max_steps.max(1);
     // Without tools on offer there is no next step: the request goes to the provider as it
     // is, uncopied (the common case, and the hot path of `docs/benchmarks.md` item 14).
@@ -49,35 +52,64 @@ pub(super) async fn drive(engine: &ChatEngine, job: &AnswerJob, request: LlmRequ
     let mut step_request = request;
     let mut step_number = 1;
     loop {
+        let text_before = text.content().len();
+        let estimate_step = |text: &Text| {
+            let said = estimate_tokens(&text.content()[text_before..]);
+            Usage::estimated(step_prompt, said)
+        };
         let done = match step(engine, job, step_request, &mut text).await {
             Ok(done) => done,
-            Err(StepEnd::Stopped(stop)) => return stopped(engine, job, stop, text).await,
+            Err(StepEnd::Stopped(stop)) => {
+                // What the step had said when it was stopped counts too.
+                let usage = usage + estimate_step(&text);
+                return stopped(engine, job, stop, text, usage).await;
+            }
             Err(StepEnd::Failed(e)) => return provider_failed(e),
         };
-        usage = usage.zip(done.usage).map(|(sum, step)| sum + step);
+        usage = usage + done.usage.unwrap_or_else(|| estimate_step(&text));
+        let total = Some(usage);
         let calls = text.take_calls();
         if calls.is_empty() {
             text.record_speed();
-            return finished(text, EndStatus::Complete, usage, done.finish_reason);
+            return finished(text, EndStatus::Complete, total, done.finish_reason);
         }
         let Some(base) = &base else {
             // The model called tools although none are offered: each call is told so (there
             // is no such tool), and the answer ends there, with the model's finish reason.
             if let Err(stop) = tools::run(engine, job, calls, &mut text).await {
-                return stopped(engine, job, stop, text).await;
+                return stopped(engine, job, stop, text, usage).await;
             }
-            return finished(text, EndStatus::Complete, usage, done.finish_reason);
+            return finished(text, EndStatus::Complete, total, done.finish_reason);
         };
         if step_number >= max_steps {
             tools::refuse(engine, job, calls, &mut text).await;
-            return finished(text, EndStatus::Complete, usage, FinishReason::MaxSteps);
+            return finished(text, EndStatus::Complete, total, FinishReason::MaxSteps);
         }
         if let Err(stop) = tools::run(engine, job, calls, &mut text).await {
-            return stopped(engine, job, stop, text).await;
+            return stopped(engine, job, stop, text, usage).await;
         }
         step_request = next_request(base, &text);
+        step_prompt = prompt_estimate(&step_request);
         step_number += 1;
     }
+}
+
+/// The estimated size of a request, in tokens: its texts, and the calls and results of the
+/// answer so far.
+fn prompt_estimate(request: &LlmRequest) -> u64 {
+    request
+        .messages
+        .iter()
+        .map(|m| {
+            let calls: u64 = m
+                .assistant_turns()
+                .iter()
+                .flat_map(|t| &t.results)
+                .map(|r| estimate_tokens(&r.content))
+                .sum();
+            estimate_tokens(&m.content) + calls
+        })
+        .sum()
 }
 
 /// The request of a step after the first: the user's request, then the answer so far as one
@@ -191,9 +223,16 @@ fn finished(
     }
 }
 
-/// A stopped answer keeps what it has said so far; a call it made that has no result gets
-/// one saying so, so that the stored answer is one a model can be given again.
-async fn stopped(engine: &ChatEngine, job: &AnswerJob, stop: Stop, mut text: Text) -> Outcome {
+/// A stopped answer keeps what it has said so far, and its usage so far (the step that was
+/// stopped estimated); a call it made that has no result gets one saying so, so that the
+/// stored answer is one a model can be given again.
+async fn stopped(
+    engine: &ChatEngine,
+    job: &AnswerJob,
+    stop: Stop,
+    mut text: Text,
+    usage: Usage,
+) -> Outcome {
     let (status, finish_reason, why) = match stop {
         Stop::Cancelled => (
             EndStatus::Cancelled,
@@ -207,7 +246,7 @@ async fn stopped(engine: &ChatEngine, job: &AnswerJob, stop: Stop, mut text: Tex
         ),
     };
     tools::close_open_calls(engine, job, &mut text, why).await;
-    finished(text, status, None, finish_reason)
+    finished(text, status, Some(usage), finish_reason)
 }
 
 fn provider_failed(error: ProviderError) -> Outcome {
