@@ -23,7 +23,7 @@ pub(super) async fn run(
     calls: Vec<ToolCall>,
     text: &mut Text,
 ) -> Result<(), Stop> {
-    let toolbox = engine.tools().clone();
+    let toolbox = engine.tools();
     let mut runnable: Vec<(ToolCall, Arc<dyn Tool>)> = Vec::new();
     for call in calls {
         // Checked before any approval: nobody is asked to approve a call that cannot run.
