@@ -22,6 +22,15 @@ pub(crate) fn user_room(user: &marie_core::UserId) -> String {
     format!("user:{user}")
 }
 
+/// Whether the socket is in the conversation's room: it joined, after an access check.
+pub(crate) fn in_room<A: socketioxide::adapter::Adapter>(
+    socket: &socketioxide::extract::SocketRef<A>,
+    conversation: &ConversationId,
+) -> bool {
+    let room = conversation_room(conversation);
+    socket.rooms().iter().any(|r| *r == room)
+}
+
 /// The conversation of a Socket.IO room, if it is one.
 pub(crate) fn conversation_of(room: &str) -> Option<ConversationId> {
     room.strip_prefix("conv:")

@@ -8,7 +8,7 @@ use socketioxide::extract::SocketRef;
 
 use super::Session;
 use super::payloads::Presence;
-use crate::rooms::{conversation_of, conversation_room};
+use crate::rooms::{conversation_of, conversation_room, in_room};
 use crate::state::Shared;
 
 /// Joins the socket to the conversation's room (once) and tells the others.
@@ -18,11 +18,10 @@ pub(super) async fn enter_room<A: Adapter>(
     who: &Identity,
     conversation: &ConversationId,
 ) {
-    let room = conversation_room(conversation);
-    if socket.rooms().iter().any(|r| *r == room) {
+    if in_room(socket, conversation) {
         return;
     }
-    socket.join(room);
+    socket.join(conversation_room(conversation));
     shared.rooms.entered(conversation);
     tell_others(socket, "user_joined", who, conversation).await;
 }
@@ -35,12 +34,11 @@ pub(super) async fn leave_room<A: Adapter>(
     who: &Identity,
     conversation: &ConversationId,
 ) -> bool {
-    let room = conversation_room(conversation);
-    if !socket.rooms().iter().any(|r| *r == room) {
+    if !in_room(socket, conversation) {
         return false;
     }
     super::typing::stop(socket, who, conversation).await;
-    socket.leave(room);
+    socket.leave(conversation_room(conversation));
     shared.rooms.left(conversation);
     tell_others(socket, "user_left", who, conversation).await;
     true

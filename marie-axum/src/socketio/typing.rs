@@ -18,7 +18,7 @@ use socketioxide::adapter::Adapter;
 use socketioxide::extract::SocketRef;
 use tokio::time::Instant;
 
-use crate::rooms::conversation_room;
+use crate::rooms::{conversation_room, in_room};
 use crate::state::Shared;
 
 /// The most often a socket's `typing:true` is forwarded, per conversation.
@@ -76,8 +76,7 @@ pub(super) async fn typing<A: Adapter>(
 ) -> Result<TypingAck, Error> {
     // The room is entered only after `join_conversation` checked access: being in it is
     // the permission, and costs no store read per keystroke.
-    let room = conversation_room(&conversation);
-    if !socket.rooms().iter().any(|r| *r == room) {
+    if !in_room(socket, &conversation) {
         return Err(Error::Forbidden("join the conversation first"));
     }
     let state = TypingState::of(socket);

@@ -6,8 +6,7 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
-use super::drive::Stop;
-use super::{AnswerJob, ChatEngine, burst};
+use super::{AnswerJob, ChatEngine, Stop, burst};
 use crate::{
     ApprovalDecision, ApprovalId, ApprovalOutcome, ApprovalRecord, StreamEvent, ToolApproval,
     ToolApprovalRequest, ToolCall, now_millis,

@@ -12,19 +12,11 @@ use futures_util::{FutureExt, StreamExt};
 
 use super::burst::{self, Item, Then};
 use super::text::Text;
-use super::{AnswerJob, ChatEngine, Outcome, tools};
+use super::{AnswerJob, ChatEngine, Outcome, Stop, tools};
 use crate::{
     EndStatus, Error, FinishReason, LlmEvent, LlmRequest, LlmStream, MessageRole, PromptMessage,
     ProviderError, Usage, estimate_tokens,
 };
-
-/// Why an answer stopped before its provider was done.
-pub(super) enum Stop {
-    /// A user cancelled it.
-    Cancelled,
-    /// The server's shutdown grace period is over.
-    Interrupted,
-}
 
 /// How one model step ended, when it did not end the answer.
 struct StepDone {

@@ -58,6 +58,15 @@ pub(super) struct AnswerJob {
     pub(super) approvals: Arc<Approvals>,
 }
 
+/// Why an answer stopped before it was done (while its model streamed, an approval waited,
+/// or a tool ran).
+pub(super) enum Stop {
+    /// A user cancelled it.
+    Cancelled,
+    /// The server's shutdown grace period is over.
+    Interrupted,
+}
+
 /// How the provider part of an answer went.
 enum Outcome {
     Finished {

@@ -10,9 +10,8 @@ use futures_util::stream::FuturesUnordered;
 use futures_util::{FutureExt, StreamExt};
 use serde_json::Value;
 
-use super::drive::Stop;
 use super::text::Text;
-use super::{AnswerJob, ChatEngine, approval, burst};
+use super::{AnswerJob, ChatEngine, Stop, approval, burst};
 use crate::{MessagePart, StreamEvent, Tool, ToolCall, ToolContext, ToolResult};
 
 /// Runs the calls of a step; `Err` when the answer is stopped meanwhile (the calls still
