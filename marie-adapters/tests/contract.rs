@@ -44,10 +44,25 @@ fn info(id: &str, creator: &str) -> ConversationInfo {
     }
 }
 
-/// Message `i`: ids sort by `i`, as the time-ordered ids the engine makes do.
+fn id(i: usize) -> MessageId {
+    MessageId::parse(format!("m{i:05}")).unwrap()
+}
+
+/// Message `i` after message `parent`.
+fn message_after(i: usize, parent: Option<usize>) -> ChatMessage {
+    ChatMessage {
+        parent_id: parent.map(id),
+        ..message(i)
+    }
+}
+
+/// Message `i`, after message `i - 1`: ids sort by `i`, as the time-ordered ids the engine
+/// makes do.
 fn message(i: usize) -> ChatMessage {
     ChatMessage {
-        message_id: MessageId::parse(format!("m{i:05}")).unwrap(),
+        message_id: id(i),
+        parent_id: i.checked_sub(1).map(id),
+        siblings: Vec::new(),
         role: if i.is_multiple_of(2) {
             MessageRole::User
         } else {
@@ -115,6 +130,10 @@ fn ids(messages: &[ChatMessage]) -> Vec<String> {
         .iter()
         .map(|m| m.message_id.as_str().to_owned())
         .collect()
+}
+
+fn ids_of(ids: &[MessageId]) -> Vec<String> {
+    ids.iter().map(|m| m.as_str().to_owned()).collect()
 }
 
 fn expected(range: std::ops::Range<usize>) -> Vec<String> {
@@ -198,17 +217,27 @@ mod contract {
         assert_eq!(all[3], message(3));
 
         // What the model is given: the same newest messages, role and text only.
-        let prompt = store.prompt_history(&c, 3).await.unwrap();
+        let prompt = store
+            .prompt_history(&c, HistoryQuery::newest(3))
+            .await
+            .unwrap();
         let want: Vec<_> = all[4..]
             .iter()
             .map(|m| (m.role, m.content.clone()))
             .collect();
         let got: Vec<_> = prompt.into_iter().map(|p| (p.role, p.content)).collect();
         assert_eq!(got, want);
-        assert_eq!(store.prompt_history(&c, 50).await.unwrap().len(), 7);
+        assert_eq!(
+            store
+                .prompt_history(&c, HistoryQuery::newest(50))
+                .await
+                .unwrap()
+                .len(),
+            7
+        );
         assert!(
             store
-                .prompt_history(&conv("never-created"), 5)
+                .prompt_history(&conv("never-created"), HistoryQuery::newest(5))
                 .await
                 .unwrap()
                 .is_empty()
@@ -287,6 +316,8 @@ mod contract {
             user_id: Some(user("alice@example.com")),
             created_at: u64::MAX / 2,
             parts: Vec::new(),
+            parent_id: None,
+            siblings: Vec::new(),
         };
         store.append_message(&c, tricky.clone()).await.unwrap();
         assert_eq!(
@@ -295,25 +326,156 @@ mod contract {
         );
     }
 
+    /// Twenty answers to one question at once (regenerated on several nodes, say): all kept,
+    /// all siblings, and the active branch ends at one of them.
     pub async fn concurrent_appends_are_all_kept(store: Store) {
         let c = conv("c5");
         store
             .create_conversation(info("c5", "alice"))
             .await
             .unwrap();
-        let tasks: Vec<_> = (0..20)
+        store.append_message(&c, message(0)).await.unwrap();
+        let tasks: Vec<_> = (1..=20)
             .map(|i| {
                 let (store, c) = (store.clone(), c.clone());
-                tokio::spawn(async move { store.append_message(&c, message(i)).await })
+                tokio::spawn(
+                    async move { store.append_message(&c, message_after(i, Some(0))).await },
+                )
             })
             .collect();
         for t in tasks {
             t.await.unwrap().unwrap();
         }
+        let history = store.history(&c, query(None, 100)).await.unwrap();
+        assert_eq!(history.len(), 2, "the first message and one answer");
+        assert_eq!(history[0].message_id, id(0));
+        let mut siblings = ids_of(&history[1].siblings);
+        siblings.sort();
+        assert_eq!(siblings, expected(1..21), "every answer is a sibling");
+        assert!(history[1].siblings.contains(&history[1].message_id));
         assert_eq!(
-            ids(&store.history(&c, query(None, 100)).await.unwrap()),
-            expected(0..20)
+            store.active_leaf(&c).await.unwrap(),
+            Some(history[1].message_id.clone())
         );
+    }
+
+    /// Edits and regenerated answers are siblings; nothing is deleted; one branch is active,
+    /// and switching moves it down to the newest leaf.
+    pub async fn branches_keep_every_message_and_one_active_path(store: Store) {
+        let c = conv("c6");
+        store
+            .create_conversation(info("c6", "alice"))
+            .await
+            .unwrap();
+        store
+            .create_conversation(info("other", "alice"))
+            .await
+            .unwrap();
+        for i in 0..4 {
+            store.append_message(&c, message(i)).await.unwrap();
+        }
+        let branch = |ids: &[usize]| {
+            ids.iter()
+                .map(|&i| id(i).as_str().to_owned())
+                .collect::<Vec<_>>()
+        };
+        let active = |store: Store| async move {
+            ids(&store.history(&conv("c6"), query(None, 50)).await.unwrap())
+        };
+
+        // m2 edited: m10 beside it, then its answer m11.
+        store
+            .append_message(&c, message_after(10, Some(1)))
+            .await
+            .unwrap();
+        let history = store.history(&c, query(None, 50)).await.unwrap();
+        assert_eq!(ids(&history), branch(&[0, 1, 10]));
+        assert_eq!(history[2].parent_id, Some(id(1)));
+        assert_eq!(
+            ids_of(&history[2].siblings),
+            branch(&[2, 10]),
+            "oldest first"
+        );
+        assert!(history[0].siblings.is_empty() && history[1].siblings.is_empty());
+        assert_eq!(store.active_leaf(&c).await.unwrap(), Some(id(10)));
+        store
+            .append_message(&c, message_after(11, Some(10)))
+            .await
+            .unwrap();
+        assert_eq!(active(store.clone()).await, branch(&[0, 1, 10, 11]));
+
+        // Every message is still there, on any branch.
+        let off_branch = store.message(&c, &id(3)).await.unwrap().unwrap();
+        assert_eq!(off_branch, message(3));
+        assert_eq!(store.message(&c, &id(99)).await.unwrap(), None);
+        assert_eq!(
+            store.message(&conv("other"), &id(3)).await.unwrap(),
+            None,
+            "a message of another conversation is not found"
+        );
+
+        // Back to the first question: down to its newest leaf.
+        assert_eq!(store.switch_branch(&c, &id(2)).await.unwrap(), Some(id(3)));
+        let history = store.history(&c, query(None, 50)).await.unwrap();
+        assert_eq!(ids(&history), branch(&[0, 1, 2, 3]));
+        assert_eq!(ids_of(&history[2].siblings), branch(&[2, 10]));
+        assert_eq!(store.active_leaf(&c).await.unwrap(), Some(id(3)));
+
+        // m3 regenerated: m12 beside it.
+        store
+            .append_message(&c, message_after(12, Some(2)))
+            .await
+            .unwrap();
+        let history = store.history(&c, query(None, 50)).await.unwrap();
+        assert_eq!(ids(&history), branch(&[0, 1, 2, 12]));
+        assert_eq!(ids_of(&history[3].siblings), branch(&[3, 12]));
+
+        // A switch to a message on a branch follows its newest children.
+        assert_eq!(store.switch_branch(&c, &id(1)).await.unwrap(), Some(id(11)));
+        assert_eq!(active(store.clone()).await, branch(&[0, 1, 10, 11]));
+        assert_eq!(store.switch_branch(&c, &id(0)).await.unwrap(), Some(id(11)));
+        assert_eq!(store.switch_branch(&c, &id(3)).await.unwrap(), Some(id(3)));
+        assert_eq!(active(store.clone()).await, branch(&[0, 1, 2, 3]));
+
+        // Unknown messages, or another conversation's, change nothing.
+        assert_eq!(store.switch_branch(&c, &id(99)).await.unwrap(), None);
+        assert_eq!(
+            store.switch_branch(&conv("other"), &id(2)).await.unwrap(),
+            None
+        );
+        assert_eq!(
+            store
+                .switch_branch(&conv("never-created"), &id(2))
+                .await
+                .unwrap(),
+            None
+        );
+        assert_eq!(active(store.clone()).await, branch(&[0, 1, 2, 3]));
+
+        // Pages and prompts follow the active branch.
+        assert_eq!(
+            ids(&store.history(&c, query(Some(3), 2)).await.unwrap()),
+            branch(&[1, 2])
+        );
+        store.switch_branch(&c, &id(11)).await.unwrap();
+        assert_eq!(
+            ids(&store.history(&c, query(Some(10), 50)).await.unwrap()),
+            branch(&[0, 1]),
+            "before a message of the active branch: its ancestors"
+        );
+        let prompt = store
+            .prompt_history(
+                &c,
+                HistoryQuery {
+                    before: Some(id(11)),
+                    limit: 50,
+                },
+            )
+            .await
+            .unwrap();
+        let contents: Vec<_> = prompt.into_iter().map(|p| p.content).collect();
+        assert_eq!(contents, ["message 0", "message 1", "message 10"]);
+        assert_eq!(store.active_leaf(&conv("other")).await.unwrap(), None);
     }
 
     pub async fn sessions_expire_and_can_be_removed(store: Store) {
@@ -586,6 +748,7 @@ macro_rules! contract_tests {
                 history_pages_back_from_a_cursor,
                 message_content_round_trips,
                 concurrent_appends_are_all_kept,
+                branches_keep_every_message_and_one_active_path,
                 sessions_expire_and_can_be_removed,
                 one_answer_holds_a_conversation,
                 a_lease_lapses_unless_renewed,
@@ -735,10 +898,12 @@ mod redis_specific {
             .await
             .unwrap();
         keys.sort();
-        let conv_keys: Vec<_> = ["answer", "ids", "info", "members", "msgs"]
-            .iter()
-            .map(|k| format!("{prefix}:conv:{{team.general}}:{k}"))
-            .collect();
+        let conv_keys: Vec<_> = [
+            "answer", "ids", "info", "kids", "members", "msgs", "path", "tree",
+        ]
+        .iter()
+        .map(|k| format!("{prefix}:conv:{{team.general}}:{k}"))
+        .collect();
         let mut want = conv_keys.clone();
         want.push(format!("{prefix}:session:{{{session}}}"));
         want.sort();
@@ -794,12 +959,70 @@ mod redis_specific {
             .await
             .unwrap();
         assert_eq!(stored, 3, "dropped messages leave no data behind");
+        let nodes: i64 = redis::cmd("HLEN")
+            .arg(format!("{prefix}:conv:{{capped}}:tree"))
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(nodes, 3, "nor in the tree");
+        store.switch_branch(&c, &id(2)).await.unwrap();
+        assert_eq!(
+            ids(&store.history(&c, query(None, 50)).await.unwrap()),
+            expected(2..5),
+            "what is left is still one branch"
+        );
         let ttl: i64 = redis::cmd("PTTL")
             .arg(format!("{prefix}:conv:{{capped}}:info"))
             .query_async(&mut conn)
             .await
             .unwrap();
         assert_eq!(ttl, -1, "no TTL unless configured");
+        Keys(prefix).delete_all().await;
+    }
+
+    /// History written before branches (a sorted set of ids and a hash of messages without
+    /// `parent_id`) reads as one branch, and takes new messages after its last one.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn history_from_before_branches_is_one_branch() {
+        let prefix = super::support::proxy::unique_prefix("upgrade");
+        let store = RedisStore::connect(RedisConfig::new(redis_url()).prefix(prefix.clone()))
+            .await
+            .unwrap();
+        let c = conv("old");
+        let base = format!("{prefix}:conv:{{old}}");
+        let mut conn = raw().await;
+        let _: () = redis::cmd("SET")
+            .arg(format!("{base}:info"))
+            .arg(serde_json::to_string(&info("old", "alice")).unwrap())
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        for i in 0..3 {
+            let mut old = serde_json::to_value(message(i)).unwrap();
+            old.as_object_mut().unwrap().remove("parent_id");
+            let _: () = redis::pipe()
+                .cmd("ZADD")
+                .arg(format!("{base}:ids"))
+                .arg(0)
+                .arg(id(i).as_str())
+                .ignore()
+                .cmd("HSET")
+                .arg(format!("{base}:msgs"))
+                .arg(id(i).as_str())
+                .arg(old.to_string())
+                .ignore()
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+        }
+        let history = store.history(&c, query(None, 50)).await.unwrap();
+        assert_eq!(history, (0..3).map(message).collect::<Vec<_>>());
+        assert_eq!(store.active_leaf(&c).await.unwrap(), Some(id(2)));
+        store.append_message(&c, message(3)).await.unwrap();
+        assert_eq!(
+            ids(&store.history(&c, query(None, 50)).await.unwrap()),
+            expected(0..4)
+        );
         Keys(prefix).delete_all().await;
     }
 
@@ -879,7 +1102,10 @@ mod redis_specific {
             assert!(tokio::time::Instant::now() < deadline, "never reconnected");
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
-        store.append_message(&c, message(4)).await.unwrap();
+        store
+            .append_message(&c, message_after(4, Some(0)))
+            .await
+            .unwrap();
         assert_eq!(
             ids(&store.history(&c, query(None, 10)).await.unwrap()),
             [message(0), message(4)]

@@ -116,6 +116,10 @@ fn message(i: usize) -> ChatMessage {
         user_id: Some(UserId::parse("alice").unwrap()),
         created_at: 1_700_000_000_000 + i as u64,
         parts: Vec::new(),
+        parent_id: i
+            .checked_sub(1)
+            .map(|p| MessageId::parse(format!("m{p:05}")).unwrap()),
+        siblings: Vec::new(),
     }
 }
 

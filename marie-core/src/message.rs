@@ -45,11 +45,25 @@ pub struct ChatMessage {
     /// parts in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub parts: Vec<crate::MessagePart>,
+    /// The message this one follows; `None` for a conversation's first message (and its
+    /// edits). Always on the wire, `null` included (`docs/protocol.md` section 7).
+    #[serde(default)]
+    pub parent_id: Option<MessageId>,
+    /// Every message with the same parent, this one included, oldest first, when there is
+    /// more than one (an edit or a regenerated answer): filled in by
+    /// [`RoomStore::history`](crate::RoomStore::history), empty otherwise and never stored.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub siblings: Vec<MessageId>,
 }
 
 impl ChatMessage {
-    /// A message written now.
-    pub fn now(role: MessageRole, content: impl Into<String>, user_id: Option<UserId>) -> Self {
+    /// A message written now, after `parent_id`.
+    pub fn now(
+        role: MessageRole,
+        content: impl Into<String>,
+        user_id: Option<UserId>,
+        parent_id: Option<MessageId>,
+    ) -> Self {
         Self {
             message_id: MessageId::new_time_ordered(),
             role,
@@ -57,6 +71,8 @@ impl ChatMessage {
             user_id,
             created_at: now_millis(),
             parts: Vec::new(),
+            parent_id,
+            siblings: Vec::new(),
         }
     }
 }

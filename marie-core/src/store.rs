@@ -11,13 +11,25 @@ use crate::{
     UserId,
 };
 
-/// Which part of a conversation's history to read.
+/// Which part of a conversation's active branch to read.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HistoryQuery {
-    /// Only messages older than this one.
+    /// Only the messages before this one on the active branch (its ancestors). A cursor that
+    /// is not on the active branch cuts by id order instead: the messages whose ids sort
+    /// before it.
     pub before: Option<MessageId>,
     /// At most this many messages: the newest ones that match, oldest first.
     pub limit: usize,
+}
+
+impl HistoryQuery {
+    /// The newest `limit` messages of the active branch.
+    pub fn newest(limit: usize) -> Self {
+        Self {
+            before: None,
+            limit,
+        }
+    }
 }
 
 /// A connection's resumable state (`docs/protocol.md` section 1).
@@ -48,6 +60,16 @@ pub struct SessionRecord {
 /// sent) and gives it back at the end ([`release_answer`](Self::release_answer)). A lease not
 /// renewed within its `ttl` lapses, so a node that dies cannot leave a conversation busy
 /// forever. [`active_answer`](Self::active_answer) is what `joined.active_stream` reports.
+///
+/// ## Branches
+///
+/// History is a tree: every message names the message it follows (`parent_id`), and an
+/// edit or a regenerated answer is a sibling of the message it replaces; nothing is ever
+/// deleted. Each conversation has one *active branch*, a path from a first message to a
+/// leaf, which is what [`history`](Self::history) pages through and what the model is shown.
+/// [`append_message`](Self::append_message) makes the branch through the new message the
+/// active one; [`switch_branch`](Self::switch_branch) moves it. A store keeps the active
+/// branch so that a page of it costs what a page costs, however long the conversation.
 ///
 /// ## Approvals
 ///
@@ -85,38 +107,34 @@ pub trait RoomStore: Send + Sync + 'static {
     /// Every user with access to `conversation`, in the order they were let in.
     async fn members(&self, conversation: &ConversationId) -> Result<Vec<UserId>, StoreError>;
 
-    /// Appends a message to the history.
+    /// Adds a message after `message.parent_id` (`None`: a first message) and makes the
+    /// branch through it the active one: its parent's ancestors, its parent, and it. A parent
+    /// the store does not hold (trimmed away, say) makes the message the start of the branch.
+    /// Its `siblings` are not stored.
     async fn append_message(
         &self,
         conversation: &ConversationId,
         message: ChatMessage,
     ) -> Result<(), StoreError>;
 
-    /// Reads history: the newest `query.limit` messages before `query.before`, oldest first.
+    /// Reads the active branch: its newest `query.limit` messages before `query.before`,
+    /// oldest first, each with its `siblings` when it has any.
     async fn history(
         &self,
         conversation: &ConversationId,
         query: HistoryQuery,
     ) -> Result<Vec<ChatMessage>, StoreError>;
 
-    /// The newest `limit` messages as the model is given them (role and text), oldest
-    /// first: what the engine sends with every question. The default reads
-    /// [`history`](Self::history); a store that can leave out the ids and authors it would
-    /// copy for nothing should.
+    /// Like [`history`](Self::history), as the model is given the messages (role, text and
+    /// parts): what the engine sends with every question. The default reads
+    /// [`history`](Self::history); a store that can leave out what it would copy for nothing
+    /// should.
     async fn prompt_history(
         &self,
         conversation: &ConversationId,
-        limit: usize,
+        query: HistoryQuery,
     ) -> Result<Vec<PromptMessage>, StoreError> {
-        let history = self
-            .history(
-                conversation,
-                HistoryQuery {
-                    before: None,
-                    limit,
-                },
-            )
-            .await?;
+        let history = self.history(conversation, query).await?;
         Ok(history
             .into_iter()
             .map(|m| PromptMessage {
@@ -126,6 +144,31 @@ pub trait RoomStore: Send + Sync + 'static {
             })
             .collect())
     }
+
+    /// Reads one message of `conversation`, on any branch (without its `siblings`).
+    async fn message(
+        &self,
+        conversation: &ConversationId,
+        message: &MessageId,
+    ) -> Result<Option<ChatMessage>, StoreError>;
+
+    /// The last message of the active branch, which a new message follows.
+    async fn active_leaf(
+        &self,
+        conversation: &ConversationId,
+    ) -> Result<Option<MessageId>, StoreError> {
+        let newest = self.history(conversation, HistoryQuery::newest(1)).await?;
+        Ok(newest.into_iter().next().map(|m| m.message_id))
+    }
+
+    /// Makes the branch through `message` the active one, down to its newest leaf (from
+    /// `message`, the newest child at each step), and returns that leaf; `None`, changing
+    /// nothing, when `conversation` holds no such message.
+    async fn switch_branch(
+        &self,
+        conversation: &ConversationId,
+        message: &MessageId,
+    ) -> Result<Option<MessageId>, StoreError>;
 
     /// Creates or replaces a session.
     async fn put_session(&self, session: SessionRecord) -> Result<(), StoreError>;
@@ -238,9 +281,29 @@ impl<T: RoomStore + ?Sized> RoomStore for std::sync::Arc<T> {
     async fn prompt_history(
         &self,
         conversation: &ConversationId,
-        limit: usize,
+        query: HistoryQuery,
     ) -> Result<Vec<PromptMessage>, StoreError> {
-        (**self).prompt_history(conversation, limit).await
+        (**self).prompt_history(conversation, query).await
+    }
+    async fn message(
+        &self,
+        conversation: &ConversationId,
+        message: &MessageId,
+    ) -> Result<Option<ChatMessage>, StoreError> {
+        (**self).message(conversation, message).await
+    }
+    async fn active_leaf(
+        &self,
+        conversation: &ConversationId,
+    ) -> Result<Option<MessageId>, StoreError> {
+        (**self).active_leaf(conversation).await
+    }
+    async fn switch_branch(
+        &self,
+        conversation: &ConversationId,
+        message: &MessageId,
+    ) -> Result<Option<MessageId>, StoreError> {
+        (**self).switch_branch(conversation, message).await
     }
     async fn put_session(&self, session: SessionRecord) -> Result<(), StoreError> {
         (**self).put_session(session).await

@@ -16,10 +16,10 @@ use marie_adapters::MemoryStore;
 use marie_core::{
     ActiveStream, ApprovalDecision, ApprovalId, ApprovalOutcome, ApprovalRecord, ChatEngine,
     ChatMessage, ConversationId, ConversationInfo, EndStatus, EngineConfig, Error, ErrorCode,
-    FinishReason, HistoryQuery, Identity, MessagePart, MessageRole, PromptMessage, ProviderError,
-    RecordingSink, RoomStore, SendOutcome, SendRequest, SessionId, SessionRecord, SinkError,
-    StartStatus, StoreError, StreamChunk, StreamEnd, StreamEvent, StreamFailed, StreamId,
-    StreamSink, Usage, UserId, estimate_tokens,
+    FinishReason, HistoryQuery, Identity, MessageId, MessagePart, MessageRole, PromptMessage,
+    ProviderError, RecordingSink, RoomStore, SendOutcome, SendRequest, SessionId, SessionRecord,
+    SinkError, StartStatus, StoreError, StreamChunk, StreamEnd, StreamEvent, StreamFailed,
+    StreamId, StreamSink, Usage, UserId, estimate_tokens,
 };
 use marie_llm::ScriptedProvider;
 
@@ -1265,12 +1265,13 @@ async fn history_limit_is_clamped_and_pages_backwards() {
     let room = conv("room-history");
     h.create(&alice, &room).await;
 
-    let mut ids = Vec::new();
+    let mut ids: Vec<MessageId> = Vec::new();
     for i in 0..5 {
         let message = ChatMessage::now(
             MessageRole::User,
             format!("m{i}"),
             Some(alice.user_id.clone()),
+            ids.last().cloned(),
         );
         ids.push(message.message_id.clone());
         h.store
@@ -1487,6 +1488,20 @@ impl RoomStore for FaultyStore {
         query: HistoryQuery,
     ) -> Result<Vec<ChatMessage>, StoreError> {
         self.inner.history(conversation, query).await
+    }
+    async fn message(
+        &self,
+        conversation: &ConversationId,
+        message: &MessageId,
+    ) -> Result<Option<ChatMessage>, StoreError> {
+        self.inner.message(conversation, message).await
+    }
+    async fn switch_branch(
+        &self,
+        conversation: &ConversationId,
+        message: &MessageId,
+    ) -> Result<Option<MessageId>, StoreError> {
+        self.inner.switch_branch(conversation, message).await
     }
     async fn put_session(&self, session: SessionRecord) -> Result<(), StoreError> {
         self.inner.put_session(session).await

@@ -14,6 +14,9 @@
 //! | `<prefix>:conv:{<id>}:members` | sorted set | users with access, scored in the order they were let in |
 //! | `<prefix>:conv:{<id>}:ids` | sorted set | message ids (all score 0: ordered by id, i.e. by time) |
 //! | `<prefix>:conv:{<id>}:msgs` | hash | message id → message (JSON) |
+//! | `<prefix>:conv:{<id>}:tree` | hash | message id → `"<depth> <parent id>"` |
+//! | `<prefix>:conv:{<id>}:kids` | hash | parent id (`""`: first messages) → its children's ids, comma-separated, oldest first |
+//! | `<prefix>:conv:{<id>}:path` | list | the active branch's message ids, oldest first |
 //! | `<prefix>:conv:{<id>}:answer` | hash | the running answer's lease: `stream_id`, `seq`; expires unless renewed |
 //! | `<prefix>:session:{<id>}` | string | a session (JSON); expires with the session |
 //! | `<prefix>:log:{<stream_id>}` | stream | an answer's chunks, entry id = `seq` ([`RedisStreamLog`]) |

@@ -7,7 +7,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use marie_core::{
     ActiveStream, ApprovalDecision, ApprovalId, ApprovalOutcome, ApprovalRecord, ChatMessage,
-    ConversationId, ConversationInfo, HistoryQuery, RoomStore, SessionId, SessionRecord,
+    ConversationId, ConversationInfo, HistoryQuery, MessageId, RoomStore, SessionId, SessionRecord,
     StoreError, StreamId, UserId, now_millis,
 };
 use redis::aio::ConnectionManager;
@@ -50,45 +50,194 @@ return 1"
     ))
 });
 
-/// KEYS: info, members, ids, msgs. ARGV: message id, message JSON, limit (0: none), ttl ms.
+/// The history tree, shared by the scripts that read or write it. KEYS: info, members, ids,
+/// msgs, tree, kids, path (see [`ConvKeys`]).
+///
+/// - `tree`: message id → `"<depth> <parent id>"` (the parent empty for a first message);
+/// - `kids`: parent id (`""` for the first messages) → its children's ids, comma-separated,
+///   in the order they came;
+/// - `path`: the active branch, oldest first; `path[i]` is at depth `depth(path[0]) + i`, so
+///   that a page of it is one `LRANGE`.
+const TREE: &str = r"
+local function node(id)
+  local n = redis.call('HGET', KEYS[5], id)
+  if not n then return nil end
+  local d, p = string.match(n, '^(%d+) (.*)$')
+  return tonumber(d), p
+end
+-- Where `id` is on the active branch, or nil.
+local function index(id)
+  local d = node(id)
+  if not d then return nil end
+  local first = redis.call('LINDEX', KEYS[7], 0)
+  if not first then return nil end
+  local base = node(first)
+  if not base or d < base then return nil end
+  if redis.call('LINDEX', KEYS[7], d - base) == id then return d - base end
+  return nil
+end
+-- Makes the active branch end at `id`: kept up to id's nearest ancestor on it, then the
+-- rest of id's ancestors and id (usually the parent is the last message: one push).
+local function activate(id)
+  local chain = {}
+  local cur = id
+  local keep = nil
+  while cur and cur ~= '' do
+    local i = index(cur)
+    if i then keep = i break end
+    chain[#chain + 1] = cur
+    local _, p = node(cur)
+    cur = p
+  end
+  if keep then redis.call('LTRIM', KEYS[7], 0, keep) else redis.call('DEL', KEYS[7]) end
+  for i = #chain, 1, -1 do redis.call('RPUSH', KEYS[7], chain[i]) end
+end
+-- History written before branches is one line: it becomes a tree on first use.
+local function upgrade()
+  if redis.call('EXISTS', KEYS[7]) == 1 or redis.call('HLEN', KEYS[5]) > 0 then return end
+  local parent = ''
+  for i, id in ipairs(redis.call('ZRANGE', KEYS[3], 0, -1)) do
+    redis.call('HSET', KEYS[5], id, (i - 1) .. ' ' .. parent)
+    redis.call('HSET', KEYS[6], parent, id)
+    redis.call('RPUSH', KEYS[7], id)
+    parent = id
+  end
+end
+-- Drops the oldest messages beyond `limit` (0: none) from every key.
+local function trim(limit)
+  limit = tonumber(limit)
+  if limit <= 0 then return end
+  local excess = redis.call('ZCARD', KEYS[3]) - limit
+  if excess <= 0 then return end
+  local old = redis.call('ZRANGE', KEYS[3], 0, excess - 1)
+  redis.call('ZREMRANGEBYRANK', KEYS[3], 0, excess - 1)
+  for _, id in ipairs(old) do
+    local _, p = node(id)
+    local kids = p and redis.call('HGET', KEYS[6], p)
+    if kids then
+      local rest = {}
+      for k in string.gmatch(kids, '[^,]+') do
+        if k ~= id then rest[#rest + 1] = k end
+      end
+      if #rest > 0 then
+        redis.call('HSET', KEYS[6], p, table.concat(rest, ','))
+      else
+        redis.call('HDEL', KEYS[6], p)
+      end
+    end
+    if redis.call('LINDEX', KEYS[7], 0) == id then redis.call('LPOP', KEYS[7]) end
+    redis.call('HDEL', KEYS[4], id)
+    redis.call('HDEL', KEYS[5], id)
+  end
+end
+";
+
+/// ARGV: message id, message JSON, parent id ('' for none), limit (0: none), ttl ms.
 /// -1: no such conversation.
 static APPEND: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
-        "{TOUCH}
+        "{TOUCH}{TREE}
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
-redis.call('ZADD', KEYS[3], 0, ARGV[1])
-redis.call('HSET', KEYS[4], ARGV[1], ARGV[2])
-local limit = tonumber(ARGV[3])
-if limit > 0 then
-  local excess = redis.call('ZCARD', KEYS[3]) - limit
-  if excess > 0 then
-    local old = redis.call('ZRANGE', KEYS[3], 0, excess - 1)
-    redis.call('ZREMRANGEBYRANK', KEYS[3], 0, excess - 1)
-    for _, id in ipairs(old) do redis.call('HDEL', KEYS[4], id) end
+upgrade()
+local id, parent = ARGV[1], ARGV[3]
+if redis.call('HEXISTS', KEYS[4], id) == 0 then
+  local depth = 0
+  if parent ~= '' then
+    local d = node(parent)
+    if d then depth = d + 1 end
   end
+  redis.call('ZADD', KEYS[3], 0, id)
+  redis.call('HSET', KEYS[5], id, depth .. ' ' .. parent)
+  local kids = redis.call('HGET', KEYS[6], parent)
+  redis.call('HSET', KEYS[6], parent, kids and (kids .. ',' .. id) or id)
+  redis.call('HSET', KEYS[4], id, ARGV[2])
+  activate(id)
+  trim(ARGV[4])
+else
+  redis.call('HSET', KEYS[4], id, ARGV[2])
 end
-touch(ARGV[4])
+touch(ARGV[5])
 return 1"
     ))
 });
 
-/// KEYS: ids, msgs. ARGV: before ('' for none), limit. The newest `limit` messages before
-/// `before`, newest first.
+/// ARGV: before ('' for none), limit. The active branch's newest `limit` messages before
+/// `before`, oldest first, as triples: message JSON, parent id, siblings ('' when none).
 static HISTORY: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r"
-local max = '+'
-if ARGV[1] ~= '' then max = '(' .. ARGV[1] end
-local ids = redis.call('ZREVRANGEBYLEX', KEYS[1], max, '-', 'LIMIT', 0, tonumber(ARGV[2]))
-local out = {}
-for i = 1, #ids, 1000 do
-  local part = redis.call('HMGET', KEYS[2], unpack(ids, i, math.min(i + 999, #ids)))
-  for _, m in ipairs(part) do
-    if m then out[#out + 1] = m end
+    Script::new(&format!(
+        "{TREE}
+upgrade()
+local n = redis.call('LLEN', KEYS[7])
+local stop = n
+if ARGV[1] ~= '' then
+  stop = index(ARGV[1])
+  if not stop then
+    -- Not on the active branch: cut by id order (ids are time-ordered).
+    local lo, hi = 0, n
+    while lo < hi do
+      local mid = math.floor((lo + hi) / 2)
+      if redis.call('LINDEX', KEYS[7], mid) < ARGV[1] then lo = mid + 1 else hi = mid end
+    end
+    stop = lo
   end
 end
-return out",
-    )
+local start = math.max(0, stop - tonumber(ARGV[2]))
+local out = {{}}
+if stop <= start then return out end
+for _, id in ipairs(redis.call('LRANGE', KEYS[7], start, stop - 1)) do
+  local m = redis.call('HGET', KEYS[4], id)
+  if m then
+    local _, p = node(id)
+    p = p or ''
+    local kids = redis.call('HGET', KEYS[6], p) or ''
+    if not string.find(kids, ',', 1, true) then kids = '' end
+    out[#out + 1] = m
+    out[#out + 1] = p
+    out[#out + 1] = kids
+  end
+end
+return out"
+    ))
+});
+
+/// ARGV: message id. The message JSON and its parent id, or nothing.
+static MESSAGE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        "{TREE}
+upgrade()
+local m = redis.call('HGET', KEYS[4], ARGV[1])
+if not m then return {{}} end
+local _, p = node(ARGV[1])
+return {{m, p or ''}}"
+    ))
+});
+
+/// The active branch's last message id, or nil.
+static LEAF: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        "{TREE}
+upgrade()
+return redis.call('LINDEX', KEYS[7], -1)"
+    ))
+});
+
+/// ARGV: message id, ttl ms. Makes the branch through the message, down to its newest leaf,
+/// the active one; the leaf's id, or nil when there is no such message.
+static SWITCH: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        "{TOUCH}{TREE}
+upgrade()
+if not node(ARGV[1]) then return false end
+local leaf = ARGV[1]
+while true do
+  local kids = redis.call('HGET', KEYS[6], leaf)
+  if not kids then break end
+  leaf = string.match(kids, '([^,]+)$')
+end
+activate(leaf)
+touch(ARGV[2])
+return leaf"
+    ))
 });
 
 /// KEYS: answer. ARGV: stream id, ttl ms.
@@ -161,12 +310,23 @@ struct ConvKeys {
     members: String,
     ids: String,
     msgs: String,
+    tree: String,
+    kids: String,
+    path: String,
 }
 
 impl ConvKeys {
-    /// In the order the write scripts take them.
-    fn all(&self) -> [&str; 4] {
-        [&self.info, &self.members, &self.ids, &self.msgs]
+    /// In the order the scripts take them.
+    fn all(&self) -> [&str; 7] {
+        [
+            &self.info,
+            &self.members,
+            &self.ids,
+            &self.msgs,
+            &self.tree,
+            &self.kids,
+            &self.path,
+        ]
     }
 }
 
@@ -201,6 +361,9 @@ impl RedisStore {
             members: format!("{base}:members"),
             ids: format!("{base}:ids"),
             msgs: format!("{base}:msgs"),
+            tree: format!("{base}:tree"),
+            kids: format!("{base}:kids"),
+            path: format!("{base}:path"),
         }
     }
 
@@ -255,6 +418,20 @@ pub(super) fn to_json<T: Serialize>(value: &T) -> Result<String, StoreError> {
 
 pub(super) fn from_json<T: DeserializeOwned>(raw: &str) -> Result<T, StoreError> {
     serde_json::from_str(raw).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn message_id(raw: &str) -> Result<MessageId, StoreError> {
+    MessageId::parse(raw).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+/// A stored message, with the parent its tree node names (history written before branches
+/// has no `parent_id` in its JSON).
+fn read_message(json: &str, parent: &str) -> Result<ChatMessage, StoreError> {
+    let mut message: ChatMessage = from_json(json)?;
+    message.parent_id = (!parent.is_empty())
+        .then(|| message_id(parent))
+        .transpose()?;
+    Ok(message)
 }
 
 fn no_such_conversation() -> StoreError {
@@ -355,8 +532,10 @@ impl RoomStore for RedisStore {
                 for k in keys.all() {
                     call.key(k);
                 }
+                let parent = message.parent_id.as_ref().map_or("", |p| p.as_str());
                 call.arg(message.message_id.as_str())
                     .arg(json)
+                    .arg(parent)
                     .arg(limit)
                     .arg(ttl)
                     .invoke_async(&mut c)
@@ -385,17 +564,85 @@ impl RoomStore for RedisStore {
         let limit = i64::try_from(query.limit).unwrap_or(i64::MAX);
         let raw: Vec<String> = self
             .run("history", |mut c| async move {
-                HISTORY
-                    .key(keys.ids)
-                    .key(keys.msgs)
-                    .arg(before)
-                    .arg(limit)
+                let mut call = HISTORY.prepare_invoke();
+                for k in keys.all() {
+                    call.key(k);
+                }
+                call.arg(before).arg(limit).invoke_async(&mut c).await
+            })
+            .await?;
+        raw.chunks_exact(3)
+            .map(|triple| {
+                let mut message = read_message(&triple[0], &triple[1])?;
+                if !triple[2].is_empty() {
+                    message.siblings = triple[2]
+                        .split(',')
+                        .map(message_id)
+                        .collect::<Result<_, _>>()?;
+                }
+                Ok(message)
+            })
+            .collect()
+    }
+
+    async fn message(
+        &self,
+        conversation: &ConversationId,
+        message: &MessageId,
+    ) -> Result<Option<ChatMessage>, StoreError> {
+        let keys = self.conv_keys(conversation);
+        let raw: Vec<String> = self
+            .run("message", |mut c| async move {
+                let mut call = MESSAGE.prepare_invoke();
+                for k in keys.all() {
+                    call.key(k);
+                }
+                call.arg(message.as_str()).invoke_async(&mut c).await
+            })
+            .await?;
+        match raw.as_slice() {
+            [json, parent] => read_message(json, parent).map(Some),
+            _ => Ok(None),
+        }
+    }
+
+    async fn active_leaf(
+        &self,
+        conversation: &ConversationId,
+    ) -> Result<Option<MessageId>, StoreError> {
+        let keys = self.conv_keys(conversation);
+        let leaf: Option<String> = self
+            .run("active_leaf", |mut c| async move {
+                let mut call = LEAF.prepare_invoke();
+                for k in keys.all() {
+                    call.key(k);
+                }
+                call.invoke_async(&mut c).await
+            })
+            .await?;
+        leaf.as_deref().map(message_id).transpose()
+    }
+
+    async fn switch_branch(
+        &self,
+        conversation: &ConversationId,
+        message: &MessageId,
+    ) -> Result<Option<MessageId>, StoreError> {
+        let keys = self.conv_keys(conversation);
+        let ttl = self.ttl_ms();
+        let leaf: Option<String> = self
+            .run("switch_branch", |mut c| async move {
+                let mut call = SWITCH.prepare_invoke();
+                for k in keys.all() {
+                    call.key(k);
+                }
+                call.arg(message.as_str())
+                    .arg(ttl)
                     .invoke_async(&mut c)
                     .await
             })
             .await?;
-        // Newest first from Redis; oldest first out.
-        raw.iter().rev().map(|m| from_json(m)).collect()
+        leaf.as_deref().map(message_id).transpose()
     }
 
     async fn put_session(&self, session: SessionRecord) -> Result<(), StoreError> {

@@ -9,6 +9,7 @@
 //! - `mod.rs`: [`ChatEngine`] and its builder; the commands that read or change a
 //!   conversation (join, invite, cancel, history, resume reads, sessions).
 //! - `send.rs`: `send_message`, from the checks to the spawned answer.
+//! - `branch.rs`: `edit_message`, `regenerate`, `switch_branch`: branches of a conversation.
 //! - `answer/`: the task that runs one answer (its provider loop, its bursts, its lease).
 //! - `approve.rs`: `approve_tool`, a member's decision on a tool call, from any node.
 //! - `idempotency.rs`: the outcomes of recent sends, by `client_message_id`.
@@ -16,6 +17,7 @@
 
 mod answer;
 mod approve;
+mod branch;
 mod config;
 mod idempotency;
 mod send;

@@ -5,8 +5,9 @@
 //!    or reserves the conversation on this node (`busy` if an answer runs here).
 //! 3. [`Reservation::claim_lease`] takes the conversation's lease in the store (`busy` if an
 //!    answer runs on another node).
-//! 4. [`ChatEngine::prepare_request`] stores the user's message and builds the model's
-//!    request from the history.
+//! 4. [`ChatEngine::prepare_request`] stores the user's message (after the active branch's
+//!    leaf, or beside the message edited) and builds the model's request from the active
+//!    branch.
 //! 5. The answer's log is opened, the reservation handed to the answer's task, which is
 //!    spawned; `send` returns.
 //!
@@ -22,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 use super::idempotency::Key;
 use super::{ChatEngine, RunningAnswer, answer};
 use crate::{
-    ChatMessage, ConversationId, Error, Identity, LlmRequest, MessageId, MessageRole,
+    ChatMessage, ConversationId, Error, HistoryQuery, Identity, LlmRequest, MessageId, MessageRole,
     PromptMessage, StreamId, StreamMeta,
 };
 
@@ -50,6 +51,33 @@ pub struct SendOutcome {
     pub stream_id: StreamId,
     /// `true` when this was a repeat of an earlier `client_message_id` and started nothing.
     pub duplicate: bool,
+}
+
+/// An answer to start, and what it answers.
+pub(super) struct Start {
+    pub(super) conversation: ConversationId,
+    pub(super) question: Question,
+    /// `true`: stream the answer; `false`: one `message_response`.
+    pub(super) streamed: bool,
+    pub(super) client_message_id: Option<String>,
+}
+
+/// What an answer answers.
+pub(super) enum Question {
+    /// `send_message`: a new user message at the end of the active branch.
+    New(String),
+    /// `edit_message`: a new user message after `parent`, beside the message edited.
+    Edit {
+        text: String,
+        parent: Option<MessageId>,
+    },
+    /// `regenerate`: a stored user message, answered again. The new answer goes beside
+    /// `replaces`; with `None`, the user message is the active branch's leaf (its answer
+    /// failed before it said anything).
+    Again {
+        user_message: MessageId,
+        replaces: Option<MessageId>,
+    },
 }
 
 /// What [`ChatEngine::reserve`] found.
@@ -132,6 +160,23 @@ impl ChatEngine {
     /// Returns as soon as the answer is started; its events go to the sink.
     pub async fn send(&self, who: &Identity, request: SendRequest) -> Result<SendOutcome, Error> {
         self.check_message(&request.message)?;
+        let SendRequest {
+            conversation_id,
+            message,
+            stream,
+            client_message_id,
+        } = request;
+        let start = Start {
+            conversation: conversation_id,
+            question: Question::New(message),
+            streamed: stream,
+            client_message_id,
+        };
+        self.start(who, start).await
+    }
+
+    /// Starts an answer: `send_message`, `edit_message` and `regenerate` all end here.
+    pub(super) async fn start(&self, who: &Identity, start: Start) -> Result<SendOutcome, Error> {
         // Held until the answer task is spawned or this send gives up, so that a shutdown that
         // starts meanwhile waits for this answer instead of returning without it. The token and
         // `is_closed` use the tracker's one atomic, so there is no gap between the two.
@@ -139,22 +184,15 @@ impl ChatEngine {
         if self.shared.tasks.is_closed() {
             return Err(Error::ShuttingDown);
         }
-        self.authorize(who, &request.conversation_id).await?;
-        let mut reservation = match self.reserve(who, &request)? {
-            Reserved::Repeat(first) => return Ok(first),
-            Reserved::New(reservation) => reservation,
-        };
+        self.authorize(who, &start.conversation).await?;
+        let mut reservation =
+            match self.reserve(who, &start.conversation, start.client_message_id.as_deref())? {
+                Reserved::Repeat(first) => return Ok(first),
+                Reserved::New(reservation) => reservation,
+            };
         reservation.claim_lease().await?;
-        let user_message = ChatMessage {
-            message_id: reservation.outcome.message_id.clone(),
-            role: MessageRole::User,
-            content: request.message,
-            user_id: Some(who.user_id.clone()),
-            created_at: crate::now_millis(),
-            parts: Vec::new(),
-        };
-        let llm_request = self
-            .prepare_request(who, &reservation.conversation, user_message)
+        let (llm_request, answered) = self
+            .prepare_request(who, &mut reservation, start.question)
             .await?;
 
         let outcome = reservation.outcome.clone();
@@ -163,12 +201,13 @@ impl ChatEngine {
             user_id: who.user_id.clone(),
             stream_id: outcome.stream_id.clone(),
             message_id: outcome.answer_message_id.clone(),
+            parent_id: answered,
             prompt_tokens: llm_request
                 .messages
                 .iter()
                 .map(|m| crate::estimate_tokens(&m.content))
                 .sum(),
-            streamed: request.stream,
+            streamed: start.streamed,
             cancel: reservation.cancel.clone(),
             seq: reservation.seq.clone(),
             progress: Arc::new(Notify::new()),
@@ -206,12 +245,15 @@ impl ChatEngine {
 
     /// Checks for a repeat and reserves the conversation in one critical section, so that two
     /// concurrent sends on this node can neither both start nor both be told "duplicate".
-    fn reserve(&self, who: &Identity, request: &SendRequest) -> Result<Reserved<'_>, Error> {
-        let conversation = request.conversation_id.clone();
-        let key = request
-            .client_message_id
-            .clone()
-            .map(|id| (conversation.clone(), who.user_id.clone(), id));
+    fn reserve(
+        &self,
+        who: &Identity,
+        conversation: &ConversationId,
+        client_message_id: Option<&str>,
+    ) -> Result<Reserved<'_>, Error> {
+        let conversation = conversation.clone();
+        let key =
+            client_message_id.map(|id| (conversation.clone(), who.user_id.clone(), id.to_owned()));
         let outcome = SendOutcome {
             message_id: MessageId::new_time_ordered(),
             answer_message_id: MessageId::new_time_ordered(),
@@ -258,20 +300,77 @@ impl ChatEngine {
         }))
     }
 
-    /// Stores the user's message and builds the model request from the history.
+    /// Stores the user's message, if the question is a new one, and builds the model's
+    /// request from the active branch up to it. Returns the request and the user message the
+    /// answer answers (its parent). Runs under the conversation's lease, so that no other
+    /// answer changes the active branch meanwhile.
     async fn prepare_request(
         &self,
         who: &Identity,
-        conversation: &ConversationId,
-        user_message: ChatMessage,
-    ) -> Result<LlmRequest, Error> {
+        reservation: &mut Reservation<'_>,
+        question: Question,
+    ) -> Result<(LlmRequest, MessageId), Error> {
         let store = &self.shared.store;
         let config = &self.shared.config;
+        let conversation = &reservation.conversation;
+        let (text, parent) = match question {
+            Question::New(text) => (text, store.active_leaf(conversation).await?),
+            Question::Edit { text, parent } => (text, parent),
+            Question::Again {
+                user_message,
+                replaces,
+            } => {
+                reservation.outcome.message_id = user_message.clone();
+                let before = match replaces {
+                    // Through the answer replaced, so that the model sees the branch it saw.
+                    Some(replaced) => {
+                        store.switch_branch(conversation, &replaced).await?;
+                        Some(replaced)
+                    }
+                    None if store.active_leaf(conversation).await?.as_ref()
+                        == Some(&user_message) =>
+                    {
+                        None
+                    }
+                    None => {
+                        return Err(Error::Conflict(
+                            "the conversation changed meanwhile; regenerate again",
+                        ));
+                    }
+                };
+                let history = HistoryQuery {
+                    before,
+                    limit: config.history_window.max(1),
+                };
+                let messages = store.prompt_history(conversation, history).await?;
+                return Ok((self.llm_request(who, conversation, messages), user_message));
+            }
+        };
+        let user_message = ChatMessage {
+            message_id: reservation.outcome.message_id.clone(),
+            role: MessageRole::User,
+            content: text,
+            user_id: Some(who.user_id.clone()),
+            created_at: crate::now_millis(),
+            parts: Vec::new(),
+            parent_id: parent,
+            siblings: Vec::new(),
+        };
+        let answered = user_message.message_id.clone();
         store.append_message(conversation, user_message).await?;
-        let history = store
-            .prompt_history(conversation, config.history_window.max(1))
-            .await?;
-        let messages = match &config.system_prompt {
+        let history = HistoryQuery::newest(config.history_window.max(1));
+        let messages = store.prompt_history(conversation, history).await?;
+        Ok((self.llm_request(who, conversation, messages), answered))
+    }
+
+    /// The model's request: the system prompt, if any, then `history`.
+    fn llm_request(
+        &self,
+        who: &Identity,
+        conversation: &ConversationId,
+        history: Vec<PromptMessage>,
+    ) -> LlmRequest {
+        let messages = match &self.shared.config.system_prompt {
             Some(prompt) => {
                 let mut messages = Vec::with_capacity(history.len() + 1);
                 messages.push(PromptMessage::text(MessageRole::System, prompt.clone()));
@@ -280,12 +379,12 @@ impl ChatEngine {
             }
             None => history,
         };
-        Ok(LlmRequest {
+        LlmRequest {
             conversation_id: conversation.clone(),
             user_id: who.user_id.clone(),
             messages,
             tools: self.shared.tools.specs().to_vec(),
-        })
+        }
     }
 
     /// Opens the answer's log before the answer starts, so that a follower that reads the log

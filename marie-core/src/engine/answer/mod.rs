@@ -44,6 +44,8 @@ pub(super) struct AnswerJob {
     pub(super) stream_id: StreamId,
     /// The id of the assistant message this answer becomes.
     pub(super) message_id: MessageId,
+    /// The user message it answers: the stored answer's parent.
+    pub(super) parent_id: MessageId,
     /// The request's size in estimated tokens, for the usage of a provider that reports none.
     pub(super) prompt_tokens: u64,
     /// `false` for `send_message {stream:false}`: no start/chunk events, one
@@ -179,6 +181,8 @@ async fn finalize(engine: &ChatEngine, job: &AnswerJob, outcome: Outcome) -> Str
             user_id: None,
             created_at: now_millis(),
             parts: parts.clone(),
+            parent_id: Some(job.parent_id.clone()),
+            siblings: Vec::new(),
         };
         if let Err(e) = engine
             .shared

@@ -1,4 +1,9 @@
 //! [`MemoryStore`]: every [`RoomStore`] record in this process's memory.
+//!
+//! - `mod.rs`: the store and its records.
+//! - `tree.rs`: one conversation's history, every branch of it, and its active branch.
+
+mod tree;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -7,9 +12,11 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use marie_core::{
     ActiveStream, ApprovalDecision, ApprovalId, ApprovalOutcome, ApprovalRecord, ChatMessage,
-    ConversationId, ConversationInfo, HistoryQuery, PromptMessage, RoomStore, SessionId,
+    ConversationId, ConversationInfo, HistoryQuery, MessageId, PromptMessage, RoomStore, SessionId,
     SessionRecord, StoreError, StreamId, UserId, now_millis,
 };
+
+use tree::HistoryTree;
 
 /// A [`RoomStore`] in memory: the embedded default, for one node and for tests.
 ///
@@ -59,29 +66,22 @@ struct Conversation {
     info: ConversationInfo,
     /// In the order they were let in; the creator first.
     members: Vec<UserId>,
-    history: Vec<ChatMessage>,
+    history: HistoryTree,
 }
 
 impl MemoryStore {
-    /// The newest `query.limit` messages before `query.before`, oldest first, each as `copy`
-    /// makes it.
+    /// A page of the active branch of `conversation` (see [`HistoryTree::page`]).
     fn read_history<T>(
         &self,
         conversation: &ConversationId,
         query: &HistoryQuery,
-        copy: impl Fn(&ChatMessage) -> T,
+        copy: impl Fn(&ChatMessage, &[MessageId]) -> T,
     ) -> Vec<T> {
         let data = self.data();
-        let Some(conv) = data.conversations.get(conversation) else {
-            return Vec::new();
-        };
-        let end = match &query.before {
-            // Ids are time-ordered, so "older than" is "sorts before".
-            Some(before) => conv.history.partition_point(|m| m.message_id < *before),
-            None => conv.history.len(),
-        };
-        let start = end.saturating_sub(query.limit);
-        conv.history[start..end].iter().map(copy).collect()
+        data.conversations
+            .get(conversation)
+            .map(|conv| conv.history.page(query, copy))
+            .unwrap_or_default()
     }
 
     /// An empty store.
@@ -116,7 +116,7 @@ impl RoomStore for MemoryStore {
             Conversation {
                 members: vec![info.created_by.clone()],
                 info,
-                history: Vec::new(),
+                history: HistoryTree::default(),
             },
         );
         Ok(true)
@@ -181,15 +181,9 @@ impl RoomStore for MemoryStore {
             .conversations
             .get_mut(conversation)
             .ok_or_else(|| StoreError::Unavailable("no such conversation".into()))?;
-        // Kept in id order (ids are time-ordered), which is the order history is read in:
-        // usually the end, but concurrent appends may arrive out of order.
-        let at = conv
-            .history
-            .partition_point(|m| m.message_id <= message.message_id);
-        conv.history.insert(at, message);
+        conv.history.insert(message);
         if let Some(cap) = cap {
-            let excess = conv.history.len().saturating_sub(cap);
-            conv.history.drain(..excess);
+            conv.history.trim(cap);
         }
         Ok(())
     }
@@ -199,24 +193,64 @@ impl RoomStore for MemoryStore {
         conversation: &ConversationId,
         query: HistoryQuery,
     ) -> Result<Vec<ChatMessage>, StoreError> {
-        Ok(self.read_history(conversation, &query, ChatMessage::clone))
+        Ok(
+            self.read_history(conversation, &query, |m, siblings| ChatMessage {
+                siblings: siblings.to_vec(),
+                ..m.clone()
+            }),
+        )
     }
 
-    /// Copies only the role and text of each message.
+    /// Copies only what the model is shown of each message.
     async fn prompt_history(
         &self,
         conversation: &ConversationId,
-        limit: usize,
+        query: HistoryQuery,
     ) -> Result<Vec<PromptMessage>, StoreError> {
-        let query = HistoryQuery {
-            before: None,
-            limit,
-        };
-        Ok(self.read_history(conversation, &query, |m| PromptMessage {
-            role: m.role,
-            content: m.content.clone(),
-            parts: m.parts.clone(),
-        }))
+        Ok(
+            self.read_history(conversation, &query, |m, _| PromptMessage {
+                role: m.role,
+                content: m.content.clone(),
+                parts: m.parts.clone(),
+            }),
+        )
+    }
+
+    async fn message(
+        &self,
+        conversation: &ConversationId,
+        message: &MessageId,
+    ) -> Result<Option<ChatMessage>, StoreError> {
+        Ok(self
+            .data()
+            .conversations
+            .get(conversation)
+            .and_then(|c| c.history.get(message))
+            .cloned())
+    }
+
+    async fn active_leaf(
+        &self,
+        conversation: &ConversationId,
+    ) -> Result<Option<MessageId>, StoreError> {
+        Ok(self
+            .data()
+            .conversations
+            .get(conversation)
+            .and_then(|c| c.history.leaf())
+            .cloned())
+    }
+
+    async fn switch_branch(
+        &self,
+        conversation: &ConversationId,
+        message: &MessageId,
+    ) -> Result<Option<MessageId>, StoreError> {
+        Ok(self
+            .data()
+            .conversations
+            .get_mut(conversation)
+            .and_then(|c| c.history.switch(message)))
     }
 
     async fn put_session(&self, session: SessionRecord) -> Result<(), StoreError> {
