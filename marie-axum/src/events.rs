@@ -27,11 +27,14 @@ pub(crate) enum ClientEvent {
     SystemAnnouncement,
     ApproveTool,
     Typing,
+    EditMessage,
+    Regenerate,
+    SwitchBranch,
 }
 
 impl ClientEvent {
     /// Every client event, in the order of `docs/protocol.md` section 2.
-    pub(crate) const ALL: [Self; 11] = [
+    pub(crate) const ALL: [Self; 14] = [
         Self::JoinConversation,
         Self::LeaveConversation,
         Self::Invite,
@@ -43,6 +46,9 @@ impl ClientEvent {
         Self::SystemAnnouncement,
         Self::ApproveTool,
         Self::Typing,
+        Self::EditMessage,
+        Self::Regenerate,
+        Self::SwitchBranch,
     ];
 
     /// The Socket.IO event name.
@@ -59,6 +65,9 @@ impl ClientEvent {
             Self::SystemAnnouncement => "system_announcement",
             Self::ApproveTool => "approve_tool",
             Self::Typing => "typing",
+            Self::EditMessage => "edit_message",
+            Self::Regenerate => "regenerate",
+            Self::SwitchBranch => "switch_branch",
         }
     }
 
@@ -142,6 +151,30 @@ impl ClientEvent {
                     typing: p.typing,
                 }
             }
+            Self::EditMessage => {
+                let p: EditMessage = decode(payload)?;
+                Command::Edit {
+                    conversation: ConversationId::parse(p.conversation_id)?,
+                    message: MessageId::parse(p.message_id)?,
+                    text: p.message,
+                    stream: p.stream,
+                }
+            }
+            Self::Regenerate => {
+                let p: Regenerate = decode(payload)?;
+                Command::Regenerate {
+                    conversation: ConversationId::parse(p.conversation_id)?,
+                    message: p.message_id.map(MessageId::parse).transpose()?,
+                    stream: p.stream,
+                }
+            }
+            Self::SwitchBranch => {
+                let p: SwitchBranch = decode(payload)?;
+                Command::SwitchBranch {
+                    conversation: ConversationId::parse(p.conversation_id)?,
+                    message: MessageId::parse(p.message_id)?,
+                }
+            }
         })
     }
 }
@@ -183,6 +216,21 @@ pub(crate) enum Command {
     Typing {
         conversation: ConversationId,
         typing: bool,
+    },
+    Edit {
+        conversation: ConversationId,
+        message: MessageId,
+        text: String,
+        stream: bool,
+    },
+    Regenerate {
+        conversation: ConversationId,
+        message: Option<MessageId>,
+        stream: bool,
+    },
+    SwitchBranch {
+        conversation: ConversationId,
+        message: MessageId,
     },
 }
 
@@ -271,6 +319,36 @@ struct ApproveTool {
 struct Typing {
     conversation_id: String,
     typing: bool,
+}
+
+/// `edit_message`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EditMessage {
+    conversation_id: String,
+    message_id: String,
+    message: String,
+    #[serde(default = "default_true")]
+    stream: bool,
+}
+
+/// `regenerate`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Regenerate {
+    conversation_id: String,
+    #[serde(default)]
+    message_id: Option<String>,
+    #[serde(default = "default_true")]
+    stream: bool,
+}
+
+/// `switch_branch`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SwitchBranch {
+    conversation_id: String,
+    message_id: String,
 }
 
 /// The CONNECT packet's `auth` object.

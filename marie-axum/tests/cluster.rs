@@ -886,3 +886,59 @@ async fn typing_on_one_node_is_seen_on_the_other() {
     drop((a, b));
     cleanup(&prefix).await;
 }
+
+/// An edit through one node and a switch through the other: both nodes' members see the
+/// answer and `branch_switched`, and read the same active branch (the tree is in Redis).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn branches_made_on_one_node_are_seen_on_the_other() {
+    let prefix = unique_prefix("cluster-branches");
+    let link = Link::direct(&prefix);
+    let a = start_node(&link, EchoProvider::new(Duration::ZERO)).await;
+    let b = start_node(&link, EchoProvider::new(Duration::ZERO)).await;
+    let mut alice = connect(a.addr, "alice").await;
+    alice.join("branches").await;
+    invite(&alice, "branches", "bob").await;
+    let mut bob = connect(b.addr, "bob").await;
+    bob.join("branches").await;
+
+    let sent = send(&alice, "branches", "first").await;
+    for client in [&mut alice, &mut bob] {
+        assert_eq!(client.stream().await.terminal.event, "stream_end");
+    }
+    let edited = alice
+        .ack(
+            "edit_message",
+            json!({"conversation_id": "branches", "message_id": sent["message_id"], "message": "second"}),
+        )
+        .await;
+    assert_eq!(edited["status"], "ok", "{edited}");
+    for client in [&mut alice, &mut bob] {
+        assert_eq!(client.stream().await.terminal.event, "stream_end");
+    }
+    let through_b = history(&bob, "branches").await;
+    assert_eq!(
+        through_b["messages"][0]["siblings"],
+        json!([sent["message_id"], edited["message_id"]])
+    );
+
+    let switched = bob
+        .ack(
+            "switch_branch",
+            json!({"conversation_id": "branches", "message_id": sent["message_id"]}),
+        )
+        .await;
+    assert_eq!(switched["status"], "ok", "{switched}");
+    for client in [&mut alice, &mut bob] {
+        let told = client.next("branch_switched").await;
+        assert_eq!(told["message_id"], sent["message_id"]);
+        assert_eq!(told["user_id"], "bob");
+    }
+    let through_a = history(&alice, "branches").await;
+    assert_eq!(through_a["messages"][0]["message_id"], sent["message_id"]);
+    assert_eq!(
+        message_ids(&through_a),
+        message_ids(&history(&bob, "branches").await)
+    );
+    drop((a, b));
+    cleanup(&prefix).await;
+}

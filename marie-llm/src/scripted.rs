@@ -32,6 +32,8 @@ struct Script {
     later_steps: Vec<Vec<LlmEvent>>,
     delay: Duration,
     start_error: Option<ProviderError>,
+    /// Only the first this many requests fail with `start_error` (0: all of them).
+    start_error_for: usize,
     fail_at: Option<(usize, ProviderError)>,
     panic_at: Option<usize>,
     ending: Ending,
@@ -64,6 +66,7 @@ impl ScriptedProvider {
                 later_steps: Vec::new(),
                 delay: Duration::ZERO,
                 start_error: None,
+                start_error_for: 0,
                 fail_at: None,
                 panic_at: None,
                 ending: Ending::Done(None),
@@ -159,6 +162,14 @@ impl ScriptedProvider {
         self
     }
 
+    /// Fails only the first `n` requests with `error`, then plays the script: a provider
+    /// that comes back.
+    pub fn fail_first(mut self, n: usize, error: ProviderError) -> Self {
+        self.script.start_error = Some(error);
+        self.script.start_error_for = n.max(1);
+        self
+    }
+
     /// Yields `error` after `n` chunks.
     pub fn fail_at(mut self, n: usize, error: ProviderError) -> Self {
         self.script.fail_at = Some((n, error));
@@ -231,10 +242,11 @@ fn step_of(request: &LlmRequest) -> usize {
 impl LlmProvider for ScriptedProvider {
     async fn stream(&self, request: LlmRequest) -> Result<LlmStream, ProviderError> {
         let step = step_of(&request);
-        self.requests
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(request);
+        let nth = {
+            let mut requests = self.requests.lock().unwrap_or_else(|e| e.into_inner());
+            requests.push(request);
+            requests.len()
+        };
         let mut script = self.script.clone();
         if step > 0
             && let Some(last) = script.later_steps.len().checked_sub(1)
@@ -253,7 +265,9 @@ impl LlmProvider for ScriptedProvider {
             }
             script.chunks = items;
         }
-        if let Some(e) = script.start_error {
+        if let Some(e) = script.start_error.take()
+            && (script.start_error_for == 0 || nth <= script.start_error_for)
+        {
             return Err(e);
         }
         let state = Playback {

@@ -18,8 +18,8 @@ use socketioxide::extract::{Event, SocketRef, TryData};
 
 use super::membership::{enter_room, leave_room, save_session};
 use super::payloads::{
-    AckError, AckOk, Announcement, Cancelled, History, Invited, Joined, Left, Nothing, Resumed,
-    SeedAckError, SeedAckOk, Sent,
+    AckError, AckOk, Announcement, BranchSwitched, Cancelled, History, Invited, Joined, Left,
+    Nothing, Resumed, SeedAckError, SeedAckOk, Sent,
 };
 use super::reply::{self, AckTo};
 use super::{Authenticated, asked, typing};
@@ -160,6 +160,38 @@ async fn run<A: Adapter>(
         } => typing::typing(shared, socket, who, conversation, typing)
             .await
             .map(|t| ok(&t)),
+        Command::Edit {
+            conversation,
+            message,
+            text,
+            stream,
+        } => {
+            shared.guards.admit_message(who)?;
+            let started = shared
+                .engine
+                .edit(who, &conversation, &message, text, stream)
+                .await;
+            ctx.started(&conversation, started).map(|s| ok(&s))
+        }
+        Command::Regenerate {
+            conversation,
+            message,
+            stream,
+        } => {
+            shared.guards.admit_message(who)?;
+            let started = shared
+                .engine
+                .regenerate(who, &conversation, message.as_ref(), stream)
+                .await;
+            ctx.started(&conversation, started).map(|s| ok(&s))
+        }
+        Command::SwitchBranch {
+            conversation,
+            message,
+        } => ctx
+            .switch_branch(conversation, message)
+            .await
+            .map(|s| ok(&s)),
     }
 }
 
@@ -264,6 +296,58 @@ impl<A: Adapter> Ctx<'_, A> {
             stream_id,
             duplicate,
         })
+    }
+
+    /// The ack of a command that started an answer (`edit_message`, `regenerate`).
+    fn started(
+        &self,
+        conversation: &ConversationId,
+        started: Result<SendOutcome, Error>,
+    ) -> Result<Sent, Error> {
+        let outcome = started?;
+        asked::record(self.shared, self.socket, conversation, &outcome.stream_id);
+        Ok(Sent {
+            message_id: outcome.message_id,
+            stream_id: outcome.stream_id,
+            duplicate: false,
+        })
+    }
+
+    /// `switch_branch`: `branch_switched` to the whole room (this socket included), on every
+    /// node, and as the ack's fields.
+    async fn switch_branch(
+        &self,
+        conversation: ConversationId,
+        message: MessageId,
+    ) -> Result<BranchSwitched, Error> {
+        let leaf = self
+            .shared
+            .engine
+            .switch_branch(self.who, &conversation, &message)
+            .await?;
+        let switched = BranchSwitched {
+            conversation_id: conversation,
+            message_id: message,
+            leaf_id: leaf,
+            user_id: self.who.user_id.clone(),
+        };
+        let room = conversation_room(&switched.conversation_id);
+        if let Err(e) = self
+            .socket
+            .within(room.clone())
+            .emit("branch_switched", &switched)
+            .await
+        {
+            // The other nodes are out of reach (Redis is away): this node's members at least.
+            tracing::debug!(error = %e, "branch_switched delivered on this node only");
+            let _ = self
+                .socket
+                .local()
+                .within(room)
+                .emit("branch_switched", &switched)
+                .await;
+        }
+        Ok(switched)
     }
 
     async fn cancel(

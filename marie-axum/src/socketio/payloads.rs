@@ -73,6 +73,18 @@ pub(crate) struct Sent {
     pub(crate) duplicate: bool,
 }
 
+/// `branch_switched` to the room, and the `switch_branch` ack's fields.
+#[derive(Debug, Serialize)]
+pub(crate) struct BranchSwitched {
+    pub(crate) conversation_id: ConversationId,
+    /// The message switched to.
+    pub(crate) message_id: MessageId,
+    /// The active branch's last message now.
+    pub(crate) leaf_id: MessageId,
+    /// Who switched.
+    pub(crate) user_id: UserId,
+}
+
 /// The `cancel_stream` ack's fields.
 #[derive(Debug, Serialize)]
 pub(crate) struct Cancelled {
