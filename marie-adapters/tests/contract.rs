@@ -17,8 +17,9 @@ use std::time::Duration;
 
 use marie_core::{
     ActiveStream, ApprovalDecision, ApprovalId, ApprovalOutcome, ApprovalRecord, ChatMessage,
-    ConversationId, ConversationInfo, HistoryQuery, MessageId, MessagePart, MessageRole, RoomStore,
-    SessionId, SessionRecord, StreamId, ToolApprovalRequest, UserId, now_millis,
+    ConversationId, ConversationInfo, HistoryQuery, MessageId, MessagePart, MessageRole,
+    QueuedSend, RoomStore, SessionId, SessionRecord, StreamId, ToolApprovalRequest, UserId,
+    now_millis,
 };
 
 /// How long any single wait may take before the test fails.
@@ -478,6 +479,75 @@ mod contract {
         assert_eq!(store.active_leaf(&conv("other")).await.unwrap(), None);
     }
 
+    /// Sends wait in order, at most `max`; each is queued once and taken out once.
+    pub async fn queued_sends_wait_in_order_up_to_max(store: Store) {
+        let c = conv("c7");
+        let send = |i: usize| QueuedSend {
+            conversation_id: c.clone(),
+            user_id: user("alice"),
+            roles: if i == 2 {
+                vec!["admin".into()]
+            } else {
+                Vec::new()
+            },
+            message: format!("queued {i} \"quoted\" 🦀"),
+            stream: i != 3,
+            message_id: id(100 + i),
+            answer_message_id: id(200 + i),
+            stream_id: stream(&format!("q{i}")),
+            queued_at: 1_700_000_000_000 + i as u64,
+        };
+        assert!(store.queued_sends(&c).await.unwrap().is_empty());
+        for i in 1..=3 {
+            assert_eq!(store.enqueue_send(&send(i), 3).await.unwrap(), Some(i));
+        }
+        assert_eq!(
+            store.enqueue_send(&send(2), 3).await.unwrap(),
+            Some(2),
+            "a send already queued keeps its place"
+        );
+        assert_eq!(
+            store.enqueue_send(&send(4), 3).await.unwrap(),
+            None,
+            "the queue is full"
+        );
+        assert_eq!(
+            store.queued_sends(&c).await.unwrap(),
+            vec![send(1), send(2), send(3)]
+        );
+        assert!(store.remove_queued(&c, &stream("q2")).await.unwrap());
+        assert!(!store.remove_queued(&c, &stream("q2")).await.unwrap());
+        assert!(
+            !store
+                .remove_queued(&conv("other"), &stream("q1"))
+                .await
+                .unwrap()
+        );
+        assert_eq!(store.enqueue_send(&send(4), 3).await.unwrap(), Some(3));
+        assert_eq!(
+            store.queued_sends(&c).await.unwrap(),
+            vec![send(1), send(3), send(4)]
+        );
+
+        // Several nodes taking the same send: one gets it.
+        let takers: Vec<_> = (0..8)
+            .map(|_| {
+                let (store, c) = (store.clone(), c.clone());
+                tokio::spawn(async move { store.remove_queued(&c, &stream("q1")).await.unwrap() })
+            })
+            .collect();
+        let mut won = 0;
+        for t in takers {
+            won += usize::from(t.await.unwrap());
+        }
+        assert_eq!(won, 1);
+        assert_eq!(
+            store.queued_sends(&c).await.unwrap(),
+            vec![send(3), send(4)]
+        );
+        assert!(store.queued_sends(&conv("other")).await.unwrap().is_empty());
+    }
+
     pub async fn sessions_expire_and_can_be_removed(store: Store) {
         let id = SessionId::random();
         let record = SessionRecord {
@@ -749,6 +819,7 @@ macro_rules! contract_tests {
                 message_content_round_trips,
                 concurrent_appends_are_all_kept,
                 branches_keep_every_message_and_one_active_path,
+                queued_sends_wait_in_order_up_to_max,
                 sessions_expire_and_can_be_removed,
                 one_answer_holds_a_conversation,
                 a_lease_lapses_unless_renewed,

@@ -6,8 +6,8 @@
 //! clear `bad_request` rather than a silently ignored option; the message names the field.
 
 use marie_core::{
-    ApprovalId, ApprovalRecord, ConversationId, Error, ErrorCode, MessageId, SendRequest, StreamId,
-    UserId,
+    ApprovalId, ApprovalRecord, ConversationId, Error, ErrorCode, MessageId, OnBusy, SendRequest,
+    StreamId, UserId,
 };
 use serde::de::{self, DeserializeOwned, Deserializer, Visitor};
 use serde::{Deserialize, Serialize};
@@ -106,6 +106,7 @@ impl ClientEvent {
                     message: p.message,
                     stream: p.stream && self == Self::SendMessage,
                     client_message_id: p.client_message_id,
+                    on_busy: p.on_busy,
                 })
             }
             Self::CancelStream => {
@@ -259,6 +260,8 @@ struct SendMessage {
     stream: bool,
     #[serde(default)]
     client_message_id: Option<String>,
+    #[serde(default)]
+    on_busy: Option<OnBusy>,
 }
 
 fn default_true() -> bool {

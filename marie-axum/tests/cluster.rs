@@ -942,3 +942,63 @@ async fn branches_made_on_one_node_are_seen_on_the_other() {
     drop((a, b));
     cleanup(&prefix).await;
 }
+
+/// `on_busy: "enqueue"` across nodes: a send queued through node A while an answer runs on
+/// node B is answered after it (by the node that ended it), and both nodes' members see
+/// `queued`, then its stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_send_queued_on_one_node_is_answered_after_the_answer_running_on_the_other() {
+    let prefix = unique_prefix("cluster-queue");
+    let link = Link::direct(&prefix);
+    let a = start_node(&link, EchoProvider::new(Duration::from_millis(15))).await;
+    let b = start_node(&link, EchoProvider::new(Duration::from_millis(15))).await;
+    let mut alice = connect(a.addr, "alice").await;
+    alice.join("queue").await;
+    invite(&alice, "queue", "bob").await;
+    let mut bob = connect(b.addr, "bob").await;
+    bob.join("queue").await;
+
+    let running = send(&bob, "queue", "one two three four five six seven eight").await;
+    assert_eq!(running["status"], "ok", "{running}");
+    alice.next("stream_start").await;
+    let queued = alice
+        .ack(
+            "send_message",
+            json!({"conversation_id": "queue", "message": "and then?", "on_busy": "enqueue"}),
+        )
+        .await;
+    assert_eq!(queued["status"], "ok", "{queued}");
+    assert_eq!(queued["queued"], 1);
+    for client in [&mut alice, &mut bob] {
+        let notice = client.next("queued").await;
+        assert_eq!(notice["stream_id"], queued["stream_id"]);
+        assert_eq!(notice["position"], 1);
+        assert_eq!(notice["user_id"], "alice");
+        assert_eq!(notice["message"], "and then?");
+    }
+    for client in [&mut alice, &mut bob] {
+        let order: Vec<String> = {
+            let mut seen = Vec::new();
+            while seen.len() < 2 {
+                let got = client.next_of(&["stream_end", "stream_error"]).await;
+                assert_eq!(got.event, "stream_end", "{:?}", got.data);
+                seen.push(got.data["stream_id"].as_str().unwrap().to_owned());
+            }
+            seen
+        };
+        assert_eq!(
+            order,
+            [
+                running["stream_id"].as_str().unwrap(),
+                queued["stream_id"].as_str().unwrap()
+            ]
+        );
+    }
+    let through_a = history(&alice, "queue").await;
+    let texts = contents(&through_a);
+    assert_eq!(texts.len(), 4, "{texts:?}");
+    assert_eq!(texts[2], "and then?");
+    assert_eq!(through_a["messages"][2]["message_id"], queued["message_id"]);
+    drop((a, b));
+    cleanup(&prefix).await;
+}

@@ -49,6 +49,7 @@ mod log;
 mod message;
 mod policy;
 mod provider;
+mod queue;
 mod sink;
 mod store;
 mod stream;
@@ -72,11 +73,12 @@ pub use provider::{
     AssistantTurn, LlmEvent, LlmProvider, LlmRequest, LlmStream, PromptMessage, ToolCall,
     ToolCallRef, ToolResultRef, ToolSpec, tool_result_text,
 };
+pub use queue::{OnBusy, QueuedSend};
 pub use sink::{RecordingSink, StreamSink, emit_each};
 pub use store::{HistoryQuery, RoomStore, SessionRecord};
 pub use stream::{
-    AnswerFailed, EndStatus, MessagePart, MessageResponse, Payload, StartStatus, StreamChunk,
-    StreamEnd, StreamEvent, StreamFailed, StreamReasoning, StreamStart, ToolApproval,
+    AnswerFailed, EndStatus, MessagePart, MessageResponse, Payload, SendQueued, StartStatus,
+    StreamChunk, StreamEnd, StreamEvent, StreamFailed, StreamReasoning, StreamStart, ToolApproval,
     ToolApprovalRequest, ToolCallDelta, ToolCallReady, ToolCallStart, ToolResult,
 };
 pub use tool::{Tool, ToolContext, ToolError, ToolFn, Toolbox, ToolboxError, tool_fn};

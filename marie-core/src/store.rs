@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use crate::{
     ActiveStream, ApprovalDecision, ApprovalId, ApprovalOutcome, ApprovalRecord, ChatMessage,
-    ConversationId, ConversationInfo, MessageId, PromptMessage, SessionId, StoreError, StreamId,
-    UserId,
+    ConversationId, ConversationInfo, MessageId, PromptMessage, QueuedSend, SessionId, StoreError,
+    StreamId, UserId,
 };
 
 /// Which part of a conversation's active branch to read.
@@ -70,6 +70,13 @@ pub struct SessionRecord {
 /// [`append_message`](Self::append_message) makes the branch through the new message the
 /// active one; [`switch_branch`](Self::switch_branch) moves it. A store keeps the active
 /// branch so that a page of it costs what a page costs, however long the conversation.
+///
+/// ## Queued sends
+///
+/// A send made with `on_busy: "enqueue"` while an answer runs waits in its conversation's
+/// queue ([`enqueue_send`](Self::enqueue_send)), in the store so that any node may answer it:
+/// the node that ends an answer takes the lease for the queue's first send and then
+/// [`remove_queued`](Self::remove_queued)s it.
 ///
 /// ## Approvals
 ///
@@ -233,6 +240,29 @@ pub trait RoomStore: Send + Sync + 'static {
 
     /// Forgets an approval whose answer ended before it was decided.
     async fn remove_approval(&self, approval: &ApprovalId) -> Result<(), StoreError>;
+
+    /// Queues a send behind its conversation's running answer, if fewer than `max` wait:
+    /// its position (1: next), or `None`, changing nothing, when the queue is full. A send
+    /// already queued (same `stream_id`) is not queued twice: its position is returned.
+    async fn enqueue_send(
+        &self,
+        send: &QueuedSend,
+        max: usize,
+    ) -> Result<Option<usize>, StoreError>;
+
+    /// The sends waiting in `conversation`, next first.
+    async fn queued_sends(
+        &self,
+        conversation: &ConversationId,
+    ) -> Result<Vec<QueuedSend>, StoreError>;
+
+    /// Takes the send of `stream_id` out of the queue; `false` when it is not (or no longer)
+    /// there. Exactly one of several concurrent calls gets `true`.
+    async fn remove_queued(
+        &self,
+        conversation: &ConversationId,
+        stream_id: &StreamId,
+    ) -> Result<bool, StoreError>;
 }
 
 /// Forwards every call, so an `Arc<dyn RoomStore>` (or `Arc<S>`) is a store too.
@@ -364,5 +394,25 @@ impl<T: RoomStore + ?Sized> RoomStore for std::sync::Arc<T> {
     }
     async fn remove_approval(&self, approval: &ApprovalId) -> Result<(), StoreError> {
         (**self).remove_approval(approval).await
+    }
+    async fn enqueue_send(
+        &self,
+        send: &QueuedSend,
+        max: usize,
+    ) -> Result<Option<usize>, StoreError> {
+        (**self).enqueue_send(send, max).await
+    }
+    async fn queued_sends(
+        &self,
+        conversation: &ConversationId,
+    ) -> Result<Vec<QueuedSend>, StoreError> {
+        (**self).queued_sends(conversation).await
+    }
+    async fn remove_queued(
+        &self,
+        conversation: &ConversationId,
+        stream_id: &StreamId,
+    ) -> Result<bool, StoreError> {
+        (**self).remove_queued(conversation, stream_id).await
     }
 }

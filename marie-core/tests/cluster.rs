@@ -45,6 +45,7 @@ fn streamed(conversation: &ConversationId, message: &str) -> SendRequest {
         message: message.to_owned(),
         stream: true,
         client_message_id: None,
+        on_busy: None,
     }
 }
 

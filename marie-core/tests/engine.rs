@@ -16,10 +16,10 @@ use marie_adapters::MemoryStore;
 use marie_core::{
     ActiveStream, ApprovalDecision, ApprovalId, ApprovalOutcome, ApprovalRecord, ChatEngine,
     ChatMessage, ConversationId, ConversationInfo, EndStatus, EngineConfig, Error, ErrorCode,
-    FinishReason, HistoryQuery, Identity, MessageId, MessagePart, MessageRole, PromptMessage,
-    ProviderError, RecordingSink, RoomStore, SendOutcome, SendRequest, SessionId, SessionRecord,
-    SinkError, StartStatus, StoreError, StreamChunk, StreamEnd, StreamEvent, StreamFailed,
-    StreamId, StreamSink, Usage, UserId, estimate_tokens,
+    FinishReason, HistoryQuery, Identity, MessageId, MessagePart, MessageRole, OnBusy,
+    PromptMessage, ProviderError, QueuedSend, RecordingSink, RoomStore, SendOutcome, SendRequest,
+    SessionId, SessionRecord, SinkError, StartStatus, StoreError, StreamChunk, StreamEnd,
+    StreamEvent, StreamFailed, StreamId, StreamSink, Usage, UserId, estimate_tokens,
 };
 use marie_llm::ScriptedProvider;
 
@@ -114,6 +114,7 @@ fn streamed(conversation: &ConversationId, message: &str) -> SendRequest {
         message: message.to_owned(),
         stream: true,
         client_message_id: None,
+        on_busy: None,
     }
 }
 
@@ -127,6 +128,7 @@ fn unstreamed(conversation: &ConversationId, message: &str) -> SendRequest {
 fn with_client_id(request: SendRequest, id: &str) -> SendRequest {
     SendRequest {
         client_message_id: Some(id.to_owned()),
+        on_busy: None,
         ..request
     }
 }
@@ -248,7 +250,8 @@ impl Harness {
 
     /// Asserts the shape of every stream the sink saw: it opens with `stream_start`, then
     /// carries only chunks, then exactly one terminal event (`stream_end` or
-    /// `stream_error`), which comes last. Every event went to the stream's conversation.
+    /// `stream_error`), which comes last; or, of a queued send cancelled before its turn, only
+    /// `stream_end {status:"cancelled"}`. Every event went to the stream's conversation.
     fn assert_one_terminal_per_stream(&self) {
         let mut streams: HashMap<StreamId, (ConversationId, Vec<StreamEvent>)> = HashMap::new();
         for event in self.sink.events() {
@@ -268,6 +271,11 @@ impl Harness {
                 terminals, 1,
                 "stream {id} has {terminals} terminal events: {events:?}"
             );
+            if let [StreamEvent::End(end)] = events.as_slice() {
+                // A queued send cancelled before its turn: it never started.
+                assert_eq!(end.status, EndStatus::Cancelled, "{events:?}");
+                continue;
+            }
             assert!(
                 matches!(events.first(), Some(StreamEvent::Start(s)) if s.status == StartStatus::Streaming),
                 "stream {id} does not open with stream_start: {events:?}"
@@ -764,6 +772,200 @@ async fn regenerate_answers_a_question_whose_answer_failed() {
     assert_eq!(contents(&history), ["hello?", "fine"]);
     assert_eq!(history[1].parent_id.as_ref(), Some(&sent.message_id));
     assert!(history[1].siblings.is_empty());
+    h.assert_one_terminal_per_stream();
+}
+
+// ---------------------------------------------------------------------------------------
+// Busy conversations: on_busy
+// ---------------------------------------------------------------------------------------
+
+fn busy_send(conversation: &ConversationId, message: &str, on_busy: OnBusy) -> SendRequest {
+    SendRequest {
+        on_busy: Some(on_busy),
+        ..streamed(conversation, message)
+    }
+}
+
+/// The order in which streams started.
+fn starts(h: &Harness) -> Vec<StreamId> {
+    h.sink
+        .events()
+        .into_iter()
+        .filter_map(|e| match e {
+            StreamEvent::Start(s) => Some(s.stream_id),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_sends_are_answered_in_order_after_the_running_one() {
+    let h = harness_with(
+        ScriptedProvider::new(["a", "b"]).delay(Duration::from_millis(20)),
+        EngineConfig::default().max_queue(2),
+    );
+    let (alice, bob) = (user("alice"), user("bob"));
+    let room = conv("room-queue");
+    h.create(&alice, &room).await;
+    h.engine.invite(&alice, &room, &bob.user_id).await.unwrap();
+
+    let first = h.send(&alice, streamed(&room, "one")).await;
+    assert_eq!(first.queued, None);
+    let second = h.send(&bob, busy_send(&room, "two", OnBusy::Enqueue)).await;
+    assert_eq!(second.queued, Some(1));
+    let third = h
+        .send(&alice, busy_send(&room, "three", OnBusy::Enqueue))
+        .await;
+    assert_eq!(third.queued, Some(2));
+    let full = h
+        .engine
+        .send(&alice, busy_send(&room, "four", OnBusy::Enqueue))
+        .await;
+    assert_eq!(full.unwrap_err().code(), ErrorCode::Busy, "max_queue is 2");
+    let rejected = h.engine.send(&alice, streamed(&room, "five")).await;
+    assert_eq!(
+        rejected.unwrap_err().code(),
+        ErrorCode::Busy,
+        "the default rejects"
+    );
+
+    let queued: Vec<_> = h
+        .sink
+        .events()
+        .into_iter()
+        .filter_map(|e| match e {
+            StreamEvent::Queued(q) => Some((q.stream_id, q.position, q.user_id, q.message)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        queued,
+        [
+            (
+                second.stream_id.clone(),
+                1,
+                bob.user_id.clone(),
+                "two".into()
+            ),
+            (
+                third.stream_id.clone(),
+                2,
+                alice.user_id.clone(),
+                "three".into()
+            ),
+        ]
+    );
+    for sent in [&first, &second, &third] {
+        assert_eq!(h.end(&sent.stream_id).await.status, EndStatus::Complete);
+    }
+    assert_eq!(
+        starts(&h),
+        [
+            first.stream_id.clone(),
+            second.stream_id.clone(),
+            third.stream_id.clone()
+        ]
+    );
+    let history = h.history(&alice, &room).await;
+    assert_eq!(
+        contents(&history),
+        ["one", "ab", "two", "ab", "three", "ab"]
+    );
+    assert_eq!(history[2].message_id, second.message_id);
+    assert_eq!(history[2].user_id.as_ref(), Some(&bob.user_id));
+    assert_eq!(
+        history[2].parent_id.as_ref(),
+        Some(&first.answer_message_id)
+    );
+    assert_eq!(history[3].message_id, second.answer_message_id);
+    // The queued question's model request held the answer before it.
+    assert_eq!(h.provider.requests()[1].messages.len(), 3);
+    h.assert_one_terminal_per_stream();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queued_send_can_be_cancelled_and_repeats_are_not_queued_twice() {
+    let h = harness(ScriptedProvider::new(["a", "b"]).delay(Duration::from_millis(20)));
+    let alice = user("alice");
+    let room = conv("room-queue-cancel");
+    h.create(&alice, &room).await;
+    let first = h.send(&alice, streamed(&room, "one")).await;
+    let queued = |text: &str, id: &str| SendRequest {
+        client_message_id: Some(id.into()),
+        ..busy_send(&room, text, OnBusy::Enqueue)
+    };
+    let second = h.send(&alice, queued("two", "c-2")).await;
+    let repeat = h.engine.send(&alice, queued("two", "c-2")).await.unwrap();
+    assert!(repeat.duplicate);
+    assert_eq!(
+        (repeat.stream_id.clone(), repeat.queued),
+        (second.stream_id.clone(), Some(1))
+    );
+    let third = h.send(&alice, queued("three", "c-3")).await;
+    assert_eq!(third.queued, Some(2));
+
+    let cancelled = h
+        .engine
+        .cancel(&alice, &room, Some(&second.stream_id))
+        .await
+        .unwrap();
+    assert_eq!(cancelled, second.stream_id);
+    let end = h.end(&second.stream_id).await;
+    assert_eq!(
+        (end.status, end.full_content.as_str()),
+        (EndStatus::Cancelled, "")
+    );
+    assert_eq!(
+        h.engine
+            .cancel(&alice, &room, Some(&second.stream_id))
+            .await
+            .unwrap_err()
+            .code(),
+        ErrorCode::NotFound,
+        "cancelled once"
+    );
+    h.end(&first.stream_id).await;
+    h.end(&third.stream_id).await;
+    assert_eq!(
+        starts(&h),
+        [first.stream_id.clone(), third.stream_id.clone()]
+    );
+    assert_eq!(
+        contents(&h.history(&alice, &room).await),
+        ["one", "ab", "three", "ab"]
+    );
+    h.assert_one_terminal_per_stream();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interrupt_cancels_the_running_answer_and_starts_the_new_one() {
+    let words: Vec<String> = (0..200).map(|i| format!("w{i} ")).collect();
+    let h = harness(ScriptedProvider::new(words).delay(Duration::from_millis(10)));
+    let (alice, bob) = (user("alice"), user("bob"));
+    let room = conv("room-interrupt");
+    h.create(&alice, &room).await;
+    h.engine.invite(&alice, &room, &bob.user_id).await.unwrap();
+    let first = h.send(&alice, streamed(&room, "long")).await;
+    h.chunk(&first.stream_id, 2).await;
+    let second = h
+        .send(&bob, busy_send(&room, "stop that", OnBusy::Interrupt))
+        .await;
+    let end = h.end(&first.stream_id).await;
+    assert_eq!(end.status, EndStatus::Cancelled);
+    assert!(!end.full_content.is_empty(), "the partial answer is kept");
+    h.chunk(&second.stream_id, 1).await;
+    h.engine.cancel(&bob, &room, None).await.unwrap();
+    h.end(&second.stream_id).await;
+    let history = h.history(&alice, &room).await;
+    assert_eq!(
+        history[1].content, end.full_content,
+        "stored before the next question"
+    );
+    assert_eq!(history[2].content, "stop that");
+    assert_eq!(
+        history[2].parent_id.as_ref(),
+        Some(&first.answer_message_id)
+    );
     h.assert_one_terminal_per_stream();
 }
 
@@ -1748,6 +1950,26 @@ impl RoomStore for FaultyStore {
         message: &MessageId,
     ) -> Result<Option<MessageId>, StoreError> {
         self.inner.switch_branch(conversation, message).await
+    }
+    async fn enqueue_send(
+        &self,
+        send: &QueuedSend,
+        max: usize,
+    ) -> Result<Option<usize>, StoreError> {
+        self.inner.enqueue_send(send, max).await
+    }
+    async fn queued_sends(
+        &self,
+        conversation: &ConversationId,
+    ) -> Result<Vec<QueuedSend>, StoreError> {
+        self.inner.queued_sends(conversation).await
+    }
+    async fn remove_queued(
+        &self,
+        conversation: &ConversationId,
+        stream_id: &StreamId,
+    ) -> Result<bool, StoreError> {
+        self.inner.remove_queued(conversation, stream_id).await
     }
     async fn put_session(&self, session: SessionRecord) -> Result<(), StoreError> {
         self.inner.put_session(session).await

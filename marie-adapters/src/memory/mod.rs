@@ -5,15 +5,15 @@
 
 mod tree;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use marie_core::{
     ActiveStream, ApprovalDecision, ApprovalId, ApprovalOutcome, ApprovalRecord, ChatMessage,
-    ConversationId, ConversationInfo, HistoryQuery, MessageId, PromptMessage, RoomStore, SessionId,
-    SessionRecord, StoreError, StreamId, UserId, now_millis,
+    ConversationId, ConversationInfo, HistoryQuery, MessageId, PromptMessage, QueuedSend,
+    RoomStore, SessionId, SessionRecord, StoreError, StreamId, UserId, now_millis,
 };
 
 use tree::HistoryTree;
@@ -36,6 +36,8 @@ struct Data {
     approvals: HashMap<ApprovalId, ApprovalRecord>,
     /// The approval each conversation waits for.
     pending: HashMap<ConversationId, ApprovalId>,
+    /// The sends waiting in each conversation, next first.
+    queues: HashMap<ConversationId, VecDeque<QueuedSend>>,
     history_cap: Option<usize>,
 }
 
@@ -400,5 +402,53 @@ impl RoomStore for MemoryStore {
             }
         }
         Ok(())
+    }
+
+    async fn enqueue_send(
+        &self,
+        send: &QueuedSend,
+        max: usize,
+    ) -> Result<Option<usize>, StoreError> {
+        let mut data = self.data();
+        let queue = data.queues.entry(send.conversation_id.clone()).or_default();
+        if let Some(at) = queue.iter().position(|q| q.stream_id == send.stream_id) {
+            return Ok(Some(at + 1));
+        }
+        if queue.len() >= max {
+            return Ok(None);
+        }
+        queue.push_back(send.clone());
+        Ok(Some(queue.len()))
+    }
+
+    async fn queued_sends(
+        &self,
+        conversation: &ConversationId,
+    ) -> Result<Vec<QueuedSend>, StoreError> {
+        Ok(self
+            .data()
+            .queues
+            .get(conversation)
+            .map(|q| q.iter().cloned().collect())
+            .unwrap_or_default())
+    }
+
+    async fn remove_queued(
+        &self,
+        conversation: &ConversationId,
+        stream_id: &StreamId,
+    ) -> Result<bool, StoreError> {
+        let mut data = self.data();
+        let Some(queue) = data.queues.get_mut(conversation) else {
+            return Ok(false);
+        };
+        let Some(at) = queue.iter().position(|q| q.stream_id == *stream_id) else {
+            return Ok(false);
+        };
+        queue.remove(at);
+        if queue.is_empty() {
+            data.queues.remove(conversation);
+        }
+        Ok(true)
     }
 }

@@ -17,6 +17,7 @@
 //! | `<prefix>:conv:{<id>}:tree` | hash | message id → `"<depth> <parent id>"` |
 //! | `<prefix>:conv:{<id>}:kids` | hash | parent id (`""`: first messages) → its children's ids, comma-separated, oldest first |
 //! | `<prefix>:conv:{<id>}:path` | list | the active branch's message ids, oldest first |
+//! | `<prefix>:conv:{<id>}:queue` | list | the sends waiting their turn, next first: `"<stream id> <JSON>"` |
 //! | `<prefix>:conv:{<id>}:answer` | hash | the running answer's lease: `stream_id`, `seq`; expires unless renewed |
 //! | `<prefix>:session:{<id>}` | string | a session (JSON); expires with the session |
 //! | `<prefix>:log:{<stream_id>}` | stream | an answer's chunks, entry id = `seq` ([`RedisStreamLog`]) |

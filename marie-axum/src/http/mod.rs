@@ -17,8 +17,8 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use marie_core::{
-    ApprovalId, ConversationId, Credentials, Error, ErrorCode, Identity, SendRequest, StartStatus,
-    StreamEvent, StreamId, StreamStart,
+    ApprovalId, ConversationId, Credentials, Error, ErrorCode, Identity, OnBusy, SendRequest,
+    StartStatus, StreamEvent, StreamId, StreamStart,
 };
 use serde::{Deserialize, Serialize};
 use socketioxide::adapter::Adapter;
@@ -50,6 +50,10 @@ struct SendBody {
     message: String,
     #[serde(default)]
     client_message_id: Option<String>,
+    /// `reject` or `interrupt`; over HTTP a send is answered at once or refused, so an app
+    /// default of `enqueue` counts as `reject` here.
+    #[serde(default)]
+    on_busy: Option<OnBusy>,
 }
 
 /// `POST /api/chat/approvals/{approval_id}`.
@@ -146,6 +150,16 @@ async fn send<A: Adapter>(
     let who = identify(&shared, &headers, None).await?;
     let Json(body) = body.map_err(|e| Error::BadRequest(format!("invalid body: {e}")))?;
     let conversation = ConversationId::parse(body.conversation_id)?;
+    let on_busy = match body.on_busy.unwrap_or(shared.engine.config().on_busy) {
+        OnBusy::Interrupt => OnBusy::Interrupt,
+        OnBusy::Enqueue if body.on_busy.is_some() => {
+            return Err(Error::BadRequest(
+                "`on_busy: \"enqueue\"` is for Socket.IO clients: over HTTP a send is answered at once or refused".into(),
+            )
+            .into());
+        }
+        _ => OnBusy::Reject,
+    };
     let outcome = shared
         .engine
         .send(
@@ -155,6 +169,7 @@ async fn send<A: Adapter>(
                 message: body.message,
                 stream: true,
                 client_message_id: body.client_message_id,
+                on_busy: Some(on_busy),
             },
         )
         .await?;

@@ -289,12 +289,14 @@ impl<A: Adapter> Ctx<'_, A> {
             message_id,
             stream_id,
             duplicate,
+            queued,
             ..
         } = outcome;
         Ok(Sent {
             message_id,
             stream_id,
             duplicate,
+            queued,
         })
     }
 
@@ -310,6 +312,7 @@ impl<A: Adapter> Ctx<'_, A> {
             message_id: outcome.message_id,
             stream_id: outcome.stream_id,
             duplicate: false,
+            queued: None,
         })
     }
 

@@ -71,6 +71,9 @@ pub(crate) struct Sent {
     pub(crate) message_id: MessageId,
     pub(crate) stream_id: StreamId,
     pub(crate) duplicate: bool,
+    /// The send's place in the queue, when it was queued.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) queued: Option<usize>,
 }
 
 /// `branch_switched` to the room, and the `switch_branch` ack's fields.

@@ -5,7 +5,7 @@
 
 use super::send::{Question, Start};
 use super::{ChatEngine, SendOutcome};
-use crate::{ChatMessage, ConversationId, Error, Identity, MessageId, MessageRole};
+use crate::{ChatMessage, ConversationId, Error, Identity, MessageId, MessageRole, OnBusy};
 
 impl ChatEngine {
     /// `edit_message`: a new user message beside `message` (which must be `who`'s own), then
@@ -36,6 +36,8 @@ impl ChatEngine {
             },
             streamed: stream,
             client_message_id: None,
+            on_busy: OnBusy::Reject,
+            queued: None,
         };
         self.start(who, start).await
     }
@@ -91,6 +93,8 @@ impl ChatEngine {
             question,
             streamed: stream,
             client_message_id: None,
+            on_busy: OnBusy::Reject,
+            queued: None,
         };
         self.start(who, start).await
     }

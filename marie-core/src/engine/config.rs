@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use crate::OnBusy;
+
 /// Limits and switches of a [`ChatEngine`](crate::ChatEngine). `Default` fits a public chat.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
@@ -34,6 +36,11 @@ pub struct EngineConfig {
     /// How long a tool call waits for a member's approval before it counts as denied
     /// (`reason:"expired"`).
     pub approval_timeout: Duration,
+    /// What a `send_message` that names no `on_busy` does while an answer runs: `Reject`
+    /// (`busy`, the default), `Enqueue` or `Interrupt`.
+    pub on_busy: OnBusy,
+    /// The most sends that may wait in one conversation's queue; one more is `busy`.
+    pub max_queue: usize,
 }
 
 impl Default for EngineConfig {
@@ -50,11 +57,25 @@ impl Default for EngineConfig {
             max_steps: 8,
             tool_timeout: Duration::from_secs(30),
             approval_timeout: Duration::from_secs(10 * 60),
+            on_busy: OnBusy::Reject,
+            max_queue: 5,
         }
     }
 }
 
 impl EngineConfig {
+    /// Sets [`on_busy`](Self::on_busy).
+    pub fn on_busy(mut self, on_busy: OnBusy) -> Self {
+        self.on_busy = on_busy;
+        self
+    }
+
+    /// Sets [`max_queue`](Self::max_queue).
+    pub fn max_queue(mut self, sends: usize) -> Self {
+        self.max_queue = sends;
+        self
+    }
+
     /// Sets [`max_message_bytes`](Self::max_message_bytes).
     pub fn max_message_bytes(mut self, bytes: usize) -> Self {
         self.max_message_bytes = bytes;

@@ -11,6 +11,7 @@
 //! - `send.rs`: `send_message`, from the checks to the spawned answer.
 //! - `branch.rs`: `edit_message`, `regenerate`, `switch_branch`: branches of a conversation.
 //! - `answer/`: the task that runs one answer (its provider loop, its bursts, its lease).
+//! - `queue.rs`: busy conversations: queued sends (`on_busy: "enqueue"`) and interrupts.
 //! - `approve.rs`: `approve_tool`, a member's decision on a tool call, from any node.
 //! - `idempotency.rs`: the outcomes of recent sends, by `client_message_id`.
 //! - `config.rs`: [`EngineConfig`].
@@ -20,6 +21,7 @@ mod approve;
 mod branch;
 mod config;
 mod idempotency;
+mod queue;
 mod send;
 
 use std::collections::HashMap;
@@ -330,6 +332,14 @@ impl ChatEngine {
         let info = self.authorize(who, conversation).await?;
         let members = store.members(conversation).await?;
         let active_stream = self.running_answer(conversation).await?;
+        if active_stream.is_none() && !self.is_shutting_down() {
+            // Sends queued behind an answer whose node died wait for someone to look.
+            let engine = self.clone();
+            let conversation = conversation.clone();
+            self.shared.tasks.spawn(async move {
+                engine.start_queued(&conversation).await;
+            });
+        }
         Ok(Joined {
             conversation: info,
             created,
@@ -394,7 +404,8 @@ impl ChatEngine {
             })
     }
 
-    /// `cancel_stream`: stops the running answer (the one named, when `stream_id` is given).
+    /// `cancel_stream`: stops the running answer (the one named, when `stream_id` is given),
+    /// or takes the queued send of `stream_id` out of its queue.
     pub async fn cancel(
         &self,
         who: &Identity,
@@ -421,8 +432,16 @@ impl ChatEngine {
             .store
             .active_answer(conversation)
             .await?
-            .filter(|a| matches(&a.stream_id))
-            .ok_or(Error::NotFound("no such running answer"))?;
+            .filter(|a| matches(&a.stream_id));
+        let Some(running) = running else {
+            // A queued send is taken out of its queue.
+            if let Some(stream_id) = stream_id
+                && self.cancel_queued(conversation, stream_id).await?
+            {
+                return Ok(stream_id.clone());
+            }
+            return Err(Error::NotFound("no such running answer"));
+        };
         self.shared
             .bus
             .publish(ControlMessage::CancelAnswer {

@@ -24,7 +24,7 @@ use super::idempotency::Key;
 use super::{ChatEngine, RunningAnswer, answer};
 use crate::{
     ChatMessage, ConversationId, Error, HistoryQuery, Identity, LlmRequest, MessageId, MessageRole,
-    PromptMessage, StreamId, StreamMeta,
+    OnBusy, PromptMessage, QueuedSend, StreamId, StreamMeta,
 };
 
 /// A `send_message` command.
@@ -38,6 +38,8 @@ pub struct SendRequest {
     pub stream: bool,
     /// Makes the send idempotent: a repeat answers with the first outcome.
     pub client_message_id: Option<String>,
+    /// What to do while an answer runs; `None`: [`EngineConfig::on_busy`](crate::EngineConfig::on_busy).
+    pub on_busy: Option<OnBusy>,
 }
 
 /// The outcome of a send.
@@ -47,10 +49,24 @@ pub struct SendOutcome {
     pub message_id: MessageId,
     /// The assistant message the answer becomes (`stream_start.message_id`).
     pub answer_message_id: MessageId,
-    /// The answer that was started.
+    /// The answer that was started (or will be, when queued).
     pub stream_id: StreamId,
     /// `true` when this was a repeat of an earlier `client_message_id` and started nothing.
     pub duplicate: bool,
+    /// The send's place in the queue (1: next) when it was queued (`on_busy: "enqueue"`)
+    /// rather than answered at once; its message is stored when its turn comes.
+    pub queued: Option<usize>,
+}
+
+/// The ids of a new send.
+pub(super) fn new_outcome() -> SendOutcome {
+    SendOutcome {
+        message_id: MessageId::new_time_ordered(),
+        answer_message_id: MessageId::new_time_ordered(),
+        stream_id: StreamId::random(),
+        duplicate: false,
+        queued: None,
+    }
 }
 
 /// An answer to start, and what it answers.
@@ -60,6 +76,9 @@ pub(super) struct Start {
     /// `true`: stream the answer; `false`: one `message_response`.
     pub(super) streamed: bool,
     pub(super) client_message_id: Option<String>,
+    pub(super) on_busy: OnBusy,
+    /// A queued send whose turn has come: its ids were given when it was queued.
+    pub(super) queued: Option<QueuedSend>,
 }
 
 /// What an answer answers.
@@ -165,12 +184,15 @@ impl ChatEngine {
             message,
             stream,
             client_message_id,
+            on_busy,
         } = request;
         let start = Start {
             conversation: conversation_id,
             question: Question::New(message),
             streamed: stream,
             client_message_id,
+            on_busy: on_busy.unwrap_or(self.shared.config.on_busy),
+            queued: None,
         };
         self.start(who, start).await
     }
@@ -185,12 +207,51 @@ impl ChatEngine {
             return Err(Error::ShuttingDown);
         }
         self.authorize(who, &start.conversation).await?;
-        let mut reservation =
-            match self.reserve(who, &start.conversation, start.client_message_id.as_deref())? {
-                Reserved::Repeat(first) => return Ok(first),
-                Reserved::New(reservation) => reservation,
-            };
-        reservation.claim_lease().await?;
+        let mut interrupted = 0;
+        let mut reservation = loop {
+            let cmid = start.client_message_id.as_deref();
+            match self.reserve(who, &start.conversation, cmid, start.queued.as_ref()) {
+                Ok(Reserved::Repeat(first)) => return Ok(first),
+                Ok(Reserved::New(mut reservation)) => {
+                    // Queued sends go first: a new one waits behind them.
+                    let behind_others = start.on_busy == OnBusy::Enqueue
+                        && !self
+                            .shared
+                            .store
+                            .queued_sends(&start.conversation)
+                            .await?
+                            .is_empty();
+                    if !behind_others {
+                        match reservation.claim_lease().await {
+                            Ok(()) => break reservation,
+                            Err(Error::Busy) => {}
+                            Err(e) => return Err(e),
+                        }
+                    }
+                }
+                Err(Error::Busy) => {}
+                Err(e) => return Err(e),
+            }
+            // An answer runs in the conversation.
+            match start.on_busy {
+                OnBusy::Enqueue => return self.enqueue(who, start).await,
+                OnBusy::Interrupt if interrupted < 3 => {
+                    interrupted += 1;
+                    self.interrupt(who, &start.conversation).await?;
+                }
+                _ => return Err(Error::Busy),
+            }
+        };
+        if let Some(queued) = &start.queued
+            && !self
+                .shared
+                .store
+                .remove_queued(&start.conversation, &queued.stream_id)
+                .await?
+        {
+            // Cancelled, or started by another node, meanwhile.
+            return Err(Error::NotFound("the queued send is no longer queued"));
+        }
         let (llm_request, answered) = self
             .prepare_request(who, &mut reservation, start.question)
             .await?;
@@ -250,15 +311,20 @@ impl ChatEngine {
         who: &Identity,
         conversation: &ConversationId,
         client_message_id: Option<&str>,
+        queued: Option<&QueuedSend>,
     ) -> Result<Reserved<'_>, Error> {
         let conversation = conversation.clone();
         let key =
             client_message_id.map(|id| (conversation.clone(), who.user_id.clone(), id.to_owned()));
-        let outcome = SendOutcome {
-            message_id: MessageId::new_time_ordered(),
-            answer_message_id: MessageId::new_time_ordered(),
-            stream_id: StreamId::random(),
-            duplicate: false,
+        let outcome = match queued {
+            Some(queued) => SendOutcome {
+                message_id: queued.message_id.clone(),
+                answer_message_id: queued.answer_message_id.clone(),
+                stream_id: queued.stream_id.clone(),
+                duplicate: false,
+                queued: None,
+            },
+            None => new_outcome(),
         };
         let cancel = CancellationToken::new();
         let seq = Arc::new(AtomicU64::new(0));

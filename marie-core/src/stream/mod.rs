@@ -29,6 +29,25 @@ pub use tool::{
 
 use crate::{ConversationId, ErrorCode, FinishReason, MessageId, StreamId, Usage};
 
+/// `queued`: a send waits for the running answer (and those queued before it) to end
+/// (`on_busy: "enqueue"`). Its answer will stream as `stream_id`; a queued send that is
+/// cancelled ends `stream_end {status:"cancelled"}` without a `stream_start`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SendQueued {
+    /// The conversation.
+    pub conversation_id: ConversationId,
+    /// The answer it will get.
+    pub stream_id: StreamId,
+    /// The user message it will become.
+    pub message_id: MessageId,
+    /// Who sent it.
+    pub user_id: crate::UserId,
+    /// The user's text.
+    pub message: String,
+    /// Its place in the queue when it was queued: 1 is next.
+    pub position: usize,
+}
+
 /// `stream_start`: an answer began.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StreamStart {
@@ -280,6 +299,9 @@ pub struct AnswerFailed {
 #[serde(tag = "event", content = "data")]
 #[non_exhaustive]
 pub enum StreamEvent {
+    /// `queued`: a send waits its turn (not numbered: it comes before its answer starts).
+    #[serde(rename = "queued")]
+    Queued(SendQueued),
     /// `stream_start`
     #[serde(rename = "stream_start")]
     Start(StreamStart),
@@ -325,6 +347,7 @@ impl StreamEvent {
     /// The Socket.IO event name (and the SSE `event:`).
     pub fn name(&self) -> &'static str {
         match self {
+            Self::Queued(_) => "queued",
             Self::Start(_) => "stream_start",
             Self::Chunk(_) => "stream_chunk",
             Self::Reasoning(_) => "stream_reasoning",
@@ -344,6 +367,7 @@ impl StreamEvent {
     /// The conversation the event goes to.
     pub fn conversation_id(&self) -> &ConversationId {
         match self {
+            Self::Queued(e) => &e.conversation_id,
             Self::Start(e) => &e.conversation_id,
             Self::Chunk(e) => &e.conversation_id,
             Self::Reasoning(e) => &e.conversation_id,
@@ -363,6 +387,7 @@ impl StreamEvent {
     /// The answer the event belongs to.
     pub fn stream_id(&self) -> &StreamId {
         match self {
+            Self::Queued(e) => &e.stream_id,
             Self::Start(e) => &e.stream_id,
             Self::Chunk(e) => &e.stream_id,
             Self::Reasoning(e) => &e.stream_id,
@@ -464,6 +489,7 @@ pub struct Payload<'a>(&'a StreamEvent);
 impl Serialize for Payload<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         match self.0 {
+            StreamEvent::Queued(e) => e.serialize(serializer),
             StreamEvent::Start(e) => e.serialize(serializer),
             StreamEvent::Chunk(e) => e.serialize(serializer),
             StreamEvent::Reasoning(e) => e.serialize(serializer),

@@ -74,6 +74,7 @@ impl Chat {
                     message: message.into(),
                     stream: true,
                     client_message_id: None,
+                    on_busy: None,
                 },
             )
             .await

@@ -115,6 +115,13 @@ pub(super) async fn run(engine: ChatEngine, job: AnswerJob, request: LlmRequest)
     )
     .await;
     end(&engine, &job, terminal).await;
+    // The next queued send's turn (queued on any node).
+    guarded(
+        &job,
+        "starting the next queued send",
+        engine.start_queued(&job.conversation_id),
+    )
+    .await;
 }
 
 /// Runs `work`, catching a panic: `None` (logged) when it panicked.

@@ -1,0 +1,149 @@
+//! `on_busy` with real Socket.IO clients: `enqueue` (the `queued` notice, the order, a full
+//! queue, `cancel_stream` of a queued send), `interrupt`, and the app-wide default.
+
+#![allow(clippy::unwrap_used, unreachable_pub)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{TestClient, connect, start, start_with};
+use marie_axum::MarieConfig;
+use marie_llm::EchoProvider;
+use serde_json::{Value, json};
+
+const LONG: &str = "one two three four five six seven eight nine ten eleven twelve";
+
+async fn send(client: &TestClient, message: &str, on_busy: Option<&str>) -> Value {
+    let mut payload = json!({"conversation_id": "room", "message": message});
+    if let Some(on_busy) = on_busy {
+        payload["on_busy"] = json!(on_busy);
+    }
+    client.ack("send_message", payload).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enqueue_waits_in_order_and_a_queued_send_can_be_cancelled() {
+    let server = start(EchoProvider::new(Duration::from_millis(10))).await;
+    let mut alice = connect(server.addr, "alice").await;
+    alice.join("room").await;
+
+    let running = send(&alice, LONG, None).await;
+    assert_eq!(running["status"], "ok", "{running}");
+    assert!(running.get("queued").is_none(), "{running}");
+    let busy = send(&alice, "refused", None).await;
+    assert_eq!(busy["code"], "busy", "the default is reject: {busy}");
+    let bad = send(&alice, "?", Some("later")).await;
+    assert_eq!(bad["code"], "bad_request", "{bad}");
+    assert!(
+        bad["message"].as_str().unwrap().contains("on_busy"),
+        "{bad}"
+    );
+
+    let mut queued = Vec::new();
+    for (i, text) in ["second", "third", "fourth", "fifth", "sixth"]
+        .iter()
+        .enumerate()
+    {
+        let ack = send(&alice, text, Some("enqueue")).await;
+        assert_eq!(ack["queued"], i + 1, "{ack}");
+        assert_eq!(alice.next("queued").await["stream_id"], ack["stream_id"]);
+        queued.push(ack);
+    }
+    let full = send(&alice, "seventh", Some("enqueue")).await;
+    assert_eq!(full["code"], "busy", "at most max_queue (5) wait: {full}");
+
+    // "third" is taken out of the queue: its stream ends cancelled, without a start.
+    let cancel = alice
+        .ack(
+            "cancel_stream",
+            json!({"conversation_id": "room", "stream_id": queued[1]["stream_id"]}),
+        )
+        .await;
+    assert_eq!(cancel["status"], "ok", "{cancel}");
+
+    let mut ends = Vec::new();
+    let mut started = Vec::new();
+    while ends.len() < 6 {
+        let got = alice.next_of(&["stream_start", "stream_end"]).await;
+        let id = got.data["stream_id"].as_str().unwrap().to_owned();
+        if got.event == "stream_start" {
+            started.push(id);
+        } else {
+            ends.push((id, got.data["status"].as_str().unwrap().to_owned()));
+        }
+    }
+    let id = |ack: &Value| ack["stream_id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        ends[0],
+        (id(&queued[1]), "cancelled".to_owned()),
+        "the cancelled one ends first"
+    );
+    assert!(!started.contains(&id(&queued[1])));
+    let completed: Vec<String> = ends[1..].iter().map(|(id, _)| id.clone()).collect();
+    assert_eq!(
+        completed,
+        [
+            id(&running),
+            id(&queued[0]),
+            id(&queued[2]),
+            id(&queued[3]),
+            id(&queued[4])
+        ]
+    );
+    let history = alice
+        .ack("get_history", json!({"conversation_id": "room"}))
+        .await;
+    let questions: Vec<&str> = history["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["role"] == "user")
+        .map(|m| m["content"].as_str().unwrap())
+        .collect();
+    assert_eq!(questions, [LONG, "second", "fourth", "fifth", "sixth"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interrupt_ends_the_running_answer_cancelled_and_answers_at_once() {
+    let mut config = MarieConfig::default();
+    config.engine = config.engine.on_busy(marie_core::OnBusy::Interrupt);
+    let server = start_with(EchoProvider::new(Duration::from_millis(20)), config).await;
+    let mut alice = connect(server.addr, "alice").await;
+    alice.join("room").await;
+    let mut bob = connect(server.addr, "bob").await;
+    let invite = alice
+        .ack(
+            "invite",
+            json!({"conversation_id": "room", "user_id": "bob"}),
+        )
+        .await;
+    assert_eq!(invite["status"], "ok");
+    bob.join("room").await;
+
+    let running = send(&alice, LONG, None).await;
+    bob.next("stream_chunk").await;
+    // The app's default is `interrupt`; a send may still ask to be refused instead.
+    let refused = send(&bob, "polite", Some("reject")).await;
+    assert_eq!(refused["code"], "busy", "{refused}");
+    let interrupting = send(&bob, "stop", None).await;
+    assert_eq!(interrupting["status"], "ok", "{interrupting}");
+    let end = bob.next("stream_end").await;
+    assert_eq!(end["stream_id"], running["stream_id"]);
+    assert_eq!(end["status"], "cancelled");
+    let partial = end["full_content"].as_str().unwrap().to_owned();
+    assert!(!partial.is_empty());
+    let next = bob.next("stream_end").await;
+    assert_eq!(next["stream_id"], interrupting["stream_id"]);
+    assert_eq!(next["status"], "complete");
+    let history = bob
+        .ack("get_history", json!({"conversation_id": "room"}))
+        .await;
+    let contents: Vec<&str> = history["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["content"].as_str().unwrap())
+        .collect();
+    assert_eq!(contents[..3], [LONG, partial.as_str(), "stop"]);
+}
