@@ -6,6 +6,7 @@
 (() => {
   const CONVERSATION_ID = /^[A-Za-z0-9_.:-]{1,128}$/;
   const ACK_TIMEOUT_MS = 10000;
+  const HISTORY_LIMIT = 100;
 
   const $ = (id) => document.getElementById(id);
   const ui = {
@@ -58,6 +59,9 @@
     resumeFailed: new Set(), // stream ids whose resume_stream failed (never retried)
     typingUsers: new Map(), // user_id -> timer that hides them (the server also says when they stop)
     typingSentAt: 0,        // when this tab last said it is typing
+    branchRequest: null,    // {kind, replaces?, claimed?}: this tab's edit/regenerate/switch awaiting its ack
+    branchStreams: new Map(), // stream_id -> {replaces?}: answers of this tab's edits and regenerations
+    branchLoads: 0,         // reloads of the active branch asked for (only the newest is shown)
   };
 
   // ---------------------------------------------------------------- helpers
@@ -152,20 +156,241 @@
     return li;
   }
 
-  function userMessage({ messageId, userId, content, createdAt, pending }) {
+  function userMessage({ messageId, userId, content, createdAt, pending, siblings }) {
     const mine = userId && userId === state.userId;
     const li = h("li", {
       class: `msg msg-user${mine ? " mine" : ""}`,
       "data-testid": "user-message",
       "data-message-id": messageId,
       "data-status": pending ? "pending" : "sent",
+      "data-siblings": siblingIds(siblings).join(",") || null,
     },
     h("div", { class: "msg-meta" },
       h("span", { class: "msg-author" }, mine ? `${userId} (you)` : userId || "user"),
       createdAt ? h("time", { class: "msg-time" }, formatTime(createdAt)) : null),
     h("p", { class: "msg-text", "data-testid": "message-text" }, content));
+    // Only its author may edit a question (docs/protocol.md section 7).
+    li.append(messageActions(li, { messageId, siblings, edit: Boolean(mine) }));
     if (messageId !== undefined && messageId !== null) state.rendered.set(String(messageId), li);
     return li;
+  }
+
+  // ---------------------------------------------------------------- branches
+
+  /** The `siblings` of a history message as strings, when there are several. */
+  function siblingIds(siblings) {
+    return Array.isArray(siblings) && siblings.length > 1 ? siblings.map(String) : [];
+  }
+
+  /**
+   * The branch controls under a message: `< 2/3 >` between its versions (its `siblings`),
+   * and Edit (the user's own questions) or Regenerate (answers). Their buttons have the class
+   * `branch-control` and start disabled: updateControls() enables them when no answer runs.
+   */
+  function messageActions(li, { messageId, siblings, edit, regenerate }) {
+    const bar = h("div", { class: "msg-actions" });
+    const ids = siblingIds(siblings);
+    const at = ids.indexOf(String(messageId));
+    if (at >= 0) {
+      const step = (delta, testId, text, label) => {
+        const target = ids[at + delta];
+        const button = h("button", {
+          type: "button",
+          class: "secondary branch-control sibling-step",
+          disabled: "",
+          "data-testid": testId,
+          "data-target": target ?? "",
+          "aria-label": label,
+          title: label,
+        }, text);
+        button.addEventListener("click", () => { if (target) switchBranch(target); });
+        return button;
+      };
+      bar.append(h("span", { class: "sibling-switcher", "data-testid": "sibling-switcher" },
+        step(-1, "sibling-prev", "<", "Previous version"),
+        h("span", { class: "sibling-position", "data-testid": "sibling-position" }, `${at + 1}/${ids.length}`),
+        step(1, "sibling-next", ">", "Next version")));
+    }
+    if (edit) {
+      const button = h("button", { type: "button", class: "secondary branch-control", disabled: "", "data-testid": "edit-button" }, "Edit");
+      button.addEventListener("click", () => startEditing(li));
+      bar.append(button);
+    }
+    if (regenerate) {
+      const button = h("button", { type: "button", class: "secondary branch-control", disabled: "", "data-testid": "regenerate-button" }, "Regenerate");
+      button.addEventListener("click", () => regenerateAnswer(li));
+      bar.append(button);
+    }
+    return bar;
+  }
+
+  /** Edit: the question becomes a form; Save asks the server for a new version of it. */
+  function startEditing(li) {
+    if (li.querySelector(".msg-editor")) return;
+    const shown = li.querySelector('[data-testid="message-text"]');
+    const actions = li.querySelector(".msg-actions");
+    const input = h("textarea", {
+      class: "edit-input", "data-testid": "edit-input", rows: 3, maxlength: 32000, "aria-label": "Edit your message",
+    });
+    input.value = shown.textContent;
+    const save = h("button", { type: "submit", class: "branch-control", disabled: "", "data-testid": "edit-save" }, "Save");
+    const cancel = h("button", { type: "button", class: "secondary", "data-testid": "edit-cancel" }, "Cancel");
+    const error = h("p", { class: "msg-error", role: "alert", "data-testid": "edit-error" });
+    error.hidden = true;
+    const form = h("form", { class: "msg-editor", "data-testid": "edit-form" },
+      input, h("div", { class: "msg-editor-actions" }, save, cancel), error);
+    const close = () => {
+      form.remove();
+      shown.hidden = false;
+      actions.hidden = false;
+    };
+    cancel.addEventListener("click", close);
+    input.addEventListener("keydown", (e) => {
+      if (e.key === "Escape") close();
+      else if (e.key === "Enter" && !e.shiftKey && !e.isComposing) {
+        e.preventDefault();
+        if (!save.disabled) form.requestSubmit();
+      }
+    });
+    form.addEventListener("submit", async (e) => {
+      e.preventDefault();
+      const message = input.value;
+      const conversationId = state.conversationId;
+      if (!message.trim() || !conversationId || save.disabled) return;
+      error.hidden = true;
+      state.branchRequest = { kind: "edit" };
+      updateControls();
+      try {
+        const res = await request("edit_message", { conversation_id: conversationId, message_id: li.dataset.messageId, message });
+        state.branchStreams.set(res.stream_id, {});
+        close(); // the new version shows once its answer starts (onStreamStart)
+      } catch (err) {
+        error.textContent = `Not saved: ${describeError(err)}`;
+        error.hidden = false;
+      } finally {
+        state.branchRequest = null;
+        updateControls();
+      }
+    });
+    shown.hidden = true;
+    actions.hidden = true;
+    li.append(form);
+    updateControls();
+    input.focus();
+  }
+
+  /** Regenerate: a new answer beside this one (the old one stays, as a sibling). */
+  async function regenerateAnswer(li) {
+    const conversationId = state.conversationId;
+    if (!conversationId) return;
+    // An answer that failed may not be stored: then the server's default (the active
+    // branch's last answer, or its last question when its answer said nothing) is the one.
+    const replaces = li.dataset.status === "error" ? undefined : li.dataset.messageId;
+    state.branchRequest = { kind: "regenerate", replaces };
+    updateControls();
+    try {
+      const res = await request("regenerate", replaces === undefined
+        ? { conversation_id: conversationId }
+        : { conversation_id: conversationId, message_id: replaces });
+      state.branchStreams.set(res.stream_id, { replaces });
+    } catch (err) {
+      systemLine(`Could not regenerate: ${describeError(err)}`, "error");
+    } finally {
+      state.branchRequest = null;
+      updateControls();
+    }
+  }
+
+  /** `< >`: the branch through `messageId` becomes the active one (branch_switched redraws it). */
+  async function switchBranch(messageId) {
+    const conversationId = state.conversationId;
+    if (!conversationId) return;
+    state.branchRequest = { kind: "switch" };
+    updateControls();
+    try {
+      await request("switch_branch", { conversation_id: conversationId, message_id: messageId });
+    } catch (err) {
+      systemLine(`Could not switch: ${describeError(err)}`, "error");
+    } finally {
+      state.branchRequest = null;
+      updateControls();
+    }
+  }
+
+  /** The edit or regeneration of this tab that `stream_id` answers, if it is one. */
+  function askedHere(streamId) {
+    const known = state.branchStreams.get(streamId);
+    if (known) return known;
+    // Its stream_start may come before the ack: the request in flight is this one.
+    const asked = state.branchRequest;
+    if (asked && asked.kind !== "switch" && !asked.claimed) {
+      asked.claimed = true;
+      return asked;
+    }
+    return null;
+  }
+
+  function branchKey(messageId, siblings) {
+    return `${messageId}|${siblingIds(siblings).join(",")}`;
+  }
+
+  /**
+   * Shows the active branch again from get_history: after branch_switched, and when an
+   * answer starts or an edit's or regeneration's answer ends. `trigger` is the view of that
+   * answer: while it is not in the history yet, it stays below the question it answers
+   * (for a regeneration, the history still goes through the answer replaced: it is cut
+   * there). When the branch only grew (a plain question of another member), the new messages
+   * are added and nothing else changes, so live details (tool statuses) stay.
+   */
+  async function reloadBranch(conversationId, trigger) {
+    const generation = ++state.branchLoads;
+    let res;
+    try {
+      res = await request("get_history", { conversation_id: conversationId, limit: HISTORY_LIMIT });
+    } catch (err) {
+      if (conversationId === state.conversationId && generation === state.branchLoads) {
+        systemLine(`Could not load the history: ${describeError(err)}`, "error");
+      }
+      return;
+    }
+    if (conversationId !== state.conversationId || generation !== state.branchLoads) return;
+    let messages = sortedHistory(res.messages);
+    const running = runningStream();
+    const view = trigger || (running && running.view);
+    const stored = (id) => id !== undefined && messages.some((m) => String(m.message_id) === id);
+    const answering = view && !stored(view.li.dataset.messageId) ? view : null;
+    if (answering) {
+      let cut = answering.replaces === undefined ? -1
+        : messages.findIndex((m) => String(m.message_id) === String(answering.replaces));
+      // Another member's regeneration: stream_start does not say which answer it replaces;
+      // most likely the last one (the branch is drawn again when it ends, in any case).
+      if (cut < 0 && messages.length && messages.at(-1).role === "assistant") cut = messages.length - 1;
+      if (cut >= 0) {
+        messages = messages.slice(0, cut);
+        answering.branch = true;
+      }
+      if (messages.length && siblingIds(messages.at(-1).siblings).length) answering.branch = true; // an edit
+    }
+    const stick = isNearBottom();
+    const shown = [...ui.messages.children].filter((li) => li.classList.contains("msg") && li !== (answering && answering.li)
+      && li.dataset.status !== "pending" && li.dataset.status !== "failed");
+    const keys = messages.map((m) => branchKey(m.message_id, m.siblings));
+    const grew = shown.length <= keys.length
+      && shown.every((li, i) => branchKey(li.dataset.messageId, (li.dataset.siblings || "").split(",")) === keys[i]);
+    if (grew) {
+      const before = answering && answering.li.parentNode ? answering.li : undefined;
+      for (const m of messages.slice(shown.length)) append(historyNode(m), before);
+      if (answering && !answering.li.parentNode) append(answering.li);
+    } else {
+      for (const li of shown) if (li.dataset.messageId !== undefined) state.rendered.delete(li.dataset.messageId);
+      const nodes = messages.map(historyNode);
+      if (answering) nodes.push(answering.li);
+      if (shown.length) shown[0].before(...nodes);
+      else ui.messages.append(...nodes);
+      for (const li of shown) li.remove();
+    }
+    if (stick) ui.messages.scrollTop = ui.messages.scrollHeight;
+    updateControls();
   }
 
   const STATUS_LABELS = {
@@ -182,7 +407,7 @@
     return parts.filter((p) => p && p.type === "reasoning" && typeof p.content === "string").map((p) => p.content).join("\n");
   }
 
-  function assistantMessage({ messageId, streamId, content, createdAt, status, reasoning, parts }) {
+  function assistantMessage({ messageId, streamId, content, createdAt, status, reasoning, parts, siblings }) {
     // The model's reasoning, collapsed; hidden while there is none.
     const thoughts = h("p", { class: "msg-reasoning-text", "data-testid": "reasoning-text" }, reasoning || "");
     const details = h("details", { class: "msg-reasoning", "data-testid": "reasoning" },
@@ -198,6 +423,7 @@
       "data-message-id": messageId,
       "data-stream-id": streamId,
       "data-status": status,
+      "data-siblings": siblingIds(siblings).join(",") || null,
       "aria-busy": status === "streaming" ? "true" : "false",
     },
     h("div", { class: "msg-meta" },
@@ -207,6 +433,7 @@
     details,
     tools,
     text);
+    li.append(messageActions(li, { messageId, siblings, regenerate: true }));
     if (messageId !== undefined && messageId !== null) state.rendered.set(String(messageId), li);
     const view = { li, text, label, details, thoughts, tools, calls: new Map() };
     showToolParts(view, parts);
@@ -383,6 +610,13 @@
     ui.cancel.hidden = !running;
     ui.cancel.disabled = !joined || !running || running.view.cancelling;
     ui.cancel.textContent = running && running.view.cancelling ? "Cancelling…" : "Cancel";
+    // Edit, Regenerate and < >: not while an answer runs (the server says `busy`), nor while
+    // one of them or a send awaits its ack; a message needs its id.
+    const branchBusy = !joined || Boolean(running) || state.sending > 0 || state.branchRequest !== null;
+    for (const button of ui.messages.querySelectorAll(".branch-control")) {
+      const li = button.closest(".msg");
+      button.disabled = branchBusy || !li || li.dataset.messageId === undefined || button.dataset.target === "";
+    }
   }
 
   function onStreamStart(data) {
@@ -390,25 +624,15 @@
     const isNew = !state.streams.has(data.stream_id);
     const view = streamView(data);
     updateControls();
-    // The protocol sends no event for another member's question: fetch it.
-    if (isNew && state.sending === 0 && !state.ownStreams.has(data.stream_id)) showNewQuestions(data.conversation_id, view.li);
-  }
-
-  /** Inserts the user messages not shown yet (asked by other members) before `beforeNode`. */
-  async function showNewQuestions(conversationId, beforeNode) {
-    let res;
-    try {
-      res = await request("get_history", { conversation_id: conversationId, limit: 10 });
-    } catch {
-      return; // not worth a line: the answer still shows
+    if (!isNew) return;
+    const asked = askedHere(data.stream_id);
+    if (asked) {
+      view.branch = true; // drawn again from the history when it ends (its siblings)
+      view.replaces = asked.replaces;
     }
-    if (conversationId !== state.conversationId || !Array.isArray(res.messages)) return;
-    for (const m of res.messages) {
-      if (m.role !== "user" || m.message_id === undefined || m.message_id === null) continue;
-      if (state.rendered.has(String(m.message_id))) continue;
-      append(userMessage({ messageId: m.message_id, userId: m.user_id, content: m.content, createdAt: m.created_at }),
-        beforeNode.parentNode ? beforeNode : undefined);
-    }
+    // The protocol sends no event for another member's question, nor for an edit: the
+    // history, which now ends at the question answered, shows it above the answer.
+    if (asked || (state.sending === 0 && !state.ownStreams.has(data.stream_id))) reloadBranch(data.conversation_id, view);
   }
 
   /**
@@ -461,6 +685,8 @@
     const status = data.status || "complete";
     setAssistantStatus(view, status);
     updateControls();
+    // An edit's or regeneration's answer is stored now: the branch has a new version.
+    if (view.branch) reloadBranch(data.conversation_id, view);
   }
 
   function onStreamError(data) {
@@ -475,6 +701,7 @@
     if (data.conversation_id !== state.conversationId) return;
     if (data.message_id !== undefined && state.rendered.has(String(data.message_id))) return;
     append(assistantMessage({ messageId: data.message_id, content: data.message, status: "complete" }).li);
+    updateControls();
   }
 
   /** Asks for the chunks of a running answer that this page missed (joined or reconnected mid-answer). */
@@ -510,33 +737,42 @@
 
   // ----------------------------------------------------------- conversations
 
+  /** The messages of a get_history ack, oldest first, whatever order the server used (stable for equal times). */
+  function sortedHistory(messages) {
+    const keyed = (Array.isArray(messages) ? messages : []).map((m, i) => ({ m, i, t: timeOf(m.created_at) }));
+    if (keyed.every((k) => k.t !== null)) keyed.sort((a, b) => a.t - b.t || a.i - b.i);
+    return keyed.map((k) => k.m);
+  }
+
+  /** A message of get_history as a list item. */
+  function historyNode(m) {
+    return m.role === "assistant"
+      ? assistantMessage({ messageId: m.message_id, content: m.content, createdAt: m.created_at, status: "complete", reasoning: reasoningOf(m.parts), parts: m.parts, siblings: m.siblings }).li
+      : m.role === "user"
+        ? userMessage({ messageId: m.message_id, userId: m.user_id, content: m.content, createdAt: m.created_at, siblings: m.siblings })
+        : h("li", { class: "system", "data-testid": "system-line" }, `${m.role || "system"}: ${m.content}`);
+  }
+
   /** Loads the history into the list, right after `afterNode` (the join line). */
   async function loadHistory(conversationId, afterNode) {
     let res;
     try {
-      res = await request("get_history", { conversation_id: conversationId, limit: 100 });
+      res = await request("get_history", { conversation_id: conversationId, limit: HISTORY_LIMIT });
     } catch (err) {
       systemLine(`Could not load the history: ${describeError(err)}`, "error");
       return;
     }
     if (conversationId !== state.conversationId) return;
-    const messages = Array.isArray(res.messages) ? res.messages.slice() : [];
-    // Oldest first, whatever order the server used (stable for equal times).
-    const keyed = messages.map((m, i) => ({ m, i, t: timeOf(m.created_at) }));
-    if (keyed.every((k) => k.t !== null)) keyed.sort((a, b) => a.t - b.t || a.i - b.i);
+    const messages = sortedHistory(res.messages);
     // History is older than anything that arrived live meanwhile: insert above it.
     const anchor = afterNode && afterNode.parentNode ? afterNode.nextSibling : ui.messages.firstChild;
-    for (const { m } of keyed) {
+    for (const m of messages) {
       if (m.message_id !== undefined && state.rendered.has(String(m.message_id))) continue;
-      const node = m.role === "assistant"
-        ? assistantMessage({ messageId: m.message_id, content: m.content, createdAt: m.created_at, status: "complete", reasoning: reasoningOf(m.parts), parts: m.parts }).li
-        : m.role === "user"
-          ? userMessage({ messageId: m.message_id, userId: m.user_id, content: m.content, createdAt: m.created_at })
-          : h("li", { class: "system", "data-testid": "system-line" }, `${m.role || "system"}: ${m.content}`);
-      append(node, anchor);
+      append(historyNode(m), anchor);
     }
-    if (!keyed.length && afterNode) afterNode.textContent += " No messages yet: say something!";
+    if (!messages.length && afterNode) afterNode.textContent += " No messages yet: say something!";
     ui.messages.scrollTop = ui.messages.scrollHeight;
+    updateControls();
   }
 
   /** Joins a conversation and shows it; `rejoin` reloads the one shown (after a reconnect). */
@@ -768,6 +1004,10 @@
     socket.on("stream_reasoning", (data) => onStreamPiece(data, "reasoning"));
     for (const [name, apply] of Object.entries(TOOL_EVENTS)) socket.on(name, (data) => onNumbered(data, apply));
     socket.on("user_typing", onUserTyping);
+    socket.on("branch_switched", (data) => {
+      // Whoever switched (this tab too): show the branch that is active now.
+      if (data.conversation_id === state.conversationId) reloadBranch(data.conversation_id);
+    });
     socket.on("stream_end", onStreamEnd);
     socket.on("stream_error", onStreamError);
     socket.on("message_response", onMessageResponse);
