@@ -16,10 +16,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use marie_core::{
-    ActiveStream, ApprovalDecision, ApprovalId, ApprovalOutcome, ApprovalRecord, ChatMessage,
-    ConversationId, ConversationInfo, HistoryQuery, MessageId, MessagePart, MessageRole,
-    QueuedSend, RoomStore, SessionId, SessionRecord, StreamId, ToolApprovalRequest, UserId,
-    now_millis,
+    ActiveStream, ApprovalDecision, ApprovalId, ApprovalOutcome, ApprovalRecord, BudgetPeriod,
+    ChatMessage, ConversationId, ConversationInfo, HistoryQuery, MessageId, MessagePart,
+    MessageRole, QueuedSend, RoomStore, SessionId, SessionRecord, StreamId, ToolApprovalRequest,
+    UserId, now_millis,
 };
 
 /// How long any single wait may take before the test fails.
@@ -548,6 +548,38 @@ mod contract {
         assert!(store.queued_sends(&conv("other")).await.unwrap().is_empty());
     }
 
+    /// Usage adds up per user and window, every concurrent add counted once.
+    pub async fn usage_adds_up_per_user_and_window(store: Store) {
+        let now = now_millis();
+        let day = BudgetPeriod::Day.window(now);
+        let hour = BudgetPeriod::Hour.window(now);
+        let alice = user("alice");
+        assert_eq!(store.usage(&alice, day).await.unwrap(), 0);
+        let adds: Vec<_> = (1..=20u64)
+            .map(|i| {
+                let (store, alice) = (store.clone(), alice.clone());
+                tokio::spawn(async move { store.add_usage(&alice, day, i).await.unwrap() })
+            })
+            .collect();
+        let mut totals = Vec::new();
+        for add in adds {
+            totals.push(add.await.unwrap());
+        }
+        totals.sort_unstable();
+        totals.dedup();
+        assert_eq!(totals.len(), 20, "each add saw its own total");
+        assert_eq!(store.usage(&alice, day).await.unwrap(), 210);
+        assert_eq!(
+            store.usage(&alice, hour).await.unwrap(),
+            0,
+            "another window"
+        );
+        assert_eq!(store.usage(&user("bob"), day).await.unwrap(), 0);
+        assert_eq!(store.add_usage(&user("bob"), day, 0).await.unwrap(), 0);
+        assert_eq!(store.add_usage(&alice, hour, 5).await.unwrap(), 5);
+        assert_eq!(store.usage(&alice, day).await.unwrap(), 210);
+    }
+
     pub async fn sessions_expire_and_can_be_removed(store: Store) {
         let id = SessionId::random();
         let record = SessionRecord {
@@ -820,6 +852,7 @@ macro_rules! contract_tests {
                 concurrent_appends_are_all_kept,
                 branches_keep_every_message_and_one_active_path,
                 queued_sends_wait_in_order_up_to_max,
+                usage_adds_up_per_user_and_window,
                 sessions_expire_and_can_be_removed,
                 one_answer_holds_a_conversation,
                 a_lease_lapses_unless_renewed,

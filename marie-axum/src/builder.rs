@@ -4,8 +4,8 @@ use std::future::Future;
 use std::sync::Arc;
 
 use marie_core::{
-    AccessPolicy, Authenticator, ChatEngine, ControlBus, DefaultAccessPolicy, LlmProvider,
-    RoomStore, StreamLog, Tool, Toolbox, ToolboxError,
+    AccessPolicy, Authenticator, BudgetPolicy, ChatEngine, ControlBus, DefaultAccessPolicy,
+    LlmProvider, RoomStore, StreamLog, Tool, Toolbox, ToolboxError,
 };
 use socketioxide::adapter::{Adapter, LocalAdapter};
 use socketioxide::{ParserConfig, SocketIo, TransportType};
@@ -71,6 +71,7 @@ pub struct MarieBuilder<A: Adapter = LocalAdapter> {
     bus: Option<Arc<dyn ControlBus>>,
     log: Option<Arc<dyn StreamLog>>,
     tools: Toolbox,
+    budget: Option<Arc<dyn BudgetPolicy>>,
     /// The first tool that could not be added: [`build`](Self::build) reports it.
     tool_error: Option<ToolboxError>,
     adapter: A::State,
@@ -87,6 +88,7 @@ impl Default for MarieBuilder {
             bus: None,
             log: None,
             tools: Toolbox::new(),
+            budget: None,
             tool_error: None,
             adapter: (),
             config: MarieConfig::default(),
@@ -134,6 +136,14 @@ impl<A: Adapter> MarieBuilder<A> {
         self
     }
 
+    /// Gives users token budgets (a fixed [`marie_core::Budget`] gives everyone the same;
+    /// [`marie_core::budget_fn`] decides per user). Usage is counted in the store, so a
+    /// cluster's nodes share one figure per user. Without one, nothing is counted.
+    pub fn budget(mut self, policy: impl BudgetPolicy) -> Self {
+        self.budget = Some(Arc::new(policy));
+        self
+    }
+
     /// Who may join and invite ([`DefaultAccessPolicy`] when not set).
     pub fn policy(mut self, policy: impl AccessPolicy) -> Self {
         self.policy = Some(Arc::new(policy));
@@ -159,6 +169,7 @@ impl<A: Adapter> MarieBuilder<A> {
             bus: self.bus,
             log: self.log,
             tools: self.tools,
+            budget: self.budget,
             tool_error: self.tool_error,
             adapter: state,
             config: self.config,
@@ -283,6 +294,9 @@ impl<A: Adapter> MarieBuilder<A> {
             .config(config.engine.clone());
         if let Some(bus) = self.bus {
             engine = engine.control_bus(bus);
+        }
+        if let Some(budget) = self.budget {
+            engine = engine.budget(budget);
         }
         let guards = Guards::new(config.limits.clone());
         let shared = Arc::new(Shared {

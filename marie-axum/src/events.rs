@@ -30,11 +30,12 @@ pub(crate) enum ClientEvent {
     EditMessage,
     Regenerate,
     SwitchBranch,
+    GetUsage,
 }
 
 impl ClientEvent {
     /// Every client event, in the order of `docs/protocol.md` section 2.
-    pub(crate) const ALL: [Self; 14] = [
+    pub(crate) const ALL: [Self; 15] = [
         Self::JoinConversation,
         Self::LeaveConversation,
         Self::Invite,
@@ -49,6 +50,7 @@ impl ClientEvent {
         Self::EditMessage,
         Self::Regenerate,
         Self::SwitchBranch,
+        Self::GetUsage,
     ];
 
     /// The Socket.IO event name.
@@ -68,6 +70,7 @@ impl ClientEvent {
             Self::EditMessage => "edit_message",
             Self::Regenerate => "regenerate",
             Self::SwitchBranch => "switch_branch",
+            Self::GetUsage => "get_usage",
         }
     }
 
@@ -169,6 +172,13 @@ impl ClientEvent {
                     stream: p.stream,
                 }
             }
+            Self::GetUsage => {
+                // Nothing to say: `{}`, or no payload at all.
+                let _: Empty = decode(Some(
+                    payload.unwrap_or_else(|| Value::Object(Default::default())),
+                ))?;
+                Command::Usage
+            }
             Self::SwitchBranch => {
                 let p: SwitchBranch = decode(payload)?;
                 Command::SwitchBranch {
@@ -233,6 +243,7 @@ pub(crate) enum Command {
         conversation: ConversationId,
         message: MessageId,
     },
+    Usage,
 }
 
 /// `join_conversation`, `leave_conversation`.
@@ -345,6 +356,11 @@ struct Regenerate {
     #[serde(default = "default_true")]
     stream: bool,
 }
+
+/// `get_usage`: no fields.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Empty {}
 
 /// `switch_branch`.
 #[derive(Debug, Deserialize)]

@@ -38,6 +38,8 @@ struct Link {
     prefix: String,
     /// Store, bus and adapter timeouts: short where a test cuts Redis off.
     timeout: Duration,
+    /// Everyone's token budget, if any.
+    budget: Option<marie_core::Budget>,
 }
 
 impl Link {
@@ -46,6 +48,7 @@ impl Link {
             url: redis_url(),
             prefix: prefix.to_owned(),
             timeout: Duration::from_secs(2),
+            budget: None,
         }
     }
 }
@@ -89,6 +92,9 @@ async fn start_node_with_tools(
         .provider(provider);
     for tool in tools {
         builder = builder.tool(tool);
+    }
+    if let Some(budget) = link.budget {
+        builder = builder.budget(budget);
     }
     let (layer, handle) = builder.redis(adapter).build_async().await.unwrap();
     let app = axum::Router::new().layer(layer);
@@ -431,6 +437,7 @@ async fn a_node_cut_off_from_redis_fails_clearly_and_recovers_without_losing_ack
             url: proxy.url(),
             prefix: prefix.clone(),
             timeout: Duration::from_millis(500),
+            budget: None,
         },
         gated.clone(),
     )
@@ -999,6 +1006,35 @@ async fn a_send_queued_on_one_node_is_answered_after_the_answer_running_on_the_o
     assert_eq!(texts.len(), 4, "{texts:?}");
     assert_eq!(texts[2], "and then?");
     assert_eq!(through_a["messages"][2]["message_id"], queued["message_id"]);
+    drop((a, b));
+    cleanup(&prefix).await;
+}
+
+/// One budget across both nodes: what a user spends through node A counts on node B.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_budget_spent_on_one_node_holds_on_the_other() {
+    let prefix = unique_prefix("cluster-budget");
+    let link = Link {
+        budget: Some(marie_core::Budget::new(25, marie_core::BudgetPeriod::Day)),
+        ..Link::direct(&prefix)
+    };
+    let a = start_node(&link, EchoProvider::new(Duration::ZERO)).await;
+    let b = start_node(&link, EchoProvider::new(Duration::ZERO)).await;
+    let mut on_a = connect(a.addr, "alice").await;
+    on_a.join("budget").await;
+    let on_b = connect(b.addr, "alice").await;
+
+    let words: Vec<String> = (0..40).map(|i| format!("w{i}")).collect();
+    let sent = send(&on_a, "budget", &words.join(" ")).await;
+    assert_eq!(sent["status"], "ok", "{sent}");
+    let seen = on_a.stream().await;
+    assert_eq!(seen.terminal.data["finish_reason"], "budget");
+    let spent = seen.terminal.data["usage"]["total_tokens"].clone();
+
+    let usage = on_b.ack("get_usage", json!({})).await;
+    assert_eq!(usage["used"], spent, "{usage}");
+    let refused = send(&on_b, "budget", "through the other node").await;
+    assert_eq!(refused["code"], "budget_exceeded", "{refused}");
     drop((a, b));
     cleanup(&prefix).await;
 }

@@ -37,6 +37,8 @@ pub enum ErrorCode {
     /// `resume_stream`: the stream's log no longer holds the chunks after the position asked
     /// for (the retention window passed, or the log was lost); read the history instead.
     ResumeUnavailable,
+    /// The user has used their token budget for the current period.
+    BudgetExceeded,
 }
 
 impl ErrorCode {
@@ -54,6 +56,7 @@ impl ErrorCode {
             Self::ProviderUnavailable => "provider_unavailable",
             Self::Internal => "internal",
             Self::ResumeUnavailable => "resume_unavailable",
+            Self::BudgetExceeded => "budget_exceeded",
         }
     }
 }
@@ -107,6 +110,19 @@ pub enum Error {
     /// A stream cannot be resumed from the position asked for; the text says why.
     #[error("{0}")]
     ResumeUnavailable(&'static str),
+    /// The user has used their token budget for the period: `used` of `limit`, until
+    /// `resets_at` (milliseconds since the Unix epoch).
+    #[error(
+        "you have used your token budget ({used} of {limit} tokens); it resets at {resets_at} (ms since the Unix epoch)"
+    )]
+    BudgetExceeded {
+        /// Tokens used in the period.
+        used: u64,
+        /// The budget.
+        limit: u64,
+        /// When the period ends.
+        resets_at: u64,
+    },
 }
 
 impl Error {
@@ -124,6 +140,7 @@ impl Error {
             Self::Provider(_) => ErrorCode::ProviderUnavailable,
             Self::Store(_) | Self::ShuttingDown | Self::Internal(_) => ErrorCode::Internal,
             Self::ResumeUnavailable(_) => ErrorCode::ResumeUnavailable,
+            Self::BudgetExceeded { .. } => ErrorCode::BudgetExceeded,
         }
     }
 

@@ -40,6 +40,7 @@
 
 mod approval;
 mod auth;
+mod budget;
 mod control;
 mod engine;
 mod error;
@@ -57,6 +58,10 @@ mod tool;
 
 pub use approval::{APPROVAL_RETENTION, ApprovalDecision, ApprovalOutcome, ApprovalRecord};
 pub use auth::{Authenticator, AuthenticatorFn, authenticator_fn};
+pub use budget::{
+    Budget, BudgetFn, BudgetParseError, BudgetPeriod, BudgetPolicy, UsageReport, UsageWindow,
+    budget_fn,
+};
 pub use control::{ControlBus, ControlHandler, ControlMessage, LocalControlBus};
 pub use engine::{
     ActiveStream, ChatEngine, EngineBuilder, EngineConfig, Joined, SendOutcome, SendRequest,

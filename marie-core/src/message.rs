@@ -157,6 +157,8 @@ pub enum FinishReason {
     /// The answer used its [`max_steps`](crate::EngineConfig::max_steps) model steps and the
     /// model still wanted to call tools.
     MaxSteps,
+    /// The answer reached its user's token budget (see [`BudgetPolicy`](crate::BudgetPolicy)).
+    Budget,
     /// Any other reason a provider reported.
     #[serde(untagged)]
     Other(String),

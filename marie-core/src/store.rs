@@ -8,7 +8,7 @@ use std::time::Duration;
 use crate::{
     ActiveStream, ApprovalDecision, ApprovalId, ApprovalOutcome, ApprovalRecord, ChatMessage,
     ConversationId, ConversationInfo, MessageId, PromptMessage, QueuedSend, SessionId, StoreError,
-    StreamId, UserId,
+    StreamId, UsageWindow, UserId,
 };
 
 /// Which part of a conversation's active branch to read.
@@ -77,6 +77,13 @@ pub struct SessionRecord {
 /// queue ([`enqueue_send`](Self::enqueue_send)), in the store so that any node may answer it:
 /// the node that ends an answer takes the lease for the queue's first send and then
 /// [`remove_queued`](Self::remove_queued)s it.
+///
+/// ## Token budgets
+///
+/// With a [`BudgetPolicy`](crate::BudgetPolicy), the tokens of each answer are added to its
+/// user's figure for the budget's current window ([`add_usage`](Self::add_usage)), once per
+/// answer, by the node that ran it; every node reads the same figure
+/// ([`usage`](Self::usage)).
 ///
 /// ## Approvals
 ///
@@ -241,6 +248,19 @@ pub trait RoomStore: Send + Sync + 'static {
     /// Forgets an approval whose answer ended before it was decided.
     async fn remove_approval(&self, approval: &ApprovalId) -> Result<(), StoreError>;
 
+    /// Adds `tokens` to what `user` has used in `window` and returns the new total. Atomic:
+    /// adds from several nodes at once all count. A store may forget a window once it has
+    /// ended.
+    async fn add_usage(
+        &self,
+        user: &UserId,
+        window: UsageWindow,
+        tokens: u64,
+    ) -> Result<u64, StoreError>;
+
+    /// What `user` has used in `window`: 0 when nothing was counted.
+    async fn usage(&self, user: &UserId, window: UsageWindow) -> Result<u64, StoreError>;
+
     /// Queues a send behind its conversation's running answer, if fewer than `max` wait:
     /// its position (1: next), or `None`, changing nothing, when the queue is full. A send
     /// already queued (same `stream_id`) is not queued twice: its position is returned.
@@ -394,6 +414,17 @@ impl<T: RoomStore + ?Sized> RoomStore for std::sync::Arc<T> {
     }
     async fn remove_approval(&self, approval: &ApprovalId) -> Result<(), StoreError> {
         (**self).remove_approval(approval).await
+    }
+    async fn add_usage(
+        &self,
+        user: &UserId,
+        window: UsageWindow,
+        tokens: u64,
+    ) -> Result<u64, StoreError> {
+        (**self).add_usage(user, window, tokens).await
+    }
+    async fn usage(&self, user: &UserId, window: UsageWindow) -> Result<u64, StoreError> {
+        (**self).usage(user, window).await
     }
     async fn enqueue_send(
         &self,

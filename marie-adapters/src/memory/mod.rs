@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use marie_core::{
     ActiveStream, ApprovalDecision, ApprovalId, ApprovalOutcome, ApprovalRecord, ChatMessage,
     ConversationId, ConversationInfo, HistoryQuery, MessageId, PromptMessage, QueuedSend,
-    RoomStore, SessionId, SessionRecord, StoreError, StreamId, UserId, now_millis,
+    RoomStore, SessionId, SessionRecord, StoreError, StreamId, UsageWindow, UserId, now_millis,
 };
 
 use tree::HistoryTree;
@@ -38,6 +38,8 @@ struct Data {
     pending: HashMap<ConversationId, ApprovalId>,
     /// The sends waiting in each conversation, next first.
     queues: HashMap<ConversationId, VecDeque<QueuedSend>>,
+    /// Tokens used per user and budget window.
+    usage: HashMap<(UserId, UsageWindow), u64>,
     history_cap: Option<usize>,
 }
 
@@ -402,6 +404,32 @@ impl RoomStore for MemoryStore {
             }
         }
         Ok(())
+    }
+
+    async fn add_usage(
+        &self,
+        user: &UserId,
+        window: UsageWindow,
+        tokens: u64,
+    ) -> Result<u64, StoreError> {
+        let mut data = self.data();
+        // Ended windows are read no more: forget them now and then.
+        if data.usage.len() % 1024 == 1023 {
+            let now = now_millis();
+            data.usage.retain(|(_, w), _| w.end > now);
+        }
+        let used = data.usage.entry((user.clone(), window)).or_default();
+        *used = used.saturating_add(tokens);
+        Ok(*used)
+    }
+
+    async fn usage(&self, user: &UserId, window: UsageWindow) -> Result<u64, StoreError> {
+        Ok(self
+            .data()
+            .usage
+            .get(&(user.clone(), window))
+            .copied()
+            .unwrap_or(0))
     }
 
     async fn enqueue_send(

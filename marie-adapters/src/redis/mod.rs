@@ -19,6 +19,7 @@
 //! | `<prefix>:conv:{<id>}:path` | list | the active branch's message ids, oldest first |
 //! | `<prefix>:conv:{<id>}:queue` | list | the sends waiting their turn, next first: `"<stream id> <JSON>"` |
 //! | `<prefix>:conv:{<id>}:answer` | hash | the running answer's lease: `stream_id`, `seq`; expires unless renewed |
+//! | `<prefix>:usage:{<user_id>}:<start>-<end>` | string | tokens the user used in a budget window; expires a day after it |
 //! | `<prefix>:session:{<id>}` | string | a session (JSON); expires with the session |
 //! | `<prefix>:log:{<stream_id>}` | stream | an answer's chunks, entry id = `seq` ([`RedisStreamLog`]) |
 //! | `<prefix>:log:{<stream_id>}:meta` | hash | the answer's log: `meta`, `first`, `last`, `end` |

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use marie_core::{
     ActiveStream, ApprovalDecision, ApprovalId, ApprovalOutcome, ApprovalRecord, ChatMessage,
     ConversationId, ConversationInfo, HistoryQuery, MessageId, QueuedSend, RoomStore, SessionId,
-    SessionRecord, StoreError, StreamId, UserId, now_millis,
+    SessionRecord, StoreError, StreamId, UsageWindow, UserId, now_millis,
 };
 use redis::aio::ConnectionManager;
 use redis::{AsyncCommands, Script};
@@ -406,6 +406,13 @@ impl RedisStore {
 
     fn queue_key(&self, conversation: &ConversationId) -> String {
         format!("{}:conv:{{{conversation}}}:queue", self.inner.config.prefix)
+    }
+
+    fn usage_key(&self, user: &UserId, window: UsageWindow) -> String {
+        format!(
+            "{}:usage:{{{user}}}:{}-{}",
+            self.inner.config.prefix, window.start, window.end
+        )
     }
 
     fn session_key(&self, session: &SessionId) -> String {
@@ -818,6 +825,39 @@ impl RoomStore for RedisStore {
 
     async fn remove_approval(&self, approval: &ApprovalId) -> Result<(), StoreError> {
         self.forget_approval(approval).await
+    }
+
+    async fn add_usage(
+        &self,
+        user: &UserId,
+        window: UsageWindow,
+        tokens: u64,
+    ) -> Result<u64, StoreError> {
+        let key = self.usage_key(user, window);
+        // Kept a day past its window, then gone by itself.
+        let expire_at = window.end.saturating_add(86_400_000);
+        let (used,): (u64,) = self
+            .run("add_usage", |mut c| async move {
+                redis::pipe()
+                    .atomic()
+                    .incr(&key, tokens)
+                    .cmd("PEXPIREAT")
+                    .arg(&key)
+                    .arg(expire_at)
+                    .ignore()
+                    .query_async(&mut c)
+                    .await
+            })
+            .await?;
+        Ok(used)
+    }
+
+    async fn usage(&self, user: &UserId, window: UsageWindow) -> Result<u64, StoreError> {
+        let key = self.usage_key(user, window);
+        let used: Option<u64> = self
+            .run("usage", |mut c| async move { c.get(key).await })
+            .await?;
+        Ok(used.unwrap_or(0))
     }
 
     async fn enqueue_send(

@@ -192,6 +192,7 @@ async fn run<A: Adapter>(
             .switch_branch(conversation, message)
             .await
             .map(|s| ok(&s)),
+        Command::Usage => shared.engine.usage(who).await.map(|u| ok(&u)),
     }
 }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use futures_util::FutureExt;
 use marie_adapters::{MemoryStore, StaticAuthenticator};
-use marie_axum::{Marie, MarieConfig, MarieHandle};
+use marie_axum::{Marie, MarieBuilder, MarieConfig, MarieHandle};
 use marie_core::{Identity, LlmProvider, UserId};
 use rust_socketio::asynchronous::{Client, ClientBuilder};
 use rust_socketio::{Event, Payload};
@@ -54,16 +54,28 @@ pub async fn start_with_tools(
     config: MarieConfig,
     tools: Vec<std::sync::Arc<dyn marie_core::Tool>>,
 ) -> TestServer {
+    start_custom(provider, config, |mut builder| {
+        for tool in tools {
+            builder = builder.tool(tool);
+        }
+        builder
+    })
+    .await
+}
+
+/// A server built by `customize` from the test defaults, with the HTTP routes mounted too.
+pub async fn start_custom(
+    provider: impl LlmProvider,
+    config: MarieConfig,
+    customize: impl FnOnce(MarieBuilder) -> MarieBuilder,
+) -> TestServer {
     let store = MemoryStore::new();
-    let mut builder = Marie::builder()
+    let builder = Marie::builder()
         .authenticator(authenticator())
         .store(store.clone())
         .provider(provider)
         .config(config);
-    for tool in tools {
-        builder = builder.tool(tool);
-    }
-    let (layer, handle) = builder.build().unwrap();
+    let (layer, handle) = customize(builder).build().unwrap();
     let app = handle.http_routes().layer(layer);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

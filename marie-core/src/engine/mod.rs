@@ -35,11 +35,12 @@ use tokio_util::task::TaskTracker;
 pub use config::EngineConfig;
 pub use send::{SendOutcome, SendRequest};
 
+use crate::BudgetPolicy;
 use crate::{
     AccessPolicy, ChatMessage, ControlBus, ControlMessage, ConversationId, ConversationInfo,
     DefaultAccessPolicy, Error, HistoryQuery, Identity, LlmProvider, LocalControlBus, LogRead,
     MemoryStreamLog, MessageId, RoomStore, SessionId, SessionRecord, StreamId, StreamLog,
-    StreamSink, Tool, ToolApprovalRequest, Toolbox, UserId, check_resume, now_millis,
+    StreamSink, Tool, ToolApprovalRequest, Toolbox, UsageReport, UserId, check_resume, now_millis,
 };
 
 /// A running answer, as `joined.active_stream` reports it and as the store's answer lease
@@ -92,6 +93,7 @@ struct Shared {
     bus: Arc<dyn ControlBus>,
     log: Arc<dyn StreamLog>,
     tools: Toolbox,
+    budget: Option<Arc<dyn BudgetPolicy>>,
     config: EngineConfig,
     state: Mutex<State>,
     tasks: TaskTracker,
@@ -125,6 +127,7 @@ pub struct EngineBuilder {
     bus: Arc<dyn ControlBus>,
     log: Arc<dyn StreamLog>,
     tools: Toolbox,
+    budget: Option<Arc<dyn BudgetPolicy>>,
     config: EngineConfig,
 }
 
@@ -152,6 +155,13 @@ impl EngineBuilder {
     /// Offers every tool of `tools` (replacing those added before).
     pub fn tools(mut self, tools: Toolbox) -> Self {
         self.tools = tools;
+        self
+    }
+
+    /// Gives users token budgets (see [`BudgetPolicy`]; a fixed [`Budget`](crate::Budget)
+    /// gives everyone the same). Without one, nothing is counted.
+    pub fn budget(mut self, policy: impl BudgetPolicy) -> Self {
+        self.budget = Some(Arc::new(policy));
         self
     }
 
@@ -191,6 +201,7 @@ impl EngineBuilder {
             bus: self.bus,
             log: self.log,
             tools: self.tools,
+            budget: self.budget,
             config: self.config,
             state: Mutex::new(State::default()),
             tasks: TaskTracker::new(),
@@ -222,6 +233,7 @@ impl ChatEngine {
             bus: Arc::new(LocalControlBus::new()),
             log: Arc::new(MemoryStreamLog::new()),
             tools: Toolbox::new(),
+            budget: None,
             config: EngineConfig::default(),
         }
     }
@@ -558,6 +570,58 @@ impl ChatEngine {
             expires_at: now_millis().saturating_add(ttl),
         };
         Ok(self.shared.store.put_session(record).await?)
+    }
+
+    /// `get_usage`: the caller's token figures for the current period of their budget.
+    pub async fn usage(&self, who: &Identity) -> Result<UsageReport, Error> {
+        let Some((budget, window)) = self.budget_of(who).await? else {
+            return Ok(UsageReport {
+                used: 0,
+                limit: None,
+                period: None,
+                resets_at: None,
+            });
+        };
+        let used = self.shared.store.usage(&who.user_id, window).await?;
+        Ok(UsageReport {
+            used,
+            limit: Some(budget.limit),
+            period: Some(budget.period),
+            resets_at: Some(window.end),
+        })
+    }
+
+    /// The budget of `who` and its current window, if they have one.
+    async fn budget_of(
+        &self,
+        who: &Identity,
+    ) -> Result<Option<(crate::Budget, crate::UsageWindow)>, Error> {
+        let Some(policy) = &self.shared.budget else {
+            return Ok(None);
+        };
+        Ok(policy
+            .budget(who)
+            .await?
+            .map(|budget| (budget, budget.period.window(now_millis()))))
+    }
+
+    /// What an answer of `who` may spend: `budget_exceeded` when nothing is left.
+    async fn allowance(&self, who: &Identity) -> Result<Option<answer::Allowance>, Error> {
+        let Some((budget, window)) = self.budget_of(who).await? else {
+            return Ok(None);
+        };
+        let used = self.shared.store.usage(&who.user_id, window).await?;
+        if used >= budget.limit {
+            return Err(Error::BudgetExceeded {
+                used,
+                limit: budget.limit,
+                resets_at: window.end,
+            });
+        }
+        Ok(Some(answer::Allowance {
+            window,
+            remaining: budget.limit - used,
+        }))
     }
 
     /// Readiness (`GET /readyz`): `Ok` when the store answers and the engine takes answers.

@@ -207,6 +207,7 @@ impl ChatEngine {
             return Err(Error::ShuttingDown);
         }
         self.authorize(who, &start.conversation).await?;
+        let budget = self.allowance(who).await?;
         let mut interrupted = 0;
         let mut reservation = loop {
             let cmid = start.client_message_id.as_deref();
@@ -273,6 +274,7 @@ impl ChatEngine {
             seq: reservation.seq.clone(),
             progress: Arc::new(Notify::new()),
             approvals: reservation.approvals.clone(),
+            budget,
         };
         if job.streamed {
             self.open_log(&job).await;

@@ -49,14 +49,15 @@ pub(super) async fn drive(engine: &ChatEngine, job: &AnswerJob, request: LlmRequ
             let said = estimate_tokens(&text.content()[text_before..]);
             Usage::estimated(step_prompt, said)
         };
-        let done = match step(engine, job, step_request, &mut text).await {
+        let prompts = usage.prompt_tokens + step_prompt;
+        let done = match step(engine, job, step_request, &mut text, prompts).await {
             Ok(done) => done,
             Err(StepEnd::Stopped(stop)) => {
                 // What the step had said when it was stopped counts too.
                 let usage = usage + estimate_step(&text);
                 return stopped(engine, job, stop, text, usage).await;
             }
-            Err(StepEnd::Failed(e)) => return provider_failed(e),
+            Err(StepEnd::Failed(e)) => return provider_failed(e, usage + estimate_step(&text)),
         };
         usage = usage + done.usage.unwrap_or_else(|| estimate_step(&text));
         let total = Some(usage);
@@ -116,12 +117,14 @@ fn next_request(request: &LlmRequest, text: &Text) -> LlmRequest {
     next
 }
 
-/// One model step: ask, then take its items until it is done.
+/// One model step: ask, then take its items until it is done, or until the answer has used
+/// what was left of its asker's budget (`prompts`: the prompt tokens of its steps so far).
 async fn step(
     engine: &ChatEngine,
     job: &AnswerJob,
     request: LlmRequest,
     text: &mut Text,
+    prompts: u64,
 ) -> Result<StepDone, StepEnd> {
     let mut stream = match open(engine, job, request).await {
         Ok(stream) => stream,
@@ -140,6 +143,12 @@ async fn step(
         match burst.then {
             Then::More => {}
             Then::Item(item) => return ended(item),
+        }
+        if job
+            .budget
+            .is_some_and(|b| prompts + text.tokens() >= b.remaining)
+        {
+            return Err(StepEnd::Stopped(Stop::Budget));
         }
     }
 }
@@ -236,16 +245,22 @@ async fn stopped(
             FinishReason::Interrupted,
             "the server stopped before this call finished",
         ),
+        Stop::Budget => (
+            EndStatus::Complete,
+            FinishReason::Budget,
+            "the answer used its token budget before this call finished",
+        ),
     };
     tools::close_open_calls(engine, job, &mut text, why).await;
     finished(text, status, Some(usage), finish_reason)
 }
 
-fn provider_failed(error: ProviderError) -> Outcome {
+fn provider_failed(error: ProviderError, usage: Usage) -> Outcome {
     tracing::warn!(%error, kind = error.kind(), "provider failed");
     metrics::counter!("marie_provider_errors_total", "kind" => error.kind()).increment(1);
     Outcome::Failed {
         retryable: error.retryable(),
         error: Error::Provider(error),
+        usage,
     }
 }

@@ -58,6 +58,17 @@ pub(super) struct AnswerJob {
     pub(super) progress: Arc<Notify>,
     /// The approval the answer waits for, shared with the engine.
     pub(super) approvals: Arc<Approvals>,
+    /// The asker's token budget, when they have one.
+    pub(super) budget: Option<Allowance>,
+}
+
+/// What an answer may spend of its asker's token budget.
+#[derive(Clone, Copy, Debug)]
+pub(in crate::engine) struct Allowance {
+    /// The budget's current window, where the answer's tokens are counted.
+    pub(in crate::engine) window: crate::UsageWindow,
+    /// Tokens left in it when the answer started.
+    pub(in crate::engine) remaining: u64,
 }
 
 /// Why an answer stopped before it was done (while its model streamed, an approval waited,
@@ -67,6 +78,8 @@ pub(super) enum Stop {
     Cancelled,
     /// The server's shutdown grace period is over.
     Interrupted,
+    /// The answer used what was left of its asker's token budget.
+    Budget,
 }
 
 /// How the provider part of an answer went.
@@ -82,6 +95,8 @@ enum Outcome {
     Failed {
         error: Error,
         retryable: bool,
+        /// What the answer had used when it failed (estimated), for its asker's budget.
+        usage: Usage,
     },
 }
 
@@ -145,6 +160,7 @@ fn internal_failure() -> Outcome {
     Outcome::Failed {
         error: internal_error(),
         retryable: true,
+        usage: Usage::default(),
     }
 }
 
@@ -167,7 +183,14 @@ async fn finalize(engine: &ChatEngine, job: &AnswerJob, outcome: Outcome) -> Str
             usage,
             finish_reason,
         } => (content, parts, status, usage, finish_reason),
-        Outcome::Failed { error, retryable } => return failure(job, &error, retryable),
+        Outcome::Failed {
+            error,
+            retryable,
+            usage,
+        } => {
+            count_usage(engine, job, usage).await;
+            return failure(job, &error, retryable);
+        }
     };
 
     // The answer is stored before its end is announced, so a client that reads history
@@ -204,6 +227,7 @@ async fn finalize(engine: &ChatEngine, job: &AnswerJob, outcome: Outcome) -> Str
 
     let usage =
         usage.unwrap_or_else(|| Usage::estimated(job.prompt_tokens, estimate_tokens(&content)));
+    count_usage(engine, job, usage).await;
 
     if job.streamed {
         StreamEvent::End(StreamEnd {
@@ -223,6 +247,20 @@ async fn finalize(engine: &ChatEngine, job: &AnswerJob, outcome: Outcome) -> Str
             message_id: job.message_id.clone(),
             message: content,
         })
+    }
+}
+
+/// Adds the answer's tokens to its asker's budget: once per answer, whatever its end. Not
+/// fatal when the store is away: the answer is not lost for it, only its count.
+async fn count_usage(engine: &ChatEngine, job: &AnswerJob, usage: Usage) {
+    let Some(budget) = &job.budget else { return };
+    if let Err(e) = engine
+        .shared
+        .store
+        .add_usage(&job.user_id, budget.window, usage.total_tokens)
+        .await
+    {
+        tracing::warn!(error = %e, stream_id = %job.stream_id, "could not count an answer's tokens");
     }
 }
 
