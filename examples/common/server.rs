@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use marie_adapters::MemoryStore;
 use marie_axum::Marie;
-use marie_core::LlmProvider;
+use marie_core::{Budget, LlmProvider, OnBusy};
 
 use crate::{tools, web};
 
@@ -42,6 +42,10 @@ pub(crate) async fn serve(
             .tool(tools::calculate())
             .tool(tools::send_email(tools::Outbox::default()));
     }
+    if let Some(budget) = budget_from_env()? {
+        tracing::info!(%budget, "every user has a token budget");
+        builder = builder.budget(budget);
+    }
     let (layer, handle) = builder.build()?;
 
     let app = web::page_routes(mode)
@@ -63,10 +67,34 @@ pub(crate) async fn serve(
     Ok(())
 }
 
+/// `MARIE_TOKEN_BUDGET`, e.g. `50000/day`: the same token budget for every user.
+pub(crate) fn budget_from_env() -> Result<Option<Budget>, web::Words> {
+    let Ok(text) = std::env::var("MARIE_TOKEN_BUDGET") else {
+        return Ok(None);
+    };
+    text.parse()
+        .map(Some)
+        .map_err(|e| web::Words(format!("MARIE_TOKEN_BUDGET={text:?}: {e}")))
+}
+
 /// The configuration, with `MARIE_APPROVAL_TIMEOUT_SECS` (how long a tool call waits for
-/// approval; default 600).
+/// approval; default 600) and `MARIE_ON_BUSY` (`reject`, `enqueue` or `interrupt`: what a
+/// send does while an answer runs, when the client does not say; default `reject`).
 fn config_from_env() -> Result<marie_axum::MarieConfig, web::Words> {
     let mut config = marie_axum::MarieConfig::default();
+    if let Ok(text) = std::env::var("MARIE_ON_BUSY") {
+        let on_busy = match text.trim() {
+            "reject" => OnBusy::Reject,
+            "enqueue" => OnBusy::Enqueue,
+            "interrupt" => OnBusy::Interrupt,
+            _ => {
+                return Err(web::Words(format!(
+                    "MARIE_ON_BUSY={text:?}: say reject, enqueue or interrupt"
+                )));
+            }
+        };
+        config.engine = config.engine.on_busy(on_busy);
+    }
     if let Ok(text) = std::env::var("MARIE_APPROVAL_TIMEOUT_SECS") {
         let secs: u64 = text.trim().parse().map_err(|_| {
             web::Words(format!(
