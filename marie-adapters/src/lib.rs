@@ -11,6 +11,8 @@
 //! | `memory` | yes | [`MemoryStore`]: everything in this process's memory |
 //! | `jwt` | no | [`JwtAuthenticator`]: bearer JWTs (HS256, RS256, ES256) via `jsonwebtoken` |
 //! | `redis` | no | [`RedisStore`], [`RedisControlBus`] and [`RedisStreamLog`]: state shared by several nodes in Redis, see [`redis`] |
+//! | `sqlite` | no | [`SqlStore`] on a SQLite file: one node's state that survives restarts, see [`sql`] |
+//! | `postgres` | no | [`SqlStore`] on PostgreSQL: state shared by several nodes, see [`sql`] |
 //!
 //! [`StaticAuthenticator`], a table of tokens for development and tests, is always there.
 //!
@@ -33,6 +35,8 @@ mod jwt;
 mod memory;
 #[cfg(feature = "redis")]
 pub mod redis;
+#[cfg(feature = "sql")]
+pub mod sql;
 mod static_auth;
 
 #[cfg(feature = "jwt")]
@@ -47,4 +51,6 @@ pub use marie_core::{MemoryLogConfig, MemoryStreamLog};
 pub use memory::MemoryStore;
 #[cfg(feature = "redis")]
 pub use redis::{RedisConfig, RedisControlBus, RedisStore, RedisStreamLog};
+#[cfg(feature = "sql")]
+pub use sql::{SqlConfig, SqlStore};
 pub use static_auth::StaticAuthenticator;

@@ -1,6 +1,9 @@
 //! The [`RoomStore`] contract, written once and run against every store: the in-memory one,
-//! and the Redis one (against the Redis of `MARIE_TEST_REDIS_URL`, by default
-//! 127.0.0.1:6379, each test under a key prefix of its own).
+//! the Redis one (against the Redis of `MARIE_TEST_REDIS_URL`, by default
+//! 127.0.0.1:6379, each test under a key prefix of its own), and the SQL one on a SQLite
+//! file (a temp dir per test) and on PostgreSQL (against `MARIE_TEST_POSTGRES_URL`, by
+//! default postgres://postgres@127.0.0.1:5432/postgres, each test in a schema of its own).
+//! A database that does not answer fails the tests; none is skipped.
 //!
 //! Each case is an `async fn` taking a fresh store; `contract_tests!` instantiates all of
 //! them for one kind of store.
@@ -1339,5 +1342,491 @@ mod redis_specific {
         }
         b.publish(cancel(4)).await.unwrap();
         wait_for(&seen_a, &cancel(4)).await;
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// SQL: SQLite files and PostgreSQL
+// ---------------------------------------------------------------------------------------
+
+#[cfg(feature = "sql")]
+mod sql_support {
+    use super::*;
+    use marie_adapters::SqlStore;
+
+    /// A directory of its own under the system's temp dir, removed when dropped.
+    #[cfg(feature = "sqlite")]
+    pub struct TempDir(pub std::path::PathBuf);
+
+    #[cfg(feature = "sqlite")]
+    impl TempDir {
+        pub fn new(test: &str) -> Self {
+            let dir = std::env::temp_dir()
+                .join(format!("marie-sql-{test}-{:016x}", rand::random::<u64>()));
+            std::fs::create_dir_all(&dir).unwrap();
+            Self(dir)
+        }
+
+        /// The URL of a SQLite file in the directory, created on first use.
+        pub fn url(&self, file: &str) -> String {
+            format!("sqlite://{}?mode=rwc", self.0.join(file).display())
+        }
+    }
+
+    #[cfg(feature = "sqlite")]
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    #[cfg(feature = "sqlite")]
+    impl super::Cleanup for TempDir {
+        async fn finish(self) {}
+    }
+
+    #[cfg(feature = "sqlite")]
+    pub async fn sqlite_store(test: &str) -> (Store, TempDir) {
+        let dir = TempDir::new(test);
+        let store = SqlStore::connect(&dir.url("marie.db")).await.unwrap();
+        (Arc::new(store), dir)
+    }
+
+    #[cfg(feature = "postgres")]
+    pub fn postgres_url() -> String {
+        std::env::var("MARIE_TEST_POSTGRES_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+    }
+
+    /// A schema of its own in the PostgreSQL of `MARIE_TEST_POSTGRES_URL`, made the
+    /// store's `search_path`; dropped with everything in it at the end.
+    #[cfg(feature = "postgres")]
+    pub struct Schema(pub String);
+
+    #[cfg(feature = "postgres")]
+    impl Schema {
+        async fn admin() -> sqlx::PgConnection {
+            use sqlx::Connection;
+            sqlx::PgConnection::connect(&postgres_url())
+                .await
+                .unwrap_or_else(|e| {
+                    panic!(
+                        "PostgreSQL must answer on MARIE_TEST_POSTGRES_URL (default \
+                     postgres://postgres@127.0.0.1:5432/postgres; scripts/services.sh \
+                     ensure_postgres starts one): {e}"
+                    )
+                })
+        }
+
+        pub async fn create(test: &str) -> Self {
+            // Identifiers are at most 63 bytes.
+            let test: String = test.chars().take(30).collect();
+            let name = format!("marie_{test}_{:016x}", rand::random::<u64>());
+            let mut admin = Self::admin().await;
+            sqlx::query(&format!("CREATE SCHEMA \"{name}\""))
+                .execute(&mut admin)
+                .await
+                .unwrap();
+            Self(name)
+        }
+
+        /// The test database's URL, with this schema first on the search path.
+        pub fn url(&self) -> String {
+            let base = postgres_url();
+            let sep = if base.contains('?') { '&' } else { '?' };
+            format!("{base}{sep}options[search_path]={}", self.0)
+        }
+
+        pub async fn drop_all(&self) {
+            let mut admin = Self::admin().await;
+            sqlx::query(&format!("DROP SCHEMA \"{}\" CASCADE", self.0))
+                .execute(&mut admin)
+                .await
+                .unwrap();
+        }
+    }
+
+    #[cfg(feature = "postgres")]
+    impl super::Cleanup for Schema {
+        async fn finish(self) {
+            self.drop_all().await;
+        }
+    }
+
+    #[cfg(feature = "postgres")]
+    pub async fn postgres_store(test: &str) -> (Store, Schema) {
+        let schema = Schema::create(test).await;
+        let store = SqlStore::connect(&schema.url()).await.unwrap_or_else(|e| {
+            panic!("PostgreSQL must answer on MARIE_TEST_POSTGRES_URL: {e}");
+        });
+        (Arc::new(store), schema)
+    }
+}
+
+#[cfg(feature = "sqlite")]
+contract_tests!(in_sqlite, sql_support::sqlite_store);
+
+#[cfg(feature = "postgres")]
+contract_tests!(in_postgres, sql_support::postgres_store);
+
+#[cfg(feature = "sql")]
+mod sql_specific {
+    #[cfg(feature = "sqlite")]
+    use super::sql_support::TempDir;
+    use super::*;
+    use marie_adapters::SqlStore;
+    use marie_core::StoreError;
+
+    /// A message of the long conversation: ids `b000000`, `b000001`, ... sort as they came.
+    #[cfg(feature = "sqlite")]
+    fn long(i: usize) -> MessageId {
+        MessageId::parse(format!("b{i:06}")).unwrap()
+    }
+
+    #[cfg(feature = "sqlite")]
+    fn long_ids(range: std::ops::Range<usize>) -> Vec<String> {
+        range.map(|i| long(i).as_str().to_owned()).collect()
+    }
+
+    /// Everything written before a reconnect is there after it: conversation, members,
+    /// every branch and the active one, sessions, leases, approvals, queued sends and
+    /// usage; migrations that already ran do not run again.
+    #[cfg(feature = "sqlite")]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_sqlite_file_keeps_everything_across_a_reconnect() {
+        use sqlx::Connection;
+
+        let dir = TempDir::new("reconnect");
+        let url = dir.url("marie.db");
+        let c = conv("kept");
+        let session = SessionRecord {
+            session_id: SessionId::random(),
+            user_id: user("alice"),
+            rooms: vec![c.clone()],
+            expires_at: now_millis() + 60_000,
+        };
+        let pending = approval("kept", "s1");
+        let queued = QueuedSend {
+            conversation_id: c.clone(),
+            user_id: user("bob"),
+            roles: Vec::new(),
+            message: "after this one".into(),
+            stream: true,
+            message_id: id(20),
+            answer_message_id: id(21),
+            stream_id: stream("s2"),
+            queued_at: now_millis(),
+        };
+        let day = BudgetPeriod::Day.window(now_millis());
+        let migrations = || async {
+            let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+            let applied: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations")
+                .fetch_one(&mut conn)
+                .await
+                .unwrap();
+            applied
+        };
+        {
+            let store = SqlStore::connect(&url).await.unwrap();
+            store
+                .create_conversation(info("kept", "alice"))
+                .await
+                .unwrap();
+            store.grant_access(&c, &user("bob")).await.unwrap();
+            for i in 0..4 {
+                store.append_message(&c, message(i)).await.unwrap();
+            }
+            store
+                .append_message(&c, message_after(10, Some(1)))
+                .await
+                .unwrap();
+            assert_eq!(store.switch_branch(&c, &id(2)).await.unwrap(), Some(id(3)));
+            store.put_session(session.clone()).await.unwrap();
+            assert!(
+                store
+                    .claim_answer(&c, &stream("s1"), Duration::from_secs(60))
+                    .await
+                    .unwrap()
+            );
+            store.create_approval(&pending).await.unwrap();
+            assert_eq!(store.enqueue_send(&queued, 5).await.unwrap(), Some(1));
+            assert_eq!(store.add_usage(&user("alice"), day, 42).await.unwrap(), 42);
+            store.close().await;
+        }
+        let applied = migrations().await;
+        assert!(applied >= 1);
+
+        let store = SqlStore::connect(&url).await.unwrap();
+        assert_eq!(migrations().await, applied, "no migration ran twice");
+        assert_eq!(
+            store.conversation(&c).await.unwrap(),
+            Some(info("kept", "alice"))
+        );
+        assert_eq!(
+            store.members(&c).await.unwrap(),
+            vec![user("alice"), user("bob")]
+        );
+        let history = store.history(&c, query(None, 50)).await.unwrap();
+        assert_eq!(ids(&history), expected(0..4), "the branch switched to");
+        assert_eq!(ids_of(&history[2].siblings), ids_of(&[id(2), id(10)]));
+        assert_eq!(history[1], message(1));
+        assert_eq!(
+            store.message(&c, &id(10)).await.unwrap(),
+            Some(message_after(10, Some(1)))
+        );
+        assert_eq!(store.active_leaf(&c).await.unwrap(), Some(id(3)));
+        assert_eq!(
+            store.session(&session.session_id).await.unwrap(),
+            Some(session)
+        );
+        assert_eq!(
+            store.active_answer(&c).await.unwrap().map(|a| a.stream_id),
+            Some(stream("s1"))
+        );
+        assert_eq!(
+            store.pending_approval(&c).await.unwrap(),
+            Some(pending.clone())
+        );
+        assert_eq!(store.queued_sends(&c).await.unwrap(), vec![queued]);
+        assert_eq!(store.usage(&user("alice"), day).await.unwrap(), 42);
+        // And it goes on from there.
+        store.append_message(&c, message(4)).await.unwrap();
+        assert_eq!(
+            ids(&store.history(&c, query(None, 50)).await.unwrap()),
+            expected(0..5)
+        );
+    }
+
+    /// A conversation of 100,000 messages (seeded in one statement) pages from anywhere,
+    /// branches near its start, and switches back down its whole length. Correctness only:
+    /// the page queries are range reads of the active path's key (see the unit tests of
+    /// `marie_adapters::sql`, which check SQLite's query plans).
+    #[cfg(feature = "sqlite")]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_100k_message_conversation_pages_from_the_middle() {
+        use sqlx::Connection;
+
+        const N: usize = 100_000;
+        let dir = TempDir::new("long");
+        let url = dir.url("marie.db");
+        let store = SqlStore::connect(&url).await.unwrap();
+        let c = conv("long");
+        store
+            .create_conversation(info("long", "alice"))
+            .await
+            .unwrap();
+        {
+            let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+            let mut tx = conn.begin().await.unwrap();
+            sqlx::query(&format!(
+                "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < {last})
+                 INSERT INTO marie_messages (conversation_id, message_id, parent_id, depth, seq,
+                     role, content, user_id, created_at, parts)
+                 SELECT 'long', printf('b%06d', i),
+                        CASE WHEN i = 0 THEN NULL ELSE printf('b%06d', i - 1) END, i, i + 1,
+                        CASE i % 2 WHEN 0 THEN 'user' ELSE 'assistant' END, 'message ' || i,
+                        NULL, 1700000000000 + i, NULL
+                 FROM n",
+                last = N - 1
+            ))
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+            sqlx::query(
+                "INSERT INTO marie_active_path (conversation_id, depth, message_id)
+                 SELECT conversation_id, depth, message_id FROM marie_messages
+                 WHERE conversation_id = 'long'",
+            )
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+            sqlx::query(&format!(
+                "UPDATE marie_conversations SET last_seq = {N} WHERE conversation_id = 'long'"
+            ))
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+            tx.commit().await.unwrap();
+        }
+        let page = |before: Option<usize>| {
+            let store = store.clone();
+            let c = c.clone();
+            async move {
+                store
+                    .history(
+                        &c,
+                        HistoryQuery {
+                            before: before.map(long),
+                            limit: 50,
+                        },
+                    )
+                    .await
+                    .unwrap()
+            }
+        };
+
+        let middle = page(Some(50_000)).await;
+        assert_eq!(ids(&middle), long_ids(49_950..50_000));
+        assert_eq!(middle[0].content, "message 49950");
+        assert_eq!(middle[0].parent_id, Some(long(49_949)));
+        assert_eq!(ids(&page(None).await), long_ids(N - 50..N));
+        assert_eq!(ids(&page(Some(30)).await), long_ids(0..30));
+        assert_eq!(store.active_leaf(&c).await.unwrap(), Some(long(N - 1)));
+
+        // An edit of the third message: the active branch is three messages long...
+        let edit = ChatMessage {
+            message_id: long(N),
+            parent_id: Some(long(1)),
+            ..message(2)
+        };
+        store.append_message(&c, edit).await.unwrap();
+        let short = page(None).await;
+        assert_eq!(
+            ids(&short),
+            long_ids(0..2)
+                .into_iter()
+                .chain(long_ids(N..N + 1))
+                .collect::<Vec<_>>()
+        );
+        assert_eq!(ids_of(&short[2].siblings), ids_of(&[long(2), long(N)]));
+        // ... a cursor that is not on it cuts by id order ...
+        assert_eq!(ids(&page(Some(50_000)).await), long_ids(0..2));
+        // ... and switching back walks down all 99,998 messages to the old leaf.
+        assert_eq!(
+            store.switch_branch(&c, &long(2)).await.unwrap(),
+            Some(long(N - 1))
+        );
+        assert_eq!(ids(&page(Some(50_000)).await), long_ids(49_950..50_000));
+        assert_eq!(ids(&page(None).await), long_ids(N - 50..N));
+        let prompt = store
+            .prompt_history(
+                &c,
+                HistoryQuery {
+                    before: Some(long(70_000)),
+                    limit: 2,
+                },
+            )
+            .await
+            .unwrap();
+        let contents: Vec<_> = prompt.into_iter().map(|p| p.content).collect();
+        assert_eq!(contents, ["message 69998", "message 69999"]);
+    }
+
+    /// `sqlite::memory:` is one connection, kept: it works as a store for one process.
+    #[cfg(feature = "sqlite")]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_in_memory_sqlite_database_is_one_store() {
+        let store = Arc::new(SqlStore::connect("sqlite::memory:").await.unwrap());
+        let c = conv("mem");
+        store
+            .create_conversation(info("mem", "alice"))
+            .await
+            .unwrap();
+        let tasks: Vec<_> = (0..8)
+            .map(|i| {
+                let (store, c) = (store.clone(), c.clone());
+                tokio::spawn(async move { store.append_message(&c, message_after(i, None)).await })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap().unwrap();
+        }
+        let history = store.history(&c, query(None, 50)).await.unwrap();
+        assert_eq!(history.len(), 1);
+        assert_eq!(history[0].siblings.len(), 8);
+    }
+
+    /// Two nodes on one PostgreSQL: what one writes the other reads, and a lease or a
+    /// decision taken on one holds on the other.
+    #[cfg(feature = "postgres")]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_nodes_share_one_postgres() {
+        let schema = super::sql_support::Schema::create("two_nodes").await;
+        let a = SqlStore::connect(&schema.url()).await.unwrap();
+        let b = SqlStore::connect(&schema.url()).await.unwrap();
+        let c = conv("shared");
+        assert!(
+            a.create_conversation(info("shared", "alice"))
+                .await
+                .unwrap()
+        );
+        assert!(!b.create_conversation(info("shared", "bob")).await.unwrap());
+        b.grant_access(&c, &user("bob")).await.unwrap();
+        assert!(a.has_access(&c, &user("bob")).await.unwrap());
+        for i in 0..3 {
+            let node = if i % 2 == 0 { &a } else { &b };
+            node.append_message(&c, message(i)).await.unwrap();
+        }
+        assert_eq!(
+            ids(&b.history(&c, query(None, 50)).await.unwrap()),
+            expected(0..3)
+        );
+        let ttl = Duration::from_secs(60);
+        assert!(a.claim_answer(&c, &stream("sa"), ttl).await.unwrap());
+        assert!(!b.claim_answer(&c, &stream("sb"), ttl).await.unwrap());
+        let pending = approval("shared", "sa");
+        a.create_approval(&pending).await.unwrap();
+        let id = pending.request.approval_id.clone();
+        assert!(matches!(
+            b.decide_approval(&id, &decision("bob", true))
+                .await
+                .unwrap(),
+            ApprovalOutcome::Decided(_)
+        ));
+        assert!(matches!(
+            a.decide_approval(&id, &decision("alice", false))
+                .await
+                .unwrap(),
+            ApprovalOutcome::AlreadyDecided(_)
+        ));
+        a.close().await;
+        b.close().await;
+        schema.drop_all().await;
+    }
+
+    /// A database that does not answer: `connect` fails with `Unavailable` within its
+    /// timeout.
+    #[cfg(feature = "postgres")]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_unreachable_database_fails_fast() {
+        // Nothing listens on port 1 of the loopback.
+        let started = std::time::Instant::now();
+        let result = SqlStore::connect_with(
+            marie_adapters::SqlConfig::new("postgres://postgres@127.0.0.1:1/postgres")
+                .timeout(Duration::from_millis(500)),
+        )
+        .await;
+        assert!(
+            matches!(result, Err(StoreError::Unavailable(_))),
+            "{result:?}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
+    /// A store whose pool is closed fails every operation with `Unavailable`, without
+    /// hanging.
+    #[cfg(feature = "sqlite")]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_closed_store_fails_with_unavailable() {
+        let dir = TempDir::new("closed");
+        let store = SqlStore::connect(&dir.url("marie.db")).await.unwrap();
+        store.ping().await.unwrap();
+        store.close().await;
+        assert!(matches!(
+            store.conversation(&conv("c")).await,
+            Err(StoreError::Unavailable(_))
+        ));
+        assert!(matches!(
+            store.append_message(&conv("c"), message(0)).await,
+            Err(StoreError::Unavailable(_))
+        ));
+        assert!(matches!(
+            store.ping().await,
+            Err(StoreError::Unavailable(_))
+        ));
     }
 }

@@ -1,0 +1,725 @@
+//! [`SqlStore`]: a [`RoomStore`] in SQLite or PostgreSQL, through `sqlx`'s [`AnyPool`]: one
+//! file for one node, or one PostgreSQL shared by several nodes.
+//!
+//! - `mod.rs`: the store, its configuration, connecting, migrations and errors.
+//! - `rooms.rs`: conversations and their members.
+//! - `history.rs`: messages, branches and the active branch.
+//! - `leases.rs`: sessions and the leases of running answers.
+//! - `approval.rs`: approvals of tool calls.
+//! - `queue.rs`: sends queued behind a running answer.
+//! - `usage.rs`: tokens used per user and budget window.
+//!
+//! ## Layout
+//!
+//! [`SqlStore::connect`] creates the tables, and later versions' changes, with the migrations
+//! of `marie-adapters/migrations/` (one portable script for both databases; `sqlx` records
+//! what ran in `_sqlx_migrations`). Every table starts with `marie_`. Times are milliseconds
+//! since the Unix epoch.
+//!
+//! | table | key | holds |
+//! |---|---|---|
+//! | `marie_conversations` | `conversation_id` | `created_by`, `created_at`, `last_seq` (the last message `seq` given out) |
+//! | `marie_members` | `conversation_id, user_id` | `position`: users with access, in the order they were let in (index on `conversation_id, position`) |
+//! | `marie_messages` | `conversation_id, message_id` | every message of every branch: `parent_id` (NULL: a first message), `depth`, `seq` (the order messages came in), `role`, `content`, `user_id`, `created_at`, `parts` (JSON); index on `conversation_id, parent_id, seq` for children and siblings |
+//! | `marie_active_path` | `conversation_id, depth` | `message_id`: the active branch, one row per depth from 0 to its leaf |
+//! | `marie_sessions` | `session_id` | `user_id`, `rooms` (JSON), `expires_at` (index, for sweeping) |
+//! | `marie_answer_leases` | `conversation_id` | the running answer's lease: `stream_id`, `seq`, `expires_at` |
+//! | `marie_send_queues` | `conversation_id` | `last_seq`: the last queued send's `seq` (a row every enqueue updates first) |
+//! | `marie_queued_sends` | `conversation_id, stream_id` | `seq`, `send` (JSON): the sends waiting behind the running answer, next first (index on `conversation_id, seq`) |
+//! | `marie_usage` | `user_id, window_start, window_end` | `tokens`: what a user used in a budget window (index on `window_end`, for sweeping) |
+//! | `marie_approvals` | `approval_id` | `conversation_id`, `request` (JSON), `decision` (JSON, NULL while pending), `created_at`, `keep_until` (indexes: the pending one per conversation, expiry) |
+//!
+//! A page of history is a range read of `marie_active_path`'s key joined to
+//! `marie_messages`' key, so it costs what a page costs however long the conversation is.
+//! `message_id` is compared for equality only in SQL; ordering ids (a `before` cursor that is
+//! not on the active branch) is done in Rust, so the database's collation does not matter.
+//!
+//! ## Consistency
+//!
+//! Every change is one statement or one transaction (a few methods also read back what a
+//! change left, or sweep expired rows first). Writes to one conversation's members,
+//! messages or active branch start by updating its `marie_conversations` row, which
+//! serializes them: a row lock in PostgreSQL, and SQLite's write lock, taken at `BEGIN
+//! IMMEDIATE`; enqueues do the same with the conversation's `marie_send_queues` row.
+//! Claims, renewals and decisions are single conditional statements (`INSERT ..
+//! ON CONFLICT DO UPDATE .. WHERE`, `UPDATE .. WHERE decision IS NULL`): the first one wins.
+//! An operation PostgreSQL aborts as a serialization failure or a deadlock (or SQLite as
+//! busy) is retried, within [`SqlConfig::timeout`].
+//!
+//! Lease and session expiry compare the nodes' clocks: keep them in sync (NTP) to well
+//! within the answers' lease `ttl`.
+//!
+//! ## SQLite
+//!
+//! Use a file (`sqlite://marie.db?mode=rwc` creates it). Connections use WAL, so readers do
+//! not wait for the writer, `synchronous = NORMAL`, and a busy timeout of
+//! [`SqlConfig::timeout`], so that concurrent writers wait for each other instead of failing.
+//! An in-memory database (`sqlite::memory:`) is one connection that lives as long as the
+//! store.
+//!
+//! ## Sharing a database
+//!
+//! `_sqlx_migrations` is one per schema: an application whose own `sqlx` migrations run in the
+//! same schema should give MARIE a schema of its own (PostgreSQL:
+//! `?options[search_path]=marie`) or a database of its own, or set `ignore_missing` on its
+//! migrator. MARIE's migrator ignores migrations it does not know.
+
+mod approval;
+mod history;
+mod leases;
+mod queue;
+mod rooms;
+mod usage;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use marie_core::{
+    ActiveStream, ApprovalDecision, ApprovalId, ApprovalOutcome, ApprovalRecord, ChatMessage,
+    ConversationId, ConversationInfo, HistoryQuery, MessageId, PromptMessage, QueuedSend,
+    RoomStore, SessionId, SessionRecord, StoreError, StreamId, UsageWindow, UserId,
+};
+use sqlx::any::{AnyPoolOptions, AnyQueryResult};
+use sqlx::{Any, AnyPool, Executor, Transaction};
+
+/// Which database a URL names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    fn of(url: &str) -> Result<Self, StoreError> {
+        let scheme = url.split(':').next().unwrap_or_default();
+        let (backend, compiled) = match scheme {
+            "sqlite" => (Self::Sqlite, cfg!(feature = "sqlite")),
+            "postgres" | "postgresql" => (Self::Postgres, cfg!(feature = "postgres")),
+            _ => {
+                return Err(StoreError::Unavailable(format!(
+                    "a SQL store URL starts with sqlite: or postgres:, not {scheme:?}"
+                )));
+            }
+        };
+        if !compiled {
+            return Err(StoreError::Unavailable(format!(
+                "{scheme}: URLs need marie-adapters' `{}` feature",
+                backend.feature()
+            )));
+        }
+        Ok(backend)
+    }
+
+    fn feature(self) -> &'static str {
+        match self {
+            Self::Sqlite => "sqlite",
+            Self::Postgres => "postgres",
+        }
+    }
+}
+
+/// Where the database is and how MARIE uses it. `SqlConfig::new(url)` fits most deployments.
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct SqlConfig {
+    /// `sqlite://<path>?mode=rwc` (a file, created if missing) or
+    /// `postgres://[user[:password]@]host[:port]/database` (no TLS). PostgreSQL options go in
+    /// the query, e.g. `?options[search_path]=marie` for a schema of its own.
+    pub url: String,
+    /// The most connections the pool opens (10).
+    pub max_connections: u32,
+    /// The longest one operation may take, waiting for a connection or a lock included,
+    /// before it fails with `StoreError::Unavailable` (5 s). Also SQLite's busy timeout.
+    pub timeout: Duration,
+}
+
+impl SqlConfig {
+    /// The defaults, for the database at `url`.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            max_connections: 10,
+            timeout: Duration::from_secs(5),
+        }
+    }
+
+    /// Sets [`max_connections`](Self::max_connections).
+    pub fn max_connections(mut self, connections: u32) -> Self {
+        self.max_connections = connections.max(1);
+        self
+    }
+
+    /// Sets [`timeout`](Self::timeout).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+}
+
+impl std::fmt::Debug for SqlConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqlConfig")
+            .field("url", &redact(&self.url))
+            .field("max_connections", &self.max_connections)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+/// The URL without its credentials, for logs.
+fn redact(url: &str) -> String {
+    let Some(scheme) = url.find("://") else {
+        return url.to_owned();
+    };
+    let authority_end = url[scheme + 3..]
+        .find(['/', '?'])
+        .map_or(url.len(), |i| scheme + 3 + i);
+    match url[..authority_end].rfind('@') {
+        Some(at) if at > scheme => {
+            format!("{}://[redacted]@{}", &url[..scheme], &url[at + 1..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// A [`RoomStore`] in SQLite or PostgreSQL: conversations, access lists, history with its
+/// branches, sessions, the leases of running answers and approvals. On PostgreSQL it is
+/// shared by every node that uses the same database (and schema).
+///
+/// Cheap to clone; clones share one connection pool. See the [module docs](crate::sql) for
+/// the table layout.
+#[derive(Clone)]
+pub struct SqlStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    pool: AnyPool,
+    backend: Backend,
+    config: SqlConfig,
+    /// Counts session writes, to sweep expired sessions now and then.
+    session_writes: AtomicU64,
+    /// Counts usage adds, to sweep ended windows now and then.
+    usage_writes: AtomicU64,
+}
+
+impl std::fmt::Debug for SqlStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqlStore")
+            .field("backend", &self.inner.backend)
+            .field("config", &self.inner.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SqlStore {
+    /// Connects to the database at `url` with the defaults of [`SqlConfig::new`]: SQLite for
+    /// `sqlite:` URLs, PostgreSQL for `postgres:` ones. Creates or updates the tables.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), marie_core::StoreError> {
+    /// use marie_adapters::SqlStore;
+    ///
+    /// // One node: a file, created if missing.
+    /// let store = SqlStore::connect("sqlite://marie.db?mode=rwc").await?;
+    /// // Several nodes: one PostgreSQL.
+    /// let shared = SqlStore::connect("postgres://marie:secret@db.internal/marie").await?;
+    /// # let _ = (store, shared);
+    /// # Ok(()) }
+    /// ```
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        Self::connect_with(SqlConfig::new(url)).await
+    }
+
+    /// Connects with `config`. Fails when the database cannot be reached now or its tables
+    /// cannot be created; once connected, the pool reconnects by itself.
+    pub async fn connect_with(config: SqlConfig) -> Result<Self, StoreError> {
+        let backend = Backend::of(&config.url)?;
+        sqlx::any::install_default_drivers();
+        let mut options = AnyPoolOptions::new()
+            .max_connections(config.max_connections)
+            .acquire_timeout(config.timeout);
+        if backend == Backend::Sqlite {
+            let busy = config.timeout.as_millis();
+            options = options.after_connect(move |conn, _| {
+                Box::pin(async move {
+                    conn.execute(
+                        format!(
+                            "PRAGMA busy_timeout = {busy}; PRAGMA journal_mode = WAL; \
+                             PRAGMA synchronous = NORMAL;"
+                        )
+                        .as_str(),
+                    )
+                    .await
+                    .map(drop)
+                })
+            });
+            if config.url.contains(":memory:") || config.url.contains("mode=memory") {
+                // Each connection to `:memory:` is a database of its own: keep exactly one.
+                options = options
+                    .max_connections(1)
+                    .min_connections(1)
+                    .idle_timeout(None)
+                    .max_lifetime(None);
+            }
+        }
+        let pool = tokio::time::timeout(config.timeout, options.connect(&config.url))
+            .await
+            .map_err(|_| StoreError::Unavailable("timed out connecting to the database".into()))?
+            .map_err(|e| StoreError::Unavailable(format!("sql: {e}")))?;
+        let mut migrator = sqlx::migrate!();
+        migrator.set_ignore_missing(true);
+        migrator
+            .run(&pool)
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("sql migrations: {e}")))?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                pool,
+                backend,
+                config,
+                session_writes: AtomicU64::new(0),
+                usage_writes: AtomicU64::new(0),
+            }),
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &SqlConfig {
+        &self.inner.config
+    }
+
+    /// Checks that the database answers (for readiness probes).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.run("ping", || async {
+            sqlx::query("SELECT 1")
+                .execute(&self.inner.pool)
+                .await
+                .map(drop)?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Closes the pool's connections; operations after this fail.
+    pub async fn close(&self) {
+        self.inner.pool.close().await;
+    }
+
+    fn pool(&self) -> &AnyPool {
+        &self.inner.pool
+    }
+
+    /// Begins a transaction that writes: SQLite takes its write lock now (`BEGIN IMMEDIATE`),
+    /// so that the transaction never has to upgrade a read lock.
+    async fn begin_write(&self) -> Result<Transaction<'static, Any>, sqlx::Error> {
+        match self.inner.backend {
+            Backend::Sqlite => self.pool().begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => self.pool().begin().await,
+        }
+    }
+
+    /// Begins a transaction that only reads, seeing one snapshot throughout.
+    async fn begin_read(&self) -> Result<Transaction<'static, Any>, sqlx::Error> {
+        match self.inner.backend {
+            Backend::Sqlite => self.pool().begin().await,
+            Backend::Postgres => {
+                self.pool()
+                    .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                    .await
+            }
+        }
+    }
+
+    /// Runs one operation under the configured timeout, retrying it (within that time)
+    /// when the database aborted it only because of a concurrent one, and mapping failures.
+    async fn run<T, F, Fut>(&self, op: &'static str, f: F) -> Result<T, StoreError>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<T, Fault>>,
+    {
+        let deadline = tokio::time::Instant::now() + self.inner.config.timeout;
+        let mut attempt: u32 = 1;
+        let result = loop {
+            let result = tokio::time::timeout_at(deadline, f())
+                .await
+                .unwrap_or_else(|_| {
+                    Err(Fault::Store(StoreError::Unavailable(
+                        "timed out waiting for the database".into(),
+                    )))
+                });
+            match result {
+                Err(Fault::Sql(e))
+                    if is_transient(&e) && tokio::time::Instant::now() < deadline =>
+                {
+                    tracing::debug!(op, attempt, error = %e, "sql operation retried");
+                    let pause = Duration::from_millis(5 << attempt.min(6));
+                    tokio::time::sleep_until(deadline.min(tokio::time::Instant::now() + pause))
+                        .await;
+                    attempt += 1;
+                }
+                other => break other,
+            }
+        };
+        result.map_err(|fault| {
+            let error = match fault {
+                Fault::Sql(e) => sql_error(e),
+                Fault::Store(e) => e,
+            };
+            if !is_no_such_conversation(&error) {
+                metrics::counter!("marie_store_errors_total", "store" => "sql", "op" => op)
+                    .increment(1);
+                tracing::debug!(op, error = %error, "sql operation failed");
+            }
+            error
+        })
+    }
+}
+
+/// Why an operation failed: the database, or what it held.
+enum Fault {
+    Sql(sqlx::Error),
+    Store(StoreError),
+}
+
+impl From<sqlx::Error> for Fault {
+    fn from(e: sqlx::Error) -> Self {
+        Self::Sql(e)
+    }
+}
+
+impl From<StoreError> for Fault {
+    fn from(e: StoreError) -> Self {
+        Self::Store(e)
+    }
+}
+
+/// Whether the database aborted an operation only because of a concurrent one, so that
+/// running it again may succeed: a PostgreSQL serialization failure or deadlock, SQLite
+/// busy or locked past its busy timeout.
+fn is_transient(e: &sqlx::Error) -> bool {
+    let sqlx::Error::Database(db) = e else {
+        return false;
+    };
+    match db.code().as_deref() {
+        Some("40001" | "40P01") => true,
+        Some(code) => code.parse::<i32>().is_ok_and(|c| matches!(c & 0xff, 5 | 6)),
+        None => false,
+    }
+}
+
+/// A `sqlx` failure as a store error: the data could not be read (`Corrupt`), or the
+/// database could not do what was asked (`Unavailable`). The text is for logs; clients see a
+/// generic message.
+fn sql_error(e: sqlx::Error) -> StoreError {
+    match e {
+        sqlx::Error::ColumnDecode { .. }
+        | sqlx::Error::Decode(_)
+        | sqlx::Error::ColumnNotFound(_)
+        | sqlx::Error::ColumnIndexOutOfBounds { .. }
+        | sqlx::Error::TypeNotFound { .. } => StoreError::Corrupt(format!("sql: {e}")),
+        e => StoreError::Unavailable(format!("sql: {e}")),
+    }
+}
+
+fn no_such_conversation() -> StoreError {
+    StoreError::Unavailable("no such conversation".into())
+}
+
+fn is_no_such_conversation(e: &StoreError) -> bool {
+    matches!(e, StoreError::Unavailable(m) if m == "no such conversation")
+}
+
+fn corrupt(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(e.to_string())
+}
+
+/// A time or counter as the `BIGINT` columns keep it: the same 64 bits, so that every `u64`
+/// comes back as it went in (times and sequence numbers stay far below `i64::MAX`, where
+/// the order of the two agrees).
+fn to_db(value: u64) -> i64 {
+    value as i64
+}
+
+/// The inverse of [`to_db`].
+fn from_db(value: i64) -> u64 {
+    value as u64
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(corrupt)
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(raw: &str) -> Result<T, StoreError> {
+    serde_json::from_str(raw).map_err(corrupt)
+}
+
+/// Whether a statement changed a row.
+fn changed(result: &AnyQueryResult) -> bool {
+    result.rows_affected() > 0
+}
+
+#[async_trait]
+impl RoomStore for SqlStore {
+    async fn create_conversation(&self, info: ConversationInfo) -> Result<bool, StoreError> {
+        self.run("create_conversation", || self.create(&info)).await
+    }
+
+    async fn conversation(
+        &self,
+        conversation: &ConversationId,
+    ) -> Result<Option<ConversationInfo>, StoreError> {
+        self.run("conversation", || self.read_conversation(conversation))
+            .await
+    }
+
+    async fn grant_access(
+        &self,
+        conversation: &ConversationId,
+        user: &UserId,
+    ) -> Result<(), StoreError> {
+        self.run("grant_access", || self.grant(conversation, user))
+            .await
+    }
+
+    async fn has_access(
+        &self,
+        conversation: &ConversationId,
+        user: &UserId,
+    ) -> Result<bool, StoreError> {
+        self.run("has_access", || self.is_member(conversation, user))
+            .await
+    }
+
+    async fn members(&self, conversation: &ConversationId) -> Result<Vec<UserId>, StoreError> {
+        self.run("members", || self.read_members(conversation))
+            .await
+    }
+
+    async fn append_message(
+        &self,
+        conversation: &ConversationId,
+        message: ChatMessage,
+    ) -> Result<(), StoreError> {
+        self.run("append_message", || self.append(conversation, &message))
+            .await
+    }
+
+    async fn history(
+        &self,
+        conversation: &ConversationId,
+        query: HistoryQuery,
+    ) -> Result<Vec<ChatMessage>, StoreError> {
+        if query.limit == 0 {
+            return Ok(Vec::new());
+        }
+        self.run("history", || self.page(conversation, &query))
+            .await
+    }
+
+    /// Reads only what the model is shown of each message, without siblings.
+    async fn prompt_history(
+        &self,
+        conversation: &ConversationId,
+        query: HistoryQuery,
+    ) -> Result<Vec<PromptMessage>, StoreError> {
+        if query.limit == 0 {
+            return Ok(Vec::new());
+        }
+        self.run("prompt_history", || self.prompt_page(conversation, &query))
+            .await
+    }
+
+    async fn message(
+        &self,
+        conversation: &ConversationId,
+        message: &MessageId,
+    ) -> Result<Option<ChatMessage>, StoreError> {
+        self.run("message", || self.read_message(conversation, message))
+            .await
+    }
+
+    async fn active_leaf(
+        &self,
+        conversation: &ConversationId,
+    ) -> Result<Option<MessageId>, StoreError> {
+        self.run("active_leaf", || self.leaf(conversation)).await
+    }
+
+    async fn switch_branch(
+        &self,
+        conversation: &ConversationId,
+        message: &MessageId,
+    ) -> Result<Option<MessageId>, StoreError> {
+        self.run("switch_branch", || self.switch(conversation, message))
+            .await
+    }
+
+    async fn put_session(&self, session: SessionRecord) -> Result<(), StoreError> {
+        self.run("put_session", || self.write_session(&session))
+            .await
+    }
+
+    async fn session(&self, session: &SessionId) -> Result<Option<SessionRecord>, StoreError> {
+        self.run("session", || self.read_session(session)).await
+    }
+
+    async fn remove_session(&self, session: &SessionId) -> Result<(), StoreError> {
+        self.run("remove_session", || self.delete_session(session))
+            .await
+    }
+
+    async fn claim_answer(
+        &self,
+        conversation: &ConversationId,
+        stream_id: &StreamId,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        self.run("claim_answer", || self.claim(conversation, stream_id, ttl))
+            .await
+    }
+
+    async fn renew_answer(
+        &self,
+        conversation: &ConversationId,
+        active: &ActiveStream,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        self.run("renew_answer", || self.renew(conversation, active, ttl))
+            .await
+    }
+
+    async fn release_answer(
+        &self,
+        conversation: &ConversationId,
+        stream_id: &StreamId,
+    ) -> Result<(), StoreError> {
+        self.run("release_answer", || self.release(conversation, stream_id))
+            .await
+    }
+
+    async fn active_answer(
+        &self,
+        conversation: &ConversationId,
+    ) -> Result<Option<ActiveStream>, StoreError> {
+        self.run("active_answer", || self.lease(conversation)).await
+    }
+
+    async fn create_approval(&self, approval: &ApprovalRecord) -> Result<(), StoreError> {
+        self.run("create_approval", || self.put_approval(approval))
+            .await
+    }
+
+    async fn approval(&self, approval: &ApprovalId) -> Result<Option<ApprovalRecord>, StoreError> {
+        self.run("approval", || self.read_approval(approval)).await
+    }
+
+    async fn decide_approval(
+        &self,
+        approval: &ApprovalId,
+        decision: &ApprovalDecision,
+    ) -> Result<ApprovalOutcome, StoreError> {
+        self.run("decide_approval", || self.decide(approval, decision))
+            .await
+    }
+
+    async fn pending_approval(
+        &self,
+        conversation: &ConversationId,
+    ) -> Result<Option<ApprovalRecord>, StoreError> {
+        self.run("pending_approval", || self.pending(conversation))
+            .await
+    }
+
+    async fn remove_approval(&self, approval: &ApprovalId) -> Result<(), StoreError> {
+        self.run("remove_approval", || self.forget_approval(approval))
+            .await
+    }
+
+    async fn add_usage(
+        &self,
+        user: &UserId,
+        window: UsageWindow,
+        tokens: u64,
+    ) -> Result<u64, StoreError> {
+        self.run("add_usage", || self.add_tokens(user, window, tokens))
+            .await
+    }
+
+    async fn usage(&self, user: &UserId, window: UsageWindow) -> Result<u64, StoreError> {
+        self.run("usage", || self.used_tokens(user, window)).await
+    }
+
+    async fn enqueue_send(
+        &self,
+        send: &QueuedSend,
+        max: usize,
+    ) -> Result<Option<usize>, StoreError> {
+        self.run("enqueue_send", || self.enqueue(send, max)).await
+    }
+
+    async fn queued_sends(
+        &self,
+        conversation: &ConversationId,
+    ) -> Result<Vec<QueuedSend>, StoreError> {
+        self.run("queued_sends", || self.queue(conversation)).await
+    }
+
+    async fn remove_queued(
+        &self,
+        conversation: &ConversationId,
+        stream_id: &StreamId,
+    ) -> Result<bool, StoreError> {
+        self.run("remove_queued", || self.dequeue(conversation, stream_id))
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_redacted_in_debug() {
+        let c = SqlConfig::new("postgres://marie:hunter2@db.internal:5432/marie");
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("db.internal:5432/marie"), "{shown}");
+        assert_eq!(
+            redact("sqlite://data/marie.db?mode=rwc"),
+            "sqlite://data/marie.db?mode=rwc"
+        );
+        assert_eq!(
+            redact("postgres://db/marie?options[search_path]=a@b"),
+            "postgres://db/marie?options[search_path]=a@b"
+        );
+    }
+
+    #[test]
+    fn the_url_picks_the_backend() {
+        assert!(Backend::of("mysql://localhost/marie").is_err());
+        assert!(Backend::of("marie.db").is_err());
+        assert_eq!(
+            Backend::of("sqlite://marie.db").ok(),
+            cfg!(feature = "sqlite").then_some(Backend::Sqlite)
+        );
+        assert_eq!(
+            Backend::of("postgresql://db/marie").ok(),
+            cfg!(feature = "postgres").then_some(Backend::Postgres)
+        );
+    }
+
+    #[test]
+    fn times_round_trip_through_bigint() {
+        for v in [0, 1, 1_700_000_000_000, u64::MAX / 2, u64::MAX] {
+            assert_eq!(from_db(to_db(v)), v);
+        }
+    }
+}
