@@ -15,6 +15,7 @@
 //! | `MARIE_REDIS_URL` | `redis://127.0.0.1:6379` | the Redis every node shares |
 //! | `MARIE_ADDRS` | `127.0.0.1:3001,127.0.0.1:3002` | one node per address, in this process; give one address to run one node per process |
 //! | `MARIE_REDIS_PREFIX` | `marie` | key and channel prefix; nodes of one cluster share it |
+//! | `MARIE_DATABASE_URL` | unset | keep conversations in SQL (`postgres://...`; every node the same database) instead of Redis; Redis still carries the bus, the stream log and the adapter |
 //! | `MARIE_ECHO_DELAY_MS` | `60` | the echo provider's delay before each word |
 //! | `MARIE_DEMO_TOOLS` | `on` | `off` leaves out the demo tools `calculate` and `send_email` (which needs approval) |
 //! | `MARIE_JWT_SECRET` | unset | accept HS256 JWTs (`sub` = user id); unset = dev mode |
@@ -24,6 +25,8 @@
 //! nodes in separate processes do not, so use `MARIE_JWT_SECRET` there. Never expose dev
 //! mode beyond your machine.
 
+#[path = "../common/store.rs"]
+mod store;
 #[path = "../common/tools.rs"]
 mod tools;
 #[path = "../common/web.rs"]
@@ -71,6 +74,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // In dev mode the nodes of this process share the minted tokens.
     let (mode, authenticator) = web::auth_from_env();
+    // History in SQL (PostgreSQL, for nodes in several processes) when MARIE_DATABASE_URL
+    // says so; Redis then carries only what is live: the bus, the stream log, the adapter.
+    let sql = store::sql_from_env().await?;
 
     let mut nodes = tokio::task::JoinSet::new();
     let mut handles = Vec::new();
@@ -92,8 +98,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let local = listener.local_addr()?;
         let mut builder = Marie::builder()
             .authenticator(authenticator.clone())
-            .allowed_origins(web::allowed_origins(mode.is_dev(), local))
-            .store(store.clone())
+            .allowed_origins(web::allowed_origins(mode.is_dev(), local));
+        builder = match &sql {
+            Some(sql) => builder.store(sql.clone()),
+            None => builder.store(store.clone()),
+        };
+        let mut builder = builder
             .control_bus(bus)
             .stream_log(log)
             .provider(EchoProvider::from_env_var("MARIE_ECHO_DELAY_MS"));

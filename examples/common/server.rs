@@ -1,5 +1,6 @@
 //! What the `chat`, `openai` and `ollama` examples share: MARIE on the embedded defaults
-//! (in-memory store) with the provider the example picked and the demo tools of `tools.rs`,
+//! (in-memory store, unless `MARIE_DATABASE_URL` names a SQL one) with the provider the
+//! example picked and the demo tools of `tools.rs`,
 //! behind the chat page of `web.rs`, and graceful shutdown. Included by each example with
 //! `#[path]`, beside `web.rs` and `tools.rs`.
 
@@ -7,11 +8,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use marie_adapters::MemoryStore;
 use marie_axum::Marie;
 use marie_core::{Budget, LlmProvider, OnBusy};
 
-use crate::{tools, web};
+use crate::{store, tools, web};
 
 /// Serves the chat page and MARIE with `provider` on `MARIE_ADDR` (default
 /// 127.0.0.1:3000) until Ctrl-C or SIGTERM, then lets running answers finish for 5 s.
@@ -33,7 +33,7 @@ pub(crate) async fn serve(
     let local = listener.local_addr()?;
     let mut builder = Marie::builder()
         .authenticator(authenticator)
-        .store(MemoryStore::new())
+        .store(store::from_env().await?)
         .provider(provider)
         .config(config_from_env()?)
         .allowed_origins(web::allowed_origins(mode.is_dev(), local));

@@ -17,6 +17,8 @@
 
 #[path = "../common/server.rs"]
 mod server;
+#[path = "../common/store.rs"]
+mod store;
 #[path = "../common/tools.rs"]
 mod tools;
 #[path = "../common/web.rs"]
