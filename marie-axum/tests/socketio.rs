@@ -224,6 +224,10 @@ async fn a_streamed_answer_reaches_every_member_and_no_one_else() {
         let seen = member.stream().await;
         assert_eq!(seen.start["stream_id"], stream_id);
         assert_eq!(seen.start["status"], "streaming");
+        assert_eq!(
+            seen.start["parent_id"], ack["message_id"],
+            "the question it answers"
+        );
         assert_eq!(seen.start["conversation_id"], "room1");
         assert_eq!(seen.chunks.len(), 4);
         let joined = seen.assert_contiguous();

@@ -40,6 +40,9 @@
     send: $("send-button"),
     cancel: $("cancel-button"),
     typing: $("typing-indicator"),
+    queueBox: $("queue-box"),
+    queue: $("queue"),
+    budget: $("budget"),
   };
 
   const state = {
@@ -62,6 +65,9 @@
     branchRequest: null,    // {kind, replaces?, claimed?}: this tab's edit/regenerate/switch awaiting its ack
     branchStreams: new Map(), // stream_id -> {replaces?}: answers of this tab's edits and regenerations
     branchLoads: 0,         // reloads of the active branch asked for (only the newest is shown)
+    queue: new Map(),       // stream_id -> {li, userId}: sends waiting for the running answer (`queued`)
+    queueGone: new Set(),   // stream ids taken out of the queue (started, cancelled, failed): not shown again
+    usageLoads: 0,          // get_usage requests asked for (only the newest is shown)
   };
 
   // ---------------------------------------------------------------- helpers
@@ -563,6 +569,7 @@
     ui.messages.replaceChildren();
     state.rendered.clear();
     state.streams.clear();
+    clearQueue();
   }
 
   function renderMembers() {
@@ -604,9 +611,12 @@
     const joined = Boolean(state.conversationId) && Boolean(state.socket && state.socket.connected);
     const running = runningStream();
     ui.input.disabled = !joined;
-    ui.input.placeholder = joined ? "Write a message (Enter to send, Shift+Enter for a new line)"
-      : state.conversationId ? "Not connected…" : "Join a conversation to chat";
-    ui.send.disabled = !joined || Boolean(running);
+    ui.input.placeholder = !joined ? (state.conversationId ? "Not connected…" : "Join a conversation to chat")
+      : running ? "An answer is running: what you send now waits for its turn"
+        : "Write a message (Enter to send, Shift+Enter for a new line)";
+    // While an answer runs, a send waits in the conversation's queue (sendMessage).
+    ui.send.disabled = !joined;
+    ui.send.title = running ? "Sent now, answered after the running answer" : "";
     ui.cancel.hidden = !running;
     ui.cancel.disabled = !joined || !running || running.view.cancelling;
     ui.cancel.textContent = running && running.view.cancelling ? "Cancelling…" : "Cancel";
@@ -621,6 +631,9 @@
 
   function onStreamStart(data) {
     if (data.conversation_id !== state.conversationId) return;
+    // A queued send's turn: out of the queue, and its question is shown from the history.
+    const wasQueued = state.queue.has(data.stream_id);
+    if (wasQueued) removeQueued(data.stream_id);
     const isNew = !state.streams.has(data.stream_id);
     const view = streamView(data);
     updateControls();
@@ -632,7 +645,7 @@
     }
     // The protocol sends no event for another member's question, nor for an edit: the
     // history, which now ends at the question answered, shows it above the answer.
-    if (asked || (state.sending === 0 && !state.ownStreams.has(data.stream_id))) reloadBranch(data.conversation_id, view);
+    if (asked || wasQueued || (state.sending === 0 && !state.ownStreams.has(data.stream_id))) reloadBranch(data.conversation_id, view);
   }
 
   /**
@@ -671,8 +684,24 @@
     });
   }
 
+  /**
+   * Whether `data` ends a queued send that never started (cancelled while it waited, or
+   * refused when its turn came): it leaves the queue and has no answer to show.
+   */
+  function endsUnstarted(data) {
+    if (state.streams.has(data.stream_id)) return false;
+    const known = state.queue.has(data.stream_id) || state.queueGone.has(data.stream_id);
+    // A page that joined after the send was queued never saw it: a cancelled stream that
+    // said nothing and never started is one too.
+    if (!known && !(data.status === "cancelled" && !data.full_content)) return false;
+    removeQueued(data.stream_id);
+    return true;
+  }
+
   function onStreamEnd(data) {
     if (data.conversation_id !== state.conversationId) return;
+    refreshUsage(); // the answer is counted before its end is sent
+    if (endsUnstarted(data)) return;
     const view = streamView(data);
     view.ended = true;
     if (typeof data.full_content === "string") view.text.textContent = data.full_content; // authoritative
@@ -683,7 +712,10 @@
     }
     showToolParts(view, data.parts); // authoritative too, should the page have missed any
     const status = data.status || "complete";
-    setAssistantStatus(view, status);
+    // The asker's token budget ran out mid-answer (docs/protocol.md section 7).
+    const budget = data.finish_reason === "budget";
+    if (budget) view.li.dataset.finishReason = "budget";
+    setAssistantStatus(view, status, budget ? "stopped: token budget used up" : undefined);
     updateControls();
     // An edit's or regeneration's answer is stored now: the branch has a new version.
     if (view.branch) reloadBranch(data.conversation_id, view);
@@ -691,6 +723,14 @@
 
   function onStreamError(data) {
     if (data.conversation_id !== state.conversationId) return;
+    refreshUsage();
+    if (!state.streams.has(data.stream_id) && (state.queue.has(data.stream_id) || state.queueGone.has(data.stream_id))) {
+      const entry = state.queue.get(data.stream_id);
+      removeQueued(data.stream_id);
+      const who = !entry ? "A queued message" : entry.userId === state.userId ? "Your queued message" : `${entry.userId}'s queued message`;
+      systemLine(`${who} was not answered: ${data.error || "unknown"} (${data.code || "error"})`, "error");
+      return;
+    }
     const view = streamView(data);
     view.ended = true;
     setAssistantStatus(view, "error", `error: ${data.error || data.code || "unknown"}${data.retryable ? " (retryable)" : ""}`);
@@ -812,6 +852,7 @@
     history.replaceState(null, "", url);
     joinLine.textContent = created ? `Created ${conversationId}: invite others to join it.` : `Joined ${conversationId}.`;
     updateControls();
+    refreshUsage();
     await loadHistory(conversationId, joinLine);
   }
 
@@ -827,6 +868,100 @@
       updateControls();
       resumeStream(streamId);
     }
+  }
+
+  // ------------------------------------------------------------------ queue
+
+  /**
+   * A send waiting for the running answer (`queued` to the room, or this tab's ack with
+   * `queued`): its author and text, and Cancel on this user's own ones. It leaves the list
+   * when its answer starts (onStreamStart) or its stream ends without starting (cancelled).
+   */
+  function addQueued(data) {
+    const streamId = data && data.stream_id;
+    if (!streamId || data.conversation_id !== state.conversationId) return;
+    if (state.queue.has(streamId) || state.queueGone.has(streamId) || state.streams.has(streamId)) return;
+    const userId = data.user_id;
+    const mine = Boolean(userId) && userId === state.userId;
+    const text = typeof data.message === "string" ? data.message : "";
+    let cancel = null;
+    if (mine) {
+      cancel = h("button", { type: "button", class: "secondary", "data-testid": "queued-cancel", title: "Take it out of the queue" }, "Cancel");
+      cancel.addEventListener("click", () => cancelQueued(streamId, cancel));
+    }
+    const li = h("li", { class: `queued${mine ? " mine" : ""}`, "data-testid": "queued-message", "data-stream-id": streamId },
+      h("span", { class: "queued-author", "data-testid": "queued-author" }, mine ? `${userId} (you)` : userId || "user"),
+      h("span", { class: "queued-text", "data-testid": "queued-text", title: text }, text),
+      cancel);
+    state.queue.set(streamId, { li, userId });
+    ui.queue.append(li);
+    ui.queueBox.hidden = false;
+  }
+
+  function removeQueued(streamId) {
+    state.queueGone.add(streamId);
+    const entry = state.queue.get(streamId);
+    if (!entry) return;
+    state.queue.delete(streamId);
+    entry.li.remove();
+    ui.queueBox.hidden = state.queue.size === 0;
+  }
+
+  function clearQueue() {
+    state.queue.clear();
+    state.queueGone.clear();
+    ui.queue.replaceChildren();
+    ui.queueBox.hidden = true;
+  }
+
+  /** Cancel on a queued send: `cancel_stream` with its stream_id; its `stream_end` removes it. */
+  async function cancelQueued(streamId, button) {
+    const conversationId = state.conversationId;
+    if (!conversationId) return;
+    button.disabled = true;
+    button.textContent = "Cancelling…";
+    try {
+      await request("cancel_stream", { conversation_id: conversationId, stream_id: streamId });
+    } catch (err) {
+      if (conversationId !== state.conversationId || !state.queue.has(streamId)) return;
+      button.disabled = false;
+      button.textContent = "Cancel";
+      systemLine(`Could not cancel: ${describeError(err)}`, "error");
+    }
+  }
+
+  // ----------------------------------------------------------------- budget
+
+  const PERIOD_WORDS = { minute: "this minute", hour: "this hour", day: "today", week: "this week" };
+
+  /** The user's token budget (get_usage): after joining and after each answer ends. */
+  async function refreshUsage() {
+    if (!state.socket || !state.socket.connected) return;
+    const generation = ++state.usageLoads;
+    let res;
+    try {
+      res = await request("get_usage", {});
+    } catch {
+      res = null; // an older server without budgets: no line
+    }
+    if (generation !== state.usageLoads) return;
+    showUsage(res);
+  }
+
+  function showUsage(res) {
+    const limit = res && typeof res.limit === "number" ? res.limit : null;
+    ui.budget.hidden = limit === null;
+    if (limit === null) {
+      ui.budget.textContent = "";
+      return;
+    }
+    const used = typeof res.used === "number" ? res.used : 0;
+    const left = Math.max(0, limit - used);
+    const period = PERIOD_WORDS[res.period] || (res.period ? `this ${res.period}` : "");
+    ui.budget.textContent = `Budget: ${left} of ${limit} tokens left${period ? ` ${period}` : ""}`;
+    ui.budget.dataset.left = String(left);
+    ui.budget.dataset.state = left === 0 ? "empty" : left * 10 < limit ? "low" : "ok";
+    ui.budget.title = typeof res.resets_at === "number" ? `Starts again at ${new Date(res.resets_at).toLocaleString()}` : "";
   }
 
   // ---------------------------------------------------------------- sending
@@ -879,29 +1014,43 @@
     const message = ui.input.value;
     const conversationId = state.conversationId;
     if (!message.trim() || !conversationId) return;
+    // While an answer runs (or others wait, or a send of this tab awaits its ack), the send
+    // waits its turn in the queue: its question is shown there, and in the conversation
+    // once its answer starts. Otherwise the app's default decides (MARIE_ON_BUSY).
+    const queueing = Boolean(runningStream()) || state.queue.size > 0 || state.sending > 0;
     const li = userMessage({ userId: state.userId, content: message, pending: true, createdAt: Date.now() });
-    append(li);
+    if (!queueing) append(li);
     ui.input.value = "";
     ui.send.disabled = true;
     sayTyping(false);
     state.sending += 1;
     try {
-      const res = await request("send_message", {
-        conversation_id: conversationId,
-        message,
-        stream: true,
-        client_message_id: randomId("c-"),
-      });
+      const payload = { conversation_id: conversationId, message, stream: true, client_message_id: randomId("c-") };
+      if (queueing) payload.on_busy = "enqueue";
+      const res = await request("send_message", payload);
+      if (typeof res.queued === "number") {
+        li.remove();
+        addQueued({ conversation_id: conversationId, stream_id: res.stream_id, user_id: state.userId, message });
+        return;
+      }
       li.dataset.status = "sent";
       if (res.stream_id) state.ownStreams.add(res.stream_id);
       if (res.message_id !== undefined) {
         li.dataset.messageId = res.message_id;
         state.rendered.set(String(res.message_id), li);
       }
+      if (!li.parentNode && conversationId === state.conversationId) {
+        // Answered at once after all: above its answer if that started before this ack.
+        const answer = state.streams.get(res.stream_id);
+        if (answer && answer.li.parentNode) answer.li.before(li);
+        else append(li);
+      }
     } catch (err) {
       li.dataset.status = "failed";
       li.append(h("p", { class: "msg-error", role: "alert" }, `Not sent: ${describeError(err)}`));
+      if (!li.parentNode && conversationId === state.conversationId) append(li);
       if (!ui.input.value) ui.input.value = message; // give the text back
+      if (err.code === "budget_exceeded") refreshUsage();
     } finally {
       state.sending -= 1;
       updateControls();
@@ -999,6 +1148,7 @@
       if (d.event ? state.inflight.has(d.event) : state.inflight.size > 0) return; // shown from the ack
       systemLine(`Error${d.event ? ` in ${d.event}` : ""}: ${d.message || "unknown"} (${d.code || "error"})`, "error");
     });
+    socket.on("queued", addQueued);
     socket.on("stream_start", onStreamStart);
     socket.on("stream_chunk", (data) => onStreamPiece(data, "text"));
     socket.on("stream_reasoning", (data) => onStreamPiece(data, "reasoning"));
@@ -1039,6 +1189,7 @@
     ui.conversationPanel.hidden = true;
     ui.adminPanel.hidden = true;
     ui.currentBox.hidden = true;
+    ui.budget.hidden = true;
     showLoginError(reason);
     if (!reason) setStatus("Disconnected", "disconnected");
     updateControls();

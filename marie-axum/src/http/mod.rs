@@ -177,6 +177,7 @@ async fn send<A: Adapter>(
         conversation_id: conversation.clone(),
         stream_id: outcome.stream_id.clone(),
         message_id: outcome.answer_message_id,
+        parent_id: Some(outcome.message_id),
         status: StartStatus::Streaming,
     });
     Ok(sse::follow(&shared.hub, Some(start), conversation, outcome.stream_id, 0).await)

@@ -57,6 +57,10 @@ pub struct StreamStart {
     pub stream_id: StreamId,
     /// The id the finished assistant message will have in history.
     pub message_id: MessageId,
+    /// The user message it answers (its `parent_id` in history): where a client places the
+    /// answer, also when it regenerates an earlier one or comes from the queue.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_id: Option<MessageId>,
     /// Always `"streaming"`.
     pub status: StartStatus,
 }
@@ -544,9 +548,10 @@ mod tests {
                     conversation_id: conversation_id.clone(),
                     stream_id: stream_id.clone(),
                     message_id: message_id.clone(),
+                    parent_id: Some(MessageId::parse("q").unwrap()),
                     status: StartStatus::Streaming,
                 }),
-                json!({"conversation_id": "c", "stream_id": "s", "message_id": "m", "status": "streaming"}),
+                json!({"conversation_id": "c", "stream_id": "s", "message_id": "m", "parent_id": "q", "status": "streaming"}),
             ),
             (
                 StreamEvent::Chunk(chunk(3, "hi")),

@@ -169,6 +169,7 @@ fn start_event(job: &AnswerJob) -> StreamEvent {
         conversation_id: job.conversation_id.clone(),
         stream_id: job.stream_id.clone(),
         message_id: job.message_id.clone(),
+        parent_id: Some(job.parent_id.clone()),
         status: StartStatus::Streaming,
     })
 }
