@@ -12,7 +12,13 @@ use marie_axum::MarieConfig;
 use marie_llm::EchoProvider;
 use serde_json::{Value, json};
 
-const LONG: &str = "one two three four five six seven eight nine ten eleven twelve";
+/// Answered word by word, 10 ms a word (over a second): the queue is looked at meanwhile.
+fn long() -> String {
+    (0..120)
+        .map(|i| format!("w{i}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
 
 async fn send(client: &TestClient, message: &str, on_busy: Option<&str>) -> Value {
     let mut payload = json!({"conversation_id": "room", "message": message});
@@ -28,7 +34,7 @@ async fn enqueue_waits_in_order_and_a_queued_send_can_be_cancelled() {
     let mut alice = connect(server.addr, "alice").await;
     alice.join("room").await;
 
-    let running = send(&alice, LONG, None).await;
+    let running = send(&alice, &long(), None).await;
     assert_eq!(running["status"], "ok", "{running}");
     assert!(running.get("queued").is_none(), "{running}");
     let busy = send(&alice, "refused", None).await;
@@ -52,6 +58,23 @@ async fn enqueue_waits_in_order_and_a_queued_send_can_be_cancelled() {
     }
     let full = send(&alice, "seventh", Some("enqueue")).await;
     assert_eq!(full["code"], "busy", "at most max_queue (5) wait: {full}");
+
+    // A page opened now learns the queue from `joined`.
+    let mut again = connect(server.addr, "alice").await;
+    let joined = again.join("room").await;
+    let waiting: Vec<(Value, Value)> = joined["queued"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no queue in {joined}"))
+        .iter()
+        .map(|q| (q["stream_id"].clone(), q["position"].clone()))
+        .collect();
+    let expected: Vec<(Value, Value)> = queued
+        .iter()
+        .enumerate()
+        .map(|(i, ack)| (ack["stream_id"].clone(), json!(i + 1)))
+        .collect();
+    assert_eq!(waiting, expected, "{joined}");
+    assert_eq!(joined["active_stream"]["stream_id"], running["stream_id"]);
 
     // "third" is taken out of the queue: its stream ends cancelled, without a start.
     let cancel = alice
@@ -101,7 +124,10 @@ async fn enqueue_waits_in_order_and_a_queued_send_can_be_cancelled() {
         .filter(|m| m["role"] == "user")
         .map(|m| m["content"].as_str().unwrap())
         .collect();
-    assert_eq!(questions, [LONG, "second", "fourth", "fifth", "sixth"]);
+    assert_eq!(
+        questions,
+        [long().as_str(), "second", "fourth", "fifth", "sixth"]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -121,7 +147,7 @@ async fn interrupt_ends_the_running_answer_cancelled_and_answers_at_once() {
     assert_eq!(invite["status"], "ok");
     bob.join("room").await;
 
-    let running = send(&alice, LONG, None).await;
+    let running = send(&alice, &long(), None).await;
     bob.next("stream_chunk").await;
     // The app's default is `interrupt`; a send may still ask to be refused instead.
     let refused = send(&bob, "polite", Some("reject")).await;
@@ -145,5 +171,5 @@ async fn interrupt_ends_the_running_answer_cancelled_and_answers_at_once() {
         .iter()
         .map(|m| m["content"].as_str().unwrap())
         .collect();
-    assert_eq!(contents[..3], [LONG, partial.as_str(), "stop"]);
+    assert_eq!(contents[..3], [long().as_str(), partial.as_str(), "stop"]);
 }

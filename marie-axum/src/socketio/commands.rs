@@ -231,6 +231,7 @@ impl<A: Adapter> Ctx<'_, A> {
             members: outcome.members,
             created: outcome.created,
             active_stream: outcome.active_stream,
+            queued: outcome.queued,
         };
         reply::event(self.socket, "joined", reply::raw(&body));
         body.status = "ok";

@@ -3,8 +3,8 @@
 //! 2 and 4). One struct each, serialized as it is.
 
 use marie_core::{
-    ActiveStream, ChatMessage, ConversationId, Error, ErrorCode, MessageId, SessionId, StreamId,
-    UserId,
+    ActiveStream, ChatMessage, ConversationId, Error, ErrorCode, MessageId, SendQueued, SessionId,
+    StreamId, UserId,
 };
 use serde::Serialize;
 
@@ -50,6 +50,9 @@ pub(crate) struct Joined {
     pub(crate) created: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) active_stream: Option<ActiveStream>,
+    /// The sends waiting behind the running answer.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub(crate) queued: Vec<SendQueued>,
 }
 
 /// `left`, and the `leave_conversation` ack's fields.

@@ -39,8 +39,9 @@ use crate::BudgetPolicy;
 use crate::{
     AccessPolicy, ChatMessage, ControlBus, ControlMessage, ConversationId, ConversationInfo,
     DefaultAccessPolicy, Error, HistoryQuery, Identity, LlmProvider, LocalControlBus, LogRead,
-    MemoryStreamLog, MessageId, RoomStore, SessionId, SessionRecord, StreamId, StreamLog,
-    StreamSink, Tool, ToolApprovalRequest, Toolbox, UsageReport, UserId, check_resume, now_millis,
+    MemoryStreamLog, MessageId, RoomStore, SendQueued, SessionId, SessionRecord, StreamId,
+    StreamLog, StreamSink, Tool, ToolApprovalRequest, Toolbox, UsageReport, UserId, check_resume,
+    now_millis,
 };
 
 /// A running answer, as `joined.active_stream` reports it and as the store's answer lease
@@ -68,6 +69,9 @@ pub struct Joined {
     pub members: Vec<UserId>,
     /// The answer running now, if any.
     pub active_stream: Option<ActiveStream>,
+    /// The sends waiting behind it, next first, as `queued` announced them (with their
+    /// place now).
+    pub queued: Vec<SendQueued>,
 }
 
 /// Runs conversations: access, history, and one answer at a time per conversation.
@@ -344,7 +348,8 @@ impl ChatEngine {
         let info = self.authorize(who, conversation).await?;
         let members = store.members(conversation).await?;
         let active_stream = self.running_answer(conversation).await?;
-        if active_stream.is_none() && !self.is_shutting_down() {
+        let queue = store.queued_sends(conversation).await?;
+        if active_stream.is_none() && !queue.is_empty() && !self.is_shutting_down() {
             // Sends queued behind an answer whose node died wait for someone to look.
             let engine = self.clone();
             let conversation = conversation.clone();
@@ -352,11 +357,24 @@ impl ChatEngine {
                 engine.start_queued(&conversation).await;
             });
         }
+        let queued = queue
+            .into_iter()
+            .enumerate()
+            .map(|(i, send)| SendQueued {
+                conversation_id: send.conversation_id,
+                stream_id: send.stream_id,
+                message_id: send.message_id,
+                user_id: send.user_id,
+                message: send.message,
+                position: i + 1,
+            })
+            .collect();
         Ok(Joined {
             conversation: info,
             created,
             members,
             active_stream,
+            queued,
         })
     }
 
