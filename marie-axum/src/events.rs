@@ -173,10 +173,11 @@ impl ClientEvent {
                 }
             }
             Self::GetUsage => {
-                // Nothing to say: `{}`, or no payload at all.
-                let _: Empty = decode(Some(
-                    payload.unwrap_or_else(|| Value::Object(Default::default())),
-                ))?;
+                // Nothing to say: `{}`, `null`, or no payload at all.
+                let payload = payload
+                    .filter(|p| !p.is_null())
+                    .unwrap_or_else(|| Value::Object(Default::default()));
+                let _: Empty = decode(Some(payload))?;
                 Command::Usage
             }
             Self::SwitchBranch => {
@@ -515,6 +516,19 @@ mod tests {
             panic!("a send with ack decodes");
         };
         assert!(!send.stream, "send_message_with_ack is never streamed");
+    }
+
+    /// `get_usage` takes `{}`, `null` or nothing, and nothing else.
+    #[test]
+    fn get_usage_takes_no_fields() {
+        for payload in [None, Some(json!(null)), Some(json!({}))] {
+            assert!(matches!(
+                ClientEvent::GetUsage.decode(payload),
+                Ok(Command::Usage)
+            ));
+        }
+        bad(ClientEvent::GetUsage, Some(json!({"user_id": "bob"})));
+        bad(ClientEvent::GetUsage, Some(json!([])));
     }
 
     /// A bad number says which field and what it must be, not `expected usize`.
