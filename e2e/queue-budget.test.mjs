@@ -212,6 +212,13 @@ describe('the queue of waiting messages on the page in headless Chromium', () =>
     await queueShows(ann, [`ann (you): ${ANN}`], 'ann\'s queue, after ben\'s cancel');
     assert.equal(await ann.locator(running).count(), 1, 'the first answer still runs: the queue was used meanwhile');
 
+    // A page opened now learns the queue from `joined`.
+    const late = await openChatPage(browser, server.url, 'ann', pageErrors);
+    await late.getByTestId('conversation-id').fill(conversation);
+    await late.getByTestId('join-button').click();
+    await queueShows(late, [`ann (you): ${ANN}`], 'the queue of a page that joined late');
+    await late.close();
+
     // The first answer ends; ann's queued message is then asked and answered, in both pages.
     for (const [page, who] of [[ann, 'ann'], [ben, 'ben']]) {
       await conversationShows(page, [LONG, ANN], [LONG, ANN], `${who}'s conversation at the end`);

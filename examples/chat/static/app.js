@@ -868,6 +868,8 @@
       updateControls();
       resumeStream(streamId);
     }
+    // The sends already waiting when this page joined (it missed their `queued`).
+    for (const waiting of Array.isArray(data.queued) ? data.queued : []) addQueued(waiting);
   }
 
   // ------------------------------------------------------------------ queue
