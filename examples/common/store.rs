@@ -32,7 +32,9 @@ pub(crate) async fn from_env() -> Result<Arc<dyn RoomStore>, web::Words> {
     Ok(match sql_from_env().await? {
         Some(sql) => Arc::new(sql),
         None => {
-            tracing::info!("conversations are kept in memory (set MARIE_DATABASE_URL to keep them)");
+            tracing::info!(
+                "conversations are kept in memory (set MARIE_DATABASE_URL to keep them)"
+            );
             Arc::new(MemoryStore::new())
         }
     })
