@@ -7,6 +7,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
+use marie_adapters::{MemoryStore, RedisConfig, RedisStore, SqlStore};
+use marie_core::{
+    ChatMessage, ConversationId, ConversationInfo, HistoryQuery, MessageId, MessageRole, RoomStore,
+    UserId, now_millis,
+};
 use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::Barrier;
@@ -44,6 +49,12 @@ pub(crate) struct Sizes {
     pub(crate) cluster_members: usize,
     /// Scenario 5: chunks of the answer.
     pub(crate) cluster_chunks: u64,
+    /// Scenario 6: messages in the conversation (one branch).
+    pub(crate) history_messages: usize,
+    /// Scenario 6: clients asking for pages one after the other.
+    pub(crate) history_clients: usize,
+    /// Scenario 6: pages per client.
+    pub(crate) history_rounds: usize,
     /// The time limit of one scenario against one target.
     pub(crate) limit: Duration,
     /// How long a receiver waits for a next frame before it counts the rest as lost.
@@ -65,6 +76,9 @@ impl Sizes {
             ack_rounds: 200,
             cluster_members: 200,
             cluster_chunks: 200,
+            history_messages: 100_000,
+            history_clients: 10,
+            history_rounds: 1_000,
             limit: Duration::from_secs(60),
             idle_wait: Duration::from_secs(3),
         }
@@ -84,6 +98,9 @@ impl Sizes {
             ack_rounds: 20,
             cluster_members: 10,
             cluster_chunks: 50,
+            history_messages: 2_000,
+            history_clients: 5,
+            history_rounds: 20,
             limit: Duration::from_secs(15),
             idle_wait: Duration::from_secs(2),
         }
@@ -685,4 +702,459 @@ pub(crate) async fn acks(target: Target, sizes: Sizes) -> Result<Vec<Figure>, Bo
             (sizes.ack_clients * sizes.ack_rounds - latencies.len()) as f64 + failed as f64,
         ),
     ])
+}
+
+/// Messages per page in scenario 6.
+const PAGE: usize = 50;
+
+/// The creator of scenario 6's conversation; every client is this user.
+const READER: &str = "reader";
+
+/// The text of scenario 6's messages: each one a prefix of 100 to 300 bytes.
+const LOREM: &str = "Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod \
+    tempor incididunt ut labore et dolore magna aliqua. Ut enim ad minim veniam, quis nostrud \
+    exercitation ullamco laboris nisi ut aliquip ex ea commodo consequat. Duis aute irure dolor \
+    in reprehenderit in voluptate velit esse cillum dolore eu fugiat nulla pariatur. Excepteur \
+    sint occaecat cupidatat non proident.";
+
+/// MARIE's store in scenario 6.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Store {
+    /// `MemoryStore`, the default.
+    Memory,
+    /// `SqlStore` on a SQLite file in a temporary directory.
+    Sqlite,
+    /// `SqlStore` on PostgreSQL ([`postgres_url`]), in a schema of its own.
+    Postgres,
+    /// `RedisStore` on the Redis at 127.0.0.1:6379, under a key prefix of its own.
+    Redis,
+}
+
+impl Store {
+    /// Every store, in the order they run.
+    pub(crate) const ALL: [Store; 4] =
+        [Store::Memory, Store::Sqlite, Store::Postgres, Store::Redis];
+
+    /// Its name in the table.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Store::Memory => "MemoryStore",
+            Store::Sqlite => "SqlStore on SQLite",
+            Store::Postgres => "SqlStore on PostgreSQL",
+            Store::Redis => "RedisStore",
+        }
+    }
+
+    /// Why it cannot run here, if it cannot.
+    pub(crate) async fn unavailable(self) -> Option<String> {
+        match self {
+            Store::Memory | Store::Sqlite => None,
+            Store::Postgres => match postgres_url() {
+                None => Some("no MARIE_BENCH_POSTGRES_URL or MARIE_TEST_POSTGRES_URL".into()),
+                Some(url) => postgres_admin(&url)
+                    .await
+                    .err()
+                    .map(|e| format!("PostgreSQL does not answer ({e})")),
+            },
+            Store::Redis => (!redis_reachable().await).then(|| "no Redis at 127.0.0.1:6379".into()),
+        }
+    }
+}
+
+/// The PostgreSQL of scenario 6: `MARIE_BENCH_POSTGRES_URL`, else `MARIE_TEST_POSTGRES_URL`
+/// (which `scripts/services.sh` `ensure_postgres` exports).
+fn postgres_url() -> Option<String> {
+    ["MARIE_BENCH_POSTGRES_URL", "MARIE_TEST_POSTGRES_URL"]
+        .into_iter()
+        .find_map(|var| std::env::var(var).ok().filter(|url| !url.is_empty()))
+}
+
+/// A connection to the PostgreSQL at `url`, within 3 s.
+async fn postgres_admin(url: &str) -> Result<sqlx::AnyConnection, BoxError> {
+    use sqlx::Connection;
+    sqlx::any::install_default_drivers();
+    let connect = sqlx::AnyConnection::connect(url);
+    Ok(tokio::time::timeout(Duration::from_secs(3), connect)
+        .await
+        .map_err(|_| "timed out")??)
+}
+
+/// Where a store of scenario 6 keeps its data during one run; removed afterwards.
+enum Place {
+    /// In the server's process.
+    Process,
+    /// A SQLite file in this directory.
+    Dir(std::path::PathBuf),
+    /// A schema of its own in the PostgreSQL at `url`.
+    Schema { url: String, schema: String },
+    /// Keys under this prefix in the Redis at [`server::REDIS_URL`].
+    Prefix(String),
+}
+
+impl Place {
+    async fn make(store: Option<Store>, run: &str) -> Result<Place, BoxError> {
+        Ok(match store {
+            None | Some(Store::Memory) => Place::Process,
+            Some(Store::Sqlite) => {
+                let dir = std::env::temp_dir().join(format!("marie-bench-{run}"));
+                std::fs::create_dir_all(&dir)?;
+                Place::Dir(dir)
+            }
+            Some(Store::Postgres) => {
+                let url = postgres_url().ok_or("no PostgreSQL URL")?;
+                let schema = format!("marie_bench_{run}");
+                let mut admin = postgres_admin(&url).await?;
+                sqlx::query(&format!("CREATE SCHEMA \"{schema}\""))
+                    .execute(&mut admin)
+                    .await?;
+                Place::Schema { url, schema }
+            }
+            Some(Store::Redis) => Place::Prefix(format!("marie-bench-{run}")),
+        })
+    }
+
+    /// The store's URL (SQL) or key prefix (Redis).
+    fn at(&self) -> String {
+        match self {
+            Place::Process => String::new(),
+            Place::Dir(dir) => format!("sqlite://{}?mode=rwc", dir.join("bench.db").display()),
+            Place::Schema { url, schema } => {
+                let sep = if url.contains('?') { '&' } else { '?' };
+                format!("{url}{sep}options[search_path]={schema}")
+            }
+            Place::Prefix(prefix) => prefix.clone(),
+        }
+    }
+
+    async fn remove(self) -> Result<(), BoxError> {
+        match self {
+            Place::Process => Ok(()),
+            Place::Dir(dir) => Ok(std::fs::remove_dir_all(dir)?),
+            Place::Schema { url, schema } => {
+                let mut admin = postgres_admin(&url).await?;
+                sqlx::query(&format!("DROP SCHEMA \"{schema}\" CASCADE"))
+                    .execute(&mut admin)
+                    .await?;
+                Ok(())
+            }
+            Place::Prefix(prefix) => clean_redis(&prefix).await,
+        }
+    }
+}
+
+/// Scenario 6's conversation: one branch of `n` messages, each after the one before, user
+/// and assistant in turn, 100 to 300 bytes of text each, ids in time order.
+pub(crate) fn history_messages(n: usize) -> Result<Vec<ChatMessage>, BoxError> {
+    let reader = UserId::parse(READER)?;
+    let mut ids: Vec<MessageId> = (0..n).map(|_| MessageId::new_time_ordered()).collect();
+    // Many come in one millisecond: sorted, whatever their random bits (the bare server's
+    // binary search needs the order).
+    ids.sort_unstable();
+    let first = now_millis().saturating_sub(n as u64 * 1_000);
+    let mut parent = None;
+    let mut messages = Vec::with_capacity(n);
+    for (i, id) in ids.into_iter().enumerate() {
+        let user = i % 2 == 0;
+        messages.push(ChatMessage {
+            message_id: id.clone(),
+            role: if user {
+                MessageRole::User
+            } else {
+                MessageRole::Assistant
+            },
+            content: LOREM[..rand::random_range(100..=300)].to_owned(),
+            user_id: user.then(|| reader.clone()),
+            created_at: first + i as u64 * 1_000,
+            parts: Vec::new(),
+            parent_id: parent.replace(id),
+            siblings: Vec::new(),
+        });
+    }
+    Ok(messages)
+}
+
+/// Creates `conversation` in `store`, [`READER`] its creator.
+async fn create(store: &impl RoomStore, conversation: &ConversationId) -> Result<(), BoxError> {
+    let info = ConversationInfo {
+        conversation_id: conversation.clone(),
+        created_by: UserId::parse(READER)?,
+        created_at: now_millis(),
+    };
+    if !store.create_conversation(info).await? {
+        return Err("the conversation already exists".into());
+    }
+    Ok(())
+}
+
+/// Creates `conversation` in `store` and appends `messages` one by one.
+async fn seed(
+    store: &impl RoomStore,
+    conversation: &ConversationId,
+    messages: &[ChatMessage],
+) -> Result<(), BoxError> {
+    create(store, conversation).await?;
+    for message in messages {
+        store.append_message(conversation, message.clone()).await?;
+    }
+    Ok(())
+}
+
+/// Rows per INSERT when seeding a SQL store. Through sqlx, SQLite takes more than
+/// proportionally longer for a statement with more parameters: seeding 100,000 messages
+/// took 8.6 s at 1,000 rows a statement (8,001 parameters), 1.7 s at 100.
+const SQL_ROWS: usize = 100;
+
+/// Seeds the `SqlStore` at `url` with `conversation` (created through the store) and
+/// `messages`, writing the rows `append_message` would have written one by one
+/// (`marie-adapters/src/sql/history.rs`, `append`): in `marie_messages`, message `i` at
+/// `depth` i and `seq` i + 1; in `marie_active_path`, the whole branch; the conversation's
+/// `last_seq`. One transaction of multi-row INSERTs: appending 100,000 messages one by one
+/// would take about a minute on SQLite and six on PostgreSQL (a transaction each; 2,000
+/// took 1.2 s and 6.9 s on the machine of `docs/benchmarks.md`).
+async fn seed_sql(
+    store: &SqlStore,
+    url: &str,
+    conversation: &ConversationId,
+    messages: &[ChatMessage],
+) -> Result<(), BoxError> {
+    use sqlx::Connection;
+    use std::fmt::Write;
+    create(store, conversation).await?;
+    let mut conn = sqlx::AnyConnection::connect(url).await?;
+    let mut tx = conn.begin().await?;
+    for (batch, rows) in messages.chunks(SQL_ROWS).enumerate() {
+        let depth = |j: usize| i64::try_from(batch * SQL_ROWS + j).unwrap_or(i64::MAX);
+        let mut sql = String::from(
+            "INSERT INTO marie_messages (conversation_id, message_id, parent_id, depth, seq, \
+             role, content, user_id, created_at, parts) VALUES ",
+        );
+        let mut path = String::from(
+            "INSERT INTO marie_active_path (conversation_id, depth, message_id) VALUES ",
+        );
+        for j in 0..rows.len() {
+            let sep = if j == 0 { "" } else { ", " };
+            let p = 2 + j * 8;
+            let _ = write!(
+                sql,
+                "{sep}($1, ${p}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, NULL)",
+                p + 1,
+                p + 2,
+                p + 3,
+                p + 4,
+                p + 5,
+                p + 6,
+                p + 7
+            );
+            let _ = write!(path, "{sep}($1, ${}, ${})", 2 + j * 2, 3 + j * 2);
+        }
+        let mut insert = sqlx::query(&sql).bind(conversation.as_str());
+        let mut on_path = sqlx::query(&path).bind(conversation.as_str());
+        for (j, m) in rows.iter().enumerate() {
+            insert = insert
+                .bind(m.message_id.as_str())
+                .bind(m.parent_id.as_ref().map(|p| p.as_str()))
+                .bind(depth(j))
+                .bind(depth(j) + 1)
+                .bind(m.role.as_str())
+                .bind(m.content.as_str())
+                .bind(m.user_id.as_ref().map(|u| u.as_str()))
+                .bind(i64::try_from(m.created_at)?);
+            on_path = on_path.bind(depth(j)).bind(m.message_id.as_str());
+        }
+        insert.execute(&mut *tx).await?;
+        on_path.execute(&mut *tx).await?;
+    }
+    sqlx::query("UPDATE marie_conversations SET last_seq = $2 WHERE conversation_id = $1")
+        .bind(conversation.as_str())
+        .bind(i64::try_from(messages.len())?)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    if url.starts_with("postgres") {
+        // As autovacuum would soon after such a write. Without statistics, PostgreSQL's
+        // planner may read a page of a small conversation by sorting the whole branch
+        // before it (2,000 messages: 6 ms a page instead of 0.4).
+        sqlx::query("ANALYZE marie_messages, marie_active_path")
+            .execute(&mut conn)
+            .await?;
+    }
+    conn.close().await?;
+    Ok(())
+}
+
+/// Reads back the newest message and two from the middle: the seeding must have left one
+/// branch of `messages`, as they are.
+async fn check_seeded(
+    store: &impl RoomStore,
+    conversation: &ConversationId,
+    messages: &[ChatMessage],
+) -> Result<(), BoxError> {
+    let (n, mid) = (messages.len(), messages.len() / 2);
+    let newest = store.history(conversation, HistoryQuery::newest(1)).await?;
+    let middle = store
+        .history(
+            conversation,
+            HistoryQuery {
+                before: messages.get(mid).map(|m| m.message_id.clone()),
+                limit: 2,
+            },
+        )
+        .await?;
+    if newest != messages[n.saturating_sub(1)..] || middle != messages[mid.saturating_sub(2)..mid] {
+        return Err("the seeded history reads back wrong".into());
+    }
+    Ok(())
+}
+
+/// Scenario 6's server, made on the server's runtime (a store's connections belong to the
+/// runtime that made them): MARIE on `store` holding `conversation` seeded with `messages`
+/// (at `at`: [`Place::at`]), or the bare server (`None`); and the time seeding took.
+async fn history_app(
+    store: Option<Store>,
+    at: String,
+    conversation: ConversationId,
+    messages: Arc<Vec<ChatMessage>>,
+) -> Result<(Vec<axum::Router>, Duration), BoxError> {
+    let started = Instant::now();
+    let app = match store {
+        None => server::bare_history_app(messages),
+        Some(Store::Memory) => {
+            let store = MemoryStore::new();
+            seed(&store, &conversation, &messages).await?;
+            check_seeded(&store, &conversation, &messages).await?;
+            server::marie_app(store)?
+        }
+        Some(Store::Sqlite | Store::Postgres) => {
+            let store = SqlStore::connect(&at).await?;
+            seed_sql(&store, &at, &conversation, &messages).await?;
+            check_seeded(&store, &conversation, &messages).await?;
+            server::marie_app(store)?
+        }
+        Some(Store::Redis) => {
+            let store = RedisStore::connect(RedisConfig::new(server::REDIS_URL).prefix(at)).await?;
+            seed(&store, &conversation, &messages).await?;
+            check_seeded(&store, &conversation, &messages).await?;
+            server::marie_app(store)?
+        }
+    };
+    Ok((vec![app], started.elapsed()))
+}
+
+/// Scenario 6: one conversation of `history_messages` messages (one branch), in MARIE's
+/// `store` or (`None`) in the bare server's `Vec`; `history_clients` clients, each asking
+/// for `history_rounds` pages of 50 with `get_history`, one after the other: one in ten the
+/// newest page (no `before`), the others the page before a message picked at random. The
+/// time from the emit to the ack, pages per second, and how long seeding took.
+pub(crate) async fn history(
+    store: Option<Store>,
+    messages: &Arc<Vec<ChatMessage>>,
+    sizes: Sizes,
+) -> Result<Vec<Figure>, BoxError> {
+    let run = run_id();
+    let conversation = ConversationId::parse(format!("history-{run}"))?;
+    let place = Place::make(store, &run).await?;
+    let target = if store.is_some() {
+        Target::Marie
+    } else {
+        Target::Bare
+    };
+    let app = history_app(store, place.at(), conversation.clone(), messages.clone());
+    let got = async {
+        let (server, seeding) = server::start_with(target, app).await?;
+        let pages = read_pages(&server.addrs, &conversation, messages, sizes).await;
+        drop(server);
+        Ok::<_, BoxError>((pages?, seeding))
+    }
+    .await;
+    let removed = place.remove().await;
+    let ((latencies, wrong, secs), seeding) = got?;
+    removed?;
+    Ok(vec![
+        figure("pages per second", latencies.len() as f64 / secs),
+        figure("page latency p50 (us)", quantile_us(&latencies, 0.50)),
+        figure("page latency p99 (us)", quantile_us(&latencies, 0.99)),
+        figure(
+            "pages wrong or missing",
+            (sizes.history_clients * sizes.history_rounds - latencies.len()) as f64 + wrong as f64,
+        ),
+        figure(
+            "seeding, not timed (ms)",
+            store.map_or(f64::NAN, |_| seeding.as_secs_f64() * 1_000.0),
+        ),
+    ])
+}
+
+/// Scenario 6's clients: the sorted latencies of the pages they got, how many were wrong,
+/// and the seconds from the first ask to the last ack.
+async fn read_pages(
+    addrs: &[SocketAddr],
+    conversation: &ConversationId,
+    messages: &Arc<Vec<ChatMessage>>,
+    sizes: Sizes,
+) -> Result<(Vec<u64>, u64, f64), BoxError> {
+    let conns = connect_many(addrs, sizes.history_clients, |_| READER.to_owned()).await?;
+    let deadline = Instant::now() + sizes.limit;
+    let done = Arc::new(Barrier::new(conns.len()));
+    let start = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for mut conn in conns {
+        let (done, messages) = (done.clone(), messages.clone());
+        let conversation = conversation.as_str().to_owned();
+        tasks.spawn(async move {
+            let mut latencies = Vec::with_capacity(sizes.history_rounds);
+            let mut wrong = 0u64;
+            let n = messages.len();
+            'rounds: for id in 0..sizes.history_rounds as u64 {
+                // The page ends before message `stop` (`n`: the newest page).
+                let stop = if id % 10 == 0 {
+                    n
+                } else {
+                    rand::random_range(0..n)
+                };
+                let ask = match messages.get(stop) {
+                    Some(before) => json!({
+                        "conversation_id": conversation,
+                        "before": before.message_id.as_str(),
+                        "limit": PAGE,
+                    }),
+                    None => json!({"conversation_id": conversation, "limit": PAGE}),
+                };
+                let sent = Instant::now();
+                if conn.emit("get_history", &ask, Some(id)).await.is_err() {
+                    break;
+                }
+                loop {
+                    let Recv::Text(t) = conn.recv(deadline).await else {
+                        break 'rounds;
+                    };
+                    if let Packet::Ack { id: got, data } = wire::decode(&t)
+                        && got == id
+                    {
+                        latencies.push(sent.elapsed().as_nanos() as u64);
+                        // Every message of the page, down to the one before `stop`.
+                        let right = data.contains(r#""status":"ok""#)
+                            && data.matches(r#""message_id""#).count() == stop.min(PAGE)
+                            && stop.checked_sub(1).is_none_or(|last| {
+                                data.contains(messages[last].message_id.as_str())
+                            });
+                        wrong += u64::from(!right);
+                        break;
+                    }
+                }
+            }
+            let finished = Instant::now();
+            done.wait().await;
+            conn.close().await;
+            (latencies, wrong, finished)
+        });
+    }
+    let (mut latencies, mut wrong, mut last) = (Vec::new(), 0, start);
+    while let Some(got) = tasks.join_next().await {
+        let (l, w, finished) = got?;
+        latencies.extend(l);
+        wrong += w;
+        last = last.max(finished);
+    }
+    latencies.sort_unstable();
+    Ok((latencies, wrong, (last - start).as_secs_f64().max(1e-9)))
 }

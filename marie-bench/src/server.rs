@@ -1,15 +1,18 @@
 //! The servers under test, started on 127.0.0.1:0: MARIE (in-memory store, a zero-delay
 //! provider, no limits) and a bare socketioxide server that answers the same events with
-//! the same payload shapes and no engine, store, log or per-client queue.
+//! the same payload shapes and no engine, store, log or per-client queue. For the history
+//! scenario, MARIE on any store ([`marie_app`]) and a bare server that answers
+//! `get_history` from a `Vec` ([`bare_history_app`]), started by [`start_with`].
 //!
 //! Both answer a message `k=N [d=MS]` with N chunks (MS milliseconds apart) whose content is the server's clock when the
 //! chunk was made (nanoseconds since [`now_nanos`]'s epoch, then a space), so that a client
 //! in the same process measures the time from the provider's chunk to its receipt.
 
+use std::future::Future;
 use std::io::BufRead;
 use std::net::SocketAddr;
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -19,9 +22,10 @@ use marie_adapters::{MemoryStore, RedisConfig, RedisControlBus, RedisStore, Redi
 use marie_axum::redis::{RedisAdapter, RedisAdapterOptions};
 use marie_axum::{Limits, Marie};
 use marie_core::{
-    AuthError, Authenticator, Credentials, FinishReason, Identity, LlmEvent, LlmProvider,
-    LlmRequest, LlmStream, ProviderError, Usage, UserId, authenticator_fn,
+    AuthError, Authenticator, ChatMessage, Credentials, FinishReason, Identity, LlmEvent,
+    LlmProvider, LlmRequest, LlmStream, ProviderError, RoomStore, Usage, UserId, authenticator_fn,
 };
+use serde::Serialize;
 use serde_json::{Value, json};
 use socketioxide::SocketIo;
 use socketioxide::adapter::Adapter;
@@ -130,11 +134,11 @@ fn bench_auth() -> impl Authenticator {
     })
 }
 
-/// MARIE's router on the in-memory backends.
-fn marie_app() -> Result<Router, BoxError> {
+/// MARIE's router on `store` and the in-memory stream log and control bus.
+pub(crate) fn marie_app(store: impl RoomStore) -> Result<Router, BoxError> {
     let (layer, handle) = Marie::builder()
         .authenticator(bench_auth())
-        .store(MemoryStore::new())
+        .store(store)
         .provider(BenchProvider)
         .limits(Limits::unlimited())
         .build()?;
@@ -149,13 +153,47 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 /// shapes, emitted straight to the room.
 fn bare_app() -> Router {
     let (layer, io) = SocketIo::builder().build_layer();
-    bare_ns(&io);
+    bare_ns(&io, None);
     Router::new().layer(layer)
 }
 
-/// The bare server's namespace `/` on `io`.
-fn bare_ns<A: Adapter + DefinedAdapter>(io: &SocketIo<A>) -> A::InitRes {
-    io.ns("/", |socket: SocketRef<A>, Data(auth): Data<Value>| async move {
+/// The bare socketioxide router of the history scenario: [`bare_app`]'s events, and
+/// `get_history` answered from `history`, one branch sorted by id (oldest first).
+pub(crate) fn bare_history_app(history: Arc<Vec<ChatMessage>>) -> Router {
+    let (layer, io) = SocketIo::builder().build_layer();
+    bare_ns(&io, Some(history));
+    Router::new().layer(layer)
+}
+
+/// The `get_history` ack of the bare server, as MARIE's: `{status:"ok", conversation_id,
+/// messages}`.
+#[derive(Serialize)]
+struct BarePage<'a> {
+    status: &'static str,
+    conversation_id: &'a str,
+    messages: &'a [ChatMessage],
+}
+
+/// Where the bare server's page of `history` starts and ends for `get_history
+/// {conversation_id, before?, limit?}`: the `limit` (50 by default, at most 200) messages
+/// before `before` (found by a binary search: the ids sort by time), or the newest ones.
+fn bare_page(history: &[ChatMessage], p: &Value) -> (usize, usize) {
+    let limit = p["limit"]
+        .as_u64()
+        .map_or(50, |l| usize::try_from(l).unwrap_or(usize::MAX).min(200));
+    let stop = match p["before"].as_str() {
+        Some(before) => history.partition_point(|m| m.message_id.as_str() < before),
+        None => history.len(),
+    };
+    (stop.saturating_sub(limit), stop)
+}
+
+/// The bare server's namespace `/` on `io`; with `history`, it answers `get_history` too.
+fn bare_ns<A: Adapter + DefinedAdapter>(
+    io: &SocketIo<A>,
+    history: Option<Arc<Vec<ChatMessage>>>,
+) -> A::InitRes {
+    io.ns("/", move |socket: SocketRef<A>, Data(auth): Data<Value>| async move {
         let Some(user) = auth
             .get("token")
             .and_then(Value::as_str)
@@ -228,6 +266,19 @@ fn bare_ns<A: Adapter + DefinedAdapter>(io: &SocketIo<A>) -> A::InitRes {
                     .await;
             }
         });
+        if let Some(history) = history {
+            socket.on(
+                "get_history",
+                move |Data(p): Data<Value>, ack: AckSender<A>| async move {
+                    let (start, stop) = bare_page(&history, &p);
+                    let _ = ack.send(&BarePage {
+                        status: "ok",
+                        conversation_id: p["conversation_id"].as_str().unwrap_or_default(),
+                        messages: &history[start..stop],
+                    });
+                },
+            );
+        }
         let _ = socket.emit(
             "connected",
             &json!({"status": "connected", "sid": socket.id.to_string(), "user_id": user, "session": "bare"}),
@@ -309,7 +360,7 @@ pub(crate) const REDIS_URL: &str = "redis://127.0.0.1:6379";
 async fn node(target: Target, redis_prefix: Option<&str>) -> Result<Router, BoxError> {
     let Some(prefix) = redis_prefix else {
         return match target {
-            Target::Marie => marie_app(),
+            Target::Marie => marie_app(MemoryStore::new()),
             Target::Bare => Ok(bare_app()),
             Target::Node | Target::Seed => {
                 Err("a comparison server runs only as a child (idle scenario)".into())
@@ -342,7 +393,7 @@ async fn node(target: Target, redis_prefix: Option<&str>) -> Result<Router, BoxE
             let (layer, io) = SocketIo::builder()
                 .with_adapter::<RedisAdapter>(adapter)
                 .build_layer();
-            bare_ns(&io).await.map_err(|e| e.to_string())?;
+            bare_ns(&io, None).await.map_err(|e| e.to_string())?;
             Ok(Router::new().layer(layer))
         }
     }
@@ -355,6 +406,24 @@ pub(crate) async fn start(
     nodes: usize,
     redis_prefix: Option<String>,
 ) -> Result<Server, BoxError> {
+    let apps = async move {
+        let mut apps = Vec::new();
+        for _ in 0..nodes {
+            apps.push(node(target, redis_prefix.as_deref()).await?);
+        }
+        Ok((apps, ()))
+    };
+    let (server, ()) = start_with(target, apps).await?;
+    Ok(server)
+}
+
+/// Runs `apps` on a runtime of its own (its threads named after `target`), then serves
+/// each router it made on 127.0.0.1:0 there; returns the servers and what `apps` returned
+/// beside the routers.
+pub(crate) async fn start_with<T: Send + 'static>(
+    target: Target,
+    apps: impl Future<Output = Result<(Vec<Router>, T), BoxError>> + Send + 'static,
+) -> Result<(Server, T), BoxError> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name(format!("server-{}", target.name()))
@@ -363,25 +432,28 @@ pub(crate) async fn start(
     let (tx, rx) = tokio::sync::oneshot::channel();
     runtime.spawn(async move {
         let started = async {
+            let (apps, made) = apps.await?;
             let mut addrs = Vec::new();
-            for _ in 0..nodes {
-                let app = node(target, redis_prefix.as_deref()).await?;
+            for app in apps {
                 let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
                 addrs.push(listener.local_addr()?);
                 tokio::spawn(async move {
                     let _ = axum::serve(marie_axum::nodelay(listener), app).await;
                 });
             }
-            Ok::<_, BoxError>(addrs)
+            Ok::<_, BoxError>((addrs, made))
         }
         .await;
         let _ = tx.send(started.map_err(|e| e.to_string()));
     });
-    let addrs = rx.await.map_err(|_| "the server did not start")??;
-    Ok(Server {
-        addrs,
-        runtime: Some(runtime),
-    })
+    let (addrs, made) = rx.await.map_err(|_| "the server did not start")??;
+    Ok((
+        Server {
+            addrs,
+            runtime: Some(runtime),
+        },
+        made,
+    ))
 }
 
 /// `marie-bench serve --target T`: runs `target` in this process, prints
