@@ -10,6 +10,7 @@ mod support {
 }
 
 use std::sync::Arc;
+#[cfg(feature = "redis")]
 use std::time::Duration;
 
 use marie_core::{

@@ -6,7 +6,7 @@
 mod tree;
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -24,12 +24,21 @@ use tree::HistoryTree;
 /// without bound unless [`MemoryStore::with_history_cap`] sets a cap per conversation.
 #[derive(Clone, Debug, Default)]
 pub struct MemoryStore {
-    shared: Arc<Mutex<Data>>,
+    shared: Arc<Shared>,
+}
+
+/// Each conversation has a lock of its own: every send reads and writes its conversation
+/// several times, and one lock for all of them would make concurrent conversations wait
+/// for each other (`docs/benchmarks.md`, item 17). The rest shares one lock.
+#[derive(Debug, Default)]
+struct Shared {
+    conversations: RwLock<HashMap<ConversationId, Arc<Mutex<Conversation>>>>,
+    data: Mutex<Data>,
+    history_cap: Option<usize>,
 }
 
 #[derive(Debug, Default)]
 struct Data {
-    conversations: HashMap<ConversationId, Conversation>,
     sessions: HashMap<SessionId, SessionRecord>,
     /// Leases of running answers, with the instant each lapses.
     answers: HashMap<ConversationId, (ActiveStream, Instant)>,
@@ -40,7 +49,6 @@ struct Data {
     queues: HashMap<ConversationId, VecDeque<QueuedSend>>,
     /// Tokens used per user and budget window.
     usage: HashMap<(UserId, UsageWindow), u64>,
-    history_cap: Option<usize>,
 }
 
 impl Data {
@@ -74,18 +82,38 @@ struct Conversation {
 }
 
 impl MemoryStore {
-    /// A page of the active branch of `conversation` (see [`HistoryTree::page`]).
+    /// A page of the active branch of `conversation` (see [`HistoryTree::page`]), each
+    /// message as `copy` makes it from the conversation's tree and the message.
     fn read_history<T>(
         &self,
         conversation: &ConversationId,
         query: &HistoryQuery,
-        copy: impl Fn(&ChatMessage, &[MessageId]) -> T,
+        copy: impl Fn(&HistoryTree, &ChatMessage) -> T,
     ) -> Vec<T> {
-        let data = self.data();
-        data.conversations
+        self.with_conversation(conversation, |conv| {
+            let tree = &conv.history;
+            tree.page(query).map(|n| copy(tree, &n.message)).collect()
+        })
+        .unwrap_or_default()
+    }
+
+    /// Runs `f` on `conversation` under its lock; `None` when there is no such conversation.
+    fn with_conversation<T>(
+        &self,
+        conversation: &ConversationId,
+        f: impl FnOnce(&mut Conversation) -> T,
+    ) -> Option<T> {
+        let conv = self
+            .shared
+            .conversations
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
             .get(conversation)
-            .map(|conv| conv.history.page(query, copy))
-            .unwrap_or_default()
+            .cloned()?;
+        // Every mutation of a conversation is a single step that cannot panic halfway, so a
+        // poisoned lock still guards consistent data.
+        let mut guard = conv.lock().unwrap_or_else(PoisonError::into_inner);
+        Some(f(&mut guard))
     }
 
     /// An empty store.
@@ -96,32 +124,42 @@ impl MemoryStore {
     /// An empty store that keeps at most `cap` messages per conversation, dropping the
     /// oldest.
     pub fn with_history_cap(cap: usize) -> Self {
-        let store = Self::default();
-        store.data().history_cap = Some(cap.max(1));
-        store
+        Self {
+            shared: Arc::new(Shared {
+                history_cap: Some(cap.max(1)),
+                ..Shared::default()
+            }),
+        }
     }
 
     fn data(&self) -> MutexGuard<'_, Data> {
         // Every mutation below is a single step that cannot panic halfway, so a poisoned
         // lock still guards consistent data.
-        self.shared.lock().unwrap_or_else(|e| e.into_inner())
+        self.shared
+            .data
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 }
 
 #[async_trait]
 impl RoomStore for MemoryStore {
     async fn create_conversation(&self, info: ConversationInfo) -> Result<bool, StoreError> {
-        let mut data = self.data();
-        if data.conversations.contains_key(&info.conversation_id) {
+        let mut conversations = self
+            .shared
+            .conversations
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        if conversations.contains_key(&info.conversation_id) {
             return Ok(false);
         }
-        data.conversations.insert(
+        conversations.insert(
             info.conversation_id.clone(),
-            Conversation {
+            Arc::new(Mutex::new(Conversation {
                 members: vec![info.created_by.clone()],
                 info,
                 history: HistoryTree::default(),
-            },
+            })),
         );
         Ok(true)
     }
@@ -130,11 +168,7 @@ impl RoomStore for MemoryStore {
         &self,
         conversation: &ConversationId,
     ) -> Result<Option<ConversationInfo>, StoreError> {
-        Ok(self
-            .data()
-            .conversations
-            .get(conversation)
-            .map(|c| c.info.clone()))
+        Ok(self.with_conversation(conversation, |c| c.info.clone()))
     }
 
     async fn grant_access(
@@ -142,15 +176,12 @@ impl RoomStore for MemoryStore {
         conversation: &ConversationId,
         user: &UserId,
     ) -> Result<(), StoreError> {
-        let mut data = self.data();
-        let conv = data
-            .conversations
-            .get_mut(conversation)
-            .ok_or_else(|| StoreError::Unavailable("no such conversation".into()))?;
-        if !conv.members.contains(user) {
-            conv.members.push(user.clone());
-        }
-        Ok(())
+        self.with_conversation(conversation, |conv| {
+            if !conv.members.contains(user) {
+                conv.members.push(user.clone());
+            }
+        })
+        .ok_or_else(no_such_conversation)
     }
 
     async fn has_access(
@@ -159,18 +190,13 @@ impl RoomStore for MemoryStore {
         user: &UserId,
     ) -> Result<bool, StoreError> {
         Ok(self
-            .data()
-            .conversations
-            .get(conversation)
-            .is_some_and(|c| c.members.contains(user)))
+            .with_conversation(conversation, |c| c.members.contains(user))
+            .unwrap_or(false))
     }
 
     async fn members(&self, conversation: &ConversationId) -> Result<Vec<UserId>, StoreError> {
         Ok(self
-            .data()
-            .conversations
-            .get(conversation)
-            .map(|c| c.members.clone())
+            .with_conversation(conversation, |c| c.members.clone())
             .unwrap_or_default())
     }
 
@@ -179,17 +205,14 @@ impl RoomStore for MemoryStore {
         conversation: &ConversationId,
         message: ChatMessage,
     ) -> Result<(), StoreError> {
-        let mut data = self.data();
-        let cap = data.history_cap;
-        let conv = data
-            .conversations
-            .get_mut(conversation)
-            .ok_or_else(|| StoreError::Unavailable("no such conversation".into()))?;
-        conv.history.insert(message);
-        if let Some(cap) = cap {
-            conv.history.trim(cap);
-        }
-        Ok(())
+        let cap = self.shared.history_cap;
+        self.with_conversation(conversation, |conv| {
+            conv.history.insert(message);
+            if let Some(cap) = cap {
+                conv.history.trim(cap);
+            }
+        })
+        .ok_or_else(no_such_conversation)
     }
 
     async fn history(
@@ -198,21 +221,22 @@ impl RoomStore for MemoryStore {
         query: HistoryQuery,
     ) -> Result<Vec<ChatMessage>, StoreError> {
         Ok(
-            self.read_history(conversation, &query, |m, siblings| ChatMessage {
-                siblings: siblings.to_vec(),
+            self.read_history(conversation, &query, |tree, m| ChatMessage {
+                siblings: tree.siblings(m).to_vec(),
                 ..m.clone()
             }),
         )
     }
 
-    /// Copies only what the model is shown of each message.
+    /// Copies only what the model is shown of each message (no siblings: this is read with
+    /// every question).
     async fn prompt_history(
         &self,
         conversation: &ConversationId,
         query: HistoryQuery,
     ) -> Result<Vec<PromptMessage>, StoreError> {
         Ok(
-            self.read_history(conversation, &query, |m, _| PromptMessage {
+            self.read_history(conversation, &query, |_, m| PromptMessage {
                 role: m.role,
                 content: m.content.clone(),
                 parts: m.parts.clone(),
@@ -226,11 +250,8 @@ impl RoomStore for MemoryStore {
         message: &MessageId,
     ) -> Result<Option<ChatMessage>, StoreError> {
         Ok(self
-            .data()
-            .conversations
-            .get(conversation)
-            .and_then(|c| c.history.get(message))
-            .cloned())
+            .with_conversation(conversation, |c| c.history.get(message).cloned())
+            .flatten())
     }
 
     async fn active_leaf(
@@ -238,11 +259,8 @@ impl RoomStore for MemoryStore {
         conversation: &ConversationId,
     ) -> Result<Option<MessageId>, StoreError> {
         Ok(self
-            .data()
-            .conversations
-            .get(conversation)
-            .and_then(|c| c.history.leaf())
-            .cloned())
+            .with_conversation(conversation, |c| c.history.leaf().cloned())
+            .flatten())
     }
 
     async fn switch_branch(
@@ -251,10 +269,8 @@ impl RoomStore for MemoryStore {
         message: &MessageId,
     ) -> Result<Option<MessageId>, StoreError> {
         Ok(self
-            .data()
-            .conversations
-            .get_mut(conversation)
-            .and_then(|c| c.history.switch(message)))
+            .with_conversation(conversation, |c| c.history.switch(message))
+            .flatten())
     }
 
     async fn put_session(&self, session: SessionRecord) -> Result<(), StoreError> {
@@ -479,4 +495,8 @@ impl RoomStore for MemoryStore {
         }
         Ok(true)
     }
+}
+
+fn no_such_conversation() -> StoreError {
+    StoreError::Unavailable("no such conversation".into())
 }

@@ -1,26 +1,36 @@
 //! [`HistoryTree`]: one conversation's messages as a tree, with its active branch.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 
 use marie_core::{ChatMessage, HistoryQuery, MessageId};
 
+/// Maps keyed by message ids, hashed with foldhash: every send looks ids up under the
+/// store's lock (`docs/benchmarks.md`, item 17), and SipHash's resistance to chosen keys is
+/// not needed for ids the engine made.
+type IdMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
 /// A conversation's messages (every branch) and its active branch.
 ///
-/// The active branch is kept as a path, so that a page of it is a slice: reading the last
-/// page of a 100,000-message conversation costs what reading a page costs.
+/// The active branch is kept as a path of the messages themselves (shared with the index
+/// by id), so that a page of it is a slice: reading the last page of a 100,000-message
+/// conversation costs what reading a page costs, and the prompt of every question
+/// (`docs/benchmarks.md`, the hot path) copies its messages without a lookup.
 #[derive(Debug, Default)]
 pub(super) struct HistoryTree {
-    /// Every message, by id (ids are time-ordered: the first is the oldest).
-    nodes: BTreeMap<MessageId, Node>,
+    /// Every message, by id.
+    nodes: IdMap<MessageId, Arc<Node>>,
+    /// The ids in the order they came, the oldest first, for [`trim`](Self::trim).
+    order: VecDeque<MessageId>,
     /// The children of each message (`None`: the first messages), in the order they came.
-    children: HashMap<Option<MessageId>, Vec<MessageId>>,
-    /// The active branch, oldest first: `path[i]` is at depth `depth(path[0]) + i`.
-    path: VecDeque<MessageId>,
+    children: IdMap<Option<MessageId>, Vec<MessageId>>,
+    /// The active branch, oldest first: `path[i]` is at depth `path[0].depth + i`.
+    path: VecDeque<Arc<Node>>,
 }
 
 #[derive(Debug)]
-struct Node {
-    message: ChatMessage,
+pub(super) struct Node {
+    pub(super) message: ChatMessage,
     /// How many ancestors the store holds of it.
     depth: usize,
 }
@@ -31,8 +41,15 @@ impl HistoryTree {
     pub(super) fn insert(&mut self, mut message: ChatMessage) {
         message.siblings = Vec::new();
         let id = message.message_id.clone();
-        if let Some(node) = self.nodes.get_mut(&id) {
-            node.message = message;
+        if let Some(old) = self.nodes.get(&id) {
+            let node = Arc::new(Node {
+                message,
+                depth: old.depth,
+            });
+            if let Some(index) = self.path_index(&id) {
+                self.path[index] = node.clone();
+            }
+            self.nodes.insert(id, node);
             return;
         }
         let parent = message.parent_id.clone();
@@ -41,26 +58,30 @@ impl HistoryTree {
             .and_then(|p| self.nodes.get(p))
             .map_or(0, |p| p.depth + 1);
         self.children.entry(parent).or_default().push(id.clone());
-        self.nodes.insert(id.clone(), Node { message, depth });
-        self.activate(&id);
+        let node = Arc::new(Node { message, depth });
+        self.order.push_back(id.clone());
+        self.nodes.insert(id, node.clone());
+        self.activate(node);
     }
 
-    /// Makes the path end at `id`: keeps the path up to `id`'s nearest ancestor on it, then
-    /// the rest of `id`'s ancestors and `id`. Usually the parent is the path's last message,
-    /// and this is one push.
-    fn activate(&mut self, id: &MessageId) {
+    /// Makes the path end at `node`: keeps the path up to its nearest ancestor on it, then
+    /// the rest of its ancestors and it. Usually the parent is the path's last message, and
+    /// this is one push.
+    fn activate(&mut self, node: Arc<Node>) {
         let mut chain = Vec::new();
-        let mut at = Some(id.clone());
+        let mut at = Some(node);
         let mut kept = None;
         while let Some(current) = at {
-            if let Some(index) = self.path_index(&current) {
+            if let Some(index) = self.path_index(&current.message.message_id) {
                 kept = Some(index + 1);
                 break;
             }
-            at = self
-                .nodes
-                .get(&current)
-                .and_then(|n| n.message.parent_id.clone());
+            at = current
+                .message
+                .parent_id
+                .as_ref()
+                .and_then(|p| self.nodes.get(p))
+                .cloned();
             chain.push(current);
         }
         self.path.truncate(kept.unwrap_or(0));
@@ -70,35 +91,30 @@ impl HistoryTree {
     /// Where `id` is on the active branch, if it is.
     fn path_index(&self, id: &MessageId) -> Option<usize> {
         let depth = self.nodes.get(id)?.depth;
-        let base = self.nodes.get(self.path.front()?)?.depth;
-        let index = depth.checked_sub(base)?;
-        (self.path.get(index) == Some(id)).then_some(index)
+        let index = depth.checked_sub(self.path.front()?.depth)?;
+        self.path
+            .get(index)
+            .is_some_and(|n| n.message.message_id == *id)
+            .then_some(index)
     }
 
     /// The newest `query.limit` messages of the active branch before `query.before`, oldest
-    /// first, each as `copy` makes it from the message and its siblings (empty when none).
-    pub(super) fn page<T>(
-        &self,
-        query: &HistoryQuery,
-        copy: impl Fn(&ChatMessage, &[MessageId]) -> T,
-    ) -> Vec<T> {
+    /// first.
+    pub(super) fn page(&self, query: &HistoryQuery) -> impl Iterator<Item = &Node> {
         let end = match &query.before {
-            Some(before) => self
-                .path_index(before)
+            Some(before) => self.path_index(before).unwrap_or_else(|| {
                 // Ids are time-ordered, so "older than" is "sorts before".
-                .unwrap_or_else(|| self.path.partition_point(|m| m < before)),
+                self.path
+                    .partition_point(|n| n.message.message_id < *before)
+            }),
             None => self.path.len(),
         };
         let start = end.saturating_sub(query.limit);
-        self.path
-            .range(start..end)
-            .filter_map(|id| self.nodes.get(id))
-            .map(|node| copy(&node.message, self.siblings(&node.message)))
-            .collect()
+        self.path.range(start..end).map(|n| &**n)
     }
 
     /// Every message with the same parent as `message`, when there is more than one.
-    fn siblings(&self, message: &ChatMessage) -> &[MessageId] {
+    pub(super) fn siblings(&self, message: &ChatMessage) -> &[MessageId] {
         match self.children.get(&message.parent_id) {
             Some(all) if all.len() > 1 => all,
             _ => &[],
@@ -112,38 +128,44 @@ impl HistoryTree {
 
     /// The last message of the active branch.
     pub(super) fn leaf(&self) -> Option<&MessageId> {
-        self.path.back()
+        self.path.back().map(|n| &n.message.message_id)
     }
 
     /// Makes the branch through `id`, down to its newest leaf, the active one; returns the
     /// leaf, or `None` (changing nothing) when there is no such message.
     pub(super) fn switch(&mut self, id: &MessageId) -> Option<MessageId> {
-        if !self.nodes.contains_key(id) {
-            return None;
-        }
-        let mut leaf = id.clone();
+        let mut leaf = self.nodes.get(id)?.clone();
         while let Some(newest) = self
             .children
-            .get(&Some(leaf.clone()))
+            .get(&Some(leaf.message.message_id.clone()))
             .and_then(|kids| kids.last())
+            .and_then(|kid| self.nodes.get(kid))
         {
             leaf = newest.clone();
         }
-        self.activate(&leaf);
-        Some(leaf)
+        let id = leaf.message.message_id.clone();
+        self.activate(leaf);
+        Some(id)
     }
 
     /// Drops the oldest messages beyond `cap`. Their children stay (with a parent no longer
     /// held); the active branch loses them from its start.
     pub(super) fn trim(&mut self, cap: usize) {
         while self.nodes.len() > cap {
-            let Some((id, node)) = self.nodes.pop_first() else {
+            let Some(id) = self.order.pop_front() else {
                 return;
+            };
+            let Some(node) = self.nodes.remove(&id) else {
+                continue;
             };
             if let Some(kids) = self.children.get_mut(&node.message.parent_id) {
                 kids.retain(|k| *k != id);
             }
-            if self.path.front() == Some(&id) {
+            if self
+                .path
+                .front()
+                .is_some_and(|n| n.message.message_id == id)
+            {
                 self.path.pop_front();
             }
         }
