@@ -56,6 +56,8 @@ function openaiUsage(prompt, completion) {
 }
 
 const OPENAI_TOKENS = ['Hello', ' from', ' a', ' fake', ' GPT', ' ✓'];
+/** How many times each message was asked. */
+const answered = new Map();
 
 async function openaiAnswer(req, body, res) {
   if (req.url !== '/v1/chat/completions') {
@@ -68,7 +70,10 @@ async function openaiAnswer(req, body, res) {
     res.end(JSON.stringify({ error: { message: 'Incorrect API key provided: sk-e2e-***', type: 'invalid_request_error', param: null, code: 'invalid_api_key' } }));
     return;
   }
-  if (message === 'break off') {
+  // 'break once' breaks the first time it is asked, then answers: the engine asks again.
+  const askedBefore = answered.get(message) || 0;
+  answered.set(message, askedBefore + 1);
+  if (message === 'break off' || (message === 'break once' && askedBefore === 0)) {
     res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8' });
     res.write(openaiChunk({ role: 'assistant', content: '', refusal: null }));
     for (const t of ['Half', ' an']) {
@@ -158,12 +163,20 @@ async function ask({ socket, rec, conversationId }, message) {
   const start = await rec.waitFor('stream_start', (d) => d.conversation_id === conversationId, { from: mark, ms: 10_000 });
   const ours = (d) => d.stream_id === start.stream_id;
   const terminal = await terminalOf(rec, ours, mark);
-  const chunks = rec.events.slice(mark).filter((r) => r.event === 'stream_chunk' && ours(r.data)).map((r) => r.data);
-  chunks.forEach((c, i) => {
-    assert.equal(c.seq, i + 1, 'seq 1, 2, 3, ... without gaps');
-    assert.ok(c.content.length > 0);
-  });
-  return { start, chunks, terminal };
+  const numbered = rec.events.slice(mark)
+    .filter((r) => (r.event === 'stream_chunk' || r.event === 'stream_reset') && ours(r.data));
+  numbered.forEach((r, i) => assert.equal(r.data.seq, i + 1, 'seq 1, 2, 3, ... without gaps, resets included'));
+  const resets = numbered.filter((r) => r.event === 'stream_reset').map((r) => r.data);
+  // What a client keeps: a reset drops the chunks after its after_seq.
+  let chunks = [];
+  for (const r of numbered) {
+    if (r.event === 'stream_reset') chunks = chunks.filter((c) => c.seq <= r.data.after_seq);
+    else {
+      assert.ok(r.data.content.length > 0);
+      chunks.push(r.data);
+    }
+  }
+  return { start, chunks, resets, terminal };
 }
 
 describe('chat example with MARIE_LLM=openai against a local OpenAI-compatible server', () => {
@@ -221,14 +234,27 @@ describe('chat example with MARIE_LLM=openai against a local OpenAI-compatible s
     assert.equal(fake.requests.length - before, 1, '401 is never retried');
   });
 
-  it('ends an answer whose connection breaks with a retryable stream_error after the last chunk', async () => {
+  it('asks again a step whose connection breaks mid-answer: stream_reset, then the whole answer', async () => {
     const client = await joinedClient(chat.url, 'carol', sockets);
-    const { chunks, terminal } = await ask(client, 'break off');
+    const before = fake.requests.length;
+    const { chunks, resets, terminal } = await ask(client, 'break once');
+    assert.equal(terminal.event, 'stream_end', JSON.stringify(terminal.data));
+    assert.deepEqual(resets.map((r) => [r.after_seq, r.attempt]), [[0, 1]]);
+    assert.ok(resets[0].reason.length > 0);
+    assert.equal(chunks.map((c) => c.content).join(''), OPENAI_TOKENS.join(''), 'the broken attempt is dropped');
+    assert.equal(terminal.data.full_content, OPENAI_TOKENS.join(''));
+    assert.equal(fake.requests.length - before, 2);
+  });
+
+  it('ends an answer whose connection keeps breaking with a retryable stream_error after two retries', async () => {
+    const client = await joinedClient(chat.url, 'carol', sockets);
+    const { chunks, resets, terminal } = await ask(client, 'break off');
     assert.equal(terminal.event, 'stream_error');
-    assert.equal(chunks.map((c) => c.content).join(''), 'Half an');
+    assert.equal(resets.length, 2);
+    assert.equal(chunks.map((c) => c.content).join(''), 'Half an', 'the last attempt\'s chunks');
     assert.equal(terminal.data.code, 'provider_unavailable');
     assert.equal(terminal.data.retryable, true);
-    assert.equal(terminal.data.after_seq, 2);
+    assert.equal(terminal.data.after_seq, 8, 'two chunks, a reset, two, a reset, two');
   });
 });
 

@@ -543,12 +543,19 @@ async fn a_provider_failure_ends_the_stream_with_stream_error() {
         )
         .await;
     let seen = alice.stream().await;
-    assert_eq!(seen.chunks.len(), 1);
+    // The step is asked again twice (`mid_stream_retries`), failing each time after a chunk.
+    assert_eq!(seen.chunks.len(), 3);
+    let after: Vec<&Value> = seen.resets.iter().map(|r| &r["after_seq"]).collect();
+    assert_eq!(
+        after,
+        [&json!(0), &json!(0)],
+        "each retry drops the attempt before it"
+    );
     assert_eq!(seen.terminal.event, "stream_error");
     let err = &seen.terminal.data;
     assert_eq!(err["code"], "provider_unavailable");
     assert_eq!(err["retryable"], true);
-    assert_eq!(err["after_seq"], 1);
+    assert_eq!(err["after_seq"], 5, "chunk, reset, chunk, reset, chunk");
     let text = err["error"].as_str().unwrap();
     assert!(
         !text.contains("503"),

@@ -234,6 +234,23 @@ impl ProviderError {
         }
     }
 
+    /// Whether a model step that failed this way after its stream had begun is worth asking
+    /// again at once (`EngineConfig::mid_stream_retries`): a dropped connection, a stream cut
+    /// before its end, a malformed event, an error event of an overloaded model, a stall.
+    /// Never credentials, nor a refusal the provider would repeat (4xx).
+    pub fn retryable_mid_stream(&self) -> bool {
+        match self {
+            Self::Unauthorized { .. } => false,
+            Self::Status { status } => *status >= 500,
+            Self::Protocol(_)
+            | Self::Disconnected(_)
+            | Self::Upstream(_)
+            | Self::Timeout(_)
+            | Self::Unreachable(_)
+            | Self::RateLimited { .. } => true,
+        }
+    }
+
     /// A short label for metrics (`marie_provider_errors_total{kind}`).
     pub fn kind(&self) -> &'static str {
         match self {

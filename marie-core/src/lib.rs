@@ -83,7 +83,7 @@ pub use sink::{RecordingSink, StreamSink, emit_each};
 pub use store::{HistoryQuery, RoomStore, SessionRecord};
 pub use stream::{
     AnswerFailed, EndStatus, MessagePart, MessageResponse, Payload, SendQueued, StartStatus,
-    StreamChunk, StreamEnd, StreamEvent, StreamFailed, StreamReasoning, StreamStart, ToolApproval,
-    ToolApprovalRequest, ToolCallDelta, ToolCallReady, ToolCallStart, ToolResult,
+    StreamChunk, StreamEnd, StreamEvent, StreamFailed, StreamReasoning, StreamReset, StreamStart,
+    ToolApproval, ToolApprovalRequest, ToolCallDelta, ToolCallReady, ToolCallStart, ToolResult,
 };
 pub use tool::{Tool, ToolContext, ToolError, ToolFn, Toolbox, ToolboxError, tool_fn};

@@ -19,8 +19,8 @@ use marie_core::{
     EndStatus, EngineConfig, Error, ErrorCode, FinishReason, HistoryQuery, Identity, MessageId,
     MessagePart, MessageRole, OnBusy, PromptMessage, ProviderError, QueuedSend, RecordingSink,
     RoomStore, SendOutcome, SendRequest, SessionId, SessionRecord, SinkError, StartStatus,
-    StoreError, StreamChunk, StreamEnd, StreamEvent, StreamFailed, StreamId, StreamSink, Usage,
-    UserId, budget_fn, estimate_tokens,
+    StoreError, StreamChunk, StreamEnd, StreamEvent, StreamFailed, StreamId, StreamReset,
+    StreamSink, Usage, UserId, budget_fn, estimate_tokens,
 };
 use marie_llm::ScriptedProvider;
 
@@ -167,6 +167,7 @@ fn stream_id_of(event: &StreamEvent) -> Option<&StreamId> {
         StreamEvent::End(e) => Some(&e.stream_id),
         StreamEvent::Error(e) => Some(&e.stream_id),
         StreamEvent::Reasoning(e) => Some(&e.stream_id),
+        StreamEvent::Reset(e) => Some(&e.stream_id),
         _ => None,
     }
 }
@@ -240,32 +241,34 @@ impl Harness {
             .collect()
     }
 
-    /// The chunks of `stream`, checked: the numbered events (chunks and reasoning) have
+    /// The chunks of `stream`, checked: the numbered events (chunks, reasoning, resets) have
     /// `seq` 1..n without gaps; chunk content never empty, `done:false`, `tokens_used`
-    /// increasing. Returns the chunks' contents joined.
+    /// increasing. Returns the chunks' contents joined as a client keeps them: a
+    /// `stream_reset` drops the chunks after its `after_seq`.
     fn chunks_joined(&self, stream: &StreamId) -> String {
         let events = self.stream_events(stream);
         let seqs: Vec<u64> = events.iter().filter_map(StreamEvent::seq).collect();
         let expected: Vec<u64> = (1..=seqs.len() as u64).collect();
         assert_eq!(seqs, expected, "seq must be contiguous from 1");
-        let mut joined = String::new();
-        let mut last_tokens = 0;
-        let chunks = events.into_iter().filter_map(|e| match e {
-            StreamEvent::Chunk(c) => Some(c),
-            _ => None,
-        });
-        for chunk in chunks {
-            assert!(!chunk.content.is_empty(), "chunk content must not be empty");
-            assert!(!chunk.done);
-            assert!(
-                chunk.tokens_used > last_tokens,
-                "tokens_used must increase: {} after {last_tokens}",
-                chunk.tokens_used
-            );
-            last_tokens = chunk.tokens_used;
-            joined.push_str(&chunk.content);
+        let mut kept: Vec<StreamChunk> = Vec::new();
+        for event in events {
+            match event {
+                StreamEvent::Chunk(chunk) => {
+                    assert!(!chunk.content.is_empty(), "chunk content must not be empty");
+                    assert!(!chunk.done);
+                    let last_tokens = kept.last().map_or(0, |c| c.tokens_used);
+                    assert!(
+                        chunk.tokens_used > last_tokens,
+                        "tokens_used must increase: {} after {last_tokens}",
+                        chunk.tokens_used
+                    );
+                    kept.push(chunk);
+                }
+                StreamEvent::Reset(reset) => kept.retain(|c| c.seq <= reset.after_seq),
+                _ => {}
+            }
         }
-        joined
+        kept.iter().map(|c| c.content.as_str()).collect()
     }
 
     /// Asserts the shape of every stream the sink saw: it opens with `stream_start`, then
@@ -306,7 +309,10 @@ impl Harness {
             );
             for e in &events[1..events.len() - 1] {
                 assert!(
-                    matches!(e, StreamEvent::Chunk(_) | StreamEvent::Reasoning(_)),
+                    matches!(
+                        e,
+                        StreamEvent::Chunk(_) | StreamEvent::Reasoning(_) | StreamEvent::Reset(_)
+                    ),
                     "stream {id}: unexpected {e:?} mid-stream"
                 );
             }
@@ -1096,6 +1102,167 @@ async fn cancelled_and_failed_answers_count_once() {
 }
 
 // ---------------------------------------------------------------------------------------
+// Retries of a step that fails mid-stream
+// ---------------------------------------------------------------------------------------
+
+fn retrying() -> EngineConfig {
+    EngineConfig::default().retry_backoff(Duration::from_millis(1))
+}
+
+/// The resets of `stream`, in order.
+fn resets(h: &Harness, stream: &StreamId) -> Vec<StreamReset> {
+    h.stream_events(stream)
+        .into_iter()
+        .filter_map(|e| match e {
+            StreamEvent::Reset(r) => Some(r),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_cut_mid_stream_is_asked_again_and_clients_drop_what_it_said() {
+    let h = harness_with(
+        ScriptedProvider::new(["al", "pha ", "be", "ta"]).fail_first_at(
+            1,
+            2,
+            ProviderError::Disconnected("connection reset".into()),
+        ),
+        retrying(),
+    );
+    let alice = user("alice");
+    let room = conv("room-retry-step");
+    h.create(&alice, &room).await;
+    let sent = h.send(&alice, streamed(&room, "say it")).await;
+    let end = h.end(&sent.stream_id).await;
+    assert_eq!(end.status, EndStatus::Complete);
+    assert_eq!(end.full_content, "alpha beta", "the final attempt, whole");
+    assert_eq!(h.chunks_joined(&sent.stream_id), end.full_content);
+    let reset = resets(&h, &sent.stream_id);
+    assert_eq!(reset.len(), 1);
+    assert_eq!(
+        (reset[0].seq, reset[0].after_seq, reset[0].attempt),
+        (3, 0, 1)
+    );
+    assert!(!reset[0].reason.is_empty());
+    let requests = h.provider.requests();
+    assert_eq!(requests.len(), 2, "asked again once");
+    assert_eq!(
+        requests[0].messages, requests[1].messages,
+        "the same request"
+    );
+    assert_eq!(h.history(&alice, &room).await[1].content, "alpha beta");
+    assert_eq!(
+        end.usage.completion_tokens,
+        estimate_tokens(&end.full_content),
+        "usage describes the answer kept"
+    );
+
+    // The log holds the failed attempt, the reset and the retry: a client that resumes from
+    // the start rebuilds exactly the final answer.
+    let log = h
+        .engine
+        .read_stream(&alice, Some(&room), &sent.stream_id, 0, 100)
+        .await
+        .unwrap();
+    let mut kept: Vec<(u64, String)> = Vec::new();
+    for event in log.events {
+        match event {
+            StreamEvent::Chunk(c) => kept.push((c.seq, c.content)),
+            StreamEvent::Reset(r) => kept.retain(|(seq, _)| *seq <= r.after_seq),
+            _ => {}
+        }
+    }
+    let rebuilt: String = kept.into_iter().map(|(_, c)| c).collect();
+    assert_eq!(rebuilt, end.full_content);
+    h.assert_one_terminal_per_stream();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_are_bounded_and_only_for_failures_worth_retrying() {
+    // Always cut: two retries, then the answer fails.
+    let h = harness_with(
+        ScriptedProvider::new(["a", "b", "c"]).fail_at(
+            1,
+            ProviderError::Protocol("stream ended before [DONE]".into()),
+        ),
+        retrying(),
+    );
+    let alice = user("alice");
+    let room = conv("room-retry-bounded");
+    h.create(&alice, &room).await;
+    let sent = h.send(&alice, streamed(&room, "x")).await;
+    let failed = h.error(&sent.stream_id).await;
+    assert_eq!(failed.code, ErrorCode::ProviderUnavailable);
+    assert_eq!(h.provider.requests().len(), 3);
+    let attempts: Vec<u32> = resets(&h, &sent.stream_id)
+        .iter()
+        .map(|r| r.attempt)
+        .collect();
+    assert_eq!(attempts, [1, 2]);
+    h.assert_one_terminal_per_stream();
+
+    // A refusal the provider would repeat (4xx) mid-stream: no retry.
+    let h = harness_with(
+        ScriptedProvider::new(["a", "b"]).fail_at(1, ProviderError::Status { status: 400 }),
+        retrying(),
+    );
+    h.create(&alice, &room).await;
+    let sent = h.send(&alice, streamed(&room, "x")).await;
+    h.error(&sent.stream_id).await;
+    assert_eq!(h.provider.requests().len(), 1);
+    assert!(resets(&h, &sent.stream_id).is_empty());
+
+    // Refused before the stream began: the provider has retried what it could.
+    let h = harness_with(
+        ScriptedProvider::new(["a"]).fail_on_start(ProviderError::Unreachable("down".into())),
+        retrying(),
+    );
+    h.create(&alice, &room).await;
+    let sent = h.send(&alice, streamed(&room, "x")).await;
+    h.error(&sent.stream_id).await;
+    assert_eq!(h.provider.requests().len(), 1);
+
+    // Turned off: the first failure ends the answer.
+    let h = harness_with(
+        ScriptedProvider::new(["a", "b"]).fail_first_at(
+            1,
+            1,
+            ProviderError::Disconnected("reset".into()),
+        ),
+        retrying().mid_stream_retries(0),
+    );
+    h.create(&alice, &room).await;
+    let sent = h.send(&alice, streamed(&room, "x")).await;
+    h.error(&sent.stream_id).await;
+    assert_eq!(h.provider.requests().len(), 1);
+    assert!(resets(&h, &sent.stream_id).is_empty());
+}
+
+/// A failed attempt's tokens count for the budget; `stream_end.usage` is the final one's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_attempts_count_for_the_budget() {
+    let h = harness_with_budget(
+        ScriptedProvider::new(words(10))
+            .usage(Usage::reported(7, 10))
+            .fail_first_at(1, 5, ProviderError::Upstream("overloaded_error".into())),
+        Budget::new(100_000, BudgetPeriod::Day),
+    );
+    let alice = user("alice");
+    let room = conv("room-retry-budget");
+    h.create(&alice, &room).await;
+    let sent = h.send(&alice, streamed(&room, "go")).await;
+    let end = h.end(&sent.stream_id).await;
+    assert_eq!(end.usage, Usage::reported(7, 10));
+    let used = h.engine.usage(&alice).await.unwrap().used;
+    assert!(
+        used > end.usage.total_tokens + 5,
+        "the failed attempt's prompt and 5 chunks count too: {used}"
+    );
+    h.assert_one_terminal_per_stream();
+}
+
+// ---------------------------------------------------------------------------------------
 // stream:false
 // ---------------------------------------------------------------------------------------
 
@@ -1667,10 +1834,14 @@ async fn provider_failing_on_start_gives_one_stream_error_after_seq_zero() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn provider_failing_mid_stream_gives_stream_error_after_the_last_chunk() {
-    let h = harness(ScriptedProvider::new(["a", "b", "c"]).fail_at(
-        2,
-        ProviderError::Upstream("overloaded, key sk-live-123".into()),
-    ));
+    // Without retries (they are tested above): the failure itself.
+    let h = harness_with(
+        ScriptedProvider::new(["a", "b", "c"]).fail_at(
+            2,
+            ProviderError::Upstream("overloaded, key sk-live-123".into()),
+        ),
+        EngineConfig::default().mid_stream_retries(0),
+    );
     let alice = user("alice");
     let room = conv("room-fail-mid");
     h.create(&alice, &room).await;
@@ -1689,7 +1860,10 @@ async fn provider_failing_mid_stream_gives_stream_error_after_the_last_chunk() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn truncated_provider_stream_is_an_error_never_a_silent_complete() {
-    let h = harness(ScriptedProvider::new(["a", "b"]).truncated());
+    let h = harness_with(
+        ScriptedProvider::new(["a", "b"]).truncated(),
+        EngineConfig::default().mid_stream_retries(0),
+    );
     let alice = user("alice");
     let room = conv("room-truncated");
     h.create(&alice, &room).await;

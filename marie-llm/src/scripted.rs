@@ -35,6 +35,8 @@ struct Script {
     /// Only the first this many requests fail with `start_error` (0: all of them).
     start_error_for: usize,
     fail_at: Option<(usize, ProviderError)>,
+    /// Only the first this many streams fail with `fail_at` (0: all of them).
+    fail_at_for: usize,
     panic_at: Option<usize>,
     ending: Ending,
 }
@@ -68,6 +70,7 @@ impl ScriptedProvider {
                 start_error: None,
                 start_error_for: 0,
                 fail_at: None,
+                fail_at_for: 0,
                 panic_at: None,
                 ending: Ending::Done(None),
             },
@@ -176,6 +179,14 @@ impl ScriptedProvider {
         self
     }
 
+    /// Yields `error` after `n` chunks in the first `times` streams only, then plays the
+    /// script whole: a stream that breaks and works when asked again.
+    pub fn fail_first_at(mut self, times: usize, n: usize, error: ProviderError) -> Self {
+        self.script.fail_at = Some((n, error));
+        self.script.fail_at_for = times.max(1);
+        self
+    }
+
     /// Panics after `n` chunks, as a buggy backend would.
     pub fn panic_at(mut self, n: usize) -> Self {
         self.script.panic_at = Some(n);
@@ -269,6 +280,9 @@ impl LlmProvider for ScriptedProvider {
             && (script.start_error_for == 0 || nth <= script.start_error_for)
         {
             return Err(e);
+        }
+        if script.fail_at_for != 0 && nth > script.fail_at_for {
+            script.fail_at = None;
         }
         let state = Playback {
             script,

@@ -28,8 +28,11 @@ fn provider(host: &str) -> OllamaBuilder {
         .retry(RetryPolicy::default().backoff(ms(20), ms(40)))
 }
 
+/// A chat whose engine does not ask a failed step again: these tests check how each fault of
+/// the wire reaches a client (the engine's retries are tested in `retries.rs` and marie-core).
 async fn chat(provider: OllamaBuilder) -> Chat {
-    Chat::new(provider.build().unwrap(), EngineConfig::default()).await
+    let config = EngineConfig::default().mid_stream_retries(0);
+    Chat::new(provider.build().unwrap(), config).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

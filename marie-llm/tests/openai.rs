@@ -31,8 +31,11 @@ fn provider(base_url: &str) -> OpenAiBuilder {
         .retry(RetryPolicy::default().backoff(ms(20), ms(40)))
 }
 
+/// A chat whose engine does not ask a failed step again: these tests check how each fault of
+/// the wire reaches a client (the engine's retries are tested in `retries.rs` and marie-core).
 async fn chat(provider: OpenAiBuilder) -> Chat {
-    Chat::new(provider.build().unwrap(), EngineConfig::default()).await
+    let config = EngineConfig::default().mid_stream_retries(0);
+    Chat::new(provider.build().unwrap(), config).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -783,7 +786,7 @@ async fn a_call_cut_mid_arguments_is_a_provider_error_not_a_call() {
                 .retry(RetryPolicy::none())
                 .build()
                 .unwrap(),
-            EngineConfig::default(),
+            EngineConfig::default().mid_stream_retries(0),
             vec![calculate()],
         )
         .await;

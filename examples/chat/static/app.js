@@ -667,8 +667,30 @@
       return;
     }
     view.held = data.seq;
+    // Kept so that a `stream_reset` can take back what a failed step showed.
+    (view.applied ||= []).push({ seq: data.seq, apply, data });
     apply(view, data);
     if (isNearBottom()) ui.messages.scrollTop = ui.messages.scrollHeight;
+  }
+
+  /**
+   * stream_reset: a model step failed mid-way and is asked again. Everything the answer
+   * showed after `after_seq` is taken back: its text, reasoning and tool cards are drawn
+   * again from the events kept, and a note says it is being retried.
+   */
+  function onStreamReset(data) {
+    onNumbered(data, (view) => {
+      const kept = (view.applied || []).filter((e) => e.seq <= data.after_seq);
+      view.applied = kept;
+      view.text.textContent = "";
+      view.thoughts.textContent = "";
+      view.details.hidden = true;
+      view.tools.replaceChildren();
+      view.calls = new Map();
+      for (const e of kept) e.apply(view, e.data);
+      view.applied.push({ seq: data.seq, apply: () => {}, data });
+      setAssistantStatus(view, "streaming", `retrying (${data.attempt})…`);
+    });
   }
 
   /** stream_chunk and stream_reasoning. */
@@ -1152,6 +1174,7 @@
     });
     socket.on("queued", addQueued);
     socket.on("stream_start", onStreamStart);
+    socket.on("stream_reset", onStreamReset);
     socket.on("stream_chunk", (data) => onStreamPiece(data, "text"));
     socket.on("stream_reasoning", (data) => onStreamPiece(data, "reasoning"));
     for (const [name, apply] of Object.entries(TOOL_EVENTS)) socket.on(name, (data) => onNumbered(data, apply));

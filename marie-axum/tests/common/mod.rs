@@ -288,6 +288,7 @@ impl TestClient {
     pub async fn stream(&mut self) -> StreamSeen {
         let start = self.next("stream_start").await;
         let mut chunks = Vec::new();
+        let mut resets = Vec::new();
         let deadline = tokio::time::Instant::now() + WAIT * 3;
         loop {
             let Some(i) = self
@@ -303,10 +304,12 @@ impl TestClient {
             let got = self.pending.remove(i).expect("index is in range");
             match got.event.as_str() {
                 "stream_chunk" => chunks.push(got.data),
+                "stream_reset" => resets.push(got.data),
                 "stream_end" | "stream_error" => {
                     return StreamSeen {
                         start,
                         chunks,
+                        resets,
                         terminal: got,
                     };
                 }
@@ -322,7 +325,10 @@ impl TestClient {
 
 pub struct StreamSeen {
     pub start: Value,
+    /// Every chunk received, those of failed attempts included.
     pub chunks: Vec<Value>,
+    /// The `stream_reset`s: a failed model step asked again.
+    pub resets: Vec<Value>,
     pub terminal: Received,
 }
 

@@ -41,6 +41,14 @@ pub struct EngineConfig {
     pub on_busy: OnBusy,
     /// The most sends that may wait in one conversation's queue; one more is `busy`.
     pub max_queue: usize,
+    /// How many times a model step whose stream fails after it began (a dropped connection,
+    /// a cut, a malformed event, an overloaded model) is asked again, after
+    /// [`retry_backoff`](Self::retry_backoff), doubling, before the answer fails. Clients are
+    /// sent `stream_reset` and drop the failed attempt's events; 0 turns it off for clients
+    /// that cannot.
+    pub mid_stream_retries: u32,
+    /// The wait before the first retry of a failed step; each next retry waits twice as long.
+    pub retry_backoff: Duration,
 }
 
 impl Default for EngineConfig {
@@ -59,6 +67,8 @@ impl Default for EngineConfig {
             approval_timeout: Duration::from_secs(10 * 60),
             on_busy: OnBusy::Reject,
             max_queue: 5,
+            mid_stream_retries: 2,
+            retry_backoff: Duration::from_millis(200),
         }
     }
 }
@@ -67,6 +77,18 @@ impl EngineConfig {
     /// Sets [`on_busy`](Self::on_busy).
     pub fn on_busy(mut self, on_busy: OnBusy) -> Self {
         self.on_busy = on_busy;
+        self
+    }
+
+    /// Sets [`mid_stream_retries`](Self::mid_stream_retries).
+    pub fn mid_stream_retries(mut self, retries: u32) -> Self {
+        self.mid_stream_retries = retries;
+        self
+    }
+
+    /// Sets [`retry_backoff`](Self::retry_backoff).
+    pub fn retry_backoff(mut self, backoff: Duration) -> Self {
+        self.retry_backoff = backoff;
         self
     }
 

@@ -253,7 +253,7 @@ impl ChatEngine {
             // Cancelled, or started by another node, meanwhile.
             return Err(Error::NotFound("the queued send is no longer queued"));
         }
-        let (llm_request, answered) = self
+        let (llm_request, answered, prompt) = self
             .prepare_request(who, &mut reservation, start.question)
             .await?;
 
@@ -264,6 +264,7 @@ impl ChatEngine {
             stream_id: outcome.stream_id.clone(),
             message_id: outcome.answer_message_id.clone(),
             parent_id: answered,
+            prompt,
             prompt_tokens: llm_request
                 .messages
                 .iter()
@@ -377,7 +378,7 @@ impl ChatEngine {
         who: &Identity,
         reservation: &mut Reservation<'_>,
         question: Question,
-    ) -> Result<(LlmRequest, MessageId), Error> {
+    ) -> Result<(LlmRequest, MessageId, HistoryQuery), Error> {
         let store = &self.shared.store;
         let config = &self.shared.config;
         let conversation = &reservation.conversation;
@@ -406,12 +407,13 @@ impl ChatEngine {
                         ));
                     }
                 };
-                let history = HistoryQuery {
+                let query = HistoryQuery {
                     before,
                     limit: config.history_window.max(1),
                 };
-                let messages = store.prompt_history(conversation, history).await?;
-                return Ok((self.llm_request(who, conversation, messages), user_message));
+                let messages = store.prompt_history(conversation, query.clone()).await?;
+                let request = self.llm_request(&who.user_id, conversation, messages);
+                return Ok((request, user_message, query));
             }
         };
         let user_message = ChatMessage {
@@ -426,15 +428,16 @@ impl ChatEngine {
         };
         let answered = user_message.message_id.clone();
         store.append_message(conversation, user_message).await?;
-        let history = HistoryQuery::newest(config.history_window.max(1));
-        let messages = store.prompt_history(conversation, history).await?;
-        Ok((self.llm_request(who, conversation, messages), answered))
+        let query = HistoryQuery::newest(config.history_window.max(1));
+        let messages = store.prompt_history(conversation, query.clone()).await?;
+        let request = self.llm_request(&who.user_id, conversation, messages);
+        Ok((request, answered, query))
     }
 
     /// The model's request: the system prompt, if any, then `history`.
-    fn llm_request(
+    pub(super) fn llm_request(
         &self,
-        who: &Identity,
+        user: &crate::UserId,
         conversation: &ConversationId,
         history: Vec<PromptMessage>,
     ) -> LlmRequest {
@@ -449,7 +452,7 @@ impl ChatEngine {
         };
         LlmRequest {
             conversation_id: conversation.clone(),
-            user_id: who.user_id.clone(),
+            user_id: user.clone(),
             messages,
             tools: self.shared.tools.specs().to_vec(),
         }

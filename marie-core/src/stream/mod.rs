@@ -48,6 +48,27 @@ pub struct SendQueued {
     pub position: usize,
 }
 
+/// `stream_reset`: a model step failed after it had begun to answer, and is being asked
+/// again (see [`EngineConfig::mid_stream_retries`](crate::EngineConfig::mid_stream_retries)).
+/// A client drops every event of the stream after `after_seq` (the failed attempt's text,
+/// reasoning and tool calls) and keeps what comes next. Numbered and logged like any part,
+/// so that a resume rebuilds the same answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamReset {
+    /// The conversation.
+    pub conversation_id: ConversationId,
+    /// The answer.
+    pub stream_id: StreamId,
+    /// Its place in the answer's sequence.
+    pub seq: u64,
+    /// The last event kept: everything after it, before this one, is dropped.
+    pub after_seq: u64,
+    /// Which retry this is: 1 for the first.
+    pub attempt: u32,
+    /// Why the step is asked again (the provider's failure, safe to show).
+    pub reason: String,
+}
+
 /// `stream_start`: an answer began.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StreamStart {
@@ -333,6 +354,9 @@ pub enum StreamEvent {
     /// `tool_result`
     #[serde(rename = "tool_result")]
     ToolResult(ToolResult),
+    /// `stream_reset`: a failed model step is asked again; its events are dropped.
+    #[serde(rename = "stream_reset")]
+    Reset(StreamReset),
     /// `stream_end`
     #[serde(rename = "stream_end")]
     End(StreamEnd),
@@ -361,6 +385,7 @@ impl StreamEvent {
             Self::ApprovalRequest(_) => "tool_approval_request",
             Self::Approval(_) => "tool_approval",
             Self::ToolResult(_) => "tool_result",
+            Self::Reset(_) => "stream_reset",
             Self::End(_) => "stream_end",
             Self::Error(_) => "stream_error",
             Self::Response(_) => "message_response",
@@ -381,6 +406,7 @@ impl StreamEvent {
             Self::ApprovalRequest(e) => &e.conversation_id,
             Self::Approval(e) => &e.conversation_id,
             Self::ToolResult(e) => &e.conversation_id,
+            Self::Reset(e) => &e.conversation_id,
             Self::End(e) => &e.conversation_id,
             Self::Error(e) => &e.conversation_id,
             Self::Response(e) => &e.conversation_id,
@@ -401,6 +427,7 @@ impl StreamEvent {
             Self::ApprovalRequest(e) => &e.stream_id,
             Self::Approval(e) => &e.stream_id,
             Self::ToolResult(e) => &e.stream_id,
+            Self::Reset(e) => &e.stream_id,
             Self::End(e) => &e.stream_id,
             Self::Error(e) => &e.stream_id,
             Self::Response(e) => &e.stream_id,
@@ -420,6 +447,7 @@ impl StreamEvent {
             Self::ApprovalRequest(e) => Some(e.seq),
             Self::Approval(e) => Some(e.seq),
             Self::ToolResult(e) => Some(e.seq),
+            Self::Reset(e) => Some(e.seq),
             _ => None,
         }
     }
@@ -503,6 +531,7 @@ impl Serialize for Payload<'_> {
             StreamEvent::ApprovalRequest(e) => e.serialize(serializer),
             StreamEvent::Approval(e) => e.serialize(serializer),
             StreamEvent::ToolResult(e) => e.serialize(serializer),
+            StreamEvent::Reset(e) => e.serialize(serializer),
             StreamEvent::End(e) => e.serialize(serializer),
             StreamEvent::Error(e) => e.serialize(serializer),
             StreamEvent::Response(e) => e.serialize(serializer),

@@ -8,6 +8,8 @@
 //! ([`burst::take`]), log and send it ([`burst::send`]), and stop on anything that is not part
 //! of the answer.
 
+use std::sync::atomic::Ordering;
+
 use futures_util::{FutureExt, StreamExt};
 
 use super::burst::{self, Item, Then};
@@ -15,7 +17,7 @@ use super::text::Text;
 use super::{AnswerJob, ChatEngine, Outcome, Stop, tools};
 use crate::{
     EndStatus, Error, FinishReason, LlmEvent, LlmRequest, LlmStream, MessageRole, PromptMessage,
-    ProviderError, Usage, estimate_tokens,
+    ProviderError, StreamEvent, StreamReset, Usage, estimate_tokens,
 };
 
 /// How one model step ended, when it did not end the answer.
@@ -27,6 +29,10 @@ struct StepDone {
 /// How one model step ended the answer.
 enum StepEnd {
     Stopped(Stop),
+    /// The provider refused the request before its stream began (it has retried what it
+    /// could by then: `marie-llm`'s providers retry connect errors, 5xx and 429).
+    Refused(ProviderError),
+    /// The stream began, then failed.
     Failed(ProviderError),
 }
 
@@ -35,13 +41,18 @@ pub(super) async fn drive(engine: &ChatEngine, job: &AnswerJob, request: LlmRequ
     // Summed over the steps; a step whose provider reports none is estimated (and the sum
     // is then marked `estimated`).
     let mut usage = Usage::default();
+    // What failed attempts used: their steps were asked again (`stream_reset`).
+    let mut retried = Usage::default();
     // The first step's prompt was estimated when the request was built.
     let mut step_prompt = job.prompt_tokens;
-    let max_steps = engine.shared.config.max_steps.max(1);
+    let config = &engine.shared.config;
+    let max_steps = config.max_steps.max(1);
     // Without tools on offer there is no next step: the request goes to the provider as it
-    // is, uncopied (the common case, and the hot path of `docs/benchmarks.md` item 14).
+    // is, uncopied (the common case, and the hot path of `docs/benchmarks.md` item 14); a
+    // retry builds it again.
     let base = (!engine.tools().is_empty()).then(|| request.clone());
-    let mut step_request = request;
+    // The request of the next attempt, when it is built already (each step's first).
+    let mut ready = Some(request);
     let mut step_number = 1;
     loop {
         let text_before = text.content().len();
@@ -49,42 +60,129 @@ pub(super) async fn drive(engine: &ChatEngine, job: &AnswerJob, request: LlmRequ
             let said = estimate_tokens(&text.content()[text_before..]);
             Usage::estimated(step_prompt, said)
         };
-        let prompts = usage.prompt_tokens + step_prompt;
-        let done = match step(engine, job, step_request, &mut text, prompts).await {
-            Ok(done) => done,
-            Err(StepEnd::Stopped(stop)) => {
-                // What the step had said when it was stopped counts too.
-                let usage = usage + estimate_step(&text);
-                return stopped(engine, job, stop, text, usage).await;
+        let mark = text.mark(job.seq.load(Ordering::Acquire));
+        let mut attempt = 0;
+        let done = loop {
+            let step_request = match (ready.take(), &base) {
+                (Some(request), _) => request,
+                (None, Some(base)) if step_number > 1 => next_request(base, &text),
+                (None, Some(base)) => base.clone(),
+                (None, None) => match rebuild(engine, job).await {
+                    Ok(request) => request,
+                    Err(e) => return store_failed(e, usage + retried),
+                },
+            };
+            let prompts = usage.prompt_tokens + step_prompt + retried.total_tokens;
+            let failed = match step(engine, job, step_request, &mut text, prompts).await {
+                Ok(done) => break done,
+                Err(StepEnd::Stopped(stop)) => {
+                    // What the step had said when it was stopped counts too.
+                    let usage = usage + estimate_step(&text);
+                    return stopped(engine, job, stop, text, usage, retried).await;
+                }
+                Err(StepEnd::Refused(e)) => {
+                    return provider_failed(e, usage + retried + estimate_step(&text));
+                }
+                Err(StepEnd::Failed(e)) => e,
+            };
+            if attempt >= config.mid_stream_retries || !failed.retryable_mid_stream() {
+                return provider_failed(failed, usage + retried + estimate_step(&text));
             }
-            Err(StepEnd::Failed(e)) => return provider_failed(e, usage + estimate_step(&text)),
+            attempt += 1;
+            retried = retried + estimate_step(&text);
+            text.rollback(&mark);
+            if let Err(stop) = reset(engine, job, mark.seq(), attempt, &failed).await {
+                return stopped(engine, job, stop, text, usage, retried).await;
+            }
         };
         usage = usage + done.usage.unwrap_or_else(|| estimate_step(&text));
         let total = Some(usage);
         let calls = text.take_calls();
         if calls.is_empty() {
             text.record_speed();
-            return finished(text, EndStatus::Complete, total, done.finish_reason);
+            return finished(
+                text,
+                EndStatus::Complete,
+                total,
+                done.finish_reason,
+                retried,
+            );
         }
         let Some(base) = &base else {
             // The model called tools although none are offered: each call is told so (there
             // is no such tool), and the answer ends there, with the model's finish reason.
             if let Err(stop) = tools::run(engine, job, calls, &mut text).await {
-                return stopped(engine, job, stop, text, usage).await;
+                return stopped(engine, job, stop, text, usage, retried).await;
             }
-            return finished(text, EndStatus::Complete, total, done.finish_reason);
+            return finished(
+                text,
+                EndStatus::Complete,
+                total,
+                done.finish_reason,
+                retried,
+            );
         };
         if step_number >= max_steps {
             tools::refuse(engine, job, calls, &mut text).await;
-            return finished(text, EndStatus::Complete, total, FinishReason::MaxSteps);
+            return finished(
+                text,
+                EndStatus::Complete,
+                total,
+                FinishReason::MaxSteps,
+                retried,
+            );
         }
         if let Err(stop) = tools::run(engine, job, calls, &mut text).await {
-            return stopped(engine, job, stop, text, usage).await;
+            return stopped(engine, job, stop, text, usage, retried).await;
         }
-        step_request = next_request(base, &text);
-        step_prompt = prompt_estimate(&step_request);
+        let next = next_request(base, &text);
+        step_prompt = prompt_estimate(&next);
+        ready = Some(next);
         step_number += 1;
     }
+}
+
+/// Tells the room that a failed step is asked again (`stream_reset`, numbered and logged
+/// like any part), then waits the backoff: stopped meanwhile by a cancel or a shutdown.
+async fn reset(
+    engine: &ChatEngine,
+    job: &AnswerJob,
+    after_seq: u64,
+    attempt: u32,
+    failed: &ProviderError,
+) -> Result<(), Stop> {
+    tracing::info!(stream_id = %job.stream_id, attempt, error = %failed, "a model step failed mid-stream; asking again");
+    metrics::counter!("marie_stream_resets_total", "kind" => failed.kind()).increment(1);
+    let reason = Error::Provider(failed.clone()).client_message();
+    burst::send_one(engine, job, |seq| {
+        StreamEvent::Reset(StreamReset {
+            conversation_id: job.conversation_id.clone(),
+            stream_id: job.stream_id.clone(),
+            seq,
+            after_seq,
+            attempt,
+            reason,
+        })
+    })
+    .await;
+    let backoff = engine.shared.config.retry_backoff * 2u32.saturating_pow(attempt - 1);
+    tokio::select! {
+        biased;
+        _ = job.cancel.cancelled() => Err(Stop::Cancelled),
+        _ = engine.shared.interrupt.cancelled() => Err(Stop::Interrupted),
+        _ = tokio::time::sleep(backoff) => Ok(()),
+    }
+}
+
+/// The first step's request, built again from the store for a retry: the answer is not
+/// stored yet and its lease keeps the branch as it was, so it is the request first sent.
+async fn rebuild(engine: &ChatEngine, job: &AnswerJob) -> Result<LlmRequest, Error> {
+    let messages = engine
+        .shared
+        .store
+        .prompt_history(&job.conversation_id, job.prompt.clone())
+        .await?;
+    Ok(engine.llm_request(&job.user_id, &job.conversation_id, messages))
 }
 
 /// The estimated size of a request, in tokens: its texts, and the calls and results of the
@@ -129,7 +227,7 @@ async fn step(
     let mut stream = match open(engine, job, request).await {
         Ok(stream) => stream,
         Err(Ok(stop)) => return Err(StepEnd::Stopped(stop)),
-        Err(Err(e)) => return Err(StepEnd::Failed(e)),
+        Err(Err(e)) => return Err(StepEnd::Refused(e)),
     };
     loop {
         let item = next(engine, job, &mut stream)
@@ -213,6 +311,7 @@ fn finished(
     status: EndStatus,
     usage: Option<Usage>,
     finish_reason: FinishReason,
+    retried: Usage,
 ) -> Outcome {
     let (content, parts) = text.into_content();
     Outcome::Finished {
@@ -221,6 +320,7 @@ fn finished(
         status,
         usage,
         finish_reason,
+        retried,
     }
 }
 
@@ -233,6 +333,7 @@ async fn stopped(
     stop: Stop,
     mut text: Text,
     usage: Usage,
+    retried: Usage,
 ) -> Outcome {
     let (status, finish_reason, why) = match stop {
         Stop::Cancelled => (
@@ -252,7 +353,17 @@ async fn stopped(
         ),
     };
     tools::close_open_calls(engine, job, &mut text, why).await;
-    finished(text, status, Some(usage), finish_reason)
+    finished(text, status, Some(usage), finish_reason, retried)
+}
+
+/// The store could not give the request again for a retry.
+fn store_failed(error: Error, usage: Usage) -> Outcome {
+    tracing::warn!(%error, "could not build the request again for a retry");
+    Outcome::Failed {
+        retryable: true,
+        error,
+        usage,
+    }
 }
 
 fn provider_failed(error: ProviderError, usage: Usage) -> Outcome {

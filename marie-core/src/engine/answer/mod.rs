@@ -46,6 +46,8 @@ pub(super) struct AnswerJob {
     pub(super) message_id: MessageId,
     /// The user message it answers: the stored answer's parent.
     pub(super) parent_id: MessageId,
+    /// The history the model's request was built from, to build it again for a retry.
+    pub(super) prompt: crate::HistoryQuery,
     /// The request's size in estimated tokens, for the usage of a provider that reports none.
     pub(super) prompt_tokens: u64,
     /// `false` for `send_message {stream:false}`: no start/chunk events, one
@@ -91,6 +93,9 @@ enum Outcome {
         status: EndStatus,
         usage: Option<Usage>,
         finish_reason: FinishReason,
+        /// What failed attempts of its steps used (estimated): counted for the budget, not
+        /// part of `stream_end.usage`, which describes the answer kept.
+        retried: Usage,
     },
     Failed {
         error: Error,
@@ -176,14 +181,15 @@ fn start_event(job: &AnswerJob) -> StreamEvent {
 
 /// Stores the answer and builds the terminal event.
 async fn finalize(engine: &ChatEngine, job: &AnswerJob, outcome: Outcome) -> StreamEvent {
-    let (content, parts, status, usage, finish_reason) = match outcome {
+    let (content, parts, status, usage, finish_reason, retried) = match outcome {
         Outcome::Finished {
             content,
             parts,
             status,
             usage,
             finish_reason,
-        } => (content, parts, status, usage, finish_reason),
+            retried,
+        } => (content, parts, status, usage, finish_reason, retried),
         Outcome::Failed {
             error,
             retryable,
@@ -228,7 +234,7 @@ async fn finalize(engine: &ChatEngine, job: &AnswerJob, outcome: Outcome) -> Str
 
     let usage =
         usage.unwrap_or_else(|| Usage::estimated(job.prompt_tokens, estimate_tokens(&content)));
-    count_usage(engine, job, usage).await;
+    count_usage(engine, job, usage + retried).await;
 
     if job.streamed {
         StreamEvent::End(StreamEnd {

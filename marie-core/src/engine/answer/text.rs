@@ -7,6 +7,7 @@ use std::time::Instant;
 use crate::{MessagePart, ToolCall};
 
 /// A part of the answer so far.
+#[derive(Clone)]
 enum Span {
     /// `content[start..end]`.
     Text {
@@ -31,7 +32,46 @@ pub(super) struct Text {
     calls: Vec<ToolCall>,
 }
 
+/// Where the answer was when a model step began: what a failed step's retry goes back to.
+pub(super) struct Mark {
+    /// The last `seq` sent then.
+    seq: u64,
+    content: usize,
+    /// The parts then (few: the last text part may have grown since).
+    parts: Vec<Span>,
+    deltas: u64,
+    calls: usize,
+}
+
+impl Mark {
+    /// The last `seq` sent when the mark was made.
+    pub(super) fn seq(&self) -> u64 {
+        self.seq
+    }
+}
+
 impl Text {
+    /// Where the answer is now (`seq`: the last event sent), to go back to with
+    /// [`rollback`](Self::rollback).
+    pub(super) fn mark(&self, seq: u64) -> Mark {
+        Mark {
+            seq,
+            content: self.content.len(),
+            parts: self.parts.clone(),
+            deltas: self.deltas,
+            calls: self.calls.len(),
+        }
+    }
+
+    /// Forgets everything taken since `mark`: the text, reasoning, calls and token count of
+    /// a failed step.
+    pub(super) fn rollback(&mut self, mark: &Mark) {
+        self.content.truncate(mark.content);
+        self.parts.clone_from(&mark.parts);
+        self.deltas = mark.deltas;
+        self.calls.truncate(mark.calls);
+    }
+
     /// The text of an answer whose request is sent now.
     pub(super) fn new() -> Self {
         Self {
