@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
 import { randomBytes } from 'node:crypto';
 import { io } from 'socket.io-client';
-import { Recorder, devToken, startChat } from './helpers.mjs';
+import { Recorder, devToken, launchChromium, openChatPage, startChat } from './helpers.mjs';
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -73,7 +73,7 @@ async function openaiAnswer(req, body, res) {
   // 'break once' breaks the first time it is asked, then answers: the engine asks again.
   const askedBefore = answered.get(message) || 0;
   answered.set(message, askedBefore + 1);
-  if (message === 'break off' || (message === 'break once' && askedBefore === 0)) {
+  if (message === 'break off' || (message?.startsWith('break once') && askedBefore === 0)) {
     res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8' });
     res.write(openaiChunk({ role: 'assistant', content: '', refusal: null }));
     for (const t of ['Half', ' an']) {
@@ -244,6 +244,40 @@ describe('chat example with MARIE_LLM=openai against a local OpenAI-compatible s
     assert.equal(chunks.map((c) => c.content).join(''), OPENAI_TOKENS.join(''), 'the broken attempt is dropped');
     assert.equal(terminal.data.full_content, OPENAI_TOKENS.join(''));
     assert.equal(fake.requests.length - before, 2);
+  });
+
+  it('shows only the retried answer on the page when a step breaks mid-answer (headless Chromium)', async () => {
+    const browser = await launchChromium();
+    const errors = [];
+    try {
+      const page = await openChatPage(browser, chat.url, 'erin', errors);
+      await page.getByTestId('new-conversation-button').click();
+      await page.locator('[data-testid="message-input"]:enabled').waitFor();
+      // A message of its own: the fake breaks the first attempt of each message once.
+      const message = `break once ${randomBytes(3).toString('hex')}`;
+      // Every text the streaming answer shows, as it changes.
+      await page.evaluate(() => {
+        window.__texts = [];
+        const list = document.querySelector('[data-testid="messages"]');
+        new MutationObserver(() => {
+          for (const el of list.querySelectorAll('[data-testid="assistant-message"][data-status="streaming"]')) {
+            window.__texts.push(el.querySelector('[data-testid="message-text"]').textContent);
+          }
+        }).observe(list, { subtree: true, childList: true, characterData: true, attributes: true });
+      });
+      await page.getByTestId('message-input').fill(message);
+      await page.getByTestId('send-button').click();
+      const done = page.locator('[data-testid="assistant-message"][data-status="complete"] [data-testid="message-text"]');
+      await done.waitFor();
+      assert.equal(await done.textContent(), OPENAI_TOKENS.join(''));
+      const texts = await page.evaluate(() => window.__texts);
+      assert.ok(texts.includes('Half an'), `the broken attempt was shown while it streamed: ${JSON.stringify(texts)}`);
+      assert.ok(texts.every((t) => !t.startsWith('Half anHello')), `the reset took it back before the retry: ${JSON.stringify(texts)}`);
+      assert.ok(texts.some((t) => t.startsWith('Hello')), JSON.stringify(texts));
+      assert.deepEqual(errors, [], 'no script errors in the page');
+    } finally {
+      await browser.close().catch(() => {});
+    }
   });
 
   it('ends an answer whose connection keeps breaking with a retryable stream_error after two retries', async () => {
