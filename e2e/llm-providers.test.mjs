@@ -321,3 +321,152 @@ describe('chat example with MARIE_LLM=ollama against a local Ollama-compatible s
     assert.equal(request.body.stream, true);
   });
 });
+
+// What Anthropic's Messages API sends with stream:true: `event:` and `data:` lines.
+const ANTHROPIC_TOKENS = ['Bonjour', ' de', ' Claude', ' ✓'];
+const ANTHROPIC_SIGNATURE = 'EqQBCgIYAhIM1gbcDa9GJwZA2b3hGgxBdjrkzLoky3dl1pkiMOYds';
+const anthropicEvent = (data) => `event: ${data.type}\ndata: ${JSON.stringify(data)}\n\n`;
+const lastAnthropicUserText = (body) => {
+  const last = body?.messages?.filter((m) => m.role === 'user').at(-1)?.content;
+  return typeof last === 'string' ? last : null;
+};
+
+async function anthropicAnswer(req, body, res) {
+  if (req.url !== '/v1/messages') {
+    res.writeHead(404).end();
+    return;
+  }
+  const message = lastAnthropicUserText(body);
+  if (message === 'please fail') {
+    res.writeHead(401, { 'content-type': 'application/json' });
+    res.end(JSON.stringify({ type: 'error', error: { type: 'authentication_error', message: 'invalid x-api-key' } }));
+    return;
+  }
+  const askedBefore = answered.get(`anthropic:${message}`) || 0;
+  answered.set(`anthropic:${message}`, askedBefore + 1);
+  res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8' });
+  res.write(anthropicEvent({
+    type: 'message_start',
+    message: {
+      id: 'msg_01e2e', type: 'message', role: 'assistant', model: 'claude-sonnet-4-5-20250929', content: [],
+      stop_reason: null, stop_sequence: null, usage: { input_tokens: 17, cache_creation_input_tokens: 0, cache_read_input_tokens: 0, output_tokens: 1 },
+    },
+  }));
+  res.write('event: ping\ndata: {"type": "ping"}\n\n');
+  let index = 0;
+  if (message === 'think first') {
+    res.write(anthropicEvent({ type: 'content_block_start', index, content_block: { type: 'thinking', thinking: '', signature: '' } }));
+    res.write(anthropicEvent({ type: 'content_block_delta', index, delta: { type: 'thinking_delta', thinking: 'A greeting.' } }));
+    res.write(anthropicEvent({ type: 'content_block_delta', index, delta: { type: 'signature_delta', signature: ANTHROPIC_SIGNATURE } }));
+    res.write(anthropicEvent({ type: 'content_block_stop', index }));
+    index += 1;
+  }
+  res.write(anthropicEvent({ type: 'content_block_start', index, content_block: { type: 'text', text: '' } }));
+  const overloadOnce = message === 'overload once' && askedBefore === 0;
+  for (const t of overloadOnce ? ['Half', ' an'] : ANTHROPIC_TOKENS) {
+    await sleep(10);
+    res.write(anthropicEvent({ type: 'content_block_delta', index, delta: { type: 'text_delta', text: t } }));
+  }
+  if (overloadOnce) {
+    await sleep(10);
+    res.end('event: error\ndata: {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}\n\n');
+    return;
+  }
+  res.write(anthropicEvent({ type: 'content_block_stop', index }));
+  res.write(anthropicEvent({ type: 'message_delta', delta: { stop_reason: 'end_turn', stop_sequence: null }, usage: { output_tokens: ANTHROPIC_TOKENS.length } }));
+  res.end(anthropicEvent({ type: 'message_stop' }));
+}
+
+/** Sends `message` and waits for its terminal event (reasoning and resets allowed). */
+async function askForTerminal({ socket, rec, conversationId }, message) {
+  const mark = rec.mark();
+  socket.emit('send_message', { conversation_id: conversationId, message });
+  const start = await rec.waitFor('stream_start', (d) => d.conversation_id === conversationId, { from: mark, ms: 10_000 });
+  return terminalOf(rec, (d) => d.stream_id === start.stream_id, mark);
+}
+
+describe('chat example with MARIE_LLM=anthropic against a local Messages API server', () => {
+  let fake;
+  let chat;
+  const sockets = [];
+
+  before(async () => {
+    fake = await fakeModelServer(anthropicAnswer);
+    chat = await startChat({
+      env: {
+        MARIE_LLM: 'anthropic',
+        ANTHROPIC_BASE_URL: fake.url,
+        ANTHROPIC_API_KEY: 'sk-ant-e2e-secret',
+        ANTHROPIC_MODEL: 'claude-sonnet-4-5',
+        ANTHROPIC_MAX_TOKENS: '2048',
+        MARIE_DEMO_TOOLS: 'off',
+      },
+    });
+  });
+
+  after(async () => {
+    for (const socket of sockets) socket.disconnect();
+    if (chat) await chat.stop();
+    if (fake) await fake.close();
+  });
+
+  it('streams the answer to a socket.io client, with the headers and body the API wants', async () => {
+    const client = await joinedClient(chat.url, 'alice', sockets);
+    const { chunks, terminal } = await ask(client, 'Say hello');
+    assert.equal(terminal.event, 'stream_end', JSON.stringify(terminal.data));
+    assert.deepEqual(chunks.map((c) => c.content), ANTHROPIC_TOKENS);
+    assert.equal(terminal.data.full_content, ANTHROPIC_TOKENS.join(''));
+    assert.deepEqual(terminal.data.usage, { prompt_tokens: 17, completion_tokens: ANTHROPIC_TOKENS.length, total_tokens: 17 + ANTHROPIC_TOKENS.length });
+    assert.equal(terminal.data.finish_reason, 'stop');
+    const request = fake.requests.at(-1);
+    assert.equal(request.url, '/v1/messages');
+    assert.equal(request.headers['x-api-key'], 'sk-ant-e2e-secret');
+    assert.equal(request.headers['anthropic-version'], '2023-06-01');
+    assert.equal(request.headers.authorization, undefined);
+    assert.deepEqual(request.body, {
+      model: 'claude-sonnet-4-5', max_tokens: 2048, stream: true,
+      messages: [{ role: 'user', content: 'Say hello' }],
+    });
+  });
+
+  it('keeps a thinking block\'s signature and sends it back with the next request', async () => {
+    const client = await joinedClient(chat.url, 'bob', sockets);
+    const first = await askForTerminal(client, 'think first');
+    assert.equal(first.event, 'stream_end', JSON.stringify(first.data));
+    assert.deepEqual(first.data.parts, [
+      { type: 'reasoning', content: 'A greeting.', signature: ANTHROPIC_SIGNATURE },
+      { type: 'text', content: ANTHROPIC_TOKENS.join('') },
+    ]);
+    const second = await askForTerminal(client, 'and you?');
+    assert.equal(second.event, 'stream_end', JSON.stringify(second.data));
+    assert.deepEqual(fake.requests.at(-1).body.messages, [
+      { role: 'user', content: 'think first' },
+      { role: 'assistant', content: [
+        { type: 'thinking', thinking: 'A greeting.', signature: ANTHROPIC_SIGNATURE },
+        { type: 'text', text: ANTHROPIC_TOKENS.join('') },
+      ] },
+      { role: 'user', content: 'and you?' },
+    ]);
+  });
+
+  it('asks again a step the model was overloaded in: stream_reset, then the whole answer', async () => {
+    const client = await joinedClient(chat.url, 'carol', sockets);
+    const before = fake.requests.length;
+    const { chunks, resets, terminal } = await ask(client, 'overload once');
+    assert.equal(terminal.event, 'stream_end', JSON.stringify(terminal.data));
+    assert.deepEqual(resets.map((r) => [r.after_seq, r.attempt]), [[0, 1]]);
+    assert.equal(chunks.map((c) => c.content).join(''), ANTHROPIC_TOKENS.join(''));
+    assert.equal(fake.requests.length - before, 2);
+  });
+
+  it('turns a rejected key into a stream_error that is not retried', async () => {
+    const client = await joinedClient(chat.url, 'dave', sockets);
+    const before = fake.requests.length;
+    const { terminal } = await ask(client, 'please fail');
+    assert.equal(terminal.event, 'stream_error');
+    assert.equal(terminal.data.code, 'provider_unavailable');
+    assert.equal(terminal.data.retryable, false);
+    assert.ok(!JSON.stringify(terminal.data).includes('x-api-key'));
+    assert.equal(fake.requests.length - before, 1, '401 is never retried');
+  });
+});

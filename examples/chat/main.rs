@@ -9,9 +9,12 @@
 //! | variable | default | meaning |
 //! |---|---|---|
 //! | `MARIE_ADDR` | `127.0.0.1:3000` | where to listen (`127.0.0.1:0` picks a free port) |
-//! | `MARIE_LLM` | `echo` | the provider: `echo` (a demo, no model), `openai` or `ollama` |
+//! | `MARIE_LLM` | `echo` | the provider: `echo` (a demo, no model), `openai`, `anthropic` or `ollama` |
 //! | `MARIE_ECHO_DELAY_MS` | `60` | the echo provider's delay before each word |
 //! | `OPENAI_API_KEY`, `OPENAI_BASE_URL`, `OPENAI_MODEL` | none, OpenAI, `gpt-4o-mini` | with `MARIE_LLM=openai`: any OpenAI-compatible server |
+//! | `OPENAI_API` | `chat` | with `MARIE_LLM=openai`: `responses` speaks OpenAI's Responses API (`/responses`) instead of chat completions |
+//! | `ANTHROPIC_API_KEY`, `ANTHROPIC_BASE_URL`, `ANTHROPIC_MODEL` | none, `https://api.anthropic.com`, `claude-haiku-4-5` | with `MARIE_LLM=anthropic`: Anthropic's Messages API |
+//! | `ANTHROPIC_MAX_TOKENS`, `ANTHROPIC_THINKING_BUDGET` | `4096`, unset | with `MARIE_LLM=anthropic`: the answer's token limit; tokens for extended thinking (unset: none) |
 //! | `OLLAMA_HOST`, `OLLAMA_MODEL` | `127.0.0.1:11434`, `llama3.2` | with `MARIE_LLM=ollama` |
 //! | `MARIE_DEMO_TOOLS` | `on` | `off` leaves out the demo tools `calculate` and `send_email` (which needs approval) |
 //! | `MARIE_APPROVAL_TIMEOUT_SECS` | `600` | how long a tool call waits for a member's approval |
@@ -33,7 +36,7 @@ mod web;
 use std::sync::Arc;
 
 use marie_core::LlmProvider;
-use marie_llm::{EchoProvider, OllamaProvider, OpenAiProvider};
+use marie_llm::{AnthropicProvider, EchoProvider, OllamaProvider, OpenAiProvider};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -47,7 +50,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             tracing::info!(
                 url = provider.url(),
                 model = provider.model(),
+                api = ?provider.api(),
                 "OpenAI-compatible provider"
+            );
+            Arc::new(provider)
+        }
+        "anthropic" => {
+            let provider =
+                AnthropicProvider::from_env().map_err(|e| format!("Anthropic provider: {e}"))?;
+            tracing::info!(
+                url = provider.url(),
+                model = provider.model(),
+                "Anthropic provider"
             );
             Arc::new(provider)
         }
@@ -62,7 +76,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             Arc::new(provider)
         }
         other => {
-            return Err(format!("MARIE_LLM={other:?}: expected echo, openai or ollama").into());
+            return Err(
+                format!("MARIE_LLM={other:?}: expected echo, openai, anthropic or ollama").into(),
+            );
         }
     };
     server::serve("chat", provider).await

@@ -14,6 +14,7 @@
 //! | `OPENAI_API_KEY` | none | the API key (local servers need none) |
 //! | `OPENAI_BASE_URL` | `https://api.openai.com/v1` | the API root; requests go to `{base}/chat/completions` |
 //! | `OPENAI_MODEL` | `gpt-4o-mini` | the model |
+//! | `OPENAI_API` | `chat` | `responses`: OpenAI's Responses API (`{base}/responses`) instead of chat completions |
 //! | `MARIE_ADDR` | `127.0.0.1:3000` | where to listen |
 //! | `MARIE_JWT_SECRET` | unset | accept HS256 JWTs; unset = dev-mode logins |
 

@@ -81,6 +81,7 @@ fn message(i: usize) -> ChatMessage {
             vec![
                 MessagePart::Reasoning {
                     content: format!("thinking about {i}"),
+                    signature: Some(format!("sig-{i}")),
                 },
                 MessagePart::ToolCall {
                     tool_call_id: format!("call_{i}"),

@@ -35,7 +35,8 @@ impl PromptMessage {
     /// The message as chat-completion APIs take an assistant answer that called tools: one
     /// turn per model step, each with its text, the calls the model made and their results,
     /// in order. A text-only message is one turn of its text. Reasoning is left out (the
-    /// APIs do not take it back).
+    /// chat-completion APIs do not take it back; a provider that does, like Anthropic's with
+    /// signed thinking, walks [`parts`](Self::parts) itself).
     pub fn assistant_turns(&self) -> Vec<AssistantTurn<'_>> {
         if self.parts.is_empty() {
             return vec![AssistantTurn {
@@ -189,6 +190,12 @@ pub enum LlmEvent {
     /// Ollama's `thinking`): streamed as `stream_reasoning`, kept as a `reasoning` part of
     /// the answer, never part of its text. May be empty (skipped).
     Reasoning(String),
+    /// The signature of the reasoning just streamed (Anthropic signs each thinking block and
+    /// wants it back, unchanged, in later requests). Kept on that reasoning part
+    /// ([`MessagePart::Reasoning`]`::signature`), which it closes: reasoning after it is a new
+    /// part; with no reasoning before it, it makes a part of empty reasoning (a model that
+    /// keeps its thinking to itself). Never sent to clients while streaming.
+    ReasoningSignature(String),
     /// The model began a tool call: its id and name are known. Optional: a provider whose
     /// API sends whole calls sends only [`ToolCall`](Self::ToolCall).
     ToolCallStart {

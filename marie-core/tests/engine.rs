@@ -462,6 +462,7 @@ async fn reasoning_streams_in_the_same_sequence_and_is_kept_as_a_part() {
     let parts = vec![
         MessagePart::Reasoning {
             content: "Let me think.".into(),
+            signature: None,
         },
         MessagePart::Text {
             content: "Hello".into(),

@@ -1,4 +1,14 @@
-//! [`OpenAiProvider`]: any OpenAI-compatible chat completions server, streamed over SSE.
+//! [`OpenAiProvider`]: any OpenAI-compatible chat completions server, or OpenAI's Responses
+//! API, streamed over SSE.
+//!
+//! ## Layout
+//!
+//! - `openai.rs`: the provider and its builder, sending a request, and the chat completions
+//!   dialect (`messages`, `chat.completion.chunk` events ending with `[DONE]`).
+//! - `openai/responses.rs`: the Responses dialect ([`OpenAiApi::Responses`]): `input` items,
+//!   and the typed events ending with `response.completed`.
+
+mod responses;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,7 +27,7 @@ use serde_json::{Map, Value, json};
 
 use crate::http::{
     CallFragment, ConfigError, HttpSettings, Piece, RetryPolicy, Timeouts, ToolHistory, body_error,
-    chat_messages, drive, env_lookup, error_chain, error_message, for_log, join_path,
+    chat_messages, drive, env_lookup, error_chain, error_message, for_log, is_json, join_path,
     parse_http_url, read_error_message, send_with_retry, tools_json,
 };
 
@@ -29,6 +39,46 @@ pub const OPENAI_DEFAULT_MODEL: &str = "gpt-4o-mini";
 const NAME: &str = "openai";
 const MISSING_DONE: &str = "the event stream ended without `data: [DONE]`";
 
+/// Which of OpenAI's APIs an [`OpenAiProvider`] speaks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum OpenAiApi {
+    /// `POST {base_url}/chat/completions`: the chat completions API, which OpenAI-compatible
+    /// servers (vLLM, llama.cpp, LM Studio, Ollama's `/v1`, gateways) speak. The default.
+    #[default]
+    ChatCompletions,
+    /// `POST {base_url}/responses`: OpenAI's Responses API, with `input` items,
+    /// `instructions` for the system prompt, and typed stream events (reasoning summaries
+    /// of reasoning models stream as reasoning).
+    Responses,
+}
+
+impl OpenAiApi {
+    /// The path after the base URL.
+    fn path(self) -> &'static str {
+        match self {
+            Self::ChatCompletions => "chat/completions",
+            Self::Responses => "responses",
+        }
+    }
+}
+
+impl std::str::FromStr for OpenAiApi {
+    type Err = String;
+
+    /// `chat` (or `chat_completions`, `chat-completions`) or `responses`, as `OPENAI_API`
+    /// takes it.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "chat" | "chat_completions" | "chat-completions" | "completions" => {
+                Ok(Self::ChatCompletions)
+            }
+            "responses" => Ok(Self::Responses),
+            other => Err(format!("{other:?}: expected `chat` or `responses`")),
+        }
+    }
+}
+
 /// A provider for any server that speaks OpenAI's chat completions API: OpenAI itself,
 /// vLLM, the llama.cpp server, LM Studio, Ollama's `/v1`, and the many hosted ones.
 ///
@@ -37,6 +87,27 @@ const MISSING_DONE: &str = "the event stream ended without `data: [DONE]`";
 /// reports ends up in `stream_end.usage`. The conversation's history goes in `messages`,
 /// after the engine's system prompt and capped to its history window
 /// ([`EngineConfig`](marie_core::EngineConfig)`::system_prompt` / `history_window`).
+///
+/// With [`OpenAiApi::Responses`] ([`OpenAiBuilder::api`], or `OPENAI_API=responses`) it
+/// speaks OpenAI's Responses API instead: `POST {base_url}/responses` with `stream: true`
+/// and `store: false`, the system prompt as `instructions`, the history as `input` items
+/// (messages; `function_call` and `function_call_output` items for the calls of an answer),
+/// tools as `{type: "function", name, description, parameters, strict: false}`. Its typed
+/// events map as follows:
+///
+/// | event | becomes |
+/// |---|---|
+/// | `response.output_text.delta`, `response.refusal.delta` | answer text |
+/// | `response.reasoning_summary_text.delta`, `response.reasoning_text.delta` | reasoning |
+/// | `response.output_item.added` (`function_call`), `response.function_call_arguments.delta` / `.done`, `response.output_item.done` | a tool call, named by its `call_id` |
+/// | `response.completed` | the end, with usage (`input_tokens`, `output_tokens`); finish `stop`, or `tool_calls` when the model called tools |
+/// | `response.incomplete` | the end, finish `length` (`max_output_tokens`), `content_filter`, or the reason given |
+/// | `response.failed`, `error` | an error: [`Upstream`](ProviderError::Upstream) (retryable) for `server_error` or no code, [`RateLimited`](ProviderError::RateLimited) for `rate_limit_exceeded`, else [`Status`](ProviderError::Status) 400 (not retried) |
+/// | anything else (`response.created`, `response.in_progress`, ...) | nothing |
+///
+/// A Responses stream that ends without `response.completed` / `response.incomplete` is a
+/// [`Protocol`](ProviderError::Protocol) error, like a chat completions stream without
+/// `[DONE]`.
 ///
 /// Faults, and what a client sees (`stream_error {code: "provider_unavailable"}` unless
 /// said otherwise):
@@ -53,7 +124,7 @@ const MISSING_DONE: &str = "the event stream ended without `data: [DONE]`";
 /// | silence between chunks | [`Timeout("idle")`](ProviderError::Timeout) | no | yes |
 /// | `{"error": ...}` in the stream | [`Upstream`](ProviderError::Upstream) | no | yes |
 /// | a line that is not a chunk | [`Protocol`](ProviderError::Protocol) | no | no |
-/// | the stream ends without `[DONE]` | [`Protocol`](ProviderError::Protocol) | no | no |
+/// | the stream ends without `[DONE]` (Responses: `response.completed`) | [`Protocol`](ProviderError::Protocol) | no | no |
 /// | the connection breaks mid-stream | [`Disconnected`](ProviderError::Disconnected) | no | yes |
 ///
 /// Retries follow the [`RetryPolicy`] and happen only before any of the answer was read, so
@@ -89,6 +160,7 @@ pub struct OpenAiProvider {
 struct Inner {
     client: reqwest::Client,
     url: reqwest::Url,
+    api: OpenAiApi,
     api_key: Option<SecretString>,
     model: String,
     temperature: Option<f32>,
@@ -103,6 +175,7 @@ impl std::fmt::Debug for OpenAiProvider {
         let inner = &self.inner;
         f.debug_struct("OpenAiProvider")
             .field("url", &inner.url.as_str())
+            .field("api", &inner.api)
             .field("model", &inner.model)
             .field(
                 "api_key",
@@ -134,13 +207,22 @@ impl OpenAiProvider {
         &self.inner.model
     }
 
-    /// The endpoint requests go to (`{base_url}/chat/completions`).
+    /// The endpoint requests go to (`{base_url}/chat/completions`, or `{base_url}/responses`
+    /// with [`OpenAiApi::Responses`]).
     pub fn url(&self) -> &str {
         self.inner.url.as_str()
     }
 
+    /// The API spoken.
+    pub fn api(&self) -> OpenAiApi {
+        self.inner.api
+    }
+
     fn body(&self, request: &LlmRequest) -> Vec<u8> {
         let inner = &self.inner;
+        if inner.api == OpenAiApi::Responses {
+            return self.responses_body(request);
+        }
         let mut body = inner.extra_body.clone();
         body.insert("model".into(), inner.model.clone().into());
         body.insert(
@@ -165,6 +247,33 @@ impl OpenAiProvider {
             body.insert("max_tokens".into(), n.into());
         }
         // A map of JSON values always serializes.
+        serde_json::to_vec(&body).unwrap_or_default()
+    }
+
+    /// The body of a Responses API request: the system prompt as `instructions`, the
+    /// history as `input` items, `store: false` (MARIE keeps the history; override with
+    /// `extra_body("store", true)`), the limit as `max_output_tokens`.
+    fn responses_body(&self, request: &LlmRequest) -> Vec<u8> {
+        let inner = &self.inner;
+        let mut body = inner.extra_body.clone();
+        let (instructions, input) = responses::instructions_and_input(&request.messages);
+        body.insert("model".into(), inner.model.clone().into());
+        if let Some(instructions) = instructions {
+            body.insert("instructions".into(), instructions.into());
+        }
+        body.insert("input".into(), input.into());
+        body.insert("stream".into(), true.into());
+        body.entry("store").or_insert(false.into());
+        if !request.tools.is_empty() {
+            body.insert("tools".into(), responses::tools_json(&request.tools));
+            body.entry("tool_choice").or_insert_with(|| "auto".into());
+        }
+        if let Some(t) = inner.temperature {
+            body.insert("temperature".into(), crate::http::f32_json(t));
+        }
+        if let Some(n) = inner.max_tokens {
+            body.insert("max_output_tokens".into(), n.into());
+        }
         serde_json::to_vec(&body).unwrap_or_default()
     }
 }
@@ -209,10 +318,13 @@ impl LlmProvider for OpenAiProvider {
                 "the server answered with JSON instead of an event stream".into(),
             ));
         }
+        let api = inner.api;
+        let mut responses = responses::Decoder::default();
         let pieces = response
             .bytes_stream()
             .eventsource()
-            .map(|item| match item {
+            .map(move |item| match item {
+                Ok(event) if api == OpenAiApi::Responses => responses.decode(&event),
                 Ok(event) => decode_event(&event),
                 Err(EventStreamError::Transport(e)) => Err(body_error(e)),
                 Err(e) => Err(ProviderError::Protocol(format!(
@@ -220,11 +332,15 @@ impl LlmProvider for OpenAiProvider {
                     error_chain(&e)
                 ))),
             });
+        let missing_end = match api {
+            OpenAiApi::Responses => responses::MISSING_COMPLETED,
+            _ => MISSING_DONE,
+        };
         Ok(drive(
             pieces,
             sent.first_token_deadline,
             inner.settings.timeouts.idle,
-            MISSING_DONE,
+            missing_end,
         ))
     }
 
@@ -261,14 +377,6 @@ impl ToolHistory for OpenAiHistory {
     fn result(result: &ToolResultRef<'_>) -> Value {
         json!({ "role": "tool", "tool_call_id": result.id, "content": result.content })
     }
-}
-
-fn is_json(response: &reqwest::Response) -> bool {
-    response
-        .headers()
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.trim_start().starts_with("application/json"))
 }
 
 /// One `chat.completion.chunk`, as far as MARIE reads it.
@@ -411,6 +519,9 @@ fn decode_event(event: &Event) -> Result<Piece, ProviderError> {
 pub struct OpenAiBuilder {
     base_url: String,
     base_url_source: &'static str,
+    api: OpenAiApi,
+    /// `OPENAI_API` could not be read: what it held, reported by `build`.
+    api_env_error: Option<String>,
     api_key: Option<SecretString>,
     model: String,
     temperature: Option<f32>,
@@ -433,6 +544,8 @@ impl OpenAiBuilder {
         Self {
             base_url: OPENAI_DEFAULT_BASE_URL.into(),
             base_url_source: "base_url",
+            api: OpenAiApi::ChatCompletions,
+            api_env_error: None,
             api_key: None,
             model: OPENAI_DEFAULT_MODEL.into(),
             temperature: None,
@@ -450,9 +563,10 @@ impl OpenAiBuilder {
     /// | `OPENAI_API_KEY` | none | sent as `Authorization: Bearer ...` (local servers need none) |
     /// | `OPENAI_BASE_URL` | `https://api.openai.com/v1` | the API root, `/chat/completions` is appended |
     /// | `OPENAI_MODEL` | `gpt-4o-mini` | the model |
+    /// | `OPENAI_API` | `chat` | `responses` speaks the Responses API ([`OpenAiApi`]) |
     ///
     /// Blank values count as unset. Every setting can still be changed afterwards; a bad
-    /// URL is reported by [`build`](Self::build).
+    /// URL or API name is reported by [`build`](Self::build).
     pub fn from_env() -> Self {
         Self::from_lookup(env_lookup)
     }
@@ -469,11 +583,25 @@ impl OpenAiBuilder {
         if let Some(model) = lookup("OPENAI_MODEL") {
             builder.model = model;
         }
+        if let Some(api) = lookup("OPENAI_API") {
+            match api.parse() {
+                Ok(api) => builder.api = api,
+                Err(reason) => builder.api_env_error = Some(reason),
+            }
+        }
         builder
     }
 
+    /// Which API to speak: [`OpenAiApi::ChatCompletions`] (the default, what
+    /// OpenAI-compatible servers speak) or [`OpenAiApi::Responses`].
+    pub fn api(mut self, api: OpenAiApi) -> Self {
+        self.api = api;
+        self.api_env_error = None;
+        self
+    }
+
     /// The API root, e.g. `https://api.openai.com/v1` or `http://127.0.0.1:8000/v1`;
-    /// requests go to `{base_url}/chat/completions`.
+    /// requests go to `{base_url}/chat/completions` (or `{base_url}/responses`).
     pub fn base_url(mut self, url: impl Into<String>) -> Self {
         self.base_url = url.into();
         self.base_url_source = "base_url";
@@ -499,7 +627,8 @@ impl OpenAiBuilder {
     }
 
     /// The most tokens an answer may have, sent as `max_tokens` (the server's default when
-    /// unset). For OpenAI reasoning models, which want `max_completion_tokens`, use
+    /// unset), or as `max_output_tokens` to the Responses API. For OpenAI reasoning models
+    /// over chat completions, which want `max_completion_tokens`, use
     /// [`extra_body`](Self::extra_body).
     pub fn max_tokens(mut self, tokens: u32) -> Self {
         self.max_tokens = Some(tokens);
@@ -508,14 +637,15 @@ impl OpenAiBuilder {
 
     /// Whether to ask for usage with `stream_options.include_usage` (default `true`). Turn
     /// it off for an old server that rejects `stream_options`; MARIE then estimates usage
-    /// and marks it `estimated: true`.
+    /// and marks it `estimated: true`. (The Responses API always reports usage.)
     pub fn include_usage(mut self, include: bool) -> Self {
         self.include_usage = include;
         self
     }
 
-    /// Adds a field to every request body (`top_p`, `seed`, `max_completion_tokens`, ...).
-    /// `model`, `messages` and `stream` are MARIE's and cannot be replaced this way.
+    /// Adds a field to every request body (`top_p`, `seed`, `max_completion_tokens`, ...;
+    /// `reasoning: {"summary": "auto"}` for reasoning summaries from the Responses API).
+    /// `model`, `messages`, `input` and `stream` are MARIE's and cannot be replaced this way.
     pub fn extra_body(mut self, key: impl Into<String>, value: Value) -> Self {
         self.extra_body.insert(key.into(), value);
         self
@@ -525,17 +655,24 @@ impl OpenAiBuilder {
 
     /// Checks the settings and builds the provider.
     pub fn build(self) -> Result<OpenAiProvider, ConfigError> {
+        if let Some(reason) = self.api_env_error {
+            return Err(ConfigError::InvalidEnv {
+                var: "OPENAI_API",
+                reason,
+            });
+        }
         let base = parse_http_url(self.base_url_source, &self.base_url)?;
-        let url = join_path(self.base_url_source, &base, "chat/completions")?;
+        let url = join_path(self.base_url_source, &base, self.api.path())?;
         let client = self.settings.client(&url)?;
         let mut extra_body = self.extra_body;
-        for reserved in ["model", "messages", "stream"] {
+        for reserved in ["model", "messages", "input", "stream"] {
             extra_body.remove(reserved);
         }
         Ok(OpenAiProvider {
             inner: Arc::new(Inner {
                 client,
                 url,
+                api: self.api,
                 api_key: self.api_key,
                 model: self.model,
                 temperature: self.temperature,
@@ -698,6 +835,66 @@ mod tests {
         );
     }
 
+    /// `OPENAI_API=responses` (or `.api(OpenAiApi::Responses)`) speaks the Responses API:
+    /// `/responses`, `instructions`, `input`, `max_output_tokens`, `store: false`.
+    #[test]
+    fn the_responses_api_from_the_environment_and_its_body() {
+        let vars: HashMap<&str, &str> = [
+            ("OPENAI_BASE_URL", "http://127.0.0.1:9/v1"),
+            ("OPENAI_API", "responses"),
+        ]
+        .into();
+        let provider = OpenAiBuilder::from_lookup(|k| vars.get(k).map(|v| v.to_string()))
+            .model("m")
+            .max_tokens(64)
+            .build()
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(provider.url(), "http://127.0.0.1:9/v1/responses");
+        assert_eq!(provider.api(), OpenAiApi::Responses);
+        let request = LlmRequest {
+            conversation_id: ConversationId::parse("c").unwrap_or_else(|e| panic!("{e}")),
+            user_id: UserId::parse("u").unwrap_or_else(|e| panic!("{e}")),
+            messages: vec![
+                PromptMessage::text(marie_core::MessageRole::System, "Be brief."),
+                PromptMessage::text(marie_core::MessageRole::User, "Hi"),
+            ],
+            tools: vec![marie_core::ToolSpec {
+                name: "calculate".into(),
+                description: "Math".into(),
+                parameters: json!({"type": "object"}),
+            }],
+        };
+        let body: Value =
+            serde_json::from_slice(&provider.body(&request)).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            body,
+            json!({
+                "model": "m",
+                "instructions": "Be brief.",
+                "input": [{"role": "user", "content": "Hi"}],
+                "stream": true,
+                "store": false,
+                "tools": [{"type": "function", "name": "calculate", "description": "Math", "parameters": {"type": "object"}, "strict": false}],
+                "tool_choice": "auto",
+                "max_output_tokens": 64
+            })
+        );
+
+        for chat in ["chat", "chat_completions", " Chat "] {
+            let api = OpenAiBuilder::from_lookup(|k| (k == "OPENAI_API").then(|| chat.into()))
+                .build()
+                .map(|p| p.api())
+                .ok();
+            assert_eq!(api, Some(OpenAiApi::ChatCompletions), "{chat}");
+        }
+        let err = OpenAiBuilder::from_lookup(|k| (k == "OPENAI_API").then(|| "assistants".into()))
+            .build()
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("OPENAI_API"), "{err}");
+    }
+
     /// Tools go out as `tools` with `tool_choice:"auto"`; an answer that called tools goes
     /// back as OpenAI wants it: per step, an assistant message with `tool_calls` (arguments
     /// as JSON text), then a `role:"tool"` message per result.
@@ -716,6 +913,7 @@ mod tests {
             parts: vec![
                 MessagePart::Reasoning {
                     content: "hmm".into(),
+                    signature: None,
                 },
                 MessagePart::Text {
                     content: "Let me check.".into(),

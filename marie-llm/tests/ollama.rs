@@ -105,7 +105,8 @@ async fn thinking_streams_as_reasoning_apart_from_the_text() {
         end.parts,
         vec![
             marie_core::MessagePart::Reasoning {
-                content: "Short question. Answer briefly.".into()
+                content: "Short question. Answer briefly.".into(),
+                signature: None,
             },
             marie_core::MessagePart::Text {
                 content: "Yes.".into()

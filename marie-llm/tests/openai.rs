@@ -133,7 +133,8 @@ async fn reasoning_deltas_stream_apart_from_the_text_under_either_name() {
             end.parts,
             vec![
                 marie_core::MessagePart::Reasoning {
-                    content: "The user greets me. Greet back.".into()
+                    content: "The user greets me. Greet back.".into(),
+                    signature: None,
                 },
                 marie_core::MessagePart::Text {
                     content: "Hi!".into()

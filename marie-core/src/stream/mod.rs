@@ -175,6 +175,11 @@ pub enum MessagePart {
     Reasoning {
         /// The reasoning text.
         content: String,
+        /// The provider's signature of this reasoning (Anthropic's thinking blocks), which it
+        /// requires back, unchanged, with the reasoning in later requests. Opaque; absent for
+        /// providers that sign nothing.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        signature: Option<String>,
     },
     /// A call of a tool the model made.
     ToolCall {
@@ -598,6 +603,7 @@ mod tests {
                     parts: vec![
                         MessagePart::Reasoning {
                             content: "hmm".into(),
+                            signature: None,
                         },
                         MessagePart::Text {
                             content: "hi".into(),
@@ -680,5 +686,28 @@ mod tests {
             serde_json::to_value(StreamEvent::Chunk(first).payload()).unwrap()["first_seq"],
             1
         );
+    }
+
+    /// A reasoning part carries its signature only when the provider signed it; parts stored
+    /// before signatures existed read back unsigned.
+    #[test]
+    fn reasoning_signatures_are_optional_on_the_wire() {
+        let signed = MessagePart::Reasoning {
+            content: "hmm".into(),
+            signature: Some("EqQBCgIYAh".into()),
+        };
+        let wire = json!({"type": "reasoning", "content": "hmm", "signature": "EqQBCgIYAh"});
+        assert_eq!(serde_json::to_value(&signed).unwrap(), wire);
+        assert_eq!(serde_json::from_value::<MessagePart>(wire).unwrap(), signed);
+        let old = json!({"type": "reasoning", "content": "hmm"});
+        let unsigned = serde_json::from_value::<MessagePart>(old.clone()).unwrap();
+        assert_eq!(
+            unsigned,
+            MessagePart::Reasoning {
+                content: "hmm".into(),
+                signature: None
+            }
+        );
+        assert_eq!(serde_json::to_value(&unsigned).unwrap(), old);
     }
 }

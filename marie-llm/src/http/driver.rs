@@ -17,6 +17,9 @@ pub(crate) struct Piece {
     /// The model's reasoning (`LlmEvent::Reasoning`); may be empty. Comes before `text` when
     /// one unit holds both.
     pub(crate) reasoning: String,
+    /// The signature of the reasoning given so far (`LlmEvent::ReasoningSignature`, after
+    /// `reasoning`): Anthropic's, at the end of a thinking block.
+    pub(crate) signature: Option<String>,
     /// Answer text; may be empty.
     pub(crate) text: String,
     /// Fragments of streamed tool calls (OpenAI-compatible), after `text`.
@@ -113,6 +116,10 @@ impl Driver {
         if !piece.reasoning.is_empty() {
             self.ready
                 .push_back(Ok(LlmEvent::Reasoning(piece.reasoning)));
+        }
+        if let Some(signature) = piece.signature {
+            self.ready
+                .push_back(Ok(LlmEvent::ReasoningSignature(signature)));
         }
         if !piece.text.is_empty() {
             self.ready.push_back(Ok(LlmEvent::Delta(piece.text)));

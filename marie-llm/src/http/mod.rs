@@ -4,16 +4,25 @@
 mod config;
 mod driver;
 mod send;
+// The chat-shaped history and tools are for the chat dialects; Anthropic has its own.
+#[cfg_attr(not(any(feature = "openai", feature = "ollama")), allow(dead_code))]
 mod tools;
 
 pub use config::{ConfigError, RetryPolicy, Timeouts};
 
 pub(crate) use config::{HttpSettings, env_lookup, join_path, parse_http_url};
 pub(crate) use driver::{Piece, drive};
-pub(crate) use send::{body_error, error_chain, for_log, send_with_retry};
 #[cfg(feature = "openai")]
-pub(crate) use send::{error_message, read_error_message};
-pub(crate) use tools::{CallFragment, ToolHistory, chat_messages, new_call_id, tools_json};
+pub(crate) use send::error_message;
+pub(crate) use send::{body_error, error_chain, for_log, send_with_retry};
+#[cfg(any(feature = "openai", feature = "anthropic"))]
+pub(crate) use send::{is_json, read_error_message};
+#[cfg(any(feature = "openai", feature = "anthropic"))]
+pub(crate) use tools::CallFragment;
+#[cfg(feature = "ollama")]
+pub(crate) use tools::new_call_id;
+#[cfg(any(feature = "openai", feature = "ollama"))]
+pub(crate) use tools::{ToolHistory, chat_messages, tools_json};
 
 /// `value` as JSON with the digits it was written with: `0.2f32` is `0.2`, not the
 /// `0.20000000298023224` a widening to `f64` would give.
@@ -26,7 +35,7 @@ pub(crate) fn f32_json(value: f32) -> serde_json::Value {
         .map_or(serde_json::Value::Null, serde_json::Value::Number)
 }
 
-/// The builder methods for [`HttpSettings`] that both HTTP providers' builders share; the
+/// The builder methods for [`HttpSettings`] that the HTTP providers' builders share; the
 /// builder must hold `settings: HttpSettings`.
 macro_rules! http_settings_setters {
     () => {

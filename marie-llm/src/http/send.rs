@@ -151,6 +151,17 @@ async fn status_failure(
     Failure { error, retry_after }
 }
 
+/// Whether `response` is JSON (`application/json`): a server that ignores `stream: true`,
+/// or one that reports an error with a 200 status, where an event stream was asked for.
+#[cfg(any(feature = "openai", feature = "anthropic"))]
+pub(crate) fn is_json(response: &reqwest::Response) -> bool {
+    response
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim_start().starts_with("application/json"))
+}
+
 /// The most an error body is read, for the log line.
 const ERROR_BODY_LIMIT: usize = 8 * 1024;
 /// The longest wait for an error body.

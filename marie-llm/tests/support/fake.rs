@@ -119,6 +119,8 @@ impl FakeServer {
         });
         let app = axum::Router::new()
             .route("/v1/chat/completions", post(handle))
+            .route("/v1/responses", post(handle))
+            .route("/v1/messages", post(handle))
             .route("/api/chat", post(handle))
             .with_state(shared.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -143,6 +145,11 @@ impl FakeServer {
     /// `http://127.0.0.1:port/v1`, an OpenAI base URL.
     pub fn openai_base(&self) -> String {
         format!("http://{}/v1", self.addr)
+    }
+
+    /// `http://127.0.0.1:port`, an Anthropic base URL (`/v1/messages` is appended).
+    pub fn anthropic_base(&self) -> String {
+        format!("http://{}", self.addr)
     }
 
     /// `http://127.0.0.1:port`, an Ollama host.
@@ -448,4 +455,452 @@ pub fn split(bytes: &[u8], cuts: &[usize], pace: Duration) -> Vec<Step> {
     }
     steps.push(Step::Send(bytes[from..].to_vec()));
     steps
+}
+
+// ---------------------------------------------------------------------------------------
+// Anthropic's Messages API: `event:` and `data:` lines, with the fields in the order and the
+// spacing the API sends them
+// ---------------------------------------------------------------------------------------
+
+pub const MODEL_ANTHROPIC: &str = "claude-sonnet-4-5-20250929";
+
+/// `text` as a JSON string.
+fn js(text: &str) -> String {
+    serde_json::to_string(text).expect("json string")
+}
+
+fn anthropic_event(name: &str, data: &str) -> Step {
+    Step::Send(format!("event: {name}\ndata: {data}\n\n").into_bytes())
+}
+
+/// `message_start`, with the prompt's usage.
+pub fn anthropic_message_start(input_tokens: u64) -> Step {
+    anthropic_event(
+        "message_start",
+        &format!(
+            "{{\"type\":\"message_start\",\"message\":{{\"model\":\"{MODEL_ANTHROPIC}\",\
+             \"id\":\"msg_01XFDUDYJgAACzvnptvVoYEL\",\"type\":\"message\",\"role\":\"assistant\",\
+             \"content\":[],\"stop_reason\":null,\"stop_sequence\":null,\"usage\":{{\
+             \"input_tokens\":{input_tokens},\"cache_creation_input_tokens\":0,\
+             \"cache_read_input_tokens\":0,\"cache_creation\":{{\"ephemeral_5m_input_tokens\":0,\
+             \"ephemeral_1h_input_tokens\":0}},\"output_tokens\":1,\"service_tier\":\"standard\"}}}}}}"
+        ),
+    )
+}
+
+/// `ping`, as the API writes it (with a space).
+pub fn anthropic_ping() -> Step {
+    anthropic_event("ping", "{\"type\": \"ping\"}")
+}
+
+pub fn anthropic_text_start(index: u64) -> Step {
+    anthropic_event(
+        "content_block_start",
+        &format!(
+            "{{\"type\":\"content_block_start\",\"index\":{index},\"content_block\":{{\"type\":\"text\",\"text\":\"\"}}}}"
+        ),
+    )
+}
+
+pub fn anthropic_text(index: u64, text: &str) -> Step {
+    anthropic_event(
+        "content_block_delta",
+        &format!(
+            "{{\"type\":\"content_block_delta\",\"index\":{index},\"delta\":{{\"type\":\"text_delta\",\"text\":{}}}}}",
+            js(text)
+        ),
+    )
+}
+
+pub fn anthropic_thinking_start(index: u64) -> Step {
+    anthropic_event(
+        "content_block_start",
+        &format!(
+            "{{\"type\":\"content_block_start\",\"index\":{index},\"content_block\":{{\"type\":\"thinking\",\"thinking\":\"\",\"signature\":\"\"}}}}"
+        ),
+    )
+}
+
+pub fn anthropic_thinking(index: u64, thinking: &str) -> Step {
+    anthropic_event(
+        "content_block_delta",
+        &format!(
+            "{{\"type\":\"content_block_delta\",\"index\":{index},\"delta\":{{\"type\":\"thinking_delta\",\"thinking\":{}}}}}",
+            js(thinking)
+        ),
+    )
+}
+
+pub fn anthropic_signature(index: u64, signature: &str) -> Step {
+    anthropic_event(
+        "content_block_delta",
+        &format!(
+            "{{\"type\":\"content_block_delta\",\"index\":{index},\"delta\":{{\"type\":\"signature_delta\",\"signature\":{}}}}}",
+            js(signature)
+        ),
+    )
+}
+
+pub fn anthropic_tool_start(index: u64, id: &str, name: &str) -> Step {
+    anthropic_event(
+        "content_block_start",
+        &format!(
+            "{{\"type\":\"content_block_start\",\"index\":{index},\"content_block\":{{\"type\":\"tool_use\",\"id\":{},\"name\":{},\"input\":{{}}}}}}",
+            js(id),
+            js(name)
+        ),
+    )
+}
+
+pub fn anthropic_tool_args(index: u64, partial_json: &str) -> Step {
+    anthropic_event(
+        "content_block_delta",
+        &format!(
+            "{{\"type\":\"content_block_delta\",\"index\":{index},\"delta\":{{\"type\":\"input_json_delta\",\"partial_json\":{}}}}}",
+            js(partial_json)
+        ),
+    )
+}
+
+pub fn anthropic_block_stop(index: u64) -> Step {
+    anthropic_event(
+        "content_block_stop",
+        &format!("{{\"type\":\"content_block_stop\",\"index\":{index}}}"),
+    )
+}
+
+/// `message_delta`: the stop reason and the output tokens (cumulative).
+pub fn anthropic_message_delta(stop_reason: &str, output_tokens: u64) -> Step {
+    anthropic_event(
+        "message_delta",
+        &format!(
+            "{{\"type\":\"message_delta\",\"delta\":{{\"stop_reason\":{},\"stop_sequence\":null}},\"usage\":{{\"output_tokens\":{output_tokens}}}}}",
+            js(stop_reason)
+        ),
+    )
+}
+
+pub fn anthropic_message_stop() -> Step {
+    anthropic_event("message_stop", "{\"type\":\"message_stop\"}")
+}
+
+/// The `error` event, e.g. `("overloaded_error", "Overloaded")`.
+pub fn anthropic_error(kind: &str, message: &str) -> Step {
+    anthropic_event(
+        "error",
+        &format!(
+            "{{\"type\": \"error\", \"error\": {{\"type\": {}, \"message\": {}}}}}",
+            js(kind),
+            js(message)
+        ),
+    )
+}
+
+/// An HTTP error with the API's JSON body, e.g. `(529, "overloaded_error", "Overloaded")`.
+pub fn anthropic_status(status: u16, kind: &str, message: &str) -> Reply {
+    let body = format!(
+        "{{\"type\":\"error\",\"error\":{{\"type\":{},\"message\":{}}},\"request_id\":\"req_011CSHoEeqs5C35K2UUqR7Fy\"}}",
+        js(kind),
+        js(message)
+    );
+    Reply::status(status, &body).header("request-id", "req_011CSHoEeqs5C35K2UUqR7Fy")
+}
+
+/// A text block at `index`: start, `tokens` with `pace` before each, stop.
+pub fn anthropic_text_block(index: u64, tokens: &[&str], pace: Duration) -> Vec<Step> {
+    let mut steps = vec![anthropic_text_start(index)];
+    for t in tokens {
+        steps.push(Step::Wait(pace));
+        steps.push(anthropic_text(index, t));
+    }
+    steps.push(anthropic_block_stop(index));
+    steps
+}
+
+/// A whole successful answer: `message_start`, a ping, one text block, `end_turn`,
+/// `message_stop`.
+pub fn anthropic_answer(tokens: &[&str], pace: Duration, usage: (u64, u64)) -> Reply {
+    let mut steps = vec![anthropic_message_start(usage.0), anthropic_ping()];
+    steps.extend(anthropic_text_block(0, tokens, pace));
+    steps.extend([
+        anthropic_message_delta("end_turn", usage.1),
+        anthropic_message_stop(),
+    ]);
+    Reply::ok("text/event-stream; charset=utf-8", steps)
+}
+
+// ---------------------------------------------------------------------------------------
+// OpenAI's Responses API: typed events numbered by `sequence_number`, with the fields in the
+// order the API sends them
+// ---------------------------------------------------------------------------------------
+
+pub const MODEL_RESPONSES: &str = "gpt-4.1-mini-2025-04-14";
+const RESPONSE_ID: &str = "resp_67ccd2bed1ec8190b14f964abc0542670bb6a6b452d3795b";
+
+/// A Responses API stream, event by event: `response.created` and `response.in_progress`
+/// first, then the output items, then how it ended. Numbers the events and gathers the
+/// output items for the final response object, as the API does.
+pub struct ResponsesStream {
+    seq: u64,
+    steps: Vec<Step>,
+    /// The finished output items, as JSON text.
+    output: Vec<String>,
+}
+
+impl Default for ResponsesStream {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ResponsesStream {
+    pub fn new() -> Self {
+        let mut stream = Self {
+            seq: 0,
+            steps: Vec::new(),
+            output: Vec::new(),
+        };
+        let response = stream.response("in_progress", "null", "null", "null");
+        stream.event("response.created", &format!("\"response\":{response}"));
+        stream.event("response.in_progress", &format!("\"response\":{response}"));
+        stream
+    }
+
+    /// The response object, as `response.*` events carry it.
+    fn response(&self, status: &str, error: &str, incomplete: &str, usage: &str) -> String {
+        let output = if status == "in_progress" {
+            String::new()
+        } else {
+            self.output.join(",")
+        };
+        format!(
+            "{{\"id\":\"{RESPONSE_ID}\",\"object\":\"response\",\"created_at\":1741476542,\
+             \"status\":\"{status}\",\"background\":false,\"error\":{error},\
+             \"incomplete_details\":{incomplete},\"instructions\":null,\"max_output_tokens\":null,\
+             \"max_tool_calls\":null,\"model\":\"{MODEL_RESPONSES}\",\"output\":[{output}],\
+             \"parallel_tool_calls\":true,\"previous_response_id\":null,\"prompt_cache_key\":null,\
+             \"reasoning\":{{\"effort\":null,\"summary\":null}},\"safety_identifier\":null,\
+             \"service_tier\":\"auto\",\"store\":false,\"temperature\":1.0,\"text\":{{\"format\":\
+             {{\"type\":\"text\"}},\"verbosity\":\"medium\"}},\"tool_choice\":\"auto\",\"tools\":[],\
+             \"top_logprobs\":0,\"top_p\":1.0,\"truncation\":\"disabled\",\"usage\":{usage},\
+             \"user\":null,\"metadata\":{{}}}}"
+        )
+    }
+
+    fn usage((input, output): (u64, u64)) -> String {
+        format!(
+            "{{\"input_tokens\":{input},\"input_tokens_details\":{{\"cached_tokens\":0}},\
+             \"output_tokens\":{output},\"output_tokens_details\":{{\"reasoning_tokens\":0}},\
+             \"total_tokens\":{}}}",
+            input + output
+        )
+    }
+
+    /// One event: `type`, `sequence_number`, then `fields` (JSON members, in order).
+    fn event(&mut self, kind: &str, fields: &str) {
+        let seq = self.seq;
+        self.seq += 1;
+        self.steps.push(Step::Send(
+            format!(
+                "event: {kind}\ndata: {{\"type\":\"{kind}\",\"sequence_number\":{seq},{fields}}}\n\n"
+            )
+            .into_bytes(),
+        ));
+    }
+
+    pub fn wait(mut self, pace: Duration) -> Self {
+        self.steps.push(Step::Wait(pace));
+        self
+    }
+
+    /// A reasoning item whose summary has these parts, each streamed in one delta.
+    pub fn reasoning_summary(mut self, summary: &[&str]) -> Self {
+        let index = self.output.len();
+        let id = format!("rs_67ccd2bf17f0819081ff3bb2cf6508e6{index:02}");
+        self.event(
+            "response.output_item.added",
+            &format!(
+                "\"output_index\":{index},\"item\":{{\"id\":\"{id}\",\"type\":\"reasoning\",\"summary\":[]}}"
+            ),
+        );
+        let mut parts = Vec::new();
+        for (i, text) in summary.iter().enumerate() {
+            let at = format!("\"item_id\":\"{id}\",\"output_index\":{index},\"summary_index\":{i}");
+            let part = format!("{{\"type\":\"summary_text\",\"text\":{}}}", js(text));
+            self.event(
+                "response.reasoning_summary_part.added",
+                &format!("{at},\"part\":{{\"type\":\"summary_text\",\"text\":\"\"}}"),
+            );
+            self.event(
+                "response.reasoning_summary_text.delta",
+                &format!("{at},\"delta\":{},\"obfuscation\":\"q7bXo\"", js(text)),
+            );
+            self.event(
+                "response.reasoning_summary_text.done",
+                &format!("{at},\"text\":{}", js(text)),
+            );
+            self.event(
+                "response.reasoning_summary_part.done",
+                &format!("{at},\"part\":{part}"),
+            );
+            parts.push(part);
+        }
+        let item = format!(
+            "{{\"id\":\"{id}\",\"type\":\"reasoning\",\"summary\":[{}]}}",
+            parts.join(",")
+        );
+        self.event(
+            "response.output_item.done",
+            &format!("\"output_index\":{index},\"item\":{item}"),
+        );
+        self.output.push(item);
+        self
+    }
+
+    /// A message item whose text comes as `tokens`, `pace` before each.
+    pub fn message(mut self, tokens: &[&str], pace: Duration) -> Self {
+        let index = self.output.len();
+        let id = format!("msg_67ccd2bf17f0819081ff3bb2cf6508e6{index:02}");
+        self.event(
+            "response.output_item.added",
+            &format!(
+                "\"output_index\":{index},\"item\":{{\"id\":\"{id}\",\"type\":\"message\",\
+                 \"status\":\"in_progress\",\"content\":[],\"role\":\"assistant\"}}"
+            ),
+        );
+        let at = format!("\"item_id\":\"{id}\",\"output_index\":{index},\"content_index\":0");
+        self.event(
+            "response.content_part.added",
+            &format!(
+                "{at},\"part\":{{\"type\":\"output_text\",\"annotations\":[],\"logprobs\":[],\"text\":\"\"}}"
+            ),
+        );
+        for t in tokens {
+            self.steps.push(Step::Wait(pace));
+            self.event(
+                "response.output_text.delta",
+                &format!(
+                    "{at},\"delta\":{},\"logprobs\":[],\"obfuscation\":\"Xy3\"",
+                    js(t)
+                ),
+            );
+        }
+        let text = js(&tokens.concat());
+        self.event(
+            "response.output_text.done",
+            &format!("{at},\"text\":{text},\"logprobs\":[]"),
+        );
+        let part = format!(
+            "{{\"type\":\"output_text\",\"annotations\":[],\"logprobs\":[],\"text\":{text}}}"
+        );
+        self.event(
+            "response.content_part.done",
+            &format!("{at},\"part\":{part}"),
+        );
+        let item = format!(
+            "{{\"id\":\"{id}\",\"type\":\"message\",\"status\":\"completed\",\"content\":[{part}],\"role\":\"assistant\"}}"
+        );
+        self.event(
+            "response.output_item.done",
+            &format!("\"output_index\":{index},\"item\":{item}"),
+        );
+        self.output.push(item);
+        self
+    }
+
+    /// A function call item whose arguments come in `pieces`.
+    pub fn function_call(mut self, call_id: &str, name: &str, pieces: &[&str]) -> Self {
+        let index = self.output.len();
+        let id = format!("fc_67ccd2bf17f0819081ff3bb2cf6508e6{index:02}");
+        let (call_id, name) = (js(call_id), js(name));
+        self.event(
+            "response.output_item.added",
+            &format!(
+                "\"output_index\":{index},\"item\":{{\"id\":\"{id}\",\"type\":\"function_call\",\
+                 \"status\":\"in_progress\",\"arguments\":\"\",\"call_id\":{call_id},\"name\":{name}}}"
+            ),
+        );
+        for p in pieces {
+            self.event(
+                "response.function_call_arguments.delta",
+                &format!(
+                    "\"item_id\":\"{id}\",\"output_index\":{index},\"delta\":{},\"obfuscation\":\"kR\"",
+                    js(p)
+                ),
+            );
+        }
+        let arguments = js(&pieces.concat());
+        self.event(
+            "response.function_call_arguments.done",
+            &format!("\"item_id\":\"{id}\",\"output_index\":{index},\"arguments\":{arguments}"),
+        );
+        let item = format!(
+            "{{\"id\":\"{id}\",\"type\":\"function_call\",\"status\":\"completed\",\
+             \"arguments\":{arguments},\"call_id\":{call_id},\"name\":{name}}}"
+        );
+        self.event(
+            "response.output_item.done",
+            &format!("\"output_index\":{index},\"item\":{item}"),
+        );
+        self.output.push(item);
+        self
+    }
+
+    /// `response.completed` with the usage.
+    pub fn completed(mut self, usage: (u64, u64)) -> Self {
+        let response = self.response("completed", "null", "null", &Self::usage(usage));
+        self.event("response.completed", &format!("\"response\":{response}"));
+        self
+    }
+
+    /// `response.incomplete` for `reason` (`max_output_tokens`, `content_filter`).
+    pub fn incomplete(mut self, reason: &str, usage: (u64, u64)) -> Self {
+        let details = format!("{{\"reason\":{}}}", js(reason));
+        let response = self.response("incomplete", "null", &details, &Self::usage(usage));
+        self.event("response.incomplete", &format!("\"response\":{response}"));
+        self
+    }
+
+    /// `response.failed` with the error's code and message.
+    pub fn failed(mut self, code: &str, message: &str) -> Self {
+        let error = format!("{{\"code\":{},\"message\":{}}}", js(code), js(message));
+        let response = self.response("failed", &error, "null", "null");
+        self.event("response.failed", &format!("\"response\":{response}"));
+        self
+    }
+
+    /// The `error` event.
+    pub fn error(mut self, code: &str, message: &str) -> Self {
+        self.event(
+            "error",
+            &format!(
+                "\"code\":{},\"message\":{},\"param\":null",
+                js(code),
+                js(message)
+            ),
+        );
+        self
+    }
+
+    /// Adds a raw step (a wait, a hang, a broken connection).
+    pub fn then(mut self, step: Step) -> Self {
+        self.steps.push(step);
+        self
+    }
+
+    pub fn steps(self) -> Vec<Step> {
+        self.steps
+    }
+
+    pub fn reply(self) -> Reply {
+        Reply::ok("text/event-stream; charset=utf-8", self.steps)
+    }
+}
+
+/// A whole successful Responses answer: one message of `tokens`, then `response.completed`.
+pub fn responses_answer(tokens: &[&str], pace: Duration, usage: (u64, u64)) -> Reply {
+    ResponsesStream::new()
+        .message(tokens, pace)
+        .completed(usage)
+        .reply()
 }

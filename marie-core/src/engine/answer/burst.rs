@@ -75,6 +75,11 @@ pub(super) fn take(first: Item, stream: &mut LlmStream, job: &AnswerJob, text: &
                     first_seq: None,
                 })
             }),
+            Some(Ok(LlmEvent::ReasoningSignature(signature))) => {
+                // Kept with the reasoning for the next request; nothing to send.
+                text.sign_reasoning(signature);
+                None
+            }
             Some(Ok(LlmEvent::ToolCallStart { id, name })) => {
                 Some(StreamEvent::ToolCallStart(ToolCallStart {
                     conversation_id: job.conversation_id.clone(),

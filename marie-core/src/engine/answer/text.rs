@@ -10,11 +10,12 @@ use crate::{MessagePart, ToolCall};
 #[derive(Clone)]
 enum Span {
     /// `content[start..end]`.
-    Text {
-        start: usize,
-        end: usize,
+    Text { start: usize, end: usize },
+    /// Reasoning, and its signature once the provider gave one (which closes the part).
+    Reasoning {
+        content: String,
+        signature: Option<String>,
     },
-    Reasoning(String),
     /// A tool call or result.
     Part(MessagePart),
 }
@@ -112,10 +113,32 @@ impl Text {
             return None;
         }
         match self.parts.last_mut() {
-            Some(Span::Reasoning(content)) => content.push_str(&delta),
-            _ => self.parts.push(Span::Reasoning(delta.clone())),
+            Some(Span::Reasoning {
+                content,
+                signature: None,
+            }) => content.push_str(&delta),
+            _ => self.parts.push(Span::Reasoning {
+                content: delta.clone(),
+                signature: None,
+            }),
         }
         Some(delta)
+    }
+
+    /// Takes the provider's signature of the reasoning just given (`LlmEvent::ReasoningSignature`):
+    /// kept on that part, which it closes; with no unsigned reasoning last, a part of empty
+    /// reasoning holds it.
+    pub(super) fn sign_reasoning(&mut self, signed: String) {
+        match self.parts.last_mut() {
+            Some(Span::Reasoning {
+                signature: signature @ None,
+                ..
+            }) => *signature = Some(signed),
+            _ => self.parts.push(Span::Reasoning {
+                content: String::new(),
+                signature: Some(signed),
+            }),
+        }
     }
 
     /// Takes a complete tool call: kept as a part, and to run when the step is done.
@@ -171,8 +194,9 @@ impl Text {
             Span::Text { start, end } => MessagePart::Text {
                 content: self.content[*start..*end].to_owned(),
             },
-            Span::Reasoning(content) => MessagePart::Reasoning {
+            Span::Reasoning { content, signature } => MessagePart::Reasoning {
                 content: content.clone(),
+                signature: signature.clone(),
             },
             Span::Part(part) => part.clone(),
         }
@@ -204,10 +228,53 @@ impl Text {
                 Span::Text { start, end } => MessagePart::Text {
                     content: self.content[start..end].to_owned(),
                 },
-                Span::Reasoning(content) => MessagePart::Reasoning { content },
+                Span::Reasoning { content, signature } => {
+                    MessagePart::Reasoning { content, signature }
+                }
                 Span::Part(part) => part,
             })
             .collect();
         (self.content, parts)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reasoning(content: &str, signature: Option<&str>) -> MessagePart {
+        MessagePart::Reasoning {
+            content: content.into(),
+            signature: signature.map(Into::into),
+        }
+    }
+
+    /// A signature closes its reasoning part: reasoning after it starts a new one, and a
+    /// signature with no reasoning before it makes a part of empty reasoning.
+    #[test]
+    fn signatures_close_reasoning_parts() {
+        let mut text = Text::new();
+        text.add_reasoning("Let me".into());
+        text.add_reasoning(" think.".into());
+        text.sign_reasoning("sig-1".into());
+        text.add_reasoning("More.".into());
+        text.add("Hi".into());
+        text.sign_reasoning("sig-2".into());
+        let mark = text.mark(0);
+        text.add_reasoning("dropped".into());
+        text.rollback(&mark);
+        let (content, parts) = text.into_content();
+        assert_eq!(content, "Hi");
+        assert_eq!(
+            parts,
+            [
+                reasoning("Let me think.", Some("sig-1")),
+                reasoning("More.", None),
+                MessagePart::Text {
+                    content: "Hi".into()
+                },
+                reasoning("", Some("sig-2")),
+            ]
+        );
     }
 }

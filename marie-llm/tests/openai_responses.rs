@@ -1,0 +1,532 @@
+//! `OpenAiProvider` in its Responses API mode against a local server that sends what
+//! OpenAI's `/v1/responses` sends (typed events with their `sequence_number`, byte for byte
+//! and paced), faults included. Each test asserts the room events a client receives
+//! (through the engine and a recording sink) and the exact requests the server got.
+
+#![cfg(feature = "openai")]
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use marie_core::{
+    ConversationId, EngineConfig, FinishReason, LlmEvent, LlmProvider, LlmRequest, MessagePart,
+    MessageRole, PromptMessage, StreamEvent, Usage, UserId,
+};
+use marie_llm::{OpenAiApi, OpenAiBuilder, OpenAiProvider, RetryPolicy};
+use serde_json::{Value, json};
+use support::engine::Chat;
+use support::fake::{FakeServer, Reply, ResponsesStream, Step, WAIT, responses_answer};
+use support::ms;
+
+const KEY: &str = "sk-test-7f3a9c2e5b1d4f6a8c0e2b4d6f8a0c2e";
+const PACE: Duration = Duration::from_millis(10);
+
+/// The Responses API, fast retries; timeouts long enough never to fire unless a test wants.
+fn provider(server: &FakeServer) -> OpenAiBuilder {
+    OpenAiProvider::builder()
+        .api(OpenAiApi::Responses)
+        .base_url(server.openai_base())
+        .api_key(KEY)
+        .model("gpt-4.1-mini")
+        .retry(RetryPolicy::default().backoff(ms(20), ms(40)))
+}
+
+/// A chat whose engine does not ask a failed step again: how each fault reaches a client.
+async fn chat(provider: OpenAiBuilder) -> Chat {
+    Chat::new(
+        provider.build().unwrap(),
+        EngineConfig::default().mid_stream_retries(0),
+    )
+    .await
+}
+
+/// A chat with the engine's default `mid_stream_retries`, its backoff short.
+async fn retrying_chat(provider: OpenAiBuilder) -> Chat {
+    Chat::new(
+        provider.build().unwrap(),
+        EngineConfig::default().retry_backoff(ms(20)),
+    )
+    .await
+}
+
+/// Sends `message` and waits for the end of its answer, which may have been reset: every
+/// event of the stream, and the events a client keeps once it has dropped what each
+/// `stream_reset` tells it to.
+async fn ask_through_resets(chat: &Chat, message: &str) -> (Vec<StreamEvent>, Vec<StreamEvent>) {
+    let stream = chat.send(message).await;
+    tokio::time::timeout(
+        WAIT,
+        chat.sink.wait_for(|e| match e {
+            StreamEvent::End(end) => end.stream_id == stream,
+            StreamEvent::Error(err) => err.stream_id == stream,
+            _ => false,
+        }),
+    )
+    .await
+    .expect("the answer ended in time");
+    let events: Vec<StreamEvent> = chat
+        .sink
+        .events()
+        .into_iter()
+        .filter(|e| *e.stream_id() == stream)
+        .collect();
+    let mut kept: Vec<StreamEvent> = Vec::new();
+    for event in &events {
+        if let StreamEvent::Reset(reset) = event {
+            kept.retain(|k| k.seq().is_none_or(|seq| seq <= reset.after_seq));
+        } else {
+            kept.push(event.clone());
+        }
+    }
+    (events, kept)
+}
+
+fn text_of(events: &[StreamEvent]) -> String {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            StreamEvent::Chunk(c) => Some(c.content.as_str()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn resets(events: &[StreamEvent]) -> Vec<(u64, u32)> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            StreamEvent::Reset(r) => Some((r.after_seq, r.attempt)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_an_answer_with_the_usage_the_api_reports() {
+    let server = FakeServer::start([responses_answer(
+        &["Hello", ",", " wörld", " ✓", "!"],
+        PACE,
+        (12, 5),
+    )])
+    .await;
+    let config = EngineConfig::default()
+        .system_prompt("You are terse.")
+        .mid_stream_retries(0);
+    let chat = Chat::new(
+        provider(&server)
+            .temperature(0.2)
+            .max_tokens(256)
+            .build()
+            .unwrap(),
+        config,
+    )
+    .await;
+
+    let answer = chat.ask("Say hello").await;
+    assert_eq!(
+        answer
+            .chunks
+            .iter()
+            .map(|c| c.content.as_str())
+            .collect::<Vec<_>>(),
+        ["Hello", ",", " wörld", " ✓", "!"]
+    );
+    let end = answer.complete();
+    assert_eq!(end.full_content, "Hello, wörld ✓!");
+    assert_eq!(end.usage, Usage::reported(12, 5));
+    assert_eq!(end.finish_reason, FinishReason::Stop);
+
+    let requests = server.requests();
+    assert_eq!(requests.len(), 1);
+    let request = &requests[0];
+    assert_eq!(request.path, "/v1/responses");
+    assert_eq!(
+        request.headers["authorization"].to_str().unwrap(),
+        format!("Bearer {KEY}")
+    );
+    assert_eq!(request.headers["accept"], "text/event-stream");
+    assert_eq!(
+        request.body,
+        json!({
+            "model": "gpt-4.1-mini",
+            "instructions": "You are terse.",
+            "input": [{"role": "user", "content": "Say hello"}],
+            "stream": true,
+            "store": false,
+            "temperature": 0.2,
+            "max_output_tokens": 256
+        })
+    );
+}
+
+/// A reasoning model's summary streams as `stream_reasoning` before the text and is kept as
+/// a part; it is not sent back (the API takes reasoning back only as its own items).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reasoning_summaries_stream_as_reasoning() {
+    let first = ResponsesStream::new()
+        .reasoning_summary(&["**Greeting**", "The user says hello."])
+        .wait(PACE)
+        .message(&["Hi", "!"], PACE)
+        .completed((7, 9))
+        .reply();
+    let server = FakeServer::start([first, responses_answer(&["Fine."], PACE, (20, 2))]).await;
+    let chat = chat(provider(&server).extra_body("reasoning", json!({"summary": "auto"}))).await;
+    let answer = chat.ask("hello").await;
+    let reasoning: String = answer
+        .reasoning
+        .iter()
+        .map(|r| r.content.as_str())
+        .collect();
+    assert_eq!(reasoning, "**Greeting**\n\nThe user says hello.");
+    let end = answer.complete();
+    assert_eq!(end.full_content, "Hi!");
+    assert_eq!(
+        end.parts,
+        vec![
+            MessagePart::Reasoning {
+                content: "**Greeting**\n\nThe user says hello.".into(),
+                signature: None,
+            },
+            MessagePart::Text {
+                content: "Hi!".into()
+            },
+        ]
+    );
+    assert_eq!(end.usage, Usage::reported(7, 9));
+
+    chat.ask("how are you?").await.complete();
+    let requests = server.requests();
+    assert_eq!(requests[0].body["reasoning"], json!({"summary": "auto"}));
+    assert_eq!(
+        requests[1].body["input"],
+        json!([
+            {"role": "user", "content": "hello"},
+            {"role": "assistant", "content": "Hi!"},
+            {"role": "user", "content": "how are you?"}
+        ])
+    );
+}
+
+/// `calculate`: evaluates "a*b" and "a+b" of whole numbers, enough for these tests.
+fn calculate() -> std::sync::Arc<dyn marie_core::Tool> {
+    std::sync::Arc::new(marie_core::tool_fn(
+        "calculate",
+        "Evaluates an arithmetic expression",
+        json!({"type": "object", "properties": {"expression": {"type": "string"}}, "required": ["expression"]}),
+        |args: Value, _| async move {
+            let e = args["expression"].as_str().unwrap_or_default();
+            let (op, (a, b)) = if let Some(ab) = e.split_once('*') {
+                ('*', ab)
+            } else {
+                ('+', e.split_once('+').unwrap_or((e, "0")))
+            };
+            let (a, b): (i64, i64) = (a.trim().parse().unwrap_or(0), b.trim().parse().unwrap_or(0));
+            Ok(json!(if op == '*' { a * b } else { a + b }))
+        },
+    ))
+}
+
+/// Two function calls (arguments streamed in pieces), run by the engine, and given back as
+/// `function_call` and `function_call_output` items, named by their `call_id`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn function_calls_run_and_go_back_as_input_items() {
+    let first = ResponsesStream::new()
+        .message(&["Let me compute."], PACE)
+        .function_call(
+            "call_Xa1",
+            "calculate",
+            &["{\"expr", "ession\": \"12", "*7\"}"],
+        )
+        .function_call("call_Yb2", "calculate", &["{\"expression\": \"2+2\"}"])
+        .completed((20, 10))
+        .reply();
+    let server = FakeServer::start([
+        first,
+        responses_answer(&["84", " and ", "4."], PACE, (40, 5)),
+    ])
+    .await;
+    let chat = Chat::with_tools(
+        provider(&server).build().unwrap(),
+        EngineConfig::default(),
+        vec![calculate()],
+    )
+    .await;
+    let answer = chat.ask("12*7 and 2+2?").await;
+    let end = answer.complete();
+    assert_eq!(end.full_content, "Let me compute.84 and 4.");
+    assert_eq!(end.usage, Usage::reported(60, 15));
+    assert_eq!(end.finish_reason, FinishReason::Stop);
+    let calls: Vec<(String, Value)> = answer
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            StreamEvent::ToolCall(c) => Some((c.tool_call_id.clone(), c.arguments.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        calls,
+        [
+            ("call_Xa1".to_owned(), json!({"expression": "12*7"})),
+            ("call_Yb2".to_owned(), json!({"expression": "2+2"}))
+        ]
+    );
+    let deltas: String = answer
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            StreamEvent::ToolCallDelta(d) if d.tool_call_id == "call_Xa1" => Some(d.delta.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(deltas, "{\"expression\": \"12*7\"}");
+
+    let requests = server.requests();
+    assert_eq!(requests.len(), 2);
+    assert_eq!(
+        requests[0].body,
+        json!({
+            "model": "gpt-4.1-mini",
+            "input": [{"role": "user", "content": "12*7 and 2+2?"}],
+            "stream": true,
+            "store": false,
+            "tools": [{
+                "type": "function",
+                "name": "calculate",
+                "description": "Evaluates an arithmetic expression",
+                "parameters": {"type": "object", "properties": {"expression": {"type": "string"}}, "required": ["expression"]},
+                "strict": false
+            }],
+            "tool_choice": "auto"
+        })
+    );
+    let input = requests[1].body["input"].as_array().unwrap().clone();
+    assert_eq!(
+        input[..4],
+        [
+            json!({"role": "user", "content": "12*7 and 2+2?"}),
+            json!({"role": "assistant", "content": "Let me compute."}),
+            json!({"type": "function_call", "call_id": "call_Xa1", "name": "calculate", "arguments": "{\"expression\":\"12*7\"}"}),
+            json!({"type": "function_call", "call_id": "call_Yb2", "name": "calculate", "arguments": "{\"expression\":\"2+2\"}"}),
+        ]
+    );
+    // The outputs are in the order the calls finished: compare them sorted.
+    let mut outputs = input[4..].to_vec();
+    outputs.sort_by_key(|o| o["call_id"].as_str().unwrap_or_default().to_owned());
+    assert_eq!(
+        outputs,
+        [
+            json!({"type": "function_call_output", "call_id": "call_Xa1", "output": "84"}),
+            json!({"type": "function_call_output", "call_id": "call_Yb2", "output": "4"})
+        ]
+    );
+}
+
+/// Text, then a server error mid-answer, as the `error` event or as `response.failed`.
+fn failing_mid_answer(as_failed: bool) -> Reply {
+    let stream = ResponsesStream::new().message(&["Half", " an"], PACE);
+    let stream = if as_failed {
+        stream.failed(
+            "server_error",
+            "The model failed to generate a response. Sorry about that!",
+        )
+    } else {
+        stream.error(
+            "server_error",
+            "The server had an error while processing your request. Sorry about that!",
+        )
+    };
+    stream.reply()
+}
+
+/// With the engine's default `mid_stream_retries`, a server error after output is one
+/// `stream_reset` and the step asked again; without them, a retryable `stream_error`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mid_stream_server_error_is_asked_again_or_reported_retryable() {
+    for as_failed in [false, true] {
+        let server = FakeServer::start([
+            failing_mid_answer(as_failed),
+            responses_answer(&["A", " whole", " answer"], PACE, (9, 3)),
+        ])
+        .await;
+        let retrying = retrying_chat(provider(&server)).await;
+        let (events, kept) = ask_through_resets(&retrying, "hi").await;
+        assert_eq!(resets(&events), [(0, 1)], "{events:#?}");
+        let Some(StreamEvent::End(end)) = events.last() else {
+            panic!("expected stream_end: {events:#?}")
+        };
+        assert_eq!(end.full_content, "A whole answer");
+        assert_eq!(text_of(&kept), "A whole answer");
+        assert_eq!(end.usage, Usage::reported(9, 3));
+        let requests = server.requests();
+        assert_eq!(requests.len(), 2);
+        assert_eq!(requests[0].body, requests[1].body);
+
+        let server = FakeServer::start([
+            failing_mid_answer(as_failed),
+            responses_answer(&["never"], PACE, (1, 1)),
+        ])
+        .await;
+        let chat = chat(provider(&server)).await;
+        let answer = chat.ask("hi").await;
+        assert_eq!(answer.text(), "Half an");
+        let err = answer.failed();
+        assert!(err.retryable);
+        assert_eq!(err.after_seq, 2);
+        let wire = serde_json::to_string(&answer.terminal).unwrap();
+        assert!(!wire.contains("Sorry"), "{wire}");
+        assert_eq!(server.requests().len(), 1);
+    }
+}
+
+/// A failure the request itself causes is not asked again, even by the engine.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_response_for_a_bad_request_is_not_asked_again() {
+    let failed = ResponsesStream::new()
+        .failed(
+            "invalid_prompt",
+            "Invalid prompt: flagged as potentially violating our usage policy.",
+        )
+        .reply();
+    let server = FakeServer::start([failed, responses_answer(&["never"], PACE, (1, 1))]).await;
+    let retrying = retrying_chat(provider(&server)).await;
+    let (events, _) = ask_through_resets(&retrying, "hi").await;
+    assert!(resets(&events).is_empty(), "{events:#?}");
+    let Some(StreamEvent::Error(err)) = events.last() else {
+        panic!("expected stream_error: {events:#?}")
+    };
+    assert!(!err.retryable);
+    assert_eq!(server.requests().len(), 1);
+}
+
+/// A stream that ends without `response.completed` is not a complete answer: a protocol
+/// error, which the engine asks again (or reports, not retryable, when it may not).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_cut_before_response_completed_is_a_protocol_error_retried_by_the_engine() {
+    let cut = || {
+        ResponsesStream::new()
+            .message(&["almost", " there"], PACE)
+            .reply()
+    };
+    let server =
+        FakeServer::start([cut(), responses_answer(&["all", " there"], PACE, (3, 2))]).await;
+    let retrying = retrying_chat(provider(&server)).await;
+    let (events, kept) = ask_through_resets(&retrying, "hi").await;
+    assert_eq!(resets(&events), [(0, 1)], "{events:#?}");
+    let Some(StreamEvent::End(end)) = events.last() else {
+        panic!("expected stream_end: {events:#?}")
+    };
+    assert_eq!(end.full_content, "all there");
+    assert_eq!(text_of(&kept), "all there");
+
+    let server = FakeServer::start([cut(), responses_answer(&["never"], PACE, (1, 1))]).await;
+    let chat = chat(provider(&server)).await;
+    let answer = chat.ask("hi").await;
+    assert_eq!(answer.text(), "almost there");
+    let err = answer.failed();
+    assert_eq!(err.after_seq, 2);
+    assert!(!err.retryable);
+    assert_eq!(server.requests().len(), 1);
+}
+
+/// `response.incomplete` for `max_output_tokens` ends the answer as `length`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_incomplete_response_ends_with_its_reason() {
+    let reply = ResponsesStream::new()
+        .message(&["cut", " short"], PACE)
+        .incomplete("max_output_tokens", (4, 2))
+        .reply();
+    let server = FakeServer::start([reply]).await;
+    let chat = chat(provider(&server).max_tokens(2)).await;
+    let end = chat.ask("long").await.complete().clone();
+    assert_eq!(end.full_content, "cut short");
+    assert_eq!(end.finish_reason, FinishReason::Length);
+    assert_eq!(end.usage, Usage::reported(4, 2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rejected_credentials_are_never_retried_and_never_shown() {
+    let server = FakeServer::start([
+        Reply::status(
+            401,
+            r#"{"error":{"message":"Incorrect API key provided: sk-test-***2e. You can find your API key at https://platform.openai.com/account/api-keys.","type":"invalid_request_error","param":null,"code":"invalid_api_key"}}"#,
+        ),
+        responses_answer(&["never"], PACE, (1, 1)),
+    ])
+    .await;
+    let retrying = retrying_chat(provider(&server)).await;
+    let answer = retrying.ask("hi").await;
+    let err = answer.failed();
+    assert!(!err.retryable);
+    let wire = serde_json::to_string(&answer.terminal).unwrap();
+    assert!(
+        !wire.contains("Incorrect") && !wire.contains("sk-"),
+        "{wire}"
+    );
+    assert_eq!(server.requests().len(), 1);
+}
+
+/// 500 and 503 before any output: the provider retries with backoff; one clean answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_errors_before_output_are_retried_by_the_provider() {
+    let server = FakeServer::start([
+        Reply::status(
+            500,
+            r#"{"error":{"message":"The server had an error","type":"server_error","param":null,"code":null}}"#,
+        ),
+        Reply::status(
+            503,
+            r#"{"error":{"message":"overloaded","type":"server_error","param":null,"code":null}}"#,
+        ),
+        responses_answer(&["third", " time"], PACE, (2, 2)),
+    ])
+    .await;
+    let chat = chat(provider(&server)).await;
+    let answer = chat.ask("hi").await;
+    assert_eq!(answer.complete().full_content, "third time");
+    let requests = server.requests();
+    assert_eq!(requests.len(), 3);
+    assert!(requests.iter().all(|r| r.path == "/v1/responses"));
+    assert!(requests[1].at - requests[0].at >= ms(10));
+    assert!(requests[2].at - requests[1].at >= ms(20));
+}
+
+/// Dropping the answer stream closes the upstream request at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_the_stream_closes_the_upstream_request() {
+    let mut tokens: Vec<String> = Vec::new();
+    for i in 0..500 {
+        tokens.push(format!(" t{i}"));
+    }
+    let tokens: Vec<&str> = tokens.iter().map(String::as_str).collect();
+    let steps = ResponsesStream::new()
+        .message(&tokens, ms(20))
+        .then(Step::Hang)
+        .steps();
+    let server = FakeServer::start([Reply::ok("text/event-stream", steps)]).await;
+    let provider = provider(&server).build().unwrap();
+    let mut stream = provider
+        .stream(LlmRequest {
+            conversation_id: ConversationId::parse("c").unwrap(),
+            user_id: UserId::parse("u").unwrap(),
+            messages: vec![PromptMessage::text(MessageRole::User, "talk forever")],
+            tools: Vec::new(),
+        })
+        .await
+        .unwrap();
+    let mut deltas = 0;
+    while deltas < 3 {
+        match stream.next().await {
+            Some(Ok(LlmEvent::Delta(_))) => deltas += 1,
+            other => panic!("expected deltas, got {other:?}"),
+        }
+    }
+    let dropped_at = tokio::time::Instant::now();
+    drop(stream);
+    let seen = server.body_dropped().await;
+    assert!(!seen.finished);
+    assert!(seen.at.saturating_duration_since(dropped_at) < ms(500));
+}
