@@ -29,13 +29,18 @@ use tokio::time::Instant;
 const PACE: Duration = Duration::from_millis(10);
 
 /// MARIE on 127.0.0.1:0 with `provider`; user `alice` has token `t-alice`.
+/// MARIE without the engine's retries of a failed step: these tests check how each fault of
+/// the wire reaches a Socket.IO client (the retries are tested in `retries.rs` and marie-core).
 async fn marie(provider: impl LlmProvider) -> SocketAddr {
     let auth = StaticAuthenticator::new();
     auth.insert("t-alice", Identity::new(UserId::parse("alice").unwrap()));
+    let mut config = marie_axum::MarieConfig::default();
+    config.engine = config.engine.mid_stream_retries(0);
     let (layer, _handle) = Marie::builder()
         .authenticator(auth)
         .store(MemoryStore::new())
         .provider(provider)
+        .config(config)
         .build()
         .unwrap();
     let app = axum::Router::new().layer(layer);
