@@ -10,6 +10,7 @@
 //! |---|---|---|
 //! | `MARIE_ADDR` | `127.0.0.1:3000` | where to listen (`127.0.0.1:0` picks a free port) |
 //! | `MARIE_LLM` | `echo` | the provider: `echo` (a demo, no model), `openai`, `anthropic` or `ollama` |
+//! | `MARIE_LLM_FALLBACK` | unset | providers asked in turn when that one is unavailable before its answer begins, comma-separated: `openai`, `anthropic`, `ollama`, `echo` (`marie_llm::FallbackProvider`) |
 //! | `MARIE_ECHO_DELAY_MS` | `60` | the echo provider's delay before each word |
 //! | `OPENAI_API_KEY`, `OPENAI_BASE_URL`, `OPENAI_MODEL` | none, OpenAI, `gpt-4o-mini` | with `MARIE_LLM=openai`: any OpenAI-compatible server |
 //! | `OPENAI_API` | `chat` | with `MARIE_LLM=openai`: `responses` speaks OpenAI's Responses API (`/responses`) instead of chat completions |
@@ -24,6 +25,8 @@
 //! In dev mode anyone can mint a token for any user name at `POST /api/dev/token`: never
 //! expose it beyond your machine.
 
+#[path = "../common/fallback.rs"]
+mod fallback;
 #[path = "../common/server.rs"]
 mod server;
 #[path = "../common/store.rs"]
@@ -81,5 +84,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             );
         }
     };
+    let provider = fallback::wrap(provider)?;
     server::serve("chat", provider).await
 }

@@ -14,6 +14,8 @@
 //! | `rustls` | yes | HTTPS for `openai` / `ollama` / `anthropic` with rustls and the webpki roots; no effect without them |
 //!
 //! [`ScriptedProvider`] (fixed chunks, delays, faults on cue) is always there, for tests.
+//! [`FallbackProvider`] (always there too) asks a list of providers in order when one is
+//! unavailable before its answer begins, with a circuit breaker per provider.
 //!
 //! ## The HTTP providers
 //!
@@ -59,6 +61,7 @@
 mod anthropic;
 #[cfg(feature = "echo")]
 mod echo;
+mod fallback;
 #[cfg(any(feature = "openai", feature = "ollama", feature = "anthropic"))]
 mod http;
 #[cfg(feature = "ollama")]
@@ -76,6 +79,7 @@ pub use anthropic::{
 };
 #[cfg(feature = "echo")]
 pub use echo::EchoProvider;
+pub use fallback::{CircuitState, FallbackProvider};
 #[cfg(any(feature = "openai", feature = "ollama", feature = "anthropic"))]
 pub use http::{ConfigError, RetryPolicy, Timeouts};
 #[cfg(feature = "ollama")]
