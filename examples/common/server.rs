@@ -34,6 +34,7 @@ pub(crate) async fn serve(
     let mut builder = Marie::builder()
         .authenticator(authenticator)
         .store(store::from_env().await?)
+        .files(store::files_from_env()?)
         .provider(provider)
         .config(config_from_env()?)
         .allowed_origins(web::allowed_origins(mode.is_dev(), local));

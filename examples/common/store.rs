@@ -4,8 +4,8 @@
 
 use std::sync::Arc;
 
-use marie_adapters::{MemoryStore, SqlStore};
-use marie_core::RoomStore;
+use marie_adapters::{MemoryFileStore, MemoryStore, SqlStore};
+use marie_core::{FileStore, RoomStore};
 
 use crate::web;
 
@@ -38,4 +38,15 @@ pub(crate) async fn from_env() -> Result<Arc<dyn RoomStore>, web::Words> {
             Arc::new(MemoryStore::new())
         }
     })
+}
+
+#[allow(
+    dead_code,
+    reason = "the cluster example takes no files unless its history is in SQL"
+)]
+/// Where uploaded files are kept: in memory (nothing survives a restart; the per-user quota
+/// bounds what they take).
+pub(crate) fn files_from_env() -> Result<Arc<dyn FileStore>, web::Words> {
+    tracing::info!("uploaded files are kept in memory");
+    Ok(Arc::new(MemoryFileStore::new()))
 }

@@ -8,7 +8,7 @@
 //!
 //! | feature | default | what it adds |
 //! |---|---|---|
-//! | `memory` | yes | [`MemoryStore`]: everything in this process's memory |
+//! | `memory` | yes | [`MemoryStore`] and [`MemoryFileStore`]: everything in this process's memory |
 //! | `jwt` | no | [`JwtAuthenticator`]: bearer JWTs (HS256, RS256, ES256) via `jsonwebtoken` |
 //! | `redis` | no | [`RedisStore`], [`RedisControlBus`] and [`RedisStreamLog`]: state shared by several nodes in Redis, see [`redis`] |
 //! | `sqlite` | no | [`SqlStore`] on a SQLite file: one node's state that survives restarts, see [`sql`] |
@@ -48,7 +48,7 @@ pub use jwt::{JwtAuthenticator, JwtKeyError};
 #[cfg(feature = "memory")]
 pub use marie_core::{MemoryLogConfig, MemoryStreamLog};
 #[cfg(feature = "memory")]
-pub use memory::MemoryStore;
+pub use memory::{MemoryFileStore, MemoryStore};
 #[cfg(feature = "redis")]
 pub use redis::{RedisConfig, RedisControlBus, RedisStore, RedisStreamLog};
 #[cfg(feature = "sql")]

@@ -67,6 +67,7 @@ fn message(i: usize) -> ChatMessage {
         message_id: id(i),
         parent_id: i.checked_sub(1).map(id),
         siblings: Vec::new(),
+        attachments: Vec::new(),
         role: if i.is_multiple_of(2) {
             MessageRole::User
         } else {
@@ -323,6 +324,7 @@ mod contract {
             parts: Vec::new(),
             parent_id: None,
             siblings: Vec::new(),
+            attachments: Vec::new(),
         };
         store.append_message(&c, tricky.clone()).await.unwrap();
         assert_eq!(
@@ -495,6 +497,7 @@ mod contract {
                 Vec::new()
             },
             message: format!("queued {i} \"quoted\" 🦀"),
+            attachments: Vec::new(),
             stream: i != 3,
             message_id: id(100 + i),
             answer_message_id: id(200 + i),
@@ -1512,6 +1515,7 @@ mod sql_specific {
             user_id: user("bob"),
             roles: Vec::new(),
             message: "after this one".into(),
+            attachments: Vec::new(),
             stream: true,
             message_id: id(20),
             answer_message_id: id(21),

@@ -120,6 +120,7 @@ fn message(i: usize) -> ChatMessage {
             .checked_sub(1)
             .map(|p| MessageId::parse(format!("m{p:05}")).unwrap()),
         siblings: Vec::new(),
+        attachments: Vec::new(),
     }
 }
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use marie_core::{
     AccessPolicy, Authenticator, BudgetPolicy, ChatEngine, ControlBus, DefaultAccessPolicy,
-    LlmProvider, RoomStore, StreamLog, Tool, Toolbox, ToolboxError,
+    FileStore, LlmProvider, RoomStore, StreamLog, Tool, Toolbox, ToolboxError,
 };
 use socketioxide::adapter::{Adapter, LocalAdapter};
 use socketioxide::{ParserConfig, SocketIo, TransportType};
@@ -72,6 +72,7 @@ pub struct MarieBuilder<A: Adapter = LocalAdapter> {
     log: Option<Arc<dyn StreamLog>>,
     tools: Toolbox,
     budget: Option<Arc<dyn BudgetPolicy>>,
+    files: Option<Arc<dyn FileStore>>,
     /// The first tool that could not be added: [`build`](Self::build) reports it.
     tool_error: Option<ToolboxError>,
     adapter: A::State,
@@ -89,6 +90,7 @@ impl Default for MarieBuilder {
             log: None,
             tools: Toolbox::new(),
             budget: None,
+            files: None,
             tool_error: None,
             adapter: (),
             config: MarieConfig::default(),
@@ -144,6 +146,14 @@ impl<A: Adapter> MarieBuilder<A> {
         self
     }
 
+    /// Takes files from users: `POST /api/chat/files` stores them in `store`, and
+    /// `send_message.attachments` names them (see `docs/protocol.md`, "Files"). Without one,
+    /// uploads answer `404 not_found` and a message with attachments is refused.
+    pub fn files(mut self, store: impl FileStore) -> Self {
+        self.files = Some(Arc::new(store));
+        self
+    }
+
     /// Who may join and invite ([`DefaultAccessPolicy`] when not set).
     pub fn policy(mut self, policy: impl AccessPolicy) -> Self {
         self.policy = Some(Arc::new(policy));
@@ -170,6 +180,7 @@ impl<A: Adapter> MarieBuilder<A> {
             log: self.log,
             tools: self.tools,
             budget: self.budget,
+            files: self.files,
             tool_error: self.tool_error,
             adapter: state,
             config: self.config,
@@ -297,6 +308,9 @@ impl<A: Adapter> MarieBuilder<A> {
         }
         if let Some(budget) = self.budget {
             engine = engine.budget(budget);
+        }
+        if let Some(files) = self.files {
+            engine = engine.files(files);
         }
         let guards = Guards::new(config.limits.clone());
         let shared = Arc::new(Shared {

@@ -6,8 +6,8 @@
 //! clear `bad_request` rather than a silently ignored option; the message names the field.
 
 use marie_core::{
-    ApprovalId, ApprovalRecord, ConversationId, Error, ErrorCode, MessageId, OnBusy, SendRequest,
-    StreamId, UserId,
+    ApprovalId, ApprovalRecord, ConversationId, Error, ErrorCode, FileId, MessageId, OnBusy,
+    SendRequest, StreamId, UserId,
 };
 use serde::de::{self, DeserializeOwned, Deserializer, Visitor};
 use serde::{Deserialize, Serialize};
@@ -110,6 +110,11 @@ impl ClientEvent {
                     stream: p.stream && self == Self::SendMessage,
                     client_message_id: p.client_message_id,
                     on_busy: p.on_busy,
+                    attachments: p
+                        .attachments
+                        .into_iter()
+                        .map(FileId::parse)
+                        .collect::<Result<_, _>>()?,
                 })
             }
             Self::CancelStream => {
@@ -274,6 +279,9 @@ struct SendMessage {
     client_message_id: Option<String>,
     #[serde(default)]
     on_busy: Option<OnBusy>,
+    /// File ids from `POST /api/chat/files`.
+    #[serde(default)]
+    attachments: Vec<String>,
 }
 
 fn default_true() -> bool {

@@ -868,6 +868,7 @@ pub(crate) fn history_messages(n: usize) -> Result<Vec<ChatMessage>, BoxError> {
             parts: Vec::new(),
             parent_id: parent.replace(id),
             siblings: Vec::new(),
+            attachments: Vec::new(),
         });
     }
     Ok(messages)

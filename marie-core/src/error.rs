@@ -39,6 +39,10 @@ pub enum ErrorCode {
     ResumeUnavailable,
     /// The user has used their token budget for the current period.
     BudgetExceeded,
+    /// An uploaded file's bytes are of a type MARIE does not take, or not the type declared.
+    UnsupportedFileType,
+    /// The user's files would take more than their quota.
+    QuotaExceeded,
 }
 
 impl ErrorCode {
@@ -57,6 +61,8 @@ impl ErrorCode {
             Self::Internal => "internal",
             Self::ResumeUnavailable => "resume_unavailable",
             Self::BudgetExceeded => "budget_exceeded",
+            Self::UnsupportedFileType => "unsupported_file_type",
+            Self::QuotaExceeded => "quota_exceeded",
         }
     }
 }
@@ -123,6 +129,17 @@ pub enum Error {
         /// When the period ends.
         resets_at: u64,
     },
+    /// An uploaded file's type is not taken; the text says why.
+    #[error("{0}")]
+    UnsupportedFileType(String),
+    /// The user's files would take more than their quota: `used` of `quota` bytes.
+    #[error("your files would exceed your quota ({used} of {quota} bytes used)")]
+    QuotaExceeded {
+        /// Bytes the user's files take now.
+        used: u64,
+        /// The quota.
+        quota: u64,
+    },
 }
 
 impl Error {
@@ -141,6 +158,8 @@ impl Error {
             Self::Store(_) | Self::ShuttingDown | Self::Internal(_) => ErrorCode::Internal,
             Self::ResumeUnavailable(_) => ErrorCode::ResumeUnavailable,
             Self::BudgetExceeded { .. } => ErrorCode::BudgetExceeded,
+            Self::UnsupportedFileType(_) => ErrorCode::UnsupportedFileType,
+            Self::QuotaExceeded { .. } => ErrorCode::QuotaExceeded,
         }
     }
 

@@ -1,4 +1,4 @@
-//! Identifiers: conversations, users, streams, messages, sessions and approvals.
+//! Identifiers: conversations, users, streams, messages, sessions, approvals and files.
 //!
 //! Each id is a newtype so that a user id can never be passed where a conversation id is
 //! expected. Ids that come from clients are validated by their `parse` constructor; ids the
@@ -126,6 +126,20 @@ string_id!(
     ApprovalId,
     "approval_id"
 );
+
+string_id!(
+    /// A file a user uploaded (`POST /api/chat/files`), to attach to their messages.
+    FileId,
+    "file_id"
+);
+
+impl FileId {
+    /// A new unguessable file id: knowing it is not enough to read the file, but it is not
+    /// worth guessing either.
+    pub fn random() -> Self {
+        Self(uuid::Uuid::new_v4().simple().to_string().into())
+    }
+}
 
 impl ApprovalId {
     /// A new unguessable approval id: whoever knows it and has access may decide.

@@ -4,7 +4,7 @@
 //! This crate knows nothing of sockets or HTTP. It holds
 //!
 //! * the backend traits — [`Authenticator`], [`RoomStore`], [`LlmProvider`], [`StreamSink`],
-//!   [`AccessPolicy`], [`ControlBus`] and [`StreamLog`] — which third-party backends implement, depending on
+//!   [`AccessPolicy`], [`ControlBus`], [`StreamLog`] and [`FileStore`] — which third-party backends implement, depending on
 //!   this crate alone, and [`Tool`], the app's functions the model may call;
 //! * the domain types ([`ConversationId`], [`ChatMessage`], [`Usage`], ...) and the one type of
 //!   everything an answer sends to a conversation ([`StreamEvent`]), which every layer carries
@@ -44,6 +44,7 @@ mod budget;
 mod control;
 mod engine;
 mod error;
+mod file;
 mod identity;
 mod ids;
 mod log;
@@ -62,13 +63,21 @@ pub use budget::{
     Budget, BudgetFn, BudgetParseError, BudgetPeriod, BudgetPolicy, UsageReport, UsageWindow,
     budget_fn,
 };
+/// The bytes of a file ([`StoredFile`], [`Attachment`]), re-exported from `bytes`.
+pub use bytes::Bytes;
 pub use control::{ControlBus, ControlHandler, ControlMessage, LocalControlBus};
 pub use engine::{
-    ActiveStream, ChatEngine, EngineBuilder, EngineConfig, Joined, SendOutcome, SendRequest,
+    ActiveStream, ChatEngine, EngineBuilder, EngineConfig, Joined, SendOutcome, SendRequest, Upload,
 };
 pub use error::{AuthError, Error, ErrorCode, ProviderError, SinkError, StoreError};
+pub use file::{
+    ACCEPTED_CONTENT_TYPES, Attachment, FileMeta, FileStore, PutOutcome, StoredFile,
+    clean_file_name, sniff_content_type,
+};
 pub use identity::{ADMIN_ROLE, Credentials, Identity};
-pub use ids::{ApprovalId, ConversationId, MAX_ID_LEN, MessageId, SessionId, StreamId, UserId};
+pub use ids::{
+    ApprovalId, ConversationId, FileId, MAX_ID_LEN, MessageId, SessionId, StreamId, UserId,
+};
 pub use log::{LogRead, MemoryLogConfig, MemoryStreamLog, StreamLog, StreamMeta, check_resume};
 pub use message::{
     ChatMessage, ConversationInfo, FinishReason, MessageRole, Usage, estimate_tokens, now_millis,

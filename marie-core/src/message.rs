@@ -54,6 +54,9 @@ pub struct ChatMessage {
     /// [`RoomStore::history`](crate::RoomStore::history), empty otherwise and never stored.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub siblings: Vec<MessageId>,
+    /// Of a user message: the files it carries (`send_message.attachments`), by reference.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<crate::Attachment>,
 }
 
 impl ChatMessage {
@@ -73,6 +76,7 @@ impl ChatMessage {
             parts: Vec::new(),
             parent_id,
             siblings: Vec::new(),
+            attachments: Vec::new(),
         }
     }
 }

@@ -7,7 +7,10 @@ use futures_util::Stream;
 
 use serde_json::Value;
 
-use crate::{ConversationId, FinishReason, MessagePart, MessageRole, ProviderError, Usage, UserId};
+use crate::{
+    Attachment, ConversationId, FinishReason, MessagePart, MessageRole, ProviderError, Usage,
+    UserId,
+};
 
 /// One message sent to the model.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -20,6 +23,10 @@ pub struct PromptMessage {
     /// tool calls and their results). Empty for a text-only message: `content` is all of it.
     /// A provider sends the calls and results in its own format ([`assistant_turns`](Self::assistant_turns)).
     pub parts: Vec<MessagePart>,
+    /// Of a user message: the files it carries, with their bytes (`data`) when the engine
+    /// could read them. A provider passes images (and documents, where its API takes them)
+    /// in its own format, and [`Attachment::as_text`] of the others.
+    pub attachments: Vec<Attachment>,
 }
 
 impl PromptMessage {
@@ -29,6 +36,7 @@ impl PromptMessage {
             role,
             content: content.into(),
             parts: Vec::new(),
+            attachments: Vec::new(),
         }
     }
 

@@ -34,6 +34,9 @@ pub struct QueuedSend {
     pub roles: Vec<String>,
     /// The user's text.
     pub message: String,
+    /// The files it carries (checked when it was queued).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<crate::Attachment>,
     /// `true`: streamed; `false`: one `message_response`.
     pub stream: bool,
     /// The user message it becomes.

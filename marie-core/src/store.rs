@@ -155,6 +155,7 @@ pub trait RoomStore: Send + Sync + 'static {
                 role: m.role,
                 content: m.content,
                 parts: m.parts,
+                attachments: m.attachments,
             })
             .collect())
     }

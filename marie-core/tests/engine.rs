@@ -135,6 +135,7 @@ fn streamed(conversation: &ConversationId, message: &str) -> SendRequest {
         stream: true,
         client_message_id: None,
         on_busy: None,
+        attachments: Vec::new(),
     }
 }
 

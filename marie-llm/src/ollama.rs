@@ -627,6 +627,7 @@ mod tests {
                     content: "84".into(),
                 },
             ],
+            attachments: Vec::new(),
         };
         let request = LlmRequest {
             conversation_id: ConversationId::parse("c").unwrap_or_else(|e| panic!("{e}")),

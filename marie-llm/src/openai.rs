@@ -944,6 +944,7 @@ mod tests {
                     content: "It is 84.".into(),
                 },
             ],
+            attachments: Vec::new(),
         };
         let request = LlmRequest {
             conversation_id: ConversationId::parse("c").unwrap_or_else(|e| panic!("{e}")),

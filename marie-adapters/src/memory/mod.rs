@@ -2,8 +2,12 @@
 //!
 //! - `mod.rs`: the store and its records.
 //! - `tree.rs`: one conversation's history, every branch of it, and its active branch.
+//! - `files.rs`: [`MemoryFileStore`], uploaded files.
 
+mod files;
 mod tree;
+
+pub use files::MemoryFileStore;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
@@ -240,6 +244,7 @@ impl RoomStore for MemoryStore {
                 role: m.role,
                 content: m.content.clone(),
                 parts: m.parts.clone(),
+                attachments: m.attachments.clone(),
             }),
         )
     }

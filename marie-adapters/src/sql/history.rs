@@ -12,7 +12,8 @@
 //!   recursive query, however long the branch.
 
 use marie_core::{
-    ChatMessage, ConversationId, HistoryQuery, MessageId, MessagePart, MessageRole, PromptMessage,
+    Attachment, ChatMessage, ConversationId, HistoryQuery, MessageId, MessagePart, MessageRole,
+    PromptMessage,
 };
 use sqlx::any::AnyRow;
 use sqlx::{Any, AnyConnection, Row, Transaction};
@@ -53,7 +54,7 @@ SELECT message_id FROM down WHERE message_id IS NOT NULL ORDER BY depth DESC LIM
 /// The newest `$3` messages of the active branch below depth `$2`, newest first, with how
 /// many messages share each one's parent.
 const PAGE: &str = "SELECT m.message_id, m.parent_id, m.role, m.content, m.user_id,
-       m.created_at, m.parts,
+       m.created_at, m.parts, m.attachments,
        CASE WHEN m.parent_id IS NULL
             THEN (SELECT COUNT(*) FROM marie_messages s
                   WHERE s.conversation_id = $1 AND s.parent_id IS NULL)
@@ -67,7 +68,7 @@ ORDER BY p.depth DESC
 LIMIT $3";
 
 /// [`PAGE`], with only what the model is shown.
-const PROMPT_PAGE: &str = "SELECT m.role, m.content, m.parts
+const PROMPT_PAGE: &str = "SELECT m.role, m.content, m.parts, m.attachments
 FROM marie_active_path p
 JOIN marie_messages m ON m.conversation_id = p.conversation_id AND m.message_id = p.message_id
 WHERE p.conversation_id = $1 AND p.depth < $2
@@ -80,7 +81,8 @@ JOIN marie_messages m ON m.conversation_id = p.conversation_id AND m.depth = p.d
      AND m.message_id = p.message_id
 WHERE m.conversation_id = $1 AND m.message_id = $2";
 
-const COLUMNS: &str = "message_id, parent_id, role, content, user_id, created_at, parts";
+const COLUMNS: &str =
+    "message_id, parent_id, role, content, user_id, created_at, parts, attachments";
 
 impl SqlStore {
     pub(super) async fn append(
@@ -103,12 +105,15 @@ impl SqlStore {
         let parts = (!message.parts.is_empty())
             .then(|| to_json(&message.parts))
             .transpose()?;
+        let attachments = (!message.attachments.is_empty())
+            .then(|| to_json(&message.attachments))
+            .transpose()?;
         let role = message.role.as_str();
         let user = message.user_id.as_ref().map(|u| u.as_str());
         // A message already held is replaced where it is, its place in the tree unchanged.
         let replaced = sqlx::query(
             "UPDATE marie_messages SET role = $3, content = $4, user_id = $5, created_at = $6, \
-             parts = $7 WHERE conversation_id = $1 AND message_id = $2",
+             parts = $7, attachments = $8 WHERE conversation_id = $1 AND message_id = $2",
         )
         .bind(conversation.as_str())
         .bind(message.message_id.as_str())
@@ -117,14 +122,15 @@ impl SqlStore {
         .bind(user)
         .bind(to_db(message.created_at))
         .bind(parts.as_deref())
+        .bind(attachments.as_deref())
         .execute(&mut *tx)
         .await?;
         if !changed(&replaced) {
             sqlx::query(
                 "INSERT INTO marie_messages (conversation_id, message_id, parent_id, depth, seq, \
-                 role, content, user_id, created_at, parts) \
+                 role, content, user_id, created_at, parts, attachments) \
                  VALUES ($1, $2, $3, COALESCE((SELECT depth + 1 FROM marie_messages \
-                 WHERE conversation_id = $1 AND message_id = $3), 0), $4, $5, $6, $7, $8, $9)",
+                 WHERE conversation_id = $1 AND message_id = $3), 0), $4, $5, $6, $7, $8, $9, $10)",
             )
             .bind(conversation.as_str())
             .bind(message.message_id.as_str())
@@ -135,6 +141,7 @@ impl SqlStore {
             .bind(user)
             .bind(to_db(message.created_at))
             .bind(parts.as_deref())
+            .bind(attachments.as_deref())
             .execute(&mut *tx)
             .await?;
             activate(&mut tx, conversation, &message.message_id).await?;
@@ -190,7 +197,7 @@ impl SqlStore {
         let mut siblings: Vec<(Option<MessageId>, Vec<MessageId>)> = Vec::new();
         for row in rows.iter().rev() {
             let mut message = read_message(row)?;
-            let count: i64 = row.try_get(7)?;
+            let count: i64 = row.try_get(8)?;
             if count > 1 {
                 let known = siblings.iter().find(|(p, _)| *p == message.parent_id);
                 message.siblings = match known {
@@ -241,6 +248,7 @@ impl SqlStore {
                     role: role(row.try_get(0)?)?,
                     content: row.try_get(1)?,
                     parts: parts(row.try_get(2)?)?,
+                    attachments: attachments(row.try_get(3)?)?,
                 })
             })
             .collect()
@@ -393,7 +401,7 @@ async fn children(
     Ok(ids.into_iter().map(message_id).collect::<Result<_, _>>()?)
 }
 
-/// A message from the first seven columns of a row ([`COLUMNS`]).
+/// A message from the first eight columns of a row ([`COLUMNS`]).
 fn read_message(row: &AnyRow) -> Result<ChatMessage, Fault> {
     let parent: Option<String> = row.try_get(1)?;
     let user: Option<String> = row.try_get(4)?;
@@ -408,6 +416,7 @@ fn read_message(row: &AnyRow) -> Result<ChatMessage, Fault> {
         parts: parts(row.try_get(6)?)?,
         parent_id: parent.map(message_id).transpose()?,
         siblings: Vec::new(),
+        attachments: attachments(row.try_get(7)?)?,
     })
 }
 
@@ -425,6 +434,10 @@ fn role(raw: String) -> Result<MessageRole, marie_core::StoreError> {
 }
 
 fn parts(raw: Option<String>) -> Result<Vec<MessagePart>, marie_core::StoreError> {
+    raw.as_deref().map_or(Ok(Vec::new()), from_json)
+}
+
+fn attachments(raw: Option<String>) -> Result<Vec<Attachment>, marie_core::StoreError> {
     raw.as_deref().map_or(Ok(Vec::new()), from_json)
 }
 

@@ -6,19 +6,21 @@
 //!
 //! - `mod.rs`: the routes, authentication, errors as HTTP responses.
 //! - `sse.rs`: an SSE response following one stream.
+//! - `files.rs`: uploads and downloads of files.
 
+mod files;
 mod sse;
 
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use marie_core::{
-    ApprovalId, ConversationId, Credentials, Error, ErrorCode, Identity, OnBusy, SendRequest,
-    StartStatus, StreamEvent, StreamId, StreamStart,
+    ApprovalId, ConversationId, Credentials, Error, ErrorCode, FileId, Identity, OnBusy,
+    SendRequest, StartStatus, StreamEvent, StreamId, StreamStart,
 };
 use serde::{Deserialize, Serialize};
 use socketioxide::adapter::Adapter;
@@ -29,7 +31,17 @@ use crate::state::Shared;
 /// The routes; `with_health` adds `/healthz` and `/readyz` (see
 /// [`MarieHandle::http_routes`](crate::MarieHandle::http_routes)).
 pub(crate) fn routes<A: Adapter>(shared: Arc<Shared<A>>, with_health: bool) -> axum::Router {
+    let upload_limit = shared
+        .engine
+        .config()
+        .max_file_bytes
+        .saturating_add(files::MULTIPART_OVERHEAD);
     let chat = axum::Router::new()
+        .route(
+            "/api/chat/files",
+            post(files::upload::<A>).layer(DefaultBodyLimit::max(upload_limit)),
+        )
+        .route("/api/chat/files/{file_id}", get(files::download::<A>))
         .route("/api/chat/send", post(send::<A>))
         .route("/api/chat/streams/{stream_id}", get(resume::<A>))
         .route("/api/chat/approvals/{approval_id}", post(approve::<A>));
@@ -54,6 +66,9 @@ struct SendBody {
     /// default of `enqueue` counts as `reject` here.
     #[serde(default)]
     on_busy: Option<OnBusy>,
+    /// File ids from `POST /api/chat/files`.
+    #[serde(default)]
+    attachments: Vec<String>,
 }
 
 /// `POST /api/chat/approvals/{approval_id}`.
@@ -93,7 +108,8 @@ impl IntoResponse for HttpError {
             ErrorCode::NotFound => StatusCode::NOT_FOUND,
             ErrorCode::Busy | ErrorCode::Conflict => StatusCode::CONFLICT,
             ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
-            ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::PayloadTooLarge | ErrorCode::QuotaExceeded => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::UnsupportedFileType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ErrorCode::ResumeUnavailable => StatusCode::GONE,
             ErrorCode::ProviderUnavailable => StatusCode::BAD_GATEWAY,
             _ if matches!(self.0, Error::ShuttingDown) => StatusCode::SERVICE_UNAVAILABLE,
@@ -170,6 +186,11 @@ async fn send<A: Adapter>(
                 stream: true,
                 client_message_id: body.client_message_id,
                 on_busy: Some(on_busy),
+                attachments: body
+                    .attachments
+                    .into_iter()
+                    .map(FileId::parse)
+                    .collect::<Result<_, _>>()?,
             },
         )
         .await?;

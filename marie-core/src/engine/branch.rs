@@ -33,6 +33,8 @@ impl ChatEngine {
             question: Question::Edit {
                 text,
                 parent: edited.parent_id,
+                // An edit keeps the files of the message it edits.
+                attachments: edited.attachments,
             },
             streamed: stream,
             client_message_id: None,

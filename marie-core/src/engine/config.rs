@@ -49,6 +49,13 @@ pub struct EngineConfig {
     pub mid_stream_retries: u32,
     /// The wait before the first retry of a failed step; each next retry waits twice as long.
     pub retry_backoff: Duration,
+    /// The largest file a user may upload, in bytes (`payload_too_large` above it).
+    pub max_file_bytes: usize,
+    /// How many bytes one user's files may take in all (`quota_exceeded` above it); `None`:
+    /// no quota.
+    pub file_quota_bytes: Option<u64>,
+    /// The most files one message may carry.
+    pub max_attachments: usize,
 }
 
 impl Default for EngineConfig {
@@ -69,6 +76,9 @@ impl Default for EngineConfig {
             max_queue: 5,
             mid_stream_retries: 2,
             retry_backoff: Duration::from_millis(200),
+            max_file_bytes: 10 * 1024 * 1024,
+            file_quota_bytes: Some(100 * 1024 * 1024),
+            max_attachments: 8,
         }
     }
 }
@@ -89,6 +99,24 @@ impl EngineConfig {
     /// Sets [`retry_backoff`](Self::retry_backoff).
     pub fn retry_backoff(mut self, backoff: Duration) -> Self {
         self.retry_backoff = backoff;
+        self
+    }
+
+    /// Sets [`max_file_bytes`](Self::max_file_bytes).
+    pub fn max_file_bytes(mut self, bytes: usize) -> Self {
+        self.max_file_bytes = bytes;
+        self
+    }
+
+    /// Sets [`file_quota_bytes`](Self::file_quota_bytes).
+    pub fn file_quota_bytes(mut self, quota: Option<u64>) -> Self {
+        self.file_quota_bytes = quota;
+        self
+    }
+
+    /// Sets [`max_attachments`](Self::max_attachments).
+    pub fn max_attachments(mut self, files: usize) -> Self {
+        self.max_attachments = files;
         self
     }
 

@@ -13,6 +13,7 @@
 //! - `answer/`: the task that runs one answer (its provider loop, its bursts, its lease).
 //! - `queue.rs`: busy conversations: queued sends (`on_busy: "enqueue"`) and interrupts.
 //! - `approve.rs`: `approve_tool`, a member's decision on a tool call, from any node.
+//! - `files.rs`: uploads, reading a file, attachments checked and read for the model.
 //! - `idempotency.rs`: the outcomes of recent sends, by `client_message_id`.
 //! - `config.rs`: [`EngineConfig`].
 
@@ -20,6 +21,7 @@ mod answer;
 mod approve;
 mod branch;
 mod config;
+mod files;
 mod idempotency;
 mod queue;
 mod send;
@@ -33,9 +35,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use config::EngineConfig;
+pub use files::Upload;
 pub use send::{SendOutcome, SendRequest};
 
-use crate::BudgetPolicy;
 use crate::{
     AccessPolicy, ChatMessage, ControlBus, ControlMessage, ConversationId, ConversationInfo,
     DefaultAccessPolicy, Error, HistoryQuery, Identity, LlmProvider, LocalControlBus, LogRead,
@@ -43,6 +45,7 @@ use crate::{
     StreamLog, StreamSink, Tool, ToolApprovalRequest, Toolbox, UsageReport, UserId, check_resume,
     now_millis,
 };
+use crate::{BudgetPolicy, FileStore};
 
 /// A running answer, as `joined.active_stream` reports it and as the store's answer lease
 /// records it.
@@ -98,6 +101,7 @@ struct Shared {
     log: Arc<dyn StreamLog>,
     tools: Toolbox,
     budget: Option<Arc<dyn BudgetPolicy>>,
+    files: Option<Arc<dyn FileStore>>,
     config: EngineConfig,
     state: Mutex<State>,
     tasks: TaskTracker,
@@ -132,6 +136,7 @@ pub struct EngineBuilder {
     log: Arc<dyn StreamLog>,
     tools: Toolbox,
     budget: Option<Arc<dyn BudgetPolicy>>,
+    files: Option<Arc<dyn FileStore>>,
     config: EngineConfig,
 }
 
@@ -166,6 +171,13 @@ impl EngineBuilder {
     /// gives everyone the same). Without one, nothing is counted.
     pub fn budget(mut self, policy: impl BudgetPolicy) -> Self {
         self.budget = Some(Arc::new(policy));
+        self
+    }
+
+    /// Takes files from users (`POST /api/chat/files`, `send_message.attachments`), kept in
+    /// `store`. Without one, uploads and attachments are refused.
+    pub fn files(mut self, store: Arc<dyn FileStore>) -> Self {
+        self.files = Some(store);
         self
     }
 
@@ -206,6 +218,7 @@ impl EngineBuilder {
             log: self.log,
             tools: self.tools,
             budget: self.budget,
+            files: self.files,
             config: self.config,
             state: Mutex::new(State::default()),
             tasks: TaskTracker::new(),
@@ -238,6 +251,7 @@ impl ChatEngine {
             log: Arc::new(MemoryStreamLog::new()),
             tools: Toolbox::new(),
             budget: None,
+            files: None,
             config: EngineConfig::default(),
         }
     }

@@ -23,7 +23,11 @@ impl ChatEngine {
     /// Queues a send behind the running answer: `busy` when the queue is full. The ack
     /// says where it stands; the room gets `queued`.
     pub(super) async fn enqueue(&self, who: &Identity, start: Start) -> Result<SendOutcome, Error> {
-        let Question::New(message) = start.question else {
+        let Question::New {
+            text: message,
+            attachments,
+        } = start.question
+        else {
             return Err(Error::Busy);
         };
         let mut outcome = super::send::new_outcome();
@@ -32,6 +36,7 @@ impl ChatEngine {
             user_id: who.user_id.clone(),
             roles: who.roles.clone(),
             message,
+            attachments,
             stream: start.streamed,
             message_id: outcome.message_id.clone(),
             answer_message_id: outcome.answer_message_id.clone(),
@@ -100,7 +105,10 @@ impl ChatEngine {
             let Some(next) = next else { return };
             let start = Start {
                 conversation: conversation.clone(),
-                question: Question::New(next.message.clone()),
+                question: Question::New {
+                    text: next.message.clone(),
+                    attachments: next.attachments.clone(),
+                },
                 streamed: next.stream,
                 client_message_id: None,
                 on_busy: OnBusy::Reject,

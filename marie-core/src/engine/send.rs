@@ -23,8 +23,8 @@ use tokio_util::sync::CancellationToken;
 use super::idempotency::Key;
 use super::{ChatEngine, RunningAnswer, answer};
 use crate::{
-    ChatMessage, ConversationId, Error, HistoryQuery, Identity, LlmRequest, MessageId, MessageRole,
-    OnBusy, PromptMessage, QueuedSend, StreamId, StreamMeta,
+    Attachment, ChatMessage, ConversationId, Error, FileId, HistoryQuery, Identity, LlmRequest,
+    MessageId, MessageRole, OnBusy, PromptMessage, QueuedSend, StreamId, StreamMeta,
 };
 
 /// A `send_message` command.
@@ -40,6 +40,9 @@ pub struct SendRequest {
     pub client_message_id: Option<String>,
     /// What to do while an answer runs; `None`: [`EngineConfig::on_busy`](crate::EngineConfig::on_busy).
     pub on_busy: Option<OnBusy>,
+    /// Files the sender uploaded to this conversation, to go with the message (at most
+    /// [`EngineConfig::max_attachments`](crate::EngineConfig::max_attachments)).
+    pub attachments: Vec<FileId>,
 }
 
 /// The outcome of a send.
@@ -84,11 +87,15 @@ pub(super) struct Start {
 /// What an answer answers.
 pub(super) enum Question {
     /// `send_message`: a new user message at the end of the active branch.
-    New(String),
+    New {
+        text: String,
+        attachments: Vec<Attachment>,
+    },
     /// `edit_message`: a new user message after `parent`, beside the message edited.
     Edit {
         text: String,
         parent: Option<MessageId>,
+        attachments: Vec<Attachment>,
     },
     /// `regenerate`: a stored user message, answered again. The new answer goes beside
     /// `replaces`; with `None`, the user message is the active branch's leaf (its answer
@@ -185,10 +192,15 @@ impl ChatEngine {
             stream,
             client_message_id,
             on_busy,
+            attachments,
         } = request;
+        let attachments = self.attachable(who, &conversation_id, &attachments).await?;
         let start = Start {
             conversation: conversation_id,
-            question: Question::New(message),
+            question: Question::New {
+                text: message,
+                attachments,
+            },
             streamed: stream,
             client_message_id,
             on_busy: on_busy.unwrap_or(self.shared.config.on_busy),
@@ -382,9 +394,15 @@ impl ChatEngine {
         let store = &self.shared.store;
         let config = &self.shared.config;
         let conversation = &reservation.conversation;
-        let (text, parent) = match question {
-            Question::New(text) => (text, store.active_leaf(conversation).await?),
-            Question::Edit { text, parent } => (text, parent),
+        let (text, parent, attachments) = match question {
+            Question::New { text, attachments } => {
+                (text, store.active_leaf(conversation).await?, attachments)
+            }
+            Question::Edit {
+                text,
+                parent,
+                attachments,
+            } => (text, parent, attachments),
             Question::Again {
                 user_message,
                 replaces,
@@ -411,7 +429,7 @@ impl ChatEngine {
                     before,
                     limit: config.history_window.max(1),
                 };
-                let messages = store.prompt_history(conversation, query.clone()).await?;
+                let messages = self.prompt_history(conversation, query.clone()).await?;
                 let request = self.llm_request(&who.user_id, conversation, messages);
                 return Ok((request, user_message, query));
             }
@@ -425,11 +443,12 @@ impl ChatEngine {
             parts: Vec::new(),
             parent_id: parent,
             siblings: Vec::new(),
+            attachments,
         };
         let answered = user_message.message_id.clone();
         store.append_message(conversation, user_message).await?;
         let query = HistoryQuery::newest(config.history_window.max(1));
-        let messages = store.prompt_history(conversation, query.clone()).await?;
+        let messages = self.prompt_history(conversation, query.clone()).await?;
         let request = self.llm_request(&who.user_id, conversation, messages);
         Ok((request, answered, query))
     }

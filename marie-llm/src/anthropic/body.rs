@@ -190,6 +190,7 @@ mod tests {
                 text("It is "),
                 text("84."),
             ],
+            attachments: Vec::new(),
         };
         let (system, messages) = system_and_messages(&[
             PromptMessage::text(MessageRole::System, "Be brief."),
@@ -231,6 +232,7 @@ mod tests {
             role: MessageRole::Assistant,
             content: String::new(),
             parts: vec![reasoning("Hmm", Some("sig"))],
+            attachments: Vec::new(),
         }]);
         assert!(messages.is_empty(), "{messages:?}");
     }

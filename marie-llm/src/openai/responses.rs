@@ -519,6 +519,7 @@ mod tests {
                     content: "84.".into(),
                 },
             ],
+            attachments: Vec::new(),
         };
         let (instructions, input) = instructions_and_input(&[
             PromptMessage::text(MessageRole::System, "Be brief."),

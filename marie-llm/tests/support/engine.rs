@@ -75,6 +75,7 @@ impl Chat {
                     stream: true,
                     client_message_id: None,
                     on_busy: None,
+                    attachments: Vec::new(),
                 },
             )
             .await

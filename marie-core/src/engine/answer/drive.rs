@@ -178,8 +178,6 @@ async fn reset(
 /// stored yet and its lease keeps the branch as it was, so it is the request first sent.
 async fn rebuild(engine: &ChatEngine, job: &AnswerJob) -> Result<LlmRequest, Error> {
     let messages = engine
-        .shared
-        .store
         .prompt_history(&job.conversation_id, job.prompt.clone())
         .await?;
     Ok(engine.llm_request(&job.user_id, &job.conversation_id, messages))
@@ -211,6 +209,7 @@ fn next_request(request: &LlmRequest, text: &Text) -> LlmRequest {
         role: MessageRole::Assistant,
         content: text.content().to_owned(),
         parts: text.parts(),
+        attachments: Vec::new(),
     });
     next
 }

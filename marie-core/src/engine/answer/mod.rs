@@ -220,6 +220,7 @@ async fn finalize(engine: &ChatEngine, job: &AnswerJob, outcome: Outcome) -> Str
             parts: parts.clone(),
             parent_id: Some(job.parent_id.clone()),
             siblings: Vec::new(),
+            attachments: Vec::new(),
         };
         if let Err(e) = engine
             .shared
