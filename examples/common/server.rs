@@ -80,7 +80,9 @@ pub(crate) fn budget_from_env() -> Result<Option<Budget>, web::Words> {
 
 /// The configuration, with `MARIE_APPROVAL_TIMEOUT_SECS` (how long a tool call waits for
 /// approval; default 600) and `MARIE_ON_BUSY` (`reject`, `enqueue` or `interrupt`: what a
-/// send does while an answer runs, when the client does not say; default `reject`).
+/// send does while an answer runs, when the client does not say; default `reject`),
+/// `MARIE_MAX_FILE_BYTES` (the largest upload; default 10 MiB) and `MARIE_FILE_QUOTA_BYTES`
+/// (what one user's files may take; default 100 MiB).
 fn config_from_env() -> Result<marie_axum::MarieConfig, web::Words> {
     let mut config = marie_axum::MarieConfig::default();
     if let Ok(text) = std::env::var("MARIE_ON_BUSY") {
@@ -103,6 +105,18 @@ fn config_from_env() -> Result<marie_axum::MarieConfig, web::Words> {
             ))
         })?;
         config.engine = config.engine.approval_timeout(Duration::from_secs(secs));
+    }
+    if let Ok(text) = std::env::var("MARIE_MAX_FILE_BYTES") {
+        let bytes: usize = text.trim().parse().map_err(|_| {
+            web::Words(format!("MARIE_MAX_FILE_BYTES={text:?} is not a number of bytes"))
+        })?;
+        config.engine = config.engine.max_file_bytes(bytes);
+    }
+    if let Ok(text) = std::env::var("MARIE_FILE_QUOTA_BYTES") {
+        let bytes: u64 = text.trim().parse().map_err(|_| {
+            web::Words(format!("MARIE_FILE_QUOTA_BYTES={text:?} is not a number of bytes"))
+        })?;
+        config.engine = config.engine.file_quota_bytes(Some(bytes));
     }
     Ok(config)
 }
