@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use marie_core::{Credentials, ErrorCode, SessionId};
+use marie_core::{ConversationId, Credentials, ErrorCode, SessionId};
 use socketioxide::adapter::Adapter;
 use socketioxide::extract::SocketRef;
 
@@ -89,7 +89,17 @@ pub(crate) async fn on_connect<A: Adapter>(shared: Arc<Shared<A>>, socket: Socke
     let for_disconnect = shared.clone();
     socket.on_disconnect(move |s: SocketRef<A>| {
         let shared = for_disconnect.clone();
-        async move { on_disconnect(&shared, &s).await }
+        // The rooms are read now, when socketioxide calls the handler, not in its task: a
+        // client that sends its goodbye and closes the transport at once (socket.io-client's
+        // `disconnect()` does) makes socketioxide close the socket twice, and the second
+        // close takes it out of its rooms at once, while this handler still runs. Read in
+        // the task, the rooms were then sometimes gone: no `user_left`, room counts off.
+        let conversations = s
+            .rooms()
+            .iter()
+            .filter_map(|r| conversation_of(r))
+            .collect();
+        async move { on_disconnect(&shared, &s, conversations).await }
     });
     metrics::gauge!("marie_connections").increment(1.0);
 
@@ -148,7 +158,11 @@ pub(crate) async fn on_connect<A: Adapter>(shared: Arc<Shared<A>>, socket: Socke
 /// A socket went away: its outbox closes, the answers it asked for are cancelled (when so
 /// configured), its slot is freed, and the others in its rooms are told. The session record
 /// stays until it expires, so that the client can resume it.
-async fn on_disconnect<A: Adapter>(shared: &Shared<A>, socket: &SocketRef<A>) {
+async fn on_disconnect<A: Adapter>(
+    shared: &Shared<A>,
+    socket: &SocketRef<A>,
+    conversations: Vec<ConversationId>,
+) {
     metrics::gauge!("marie_connections").decrement(1.0);
     if let Some(crate::delivery::SocketOutbox(outbox)) = socket.extensions.get() {
         outbox.close();
@@ -160,11 +174,9 @@ async fn on_disconnect<A: Adapter>(shared: &Shared<A>, socket: &SocketRef<A>) {
         return;
     };
     asked::cancel_all(shared, socket, &auth.identity).await;
-    for room in socket.rooms() {
-        if let Some(conversation) = conversation_of(&room) {
-            shared.rooms.left(&conversation);
-            super::typing::stop(socket, &auth.identity, &conversation).await;
-            tell_others(socket, "user_left", &auth.identity, &conversation).await;
-        }
+    for conversation in conversations {
+        shared.rooms.left(&conversation);
+        super::typing::stop(socket, &auth.identity, &conversation).await;
+        tell_others(socket, "user_left", &auth.identity, &conversation).await;
     }
 }
