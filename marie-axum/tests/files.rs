@@ -532,3 +532,33 @@ async fn without_a_file_store_uploads_and_attachments_are_refused() {
         .await;
     assert_eq!(ack["code"], "not_found", "{ack}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_http_send_takes_attachments_too() {
+    let provider = ScriptedProvider::new(["seen"]);
+    let (server, _files) = server(provider.clone()).await;
+    let mut alice = connect(server.addr, "alice").await;
+    alice.join("f6").await;
+    let (_, image) = upload(&server, Some("alice"), "f6", "h.png", None, PNG).await;
+    let send = |attachments: Value| {
+        reqwest::Client::new()
+            .post(format!("http://{}/api/chat/send", server.addr))
+            .bearer_auth("t-alice")
+            .json(&json!({ "conversation_id": "f6", "message": "and this?",
+                           "attachments": attachments }))
+            .send()
+    };
+    let refused = send(json!(["0123456789abcdef"])).await.unwrap();
+    assert_eq!(refused.status(), StatusCode::NOT_FOUND);
+    let response = send(json!([image["file_id"]])).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let body = tokio::time::timeout(WAIT, response.text())
+        .await
+        .expect("the SSE response ends with the answer")
+        .unwrap();
+    assert!(body.contains("event: stream_end"), "{body}");
+    let asked = provider.requests();
+    assert_eq!(asked.len(), 1, "the refused send asked nothing");
+    let question = asked[0].messages.last().unwrap();
+    assert_eq!(question.attachments[0].data.as_deref(), Some(PNG));
+}
