@@ -5,8 +5,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures_util::{StreamExt, stream};
 use marie_core::{
-    FinishReason, LlmEvent, LlmProvider, LlmRequest, LlmStream, MessageRole, ProviderError,
-    ToolCall, ToolSpec, Usage, estimate_tokens,
+    Attachment, FinishReason, LlmEvent, LlmProvider, LlmRequest, LlmStream, MessageRole,
+    ProviderError, ToolCall, ToolSpec, Usage, estimate_tokens,
 };
 use serde_json::{Map, Value};
 
@@ -22,6 +22,12 @@ use crate::words::word_chunks;
 /// first required argument (a leading word that names the argument, like "to", is dropped).
 /// Given the call's result, it says what the tool returned. So tool calls and approvals can
 /// be watched without a model too.
+///
+/// A message with files gets, after the echo, ` [attached: cat.png (image/png, 1234 bytes)]`
+/// per file, the size being that of the bytes it was given (` [attached: old.png
+/// (image/png): no longer available]` for a file the engine could not read), so that a test
+/// of the whole chain can see what reached the model. A message without files is echoed as
+/// it is.
 ///
 /// It reports usage with its own counts: the prompt estimated from the request's text, one
 /// completion token per word.
@@ -69,7 +75,12 @@ fn asks_to_think(text: &str) -> bool {
 #[async_trait]
 impl LlmProvider for EchoProvider {
     async fn stream(&self, request: LlmRequest) -> Result<LlmStream, ProviderError> {
-        let text = request.last_user_message().unwrap_or_default().to_owned();
+        let question = request
+            .messages
+            .iter()
+            .rev()
+            .find(|m| m.role == MessageRole::User);
+        let text = question.map(|m| m.content.clone()).unwrap_or_default();
         let (events, finish_reason) = match plan(&request, &text) {
             Plan::Say(said) => (
                 word_chunks(&said)
@@ -79,7 +90,10 @@ impl LlmProvider for EchoProvider {
                 FinishReason::Stop,
             ),
             Plan::Call(call) => (call_events(call), FinishReason::ToolCalls),
-            Plan::Echo => return Ok(self.echo(&request, &text)),
+            Plan::Echo => {
+                let files = question.map_or(&[][..], |m| &m.attachments[..]);
+                return Ok(self.echo(&request, &text, files));
+            }
         };
         let usage = Usage::reported(prompt_tokens(&request), events.len() as u64);
         Ok(self.play(events, usage, finish_reason))
@@ -174,6 +188,23 @@ fn call_events(call: ToolCall) -> Vec<LlmEvent> {
     events
 }
 
+/// What the echo says of a file it was given: its name, its type, and how many bytes
+/// reached it (not the size on record: the bytes are what a model would read).
+fn given(file: &Attachment) -> String {
+    match &file.data {
+        Some(data) => format!(
+            " [attached: {} ({}, {} bytes)]",
+            file.name,
+            file.content_type,
+            data.len()
+        ),
+        None => format!(
+            " [attached: {} ({}): no longer available]",
+            file.name, file.content_type
+        ),
+    }
+}
+
 fn prompt_tokens(request: &LlmRequest) -> u64 {
     request
         .messages
@@ -201,9 +232,21 @@ impl EchoProvider {
         items.chain(done).boxed()
     }
 
-    /// The echo: the reasoning first when asked to think, then the message word by word.
-    fn echo(&self, request: &LlmRequest, text: &str) -> LlmStream {
-        let words = word_chunks(text);
+    /// The echo: the reasoning first when asked to think, then the message word by word,
+    /// and what it was given of each file.
+    fn echo(&self, request: &LlmRequest, text: &str, files: &[Attachment]) -> LlmStream {
+        let mut said = text.to_owned();
+        for file in files {
+            said.push_str(&given(file));
+        }
+        // Files alone (the engine refuses an empty message; a caller might not): no leading
+        // space.
+        let said = if text.is_empty() {
+            said.trim_start()
+        } else {
+            &said
+        };
+        let words = word_chunks(said);
         let reasoning = if asks_to_think(text) {
             word_chunks(REASONING)
         } else {
@@ -219,5 +262,87 @@ impl EchoProvider {
             .chain(words.into_iter().map(LlmEvent::Delta))
             .collect();
         self.play(events, usage, FinishReason::Stop)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use marie_core::{Bytes, ConversationId, FileId, PromptMessage, UserId};
+
+    use super::*;
+
+    fn request(messages: Vec<PromptMessage>) -> LlmRequest {
+        LlmRequest {
+            conversation_id: ConversationId::parse("c").unwrap_or_else(|e| panic!("{e}")),
+            user_id: UserId::parse("u").unwrap_or_else(|e| panic!("{e}")),
+            messages,
+            tools: Vec::new(),
+        }
+    }
+
+    fn file(name: &str, content_type: &str, data: Option<&'static [u8]>) -> Attachment {
+        Attachment {
+            file_id: FileId::random(),
+            name: name.into(),
+            content_type: content_type.into(),
+            size: 2048,
+            data: data.map(Bytes::from_static),
+        }
+    }
+
+    async fn said(request: LlmRequest) -> String {
+        let events: Vec<LlmEvent> = EchoProvider::new(Duration::ZERO)
+            .stream(request)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .map(|e| e.unwrap_or_else(|e| panic!("{e}")))
+            .collect()
+            .await;
+        events
+            .into_iter()
+            .filter_map(|e| match e {
+                LlmEvent::Delta(d) => Some(d),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn the_echo_names_the_files_of_the_message_and_what_it_got_of_them() {
+        let earlier = PromptMessage {
+            attachments: vec![file("earlier.png", "image/png", Some(b"x"))],
+            ..PromptMessage::text(MessageRole::User, "before")
+        };
+        let question = PromptMessage {
+            attachments: vec![
+                file("cat.png", "image/png", Some(b"\x89PNG\r\n\x1a\n")),
+                file("notes.txt", "text/plain", Some(b"hello")),
+                file("old.pdf", "application/pdf", None),
+            ],
+            ..PromptMessage::text(MessageRole::User, "What is this?")
+        };
+        let answer = PromptMessage::text(MessageRole::Assistant, "before");
+        assert_eq!(
+            said(request(vec![earlier, answer, question.clone()])).await,
+            "What is this? [attached: cat.png (image/png, 8 bytes)] \
+             [attached: notes.txt (text/plain, 5 bytes)] \
+             [attached: old.pdf (application/pdf): no longer available]"
+        );
+        // Files alone.
+        let alone = PromptMessage {
+            content: String::new(),
+            attachments: vec![file("notes.txt", "text/plain", Some(b"hello"))],
+            ..question
+        };
+        assert_eq!(
+            said(request(vec![alone])).await,
+            "[attached: notes.txt (text/plain, 5 bytes)]"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_message_without_files_is_echoed_as_it_is() {
+        let question = PromptMessage::text(MessageRole::User, "  hello  big world ");
+        assert_eq!(said(request(vec![question])).await, "  hello  big world ");
     }
 }

@@ -7,8 +7,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures_util::{StreamExt, TryStreamExt};
 use marie_core::{
-    FinishReason, LlmProvider, LlmRequest, LlmStream, ProviderError, ToolCall, ToolCallRef,
-    ToolResultRef, Usage,
+    Attachment, FinishReason, LlmProvider, LlmRequest, LlmStream, ProviderError, ToolCall,
+    ToolCallRef, ToolResultRef, Usage,
 };
 use reqwest::header::{ACCEPT, CONTENT_TYPE};
 use serde::Deserialize;
@@ -17,9 +17,9 @@ use tokio_util::codec::{FramedRead, LinesCodec, LinesCodecError};
 use tokio_util::io::StreamReader;
 
 use crate::http::{
-    ConfigError, HttpSettings, Piece, RetryPolicy, Timeouts, ToolHistory, body_error,
-    chat_messages, drive, env_lookup, error_chain, f32_json, for_log, join_path, new_call_id,
-    parse_http_url, send_with_retry, tools_json,
+    ChatDialect, ConfigError, FilePart, HttpSettings, Piece, RetryPolicy, Timeouts, body_error,
+    chat_messages, drive, env_lookup, error_chain, f32_json, file_parts, for_log, join_path,
+    new_call_id, parse_http_url, send_with_retry, tools_json,
 };
 
 /// Where Ollama listens by default.
@@ -42,7 +42,10 @@ const MAX_LINE_BYTES: usize = 1024 * 1024;
 /// across them, are put back together before decoding.
 ///
 /// The conversation's history goes in `messages`, after the engine's system prompt and
-/// capped to its history window ([`EngineConfig`](marie_core::EngineConfig)). Faults, retries
+/// capped to its history window ([`EngineConfig`](marie_core::EngineConfig)). Of a user
+/// message's files, `/api/chat` takes images only: they go as base64 in the message's
+/// `images`; a PDF, a text file and a file that is gone are added to its `content` as text
+/// ([`Attachment::as_text`]). Faults, retries
 /// and cancellation behave as for [`OpenAiProvider`](crate::OpenAiProvider) (see its table);
 /// the end marker is the `done: true` line, and an `{"error": "..."}` line is an
 /// [`Upstream`](ProviderError::Upstream) error. The default first-token timeout is 120 s,
@@ -178,12 +181,40 @@ impl LlmProvider for OllamaProvider {
     }
 }
 
-/// The history as `/api/chat` takes it: a step that called tools is an assistant message
-/// with its `tool_calls` (arguments as an object), then one `role:"tool"` message per
-/// result, named by `tool_name`.
+/// The history as `/api/chat` takes it: a user message with files has its images in
+/// `images` (below); a step that called tools is an assistant message with its `tool_calls`
+/// (arguments as an object), then one `role:"tool"` message per result, named by
+/// `tool_name`.
 struct OllamaHistory;
 
-impl ToolHistory for OllamaHistory {
+impl ChatDialect for OllamaHistory {
+    /// `/api/chat` takes images only, as base64 in the message's `images` (no `data:`
+    /// prefix), a field left out when the message has none. Every other file (a PDF, a text
+    /// file, one that is gone) is appended to `content` as text, each after a blank line,
+    /// so that the model still knows of every file the user attached.
+    fn user(content: &str, attachments: &[Attachment]) -> Value {
+        let mut text = content.to_owned();
+        let mut images = Vec::new();
+        for part in file_parts(attachments, false) {
+            match part {
+                FilePart::Image(image) => images.push(image.base64),
+                FilePart::Text(file) => {
+                    if !text.is_empty() {
+                        text.push_str("\n\n");
+                    }
+                    text.push_str(&file);
+                }
+                // Not given when documents are not taken (`file_parts(_, false)`).
+                FilePart::Pdf(_) => {}
+            }
+        }
+        let mut message = json!({"role": "user", "content": text});
+        if !images.is_empty() {
+            message["images"] = images.into();
+        }
+        message
+    }
+
     fn assistant(text: String, calls: &[ToolCallRef<'_>]) -> Value {
         let calls: Vec<Value> = calls
             .iter()

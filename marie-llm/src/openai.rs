@@ -17,8 +17,8 @@ use async_trait::async_trait;
 use eventsource_stream::{Event, EventStreamError, Eventsource};
 use futures_util::StreamExt;
 use marie_core::{
-    FinishReason, LlmProvider, LlmRequest, LlmStream, ProviderError, ToolCallRef, ToolResultRef,
-    Usage,
+    Attachment, FinishReason, LlmProvider, LlmRequest, LlmStream, ProviderError, ToolCallRef,
+    ToolResultRef, Usage,
 };
 use reqwest::header::{ACCEPT, CONTENT_TYPE};
 use secrecy::{ExposeSecret, SecretString};
@@ -26,9 +26,9 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use crate::http::{
-    CallFragment, ConfigError, HttpSettings, Piece, RetryPolicy, Timeouts, ToolHistory, body_error,
-    chat_messages, drive, env_lookup, error_chain, error_message, for_log, is_json, join_path,
-    parse_http_url, read_error_message, send_with_retry, tools_json,
+    CallFragment, ChatDialect, ConfigError, FilePart, HttpSettings, Piece, RetryPolicy, Timeouts,
+    body_error, chat_messages, drive, env_lookup, error_chain, error_message, file_parts, for_log,
+    is_json, join_path, parse_http_url, read_error_message, send_with_retry, tools_json,
 };
 
 /// OpenAI's API, the default base URL.
@@ -86,13 +86,16 @@ impl std::str::FromStr for OpenAiApi {
 /// `stream_options.include_usage: true`, read as Server-Sent Events; the usage the server
 /// reports ends up in `stream_end.usage`. The conversation's history goes in `messages`,
 /// after the engine's system prompt and capped to its history window
-/// ([`EngineConfig`](marie_core::EngineConfig)`::system_prompt` / `history_window`).
+/// ([`EngineConfig`](marie_core::EngineConfig)`::system_prompt` / `history_window`). A user
+/// message with files has `content` parts: its text, then an `image_url` part per image and
+/// a `file` part per PDF (both `data:` URLs), and a `text` part for a text file or a file
+/// that is gone ([`Attachment::as_text`]).
 ///
 /// With [`OpenAiApi::Responses`] ([`OpenAiBuilder::api`], or `OPENAI_API=responses`) it
 /// speaks OpenAI's Responses API instead: `POST {base_url}/responses` with `stream: true`
 /// and `store: false`, the system prompt as `instructions`, the history as `input` items
-/// (messages; `function_call` and `function_call_output` items for the calls of an answer),
-/// tools as `{type: "function", name, description, parameters, strict: false}`. Its typed
+/// (messages, a user message's files as `input_image`, `input_file` and `input_text` parts;
+/// `function_call` and `function_call_output` items for the calls of an answer), tools as `{type: "function", name, description, parameters, strict: false}`. Its typed
 /// events map as follows:
 ///
 /// | event | becomes |
@@ -349,12 +352,42 @@ impl LlmProvider for OpenAiProvider {
     }
 }
 
-/// The history as chat completions take it: a step that called tools is an assistant
-/// message with its `tool_calls` (arguments as JSON text), then one `role:"tool"` message
-/// per result, named by `tool_call_id`.
+/// The history as chat completions take it: a user message with files has `content` parts
+/// (below); a step that called tools is an assistant message with its `tool_calls`
+/// (arguments as JSON text), then one `role:"tool"` message per result, named by
+/// `tool_call_id`.
 struct OpenAiHistory;
 
-impl ToolHistory for OpenAiHistory {
+impl ChatDialect for OpenAiHistory {
+    /// `content` as an array of parts: the message's text first, then per file an
+    /// `image_url` part (a `data:` URL: MARIE's files are not on the web for the API to
+    /// fetch), a `file` part for a PDF (`filename` and `file_data`, a `data:` URL), or a
+    /// `text` part of what stands in for the file (a text file's content, or a note that
+    /// names a file that is gone). The message's text goes first, as in OpenAI's own
+    /// examples, then the files in the order they were attached.
+    fn user(content: &str, attachments: &[Attachment]) -> Value {
+        let mut parts = Vec::with_capacity(attachments.len() + 1);
+        // The engine refuses empty messages; a caller of the provider might not.
+        if !content.is_empty() {
+            parts.push(json!({"type": "text", "text": content}));
+        }
+        parts.extend(
+            file_parts(attachments, true)
+                .into_iter()
+                .map(|part| match part {
+                    FilePart::Image(image) => {
+                        json!({"type": "image_url", "image_url": {"url": image.data_url()}})
+                    }
+                    FilePart::Pdf(pdf) => json!({
+                        "type": "file",
+                        "file": {"filename": pdf.name, "file_data": pdf.data_url()},
+                    }),
+                    FilePart::Text(text) => json!({"type": "text", "text": text}),
+                }),
+        );
+        json!({"role": "user", "content": parts})
+    }
+
     fn assistant(text: String, calls: &[ToolCallRef<'_>]) -> Value {
         let calls: Vec<Value> = calls
             .iter()

@@ -25,6 +25,7 @@ use support::fake::{
     anthropic_text_start, anthropic_thinking, anthropic_thinking_start, anthropic_tool_args,
     anthropic_tool_start,
 };
+use support::files::{PDF_BASE64, PNG_BASE64, answer, request_with_files};
 use support::ms;
 
 const KEY: &str = "sk-ant-api03-test-7f3a9c2e5b1d4f6a8c0e2b4d6f8a0c2e";
@@ -639,4 +640,40 @@ async fn dropping_the_stream_closes_the_upstream_request() {
     let seen = server.body_dropped().await;
     assert!(!seen.finished);
     assert!(seen.at.saturating_duration_since(dropped_at) < ms(500));
+}
+
+/// A user message with files goes as content blocks, the files first (as Anthropic advises):
+/// an `image` block per image and a `document` block per PDF, both with a `base64` source,
+/// a `text` block for a text file and for a file that is gone; then the message's text.
+/// Messages without files stay plain strings.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_go_as_content_blocks_before_the_text() {
+    let server = FakeServer::start([anthropic_answer(&["Two", " files."], PACE, (90, 2))]).await;
+    let provider = provider(&server).build().unwrap();
+
+    let said = answer(&provider, request_with_files()).await;
+
+    assert_eq!(said, "Two files.");
+    let requests = server.requests();
+    assert_eq!(requests.len(), 1);
+    assert_eq!(
+        requests[0].body,
+        json!({
+            "model": "claude-sonnet-4-5",
+            "max_tokens": 1024,
+            "system": "Be brief.",
+            "messages": [
+                {"role": "user", "content": "Hi"},
+                {"role": "assistant", "content": "Hello!"},
+                {"role": "user", "content": [
+                    {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PNG_BASE64}},
+                    {"type": "document", "source": {"type": "base64", "media_type": "application/pdf", "data": PDF_BASE64}},
+                    {"type": "text", "text": "<file name=\"notes.txt\">\nbuy milk\neggs\n</file>"},
+                    {"type": "text", "text": "[attached file \"old.png\" (image/png): no longer available]"},
+                    {"type": "text", "text": "What are these?"}
+                ]}
+            ],
+            "stream": true
+        })
+    );
 }

@@ -17,6 +17,7 @@ use support::fake::{
     FakeServer, Reply, Step, ollama_answer, ollama_done, ollama_line, ollama_text, ollama_thinking,
     split,
 };
+use support::files::{PNG_BASE64, answer, request_with_files};
 use support::{ms, refused_addr};
 
 const PACE: Duration = Duration::from_millis(10);
@@ -465,5 +466,40 @@ async fn whole_tool_calls_run_and_go_back_in_ollamas_format() {
             ]}),
             serde_json::json!({"role": "tool", "tool_name": "calculate", "content": "{\"value\":84}"}),
         ]
+    );
+}
+
+/// `/api/chat` takes images only: a user message's images go as base64 in its `images`;
+/// a PDF, a text file and a file that is gone are added to its `content` as text, after the
+/// message. Messages without files stay as they were, without `images`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn images_go_in_images_and_other_files_in_the_content() {
+    let server = FakeServer::start([ollama_answer(&["Two", " files."], PACE, (90, 2))]).await;
+    let provider = provider(&server.ollama_host()).build().unwrap();
+
+    let said = answer(&provider, request_with_files()).await;
+
+    assert_eq!(said, "Two files.");
+    let requests = server.requests();
+    assert_eq!(requests.len(), 1);
+    assert_eq!(
+        requests[0].body,
+        json!({
+            "model": "llama3.2",
+            "messages": [
+                {"role": "system", "content": "Be brief."},
+                {"role": "user", "content": "Hi"},
+                {"role": "assistant", "content": "Hello!"},
+                {
+                    "role": "user",
+                    "content": "What are these?\n\n\
+                        [attached file \"report.pdf\" (application/pdf, 29 bytes): this model cannot read it]\n\n\
+                        <file name=\"notes.txt\">\nbuy milk\neggs\n</file>\n\n\
+                        [attached file \"old.png\" (image/png): no longer available]",
+                    "images": [PNG_BASE64]
+                }
+            ],
+            "stream": true
+        })
     );
 }

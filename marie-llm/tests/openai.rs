@@ -17,6 +17,7 @@ use support::fake::{
     FakeServer, Reply, Step, openai_answer, openai_done, openai_finish, openai_reasoning,
     openai_role, openai_text, openai_usage, split,
 };
+use support::files::{NOTES, PDF_BASE64, PNG, PNG_BASE64, answer, request_with_files};
 use support::{ms, refused_addr, unresponsive_addr};
 
 const KEY: &str = "sk-test-7f3a9c2e5b1d4f6a8c0e2b4d6f8a0c2e";
@@ -808,4 +809,75 @@ async fn a_call_cut_mid_arguments_is_a_provider_error_not_a_call() {
         );
         assert_eq!(server.requests().len(), 1);
     }
+}
+
+/// A user message with files goes as `content` parts: its text, an `image_url` part (a
+/// `data:` URL) per image, a `file` part per PDF, and a `text` part for a text file and for
+/// a file that is gone. Messages without files stay plain strings.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_go_as_content_parts() {
+    let server = FakeServer::start([openai_answer(&["Two", " files."], PACE, (90, 2))]).await;
+    let provider = provider(&server.openai_base()).build().unwrap();
+
+    let said = answer(&provider, request_with_files()).await;
+
+    assert_eq!(said, "Two files.");
+    let requests = server.requests();
+    assert_eq!(requests.len(), 1);
+    assert_eq!(
+        requests[0].body,
+        json!({
+            "model": "gpt-4o-mini",
+            "messages": [
+                {"role": "system", "content": "Be brief."},
+                {"role": "user", "content": "Hi"},
+                {"role": "assistant", "content": "Hello!"},
+                {"role": "user", "content": [
+                    {"type": "text", "text": "What are these?"},
+                    {"type": "image_url", "image_url": {"url": format!("data:image/png;base64,{PNG_BASE64}")}},
+                    {"type": "file", "file": {"filename": "report.pdf", "file_data": format!("data:application/pdf;base64,{PDF_BASE64}")}},
+                    {"type": "text", "text": "<file name=\"notes.txt\">\nbuy milk\neggs\n</file>"},
+                    {"type": "text", "text": "[attached file \"old.png\" (image/png): no longer available]"}
+                ]}
+            ],
+            "stream": true,
+            "stream_options": {"include_usage": true}
+        })
+    );
+}
+
+/// Through the engine: files uploaded and attached to a message reach the model with their
+/// bytes, and go again with that message in the history of the next question.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_uploaded_to_the_engine_reach_the_model_and_stay_in_history() {
+    let server = FakeServer::start([
+        openai_answer(&["A", " cat."], PACE, (80, 2)),
+        openai_answer(&["Milk."], PACE, (90, 1)),
+    ])
+    .await;
+    let chat = chat(provider(&server.openai_base())).await;
+    let cat = chat.upload("cat.png", PNG).await;
+    let notes = chat.upload("notes.txt", NOTES).await;
+
+    let stream = chat
+        .send_with_files("What is this?", vec![cat, notes])
+        .await;
+    chat.finish(&stream).await.complete();
+    chat.ask("And the list?").await.complete();
+
+    let requests = server.wait_requests(2).await;
+    let with_files = json!({"role": "user", "content": [
+        {"type": "text", "text": "What is this?"},
+        {"type": "image_url", "image_url": {"url": format!("data:image/png;base64,{PNG_BASE64}")}},
+        {"type": "text", "text": "<file name=\"notes.txt\">\nbuy milk\neggs\n</file>"}
+    ]});
+    assert_eq!(requests[0].body["messages"], json!([with_files]));
+    assert_eq!(
+        requests[1].body["messages"],
+        json!([
+            with_files,
+            {"role": "assistant", "content": "A cat."},
+            {"role": "user", "content": "And the list?"}
+        ])
+    );
 }

@@ -19,6 +19,7 @@ use marie_llm::{OpenAiApi, OpenAiBuilder, OpenAiProvider, RetryPolicy};
 use serde_json::{Value, json};
 use support::engine::Chat;
 use support::fake::{FakeServer, Reply, ResponsesStream, Step, WAIT, responses_answer};
+use support::files::{PDF_BASE64, PNG_BASE64, answer, request_with_files};
 use support::ms;
 
 const KEY: &str = "sk-test-7f3a9c2e5b1d4f6a8c0e2b4d6f8a0c2e";
@@ -529,4 +530,40 @@ async fn dropping_the_stream_closes_the_upstream_request() {
     let seen = server.body_dropped().await;
     assert!(!seen.finished);
     assert!(seen.at.saturating_duration_since(dropped_at) < ms(500));
+}
+
+/// A user message with files goes as input parts: its `input_text`, an `input_image` (a
+/// `data:` URL) per image, an `input_file` per PDF, and an `input_text` for a text file and
+/// for a file that is gone. Messages without files stay plain strings.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_go_as_input_parts() {
+    let server = FakeServer::start([responses_answer(&["Two", " files."], PACE, (90, 2))]).await;
+    let provider = provider(&server).build().unwrap();
+
+    let said = answer(&provider, request_with_files()).await;
+
+    assert_eq!(said, "Two files.");
+    let requests = server.requests();
+    assert_eq!(requests.len(), 1);
+    assert_eq!(requests[0].path, "/v1/responses");
+    assert_eq!(
+        requests[0].body,
+        json!({
+            "model": "gpt-4.1-mini",
+            "instructions": "Be brief.",
+            "input": [
+                {"role": "user", "content": "Hi"},
+                {"role": "assistant", "content": "Hello!"},
+                {"role": "user", "content": [
+                    {"type": "input_text", "text": "What are these?"},
+                    {"type": "input_image", "image_url": format!("data:image/png;base64,{PNG_BASE64}")},
+                    {"type": "input_file", "filename": "report.pdf", "file_data": format!("data:application/pdf;base64,{PDF_BASE64}")},
+                    {"type": "input_text", "text": "<file name=\"notes.txt\">\nbuy milk\neggs\n</file>"},
+                    {"type": "input_text", "text": "[attached file \"old.png\" (image/png): no longer available]"}
+                ]}
+            ],
+            "stream": true,
+            "store": false
+        })
+    );
 }

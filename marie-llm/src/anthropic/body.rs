@@ -1,8 +1,10 @@
 //! The request body of the Messages API: the system prompt apart, the history as content
 //! blocks, the tools.
 
-use marie_core::{MessagePart, MessageRole, PromptMessage, ToolSpec, tool_result_text};
+use marie_core::{Attachment, MessagePart, MessageRole, PromptMessage, ToolSpec, tool_result_text};
 use serde_json::{Value, json};
+
+use crate::http::{FilePart, file_parts};
 
 /// The `tools` of a request: `[{name, description, input_schema}]`.
 pub(super) fn tools_json(tools: &[ToolSpec]) -> Value {
@@ -19,6 +21,8 @@ pub(super) fn tools_json(tools: &[ToolSpec]) -> Value {
 }
 
 /// The `system` field (the system messages, joined by a blank line) and the `messages`.
+///
+/// A user message with files is content blocks, the files first ([`user_with_files`]).
 ///
 /// An assistant answer with parts becomes, per model step, an assistant message of content
 /// blocks in the order the model gave them (signed `thinking`, `text`, `tool_use`), then a
@@ -38,11 +42,43 @@ pub(super) fn system_and_messages(messages: &[PromptMessage]) -> (Option<String>
                     out.push(json!({"role": "assistant", "content": m.content}));
                 }
             }
+            MessageRole::User if !m.attachments.is_empty() => {
+                out.push(user_with_files(&m.content, &m.attachments));
+            }
             MessageRole::User => out.push(json!({"role": "user", "content": m.content})),
         }
     }
     let system = (!system.is_empty()).then(|| system.join("\n\n"));
     (system, out)
+}
+
+/// A user message with files: a block per file, in the order they were attached, then the
+/// message's `text` block last. Anthropic advises images (and long documents) before the
+/// question about them, which is how Claude answers best. An image is an `image` block, a
+/// PDF a `document` block, both with a `base64` source (MARIE's files are not on the web
+/// for the API to fetch); any other file is a `text` block of what stands in for it (a text
+/// file's content, or a note that names a file that is gone). A message without files
+/// stays a plain string, as it always was.
+fn user_with_files(content: &str, attachments: &[Attachment]) -> Value {
+    let mut blocks: Vec<Value> = file_parts(attachments, true)
+        .into_iter()
+        .map(|part| match part {
+            FilePart::Image(image) => json!({
+                "type": "image",
+                "source": {"type": "base64", "media_type": image.media_type, "data": image.base64},
+            }),
+            FilePart::Pdf(pdf) => json!({
+                "type": "document",
+                "source": {"type": "base64", "media_type": pdf.media_type, "data": pdf.base64},
+            }),
+            FilePart::Text(text) => json!({"type": "text", "text": text}),
+        })
+        .collect();
+    // The API refuses an empty text block (the engine refuses empty messages anyway).
+    if !content.is_empty() {
+        blocks.push(json!({"type": "text", "text": content}));
+    }
+    json!({"role": "user", "content": blocks})
 }
 
 /// The messages of an answer's parts, one model step at a time: a step's results end it.

@@ -5,7 +5,8 @@
 //! - `mod.rs`: the provider, its builder, and sending a request (headers, retries, the
 //!   event stream handed to the shared driver of `crate::http`).
 //! - `body.rs`: the request body: the system prompt in `system`, the history as `messages`
-//!   with content blocks (signed thinking, text, `tool_use`, `tool_result`), the `tools`.
+//!   with content blocks (a user message's files as `image` / `document` / `text` blocks
+//!   before its text; signed thinking, text, `tool_use`, `tool_result`), the `tools`.
 //! - `wire.rs`: the stream's events (`message_start` ... `message_stop`, `ping`, `error`)
 //!   decoded into the pieces the driver turns into [`LlmEvent`](marie_core::LlmEvent)s.
 
@@ -47,6 +48,10 @@ const MISSING_STOP: &str = "the event stream ended without `message_stop`";
 /// system prompt goes in the top-level `system` field, the history in `messages`, capped to
 /// its history window ([`EngineConfig`](marie_core::EngineConfig)`::system_prompt` /
 /// `history_window`); tools are offered as `tools: [{name, description, input_schema}]`.
+/// A user message with files is content blocks, the files first (Anthropic advises images
+/// and documents before the question): an `image` block per image, a `document` block per
+/// PDF (both `base64` sources), a `text` block for a text file or a file that is gone, then
+/// the message's text.
 ///
 /// What the stream says, and what MARIE makes of it:
 ///

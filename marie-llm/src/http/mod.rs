@@ -3,6 +3,7 @@
 
 mod config;
 mod driver;
+mod files;
 mod send;
 // The chat-shaped history and tools are for the chat dialects; Anthropic has its own.
 #[cfg_attr(not(any(feature = "openai", feature = "ollama")), allow(dead_code))]
@@ -12,6 +13,7 @@ pub use config::{ConfigError, RetryPolicy, Timeouts};
 
 pub(crate) use config::{HttpSettings, env_lookup, join_path, parse_http_url};
 pub(crate) use driver::{Piece, drive};
+pub(crate) use files::{FilePart, file_parts};
 #[cfg(feature = "openai")]
 pub(crate) use send::error_message;
 pub(crate) use send::{body_error, error_chain, for_log, send_with_retry};
@@ -22,7 +24,7 @@ pub(crate) use tools::CallFragment;
 #[cfg(feature = "ollama")]
 pub(crate) use tools::new_call_id;
 #[cfg(any(feature = "openai", feature = "ollama"))]
-pub(crate) use tools::{ToolHistory, chat_messages, tools_json};
+pub(crate) use tools::{ChatDialect, chat_messages, tools_json};
 
 /// `value` as JSON with the digits it was written with: `0.2f32` is `0.2`, not the
 /// `0.20000000298023224` a widening to `f64` would give.

@@ -1,11 +1,12 @@
-//! Tool calls over HTTP: the `tools` array both dialects take, and the assembly of a call
-//! streamed in fragments (OpenAI's `delta.tool_calls`, by `index`) into whole calls.
+//! Tool calls over HTTP: the `tools` array both dialects take, the chat-shaped history with
+//! its calls and results, and the assembly of a call streamed in fragments (OpenAI's
+//! `delta.tool_calls`, by `index`) into whole calls.
 
 use std::collections::BTreeMap;
 
 use marie_core::{
-    LlmEvent, MessageRole, PromptMessage, ProviderError, ToolCall, ToolCallRef, ToolResultRef,
-    ToolSpec,
+    Attachment, LlmEvent, MessageRole, PromptMessage, ProviderError, ToolCall, ToolCallRef,
+    ToolResultRef, ToolSpec,
 };
 use serde_json::{Value, json};
 
@@ -27,21 +28,30 @@ pub(crate) fn tools_json(tools: &[ToolSpec]) -> Value {
         .collect()
 }
 
-/// How a dialect writes what differs between OpenAI's and Ollama's chat history: the
-/// assistant message of a step that called tools, and the message of one result.
-pub(crate) trait ToolHistory {
+/// How a dialect writes what differs between OpenAI's and Ollama's chat history: a user
+/// message with files, the assistant message of a step that called tools, and the message
+/// of one result.
+pub(crate) trait ChatDialect {
+    /// A user message that carries files (never called for one without: that is
+    /// `{role, content}` in both dialects, as it always was).
+    fn user(content: &str, attachments: &[Attachment]) -> Value;
     /// The assistant message of a step: its text and the calls it made.
     fn assistant(text: String, calls: &[ToolCallRef<'_>]) -> Value;
     /// The `role:"tool"` message of one result.
     fn result(result: &ToolResultRef<'_>) -> Value;
 }
 
-/// The history in the chat shape both dialects share: `{role, content}` per message; an
-/// answer that called tools becomes, per model step, its assistant message with the calls
-/// (`D::assistant`) followed by one message per result (`D::result`).
-pub(crate) fn chat_messages<D: ToolHistory>(messages: &[PromptMessage]) -> Vec<Value> {
+/// The history in the chat shape both dialects share: `{role, content}` per message; a
+/// user message with files is the dialect's (`D::user`); an answer that called tools
+/// becomes, per model step, its assistant message with the calls (`D::assistant`) followed
+/// by one message per result (`D::result`).
+pub(crate) fn chat_messages<D: ChatDialect>(messages: &[PromptMessage]) -> Vec<Value> {
     let mut out = Vec::with_capacity(messages.len());
     for m in messages {
+        if m.role == MessageRole::User && !m.attachments.is_empty() {
+            out.push(D::user(&m.content, &m.attachments));
+            continue;
+        }
         if m.role != MessageRole::Assistant || m.parts.is_empty() {
             out.push(json!({ "role": m.role.as_str(), "content": m.content }));
             continue;

@@ -4,11 +4,13 @@
 use std::collections::HashMap;
 
 use eventsource_stream::Event;
-use marie_core::{FinishReason, MessageRole, PromptMessage, ProviderError, ToolSpec, Usage};
+use marie_core::{
+    Attachment, FinishReason, MessageRole, PromptMessage, ProviderError, ToolSpec, Usage,
+};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::http::{CallFragment, Piece, for_log};
+use crate::http::{CallFragment, FilePart, Piece, file_parts, for_log};
 
 /// The end marker.
 pub(super) const MISSING_COMPLETED: &str =
@@ -34,15 +36,19 @@ pub(super) fn tools_json(tools: &[ToolSpec]) -> Value {
 }
 
 /// The `instructions` (the system messages, joined by a blank line) and the `input` items:
-/// `{role, content}` messages, and for an answer that called tools, per model step, its text
-/// as an assistant message, a `function_call` item per call (arguments as JSON text) and a
-/// `function_call_output` item per result. Reasoning is not sent back.
+/// `{role, content}` messages (a user message with files: [`user_with_files`]), and for an
+/// answer that called tools, per model step, its text as an assistant message, a
+/// `function_call` item per call (arguments as JSON text) and a `function_call_output` item
+/// per result. Reasoning is not sent back.
 pub(super) fn instructions_and_input(messages: &[PromptMessage]) -> (Option<String>, Vec<Value>) {
     let mut instructions: Vec<&str> = Vec::new();
     let mut input = Vec::with_capacity(messages.len());
     for m in messages {
         match m.role {
             MessageRole::System => instructions.push(&m.content),
+            MessageRole::User if !m.attachments.is_empty() => {
+                input.push(user_with_files(&m.content, &m.attachments));
+            }
             MessageRole::User => input.push(json!({"role": "user", "content": m.content})),
             MessageRole::Assistant => {
                 for turn in m.assistant_turns() {
@@ -70,6 +76,36 @@ pub(super) fn instructions_and_input(messages: &[PromptMessage]) -> (Option<Stri
     }
     let instructions = (!instructions.is_empty()).then(|| instructions.join("\n\n"));
     (instructions, input)
+}
+
+/// A user message with files: `content` as input parts, the message's `input_text` first,
+/// then per file an `input_image` (`image_url`, a `data:` URL: MARIE's files are not on
+/// the web for the API to fetch), an `input_file` for a PDF (`filename` and `file_data`, a
+/// `data:` URL), or an `input_text` of what stands in for the file (a text file's content,
+/// or a note that names a file that is gone). A message without files stays a plain
+/// string, as it always was.
+fn user_with_files(content: &str, attachments: &[Attachment]) -> Value {
+    let mut parts = Vec::with_capacity(attachments.len() + 1);
+    // The engine refuses empty messages; a caller of the provider might not.
+    if !content.is_empty() {
+        parts.push(json!({"type": "input_text", "text": content}));
+    }
+    parts.extend(
+        file_parts(attachments, true)
+            .into_iter()
+            .map(|part| match part {
+                FilePart::Image(image) => {
+                    json!({"type": "input_image", "image_url": image.data_url()})
+                }
+                FilePart::Pdf(pdf) => json!({
+                    "type": "input_file",
+                    "filename": pdf.name,
+                    "file_data": pdf.data_url(),
+                }),
+                FilePart::Text(text) => json!({"type": "input_text", "text": text}),
+            }),
+    );
+    json!({"role": "user", "content": parts})
 }
 
 /// Decodes the events of one response, remembering which function calls have had

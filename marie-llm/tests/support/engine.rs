@@ -3,11 +3,11 @@
 
 use std::sync::Arc;
 
-use marie_adapters::MemoryStore;
+use marie_adapters::{MemoryFileStore, MemoryStore};
 use marie_core::{
-    ChatEngine, ConversationId, EndStatus, EngineConfig, ErrorCode, Identity, LlmProvider,
-    RecordingSink, SendRequest, StreamChunk, StreamEnd, StreamEvent, StreamFailed, StreamId,
-    StreamReasoning, Tool, UserId,
+    Bytes, ChatEngine, ConversationId, EndStatus, EngineConfig, ErrorCode, FileId, Identity,
+    LlmProvider, RecordingSink, SendRequest, StreamChunk, StreamEnd, StreamEvent, StreamFailed,
+    StreamId, StreamReasoning, Tool, Upload, UserId,
 };
 
 use super::fake::WAIT;
@@ -48,7 +48,8 @@ impl Chat {
             Arc::new(provider),
             sink.clone(),
         )
-        .config(config);
+        .config(config)
+        .files(Arc::new(MemoryFileStore::new()));
         for tool in tools {
             builder = builder.tool(tool);
         }
@@ -66,6 +67,11 @@ impl Chat {
 
     /// Sends `message` and returns the answer's stream id at once.
     pub async fn send(&self, message: &str) -> StreamId {
+        self.send_with_files(message, Vec::new()).await
+    }
+
+    /// Sends `message` with the uploaded `files` attached.
+    pub async fn send_with_files(&self, message: &str, files: Vec<FileId>) -> StreamId {
         self.engine
             .send(
                 &self.user,
@@ -75,12 +81,29 @@ impl Chat {
                     stream: true,
                     client_message_id: None,
                     on_busy: None,
-                    attachments: Vec::new(),
+                    attachments: files,
                 },
             )
             .await
             .expect("send")
             .stream_id
+    }
+
+    /// Uploads a file to the conversation, as `POST /api/chat/files` does.
+    pub async fn upload(&self, name: &str, data: &'static [u8]) -> FileId {
+        self.engine
+            .upload(
+                &self.user,
+                Upload {
+                    conversation_id: self.conversation.clone(),
+                    name: name.into(),
+                    content_type: None,
+                    data: Bytes::from_static(data),
+                },
+            )
+            .await
+            .expect("upload")
+            .file_id
     }
 
     /// Waits for the first chunk of `stream`.

@@ -1,10 +1,12 @@
 //! Test support: a fake model server that sends what the real APIs send, the engine with a
-//! recording sink, and addresses that refuse or never answer connections.
+//! recording sink, files on a user message, and addresses that refuse or never answer
+//! connections.
 
 #![allow(dead_code, unreachable_pub, missing_docs, clippy::unwrap_used)]
 
 pub mod engine;
 pub mod fake;
+pub mod files;
 
 use std::net::SocketAddr;
 use std::time::Duration;
