@@ -15,7 +15,7 @@
 //! | `MARIE_REDIS_URL` | `redis://127.0.0.1:6379` | the Redis every node shares |
 //! | `MARIE_ADDRS` | `127.0.0.1:3001,127.0.0.1:3002` | one node per address, in this process; give one address to run one node per process |
 //! | `MARIE_REDIS_PREFIX` | `marie` | key and channel prefix; nodes of one cluster share it |
-//! | `MARIE_DATABASE_URL` | unset | keep conversations in SQL (`postgres://...`; every node the same database) instead of Redis; Redis still carries the bus, the stream log and the adapter |
+//! | `MARIE_DATABASE_URL` | unset | keep conversations in SQL (`postgres://...`; every node the same database) instead of Redis, and uploaded files there too; Redis still carries the bus, the stream log and the adapter. Unset: the nodes take no file uploads |
 //! | `MARIE_ECHO_DELAY_MS` | `60` | the echo provider's delay before each word |
 //! | `MARIE_DEMO_TOOLS` | `on` | `off` leaves out the demo tools `calculate` and `send_email` (which needs approval) |
 //! | `MARIE_JWT_SECRET` | unset | accept HS256 JWTs (`sub` = user id); unset = dev mode |
@@ -77,6 +77,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // History in SQL (PostgreSQL, for nodes in several processes) when MARIE_DATABASE_URL
     // says so; Redis then carries only what is live: the bus, the stream log, the adapter.
     let sql = store::sql_from_env().await?;
+    // Uploaded files must be readable on every node: in SQL beside history, or not at all
+    // (each node's memory would hold only what was uploaded to it).
+    if sql.is_some() {
+        tracing::info!("uploaded files are kept in SQL, shared by every node");
+    } else {
+        tracing::info!(
+            "file uploads are off: set MARIE_DATABASE_URL to keep files in SQL, shared by every node"
+        );
+    }
 
     let mut nodes = tokio::task::JoinSet::new();
     let mut handles = Vec::new();
@@ -100,7 +109,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .authenticator(authenticator.clone())
             .allowed_origins(web::allowed_origins(mode.is_dev(), local));
         builder = match &sql {
-            Some(sql) => builder.store(sql.clone()),
+            Some(sql) => builder.store(sql.clone()).files(sql.clone()),
             None => builder.store(store.clone()),
         };
         let mut builder = builder

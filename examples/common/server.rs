@@ -1,8 +1,8 @@
 //! What the `chat`, `openai` and `ollama` examples share: MARIE on the embedded defaults
-//! (in-memory store, unless `MARIE_DATABASE_URL` names a SQL one) with the provider the
-//! example picked and the demo tools of `tools.rs`,
-//! behind the chat page of `web.rs`, and graceful shutdown. Included by each example with
-//! `#[path]`, beside `web.rs` and `tools.rs`.
+//! (in-memory stores, unless `MARIE_DATABASE_URL` names a SQL one or `MARIE_FILES_DIR` a
+//! directory for uploaded files) with the provider the example picked and the demo tools of
+//! `tools.rs`, behind the chat page of `web.rs`, and graceful shutdown. Included by each
+//! example with `#[path]`, beside `web.rs` and `tools.rs`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -31,10 +31,12 @@ pub(crate) async fn serve(
     );
     let listener = web::listen(addr, "MARIE_ADDR").await?;
     let local = listener.local_addr()?;
+    // One SQL store, when MARIE_DATABASE_URL names one, for conversations and files alike.
+    let sql = store::sql_from_env().await?;
     let mut builder = Marie::builder()
         .authenticator(authenticator)
-        .store(store::from_env().await?)
-        .files(store::files_from_env()?)
+        .store(store::from_env(sql.as_ref()))
+        .files(store::files_from_env(sql.as_ref()).await?)
         .provider(provider)
         .config(config_from_env()?)
         .allowed_origins(web::allowed_origins(mode.is_dev(), local));
@@ -108,13 +110,17 @@ fn config_from_env() -> Result<marie_axum::MarieConfig, web::Words> {
     }
     if let Ok(text) = std::env::var("MARIE_MAX_FILE_BYTES") {
         let bytes: usize = text.trim().parse().map_err(|_| {
-            web::Words(format!("MARIE_MAX_FILE_BYTES={text:?} is not a number of bytes"))
+            web::Words(format!(
+                "MARIE_MAX_FILE_BYTES={text:?} is not a number of bytes"
+            ))
         })?;
         config.engine = config.engine.max_file_bytes(bytes);
     }
     if let Ok(text) = std::env::var("MARIE_FILE_QUOTA_BYTES") {
         let bytes: u64 = text.trim().parse().map_err(|_| {
-            web::Words(format!("MARIE_FILE_QUOTA_BYTES={text:?} is not a number of bytes"))
+            web::Words(format!(
+                "MARIE_FILE_QUOTA_BYTES={text:?} is not a number of bytes"
+            ))
         })?;
         config.engine = config.engine.file_quota_bytes(Some(bytes));
     }

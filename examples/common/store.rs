@@ -1,10 +1,11 @@
-//! The store an example keeps its conversations in: `MARIE_DATABASE_URL` names a SQL
-//! database (`sqlite://marie.db?mode=rwc`, `postgres://user:pass@host/db`); unset, the
-//! in-memory store (nothing survives a restart). Included with `#[path]`.
+//! The stores an example keeps its conversations and uploaded files in: `MARIE_DATABASE_URL`
+//! names a SQL database (`sqlite://marie.db?mode=rwc`, `postgres://user:pass@host/db`) for
+//! both; unset, the in-memory store (nothing survives a restart), and files in the directory
+//! `MARIE_FILES_DIR` names, or in memory. Included with `#[path]`.
 
 use std::sync::Arc;
 
-use marie_adapters::{MemoryFileStore, MemoryStore, SqlStore};
+use marie_adapters::{DiskFileStore, MemoryFileStore, MemoryStore, SqlStore};
 use marie_core::{FileStore, RoomStore};
 
 use crate::web;
@@ -23,30 +24,60 @@ pub(crate) async fn sql_from_env() -> Result<Option<SqlStore>, web::Words> {
     Ok(Some(store))
 }
 
-/// The store `MARIE_DATABASE_URL` names, or the in-memory one.
+/// The store `MARIE_DATABASE_URL` named (`sql`, from [`sql_from_env`]), or the in-memory one.
 #[allow(
     dead_code,
     reason = "the cluster example's default store is Redis: it uses `sql_from_env` alone"
 )]
-pub(crate) async fn from_env() -> Result<Arc<dyn RoomStore>, web::Words> {
-    Ok(match sql_from_env().await? {
-        Some(sql) => Arc::new(sql),
+pub(crate) fn from_env(sql: Option<&SqlStore>) -> Arc<dyn RoomStore> {
+    match sql {
+        Some(sql) => Arc::new(sql.clone()),
         None => {
             tracing::info!(
                 "conversations are kept in memory (set MARIE_DATABASE_URL to keep them)"
             );
             Arc::new(MemoryStore::new())
         }
-    })
+    }
 }
 
+/// Where uploaded files are kept: in the SQL database that keeps the conversations (`sql`,
+/// from [`sql_from_env`]); without one, in the directory `MARIE_FILES_DIR` names (created if
+/// missing); without that, in memory (nothing survives a restart; the per-user quota bounds
+/// what they take).
+///
+/// A directory outlives the in-memory conversations: after a restart, a file is readable by
+/// the members of whichever conversation is created again under its conversation's id.
 #[allow(
     dead_code,
-    reason = "the cluster example takes no files unless its history is in SQL"
+    reason = "the cluster example takes files only into its SQL store"
 )]
-/// Where uploaded files are kept: in memory (nothing survives a restart; the per-user quota
-/// bounds what they take).
-pub(crate) fn files_from_env() -> Result<Arc<dyn FileStore>, web::Words> {
-    tracing::info!("uploaded files are kept in memory");
+pub(crate) async fn files_from_env(
+    sql: Option<&SqlStore>,
+) -> Result<Arc<dyn FileStore>, web::Words> {
+    let dir = std::env::var_os("MARIE_FILES_DIR").filter(|dir| !dir.is_empty());
+    if let Some(sql) = sql {
+        if let Some(dir) = dir {
+            tracing::warn!(
+                dir = %std::path::Path::new(&dir).display(),
+                "MARIE_FILES_DIR is ignored: uploaded files are kept in MARIE_DATABASE_URL's database"
+            );
+        }
+        tracing::info!("uploaded files are kept in SQL, beside the conversations");
+        return Ok(Arc::new(sql.clone()));
+    }
+    if let Some(dir) = dir {
+        let files = DiskFileStore::open(&dir).await.map_err(|e| {
+            web::Words(format!(
+                "MARIE_FILES_DIR: could not use {} as the uploads' directory ({e})",
+                std::path::Path::new(&dir).display()
+            ))
+        })?;
+        tracing::info!(dir = %files.dir().display(), "uploaded files are kept in a directory");
+        return Ok(Arc::new(files));
+    }
+    tracing::info!(
+        "uploaded files are kept in memory (set MARIE_DATABASE_URL or MARIE_FILES_DIR to keep them)"
+    );
     Ok(Arc::new(MemoryFileStore::new()))
 }

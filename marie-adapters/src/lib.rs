@@ -11,8 +11,12 @@
 //! | `memory` | yes | [`MemoryStore`] and [`MemoryFileStore`]: everything in this process's memory |
 //! | `jwt` | no | [`JwtAuthenticator`]: bearer JWTs (HS256, RS256, ES256) via `jsonwebtoken` |
 //! | `redis` | no | [`RedisStore`], [`RedisControlBus`] and [`RedisStreamLog`]: state shared by several nodes in Redis, see [`redis`] |
+//! | `disk` | no | [`DiskFileStore`]: uploaded files in a directory, for one node whose files survive restarts |
 //! | `sqlite` | no | [`SqlStore`] on a SQLite file: one node's state that survives restarts, see [`sql`] |
 //! | `postgres` | no | [`SqlStore`] on PostgreSQL: state shared by several nodes, see [`sql`] |
+//!
+//! [`SqlStore`] is a [`FileStore`](marie_core::FileStore) too: uploaded files in the same
+//! database as history.
 //!
 //! [`StaticAuthenticator`], a table of tokens for development and tests, is always there.
 //!
@@ -29,6 +33,8 @@
 //! ```
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+#[cfg(feature = "disk")]
+mod disk;
 #[cfg(feature = "jwt")]
 mod jwt;
 #[cfg(feature = "memory")]
@@ -39,6 +45,8 @@ pub mod redis;
 pub mod sql;
 mod static_auth;
 
+#[cfg(feature = "disk")]
+pub use disk::DiskFileStore;
 #[cfg(feature = "jwt")]
 pub use jsonwebtoken::{Algorithm, DecodingKey};
 #[cfg(feature = "jwt")]

@@ -10,9 +10,13 @@
 
 #![allow(clippy::unwrap_used, unreachable_pub)]
 
-#[cfg(feature = "redis")]
 mod support {
+    #[cfg(feature = "postgres")]
+    pub mod postgres;
+    #[cfg(feature = "redis")]
     pub mod proxy;
+    #[cfg(feature = "sqlite")]
+    pub mod temp_dir;
 }
 
 use std::sync::Arc;
@@ -1355,34 +1359,13 @@ mod redis_specific {
 
 #[cfg(feature = "sql")]
 mod sql_support {
+    #[cfg(feature = "postgres")]
+    pub use super::support::postgres::Schema;
+    #[cfg(feature = "sqlite")]
+    pub use super::support::temp_dir::TempDir;
     use super::*;
+    #[cfg(feature = "sqlite")]
     use marie_adapters::SqlStore;
-
-    /// A directory of its own under the system's temp dir, removed when dropped.
-    #[cfg(feature = "sqlite")]
-    pub struct TempDir(pub std::path::PathBuf);
-
-    #[cfg(feature = "sqlite")]
-    impl TempDir {
-        pub fn new(test: &str) -> Self {
-            let dir = std::env::temp_dir()
-                .join(format!("marie-sql-{test}-{:016x}", rand::random::<u64>()));
-            std::fs::create_dir_all(&dir).unwrap();
-            Self(dir)
-        }
-
-        /// The URL of a SQLite file in the directory, created on first use.
-        pub fn url(&self, file: &str) -> String {
-            format!("sqlite://{}?mode=rwc", self.0.join(file).display())
-        }
-    }
-
-    #[cfg(feature = "sqlite")]
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
 
     #[cfg(feature = "sqlite")]
     impl super::Cleanup for TempDir {
@@ -1397,60 +1380,6 @@ mod sql_support {
     }
 
     #[cfg(feature = "postgres")]
-    pub fn postgres_url() -> String {
-        std::env::var("MARIE_TEST_POSTGRES_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-    }
-
-    /// A schema of its own in the PostgreSQL of `MARIE_TEST_POSTGRES_URL`, made the
-    /// store's `search_path`; dropped with everything in it at the end.
-    #[cfg(feature = "postgres")]
-    pub struct Schema(pub String);
-
-    #[cfg(feature = "postgres")]
-    impl Schema {
-        async fn admin() -> sqlx::PgConnection {
-            use sqlx::Connection;
-            sqlx::PgConnection::connect(&postgres_url())
-                .await
-                .unwrap_or_else(|e| {
-                    panic!(
-                        "PostgreSQL must answer on MARIE_TEST_POSTGRES_URL (default \
-                     postgres://postgres@127.0.0.1:5432/postgres; scripts/services.sh \
-                     ensure_postgres starts one): {e}"
-                    )
-                })
-        }
-
-        pub async fn create(test: &str) -> Self {
-            // Identifiers are at most 63 bytes.
-            let test: String = test.chars().take(30).collect();
-            let name = format!("marie_{test}_{:016x}", rand::random::<u64>());
-            let mut admin = Self::admin().await;
-            sqlx::query(&format!("CREATE SCHEMA \"{name}\""))
-                .execute(&mut admin)
-                .await
-                .unwrap();
-            Self(name)
-        }
-
-        /// The test database's URL, with this schema first on the search path.
-        pub fn url(&self) -> String {
-            let base = postgres_url();
-            let sep = if base.contains('?') { '&' } else { '?' };
-            format!("{base}{sep}options[search_path]={}", self.0)
-        }
-
-        pub async fn drop_all(&self) {
-            let mut admin = Self::admin().await;
-            sqlx::query(&format!("DROP SCHEMA \"{}\" CASCADE", self.0))
-                .execute(&mut admin)
-                .await
-                .unwrap();
-        }
-    }
-
-    #[cfg(feature = "postgres")]
     impl super::Cleanup for Schema {
         async fn finish(self) {
             self.drop_all().await;
@@ -1460,9 +1389,7 @@ mod sql_support {
     #[cfg(feature = "postgres")]
     pub async fn postgres_store(test: &str) -> (Store, Schema) {
         let schema = Schema::create(test).await;
-        let store = SqlStore::connect(&schema.url()).await.unwrap_or_else(|e| {
-            panic!("PostgreSQL must answer on MARIE_TEST_POSTGRES_URL: {e}");
-        });
+        let store = schema.store().await;
         (Arc::new(store), schema)
     }
 }

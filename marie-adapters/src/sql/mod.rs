@@ -1,5 +1,5 @@
-//! [`SqlStore`]: a [`RoomStore`] in SQLite or PostgreSQL, through `sqlx`'s [`AnyPool`]: one
-//! file for one node, or one PostgreSQL shared by several nodes.
+//! [`SqlStore`]: a [`RoomStore`] and a [`FileStore`] in SQLite or PostgreSQL, through `sqlx`'s
+//! [`AnyPool`]: one file for one node, or one PostgreSQL shared by several nodes.
 //!
 //! - `mod.rs`: the store, its configuration, connecting, migrations and errors.
 //! - `rooms.rs`: conversations and their members.
@@ -8,6 +8,7 @@
 //! - `approval.rs`: approvals of tool calls.
 //! - `queue.rs`: sends queued behind a running answer.
 //! - `usage.rs`: tokens used per user and budget window.
+//! - `files.rs`: uploaded files and the bytes each user's take (the [`FileStore`]).
 //!
 //! ## Layout
 //!
@@ -20,13 +21,15 @@
 //! |---|---|---|
 //! | `marie_conversations` | `conversation_id` | `created_by`, `created_at`, `last_seq` (the last message `seq` given out) |
 //! | `marie_members` | `conversation_id, user_id` | `position`: users with access, in the order they were let in (index on `conversation_id, position`) |
-//! | `marie_messages` | `conversation_id, message_id` | every message of every branch: `parent_id` (NULL: a first message), `depth`, `seq` (the order messages came in), `role`, `content`, `user_id`, `created_at`, `parts` (JSON); index on `conversation_id, parent_id, seq` for children and siblings |
+//! | `marie_messages` | `conversation_id, message_id` | every message of every branch: `parent_id` (NULL: a first message), `depth`, `seq` (the order messages came in), `role`, `content`, `user_id`, `created_at`, `parts` (JSON), `attachments` (JSON, the files' references without their bytes); index on `conversation_id, parent_id, seq` for children and siblings |
 //! | `marie_active_path` | `conversation_id, depth` | `message_id`: the active branch, one row per depth from 0 to its leaf |
 //! | `marie_sessions` | `session_id` | `user_id`, `rooms` (JSON), `expires_at` (index, for sweeping) |
 //! | `marie_answer_leases` | `conversation_id` | the running answer's lease: `stream_id`, `seq`, `expires_at` |
 //! | `marie_send_queues` | `conversation_id` | `last_seq`: the last queued send's `seq` (a row every enqueue updates first) |
 //! | `marie_queued_sends` | `conversation_id, stream_id` | `seq`, `send` (JSON): the sends waiting behind the running answer, next first (index on `conversation_id, seq`) |
 //! | `marie_usage` | `user_id, window_start, window_end` | `tokens`: what a user used in a budget window (index on `window_end`, for sweeping) |
+//! | `marie_files` | `file_id` | uploaded files: `user_id` (index), `conversation_id`, `name`, `content_type`, `size`, `created_at`, `data` (the bytes: `BYTEA` in PostgreSQL, a BLOB in SQLite) |
+//! | `marie_file_usage` | `user_id` | `used`: the bytes a user's files take, what the upload quota counts (a row every upload updates first) |
 //! | `marie_approvals` | `approval_id` | `conversation_id`, `request` (JSON), `decision` (JSON, NULL while pending), `created_at`, `keep_until` (indexes: the pending one per conversation, expiry) |
 //!
 //! A page of history is a range read of `marie_active_path`'s key joined to
@@ -40,7 +43,9 @@
 //! change left, or sweep expired rows first). Writes to one conversation's members,
 //! messages or active branch start by updating its `marie_conversations` row, which
 //! serializes them: a row lock in PostgreSQL, and SQLite's write lock, taken at `BEGIN
-//! IMMEDIATE`; enqueues do the same with the conversation's `marie_send_queues` row.
+//! IMMEDIATE`; enqueues do the same with the conversation's `marie_send_queues` row, and
+//! uploads with their owner's `marie_file_usage` row (so the quota holds however many
+//! uploads run at once).
 //! Claims, renewals and decisions are single conditional statements (`INSERT ..
 //! ON CONFLICT DO UPDATE .. WHERE`, `UPDATE .. WHERE decision IS NULL`): the first one wins.
 //! An operation PostgreSQL aborts as a serialization failure or a deadlock (or SQLite as
@@ -65,6 +70,7 @@
 //! migrator. MARIE's migrator ignores migrations it does not know.
 
 mod approval;
+mod files;
 mod history;
 mod leases;
 mod queue;
@@ -78,9 +84,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use marie_core::{
-    ActiveStream, ApprovalDecision, ApprovalId, ApprovalOutcome, ApprovalRecord, ChatMessage,
-    ConversationId, ConversationInfo, HistoryQuery, MessageId, PromptMessage, QueuedSend,
-    RoomStore, SessionId, SessionRecord, StoreError, StreamId, UsageWindow, UserId,
+    ActiveStream, ApprovalDecision, ApprovalId, ApprovalOutcome, ApprovalRecord, Bytes,
+    ChatMessage, ConversationId, ConversationInfo, FileId, FileMeta, FileStore, HistoryQuery,
+    MessageId, PromptMessage, PutOutcome, QueuedSend, RoomStore, SessionId, SessionRecord,
+    StoreError, StoredFile, StreamId, UsageWindow, UserId,
 };
 use sqlx::any::{AnyPoolOptions, AnyQueryResult};
 use sqlx::{Any, AnyPool, Executor, Transaction};
@@ -186,8 +193,9 @@ fn redact(url: &str) -> String {
 }
 
 /// A [`RoomStore`] in SQLite or PostgreSQL: conversations, access lists, history with its
-/// branches, sessions, the leases of running answers and approvals. On PostgreSQL it is
-/// shared by every node that uses the same database (and schema).
+/// branches, sessions, the leases of running answers and approvals; and a [`FileStore`]:
+/// uploaded files, bytes included. On PostgreSQL it is shared by every node that uses the
+/// same database (and schema).
 ///
 /// Cheap to clone; clones share one connection pool. See the [module docs](crate::sql) for
 /// the table layout.
@@ -678,6 +686,34 @@ impl RoomStore for SqlStore {
         stream_id: &StreamId,
     ) -> Result<bool, StoreError> {
         self.run("remove_queued", || self.dequeue(conversation, stream_id))
+            .await
+    }
+}
+
+/// Files in the same database as history: one node's (SQLite) or every node's (PostgreSQL).
+/// The bytes are read whole into memory, as the engine needs them.
+#[async_trait]
+impl FileStore for SqlStore {
+    async fn put(
+        &self,
+        meta: &FileMeta,
+        data: Bytes,
+        quota: Option<u64>,
+    ) -> Result<PutOutcome, StoreError> {
+        self.run("put_file", || self.store_file(meta, &data, quota))
+            .await
+    }
+
+    async fn meta(&self, file: &FileId) -> Result<Option<FileMeta>, StoreError> {
+        self.run("file_meta", || self.file_meta(file)).await
+    }
+
+    async fn get(&self, file: &FileId) -> Result<Option<StoredFile>, StoreError> {
+        self.run("get_file", || self.file(file)).await
+    }
+
+    async fn used_bytes(&self, user: &UserId) -> Result<u64, StoreError> {
+        self.run("file_used_bytes", || self.file_bytes_used(user))
             .await
     }
 }
