@@ -2,6 +2,7 @@
 // events with a deadline, record what a socket receives.
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
@@ -95,7 +96,9 @@ export async function launchChromium() {
   return within(chromium.launch({
     executablePath: process.env.CHROMIUM_BIN || '/usr/bin/chromium',
     args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+      '--disable-background-networking', '--disable-component-update', '--disable-sync',
+      // A page served by servePageFromDisk counts as public: let it reach 127.0.0.1.
+      ...(process.env.MARIE_E2E_PAGE_FROM_DISK ? ['--disable-features=LocalNetworkAccessChecks'] : [])],
   }), 60_000, 'launching Chromium');
 }
 
@@ -105,6 +108,7 @@ export async function launchChromium() {
  */
 export async function openChatPage(browser, url, user, errors) {
   const context = await browser.newContext({ viewport: { width: 1100, height: 720 } });
+  await servePageFromDisk(context);
   const page = await context.newPage();
   page.setDefaultTimeout(15_000);
   page.on('pageerror', (err) => errors.push(`${user} pageerror: ${err.message}`));
@@ -114,6 +118,22 @@ export async function openChatPage(browser, url, user, errors) {
   await page.getByTestId('login-button').click();
   await page.locator('[data-testid="connection-status"][data-state="connected"]').waitFor();
   return page;
+}
+
+const PAGE_FILES = { '/': ['index.html', 'text/html; charset=utf-8'], '/app.js': ['app.js', 'text/javascript'], '/style.css': ['style.css', 'text/css'] };
+
+/**
+ * With MARIE_E2E_PAGE_FROM_DISK=1, the pages of `context` get index.html, app.js and
+ * style.css from examples/chat/static instead of the copy built into the example: page
+ * changes can be tried without building it again.
+ */
+export async function servePageFromDisk(context) {
+  if (!process.env.MARIE_E2E_PAGE_FROM_DISK) return;
+  const dir = path.resolve(HERE, '../examples/chat/static');
+  await context.route((url) => Object.hasOwn(PAGE_FILES, url.pathname), async (route) => {
+    const [file, contentType] = PAGE_FILES[new URL(route.request().url()).pathname];
+    await route.fulfill({ status: 200, contentType, body: await readFile(path.join(dir, file)) });
+  });
 }
 
 /** Rejects after `ms` unless `promise` settles first. */

@@ -38,6 +38,9 @@
     composer: $("composer"),
     input: $("message-input"),
     send: $("send-button"),
+    attach: $("attach-box"),
+    fileInput: $("file-input"),
+    strip: $("attachment-strip"),
     cancel: $("cancel-button"),
     typing: $("typing-indicator"),
     queueBox: $("queue-box"),
@@ -68,6 +71,9 @@
     queue: new Map(),       // stream_id -> {li, userId}: sends waiting for the running answer (`queued`)
     queueGone: new Set(),   // stream ids taken out of the queue (started, cancelled, failed): not shown again
     usageLoads: 0,          // get_usage requests asked for (only the newest is shown)
+    attachments: [],        // files chosen for the next message, in the strip (see chooseFiles)
+    filesOff: false,        // the server takes no files (an upload answered 404): no attach button
+    thumbs: new Map(),      // file_id -> {promise, url, dropped}: object URLs of the images shown
   };
 
   // ---------------------------------------------------------------- helpers
@@ -162,7 +168,7 @@
     return li;
   }
 
-  function userMessage({ messageId, userId, content, createdAt, pending, siblings }) {
+  function userMessage({ messageId, userId, content, createdAt, pending, siblings, attachments }) {
     const mine = userId && userId === state.userId;
     const li = h("li", {
       class: `msg msg-user${mine ? " mine" : ""}`,
@@ -174,7 +180,8 @@
     h("div", { class: "msg-meta" },
       h("span", { class: "msg-author" }, mine ? `${userId} (you)` : userId || "user"),
       createdAt ? h("time", { class: "msg-time" }, formatTime(createdAt)) : null),
-    h("p", { class: "msg-text", "data-testid": "message-text" }, content));
+    h("p", { class: "msg-text", "data-testid": "message-text" }, content),
+    attachmentList(attachments));
     // Only its author may edit a question (docs/protocol.md section 7).
     li.append(messageActions(li, { messageId, siblings, edit: Boolean(mine) }));
     if (messageId !== undefined && messageId !== null) state.rendered.set(String(messageId), li);
@@ -614,9 +621,13 @@
     ui.input.placeholder = !joined ? (state.conversationId ? "Not connected…" : "Join a conversation to chat")
       : running ? "An answer is running: what you send now waits for its turn"
         : "Write a message (Enter to send, Shift+Enter for a new line)";
-    // While an answer runs, a send waits in the conversation's queue (sendMessage).
-    ui.send.disabled = !joined;
-    ui.send.title = running ? "Sent now, answered after the running answer" : "";
+    // While an answer runs, a send waits in the conversation's queue (sendMessage); while
+    // files upload, it waits for them.
+    const waiting = uploading();
+    ui.send.disabled = !joined || waiting;
+    ui.send.title = waiting ? "Waiting for the files to upload" : running ? "Sent now, answered after the running answer" : "";
+    ui.attach.hidden = state.filesOff;
+    ui.fileInput.disabled = !joined || state.filesOff;
     ui.cancel.hidden = !running;
     ui.cancel.disabled = !joined || !running || running.view.cancelling;
     ui.cancel.textContent = running && running.view.cancelling ? "Cancelling…" : "Cancel";
@@ -811,7 +822,7 @@
     return m.role === "assistant"
       ? assistantMessage({ messageId: m.message_id, content: m.content, createdAt: m.created_at, status: "complete", reasoning: reasoningOf(m.parts), parts: m.parts, siblings: m.siblings }).li
       : m.role === "user"
-        ? userMessage({ messageId: m.message_id, userId: m.user_id, content: m.content, createdAt: m.created_at, siblings: m.siblings })
+        ? userMessage({ messageId: m.message_id, userId: m.user_id, content: m.content, createdAt: m.created_at, siblings: m.siblings, attachments: m.attachments })
         : h("li", { class: "system", "data-testid": "system-line" }, `${m.role || "system"}: ${m.content}`);
   }
 
@@ -844,6 +855,7 @@
       return;
     }
     const previous = state.conversationId;
+    if (previous !== conversationId) clearAttachments(); // uploaded to the other conversation
     if (previous && previous !== conversationId && state.socket && state.socket.connected) {
       request("leave_conversation", { conversation_id: previous }).catch(() => {});
     }
@@ -988,6 +1000,363 @@
     ui.budget.title = typeof res.resets_at === "number" ? `Starts again at ${new Date(res.resets_at).toLocaleString()}` : "";
   }
 
+  // ------------------------------------------------------------------ files
+
+  // Files travel over HTTP, never over the socket: each chosen file is uploaded at once
+  // (POST /api/chat/files, to the conversation shown) and waits in the strip above the input;
+  // the next message names the uploaded ones by id (send_message.attachments). Messages show
+  // their files (history's `attachments`): images as thumbnails, read with the token in the
+  // Authorization header into object URLs (revoked when no message shows them any more),
+  // other files as chips that download them the same way.
+
+  /** 1536 -> "1.5 KB". */
+  function formatSize(bytes) {
+    if (typeof bytes !== "number" || !Number.isFinite(bytes) || bytes < 0) return "";
+    if (bytes < 1024) return `${bytes} B`;
+    const units = ["KB", "MB", "GB"];
+    let value = bytes / 1024;
+    let unit = 0;
+    while (value >= 1024 && unit < units.length - 1) {
+      value /= 1024;
+      unit += 1;
+    }
+    return `${value < 10 ? value.toFixed(1) : Math.round(value)} ${units[unit]}`;
+  }
+
+  function isImageType(type) {
+    return typeof type === "string" && type.startsWith("image/");
+  }
+
+  /** What a file's badge says: "PDF", its extension ("MD", "CSV"), else "TXT" or "FILE". */
+  function fileKind(name, type) {
+    if (type === "application/pdf") return "PDF";
+    const ext = /\.([A-Za-z0-9]{1,4})$/.exec(name || "");
+    if (ext) return ext[1].toUpperCase();
+    return typeof type === "string" && type.startsWith("text/") ? "TXT" : "FILE";
+  }
+
+  function fileUrl(fileId) {
+    return `/api/chat/files/${encodeURIComponent(fileId)}`;
+  }
+
+  /** The {code, message, status} of a failed HTTP answer: its JSON body, else its status. */
+  function httpError(status, text) {
+    try {
+      const body = JSON.parse(text);
+      if (body && typeof body.code === "string") return { code: body.code, message: body.message || "", status };
+    } catch {
+      // not JSON: a proxy's page, or no such route
+    }
+    return { code: `http_${status || "error"}`, message: status ? `The server answered ${status}.` : "No answer from the server.", status };
+  }
+
+  /** GET /api/chat/files/{file_id} with the token in the header: a Blob, or rejects with {code, message}. */
+  async function fetchFile(fileId) {
+    let res;
+    try {
+      res = await fetch(fileUrl(fileId), { headers: { Authorization: `Bearer ${state.token}` } });
+    } catch {
+      throw { code: "network", message: "Cannot reach the server." };
+    }
+    if (!res.ok) throw httpError(res.status, await res.text().catch(() => ""));
+    return res.blob();
+  }
+
+  /**
+   * POST /api/chat/files (multipart: conversation_id, file) through XMLHttpRequest, for its
+   * upload progress: resolves with the file's record, rejects with {code, message, status}.
+   */
+  function uploadFile(entry) {
+    return new Promise((resolve, reject) => {
+      const xhr = new XMLHttpRequest();
+      entry.xhr = xhr;
+      xhr.open("POST", "/api/chat/files");
+      xhr.setRequestHeader("Authorization", `Bearer ${state.token}`);
+      xhr.upload.addEventListener("progress", (e) => {
+        if (e.lengthComputable && e.total > 0) showProgress(entry, e.loaded / e.total);
+      });
+      xhr.addEventListener("load", () => {
+        if (xhr.status !== 201) {
+          reject(httpError(xhr.status, xhr.responseText));
+          return;
+        }
+        try {
+          const meta = JSON.parse(xhr.responseText);
+          if (!meta || typeof meta.file_id !== "string") throw new Error("no file_id");
+          resolve(meta);
+        } catch {
+          reject({ code: "error", message: "The server's answer to the upload was not understood." });
+        }
+      });
+      xhr.addEventListener("error", () => reject({ code: "network", message: "The upload broke off." }));
+      xhr.addEventListener("abort", () => reject({ code: "aborted", message: "Upload cancelled." }));
+      const form = new FormData();
+      form.append("conversation_id", entry.conversationId);
+      form.append("file", entry.file, entry.file.name);
+      xhr.send(form);
+    });
+  }
+
+  function uploading() {
+    return state.attachments.some((e) => e.state === "uploading");
+  }
+
+  /** The files chosen in the file input: each in the strip, uploaded to the conversation shown. */
+  function chooseFiles(files) {
+    const conversationId = state.conversationId;
+    if (!conversationId || state.filesOff) return;
+    for (const file of files) {
+      const entry = { file, conversationId, state: "uploading", meta: null, xhr: null, preview: null };
+      entry.li = pendingNode(entry);
+      state.attachments.push(entry);
+      ui.strip.append(entry.li);
+      startUpload(entry);
+    }
+    ui.strip.hidden = state.attachments.length === 0;
+    updateControls();
+  }
+
+  /** A file in the strip: a thumbnail of the local file (images) or an icon, its name and size, progress, Remove. */
+  function pendingNode(entry) {
+    const { file } = entry;
+    const name = file.name || "file";
+    let preview;
+    if (isImageType(file.type)) {
+      entry.preview = URL.createObjectURL(file);
+      preview = h("img", { class: "attachment-preview", src: entry.preview, alt: name, "data-testid": "pending-attachment-preview" });
+    } else {
+      preview = h("span", { class: "attachment-kind", "aria-hidden": "true" }, fileKind(name, file.type));
+    }
+    const progress = h("progress", { class: "attachment-progress", max: 100, "aria-label": `Uploading ${name}` });
+    const status = h("span", { class: "attachment-status", "data-testid": "pending-attachment-status" }, "uploading…");
+    const remove = h("button", {
+      type: "button",
+      class: "secondary attachment-remove",
+      "data-testid": "pending-attachment-remove",
+      "aria-label": `Remove ${name}`,
+      title: `Remove ${name}`,
+    }, "×");
+    remove.addEventListener("click", () => removeAttachment(entry));
+    const error = h("p", { class: "attachment-error", role: "alert", "data-testid": "pending-attachment-error" });
+    error.hidden = true;
+    Object.assign(entry, { progress, status, error });
+    return h("li", { class: "attachment-pending", "data-testid": "pending-attachment", "data-state": entry.state, "data-name": name },
+      preview,
+      h("span", { class: "attachment-label" },
+        h("span", { class: "attachment-name", title: name }, name),
+        h("span", { class: "attachment-size" }, formatSize(file.size))),
+      progress, status, remove, error);
+  }
+
+  function showProgress(entry, fraction) {
+    const percent = Math.min(100, Math.round(fraction * 100));
+    entry.progress.value = percent;
+    entry.status.textContent = `uploading ${percent} %`;
+  }
+
+  function showUploaded(entry) {
+    entry.state = "uploaded";
+    entry.li.dataset.state = "uploaded";
+    entry.li.dataset.fileId = entry.meta.file_id;
+    entry.progress.hidden = true;
+    entry.status.textContent = "ready";
+  }
+
+  async function startUpload(entry) {
+    try {
+      entry.meta = await uploadFile(entry);
+      if (!state.attachments.includes(entry)) return; // removed meanwhile (it stays on the server)
+      showUploaded(entry);
+    } catch (err) {
+      if (err.code === "aborted" || !state.attachments.includes(entry)) return; // removed
+      // Shown next to the file, which is not sent; Remove takes it out of the strip.
+      entry.state = "failed";
+      entry.li.dataset.state = "failed";
+      entry.li.dataset.code = err.code;
+      entry.progress.hidden = true;
+      entry.status.textContent = "not uploaded";
+      entry.error.textContent = describeError(err);
+      entry.error.hidden = false;
+      // A server without files (no such route, or it says so; the conversation shown exists):
+      // the attach button goes away.
+      if (err.status === 404 && (err.code.startsWith("http_") || /no files/i.test(err.message))) state.filesOff = true;
+    } finally {
+      entry.xhr = null;
+      updateControls();
+    }
+  }
+
+  function dropPreview(entry) {
+    if (entry.xhr) entry.xhr.abort(); // an upload under way stops (one that ended stays on the server)
+    if (entry.preview) URL.revokeObjectURL(entry.preview);
+    entry.preview = null;
+    entry.li.remove();
+  }
+
+  /** Remove on a file of the strip. */
+  function removeAttachment(entry) {
+    const at = state.attachments.indexOf(entry);
+    if (at < 0) return;
+    state.attachments.splice(at, 1);
+    dropPreview(entry);
+    ui.strip.hidden = state.attachments.length === 0;
+    updateControls();
+    // Its button is gone: the next file's Remove, or the message, has the focus.
+    const next = ui.strip.querySelector(".attachment-remove");
+    (next || ui.input).focus();
+  }
+
+  function clearAttachments() {
+    for (const entry of state.attachments) dropPreview(entry);
+    state.attachments = [];
+    ui.strip.hidden = true;
+  }
+
+  /** The uploaded files of a message that was not sent, back in the (empty) strip. */
+  function restoreAttachments(entries) {
+    for (const entry of entries) {
+      entry.li = pendingNode(entry);
+      showUploaded(entry);
+      state.attachments.push(entry);
+      ui.strip.append(entry.li);
+    }
+    ui.strip.hidden = state.attachments.length === 0;
+  }
+
+  /** The files of a message (history's `attachments`), or nothing. */
+  function attachmentList(attachments) {
+    if (!Array.isArray(attachments) || attachments.length === 0) return null;
+    return h("ul", { class: "msg-attachments", "data-testid": "message-attachments", "aria-label": "Attached files" },
+      ...attachments.filter((a) => a && typeof a.file_id === "string").map(attachmentNode));
+  }
+
+  /**
+   * One file of a message: an image as a thumbnail (loaded once the item is in the list,
+   * see watchThumbnails) that opens in full, anything else as a chip that downloads it.
+   */
+  function attachmentNode(a) {
+    const name = typeof a.name === "string" && a.name ? a.name : "file";
+    const size = formatSize(a.size);
+    const label = size ? `${name} (${size})` : name;
+    const attrs = { class: "attachment", "data-testid": "attachment", "data-file-id": a.file_id, "data-name": name, "data-content-type": a.content_type };
+    if (isImageType(a.content_type)) {
+      const img = h("img", { class: "attachment-thumb", alt: name, title: label, "data-testid": "attachment-image", "data-file-id": a.file_id });
+      const link = h("a", { class: "attachment-open", target: "_blank", rel: "noopener" }, img);
+      return h("li", { ...attrs, class: "attachment attachment-image", "data-state": "loading" }, link);
+    }
+    const note = h("span", { class: "attachment-note", "data-testid": "attachment-note" });
+    const button = h("button", {
+      type: "button",
+      class: "secondary attachment-chip",
+      "data-testid": "attachment-download",
+      "aria-label": `Download ${label}`,
+      title: `Download ${label}`,
+    },
+    h("span", { class: "attachment-kind", "aria-hidden": "true" }, fileKind(name, a.content_type)),
+    h("span", { class: "attachment-name" }, name),
+    size ? h("span", { class: "attachment-size" }, size) : null);
+    button.addEventListener("click", () => downloadAttachment(a, name, button, note));
+    return h("li", { ...attrs, class: "attachment attachment-file", "data-state": "ready" }, button, note);
+  }
+
+  /** A chip's download: the bytes with the token in the header, saved under the file's name. */
+  async function downloadAttachment(a, name, button, note) {
+    button.disabled = true;
+    note.textContent = "";
+    try {
+      const url = URL.createObjectURL(await fetchFile(a.file_id));
+      const link = h("a", { href: url, download: name, hidden: "" });
+      document.body.append(link);
+      link.click();
+      link.remove();
+      setTimeout(() => URL.revokeObjectURL(url), 60_000); // once the download has its bytes
+    } catch (err) {
+      note.textContent = `Not downloaded: ${describeError(err)}`;
+    } finally {
+      button.disabled = false;
+    }
+  }
+
+  /** The object URL of an image file, fetched once for every message that shows it. */
+  function thumbnail(fileId) {
+    let entry = state.thumbs.get(fileId);
+    if (!entry) {
+      entry = { url: null, dropped: false };
+      entry.promise = fetchFile(fileId).then((blob) => {
+        if (entry.dropped) return null;
+        entry.url = URL.createObjectURL(blob);
+        return entry.url;
+      }, (err) => {
+        if (state.thumbs.get(fileId) === entry) state.thumbs.delete(fileId);
+        throw err;
+      });
+      state.thumbs.set(fileId, entry);
+    }
+    return entry.promise;
+  }
+
+  /** This tab's own upload: its thumbnail from the local file, without asking the server. */
+  function seedThumbnail(fileId, blob) {
+    if (state.thumbs.has(fileId)) return;
+    const url = URL.createObjectURL(blob);
+    state.thumbs.set(fileId, { url, dropped: false, promise: Promise.resolve(url) });
+  }
+
+  async function showThumbnail(img) {
+    if (!img.isConnected || img.getAttribute("src") || img.dataset.loading) return;
+    const item = img.closest(".attachment");
+    img.dataset.loading = "true";
+    let url;
+    try {
+      url = await thumbnail(img.dataset.fileId);
+    } catch (err) {
+      // Gone (a restarted server keeps no files), or no longer this user's to see.
+      if (item) {
+        item.dataset.state = "error";
+        item.dataset.code = err.code;
+        item.replaceChildren(h("span", { class: "attachment-missing", "data-testid": "attachment-note" },
+          `${item.dataset.name}: ${describeError(err)}`));
+      }
+      return;
+    } finally {
+      delete img.dataset.loading;
+    }
+    if (!url || !img.isConnected) return; // taken away meanwhile: loaded again if it comes back
+    img.addEventListener("load", () => { if (item) item.dataset.state = "loaded"; }, { once: true });
+    img.addEventListener("error", () => { if (item) item.dataset.state = "error"; }, { once: true });
+    img.src = url;
+    const link = img.closest("a");
+    if (link) link.href = url;
+  }
+
+  /** Object URLs of images that no message shows any more are revoked. */
+  function sweepThumbnails() {
+    if (state.thumbs.size === 0) return;
+    const shown = new Set([...ui.messages.querySelectorAll("img[data-file-id]")].map((img) => img.dataset.fileId));
+    for (const [fileId, entry] of state.thumbs) {
+      if (shown.has(fileId)) continue;
+      state.thumbs.delete(fileId);
+      entry.dropped = true;
+      if (entry.url) URL.revokeObjectURL(entry.url);
+    }
+  }
+
+  /** Thumbnails load when their message enters the list, and are revoked once none shows them. */
+  function watchThumbnails() {
+    new MutationObserver((records) => {
+      let removed = false;
+      for (const record of records) {
+        if (record.removedNodes.length) removed = true;
+        for (const node of record.addedNodes) {
+          if (node.nodeType !== Node.ELEMENT_NODE) continue;
+          if (node.matches("img[data-file-id]")) showThumbnail(node);
+          for (const img of node.querySelectorAll("img[data-file-id]")) showThumbnail(img);
+        }
+      }
+      if (removed) sweepThumbnails();
+    }).observe(ui.messages, { childList: true, subtree: true });
+  }
+
   // ---------------------------------------------------------------- sending
 
   // ------------------------------------------------------------------- typing
@@ -1038,11 +1407,18 @@
     const message = ui.input.value;
     const conversationId = state.conversationId;
     if (!message.trim() || !conversationId) return;
+    if (uploading()) return; // Send is disabled until the files are uploaded
+    // The files uploaded to this conversation go with it (failed ones are not sent); the
+    // strip clears, and an image's thumbnail is the local file.
+    const files = state.attachments.filter((e) => e.state === "uploaded" && e.conversationId === conversationId);
+    const attachments = files.map(({ meta }) => ({ file_id: meta.file_id, name: meta.name, content_type: meta.content_type, size: meta.size }));
+    for (const { meta, file } of files) if (isImageType(meta.content_type)) seedThumbnail(meta.file_id, file);
+    clearAttachments();
     // While an answer runs (or others wait, or a send of this tab awaits its ack), the send
     // waits its turn in the queue: its question is shown there, and in the conversation
     // once its answer starts. Otherwise the app's default decides (MARIE_ON_BUSY).
     const queueing = Boolean(runningStream()) || state.queue.size > 0 || state.sending > 0;
-    const li = userMessage({ userId: state.userId, content: message, pending: true, createdAt: Date.now() });
+    const li = userMessage({ userId: state.userId, content: message, pending: true, createdAt: Date.now(), attachments });
     if (!queueing) append(li);
     ui.input.value = "";
     ui.send.disabled = true;
@@ -1051,6 +1427,7 @@
     try {
       const payload = { conversation_id: conversationId, message, stream: true, client_message_id: randomId("c-") };
       if (queueing) payload.on_busy = "enqueue";
+      if (attachments.length) payload.attachments = attachments.map((a) => a.file_id);
       const res = await request("send_message", payload);
       if (typeof res.queued === "number") {
         li.remove();
@@ -1074,6 +1451,8 @@
       li.append(h("p", { class: "msg-error", role: "alert" }, `Not sent: ${describeError(err)}`));
       if (!li.parentNode && conversationId === state.conversationId) append(li);
       if (!ui.input.value) ui.input.value = message; // give the text back
+      // and the files (still on the server), unless others were chosen meanwhile
+      if (conversationId === state.conversationId && state.attachments.length === 0) restoreAttachments(files);
       if (err.code === "budget_exceeded") refreshUsage();
     } finally {
       state.sending -= 1;
@@ -1208,6 +1587,7 @@
   function signedOut(reason) {
     disconnect();
     Object.assign(state, { token: null, roles: [], userId: null, session: null, conversationId: null, members: [] });
+    clearAttachments();
     clearMessages();
     ui.loginPanel.hidden = false;
     ui.sessionPanel.hidden = true;
@@ -1328,6 +1708,11 @@
     }
   });
   ui.cancel.addEventListener("click", cancelStream);
+  ui.fileInput.addEventListener("change", () => {
+    chooseFiles([...ui.fileInput.files]);
+    ui.fileInput.value = ""; // the same file may be chosen again
+  });
+  watchThumbnails();
   ui.input.addEventListener("input", () => sayTyping(ui.input.value.trim().length > 0));
   ui.input.addEventListener("blur", () => sayTyping(false));
 
