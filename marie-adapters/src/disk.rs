@@ -339,6 +339,37 @@ impl FileStore for DiskFileStore {
     async fn used_bytes(&self, user: &UserId) -> Result<u64, StoreError> {
         Ok(self.inner.lock().used.get(user).copied().unwrap_or(0))
     }
+
+    async fn delete(&self, file: &FileId) -> Result<Option<FileMeta>, StoreError> {
+        let (Some(data_path), Some(record_path)) =
+            (self.inner.data_path(file), self.inner.record_path(file))
+        else {
+            return Ok(None);
+        };
+        let meta = {
+            let mut index = self.inner.lock();
+            if index.pending.contains(file) {
+                return Err(StoreError::Unavailable(format!(
+                    "the file {file} is being stored"
+                )));
+            }
+            let Some(meta) = index.files.remove(file) else {
+                return Ok(None);
+            };
+            index.release(&meta.user_id, meta.size);
+            meta
+        };
+        // The record first: without it the bytes are no file, and `open` removes them
+        // should this stop half way.
+        for path in [record_path, data_path] {
+            match tokio::fs::remove_file(&path).await {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_error("removing", &path, e)),
+            }
+        }
+        Ok(Some(meta))
+    }
 }
 
 /// What names a file's two files in the directory: its id, when that is a plain name (the

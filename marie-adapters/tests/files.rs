@@ -149,6 +149,32 @@ mod contract {
         assert_eq!(store.used_bytes(&user("alice")).await.unwrap(), 1500);
     }
 
+    /// A deleted file is gone, its bytes no longer count, and deleting it again finds
+    /// nothing; a deletion that reopens the store stays done.
+    pub async fn a_deleted_file_frees_its_quota(backend: &impl Backend) {
+        let store = backend.open().await;
+        let quota = Some(500);
+        let (kept, _) = put(&store, "alice", 200, quota).await;
+        let (deleted, _) = put(&store, "alice", 300, quota).await;
+        assert_eq!(
+            put(&store, "alice", 1, quota).await.1,
+            PutOutcome::OverQuota { used: 500 }
+        );
+        assert_eq!(
+            store.delete(&deleted.file_id).await.unwrap(),
+            Some(deleted.clone())
+        );
+        assert_eq!(store.meta(&deleted.file_id).await.unwrap(), None);
+        assert_eq!(store.get(&deleted.file_id).await.unwrap(), None);
+        assert_eq!(store.used_bytes(&user("alice")).await.unwrap(), 200);
+        assert_eq!(store.delete(&deleted.file_id).await.unwrap(), None);
+        assert_eq!(put(&store, "alice", 300, quota).await.1, PutOutcome::Stored);
+        assert_eq!(store.meta(&kept.file_id).await.unwrap(), Some(kept.clone()));
+        drop(store);
+        let store = backend.open().await;
+        assert_eq!(store.get(&deleted.file_id).await.unwrap(), None);
+    }
+
     /// 20 uploads at once against a quota that fits exactly 5: exactly 5 are stored, and
     /// every refusal saw the full quota.
     pub async fn concurrent_puts_stop_at_the_quota(backend: &impl Backend) {
@@ -289,6 +315,7 @@ file_tests!(in_memory, memory;
     the_quota_refuses_and_stores_nothing,
     concurrent_puts_stop_at_the_quota,
     binary_bytes_come_back_intact,
+    a_deleted_file_frees_its_quota,
 );
 
 // ---------------------------------------------------------------------------------------
@@ -432,6 +459,7 @@ file_tests!(in_a_directory, disk::disk;
     concurrent_puts_stop_at_the_quota,
     binary_bytes_come_back_intact,
     files_survive_reopening,
+    a_deleted_file_frees_its_quota,
 );
 
 // ---------------------------------------------------------------------------------------
@@ -657,6 +685,7 @@ file_tests!(in_sqlite, sql::sqlite;
     concurrent_puts_stop_at_the_quota,
     binary_bytes_come_back_intact,
     files_survive_reopening,
+    a_deleted_file_frees_its_quota,
 );
 
 #[cfg(feature = "postgres")]
@@ -668,4 +697,5 @@ file_tests!(in_postgres, sql::postgres;
     concurrent_puts_stop_at_the_quota,
     binary_bytes_come_back_intact,
     files_survive_reopening,
+    a_deleted_file_frees_its_quota,
 );

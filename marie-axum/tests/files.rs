@@ -3,6 +3,8 @@
 //! the references in history, downloads by members only; and every refusal, with nothing
 //! stored.
 
+#![allow(clippy::unwrap_used, unreachable_pub)]
+
 mod common;
 
 use common::*;
@@ -208,6 +210,69 @@ async fn an_attached_image_reaches_the_model_and_history_keeps_its_reference() {
     assert_eq!(body["code"], "not_found", "{body}");
     let response = download(&server, "alice", "nosuchfile").await;
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
+
+    // Only its owner deletes a file; then it is gone for everyone, its bytes free, and
+    // history keeps the reference (the model is told the file is gone).
+    let remove = |user: &'static str, id: String| {
+        reqwest::Client::new()
+            .delete(format!("http://{}/api/chat/files/{id}", server.addr))
+            .bearer_auth(format!("t-{user}"))
+            .send()
+    };
+    assert_eq!(
+        remove("bob", id.to_owned()).await.unwrap().status(),
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        remove("carol", id.to_owned()).await.unwrap().status(),
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        remove("alice", id.to_owned()).await.unwrap().status(),
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        remove("alice", id.to_owned()).await.unwrap().status(),
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        download(&server, "alice", id).await.status(),
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(used(&files, "alice").await, 7);
+    let ack = alice
+        .ack("regenerate", json!({ "conversation_id": "f1" }))
+        .await;
+    assert_eq!(ack["status"], "ok", "{ack}");
+    assert_eq!(alice.stream().await.terminal.event, "stream_end");
+    let asked = provider.requests();
+    let question = asked[1]
+        .messages
+        .iter()
+        .rfind(|m| m.role == MessageRole::User)
+        .unwrap();
+    assert_eq!(question.attachments[0].data, None, "the image is gone");
+    assert!(
+        question.attachments[0]
+            .as_text()
+            .contains("no longer available")
+    );
+    assert!(
+        question.attachments[1].data.is_some(),
+        "the text file is not"
+    );
+}
+
+/// An upload that must be refused, and how.
+struct Refusal {
+    what: &'static str,
+    user: Option<&'static str>,
+    conversation: &'static str,
+    name: &'static str,
+    content_type: Option<&'static str>,
+    bytes: Vec<u8>,
+    status: StatusCode,
+    code: &'static str,
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -217,98 +282,99 @@ async fn refused_uploads_say_why_and_store_nothing() {
     let mut carol = connect(server.addr, "carol").await;
     carol.join("carols").await;
 
-    let cases: [(
-        &str,
-        Option<&str>,
-        &str,
-        &str,
-        Option<&str>,
-        Vec<u8>,
-        StatusCode,
-        &str,
-    ); 8] = [
-        (
-            "too large",
-            Some("alice"),
-            "f2",
-            "big.txt",
-            None,
-            vec![b'a'; 1025],
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-        ),
-        (
-            "far too large (past the body limit)",
-            Some("alice"),
-            "f2",
-            "huge.txt",
-            None,
-            vec![b'a'; 200 * 1024],
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-        ),
-        (
-            "a type not taken",
-            Some("alice"),
-            "f2",
-            "x.zip",
-            Some("application/zip"),
-            ZIP.to_vec(),
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_file_type",
-        ),
-        (
-            "a PDF that claims to be an image",
-            Some("alice"),
-            "f2",
-            "photo.png",
-            Some("image/png"),
-            PDF.to_vec(),
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_file_type",
-        ),
-        (
-            "binary of no type",
-            Some("alice"),
-            "f2",
-            "blob",
-            None,
-            vec![0, 1, 2, 0xff, 0xfe],
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_file_type",
-        ),
-        (
-            "a conversation the user cannot access",
-            Some("carol"),
-            "f2",
-            "cat.png",
-            None,
-            PNG.to_vec(),
-            StatusCode::FORBIDDEN,
-            "forbidden",
-        ),
-        (
-            "a conversation that does not exist",
-            Some("alice"),
-            "nowhere",
-            "cat.png",
-            None,
-            PNG.to_vec(),
-            StatusCode::NOT_FOUND,
-            "not_found",
-        ),
-        (
-            "no credentials",
-            None,
-            "f2",
-            "cat.png",
-            None,
-            PNG.to_vec(),
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-        ),
+    let cases = [
+        Refusal {
+            what: "too large",
+            user: Some("alice"),
+            conversation: "f2",
+            name: "big.txt",
+            content_type: None,
+            bytes: vec![b'a'; 1025],
+            status: StatusCode::PAYLOAD_TOO_LARGE,
+            code: "payload_too_large",
+        },
+        Refusal {
+            what: "far too large (past the body limit)",
+            user: Some("alice"),
+            conversation: "f2",
+            name: "huge.txt",
+            content_type: None,
+            bytes: vec![b'a'; 200 * 1024],
+            status: StatusCode::PAYLOAD_TOO_LARGE,
+            code: "payload_too_large",
+        },
+        Refusal {
+            what: "a type not taken",
+            user: Some("alice"),
+            conversation: "f2",
+            name: "x.zip",
+            content_type: Some("application/zip"),
+            bytes: ZIP.to_vec(),
+            status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            code: "unsupported_file_type",
+        },
+        Refusal {
+            what: "a PDF that claims to be an image",
+            user: Some("alice"),
+            conversation: "f2",
+            name: "photo.png",
+            content_type: Some("image/png"),
+            bytes: PDF.to_vec(),
+            status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            code: "unsupported_file_type",
+        },
+        Refusal {
+            what: "binary of no type",
+            user: Some("alice"),
+            conversation: "f2",
+            name: "blob",
+            content_type: None,
+            bytes: vec![0, 1, 2, 0xff, 0xfe],
+            status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            code: "unsupported_file_type",
+        },
+        Refusal {
+            what: "a conversation the user cannot access",
+            user: Some("carol"),
+            conversation: "f2",
+            name: "cat.png",
+            content_type: None,
+            bytes: PNG.to_vec(),
+            status: StatusCode::FORBIDDEN,
+            code: "forbidden",
+        },
+        Refusal {
+            what: "a conversation that does not exist",
+            user: Some("alice"),
+            conversation: "nowhere",
+            name: "cat.png",
+            content_type: None,
+            bytes: PNG.to_vec(),
+            status: StatusCode::NOT_FOUND,
+            code: "not_found",
+        },
+        Refusal {
+            what: "no credentials",
+            user: None,
+            conversation: "f2",
+            name: "cat.png",
+            content_type: None,
+            bytes: PNG.to_vec(),
+            status: StatusCode::UNAUTHORIZED,
+            code: "unauthorized",
+        },
     ];
-    for (what, user, conversation, name, content_type, bytes, status, code) in cases {
+    for Refusal {
+        what,
+        user,
+        conversation,
+        name,
+        content_type,
+        bytes,
+        status,
+        code,
+    } in cases
+    {
         let (got, body) = upload(&server, user, conversation, name, content_type, &bytes).await;
         assert_eq!(
             (got, body["code"].as_str()),

@@ -170,6 +170,10 @@ pub trait FileStore: Send + Sync + 'static {
 
     /// Bytes the files of `user` take in all (what the quota counts).
     async fn used_bytes(&self, user: &UserId) -> Result<u64, StoreError>;
+
+    /// Removes a file, whose bytes then no longer count for its owner: its record, or
+    /// `None` when the store held no such file.
+    async fn delete(&self, file: &FileId) -> Result<Option<FileMeta>, StoreError>;
 }
 
 /// A shared store is a store: `Arc<dyn FileStore>` can be passed where a store is taken.
@@ -194,6 +198,10 @@ impl<T: FileStore + ?Sized> FileStore for std::sync::Arc<T> {
 
     async fn used_bytes(&self, user: &UserId) -> Result<u64, StoreError> {
         (**self).used_bytes(user).await
+    }
+
+    async fn delete(&self, file: &FileId) -> Result<Option<FileMeta>, StoreError> {
+        (**self).delete(file).await
     }
 }
 

@@ -73,4 +73,15 @@ impl FileStore for MemoryFileStore {
     async fn used_bytes(&self, user: &UserId) -> Result<u64, StoreError> {
         Ok(self.lock().used.get(user).copied().unwrap_or(0))
     }
+
+    async fn delete(&self, file: &FileId) -> Result<Option<FileMeta>, StoreError> {
+        let mut files = self.lock();
+        let Some(removed) = files.files.remove(file) else {
+            return Ok(None);
+        };
+        if let Some(used) = files.used.get_mut(&removed.meta.user_id) {
+            *used = used.saturating_sub(removed.meta.size);
+        }
+        Ok(Some(removed.meta))
+    }
 }

@@ -115,6 +115,39 @@ impl SqlStore {
         }))
     }
 
+    /// Removes the file and takes its size off its owner's total, in one transaction that
+    /// locks the owner's row first, as storing does.
+    pub(super) async fn remove_file(&self, file: &FileId) -> Result<Option<FileMeta>, Fault> {
+        let Some(meta) = self.file_meta(file).await? else {
+            return Ok(None);
+        };
+        let mut tx = self.begin_write().await?;
+        sqlx::query("UPDATE marie_file_usage SET used = used WHERE user_id = $1")
+            .bind(meta.user_id.as_str())
+            .execute(&mut *tx)
+            .await?;
+        let size: Option<i64> =
+            sqlx::query_scalar("DELETE FROM marie_files WHERE file_id = $1 RETURNING size")
+                .bind(file.as_str())
+                .fetch_optional(&mut *tx)
+                .await?;
+        let Some(size) = size else {
+            // Removed meanwhile, by another caller.
+            tx.rollback().await?;
+            return Ok(None);
+        };
+        sqlx::query(
+            "UPDATE marie_file_usage SET used = CASE WHEN used > $2 THEN used - $2 ELSE 0 END \
+             WHERE user_id = $1",
+        )
+        .bind(meta.user_id.as_str())
+        .bind(size)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Some(meta))
+    }
+
     pub(super) async fn file_bytes_used(&self, user: &UserId) -> Result<u64, Fault> {
         let used: Option<i64> =
             sqlx::query_scalar("SELECT used FROM marie_file_usage WHERE user_id = $1")

@@ -716,6 +716,10 @@ impl FileStore for SqlStore {
         self.run("file_used_bytes", || self.file_bytes_used(user))
             .await
     }
+
+    async fn delete(&self, file: &FileId) -> Result<Option<FileMeta>, StoreError> {
+        self.run("delete_file", || self.remove_file(file)).await
+    }
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
 //! Files over HTTP: `POST /api/chat/files` (multipart) stores one, `GET
-//! /api/chat/files/{file_id}` reads one back. Files never travel over the Socket.IO
+//! /api/chat/files/{file_id}` reads one back, `DELETE` removes it. Files never travel over the Socket.IO
 //! connection: a message names them by id (`send_message.attachments`).
 
 use std::sync::Arc;
@@ -143,6 +143,21 @@ pub(super) async fn download<A: Adapter>(
         HeaderValue::from_static("private, max-age=3600"),
     );
     Ok(response)
+}
+
+/// `DELETE /api/chat/files/{file_id}`: the owner removes a file (`204`); `403` for another
+/// member, `404` for anyone else and for an unknown id.
+pub(super) async fn delete<A: Adapter>(
+    State(shared): State<Arc<Shared<A>>>,
+    Path(file_id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, HttpError> {
+    let who = identify(&shared, &headers, None).await?;
+    shared
+        .engine
+        .delete_file(&who, &FileId::parse(file_id)?)
+        .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 /// `inline; filename="cat.png"; filename*=UTF-8''cat.png`: an ASCII name for old clients

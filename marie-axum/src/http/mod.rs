@@ -41,7 +41,10 @@ pub(crate) fn routes<A: Adapter>(shared: Arc<Shared<A>>, with_health: bool) -> a
             "/api/chat/files",
             post(files::upload::<A>).layer(DefaultBodyLimit::max(upload_limit)),
         )
-        .route("/api/chat/files/{file_id}", get(files::download::<A>))
+        .route(
+            "/api/chat/files/{file_id}",
+            get(files::download::<A>).delete(files::delete::<A>),
+        )
         .route("/api/chat/send", post(send::<A>))
         .route("/api/chat/streams/{stream_id}", get(resume::<A>))
         .route("/api/chat/approvals/{approval_id}", post(approve::<A>));

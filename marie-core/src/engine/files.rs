@@ -84,6 +84,25 @@ impl ChatEngine {
             .ok_or(Error::NotFound("no such file"))
     }
 
+    /// `DELETE /api/chat/files/{file_id}`: its owner removes a file, which frees its bytes
+    /// from their quota. Messages that carried it keep their reference; the model is then
+    /// told the file is gone, and reading it is `not_found`.
+    pub async fn delete_file(&self, who: &Identity, file: &FileId) -> Result<FileMeta, Error> {
+        let files = self.file_store()?;
+        let meta = files
+            .meta(file)
+            .await?
+            .ok_or(Error::NotFound("no such file"))?;
+        self.check_file_access(who, &meta).await?;
+        if meta.user_id != who.user_id {
+            return Err(Error::Forbidden("only its owner may delete a file"));
+        }
+        files
+            .delete(file)
+            .await?
+            .ok_or(Error::NotFound("no such file"))
+    }
+
     /// A member may read a file; to others it does not exist.
     async fn check_file_access(&self, who: &Identity, meta: &FileMeta) -> Result<(), Error> {
         match self.authorize(who, &meta.conversation_id).await {
