@@ -86,10 +86,10 @@ async function upload(baseUrl, token, conversationId, { name, type, bytes }) {
 }
 
 /**
- * POST /api/chat/files with the multipart body built here and sent in one piece. fetch's
- * FormData body is written part by part, and the server answers some refusals before it has
- * read the body (401 at once, 413 as soon as a file passes the limit) and then closes the
- * connection: such a client is often still writing and gets EPIPE instead of the answer.
+ * POST /api/chat/files with the multipart body built here and sent in one piece. The server
+ * reads what is left of a refused upload's body before it answers, up to the route's limit
+ * (the file limit and 64 KiB); past that it answers and closes, and a client that writes
+ * its body part by part, as fetch does with FormData, may get EPIPE instead of the answer.
  */
 async function uploadInOnePiece(baseUrl, token, conversationId, { name, type, bytes }) {
   const boundary = `marie-e2e-${randomBytes(8).toString('hex')}`;
@@ -233,13 +233,14 @@ describe('files over HTTP and socket.io-client', () => {
       assert.equal(res.body.file_id, undefined);
     };
 
-    await refused({ name: 'big.txt', type: 'text/plain', bytes: Buffer.alloc(MAX + 1, 'a') }, 413, 'payload_too_large', /larger than 65536 bytes/, carols, token, uploadInOnePiece);
+    // Written part by part (FormData): the server reads the rest before it answers.
+    await refused({ name: 'big.txt', type: 'text/plain', bytes: Buffer.alloc(MAX + 1, 'a') }, 413, 'payload_too_large', /larger than 65536 bytes/, carols, token);
     await refused({ name: 'huge.txt', type: 'text/plain', bytes: Buffer.alloc(4 * MAX, 'a') }, 413, 'payload_too_large', /larger than/, carols, token, uploadInOnePiece);
     await refused({ name: 'archive.zip', type: 'application/zip', bytes: ZIP }, 415, 'unsupported_file_type', /application\/zip/);
     await refused({ name: 'noise.bin', bytes: Buffer.from([0x00, 0x01, 0x02, 0xff, 0xfe, 0x00, 0x9c]) }, 415, 'unsupported_file_type');
     await refused({ name: 'report.png', type: 'image/png', bytes: PDF }, 415, 'unsupported_file_type', /application\/pdf/);
     await refused({ name: 'empty.txt', type: 'text/plain', bytes: Buffer.alloc(0) }, 400, 'bad_request');
-    await refused({ name: 'notes.txt', type: 'text/plain', bytes: TEXT }, 401, 'unauthorized', null, carols, null, uploadInOnePiece);
+    await refused({ name: 'notes.txt', type: 'text/plain', bytes: TEXT }, 401, 'unauthorized', null, carols, null);
     await refused({ name: 'notes.txt', type: 'text/plain', bytes: TEXT }, 400, 'bad_request', /conversation_id/, null);
     // A conversation carol, or bob, may not enter (alice's own).
     await refused({ name: 'notes.txt', type: 'text/plain', bytes: TEXT }, 403, 'forbidden', null, alicesOwn);
@@ -432,7 +433,7 @@ describe('the page attaches files in headless Chromium', () => {
     await ben.context().close();
   });
 
-  it('a text file goes as a chip that downloads the same bytes, for the other member too', async () => {
+  it('a text file goes as a chip that downloads the same bytes, for the other member too; Remove deletes; files alone make a message', async () => {
     const ann = await openChatPage(browser, server.url, 'ann', pageErrors);
     await ann.getByTestId('new-conversation-button').click();
     await ann.locator('[data-testid="message-input"]:enabled').waitFor();
@@ -445,8 +446,11 @@ describe('the page attaches files in headless Chromium', () => {
     const chip = ann.locator(`${STRIP}[data-state="uploaded"][data-name="notes.txt"]`);
     await chip.waitFor();
     assert.equal(await chip.getByTestId('pending-attachment-preview').count(), 0, 'no image preview for text');
-    // Remove takes a file out of the strip; choose it again.
+    // Remove takes a file out of the strip, and deletes it on the server (freeing the
+    // quota); choose it again.
+    const deleted = ann.waitForResponse((r) => r.request().method() === 'DELETE' && r.url().includes('/api/chat/files/'));
     await chip.getByRole('button', { name: 'Remove notes.txt' }).click();
+    assert.equal((await deleted).status(), 204, 'Remove deletes the uploaded file');
     await ann.getByTestId('attachment-strip').waitFor({ state: 'hidden' });
     await ann.getByTestId('file-input').setInputFiles([{ name: 'notes.txt', mimeType: 'text/plain', buffer: TEXT }]);
     await chip.waitFor();
@@ -456,10 +460,19 @@ describe('the page attaches files in headless Chromium', () => {
     await answer.waitFor();
     assert.equal(await answer.textContent(), `read this ${echoed('notes.txt', 'text/plain', TEXT.length)}`);
 
+    // Files alone make a message: with a file ready, the text may stay empty.
+    await ann.getByTestId('file-input').setInputFiles([{ name: 'notes.txt', mimeType: 'text/plain', buffer: TEXT }]);
+    await chip.waitFor();
+    await ann.getByTestId('message-input').press('Enter');
+    const answers = ann.locator('[data-testid="assistant-message"][data-status="complete"] > [data-testid="message-text"]');
+    await answers.nth(1).waitFor();
+    assert.equal(await answers.nth(1).textContent(), echoed('notes.txt', 'text/plain', TEXT.length));
+
     const ben = await openChatPage(browser, server.url, 'ben', pageErrors);
     await ben.getByTestId('conversation-id').fill(conversation);
     await ben.getByTestId('join-button').click();
-    const download = ben.getByRole('button', { name: /^Download notes\.txt/ });
+    // Two messages carried notes.txt (with text, and alone): the first one's chip.
+    const download = ben.getByRole('button', { name: /^Download notes\.txt/ }).first();
     await download.waitFor();
     const [file] = await Promise.all([ben.waitForEvent('download'), download.click()]);
     assert.equal(file.suggestedFilename(), 'notes.txt');

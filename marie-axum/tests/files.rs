@@ -510,6 +510,29 @@ async fn a_message_carries_only_its_authors_files_from_its_conversation() {
     let ack = bob.ack("send_message", send(vec![id(&bobs)])).await;
     assert_eq!(ack["status"], "ok", "{ack}");
     assert_eq!(bob.stream().await.terminal.event, "stream_end");
+
+    // Files alone make a message; no text and no file is still no message.
+    let ack = bob
+        .ack(
+            "send_message",
+            json!({ "conversation_id": "f3", "message": "", "attachments": [id(&bobs)] }),
+        )
+        .await;
+    assert_eq!(ack["status"], "ok", "{ack}");
+    assert_eq!(bob.stream().await.terminal.event, "stream_end");
+    let asked = provider.requests();
+    let question = asked[1].messages.last().unwrap();
+    assert_eq!(
+        (question.content.as_str(), question.attachments.len()),
+        ("", 1)
+    );
+    let ack = bob
+        .ack(
+            "send_message",
+            json!({ "conversation_id": "f3", "message": " ", "attachments": [] }),
+        )
+        .await;
+    assert_eq!(ack["code"], "bad_request", "{ack}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

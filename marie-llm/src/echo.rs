@@ -239,8 +239,7 @@ impl EchoProvider {
         for file in files {
             said.push_str(&given(file));
         }
-        // Files alone (the engine refuses an empty message; a caller might not): no leading
-        // space.
+        // Files alone (the engine takes a message of files without text): no leading space.
         let said = if text.is_empty() {
             said.trim_start()
         } else {

@@ -626,6 +626,8 @@
     const waiting = uploading();
     ui.send.disabled = !joined || waiting;
     ui.send.title = waiting ? "Waiting for the files to upload" : running ? "Sent now, answered after the running answer" : "";
+    // Files alone make a message: the text is then optional.
+    ui.input.required = uploadedFiles(state.conversationId).length === 0;
     ui.attach.hidden = state.filesOff;
     ui.fileInput.disabled = !joined || state.filesOff;
     ui.cancel.hidden = !running;
@@ -855,7 +857,7 @@
       return;
     }
     const previous = state.conversationId;
-    if (previous !== conversationId) clearAttachments(); // uploaded to the other conversation
+    if (previous !== conversationId) clearAttachments({ discard: true }); // uploaded to the other conversation
     if (previous && previous !== conversationId && state.socket && state.socket.connected) {
       request("leave_conversation", { conversation_id: previous }).catch(() => {});
     }
@@ -1101,6 +1103,20 @@
     return state.attachments.some((e) => e.state === "uploading");
   }
 
+  /** Files of the strip ready to go with a message in `conversationId`. */
+  function uploadedFiles(conversationId) {
+    return state.attachments.filter((e) => e.state === "uploaded" && e.conversationId === conversationId);
+  }
+
+  /**
+   * A file uploaded but not sent: deleted on the server, which frees it from the user's
+   * quota. Best effort: a failure only leaves the file counted.
+   */
+  function discardUpload(meta) {
+    fetch(fileUrl(meta.file_id), { method: "DELETE", headers: { Authorization: `Bearer ${state.token}` } })
+      .catch(() => {});
+  }
+
   /** The files chosen in the file input: each in the strip, uploaded to the conversation shown. */
   function chooseFiles(files) {
     const conversationId = state.conversationId;
@@ -1165,7 +1181,10 @@
   async function startUpload(entry) {
     try {
       entry.meta = await uploadFile(entry);
-      if (!state.attachments.includes(entry)) return; // removed meanwhile (it stays on the server)
+      if (!state.attachments.includes(entry)) {
+        discardUpload(entry.meta); // removed meanwhile
+        return;
+      }
       showUploaded(entry);
     } catch (err) {
       if (err.code === "aborted" || !state.attachments.includes(entry)) return; // removed
@@ -1198,6 +1217,7 @@
     const at = state.attachments.indexOf(entry);
     if (at < 0) return;
     state.attachments.splice(at, 1);
+    if (entry.state === "uploaded" && entry.meta) discardUpload(entry.meta);
     dropPreview(entry);
     ui.strip.hidden = state.attachments.length === 0;
     updateControls();
@@ -1206,8 +1226,12 @@
     (next || ui.input).focus();
   }
 
-  function clearAttachments() {
-    for (const entry of state.attachments) dropPreview(entry);
+  /** Empties the strip; with `discard`, the files uploaded and not sent are deleted too. */
+  function clearAttachments({ discard = false } = {}) {
+    for (const entry of state.attachments) {
+      if (discard && entry.state === "uploaded" && entry.meta) discardUpload(entry.meta);
+      dropPreview(entry);
+    }
     state.attachments = [];
     ui.strip.hidden = true;
   }
@@ -1406,11 +1430,12 @@
   async function sendMessage() {
     const message = ui.input.value;
     const conversationId = state.conversationId;
-    if (!message.trim() || !conversationId) return;
+    if (!conversationId) return;
     if (uploading()) return; // Send is disabled until the files are uploaded
     // The files uploaded to this conversation go with it (failed ones are not sent); the
-    // strip clears, and an image's thumbnail is the local file.
-    const files = state.attachments.filter((e) => e.state === "uploaded" && e.conversationId === conversationId);
+    // strip clears, and an image's thumbnail is the local file. Files alone make a message.
+    const files = uploadedFiles(conversationId);
+    if (!message.trim() && files.length === 0) return;
     const attachments = files.map(({ meta }) => ({ file_id: meta.file_id, name: meta.name, content_type: meta.content_type, size: meta.size }));
     for (const { meta, file } of files) if (isImageType(meta.content_type)) seedThumbnail(meta.file_id, file);
     clearAttachments();

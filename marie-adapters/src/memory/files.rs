@@ -7,8 +7,9 @@ use async_trait::async_trait;
 use marie_core::{Bytes, FileId, FileMeta, FileStore, PutOutcome, StoreError, StoredFile, UserId};
 
 /// Files in memory: for one node, tests and the demo. Nothing survives a restart, and every
-/// byte counts against the process's memory: the quota ([`EngineConfig::file_quota_bytes`]
-/// (marie_core::EngineConfig::file_quota_bytes)) is what bounds it.
+/// byte counts against the process's memory: the quota
+/// ([`EngineConfig::file_quota_bytes`](marie_core::EngineConfig::file_quota_bytes)) is what
+/// bounds it.
 ///
 /// Cheap to clone: clones share the files.
 #[derive(Clone, Default)]

@@ -39,13 +39,30 @@ pub(super) async fn upload<A: Adapter>(
     headers: HeaderMap,
     multipart: Result<Multipart, MultipartRejection>,
 ) -> Result<Response, HttpError> {
-    let who = identify(&shared, &headers, None).await?;
     let mut multipart = multipart.map_err(|e| {
         Error::BadRequest(format!(
             "expected a multipart/form-data body: {}",
             e.body_text()
         ))
     })?;
+    let outcome = receive(&shared, &headers, &mut multipart).await;
+    if outcome.is_err() {
+        // Read what is left of the body (at most the route's limit) before answering: a
+        // server that answers and closes while the client still sends makes most clients
+        // see a broken pipe instead of the answer (Node's fetch does, even on a 401).
+        drain(&mut multipart).await;
+    }
+    let meta = outcome?;
+    Ok((StatusCode::CREATED, Json::<FileMeta>(meta)).into_response())
+}
+
+/// Reads the fields, then stores the file.
+async fn receive<A: Adapter>(
+    shared: &Shared<A>,
+    headers: &HeaderMap,
+    multipart: &mut Multipart,
+) -> Result<FileMeta, HttpError> {
+    let who = identify(shared, headers, None).await?;
     let max = shared.engine.config().max_file_bytes;
     let mut conversation = None;
     let mut file: Option<(String, Option<String>, Bytes)> = None;
@@ -85,19 +102,21 @@ pub(super) async fn upload<A: Adapter>(
         .ok_or_else(|| Error::BadRequest("the `conversation_id` field is missing".into()))?;
     let (name, content_type, data) =
         file.ok_or_else(|| Error::BadRequest("the `file` field is missing".into()))?;
-    let meta = shared
-        .engine
-        .upload(
-            &who,
-            Upload {
-                conversation_id,
-                name,
-                content_type,
-                data,
-            },
-        )
-        .await?;
-    Ok((StatusCode::CREATED, Json::<FileMeta>(meta)).into_response())
+    let upload = Upload {
+        conversation_id,
+        name,
+        content_type,
+        data,
+    };
+    Ok(shared.engine.upload(&who, upload).await?)
+}
+
+/// Reads and drops the rest of a multipart body, until its end, a malformed part, or the
+/// route's body limit.
+async fn drain(multipart: &mut Multipart) {
+    while let Ok(Some(mut field)) = multipart.next_field().await {
+        while let Ok(Some(_)) = field.chunk().await {}
+    }
 }
 
 /// `GET /api/chat/files/{file_id}`: the bytes, to a member of the file's conversation.

@@ -678,10 +678,15 @@ impl ChatEngine {
 
     /// A message must hold some text and fit [`EngineConfig::max_message_bytes`].
     fn check_message(&self, message: &str) -> Result<(), Error> {
-        let max = self.shared.config.max_message_bytes;
         if message.trim().is_empty() {
             return Err(Error::BadRequest("message must not be empty".into()));
         }
+        self.check_message_size(message)
+    }
+
+    /// A message must fit [`EngineConfig::max_message_bytes`].
+    fn check_message_size(&self, message: &str) -> Result<(), Error> {
+        let max = self.shared.config.max_message_bytes;
         if message.len() > max {
             return Err(Error::PayloadTooLarge(format!(
                 "message is longer than {max} bytes"
