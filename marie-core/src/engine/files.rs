@@ -72,13 +72,8 @@ impl ChatEngine {
     /// `GET /api/chat/files/{file_id}`: a file, for a member of the conversation it was
     /// uploaded to. To anyone else it does not exist (`not_found`, as an unknown id).
     pub async fn file(&self, who: &Identity, file: &FileId) -> Result<StoredFile, Error> {
-        let files = self.file_store()?;
-        let meta = files
-            .meta(file)
-            .await?
-            .ok_or(Error::NotFound("no such file"))?;
-        self.check_file_access(who, &meta).await?;
-        files
+        self.visible_file(who, file).await?;
+        self.file_store()?
             .get(file)
             .await?
             .ok_or(Error::NotFound("no such file"))
@@ -88,25 +83,25 @@ impl ChatEngine {
     /// from their quota. Messages that carried it keep their reference; the model is then
     /// told the file is gone, and reading it is `not_found`.
     pub async fn delete_file(&self, who: &Identity, file: &FileId) -> Result<FileMeta, Error> {
-        let files = self.file_store()?;
-        let meta = files
-            .meta(file)
-            .await?
-            .ok_or(Error::NotFound("no such file"))?;
-        self.check_file_access(who, &meta).await?;
+        let meta = self.visible_file(who, file).await?;
         if meta.user_id != who.user_id {
             return Err(Error::Forbidden("only its owner may delete a file"));
         }
-        files
+        self.file_store()?
             .delete(file)
             .await?
             .ok_or(Error::NotFound("no such file"))
     }
 
-    /// A member may read a file; to others it does not exist.
-    async fn check_file_access(&self, who: &Identity, meta: &FileMeta) -> Result<(), Error> {
+    /// A file's record, for a member of its conversation; to others it does not exist.
+    async fn visible_file(&self, who: &Identity, file: &FileId) -> Result<FileMeta, Error> {
+        let meta = self
+            .file_store()?
+            .meta(file)
+            .await?
+            .ok_or(Error::NotFound("no such file"))?;
         match self.authorize(who, &meta.conversation_id).await {
-            Ok(_) => Ok(()),
+            Ok(_) => Ok(meta),
             Err(Error::Forbidden(_) | Error::NotFound(_)) => Err(Error::NotFound("no such file")),
             Err(e) => Err(e),
         }
