@@ -10,16 +10,15 @@ use marie_core::{
     Attachment, FinishReason, LlmProvider, LlmRequest, LlmStream, ProviderError, ToolCall,
     ToolCallRef, ToolResultRef, Usage,
 };
-use reqwest::header::{ACCEPT, CONTENT_TYPE};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use tokio_util::codec::{FramedRead, LinesCodec, LinesCodecError};
 use tokio_util::io::StreamReader;
 
 use crate::http::{
-    ChatDialect, ConfigError, FilePart, HttpSettings, Piece, RetryPolicy, Timeouts, body_error,
-    chat_messages, drive, env_lookup, error_chain, f32_json, file_parts, for_log, join_path,
-    new_call_id, parse_http_url, send_with_retry, tools_json,
+    BaseUrl, ChatDialect, ConfigError, FilePart, HttpSettings, Piece, RetryPolicy, Timeouts,
+    body_error, chat_messages, drive, env_lookup, error_chain, f32_json, file_parts, for_log,
+    new_call_id, parse_http_url, post_json, provider_accessors, send_with_retry, tools_json,
 };
 
 /// Where Ollama listens by default.
@@ -97,20 +96,10 @@ impl OllamaProvider {
         OllamaBuilder::new()
     }
 
-    /// A provider configured from the environment, see [`OllamaBuilder::from_env`].
-    pub fn from_env() -> Result<Self, ConfigError> {
-        OllamaBuilder::from_env().build()
-    }
-
-    /// The model asked for.
-    pub fn model(&self) -> &str {
-        &self.inner.model
-    }
-
-    /// The endpoint requests go to (`{host}/api/chat`).
-    pub fn url(&self) -> &str {
-        self.inner.url.as_str()
-    }
+    provider_accessors!(
+        OllamaBuilder,
+        "The endpoint requests go to (`{host}/api/chat`)."
+    );
 
     fn body(&self, request: &LlmRequest) -> Vec<u8> {
         let inner = &self.inner;
@@ -139,19 +128,8 @@ impl LlmProvider for OllamaProvider {
     async fn stream(&self, request: LlmRequest) -> Result<LlmStream, ProviderError> {
         let inner = &self.inner;
         let body = self.body(&request);
-        tracing::debug!(
-            provider = NAME,
-            model = %inner.model,
-            messages = request.messages.len(),
-            "requesting an answer"
-        );
-        let sent = send_with_retry(NAME, &inner.settings, || {
-            inner
-                .client
-                .post(inner.url.clone())
-                .header(CONTENT_TYPE, "application/json")
-                .header(ACCEPT, "application/x-ndjson")
-                .body(body.clone())
+        let sent = send_with_retry(NAME, &inner.model, &request, &inner.settings, || {
+            post_json(&inner.client, &inner.url, "application/x-ndjson", &body)
         })
         .await?;
 
@@ -412,8 +390,7 @@ pub(crate) fn parse_ollama_host(
 #[derive(Clone, Debug)]
 #[must_use]
 pub struct OllamaBuilder {
-    host: String,
-    host_source: &'static str,
+    host: BaseUrl,
     model: String,
     options: Map<String, Value>,
     keep_alive: Option<String>,
@@ -432,8 +409,7 @@ impl OllamaBuilder {
     /// [`RetryPolicy`].
     pub fn new() -> Self {
         Self {
-            host: OLLAMA_DEFAULT_HOST.into(),
-            host_source: "host",
+            host: BaseUrl::new(OLLAMA_DEFAULT_HOST, "host"),
             model: OLLAMA_DEFAULT_MODEL.into(),
             options: Map::new(),
             keep_alive: None,
@@ -458,10 +434,7 @@ impl OllamaBuilder {
 
     pub(crate) fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Self {
         let mut builder = Self::new();
-        if let Some(host) = lookup("OLLAMA_HOST") {
-            builder.host = host;
-            builder.host_source = "OLLAMA_HOST";
-        }
+        builder.host.set_from_env(&lookup, "OLLAMA_HOST");
         if let Some(model) = lookup("OLLAMA_MODEL") {
             builder.model = model;
         }
@@ -471,8 +444,7 @@ impl OllamaBuilder {
     /// Where Ollama listens: a URL (`http://127.0.0.1:11434`) or, as `OLLAMA_HOST`
     /// accepts, `host[:port]`.
     pub fn host(mut self, host: impl Into<String>) -> Self {
-        self.host = host.into();
-        self.host_source = "host";
+        self.host.set(host.into(), "host");
         self
     }
 
@@ -508,8 +480,7 @@ impl OllamaBuilder {
 
     /// Checks the settings and builds the provider.
     pub fn build(self) -> Result<OllamaProvider, ConfigError> {
-        let base = parse_ollama_host(self.host_source, &self.host)?;
-        let url = join_path(self.host_source, &base, "api/chat")?;
+        let url = self.host.endpoint(parse_ollama_host, "api/chat")?;
         let client = self.settings.client(&url)?;
         Ok(OllamaProvider {
             inner: Arc::new(Inner {

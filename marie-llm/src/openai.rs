@@ -14,21 +14,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use eventsource_stream::{Event, EventStreamError, Eventsource};
-use futures_util::StreamExt;
+use eventsource_stream::Event;
 use marie_core::{
     Attachment, FinishReason, LlmProvider, LlmRequest, LlmStream, ProviderError, ToolCallRef,
     ToolResultRef, Usage,
 };
-use reqwest::header::{ACCEPT, CONTENT_TYPE};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use crate::http::{
-    CallFragment, ChatDialect, ConfigError, FilePart, HttpSettings, Piece, RetryPolicy, Timeouts,
-    body_error, chat_messages, drive, env_lookup, error_chain, error_message, file_parts, for_log,
-    is_json, join_path, parse_http_url, read_error_message, send_with_retry, tools_json,
+    BaseUrl, CallFragment, ChatDialect, ConfigError, FilePart, HttpSettings, Piece, RetryPolicy,
+    Timeouts, chat_messages, env_lookup, error_message, event_stream, file_parts, for_log,
+    parse_http_url, post_json, provider_accessors, redacted, send_with_retry, tools_json,
+    without_reserved,
 };
 
 /// OpenAI's API, the default base URL.
@@ -180,14 +179,7 @@ impl std::fmt::Debug for OpenAiProvider {
             .field("url", &inner.url.as_str())
             .field("api", &inner.api)
             .field("model", &inner.model)
-            .field(
-                "api_key",
-                &inner
-                    .api_key
-                    .as_ref()
-                    .map(|_| "[redacted]")
-                    .unwrap_or("none"),
-            )
+            .field("api_key", &redacted(inner.api_key.as_ref()))
             .field("timeouts", &inner.settings.timeouts)
             .field("retry", &inner.settings.retry)
             .finish_non_exhaustive()
@@ -200,21 +192,11 @@ impl OpenAiProvider {
         OpenAiBuilder::new()
     }
 
-    /// A provider configured from the environment, see [`OpenAiBuilder::from_env`].
-    pub fn from_env() -> Result<Self, ConfigError> {
-        OpenAiBuilder::from_env().build()
-    }
-
-    /// The model asked for.
-    pub fn model(&self) -> &str {
-        &self.inner.model
-    }
-
-    /// The endpoint requests go to (`{base_url}/chat/completions`, or `{base_url}/responses`
-    /// with [`OpenAiApi::Responses`]).
-    pub fn url(&self) -> &str {
-        self.inner.url.as_str()
-    }
+    provider_accessors!(
+        OpenAiBuilder,
+        "The endpoint requests go to (`{base_url}/chat/completions`, or `{base_url}/responses` \
+         with [`OpenAiApi::Responses`])."
+    );
 
     /// The API spoken.
     pub fn api(&self) -> OpenAiApi {
@@ -286,19 +268,8 @@ impl LlmProvider for OpenAiProvider {
     async fn stream(&self, request: LlmRequest) -> Result<LlmStream, ProviderError> {
         let inner = &self.inner;
         let body = self.body(&request);
-        tracing::debug!(
-            provider = NAME,
-            model = %inner.model,
-            messages = request.messages.len(),
-            "requesting an answer"
-        );
-        let sent = send_with_retry(NAME, &inner.settings, || {
-            let builder = inner
-                .client
-                .post(inner.url.clone())
-                .header(CONTENT_TYPE, "application/json")
-                .header(ACCEPT, "text/event-stream")
-                .body(body.clone());
+        let sent = send_with_retry(NAME, &inner.model, &request, &inner.settings, || {
+            let builder = post_json(&inner.client, &inner.url, "text/event-stream", &body);
             match &inner.api_key {
                 // `bearer_auth` marks the header sensitive, so it is never logged.
                 Some(key) => builder.bearer_auth(key.expose_secret()),
@@ -307,44 +278,23 @@ impl LlmProvider for OpenAiProvider {
         })
         .await?;
 
-        let response = sent.response;
-        if is_json(&response) {
-            // Not an event stream: a server that ignores `stream: true`, or one that reports
-            // an error with a 200 status.
-            let said = read_error_message(response, inner.settings.timeouts.idle).await;
-            tracing::warn!(
-                provider = NAME,
-                upstream = said.as_deref().unwrap_or("-"),
-                "expected an event stream, got JSON"
-            );
-            return Err(ProviderError::Protocol(
-                "the server answered with JSON instead of an event stream".into(),
-            ));
-        }
         let api = inner.api;
         let mut responses = responses::Decoder::default();
-        let pieces = response
-            .bytes_stream()
-            .eventsource()
-            .map(move |item| match item {
-                Ok(event) if api == OpenAiApi::Responses => responses.decode(&event),
-                Ok(event) => decode_event(&event),
-                Err(EventStreamError::Transport(e)) => Err(body_error(e)),
-                Err(e) => Err(ProviderError::Protocol(format!(
-                    "not a valid event stream: {}",
-                    error_chain(&e)
-                ))),
-            });
         let missing_end = match api {
             OpenAiApi::Responses => responses::MISSING_COMPLETED,
             _ => MISSING_DONE,
         };
-        Ok(drive(
-            pieces,
-            sent.first_token_deadline,
+        event_stream(
+            NAME,
+            sent,
             inner.settings.timeouts.idle,
+            move |event| match api {
+                OpenAiApi::Responses => responses.decode(event),
+                _ => decode_event(event),
+            },
             missing_end,
-        ))
+        )
+        .await
     }
 
     fn name(&self) -> &str {
@@ -550,8 +500,7 @@ fn decode_event(event: &Event) -> Result<Piece, ProviderError> {
 #[derive(Clone, Debug)]
 #[must_use]
 pub struct OpenAiBuilder {
-    base_url: String,
-    base_url_source: &'static str,
+    base_url: BaseUrl,
     api: OpenAiApi,
     /// `OPENAI_API` could not be read: what it held, reported by `build`.
     api_env_error: Option<String>,
@@ -575,8 +524,7 @@ impl OpenAiBuilder {
     /// own temperature and token limit, default [`Timeouts`] and [`RetryPolicy`].
     pub fn new() -> Self {
         Self {
-            base_url: OPENAI_DEFAULT_BASE_URL.into(),
-            base_url_source: "base_url",
+            base_url: BaseUrl::new(OPENAI_DEFAULT_BASE_URL, "base_url"),
             api: OpenAiApi::ChatCompletions,
             api_env_error: None,
             api_key: None,
@@ -609,10 +557,7 @@ impl OpenAiBuilder {
         if let Some(key) = lookup("OPENAI_API_KEY") {
             builder.api_key = Some(key.into());
         }
-        if let Some(url) = lookup("OPENAI_BASE_URL") {
-            builder.base_url = url;
-            builder.base_url_source = "OPENAI_BASE_URL";
-        }
+        builder.base_url.set_from_env(&lookup, "OPENAI_BASE_URL");
         if let Some(model) = lookup("OPENAI_MODEL") {
             builder.model = model;
         }
@@ -636,8 +581,7 @@ impl OpenAiBuilder {
     /// The API root, e.g. `https://api.openai.com/v1` or `http://127.0.0.1:8000/v1`;
     /// requests go to `{base_url}/chat/completions` (or `{base_url}/responses`).
     pub fn base_url(mut self, url: impl Into<String>) -> Self {
-        self.base_url = url.into();
-        self.base_url_source = "base_url";
+        self.base_url.set(url.into(), "base_url");
         self
     }
 
@@ -694,13 +638,10 @@ impl OpenAiBuilder {
                 reason,
             });
         }
-        let base = parse_http_url(self.base_url_source, &self.base_url)?;
-        let url = join_path(self.base_url_source, &base, self.api.path())?;
+        let url = self.base_url.endpoint(parse_http_url, self.api.path())?;
         let client = self.settings.client(&url)?;
-        let mut extra_body = self.extra_body;
-        for reserved in ["model", "messages", "input", "stream"] {
-            extra_body.remove(reserved);
-        }
+        let extra_body =
+            without_reserved(self.extra_body, &["model", "messages", "input", "stream"]);
         Ok(OpenAiProvider {
             inner: Arc::new(Inner {
                 client,

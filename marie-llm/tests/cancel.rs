@@ -10,12 +10,9 @@ mod support;
 
 use std::time::Duration;
 
-use futures_util::StreamExt;
-use marie_core::{
-    ConversationId, EndStatus, EngineConfig, LlmEvent, LlmProvider, LlmRequest, MessageRole,
-    PromptMessage, StreamEvent, UserId,
-};
+use marie_core::{EndStatus, EngineConfig, StreamEvent};
 use marie_llm::{OllamaProvider, OpenAiProvider};
+use support::direct::drop_latency;
 use support::engine::Chat;
 use support::fake::{FakeServer, Reply, Step, ollama_text, openai_role, openai_text};
 use support::ms;
@@ -43,32 +40,6 @@ fn endless_ollama() -> Reply {
     }
     steps.push(Step::Hang);
     Reply::ok("application/x-ndjson", steps)
-}
-
-fn request() -> LlmRequest {
-    LlmRequest {
-        conversation_id: ConversationId::parse("c").unwrap(),
-        user_id: UserId::parse("u").unwrap(),
-        messages: vec![PromptMessage::text(MessageRole::User, "talk forever")],
-        tools: Vec::new(),
-    }
-}
-
-/// Reads three deltas, drops the stream, and returns how long the server took to notice.
-async fn drop_latency(provider: impl LlmProvider, server: &FakeServer) -> Duration {
-    let mut stream = provider.stream(request()).await.unwrap();
-    let mut deltas = 0;
-    while deltas < 3 {
-        match stream.next().await {
-            Some(Ok(LlmEvent::Delta(_))) => deltas += 1,
-            other => panic!("expected deltas, got {other:?}"),
-        }
-    }
-    let dropped_at = Instant::now();
-    drop(stream);
-    let seen = server.body_dropped().await;
-    assert!(!seen.finished, "the body was cut short, not finished");
-    seen.at.saturating_duration_since(dropped_at)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

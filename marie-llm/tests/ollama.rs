@@ -12,12 +12,12 @@ use std::time::Duration;
 use marie_core::{EngineConfig, FinishReason, Usage};
 use marie_llm::{OllamaBuilder, OllamaProvider, RetryPolicy};
 use serde_json::json;
-use support::engine::Chat;
+use support::engine::{Chat, assert_connection_reused, chat};
 use support::fake::{
     FakeServer, Reply, Step, ollama_answer, ollama_done, ollama_line, ollama_text, ollama_thinking,
     split,
 };
-use support::files::{PNG_BASE64, answer, request_with_files};
+use support::files::{PNG_BASE64, ask_with_files};
 use support::{ms, refused_addr};
 
 const PACE: Duration = Duration::from_millis(10);
@@ -27,13 +27,6 @@ fn provider(host: &str) -> OllamaBuilder {
         .host(host)
         .model("llama3.2")
         .retry(RetryPolicy::default().backoff(ms(20), ms(40)))
-}
-
-/// A chat whose engine does not ask a failed step again: these tests check how each fault of
-/// the wire reaches a client (the engine's retries are tested in `retries.rs` and marie-core).
-async fn chat(provider: OllamaBuilder) -> Chat {
-    let config = EngineConfig::default().mid_stream_retries(0);
-    Chat::new(provider.build().unwrap(), config).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -154,14 +147,7 @@ async fn lines_and_characters_split_across_reads_are_put_back_together() {
     .await;
     let chat = chat(provider(&server.ollama_host())).await;
     let answer = chat.ask("greet").await;
-    assert_eq!(
-        answer
-            .chunks
-            .iter()
-            .map(|c| c.content.as_str())
-            .collect::<Vec<_>>(),
-        ["Grüße", " aus", " 東京", " 🌸"]
-    );
+    assert_eq!(answer.pieces(), ["Grüße", " aus", " 東京", " 🌸"]);
     assert_eq!(answer.complete().usage, Usage::reported(9, 4));
 }
 
@@ -382,17 +368,7 @@ async fn a_finished_answer_leaves_its_connection_for_the_next() {
     ])
     .await;
     let chat = chat(provider(&server.ollama_host())).await;
-    chat.ask("first").await.complete();
-    // A person reads an answer before asking again. (The connection goes back to the pool
-    // from hyper's connection task a moment after the body ends; nothing observable says
-    // when, and a request sent in that moment opens a new connection, which is correct.)
-    tokio::time::sleep(ms(200)).await;
-    chat.ask("second").await.complete();
-    let requests = server.requests();
-    assert_eq!(
-        requests[0].peer, requests[1].peer,
-        "the connection was reused"
-    );
+    assert_connection_reused(&chat, &server).await;
 }
 
 /// Ollama sends whole calls (arguments as an object, no id); the engine runs them and the
@@ -475,15 +451,10 @@ async fn whole_tool_calls_run_and_go_back_in_ollamas_format() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn images_go_in_images_and_other_files_in_the_content() {
     let server = FakeServer::start([ollama_answer(&["Two", " files."], PACE, (90, 2))]).await;
-    let provider = provider(&server.ollama_host()).build().unwrap();
+    let request = ask_with_files(&provider(&server.ollama_host()).build().unwrap(), &server).await;
 
-    let said = answer(&provider, request_with_files()).await;
-
-    assert_eq!(said, "Two files.");
-    let requests = server.requests();
-    assert_eq!(requests.len(), 1);
     assert_eq!(
-        requests[0].body,
+        request.body,
         json!({
             "model": "llama3.2",
             "messages": [

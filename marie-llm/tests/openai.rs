@@ -12,12 +12,12 @@ use std::time::Duration;
 use marie_core::{EngineConfig, FinishReason, Usage};
 use marie_llm::{OpenAiBuilder, OpenAiProvider, RetryPolicy};
 use serde_json::json;
-use support::engine::Chat;
+use support::engine::{Chat, assert_connection_reused, calculate, chat};
 use support::fake::{
     FakeServer, Reply, Step, openai_answer, openai_done, openai_finish, openai_reasoning,
     openai_role, openai_text, openai_usage, split,
 };
-use support::files::{NOTES, PDF_BASE64, PNG, PNG_BASE64, answer, request_with_files};
+use support::files::{NOTES, PDF_BASE64, PNG, PNG_BASE64, ask_with_files};
 use support::{ms, refused_addr, unresponsive_addr};
 
 const KEY: &str = "sk-test-7f3a9c2e5b1d4f6a8c0e2b4d6f8a0c2e";
@@ -30,13 +30,6 @@ fn provider(base_url: &str) -> OpenAiBuilder {
         .api_key(KEY)
         .model("gpt-4o-mini")
         .retry(RetryPolicy::default().backoff(ms(20), ms(40)))
-}
-
-/// A chat whose engine does not ask a failed step again: these tests check how each fault of
-/// the wire reaches a client (the engine's retries are tested in `retries.rs` and marie-core).
-async fn chat(provider: OpenAiBuilder) -> Chat {
-    let config = EngineConfig::default().mid_stream_retries(0);
-    Chat::new(provider.build().unwrap(), config).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -56,14 +49,7 @@ async fn streams_an_answer_with_the_usage_openai_reports() {
 
     let answer = chat.ask("Say hello").await;
 
-    assert_eq!(
-        answer
-            .chunks
-            .iter()
-            .map(|c| c.content.as_str())
-            .collect::<Vec<_>>(),
-        ["Hello", ",", " wörld", " ✓", "!"]
-    );
+    assert_eq!(answer.pieces(), ["Hello", ",", " wörld", " ✓", "!"]);
     let end = answer.complete();
     assert_eq!(end.full_content, "Hello, wörld ✓!");
     assert_eq!(end.usage, Usage::reported(12, 5));
@@ -600,43 +586,13 @@ async fn json_instead_of_an_event_stream_is_a_protocol_error() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_finished_answer_leaves_its_connection_for_the_next() {
-    // No new TCP (and, against a real server, TLS) handshake for every answer.
     let server = FakeServer::start([
         openai_answer(&["one"], PACE, (1, 1)),
         openai_answer(&["two"], PACE, (1, 1)),
     ])
     .await;
     let chat = chat(provider(&server.openai_base())).await;
-    chat.ask("first").await.complete();
-    // A person reads an answer before asking again. (The connection goes back to the pool
-    // from hyper's connection task a moment after the body ends; nothing observable says
-    // when, and a request sent in that moment opens a new connection, which is correct.)
-    tokio::time::sleep(ms(200)).await;
-    chat.ask("second").await.complete();
-    let requests = server.requests();
-    assert_eq!(
-        requests[0].peer, requests[1].peer,
-        "the connection was reused"
-    );
-}
-
-/// `calculate`: evaluates "a*b" and "a+b" of whole numbers, enough for these tests.
-fn calculate() -> std::sync::Arc<dyn marie_core::Tool> {
-    std::sync::Arc::new(marie_core::tool_fn(
-        "calculate",
-        "Evaluates an arithmetic expression",
-        json!({"type": "object", "properties": {"expression": {"type": "string"}}, "required": ["expression"]}),
-        |args: serde_json::Value, _| async move {
-            let e = args["expression"].as_str().unwrap_or_default();
-            let (op, (a, b)) = if let Some(ab) = e.split_once('*') {
-                ('*', ab)
-            } else {
-                ('+', e.split_once('+').unwrap_or((e, "0")))
-            };
-            let (a, b): (i64, i64) = (a.trim().parse().unwrap_or(0), b.trim().parse().unwrap_or(0));
-            Ok(json!(if op == '*' { a * b } else { a + b }))
-        },
-    ))
+    assert_connection_reused(&chat, &server).await;
 }
 
 /// Two calls in one turn, streamed as OpenAI streams them (by `index`, the id and name in the
@@ -817,15 +773,10 @@ async fn a_call_cut_mid_arguments_is_a_provider_error_not_a_call() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn files_go_as_content_parts() {
     let server = FakeServer::start([openai_answer(&["Two", " files."], PACE, (90, 2))]).await;
-    let provider = provider(&server.openai_base()).build().unwrap();
+    let request = ask_with_files(&provider(&server.openai_base()).build().unwrap(), &server).await;
 
-    let said = answer(&provider, request_with_files()).await;
-
-    assert_eq!(said, "Two files.");
-    let requests = server.requests();
-    assert_eq!(requests.len(), 1);
     assert_eq!(
-        requests[0].body,
+        request.body,
         json!({
             "model": "gpt-4o-mini",
             "messages": [

@@ -10,16 +10,15 @@ mod support;
 
 use std::time::Duration;
 
-use futures_util::StreamExt;
-use marie_core::{
-    ConversationId, EngineConfig, FinishReason, LlmEvent, LlmProvider, LlmRequest, MessagePart,
-    MessageRole, PromptMessage, StreamEvent, Usage, UserId,
-};
+use marie_core::{EngineConfig, FinishReason, MessagePart, StreamEvent, Usage};
 use marie_llm::{OpenAiApi, OpenAiBuilder, OpenAiProvider, RetryPolicy};
-use serde_json::{Value, json};
-use support::engine::Chat;
-use support::fake::{FakeServer, Reply, ResponsesStream, Step, WAIT, responses_answer};
-use support::files::{PDF_BASE64, PNG_BASE64, answer, request_with_files};
+use serde_json::json;
+use support::direct::drop_latency;
+use support::engine::{
+    Chat, assert_asked_again, assert_failed_without_retry, calculate, chat, retrying_chat,
+};
+use support::fake::{FakeServer, Reply, ResponsesStream, Step, responses_answer};
+use support::files::{PDF_BASE64, PNG_BASE64, ask_with_files};
 use support::ms;
 
 const KEY: &str = "sk-test-7f3a9c2e5b1d4f6a8c0e2b4d6f8a0c2e";
@@ -33,76 +32,6 @@ fn provider(server: &FakeServer) -> OpenAiBuilder {
         .api_key(KEY)
         .model("gpt-4.1-mini")
         .retry(RetryPolicy::default().backoff(ms(20), ms(40)))
-}
-
-/// A chat whose engine does not ask a failed step again: how each fault reaches a client.
-async fn chat(provider: OpenAiBuilder) -> Chat {
-    Chat::new(
-        provider.build().unwrap(),
-        EngineConfig::default().mid_stream_retries(0),
-    )
-    .await
-}
-
-/// A chat with the engine's default `mid_stream_retries`, its backoff short.
-async fn retrying_chat(provider: OpenAiBuilder) -> Chat {
-    Chat::new(
-        provider.build().unwrap(),
-        EngineConfig::default().retry_backoff(ms(20)),
-    )
-    .await
-}
-
-/// Sends `message` and waits for the end of its answer, which may have been reset: every
-/// event of the stream, and the events a client keeps once it has dropped what each
-/// `stream_reset` tells it to.
-async fn ask_through_resets(chat: &Chat, message: &str) -> (Vec<StreamEvent>, Vec<StreamEvent>) {
-    let stream = chat.send(message).await;
-    tokio::time::timeout(
-        WAIT,
-        chat.sink.wait_for(|e| match e {
-            StreamEvent::End(end) => end.stream_id == stream,
-            StreamEvent::Error(err) => err.stream_id == stream,
-            _ => false,
-        }),
-    )
-    .await
-    .expect("the answer ended in time");
-    let events: Vec<StreamEvent> = chat
-        .sink
-        .events()
-        .into_iter()
-        .filter(|e| *e.stream_id() == stream)
-        .collect();
-    let mut kept: Vec<StreamEvent> = Vec::new();
-    for event in &events {
-        if let StreamEvent::Reset(reset) = event {
-            kept.retain(|k| k.seq().is_none_or(|seq| seq <= reset.after_seq));
-        } else {
-            kept.push(event.clone());
-        }
-    }
-    (events, kept)
-}
-
-fn text_of(events: &[StreamEvent]) -> String {
-    events
-        .iter()
-        .filter_map(|e| match e {
-            StreamEvent::Chunk(c) => Some(c.content.as_str()),
-            _ => None,
-        })
-        .collect()
-}
-
-fn resets(events: &[StreamEvent]) -> Vec<(u64, u32)> {
-    events
-        .iter()
-        .filter_map(|e| match e {
-            StreamEvent::Reset(r) => Some((r.after_seq, r.attempt)),
-            _ => None,
-        })
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -127,14 +56,7 @@ async fn streams_an_answer_with_the_usage_the_api_reports() {
     .await;
 
     let answer = chat.ask("Say hello").await;
-    assert_eq!(
-        answer
-            .chunks
-            .iter()
-            .map(|c| c.content.as_str())
-            .collect::<Vec<_>>(),
-        ["Hello", ",", " wörld", " ✓", "!"]
-    );
+    assert_eq!(answer.pieces(), ["Hello", ",", " wörld", " ✓", "!"]);
     let end = answer.complete();
     assert_eq!(end.full_content, "Hello, wörld ✓!");
     assert_eq!(end.usage, Usage::reported(12, 5));
@@ -211,25 +133,6 @@ async fn reasoning_summaries_stream_as_reasoning() {
     );
 }
 
-/// `calculate`: evaluates "a*b" and "a+b" of whole numbers, enough for these tests.
-fn calculate() -> std::sync::Arc<dyn marie_core::Tool> {
-    std::sync::Arc::new(marie_core::tool_fn(
-        "calculate",
-        "Evaluates an arithmetic expression",
-        json!({"type": "object", "properties": {"expression": {"type": "string"}}, "required": ["expression"]}),
-        |args: Value, _| async move {
-            let e = args["expression"].as_str().unwrap_or_default();
-            let (op, (a, b)) = if let Some(ab) = e.split_once('*') {
-                ('*', ab)
-            } else {
-                ('+', e.split_once('+').unwrap_or((e, "0")))
-            };
-            let (a, b): (i64, i64) = (a.trim().parse().unwrap_or(0), b.trim().parse().unwrap_or(0));
-            Ok(json!(if op == '*' { a * b } else { a + b }))
-        },
-    ))
-}
-
 /// Two function calls (arguments streamed in pieces), run by the engine, and given back as
 /// `function_call` and `function_call_output` items, named by their `call_id`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -260,14 +163,7 @@ async fn function_calls_run_and_go_back_as_input_items() {
     assert_eq!(end.full_content, "Let me compute.84 and 4.");
     assert_eq!(end.usage, Usage::reported(60, 15));
     assert_eq!(end.finish_reason, FinishReason::Stop);
-    let calls: Vec<(String, Value)> = answer
-        .events
-        .iter()
-        .filter_map(|e| match e {
-            StreamEvent::ToolCall(c) => Some((c.tool_call_id.clone(), c.arguments.clone())),
-            _ => None,
-        })
-        .collect();
+    let calls = answer.tool_calls();
     assert_eq!(
         calls,
         [
@@ -353,14 +249,7 @@ async fn a_mid_stream_server_error_is_asked_again_or_reported_retryable() {
             responses_answer(&["A", " whole", " answer"], PACE, (9, 3)),
         ])
         .await;
-        let retrying = retrying_chat(provider(&server)).await;
-        let (events, kept) = ask_through_resets(&retrying, "hi").await;
-        assert_eq!(resets(&events), [(0, 1)], "{events:#?}");
-        let Some(StreamEvent::End(end)) = events.last() else {
-            panic!("expected stream_end: {events:#?}")
-        };
-        assert_eq!(end.full_content, "A whole answer");
-        assert_eq!(text_of(&kept), "A whole answer");
+        let end = assert_asked_again(provider(&server), "A whole answer").await;
         assert_eq!(end.usage, Usage::reported(9, 3));
         let requests = server.requests();
         assert_eq!(requests.len(), 2);
@@ -393,14 +282,7 @@ async fn a_failed_response_for_a_bad_request_is_not_asked_again() {
         )
         .reply();
     let server = FakeServer::start([failed, responses_answer(&["never"], PACE, (1, 1))]).await;
-    let retrying = retrying_chat(provider(&server)).await;
-    let (events, _) = ask_through_resets(&retrying, "hi").await;
-    assert!(resets(&events).is_empty(), "{events:#?}");
-    let Some(StreamEvent::Error(err)) = events.last() else {
-        panic!("expected stream_error: {events:#?}")
-    };
-    assert!(!err.retryable);
-    assert_eq!(server.requests().len(), 1);
+    assert_failed_without_retry(provider(&server), &server).await;
 }
 
 /// A stream that ends without `response.completed` is not a complete answer: a protocol
@@ -414,14 +296,7 @@ async fn a_stream_cut_before_response_completed_is_a_protocol_error_retried_by_t
     };
     let server =
         FakeServer::start([cut(), responses_answer(&["all", " there"], PACE, (3, 2))]).await;
-    let retrying = retrying_chat(provider(&server)).await;
-    let (events, kept) = ask_through_resets(&retrying, "hi").await;
-    assert_eq!(resets(&events), [(0, 1)], "{events:#?}");
-    let Some(StreamEvent::End(end)) = events.last() else {
-        panic!("expected stream_end: {events:#?}")
-    };
-    assert_eq!(end.full_content, "all there");
-    assert_eq!(text_of(&kept), "all there");
+    assert_asked_again(provider(&server), "all there").await;
 
     let server = FakeServer::start([cut(), responses_answer(&["never"], PACE, (1, 1))]).await;
     let chat = chat(provider(&server)).await;
@@ -508,28 +383,8 @@ async fn dropping_the_stream_closes_the_upstream_request() {
         .then(Step::Hang)
         .steps();
     let server = FakeServer::start([Reply::ok("text/event-stream", steps)]).await;
-    let provider = provider(&server).build().unwrap();
-    let mut stream = provider
-        .stream(LlmRequest {
-            conversation_id: ConversationId::parse("c").unwrap(),
-            user_id: UserId::parse("u").unwrap(),
-            messages: vec![PromptMessage::text(MessageRole::User, "talk forever")],
-            tools: Vec::new(),
-        })
-        .await
-        .unwrap();
-    let mut deltas = 0;
-    while deltas < 3 {
-        match stream.next().await {
-            Some(Ok(LlmEvent::Delta(_))) => deltas += 1,
-            other => panic!("expected deltas, got {other:?}"),
-        }
-    }
-    let dropped_at = tokio::time::Instant::now();
-    drop(stream);
-    let seen = server.body_dropped().await;
-    assert!(!seen.finished);
-    assert!(seen.at.saturating_duration_since(dropped_at) < ms(500));
+    let latency = drop_latency(provider(&server).build().unwrap(), &server).await;
+    assert!(latency < ms(500), "took {latency:?}");
 }
 
 /// A user message with files goes as input parts: its `input_text`, an `input_image` (a
@@ -538,16 +393,11 @@ async fn dropping_the_stream_closes_the_upstream_request() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn files_go_as_input_parts() {
     let server = FakeServer::start([responses_answer(&["Two", " files."], PACE, (90, 2))]).await;
-    let provider = provider(&server).build().unwrap();
+    let request = ask_with_files(&provider(&server).build().unwrap(), &server).await;
 
-    let said = answer(&provider, request_with_files()).await;
-
-    assert_eq!(said, "Two files.");
-    let requests = server.requests();
-    assert_eq!(requests.len(), 1);
-    assert_eq!(requests[0].path, "/v1/responses");
+    assert_eq!(request.path, "/v1/responses");
     assert_eq!(
-        requests[0].body,
+        request.body,
         json!({
             "model": "gpt-4.1-mini",
             "instructions": "Be brief.",

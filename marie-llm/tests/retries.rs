@@ -47,19 +47,17 @@ use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::response::Response;
 use axum::routing::post;
-use futures_util::{FutureExt, stream};
-use marie_adapters::{MemoryStore, StaticAuthenticator};
-use marie_axum::Marie;
-use marie_core::{EndStatus, EngineConfig, ErrorCode, Identity, StreamEvent, StreamReset, UserId};
+use futures_util::stream;
+use marie_axum::MarieConfig;
+use marie_core::{EndStatus, EngineConfig, ErrorCode, StreamEvent, StreamReset};
 use marie_llm::{OpenAiProvider, RetryPolicy};
-use rust_socketio::asynchronous::{Client, ClientBuilder};
-use rust_socketio::{Event, Payload};
 use serde_json::{Value, json};
 use support::engine::Chat;
 use support::fake::{
     Step, WAIT, openai_done, openai_finish, openai_role, openai_text, openai_usage,
 };
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use support::socket::{TestClient, marie};
+use tokio::sync::Semaphore;
 
 /// The generator's seed: the number, chosen before the first run.
 /// `MARIE_FAULT_SEED=n` tries another one.
@@ -561,101 +559,7 @@ async fn under_the_fault_mix_at_least_18_of_20_answers_complete() {
 // A resume across a reset, over Socket.IO
 // ---------------------------------------------------------------------------------------
 
-/// MARIE on 127.0.0.1:0 (default engine: 2 mid-stream retries); `alice` has token `t-alice`.
-async fn marie(provider: OpenAiProvider) -> SocketAddr {
-    let auth = StaticAuthenticator::new();
-    auth.insert("t-alice", Identity::new(UserId::parse("alice").unwrap()));
-    let (layer, _handle) = Marie::builder()
-        .authenticator(auth)
-        .store(MemoryStore::new())
-        .provider(provider)
-        .build()
-        .unwrap();
-    let app = axum::Router::new().layer(layer);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        let _ = axum::serve(marie_axum::nodelay(listener), app).await;
-    });
-    addr
-}
-
-/// A Socket.IO client that records every event it receives.
-struct TestClient {
-    client: Client,
-    rx: mpsc::UnboundedReceiver<(String, Value)>,
-}
-
-fn first_value(payload: Payload) -> Value {
-    #[allow(deprecated)]
-    match payload {
-        Payload::Text(mut values) if !values.is_empty() => values.swap_remove(0),
-        Payload::String(s) => match serde_json::from_str(&s) {
-            Ok(Value::Array(mut args)) if !args.is_empty() => args.swap_remove(0),
-            Ok(v) => v,
-            Err(_) => Value::String(s),
-        },
-        _ => Value::Null,
-    }
-}
-
 impl TestClient {
-    async fn connect(addr: SocketAddr) -> Self {
-        let (tx, rx) = mpsc::unbounded_channel();
-        let client = ClientBuilder::new(format!("http://{addr}"))
-            .reconnect(false)
-            .auth(json!({ "token": "t-alice" }))
-            .on_any(move |event: Event, payload: Payload, _c: Client| {
-                let tx = tx.clone();
-                async move {
-                    let _ = tx.send((event.to_string(), first_value(payload)));
-                }
-                .boxed()
-            })
-            .connect()
-            .await
-            .unwrap();
-        let mut c = Self { client, rx };
-        c.next_of(&["connected"]).await;
-        c
-    }
-
-    /// The next event named one of `names`; others before it are skipped.
-    async fn next_of(&mut self, names: &[&str]) -> (String, Value) {
-        tokio::time::timeout(WAIT, async {
-            loop {
-                let (event, data) = self.rx.recv().await.expect("client alive");
-                if names.contains(&event.as_str()) {
-                    return (event, data);
-                }
-            }
-        })
-        .await
-        .unwrap_or_else(|_| panic!("none of {names:?} within {WAIT:?}"))
-    }
-
-    async fn ack(&self, event: &str, data: Value) -> Value {
-        let (tx, rx) = oneshot::channel();
-        let tx = Arc::new(Mutex::new(Some(tx)));
-        self.client
-            .emit_with_ack(event, data, WAIT, move |payload: Payload, _c: Client| {
-                let tx = tx.clone();
-                async move {
-                    if let Some(tx) = tx.lock().unwrap().take() {
-                        let value = match first_value(payload) {
-                            Value::Array(mut args) if !args.is_empty() => args.swap_remove(0),
-                            other => other,
-                        };
-                        let _ = tx.send(value);
-                    }
-                }
-                .boxed()
-            })
-            .await
-            .unwrap();
-        tokio::time::timeout(WAIT, rx).await.unwrap().unwrap()
-    }
-
     /// The stream's numbered events and its end, until `stream_end`.
     async fn until_end(&mut self) -> (Vec<(String, Value)>, Value) {
         let mut events = Vec::new();
@@ -692,7 +596,8 @@ async fn a_resume_across_a_reset_rebuilds_exactly_the_final_answer() {
         .base_url(fake.base())
         .build()
         .unwrap();
-    let addr = marie(provider).await;
+    // MARIE with the default engine: 2 mid-stream retries.
+    let addr = marie(provider, MarieConfig::default()).await;
 
     let mut live = TestClient::connect(addr).await;
     let ack = live

@@ -8,22 +8,17 @@
 mod support;
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures_util::FutureExt;
-use marie_adapters::{MemoryStore, StaticAuthenticator};
-use marie_axum::Marie;
-use marie_core::{Identity, LlmProvider, UserId};
+use marie_axum::MarieConfig;
+use marie_core::LlmProvider;
 use marie_llm::{OllamaProvider, OpenAiProvider, RetryPolicy};
-use rust_socketio::asynchronous::{Client, ClientBuilder};
-use rust_socketio::{Event, Payload};
 use serde_json::{Value, json};
 use support::fake::{
     FakeServer, Reply, Step, WAIT, ollama_answer, openai_answer, openai_role, openai_text,
 };
 use support::ms;
-use tokio::sync::{mpsc, oneshot};
+use support::socket::TestClient;
 use tokio::time::Instant;
 
 const PACE: Duration = Duration::from_millis(10);
@@ -32,102 +27,12 @@ const PACE: Duration = Duration::from_millis(10);
 /// MARIE without the engine's retries of a failed step: these tests check how each fault of
 /// the wire reaches a Socket.IO client (the retries are tested in `retries.rs` and marie-core).
 async fn marie(provider: impl LlmProvider) -> SocketAddr {
-    let auth = StaticAuthenticator::new();
-    auth.insert("t-alice", Identity::new(UserId::parse("alice").unwrap()));
-    let mut config = marie_axum::MarieConfig::default();
+    let mut config = MarieConfig::default();
     config.engine = config.engine.mid_stream_retries(0);
-    let (layer, _handle) = Marie::builder()
-        .authenticator(auth)
-        .store(MemoryStore::new())
-        .provider(provider)
-        .config(config)
-        .build()
-        .unwrap();
-    let app = axum::Router::new().layer(layer);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        let _ = axum::serve(marie_axum::nodelay(listener), app).await;
-    });
-    addr
-}
-
-/// A Socket.IO client that records every event it receives.
-struct TestClient {
-    client: Client,
-    rx: mpsc::UnboundedReceiver<(String, Value)>,
-}
-
-fn first_value(payload: Payload) -> Value {
-    #[allow(deprecated)]
-    match payload {
-        Payload::Text(mut values) if !values.is_empty() => values.swap_remove(0),
-        Payload::String(s) => match serde_json::from_str(&s) {
-            Ok(Value::Array(mut args)) if !args.is_empty() => args.swap_remove(0),
-            Ok(v) => v,
-            Err(_) => Value::String(s),
-        },
-        _ => Value::Null,
-    }
+    support::socket::marie(provider, config).await
 }
 
 impl TestClient {
-    async fn connect(addr: SocketAddr) -> Self {
-        let (tx, rx) = mpsc::unbounded_channel();
-        let client = ClientBuilder::new(format!("http://{addr}"))
-            .reconnect(false)
-            .auth(json!({ "token": "t-alice" }))
-            .on_any(move |event: Event, payload: Payload, _c: Client| {
-                let tx = tx.clone();
-                async move {
-                    let _ = tx.send((event.to_string(), first_value(payload)));
-                }
-                .boxed()
-            })
-            .connect()
-            .await
-            .unwrap();
-        let mut c = Self { client, rx };
-        c.next("connected").await;
-        c
-    }
-
-    /// The next event named `name`; other events before it are skipped.
-    async fn next(&mut self, name: &str) -> Value {
-        tokio::time::timeout(WAIT, async {
-            loop {
-                let (event, data) = self.rx.recv().await.expect("client alive");
-                if event == name {
-                    return data;
-                }
-            }
-        })
-        .await
-        .unwrap_or_else(|_| panic!("no `{name}` within {WAIT:?}"))
-    }
-
-    async fn ack(&self, event: &str, data: Value) -> Value {
-        let (tx, rx) = oneshot::channel();
-        let tx = Arc::new(Mutex::new(Some(tx)));
-        self.client
-            .emit_with_ack(event, data, WAIT, move |payload: Payload, _c: Client| {
-                let tx = tx.clone();
-                async move {
-                    if let Some(tx) = tx.lock().unwrap().take() {
-                        let value = match first_value(payload) {
-                            Value::Array(mut args) if !args.is_empty() => args.swap_remove(0),
-                            other => other,
-                        };
-                        let _ = tx.send(value);
-                    }
-                }
-                .boxed()
-            })
-            .await
-            .unwrap();
-        tokio::time::timeout(WAIT, rx).await.unwrap().unwrap()
-    }
-
     async fn join_and_send(&mut self, message: &str) {
         let ack = self
             .ack("join_conversation", json!({ "conversation_id": "room" }))

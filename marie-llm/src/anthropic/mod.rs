@@ -17,16 +17,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use eventsource_stream::{EventStreamError, Eventsource};
-use futures_util::StreamExt;
 use marie_core::{LlmProvider, LlmRequest, LlmStream, ProviderError};
-use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderValue};
+use reqwest::header::HeaderValue;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Map, Value};
 
 use crate::http::{
-    ConfigError, HttpSettings, RetryPolicy, Timeouts, body_error, drive, env_lookup, error_chain,
-    is_json, join_path, parse_http_url, read_error_message, send_with_retry,
+    BaseUrl, ConfigError, HttpSettings, RetryPolicy, Timeouts, env_lookup, event_stream,
+    parse_http_url, post_json, provider_accessors, redacted, send_with_retry, without_reserved,
 };
 
 /// Anthropic's API, the default base URL.
@@ -125,14 +123,7 @@ impl std::fmt::Debug for AnthropicProvider {
         f.debug_struct("AnthropicProvider")
             .field("url", &inner.url.as_str())
             .field("model", &inner.model)
-            .field(
-                "api_key",
-                &inner
-                    .api_key
-                    .as_ref()
-                    .map(|_| "[redacted]")
-                    .unwrap_or("none"),
-            )
+            .field("api_key", &redacted(inner.api_key.as_ref()))
             .field("max_tokens", &inner.max_tokens)
             .field("thinking_budget", &inner.thinking_budget)
             .field("timeouts", &inner.settings.timeouts)
@@ -148,20 +139,10 @@ impl AnthropicProvider {
         AnthropicBuilder::new()
     }
 
-    /// A provider configured from the environment, see [`AnthropicBuilder::from_env`].
-    pub fn from_env() -> Result<Self, ConfigError> {
-        AnthropicBuilder::from_env().build()
-    }
-
-    /// The model asked for.
-    pub fn model(&self) -> &str {
-        &self.inner.model
-    }
-
-    /// The endpoint requests go to (`{base_url}/v1/messages`).
-    pub fn url(&self) -> &str {
-        self.inner.url.as_str()
-    }
+    provider_accessors!(
+        AnthropicBuilder,
+        "The endpoint requests go to (`{base_url}/v1/messages`)."
+    );
 
     fn body(&self, request: &LlmRequest) -> Vec<u8> {
         let inner = &self.inner;
@@ -196,20 +177,9 @@ impl LlmProvider for AnthropicProvider {
     async fn stream(&self, request: LlmRequest) -> Result<LlmStream, ProviderError> {
         let inner = &self.inner;
         let body = self.body(&request);
-        tracing::debug!(
-            provider = NAME,
-            model = %inner.model,
-            messages = request.messages.len(),
-            "requesting an answer"
-        );
-        let sent = send_with_retry(NAME, &inner.settings, || {
-            let builder = inner
-                .client
-                .post(inner.url.clone())
-                .header(CONTENT_TYPE, "application/json")
-                .header(ACCEPT, "text/event-stream")
-                .header("anthropic-version", ANTHROPIC_VERSION)
-                .body(body.clone());
+        let sent = send_with_retry(NAME, &inner.model, &request, &inner.settings, || {
+            let builder = post_json(&inner.client, &inner.url, "text/event-stream", &body)
+                .header("anthropic-version", ANTHROPIC_VERSION);
             match &inner.api_key {
                 Some(key) => builder.header("x-api-key", key.clone()),
                 None => builder,
@@ -217,36 +187,15 @@ impl LlmProvider for AnthropicProvider {
         })
         .await?;
 
-        let response = sent.response;
-        if is_json(&response) {
-            let said = read_error_message(response, inner.settings.timeouts.idle).await;
-            tracing::warn!(
-                provider = NAME,
-                upstream = said.as_deref().unwrap_or("-"),
-                "expected an event stream, got JSON"
-            );
-            return Err(ProviderError::Protocol(
-                "the server answered with JSON instead of an event stream".into(),
-            ));
-        }
         let mut decoder = wire::Decoder::default();
-        let pieces = response
-            .bytes_stream()
-            .eventsource()
-            .map(move |item| match item {
-                Ok(event) => decoder.decode(&event),
-                Err(EventStreamError::Transport(e)) => Err(body_error(e)),
-                Err(e) => Err(ProviderError::Protocol(format!(
-                    "not a valid event stream: {}",
-                    error_chain(&e)
-                ))),
-            });
-        Ok(drive(
-            pieces,
-            sent.first_token_deadline,
+        event_stream(
+            NAME,
+            sent,
             inner.settings.timeouts.idle,
+            move |event| decoder.decode(event),
             MISSING_STOP,
-        ))
+        )
+        .await
     }
 
     fn name(&self) -> &str {
@@ -258,8 +207,7 @@ impl LlmProvider for AnthropicProvider {
 #[derive(Clone, Debug)]
 #[must_use]
 pub struct AnthropicBuilder {
-    base_url: String,
-    base_url_source: &'static str,
+    base_url: BaseUrl,
     api_key: Option<SecretString>,
     api_key_source: &'static str,
     model: String,
@@ -284,8 +232,7 @@ impl AnthropicBuilder {
     /// temperature, default [`Timeouts`] and [`RetryPolicy`].
     pub fn new() -> Self {
         Self {
-            base_url: ANTHROPIC_DEFAULT_BASE_URL.into(),
-            base_url_source: "base_url",
+            base_url: BaseUrl::new(ANTHROPIC_DEFAULT_BASE_URL, "base_url"),
             api_key: None,
             api_key_source: "api_key",
             model: ANTHROPIC_DEFAULT_MODEL.into(),
@@ -320,10 +267,7 @@ impl AnthropicBuilder {
             builder.api_key = Some(key.into());
             builder.api_key_source = "ANTHROPIC_API_KEY";
         }
-        if let Some(url) = lookup("ANTHROPIC_BASE_URL") {
-            builder.base_url = url;
-            builder.base_url_source = "ANTHROPIC_BASE_URL";
-        }
+        builder.base_url.set_from_env(&lookup, "ANTHROPIC_BASE_URL");
         if let Some(model) = lookup("ANTHROPIC_MODEL") {
             builder.model = model;
         }
@@ -348,8 +292,7 @@ impl AnthropicBuilder {
     /// The API root, e.g. `https://api.anthropic.com` or a gateway's; requests go to
     /// `{base_url}/v1/messages`.
     pub fn base_url(mut self, url: impl Into<String>) -> Self {
-        self.base_url = url.into();
-        self.base_url_source = "base_url";
+        self.base_url.set(url.into(), "base_url");
         self
     }
 
@@ -404,8 +347,7 @@ impl AnthropicBuilder {
         if let Some((var, reason)) = self.env_error {
             return Err(ConfigError::InvalidEnv { var, reason });
         }
-        let base = parse_http_url(self.base_url_source, &self.base_url)?;
-        let url = join_path(self.base_url_source, &base, "v1/messages")?;
+        let url = self.base_url.endpoint(parse_http_url, "v1/messages")?;
         let client = self.settings.client(&url)?;
         let api_key = match &self.api_key {
             None => None,
@@ -421,10 +363,7 @@ impl AnthropicBuilder {
                 Some(value)
             }
         };
-        let mut extra_body = self.extra_body;
-        for reserved in ["model", "messages", "stream"] {
-            extra_body.remove(reserved);
-        }
+        let extra_body = without_reserved(self.extra_body, &["model", "messages", "stream"]);
         Ok(AnthropicProvider {
             inner: Arc::new(Inner {
                 client,

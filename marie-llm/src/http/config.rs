@@ -186,6 +186,53 @@ impl HttpSettings {
     }
 }
 
+/// Where a provider sends its requests, as its builder holds it: the URL (or host) as
+/// given, and where it came from (the builder method's name or the environment variable),
+/// which errors name.
+#[derive(Clone, Debug)]
+pub(crate) struct BaseUrl {
+    url: String,
+    source: &'static str,
+}
+
+impl BaseUrl {
+    /// `url`, as if given to the builder method `source`.
+    pub(crate) fn new(url: &str, source: &'static str) -> Self {
+        Self {
+            url: url.into(),
+            source,
+        }
+    }
+
+    /// `url`, from `source`.
+    pub(crate) fn set(&mut self, url: String, source: &'static str) {
+        self.url = url;
+        self.source = source;
+    }
+
+    /// The value of the environment variable `var`, when `lookup` has one.
+    pub(crate) fn set_from_env(
+        &mut self,
+        lookup: impl Fn(&str) -> Option<String>,
+        var: &'static str,
+    ) {
+        if let Some(url) = lookup(var) {
+            self.set(url, var);
+        }
+    }
+
+    /// The endpoint `path` below the URL, read with `parse` ([`parse_http_url`], or a
+    /// provider's own reading of its setting).
+    pub(crate) fn endpoint(
+        &self,
+        parse: impl FnOnce(&'static str, &str) -> Result<reqwest::Url, ConfigError>,
+        path: &str,
+    ) -> Result<reqwest::Url, ConfigError> {
+        let base = parse(self.source, &self.url)?;
+        join_path(self.source, &base, path)
+    }
+}
+
 /// Parses `url` as an `http`/`https` URL with a host.
 pub(crate) fn parse_http_url(
     source_name: &'static str,

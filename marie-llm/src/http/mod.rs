@@ -1,24 +1,29 @@
-//! What the HTTP providers share: settings, sending with retries, error mapping, and the
-//! stream driver with its timeouts.
+//! What the HTTP providers share: settings (the base URL, timeouts, retries, the client),
+//! sending with retries, error mapping, reading an event stream, and the stream driver with
+//! its timeouts.
 
 mod config;
 mod driver;
 mod files;
 mod send;
+#[cfg(any(feature = "openai", feature = "anthropic"))]
+mod sse;
 // The chat-shaped history and tools are for the chat dialects; Anthropic has its own.
 #[cfg_attr(not(any(feature = "openai", feature = "ollama")), allow(dead_code))]
 mod tools;
 
 pub use config::{ConfigError, RetryPolicy, Timeouts};
 
-pub(crate) use config::{HttpSettings, env_lookup, join_path, parse_http_url};
+pub(crate) use config::{BaseUrl, HttpSettings, env_lookup, parse_http_url};
 pub(crate) use driver::{Piece, drive};
 pub(crate) use files::{FilePart, file_parts};
 #[cfg(feature = "openai")]
 pub(crate) use send::error_message;
-pub(crate) use send::{body_error, error_chain, for_log, send_with_retry};
+#[cfg(feature = "ollama")]
+pub(crate) use send::{body_error, error_chain};
+pub(crate) use send::{for_log, post_json, send_with_retry};
 #[cfg(any(feature = "openai", feature = "anthropic"))]
-pub(crate) use send::{is_json, read_error_message};
+pub(crate) use sse::event_stream;
 #[cfg(any(feature = "openai", feature = "anthropic"))]
 pub(crate) use tools::CallFragment;
 #[cfg(feature = "ollama")]
@@ -36,6 +41,49 @@ pub(crate) fn f32_json(value: f32) -> serde_json::Value {
         .and_then(serde_json::Number::from_f64)
         .map_or(serde_json::Value::Null, serde_json::Value::Number)
 }
+
+/// `body` without the fields a provider sets itself: what is left of the `extra_body` a
+/// builder was given.
+#[cfg(any(feature = "openai", feature = "anthropic"))]
+pub(crate) fn without_reserved(
+    mut body: serde_json::Map<String, serde_json::Value>,
+    reserved: &[&str],
+) -> serde_json::Map<String, serde_json::Value> {
+    for key in reserved {
+        body.remove(*key);
+    }
+    body
+}
+
+/// How a provider's `Debug` shows a secret: never its value.
+#[cfg(any(feature = "openai", feature = "anthropic"))]
+pub(crate) fn redacted<T>(secret: Option<&T>) -> &'static str {
+    secret.map(|_| "[redacted]").unwrap_or("none")
+}
+
+/// The provider methods the HTTP providers share: `from_env`, `model` and `url`; the
+/// provider must hold `inner` with `model: String` and `url: reqwest::Url`, `$builder` its
+/// builder, `$url_doc` what `url` returns.
+macro_rules! provider_accessors {
+    ($builder:ident, $url_doc:literal) => {
+        /// A provider configured from the environment, see
+        #[doc = concat!("[`", stringify!($builder), "::from_env`].")]
+        pub fn from_env() -> Result<Self, ConfigError> {
+            $builder::from_env().build()
+        }
+
+        /// The model asked for.
+        pub fn model(&self) -> &str {
+            &self.inner.model
+        }
+
+        #[doc = $url_doc]
+        pub fn url(&self) -> &str {
+            self.inner.url.as_str()
+        }
+    };
+}
+pub(crate) use provider_accessors;
 
 /// The builder methods for [`HttpSettings`] that the HTTP providers' builders share; the
 /// builder must hold `settings: HttpSettings`.

@@ -2,8 +2,8 @@
 
 use std::time::{Duration, SystemTime};
 
-use marie_core::ProviderError;
-use reqwest::header::{HeaderMap, RETRY_AFTER};
+use marie_core::{LlmRequest, ProviderError};
+use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, RETRY_AFTER};
 use tokio::time::Instant;
 
 use super::HttpSettings;
@@ -15,17 +15,40 @@ pub(crate) struct Sent {
     pub(crate) first_token_deadline: Instant,
 }
 
-/// Sends the request `build` makes, again after a retryable failure, as the
-/// [`RetryPolicy`](super::RetryPolicy) says.
+/// A `POST` of the JSON `body` to `url` that accepts `accept`: the request of every HTTP
+/// provider for an answer, before its own headers.
+pub(crate) fn post_json(
+    client: &reqwest::Client,
+    url: &reqwest::Url,
+    accept: &'static str,
+    body: &[u8],
+) -> reqwest::RequestBuilder {
+    client
+        .post(url.clone())
+        .header(CONTENT_TYPE, "application/json")
+        .header(ACCEPT, accept)
+        .body(body.to_vec())
+}
+
+/// Sends the request `build` makes for an answer to `request` from `model`, again after a
+/// retryable failure, as the [`RetryPolicy`](super::RetryPolicy) says.
 ///
 /// Everything here happens before the first byte of the answer is read, so a retry can
 /// never duplicate text a client has seen. Dropping the future drops the request in flight
 /// (or the backoff sleep): nothing is spawned.
 pub(crate) async fn send_with_retry(
     provider: &'static str,
+    model: &str,
+    request: &LlmRequest,
     settings: &HttpSettings,
     build: impl Fn() -> reqwest::RequestBuilder,
 ) -> Result<Sent, ProviderError> {
+    tracing::debug!(
+        provider,
+        model = %model,
+        messages = request.messages.len(),
+        "requesting an answer"
+    );
     let policy = settings.retry;
     let mut retry = 0u32;
     loop {

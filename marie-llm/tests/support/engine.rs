@@ -9,8 +9,64 @@ use marie_core::{
     LlmProvider, RecordingSink, SendRequest, StreamChunk, StreamEnd, StreamEvent, StreamFailed,
     StreamId, StreamReasoning, Tool, Upload, UserId,
 };
+use serde_json::{Value, json};
 
-use super::fake::WAIT;
+use super::fake::{FakeServer, WAIT};
+use super::ms;
+
+/// A provider's builder, as the tests configure one: what [`chat`] and [`retrying_chat`]
+/// build (and unwrap).
+pub trait ProviderBuilder {
+    type Provider: LlmProvider;
+
+    fn build_provider(self) -> Self::Provider;
+}
+
+#[cfg(feature = "openai")]
+impl ProviderBuilder for marie_llm::OpenAiBuilder {
+    type Provider = marie_llm::OpenAiProvider;
+
+    fn build_provider(self) -> Self::Provider {
+        self.build().unwrap()
+    }
+}
+
+#[cfg(feature = "anthropic")]
+impl ProviderBuilder for marie_llm::AnthropicBuilder {
+    type Provider = marie_llm::AnthropicProvider;
+
+    fn build_provider(self) -> Self::Provider {
+        self.build().unwrap()
+    }
+}
+
+#[cfg(feature = "ollama")]
+impl ProviderBuilder for marie_llm::OllamaBuilder {
+    type Provider = marie_llm::OllamaProvider;
+
+    fn build_provider(self) -> Self::Provider {
+        self.build().unwrap()
+    }
+}
+
+/// A chat whose engine does not ask a failed step again: how each fault of the wire reaches
+/// a client (the engine's retries are tested in `retries.rs` and marie-core).
+pub async fn chat(provider: impl ProviderBuilder) -> Chat {
+    Chat::new(
+        provider.build_provider(),
+        EngineConfig::default().mid_stream_retries(0),
+    )
+    .await
+}
+
+/// A chat with the engine's default `mid_stream_retries`, its backoff short.
+pub async fn retrying_chat(provider: impl ProviderBuilder) -> Chat {
+    Chat::new(
+        provider.build_provider(),
+        EngineConfig::default().retry_backoff(ms(20)),
+    )
+    .await
+}
 
 pub struct Chat {
     pub engine: ChatEngine,
@@ -199,6 +255,11 @@ impl Chat {
 }
 
 impl Answer {
+    /// The content of each chunk, in order.
+    pub fn pieces(&self) -> Vec<&str> {
+        self.chunks.iter().map(|c| c.content.as_str()).collect()
+    }
+
     pub fn text(&self) -> String {
         self.chunks.iter().map(|c| c.content.as_str()).collect()
     }
@@ -224,5 +285,140 @@ impl Answer {
         let last = self.events.iter().filter_map(StreamEvent::seq).max();
         assert_eq!(err.after_seq, last.unwrap_or(0));
         err
+    }
+}
+
+/// Sends `message` and waits for the end of its answer, which may have been reset: every
+/// event of the stream, and the events a client keeps once it has dropped what each
+/// `stream_reset` tells it to.
+pub async fn ask_through_resets(
+    chat: &Chat,
+    message: &str,
+) -> (Vec<StreamEvent>, Vec<StreamEvent>) {
+    let stream = chat.send(message).await;
+    tokio::time::timeout(
+        WAIT,
+        chat.sink.wait_for(|e| match e {
+            StreamEvent::End(end) => end.stream_id == stream,
+            StreamEvent::Error(err) => err.stream_id == stream,
+            _ => false,
+        }),
+    )
+    .await
+    .expect("the answer ended in time");
+    let events: Vec<StreamEvent> = chat
+        .sink
+        .events()
+        .into_iter()
+        .filter(|e| *e.stream_id() == stream)
+        .collect();
+    let mut kept: Vec<StreamEvent> = Vec::new();
+    for event in &events {
+        if let StreamEvent::Reset(reset) = event {
+            kept.retain(|k| k.seq().is_none_or(|seq| seq <= reset.after_seq));
+        } else {
+            kept.push(event.clone());
+        }
+    }
+    (events, kept)
+}
+
+/// The text of the `stream_chunk`s among `events`.
+pub fn text_of(events: &[StreamEvent]) -> String {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            StreamEvent::Chunk(c) => Some(c.content.as_str()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The `stream_reset`s among `events`: `(after_seq, attempt)`.
+pub fn resets(events: &[StreamEvent]) -> Vec<(u64, u32)> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            StreamEvent::Reset(r) => Some((r.after_seq, r.attempt)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// `calculate`: evaluates "a*b" and "a+b" of whole numbers, enough for these tests.
+pub fn calculate() -> Arc<dyn Tool> {
+    Arc::new(marie_core::tool_fn(
+        "calculate",
+        "Evaluates an arithmetic expression",
+        json!({"type": "object", "properties": {"expression": {"type": "string"}}, "required": ["expression"]}),
+        |args: Value, _| async move {
+            let e = args["expression"].as_str().unwrap_or_default();
+            let (op, (a, b)) = if let Some(ab) = e.split_once('*') {
+                ('*', ab)
+            } else {
+                ('+', e.split_once('+').unwrap_or((e, "0")))
+            };
+            let (a, b): (i64, i64) = (a.trim().parse().unwrap_or(0), b.trim().parse().unwrap_or(0));
+            Ok(json!(if op == '*' { a * b } else { a + b }))
+        },
+    ))
+}
+
+/// Asks twice, a person's pause apart, both answers complete, and checks that the second
+/// request went over the first one's connection: no new TCP (and, against a real server,
+/// TLS) handshake for every answer.
+pub async fn assert_connection_reused(chat: &Chat, server: &FakeServer) {
+    chat.ask("first").await.complete();
+    // A person reads an answer before asking again. (The connection goes back to the pool
+    // from hyper's connection task a moment after the body ends; nothing observable says
+    // when, and a request sent in that moment opens a new connection, which is correct.)
+    tokio::time::sleep(ms(200)).await;
+    chat.ask("second").await.complete();
+    let requests = server.requests();
+    assert_eq!(
+        requests[0].peer, requests[1].peer,
+        "the connection was reused"
+    );
+}
+
+/// Asks "hi" through a [`retrying_chat`] and checks that the answer failed for good at once:
+/// no `stream_reset`, a `stream_error` that is not retryable, one request to `server`.
+pub async fn assert_failed_without_retry(provider: impl ProviderBuilder, server: &FakeServer) {
+    let chat = retrying_chat(provider).await;
+    let (events, _) = ask_through_resets(&chat, "hi").await;
+    assert!(resets(&events).is_empty(), "{events:#?}");
+    let Some(StreamEvent::Error(err)) = events.last() else {
+        panic!("expected stream_error: {events:#?}")
+    };
+    assert!(!err.retryable);
+    assert_eq!(server.requests().len(), 1);
+}
+
+/// Asks "hi" through a [`retrying_chat`] whose first attempt fails mid-answer, and checks
+/// that the engine asked the step again once (`stream_reset` with `after_seq` 0, attempt 1)
+/// and that both the `stream_end` and what a client keeps say `text`. Returns the
+/// `stream_end`.
+pub async fn assert_asked_again(provider: impl ProviderBuilder, text: &str) -> StreamEnd {
+    let chat = retrying_chat(provider).await;
+    let (events, kept) = ask_through_resets(&chat, "hi").await;
+    assert_eq!(resets(&events), [(0, 1)], "{events:#?}");
+    let Some(StreamEvent::End(end)) = events.last() else {
+        panic!("expected stream_end: {events:#?}")
+    };
+    assert_eq!(end.full_content, text);
+    assert_eq!(text_of(&kept), text);
+    end.clone()
+}
+
+impl Answer {
+    /// The `tool_call` events: each call's id and arguments.
+    pub fn tool_calls(&self) -> Vec<(String, Value)> {
+        self.events
+            .iter()
+            .filter_map(|e| match e {
+                StreamEvent::ToolCall(c) => Some((c.tool_call_id.clone(), c.arguments.clone())),
+                _ => None,
+            })
+            .collect()
     }
 }

@@ -7,6 +7,8 @@ use marie_core::{
     PromptMessage, UserId,
 };
 
+use super::fake::{FakeServer, Recorded};
+
 /// A 1×1 PNG's signature and header: what the engine takes as `image/png`.
 pub const PNG: &[u8] =
     b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0\0\x01\0\0\0\x01\x08\x06\0\0\0\x1f\x15\xc4\x89";
@@ -55,6 +57,16 @@ pub fn request_with_files() -> LlmRequest {
         ],
         tools: Vec::new(),
     }
+}
+
+/// Asks `provider` directly with [`request_with_files`], checks the answer ("Two files.", as
+/// the server is to say) and that `server` got one request, and returns that request.
+pub async fn ask_with_files(provider: &impl LlmProvider, server: &FakeServer) -> Recorded {
+    let said = answer(provider, request_with_files()).await;
+    assert_eq!(said, "Two files.");
+    let mut requests = server.requests();
+    assert_eq!(requests.len(), 1);
+    requests.remove(0)
 }
 
 /// Asks `provider` directly (no engine) and reads the answer to its end: the text, or the

@@ -1,12 +1,15 @@
 //! Test support: a fake model server that sends what the real APIs send, the engine with a
-//! recording sink, files on a user message, and addresses that refuse or never answer
-//! connections.
+//! recording sink (and the checks of an answer asked again after a `stream_reset`), a
+//! provider asked directly, files on a user message, MARIE over Socket.IO with a recording
+//! client, and addresses that refuse or never answer connections.
 
 #![allow(dead_code, unreachable_pub, missing_docs, clippy::unwrap_used)]
 
+pub mod direct;
 pub mod engine;
 pub mod fake;
 pub mod files;
+pub mod socket;
 
 use std::net::SocketAddr;
 use std::time::Duration;
