@@ -325,6 +325,8 @@ describe('chat example with MARIE_LLM=ollama against a local Ollama-compatible s
 // What Anthropic's Messages API sends with stream:true: `event:` and `data:` lines.
 const ANTHROPIC_TOKENS = ['Bonjour', ' de', ' Claude', ' ✓'];
 const ANTHROPIC_SIGNATURE = 'EqQBCgIYAhIM1gbcDa9GJwZA2b3hGgxBdjrkzLoky3dl1pkiMOYds';
+/** The encrypted data of a `redacted_thinking` block. */
+const ANTHROPIC_REDACTED = 'EmwKAhgBEgy3va3pzix/LafPsn4aDFIT2Xlxh0L5L8rLVyIwxtE3rAFBa8cr3qpP';
 const anthropicEvent = (data) => `event: ${data.type}\ndata: ${JSON.stringify(data)}\n\n`;
 const lastAnthropicUserText = (body) => {
   const last = body?.messages?.filter((m) => m.role === 'user').at(-1)?.content;
@@ -354,10 +356,17 @@ async function anthropicAnswer(req, body, res) {
   }));
   res.write('event: ping\ndata: {"type": "ping"}\n\n');
   let index = 0;
-  if (message === 'think first') {
+  if (message === 'think first' || message.startsWith('think redacted')) {
     res.write(anthropicEvent({ type: 'content_block_start', index, content_block: { type: 'thinking', thinking: '', signature: '' } }));
     res.write(anthropicEvent({ type: 'content_block_delta', index, delta: { type: 'thinking_delta', thinking: 'A greeting.' } }));
     res.write(anthropicEvent({ type: 'content_block_delta', index, delta: { type: 'signature_delta', signature: ANTHROPIC_SIGNATURE } }));
+    res.write(anthropicEvent({ type: 'content_block_stop', index }));
+    index += 1;
+  }
+  if (message.startsWith('think redacted')) {
+    // All of a redacted block comes with its start: no deltas.
+    res.write(anthropicEvent({ type: 'content_block_start', index, content_block: { type: 'redacted_thinking', data: ANTHROPIC_REDACTED } }));
+    await sleep(10);
     res.write(anthropicEvent({ type: 'content_block_stop', index }));
     index += 1;
   }
@@ -447,6 +456,63 @@ describe('chat example with MARIE_LLM=anthropic against a local Messages API ser
       ] },
       { role: 'user', content: 'and you?' },
     ]);
+  });
+
+  it('keeps redacted thinking out of the stream, in the parts, and sends it back in its place', async () => {
+    const client = await joinedClient(chat.url, 'bob', sockets);
+    const mark = client.rec.mark();
+    const first = await askForTerminal(client, 'think redacted');
+    assert.equal(first.event, 'stream_end', JSON.stringify(first.data));
+    assert.deepEqual(first.data.parts, [
+      { type: 'reasoning', content: 'A greeting.', signature: ANTHROPIC_SIGNATURE },
+      { type: 'redacted_reasoning', data: ANTHROPIC_REDACTED },
+      { type: 'text', content: ANTHROPIC_TOKENS.join('') },
+    ]);
+    const streamed = client.rec.events.slice(mark).filter((r) => r.event !== 'stream_end');
+    assert.deepEqual(streamed.filter((r) => r.event === 'stream_reasoning').map((r) => r.data.content), ['A greeting.']);
+    assert.ok(!JSON.stringify(streamed).includes(ANTHROPIC_REDACTED), 'no streamed event carries the redacted data');
+    const second = await askForTerminal(client, 'and then?');
+    assert.equal(second.event, 'stream_end', JSON.stringify(second.data));
+    assert.deepEqual(fake.requests.at(-1).body.messages, [
+      { role: 'user', content: 'think redacted' },
+      { role: 'assistant', content: [
+        { type: 'thinking', thinking: 'A greeting.', signature: ANTHROPIC_SIGNATURE },
+        { type: 'redacted_thinking', data: ANTHROPIC_REDACTED },
+        { type: 'text', text: ANTHROPIC_TOKENS.join('') },
+      ] },
+      { role: 'user', content: 'and then?' },
+    ]);
+  });
+
+  it('shows a note for redacted reasoning in the page, never its data, live and from the history', async () => {
+    const browser = await launchChromium();
+    const errors = [];
+    try {
+      const page = await openChatPage(browser, chat.url, 'frank', errors);
+      await page.getByTestId('new-conversation-button').click();
+      await page.locator('[data-testid="message-input"]:enabled').waitFor();
+      await page.getByTestId('message-input').fill('think redacted, then greet');
+      await page.getByTestId('send-button').click();
+      const done = '[data-testid="assistant-message"][data-status="complete"]';
+      await page.locator(`${done} [data-testid="message-text"]`).waitFor();
+      const thoughts = page.locator(`${done} [data-testid="reasoning-text"]`);
+      assert.equal(await thoughts.textContent(), 'A greeting.\n(reasoning redacted by the provider)');
+      assert.ok(!(await page.content()).includes(ANTHROPIC_REDACTED), 'the page never shows the data');
+      // The history draws it the same way.
+      const conversationId = (await page.getByTestId('current-conversation').textContent()).trim();
+      await page.reload();
+      await page.getByTestId('login-user').fill('frank');
+      await page.getByTestId('login-button').click();
+      await page.locator('[data-testid="connection-status"][data-state="connected"]').waitFor();
+      await page.getByTestId('conversation-id').fill(conversationId);
+      await page.getByTestId('join-button').click();
+      await page.locator(done).waitFor();
+      assert.equal(await thoughts.textContent(), 'A greeting.\n(reasoning redacted by the provider)');
+      assert.ok(!(await page.content()).includes(ANTHROPIC_REDACTED), 'nor from the history');
+      assert.deepEqual(errors, [], 'no script errors in the page');
+    } finally {
+      await browser.close().catch(() => {});
+    }
   });
 
   it('asks again a step the model was overloaded in: stream_reset, then the whole answer', async () => {

@@ -82,7 +82,7 @@ impl PromptMessage {
                     name,
                     content: tool_result_text(output.as_ref(), error.as_deref()),
                 }),
-                MessagePart::Reasoning { .. } => {}
+                MessagePart::Reasoning { .. } | MessagePart::RedactedReasoning { .. } => {}
             }
         }
         turns
@@ -204,6 +204,13 @@ pub enum LlmEvent {
     /// part; with no reasoning before it, it makes a part of empty reasoning (a model that
     /// keeps its thinking to itself). Never sent to clients while streaming.
     ReasoningSignature(String),
+    /// A block of reasoning the provider encrypted (Anthropic's `redacted_thinking`): opaque
+    /// data, no readable text. Kept as its own part of the answer
+    /// ([`MessagePart::RedactedReasoning`]), in its place among the reasoning, so that later
+    /// requests send it back unchanged; it closes the reasoning before it. Never sent to
+    /// clients while streaming (`stream_reasoning` carries readable reasoning only). Empty
+    /// data is skipped.
+    RedactedReasoning(String),
     /// The model began a tool call: its id and name are known. Optional: a provider whose
     /// API sends whole calls sends only [`ToolCall`](Self::ToolCall).
     ToolCallStart {

@@ -20,9 +20,9 @@ use support::engine::{
 use support::fake::{
     FakeServer, Reply, Step, anthropic_answer, anthropic_block_stop, anthropic_error,
     anthropic_message_delta, anthropic_message_start, anthropic_message_stop, anthropic_ping,
-    anthropic_signature, anthropic_status, anthropic_text, anthropic_text_block,
-    anthropic_text_start, anthropic_thinking, anthropic_thinking_start, anthropic_tool_args,
-    anthropic_tool_start,
+    anthropic_redacted_thinking_start, anthropic_signature, anthropic_status, anthropic_text,
+    anthropic_text_block, anthropic_text_start, anthropic_thinking, anthropic_thinking_start,
+    anthropic_tool_args, anthropic_tool_start,
 };
 use support::files::{PDF_BASE64, PNG_BASE64, ask_with_files};
 use support::ms;
@@ -295,6 +295,109 @@ async fn a_tool_use_round_trip_through_the_engine() {
         ])
     );
     assert_eq!(second["tools"], requests[0].body["tools"]);
+}
+
+/// A step that thinks (signed), thinks redacted (an encrypted `redacted_thinking` block,
+/// whole at its start) and calls a tool: clients read only the readable reasoning, the
+/// answer's parts keep the redacted block in its place, and the request after the tool ran
+/// sends back thinking, redacted thinking and `tool_use` in that order, unchanged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redacted_thinking_is_kept_and_goes_back_in_its_place() {
+    const REDACTED: &str = "EmwKAhgBEgy3va3pzix/LafPsn4aDFIT2Xlxh0L5L8rLVyIwxtE3rAFBa8cr3qpPkNRj2YfWXGmKDxH4mPnZ5sQ7vB8URj2pLmz3pEvmeQ==";
+    let first = vec![
+        anthropic_message_start(150),
+        anthropic_thinking_start(0),
+        anthropic_thinking(0, "Compute it."),
+        anthropic_signature(0, SIGNATURE),
+        anthropic_block_stop(0),
+        anthropic_redacted_thinking_start(1, REDACTED),
+        Step::Wait(PACE),
+        anthropic_block_stop(1),
+        anthropic_tool_start(2, "toolu_01C29s92sy92ns039057ns1", "calculate"),
+        anthropic_tool_args(2, "{\"expression\": \"6*7\"}"),
+        anthropic_block_stop(2),
+        anthropic_message_delta("tool_use", 70),
+        anthropic_message_stop(),
+    ];
+    let server = FakeServer::start([
+        Reply::ok("text/event-stream; charset=utf-8", first),
+        anthropic_answer(&["42."], PACE, (260, 3)),
+        anthropic_answer(&["48."], PACE, (300, 3)),
+    ])
+    .await;
+    let chat = Chat::with_tools(
+        provider(&server)
+            .max_tokens(4096)
+            .thinking(2048)
+            .build()
+            .unwrap(),
+        EngineConfig::default(),
+        vec![calculate()],
+    )
+    .await;
+    let answer = chat.ask("6*7?").await;
+    let end = answer.complete();
+    assert_eq!(end.full_content, "42.");
+
+    let reasoning: Vec<&str> = answer
+        .reasoning
+        .iter()
+        .map(|r| r.content.as_str())
+        .collect();
+    assert_eq!(reasoning, ["Compute it."], "readable reasoning only");
+    let streamed = serde_json::to_string(
+        &answer
+            .events
+            .iter()
+            .filter(|e| !matches!(e, StreamEvent::End(_)))
+            .collect::<Vec<_>>(),
+    )
+    .unwrap();
+    assert!(!streamed.contains(REDACTED), "{streamed}");
+    assert!(!streamed.contains(SIGNATURE), "{streamed}");
+    assert_eq!(
+        end.parts[..3],
+        [
+            MessagePart::Reasoning {
+                content: "Compute it.".into(),
+                signature: Some(SIGNATURE.into()),
+            },
+            MessagePart::RedactedReasoning {
+                data: REDACTED.into()
+            },
+            MessagePart::ToolCall {
+                tool_call_id: "toolu_01C29s92sy92ns039057ns1".into(),
+                name: "calculate".into(),
+                arguments: json!({"expression": "6*7"}),
+            },
+        ]
+    );
+
+    let requests = server.requests();
+    assert_eq!(requests.len(), 2);
+    assert_eq!(
+        requests[1].body["messages"],
+        json!([
+            {"role": "user", "content": "6*7?"},
+            {"role": "assistant", "content": [
+                {"type": "thinking", "thinking": "Compute it.", "signature": SIGNATURE},
+                {"type": "redacted_thinking", "data": REDACTED},
+                {"type": "tool_use", "id": "toolu_01C29s92sy92ns039057ns1", "name": "calculate", "input": {"expression": "6*7"}}
+            ]},
+            {"role": "user", "content": [
+                {"type": "tool_result", "tool_use_id": "toolu_01C29s92sy92ns039057ns1", "content": "42"}
+            ]}
+        ])
+    );
+
+    // Stored with the answer: the next question's request sends it back from history.
+    chat.ask("and 6*8?").await.complete();
+    let requests = server.requests();
+    assert_eq!(requests.len(), 3);
+    assert_eq!(
+        requests[2].body["messages"][1]["content"][1],
+        json!({"type": "redacted_thinking", "data": REDACTED})
+    );
 }
 
 /// Text, then the `error` event Anthropic sends when the model is overloaded mid-answer.

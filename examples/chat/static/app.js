@@ -414,10 +414,26 @@
     error: "error",
   };
 
-  /** The reasoning of `parts` (from stream_end or history), joined. */
+  /** What stands for reasoning the provider redacted (its data is for the model alone). */
+  const REDACTED_REASONING = "(reasoning redacted by the provider)";
+
+  /**
+   * The reasoning of `parts` (from stream_end or history), joined: readable reasoning as it
+   * is, a `redacted_reasoning` part as a short note (once for consecutive ones), never its
+   * data; empty reasoning (a signature alone) adds nothing.
+   */
   function reasoningOf(parts) {
     if (!Array.isArray(parts)) return "";
-    return parts.filter((p) => p && p.type === "reasoning" && typeof p.content === "string").map((p) => p.content).join("\n");
+    const pieces = [];
+    for (const p of parts) {
+      if (!p) continue;
+      if (p.type === "reasoning" && typeof p.content === "string" && p.content) {
+        pieces.push(p.content);
+      } else if (p.type === "redacted_reasoning" && pieces[pieces.length - 1] !== REDACTED_REASONING) {
+        pieces.push(REDACTED_REASONING);
+      }
+    }
+    return pieces.join("\n");
   }
 
   function assistantMessage({ messageId, streamId, content, createdAt, status, reasoning, parts, siblings }) {

@@ -181,6 +181,14 @@ pub enum MessagePart {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         signature: Option<String>,
     },
+    /// Reasoning the provider encrypted instead of showing it (Anthropic's
+    /// `redacted_thinking` blocks): no text for anyone to read, only `data`, which the
+    /// provider requires back, unchanged and in its place among the reasoning parts, in later
+    /// requests. A client shows at most that reasoning was redacted, never `data`.
+    RedactedReasoning {
+        /// The provider's opaque (encrypted) data.
+        data: String,
+    },
     /// A call of a tool the model made.
     ToolCall {
         /// The call's id, as the model named it.
@@ -709,5 +717,48 @@ mod tests {
             }
         );
         assert_eq!(serde_json::to_value(&unsigned).unwrap(), old);
+    }
+
+    /// Redacted reasoning is a part of its own, `data` and nothing else; stored parts from
+    /// before it existed read back as they were.
+    #[test]
+    fn redacted_reasoning_round_trips_and_old_parts_still_read() {
+        let redacted = MessagePart::RedactedReasoning {
+            data: "EmwKAhgBEgy3va3pzix/LafPsn4aDFIT2Xlxh0L5L8rLVyIwxtE3rAFBa8cr3qpP".into(),
+        };
+        let wire = json!({"type": "redacted_reasoning",
+                          "data": "EmwKAhgBEgy3va3pzix/LafPsn4aDFIT2Xlxh0L5L8rLVyIwxtE3rAFBa8cr3qpP"});
+        assert_eq!(serde_json::to_value(&redacted).unwrap(), wire);
+        assert_eq!(
+            serde_json::from_value::<MessagePart>(wire).unwrap(),
+            redacted
+        );
+        assert!(!redacted.is_text());
+        // A stored answer's parts from before: reasoning, signed or not, text, a call.
+        let old = json!([
+            {"type": "reasoning", "content": "hmm"},
+            {"type": "reasoning", "content": "", "signature": "sig"},
+            {"type": "text", "content": "hi"},
+            {"type": "tool_call", "tool_call_id": "t1", "name": "calc", "arguments": {}}
+        ]);
+        let parts = serde_json::from_value::<Vec<MessagePart>>(old.clone()).unwrap();
+        assert_eq!(
+            parts[..2],
+            [
+                MessagePart::Reasoning {
+                    content: "hmm".into(),
+                    signature: None
+                },
+                MessagePart::Reasoning {
+                    content: String::new(),
+                    signature: Some("sig".into())
+                },
+            ]
+        );
+        assert_eq!(serde_json::to_value(&parts).unwrap(), old);
+        // Redacted data without its `data` is not a part.
+        assert!(
+            serde_json::from_value::<MessagePart>(json!({"type": "redacted_reasoning"})).is_err()
+        );
     }
 }

@@ -25,10 +25,10 @@ pub(super) fn tools_json(tools: &[ToolSpec]) -> Value {
 /// A user message with files is content blocks, the files first ([`user_with_files`]).
 ///
 /// An assistant answer with parts becomes, per model step, an assistant message of content
-/// blocks in the order the model gave them (signed `thinking`, `text`, `tool_use`), then a
-/// user message of the step's `tool_result` blocks. The API refuses empty text, so empty
-/// text is left out, and so is a step with nothing but thinking (an answer stopped while it
-/// thought). Reasoning without a signature (another provider's) is left out too: the API
+/// blocks in the order the model gave them (signed `thinking` and `redacted_thinking`,
+/// unchanged, `text`, `tool_use`), then a user message of the step's `tool_result` blocks.
+/// The API refuses empty text, so empty text is left out, and so is a step with nothing but
+/// thinking (an answer stopped while it thought). Reasoning without a signature (another provider's) is left out too: the API
 /// takes back only the thinking it signed.
 pub(super) fn system_and_messages(messages: &[PromptMessage]) -> (Option<String>, Vec<Value>) {
     let mut system: Vec<&str> = Vec::new();
@@ -96,6 +96,10 @@ fn answer(parts: &[MessagePart], out: &mut Vec<Value>) {
                 "type": "thinking",
                 "thinking": content,
                 "signature": signature,
+            })),
+            MessagePart::RedactedReasoning { data } => step.blocks.push(json!({
+                "type": "redacted_thinking",
+                "data": data,
             })),
             MessagePart::Text { content } if !content.is_empty() => {
                 let last_text = step
@@ -267,10 +271,69 @@ mod tests {
         let (_, messages) = system_and_messages(&[PromptMessage {
             role: MessageRole::Assistant,
             content: String::new(),
-            parts: vec![reasoning("Hmm", Some("sig"))],
+            parts: vec![
+                reasoning("Hmm", Some("sig")),
+                MessagePart::RedactedReasoning {
+                    data: "opaque".into(),
+                },
+            ],
             attachments: Vec::new(),
         }]);
         assert!(messages.is_empty(), "{messages:?}");
+    }
+
+    /// Redacted thinking goes back as the `redacted_thinking` block it came as, its data
+    /// unchanged, in its place among the step's thinking blocks.
+    #[test]
+    fn redacted_thinking_goes_back_in_its_place() {
+        let answer = PromptMessage {
+            role: MessageRole::Assistant,
+            content: "Done.".into(),
+            parts: vec![
+                MessagePart::RedactedReasoning {
+                    data: "opaque-1".into(),
+                },
+                reasoning("Check it.", Some("sig-1")),
+                MessagePart::RedactedReasoning {
+                    data: "opaque-2".into(),
+                },
+                MessagePart::ToolCall {
+                    tool_call_id: "toolu_1".into(),
+                    name: "calculate".into(),
+                    arguments: json!({"expression": "1+1"}),
+                },
+                MessagePart::ToolResult {
+                    tool_call_id: "toolu_1".into(),
+                    name: "calculate".into(),
+                    output: Some(json!(2)),
+                    error: None,
+                },
+                MessagePart::RedactedReasoning {
+                    data: "opaque-3".into(),
+                },
+                text("Done."),
+            ],
+            attachments: Vec::new(),
+        };
+        let (_, messages) = system_and_messages(&[answer]);
+        assert_eq!(
+            Value::Array(messages),
+            json!([
+                {"role": "assistant", "content": [
+                    {"type": "redacted_thinking", "data": "opaque-1"},
+                    {"type": "thinking", "thinking": "Check it.", "signature": "sig-1"},
+                    {"type": "redacted_thinking", "data": "opaque-2"},
+                    {"type": "tool_use", "id": "toolu_1", "name": "calculate", "input": {"expression": "1+1"}}
+                ]},
+                {"role": "user", "content": [
+                    {"type": "tool_result", "tool_use_id": "toolu_1", "content": "2"}
+                ]},
+                {"role": "assistant", "content": [
+                    {"type": "redacted_thinking", "data": "opaque-3"},
+                    {"type": "text", "text": "Done."}
+                ]}
+            ])
+        );
     }
 
     #[test]

@@ -59,16 +59,18 @@ const MISSING_STOP: &str = "the event stream ended without `message_stop`";
 /// | `text` block, `text_delta` | answer text (`LlmEvent::Delta`) |
 /// | `thinking` block, `thinking_delta` | reasoning (`LlmEvent::Reasoning`) |
 /// | `signature_delta` | the thinking block's signature (`LlmEvent::ReasoningSignature`), kept on the reasoning part and sent back with it |
+/// | `redacted_thinking` block | its opaque `data` (`LlmEvent::RedactedReasoning`), kept as a `redacted_reasoning` part, never streamed to clients, sent back in its place |
 /// | `tool_use` block, `input_json_delta` | a tool call (`ToolCallStart`, `ToolCallDelta`, then `ToolCall` with the arguments parsed) |
 /// | `message_delta` | the stop reason (`end_turn`/`stop_sequence` → `stop`, `max_tokens` → `length`, `tool_use` → `tool_calls`, `refusal` → `content_filter`) and the output usage |
 /// | `message_stop` | the end: the answer is complete |
-/// | `ping`, unknown events and block types (`redacted_thinking`, server tools) | nothing |
+/// | `ping`, unknown events and block types (server tools) | nothing |
 ///
 /// An answer that thought, then called tools, goes back in the next request as the API
-/// requires: the assistant message's `thinking` blocks (with their `signature`) first, then
-/// its text and `tool_use` blocks, then a user message of `tool_result` blocks (`is_error`
-/// when the call has no output). Reasoning without a signature (from another provider) is
-/// not sent back.
+/// requires: the assistant message's `thinking` blocks (with their `signature`) and
+/// `redacted_thinking` blocks (their `data` unchanged), in the order the model gave them,
+/// first, then its text and `tool_use` blocks, then a user message of `tool_result` blocks
+/// (`is_error` when the call has no output). Reasoning without a signature (from another
+/// provider) is not sent back.
 ///
 /// Faults behave as for [`OpenAiProvider`](crate::OpenAiProvider) (see its table); HTTP 529
 /// (overloaded) is a 5xx like any other, retried before the answer starts. The end marker

@@ -25,8 +25,10 @@ enum Block {
         signature: String,
     },
     ToolUse,
-    /// A block MARIE does not read (`redacted_thinking`, a server tool's): its deltas are
-    /// skipped.
+    /// A `redacted_thinking` block: all of it (its `data`) comes with its start; it has no
+    /// deltas.
+    RedactedThinking,
+    /// A block MARIE does not read (a server tool's): its deltas are skipped.
     Other,
 }
 
@@ -85,6 +87,9 @@ enum BlockStart {
     ToolUse {
         id: String,
         name: String,
+    },
+    RedactedThinking {
+        data: String,
     },
     #[serde(other)]
     Other,
@@ -188,6 +193,12 @@ impl Decoder {
                         });
                         Block::ToolUse
                     }
+                    BlockStart::RedactedThinking { data } => {
+                        // Output, though nothing to show: the model is at work.
+                        piece.generated = true;
+                        piece.redacted = Some(data);
+                        Block::RedactedThinking
+                    }
                     BlockStart::Other => Block::Other,
                 };
                 self.blocks.insert(index, block);
@@ -218,7 +229,7 @@ impl Decoder {
                             ..CallFragment::default()
                         });
                     }
-                    (_, Some(Block::Other)) | (BlockDelta::Other, _) => {}
+                    (_, Some(Block::Other | Block::RedactedThinking)) | (BlockDelta::Other, _) => {}
                     (_, None) => {
                         return Err(ProviderError::Protocol(format!(
                             "a delta for content block {index}, which was never started"
@@ -384,6 +395,32 @@ mod tests {
             decode(&mut d, stop).ok().and_then(|p| p.signature),
             Some("EqQBCgIYAhIM1gbcDa9GJwZA".into())
         );
+    }
+
+    /// A `redacted_thinking` block is whole at its start: its data, as sent, once; a delta
+    /// the API may add to it later is skipped, and its stop carries no signature.
+    #[test]
+    fn redacted_thinking_is_kept_whole_from_its_start() {
+        let mut d = Decoder::default();
+        let start = r#"{"type":"content_block_start","index":1,"content_block":{"type":"redacted_thinking","data":"EmwKAhgBEgy3va3pzix/LafPsn4a"}}"#;
+        let piece = decode(&mut d, start).unwrap_or_default();
+        assert_eq!(
+            piece,
+            Piece {
+                redacted: Some("EmwKAhgBEgy3va3pzix/LafPsn4a".into()),
+                generated: true,
+                ..Piece::default()
+            }
+        );
+        let later = r#"{"type":"content_block_delta","index":1,"delta":{"type":"thinking_delta","thinking":"x"}}"#;
+        assert_eq!(decode(&mut d, later).ok(), Some(Piece::default()));
+        let stop = r#"{"type":"content_block_stop","index":1}"#;
+        assert_eq!(decode(&mut d, stop).ok(), Some(Piece::default()));
+        let no_data = r#"{"type":"content_block_start","index":2,"content_block":{"type":"redacted_thinking"}}"#;
+        assert!(matches!(
+            decode(&mut d, no_data),
+            Err(ProviderError::Protocol(_))
+        ));
     }
 
     #[test]

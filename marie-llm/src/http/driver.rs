@@ -20,6 +20,9 @@ pub(crate) struct Piece {
     /// The signature of the reasoning given so far (`LlmEvent::ReasoningSignature`, after
     /// `reasoning`): Anthropic's, at the end of a thinking block.
     pub(crate) signature: Option<String>,
+    /// Reasoning the provider redacted (`LlmEvent::RedactedReasoning`, after `signature`):
+    /// the opaque data of Anthropic's `redacted_thinking` block.
+    pub(crate) redacted: Option<String>,
     /// Answer text; may be empty.
     pub(crate) text: String,
     /// Fragments of streamed tool calls (OpenAI-compatible), after `text`.
@@ -120,6 +123,9 @@ impl Driver {
         if let Some(signature) = piece.signature {
             self.ready
                 .push_back(Ok(LlmEvent::ReasoningSignature(signature)));
+        }
+        if let Some(data) = piece.redacted.filter(|d| !d.is_empty()) {
+            self.ready.push_back(Ok(LlmEvent::RedactedReasoning(data)));
         }
         if !piece.text.is_empty() {
             self.ready.push_back(Ok(LlmEvent::Delta(piece.text)));

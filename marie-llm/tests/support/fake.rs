@@ -541,6 +541,17 @@ pub fn anthropic_signature(index: u64, signature: &str) -> Step {
     )
 }
 
+/// A `redacted_thinking` block's start: all of it (its encrypted `data`); no deltas follow.
+pub fn anthropic_redacted_thinking_start(index: u64, data: &str) -> Step {
+    anthropic_event(
+        "content_block_start",
+        &format!(
+            "{{\"type\":\"content_block_start\",\"index\":{index},\"content_block\":{{\"type\":\"redacted_thinking\",\"data\":{}}}}}",
+            js(data)
+        ),
+    )
+}
+
 pub fn anthropic_tool_start(index: u64, id: &str, name: &str) -> Step {
     anthropic_event(
         "content_block_start",

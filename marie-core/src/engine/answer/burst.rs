@@ -80,6 +80,11 @@ pub(super) fn take(first: Item, stream: &mut LlmStream, job: &AnswerJob, text: &
                 text.sign_reasoning(signature);
                 None
             }
+            Some(Ok(LlmEvent::RedactedReasoning(data))) => {
+                // Opaque, for the provider alone: kept as a part, never streamed.
+                text.add_redacted_reasoning(data);
+                None
+            }
             Some(Ok(LlmEvent::ToolCallStart { id, name })) => {
                 Some(StreamEvent::ToolCallStart(ToolCallStart {
                     conversation_id: job.conversation_id.clone(),

@@ -12,6 +12,7 @@ enum Span {
     /// `content[start..end]`.
     Text { start: usize, end: usize },
     /// Reasoning, and its signature once the provider gave one (which closes the part).
+    /// Redacted reasoning is a [`Part`](Self::Part) (`MessagePart::RedactedReasoning`).
     Reasoning {
         content: String,
         signature: Option<String>,
@@ -138,6 +139,16 @@ impl Text {
                 content: String::new(),
                 signature: Some(signed),
             }),
+        }
+    }
+
+    /// Takes a block of reasoning the provider redacted (`LlmEvent::RedactedReasoning`): a
+    /// part of its own, after the reasoning before it (which it closes), for the next
+    /// request to send back. Empty data is skipped. Nothing of it is for clients to read.
+    pub(super) fn add_redacted_reasoning(&mut self, data: String) {
+        if !data.is_empty() {
+            self.parts
+                .push(Span::Part(MessagePart::RedactedReasoning { data }));
         }
     }
 
@@ -276,5 +287,42 @@ mod tests {
                 reasoning("", Some("sig-2")),
             ]
         );
+    }
+
+    fn redacted(data: &str) -> MessagePart {
+        MessagePart::RedactedReasoning { data: data.into() }
+    }
+
+    /// Redacted reasoning keeps its place among the reasoning parts, closes the reasoning
+    /// before it, and goes with a failed step's rollback like any other part.
+    #[test]
+    fn redacted_reasoning_is_a_part_in_its_place() {
+        let mut text = Text::new();
+        text.add_reasoning("Let me think.".into());
+        text.sign_reasoning("sig-1".into());
+        text.add_redacted_reasoning("opaque-1".into());
+        text.add_redacted_reasoning(String::new());
+        text.add_reasoning("Unsigned".into());
+        text.add_redacted_reasoning("opaque-2".into());
+        text.add_reasoning(" and more.".into());
+        let mark = text.mark(0);
+        text.add_redacted_reasoning("dropped".into());
+        text.add("lost".into());
+        text.rollback(&mark);
+        assert_eq!(
+            text.parts(),
+            [
+                reasoning("Let me think.", Some("sig-1")),
+                redacted("opaque-1"),
+                reasoning("Unsigned", None),
+                redacted("opaque-2"),
+                reasoning(" and more.", None),
+            ]
+        );
+        text.add("Hi".into());
+        let (content, parts) = text.into_content();
+        assert_eq!(content, "Hi");
+        assert_eq!(parts[3], redacted("opaque-2"));
+        assert_eq!(parts.len(), 6);
     }
 }
