@@ -471,7 +471,8 @@ mod sql {
     use super::*;
     use marie_adapters::SqlStore;
     use marie_core::{
-        Attachment, ChatMessage, ConversationInfo, HistoryQuery, MessageId, MessageRole, RoomStore,
+        Attachment, ChatMessage, ConversationInfo, Conversations, History, HistoryQuery, MessageId,
+        MessageRole,
     };
 
     #[cfg(feature = "sqlite")]

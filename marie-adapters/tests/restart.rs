@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use marie_adapters::{RedisConfig, RedisControlBus, RedisStore};
 use marie_core::{
-    ChatMessage, ControlBus, ControlMessage, ConversationId, ConversationInfo, HistoryQuery,
-    MessageId, MessageRole, RoomStore, StoreError, StreamId, UserId,
+    ChatMessage, ControlBus, ControlMessage, ConversationId, ConversationInfo, Conversations,
+    History, HistoryQuery, MessageId, MessageRole, StoreError, StreamId, UserId,
 };
 
 const WAIT: Duration = Duration::from_secs(10);

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use marie_core::{
     AccessPolicy, Authenticator, BudgetPolicy, ChatEngine, ControlBus, DefaultAccessPolicy,
-    FileStore, LlmProvider, RoomStore, StreamLog, Tool, Toolbox, ToolboxError,
+    FileStore, LlmProvider, Stores, StreamLog, Tool, Toolbox, ToolboxError,
 };
 use socketioxide::adapter::{Adapter, LocalAdapter};
 use socketioxide::{ParserConfig, SocketIo, TransportType};
@@ -65,7 +65,7 @@ pub enum BuildError {
 #[must_use]
 pub struct MarieBuilder<A: Adapter = LocalAdapter> {
     authenticator: Option<Arc<dyn Authenticator>>,
-    store: Option<Arc<dyn RoomStore>>,
+    stores: Option<Stores>,
     provider: Option<Arc<dyn LlmProvider>>,
     policy: Option<Arc<dyn AccessPolicy>>,
     bus: Option<Arc<dyn ControlBus>>,
@@ -83,7 +83,7 @@ impl Default for MarieBuilder {
     fn default() -> Self {
         Self {
             authenticator: None,
-            store: None,
+            stores: None,
             provider: None,
             policy: None,
             bus: None,
@@ -116,9 +116,11 @@ impl<A: Adapter> MarieBuilder<A> {
         self
     }
 
-    /// Where conversations, history and sessions live.
-    pub fn store(mut self, store: impl RoomStore) -> Self {
-        self.store = Some(Arc::new(store));
+    /// Where conversations, history, sessions and the rest live: one
+    /// [`RoomStore`](marie_core::RoomStore) (`MemoryStore`, `RedisStore`, `SqlStore`, yours),
+    /// or [`Stores`] given in parts (history in PostgreSQL, leases and queues in Redis, say).
+    pub fn store(mut self, store: impl Into<Stores>) -> Self {
+        self.stores = Some(store.into());
         self
     }
 
@@ -173,7 +175,7 @@ impl<A: Adapter> MarieBuilder<A> {
     pub fn with_adapter<B: Adapter>(self, state: B::State) -> MarieBuilder<B> {
         MarieBuilder {
             authenticator: self.authenticator,
-            store: self.store,
+            stores: self.stores,
             provider: self.provider,
             policy: self.policy,
             bus: self.bus,
@@ -260,7 +262,7 @@ impl<A: Adapter> MarieBuilder<A> {
         let authenticator = self
             .authenticator
             .ok_or(BuildError::Missing("authenticator"))?;
-        let store = self.store.ok_or(BuildError::Missing("store"))?;
+        let stores = self.stores.ok_or(BuildError::Missing("store"))?;
         let provider = self.provider.ok_or(BuildError::Missing("provider"))?;
         let policy = self.policy.unwrap_or_else(|| Arc::new(DefaultAccessPolicy));
         if let Some(e) = self.tool_error {
@@ -298,7 +300,7 @@ impl<A: Adapter> MarieBuilder<A> {
             self.bus.clone(),
         );
         let sink = SocketIoSink::with_hub(hub.clone());
-        let mut engine = ChatEngine::builder(store, provider, Arc::new(sink))
+        let mut engine = ChatEngine::builder(stores, provider, Arc::new(sink))
             .policy(policy)
             .stream_log(log)
             .tools(self.tools)

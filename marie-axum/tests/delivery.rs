@@ -773,10 +773,16 @@ async fn an_answer_to_a_client_with_a_full_buffer_is_not_lost() {
     // conversation (ack id 7) and waits until the server has done it.
     let join = r#"427["join_conversation",{"conversation_id":"c-full-2"}]"#;
     bob.send(Message::Text(join.into())).await.unwrap();
-    let store = handle.engine().store().clone();
+    let stores = handle.engine().stores().clone();
     let other = ConversationId::parse("c-full-2").unwrap();
     tokio::time::timeout(common::WAIT, async {
-        while store.conversation(&other).await.unwrap().is_none() {
+        while stores
+            .conversations()
+            .conversation(&other)
+            .await
+            .unwrap()
+            .is_none()
+        {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     })

@@ -13,7 +13,7 @@ use common::{TestClient, connect, connect_raw, start_with};
 use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
 use marie_adapters::{JwtAuthenticator, MemoryStore};
 use marie_axum::{AllowedOrigins, Limits, Marie, MarieConfig, MarieHandle, Rate};
-use marie_core::{Authenticator, ConversationId, HistoryQuery, RoomStore, UserId, now_millis};
+use marie_core::{Authenticator, ConversationId, History, HistoryQuery, UserId, now_millis};
 use marie_llm::EchoProvider;
 use serde_json::{Value, json};
 

@@ -1,6 +1,6 @@
 //! Token budgets: how many tokens a user may spend per period ([`Budget`]), decided by the
 //! app ([`BudgetPolicy`]), counted in the store so that every node sees one figure
-//! ([`UsageWindow`], [`RoomStore::add_usage`](crate::RoomStore::add_usage)).
+//! ([`UsageWindow`], [`UsageLedger`](crate::UsageLedger)).
 
 use std::fmt;
 use std::str::FromStr;
@@ -9,7 +9,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use crate::{Identity, StoreError};
+use crate::{Identity, StoreError, UsageWindow};
 
 /// How long a budget lasts before it starts again. Periods are fixed windows of UTC time
 /// (a day runs from midnight to midnight UTC), so every node agrees on them.
@@ -64,16 +64,6 @@ impl BudgetPeriod {
             end: start + length,
         }
     }
-}
-
-/// One period of one budget: `[start, end)` in milliseconds since the Unix epoch. Usage is
-/// counted per user and window.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct UsageWindow {
-    /// When it began.
-    pub start: u64,
-    /// When it ends (and the budget starts again: `get_usage.resets_at`).
-    pub end: u64,
 }
 
 /// A user's token budget: at most `limit` tokens (prompt and completion, as `stream_end.usage`

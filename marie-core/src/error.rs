@@ -104,9 +104,10 @@ pub enum Error {
     /// The model could not be reached or failed.
     #[error("the language model is unavailable")]
     Provider(#[from] ProviderError),
-    /// A store failed.
+    /// A store failed. (A store's [`StoreError::NotFound`] and [`StoreError::Conflict`]
+    /// become [`Error::NotFound`] and [`Error::Conflict`].)
     #[error("storage is unavailable")]
-    Store(#[from] StoreError),
+    Store(#[source] StoreError),
     /// The server is shutting down and takes no new answers.
     #[error("the server is shutting down")]
     ShuttingDown,
@@ -186,7 +187,9 @@ pub enum AuthError {
     Unavailable(String),
 }
 
-/// A failure of a [`RoomStore`](crate::RoomStore).
+/// A failure of a store (one of the traits of [`RoomStore`](crate::RoomStore), a
+/// [`StreamLog`](crate::StreamLog), a [`FileStore`](crate::FileStore), a
+/// [`ControlBus`](crate::ControlBus)).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
@@ -196,6 +199,38 @@ pub enum StoreError {
     /// The backend held data MARIE cannot read.
     #[error("corrupt store data: {0}")]
     Corrupt(String),
+    /// The record a change needs does not exist; the text says which, safe to show (`no
+    /// such conversation`). Clients get `not_found`.
+    #[error("{0}")]
+    NotFound(&'static str),
+    /// The change conflicts with the record as it is now (another change came first); the
+    /// text says what, safe to show. Clients get `conflict`.
+    #[error("{0}")]
+    Conflict(&'static str),
+}
+
+impl StoreError {
+    /// `no such conversation`: what a store says of a change to a conversation it does not
+    /// hold.
+    pub fn no_such_conversation() -> Self {
+        Self::NotFound("no such conversation")
+    }
+
+    /// Whether this is a failure of the backend (unreachable, corrupt) rather than an answer
+    /// about the data (not found, conflict): what a store counts and logs as an error.
+    pub fn is_fault(&self) -> bool {
+        matches!(self, Self::Unavailable(_) | Self::Corrupt(_))
+    }
+}
+
+impl From<StoreError> for Error {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound(what) => Error::NotFound(what),
+            StoreError::Conflict(what) => Error::Conflict(what),
+            e => Error::Store(e),
+        }
+    }
 }
 
 /// A failure of an [`LlmProvider`](crate::LlmProvider).
@@ -309,6 +344,22 @@ mod tests {
             serde_json::to_value(ErrorCode::PayloadTooLarge).ok(),
             Some(serde_json::json!("payload_too_large"))
         );
+    }
+
+    #[test]
+    fn a_store_that_finds_nothing_is_not_found_for_the_client() {
+        let err = Error::from(StoreError::no_such_conversation());
+        assert_eq!(err.code(), ErrorCode::NotFound);
+        assert_eq!(err.client_message(), "no such conversation");
+        assert_eq!(
+            Error::from(StoreError::Conflict("already decided")).code(),
+            ErrorCode::Conflict
+        );
+        assert_eq!(
+            Error::from(StoreError::Unavailable("down".into())).code(),
+            ErrorCode::Internal
+        );
+        assert!(!StoreError::no_such_conversation().is_fault());
     }
 
     #[test]

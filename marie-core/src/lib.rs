@@ -3,9 +3,12 @@
 //! The heart of [MARIE](https://github.com/marie-rs/marie): real-time AI chat for axum apps.
 //! This crate knows nothing of sockets or HTTP. It holds
 //!
-//! * the backend traits — [`Authenticator`], [`RoomStore`], [`LlmProvider`], [`StreamSink`],
-//!   [`AccessPolicy`], [`ControlBus`], [`StreamLog`] and [`FileStore`] — which third-party backends implement, depending on
-//!   this crate alone, and [`Tool`], the app's functions the model may call;
+//! * the backend traits — [`Authenticator`], the store traits (one per concern:
+//!   [`Conversations`], [`History`], [`Sessions`], [`AnswerLeases`], [`Approvals`],
+//!   [`SendQueue`], [`UsageLedger`]; [`RoomStore`] is their sum), [`LlmProvider`],
+//!   [`StreamSink`], [`AccessPolicy`], [`ControlBus`], [`StreamLog`] and [`FileStore`] —
+//!   which third-party backends implement, depending on this crate alone, and [`Tool`], the
+//!   app's functions the model may call;
 //! * the domain types ([`ConversationId`], [`ChatMessage`], [`Usage`], ...) and the one type of
 //!   everything an answer sends to a conversation ([`StreamEvent`]), which every layer carries
 //!   as it is, from the engine to the client;
@@ -38,7 +41,6 @@
 //! # }
 //! ```
 
-mod approval;
 mod auth;
 mod budget;
 mod control;
@@ -51,23 +53,21 @@ mod log;
 mod message;
 mod policy;
 mod provider;
-mod queue;
 mod sink;
 mod store;
 mod stream;
 mod tool;
 
-pub use approval::{APPROVAL_RETENTION, ApprovalDecision, ApprovalOutcome, ApprovalRecord};
 pub use auth::{Authenticator, AuthenticatorFn, authenticator_fn};
 pub use budget::{
-    Budget, BudgetFn, BudgetParseError, BudgetPeriod, BudgetPolicy, UsageReport, UsageWindow,
-    budget_fn,
+    Budget, BudgetFn, BudgetParseError, BudgetPeriod, BudgetPolicy, UsageReport, budget_fn,
 };
 /// The bytes of a file ([`StoredFile`], [`Attachment`]), re-exported from `bytes`.
 pub use bytes::Bytes;
 pub use control::{ControlBus, ControlHandler, ControlMessage, LocalControlBus};
 pub use engine::{
-    ActiveStream, ChatEngine, EngineBuilder, EngineConfig, Joined, SendOutcome, SendRequest, Upload,
+    ActiveStream, ChatEngine, EngineBuilder, EngineConfig, Joined, OnBusy, SendOutcome,
+    SendRequest, Upload,
 };
 pub use error::{AuthError, Error, ErrorCode, ProviderError, SinkError, StoreError};
 pub use file::{
@@ -79,17 +79,18 @@ pub use ids::{
     ApprovalId, ConversationId, FileId, MAX_ID_LEN, MessageId, SessionId, StreamId, UserId,
 };
 pub use log::{LogRead, MemoryLogConfig, MemoryStreamLog, StreamLog, StreamMeta, check_resume};
-pub use message::{
-    ChatMessage, ConversationInfo, FinishReason, MessageRole, Usage, estimate_tokens, now_millis,
-};
+pub use message::{ChatMessage, FinishReason, MessageRole, Usage, estimate_tokens, now_millis};
 pub use policy::{AccessPolicy, DefaultAccessPolicy};
 pub use provider::{
     AssistantTurn, LlmEvent, LlmProvider, LlmRequest, LlmStream, PromptMessage, ToolCall,
     ToolCallRef, ToolResultRef, ToolSpec, tool_result_text,
 };
-pub use queue::{OnBusy, QueuedSend};
 pub use sink::{RecordingSink, StreamSink, emit_each};
-pub use store::{HistoryQuery, RoomStore, SessionRecord};
+pub use store::{
+    APPROVAL_RETENTION, AnswerLease, AnswerLeases, ApprovalDecision, ApprovalOutcome,
+    ApprovalRecord, Approvals, ConversationInfo, Conversations, History, HistoryQuery, QueuedSend,
+    RoomStore, SendQueue, SessionRecord, Sessions, Stores, UsageLedger, UsageWindow,
+};
 pub use stream::{
     AnswerFailed, EndStatus, MessagePart, MessageResponse, Payload, SendQueued, StartStatus,
     StreamChunk, StreamEnd, StreamEvent, StreamFailed, StreamReasoning, StreamReset, StreamStart,

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{ConversationId, MessageId, UserId};
+use crate::{MessageId, UserId};
 
 /// Who wrote a message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -79,17 +79,6 @@ impl ChatMessage {
             attachments: Vec::new(),
         }
     }
-}
-
-/// A conversation's record: who created it and when.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ConversationInfo {
-    /// The conversation.
-    pub conversation_id: ConversationId,
-    /// Its creator, who may always join and invite.
-    pub created_by: UserId,
-    /// Milliseconds since the Unix epoch.
-    pub created_at: u64,
 }
 
 /// Token accounting of one answer (of all its model steps), as `stream_end.usage` carries it.

@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 
-use crate::{ConversationInfo, Identity, RoomStore, StoreError};
+use crate::{ConversationInfo, Conversations, Identity, StoreError};
 
 /// Decides who may enter a conversation and who may invite others to it.
 ///
@@ -15,7 +15,7 @@ pub trait AccessPolicy: Send + Sync + 'static {
         &self,
         who: &Identity,
         conversation: &ConversationInfo,
-        store: &dyn RoomStore,
+        store: &dyn Conversations,
     ) -> Result<bool, StoreError>;
 
     /// Whether `who` may let another user into `conversation`.
@@ -23,7 +23,7 @@ pub trait AccessPolicy: Send + Sync + 'static {
         &self,
         who: &Identity,
         conversation: &ConversationInfo,
-        store: &dyn RoomStore,
+        store: &dyn Conversations,
     ) -> Result<bool, StoreError> {
         self.can_access(who, conversation, store).await
     }
@@ -40,7 +40,7 @@ impl AccessPolicy for DefaultAccessPolicy {
         &self,
         who: &Identity,
         conversation: &ConversationInfo,
-        store: &dyn RoomStore,
+        store: &dyn Conversations,
     ) -> Result<bool, StoreError> {
         if who.is_admin() || conversation.created_by == who.user_id {
             return Ok(true);
@@ -57,7 +57,7 @@ impl<T: AccessPolicy + ?Sized> AccessPolicy for std::sync::Arc<T> {
         &self,
         who: &Identity,
         conversation: &ConversationInfo,
-        store: &dyn RoomStore,
+        store: &dyn Conversations,
     ) -> Result<bool, StoreError> {
         (**self).can_access(who, conversation, store).await
     }
@@ -66,7 +66,7 @@ impl<T: AccessPolicy + ?Sized> AccessPolicy for std::sync::Arc<T> {
         &self,
         who: &Identity,
         conversation: &ConversationInfo,
-        store: &dyn RoomStore,
+        store: &dyn Conversations,
     ) -> Result<bool, StoreError> {
         (**self).can_invite(who, conversation, store).await
     }

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use marie_adapters::MemoryStore;
 use marie_core::{
-    ChatEngine, ControlBus, ConversationId, EndStatus, EngineConfig, Error, Identity,
-    LocalControlBus, RecordingSink, RoomStore, SendRequest, StreamEvent, StreamId, UserId,
+    AnswerLeases, ChatEngine, ControlBus, ConversationId, EndStatus, EngineConfig, Error, Identity,
+    LocalControlBus, RecordingSink, SendRequest, StreamEvent, StreamId, UserId,
 };
 use marie_llm::ScriptedProvider;
 

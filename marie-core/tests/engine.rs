@@ -14,13 +14,12 @@ use std::time::Duration;
 use async_trait::async_trait;
 use marie_adapters::MemoryStore;
 use marie_core::{
-    ActiveStream, ApprovalDecision, ApprovalId, ApprovalOutcome, ApprovalRecord, Budget,
-    BudgetPeriod, BudgetPolicy, ChatEngine, ChatMessage, ConversationId, ConversationInfo,
-    EndStatus, EngineConfig, Error, ErrorCode, FinishReason, HistoryQuery, Identity, MessageId,
-    MessagePart, MessageRole, OnBusy, PromptMessage, ProviderError, QueuedSend, RecordingSink,
-    RoomStore, SendOutcome, SendRequest, SessionId, SessionRecord, SinkError, StartStatus,
-    StoreError, StreamChunk, StreamEnd, StreamEvent, StreamFailed, StreamId, StreamReset,
-    StreamSink, Usage, UserId, budget_fn, estimate_tokens,
+    Budget, BudgetPeriod, BudgetPolicy, ChatEngine, ChatMessage, ConversationId, Conversations,
+    EndStatus, EngineConfig, Error, ErrorCode, FinishReason, History, HistoryQuery, Identity,
+    MessageId, MessagePart, MessageRole, OnBusy, PromptMessage, ProviderError, RecordingSink,
+    SendOutcome, SendRequest, SinkError, StartStatus, StoreError, Stores, StreamChunk, StreamEnd,
+    StreamEvent, StreamFailed, StreamId, StreamReset, StreamSink, Usage, UserId, budget_fn,
+    estimate_tokens,
 };
 use marie_llm::ScriptedProvider;
 
@@ -61,20 +60,21 @@ fn harness_with_sink(
         sink,
         engine_sink,
         store.clone(),
-        Arc::new(store),
+        Stores::new(store),
     )
 }
 
 /// A harness whose engine uses `engine_store`, which must keep its data in `store`.
-fn harness_with_store(provider: ScriptedProvider, engine_store: Arc<FaultyStore>) -> Harness {
+fn harness_with_store(provider: ScriptedProvider, faulty: Arc<FaultyStore>) -> Harness {
     let sink = Arc::new(RecordingSink::new());
+    let store = faulty.inner.clone();
     harness_full(
         provider,
         EngineConfig::default(),
         sink.clone(),
         sink,
-        engine_store.inner.clone(),
-        engine_store,
+        store.clone(),
+        Stores::new(store).with_history(faulty),
     )
 }
 
@@ -84,7 +84,7 @@ fn harness_full(
     sink: Arc<RecordingSink>,
     engine_sink: Arc<dyn StreamSink>,
     store: MemoryStore,
-    engine_store: Arc<dyn RoomStore>,
+    engine_store: Stores,
 ) -> Harness {
     let engine = ChatEngine::builder(engine_store, Arc::new(provider.clone()), engine_sink)
         .config(config)
@@ -2185,34 +2185,10 @@ impl FaultyStore {
     }
 }
 
+/// Only the history has faults: every other part of the engine's stores is the plain
+/// [`MemoryStore`] (`Stores::with_history`).
 #[async_trait]
-impl RoomStore for FaultyStore {
-    async fn create_conversation(&self, info: ConversationInfo) -> Result<bool, StoreError> {
-        self.inner.create_conversation(info).await
-    }
-    async fn conversation(
-        &self,
-        conversation: &ConversationId,
-    ) -> Result<Option<ConversationInfo>, StoreError> {
-        self.inner.conversation(conversation).await
-    }
-    async fn grant_access(
-        &self,
-        conversation: &ConversationId,
-        user: &UserId,
-    ) -> Result<(), StoreError> {
-        self.inner.grant_access(conversation, user).await
-    }
-    async fn has_access(
-        &self,
-        conversation: &ConversationId,
-        user: &UserId,
-    ) -> Result<bool, StoreError> {
-        self.inner.has_access(conversation, user).await
-    }
-    async fn members(&self, conversation: &ConversationId) -> Result<Vec<UserId>, StoreError> {
-        self.inner.members(conversation).await
-    }
+impl History for FaultyStore {
     async fn append_message(
         &self,
         conversation: &ConversationId,
@@ -2252,101 +2228,6 @@ impl RoomStore for FaultyStore {
         message: &MessageId,
     ) -> Result<Option<MessageId>, StoreError> {
         self.inner.switch_branch(conversation, message).await
-    }
-    async fn add_usage(
-        &self,
-        user: &UserId,
-        window: marie_core::UsageWindow,
-        tokens: u64,
-    ) -> Result<u64, StoreError> {
-        self.inner.add_usage(user, window, tokens).await
-    }
-    async fn usage(
-        &self,
-        user: &UserId,
-        window: marie_core::UsageWindow,
-    ) -> Result<u64, StoreError> {
-        self.inner.usage(user, window).await
-    }
-    async fn enqueue_send(
-        &self,
-        send: &QueuedSend,
-        max: usize,
-    ) -> Result<Option<usize>, StoreError> {
-        self.inner.enqueue_send(send, max).await
-    }
-    async fn queued_sends(
-        &self,
-        conversation: &ConversationId,
-    ) -> Result<Vec<QueuedSend>, StoreError> {
-        self.inner.queued_sends(conversation).await
-    }
-    async fn remove_queued(
-        &self,
-        conversation: &ConversationId,
-        stream_id: &StreamId,
-    ) -> Result<bool, StoreError> {
-        self.inner.remove_queued(conversation, stream_id).await
-    }
-    async fn put_session(&self, session: SessionRecord) -> Result<(), StoreError> {
-        self.inner.put_session(session).await
-    }
-    async fn session(&self, session: &SessionId) -> Result<Option<SessionRecord>, StoreError> {
-        self.inner.session(session).await
-    }
-    async fn remove_session(&self, session: &SessionId) -> Result<(), StoreError> {
-        self.inner.remove_session(session).await
-    }
-    async fn claim_answer(
-        &self,
-        conversation: &ConversationId,
-        stream_id: &StreamId,
-        ttl: Duration,
-    ) -> Result<bool, StoreError> {
-        self.inner.claim_answer(conversation, stream_id, ttl).await
-    }
-    async fn renew_answer(
-        &self,
-        conversation: &ConversationId,
-        active: &ActiveStream,
-        ttl: Duration,
-    ) -> Result<bool, StoreError> {
-        self.inner.renew_answer(conversation, active, ttl).await
-    }
-    async fn release_answer(
-        &self,
-        conversation: &ConversationId,
-        stream_id: &StreamId,
-    ) -> Result<(), StoreError> {
-        self.inner.release_answer(conversation, stream_id).await
-    }
-    async fn active_answer(
-        &self,
-        conversation: &ConversationId,
-    ) -> Result<Option<ActiveStream>, StoreError> {
-        self.inner.active_answer(conversation).await
-    }
-    async fn create_approval(&self, approval: &ApprovalRecord) -> Result<(), StoreError> {
-        self.inner.create_approval(approval).await
-    }
-    async fn approval(&self, approval: &ApprovalId) -> Result<Option<ApprovalRecord>, StoreError> {
-        self.inner.approval(approval).await
-    }
-    async fn decide_approval(
-        &self,
-        approval: &ApprovalId,
-        decision: &ApprovalDecision,
-    ) -> Result<ApprovalOutcome, StoreError> {
-        self.inner.decide_approval(approval, decision).await
-    }
-    async fn pending_approval(
-        &self,
-        conversation: &ConversationId,
-    ) -> Result<Option<ApprovalRecord>, StoreError> {
-        self.inner.pending_approval(conversation).await
-    }
-    async fn remove_approval(&self, approval: &ApprovalId) -> Result<(), StoreError> {
-        self.inner.remove_approval(approval).await
     }
 }
 

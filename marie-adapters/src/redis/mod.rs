@@ -33,7 +33,6 @@
 //! [`RedisConfig::timeout`] with [`StoreError::Unavailable`](marie_core::StoreError) rather
 //! than wait for Redis to come back.
 
-mod approval;
 mod bus;
 mod log;
 mod store;

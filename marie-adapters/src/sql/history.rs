@@ -11,17 +11,16 @@
 //!   row. Both the walk up and the walk down (to the newest child at each step) are one
 //!   recursive query, however long the branch.
 
+use async_trait::async_trait;
 use marie_core::{
-    Attachment, ChatMessage, ConversationId, HistoryQuery, MessageId, MessagePart, MessageRole,
-    PromptMessage,
+    Attachment, ChatMessage, ConversationId, History, HistoryQuery, MessageId, MessagePart,
+    MessageRole, PromptMessage, StoreError,
 };
 use sqlx::any::AnyRow;
 use sqlx::{Any, AnyConnection, Row, Transaction};
 
-use super::rooms::LOCK_CONVERSATION;
-use super::{
-    Fault, SqlStore, changed, corrupt, from_db, from_json, no_such_conversation, to_db, to_json,
-};
+use super::conversations::LOCK_CONVERSATION;
+use super::{Fault, SqlStore, changed, corrupt, from_db, from_json, to_db, to_json};
 
 /// The active branch from `$2` up: `$2` and its ancestors, each with whether it is on the
 /// path now, stopping at the first that is. Parameters: `$1` conversation, `$2` message.
@@ -100,7 +99,7 @@ impl SqlStore {
         .await?;
         let Some(seq) = seq else {
             tx.rollback().await?;
-            return Err(no_such_conversation().into());
+            return Err(StoreError::no_such_conversation().into());
         };
         let parts = (!message.parts.is_empty())
             .then(|| to_json(&message.parts))
@@ -443,6 +442,68 @@ fn attachments(raw: Option<String>) -> Result<Vec<Attachment>, marie_core::Store
 
 fn limit(limit: usize) -> i64 {
     i64::try_from(limit).unwrap_or(i64::MAX)
+}
+
+#[async_trait]
+impl History for SqlStore {
+    async fn append_message(
+        &self,
+        conversation: &ConversationId,
+        message: ChatMessage,
+    ) -> Result<(), StoreError> {
+        self.run("append_message", || self.append(conversation, &message))
+            .await
+    }
+
+    async fn history(
+        &self,
+        conversation: &ConversationId,
+        query: HistoryQuery,
+    ) -> Result<Vec<ChatMessage>, StoreError> {
+        if query.limit == 0 {
+            return Ok(Vec::new());
+        }
+        self.run("history", || self.page(conversation, &query))
+            .await
+    }
+
+    /// Reads only what the model is shown of each message, without siblings.
+    async fn prompt_history(
+        &self,
+        conversation: &ConversationId,
+        query: HistoryQuery,
+    ) -> Result<Vec<PromptMessage>, StoreError> {
+        if query.limit == 0 {
+            return Ok(Vec::new());
+        }
+        self.run("prompt_history", || self.prompt_page(conversation, &query))
+            .await
+    }
+
+    async fn message(
+        &self,
+        conversation: &ConversationId,
+        message: &MessageId,
+    ) -> Result<Option<ChatMessage>, StoreError> {
+        self.run("message", || self.read_message(conversation, message))
+            .await
+    }
+
+    async fn active_leaf(
+        &self,
+        conversation: &ConversationId,
+    ) -> Result<Option<MessageId>, StoreError> {
+        self.run("active_leaf", || self.leaf(conversation)).await
+    }
+
+    async fn switch_branch(
+        &self,
+        conversation: &ConversationId,
+        message: &MessageId,
+    ) -> Result<Option<MessageId>, StoreError> {
+        self.run("switch_branch", || self.switch(conversation, message))
+            .await
+    }
 }
 
 #[cfg(all(test, feature = "sqlite"))]

@@ -1,78 +1,15 @@
-//! Sessions (`marie_sessions`) and the leases of running answers (`marie_answer_leases`):
-//! rows that lapse at `expires_at`. A lapsed row reads as absent; a lapsed lease is taken
-//! over by the next claim, and lapsed sessions are swept now and then.
+//! The leases of running answers (`marie_answer_leases`): rows that lapse at `expires_at`.
+//! A lapsed row reads as absent, and is taken over by the next claim.
 
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use marie_core::{
-    ActiveStream, ConversationId, SessionId, SessionRecord, StreamId, UserId, now_millis,
-};
+use async_trait::async_trait;
+use marie_core::{AnswerLease, AnswerLeases, ConversationId, StoreError, StreamId, now_millis};
 use sqlx::Row;
 
-use super::{Fault, SqlStore, changed, corrupt, from_db, from_json, millis, to_db, to_json};
-
-/// Every this many session writes, one sweeps the expired sessions.
-const SWEEP_EVERY: u64 = 256;
+use super::{Fault, SqlStore, changed, corrupt, from_db, millis, to_db};
 
 impl SqlStore {
-    pub(super) async fn write_session(&self, session: &SessionRecord) -> Result<(), Fault> {
-        let now = now_millis();
-        if session.expires_at <= now {
-            return self.delete_session(&session.session_id).await;
-        }
-        if self.inner.session_writes.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY
-            == SWEEP_EVERY - 1
-        {
-            sqlx::query("DELETE FROM marie_sessions WHERE expires_at <= $1")
-                .bind(to_db(now))
-                .execute(self.pool())
-                .await?;
-        }
-        sqlx::query(
-            "INSERT INTO marie_sessions (session_id, user_id, rooms, expires_at) \
-             VALUES ($1, $2, $3, $4) ON CONFLICT (session_id) DO UPDATE SET \
-             user_id = excluded.user_id, rooms = excluded.rooms, expires_at = excluded.expires_at",
-        )
-        .bind(session.session_id.as_str())
-        .bind(session.user_id.as_str())
-        .bind(to_json(&session.rooms)?)
-        .bind(to_db(session.expires_at))
-        .execute(self.pool())
-        .await?;
-        Ok(())
-    }
-
-    pub(super) async fn read_session(
-        &self,
-        session: &SessionId,
-    ) -> Result<Option<SessionRecord>, Fault> {
-        let row = sqlx::query(
-            "SELECT user_id, rooms, expires_at FROM marie_sessions \
-             WHERE session_id = $1 AND expires_at > $2",
-        )
-        .bind(session.as_str())
-        .bind(to_db(now_millis()))
-        .fetch_optional(self.pool())
-        .await?;
-        let Some(row) = row else { return Ok(None) };
-        let rooms: String = row.try_get(1)?;
-        Ok(Some(SessionRecord {
-            session_id: session.clone(),
-            user_id: UserId::parse(row.try_get::<String, _>(0)?).map_err(corrupt)?,
-            rooms: from_json(&rooms)?,
-            expires_at: from_db(row.try_get(2)?),
-        }))
-    }
-
-    pub(super) async fn delete_session(&self, session: &SessionId) -> Result<(), Fault> {
-        sqlx::query("DELETE FROM marie_sessions WHERE session_id = $1")
-            .bind(session.as_str())
-            .execute(self.pool())
-            .await?;
-        Ok(())
-    }
-
     /// One statement: inserts the lease, or takes over a lapsed one; changes nothing (no
     /// row affected) while another is unexpired, its own holder's included.
     pub(super) async fn claim(
@@ -101,7 +38,7 @@ impl SqlStore {
     pub(super) async fn renew(
         &self,
         conversation: &ConversationId,
-        active: &ActiveStream,
+        lease: &AnswerLease,
         ttl: Duration,
     ) -> Result<bool, Fault> {
         let now = now_millis();
@@ -113,8 +50,8 @@ impl SqlStore {
              OR marie_answer_leases.expires_at <= $5",
         )
         .bind(conversation.as_str())
-        .bind(active.stream_id.as_str())
-        .bind(to_db(active.seq))
+        .bind(lease.stream_id.as_str())
+        .bind(to_db(lease.seq))
         .bind(to_db(now.saturating_add(millis(ttl).max(1))))
         .bind(to_db(now))
         .execute(self.pool())
@@ -140,7 +77,7 @@ impl SqlStore {
     pub(super) async fn lease(
         &self,
         conversation: &ConversationId,
-    ) -> Result<Option<ActiveStream>, Fault> {
+    ) -> Result<Option<AnswerLease>, Fault> {
         let row = sqlx::query(
             "SELECT stream_id, seq FROM marie_answer_leases \
              WHERE conversation_id = $1 AND expires_at > $2",
@@ -150,10 +87,48 @@ impl SqlStore {
         .fetch_optional(self.pool())
         .await?;
         let Some(row) = row else { return Ok(None) };
-        Ok(Some(ActiveStream {
+        Ok(Some(AnswerLease {
             stream_id: StreamId::parse(row.try_get::<String, _>(0)?).map_err(corrupt)?,
             seq: from_db(row.try_get(1)?),
-            pending_approval: None,
         }))
+    }
+}
+
+#[async_trait]
+impl AnswerLeases for SqlStore {
+    async fn claim_answer(
+        &self,
+        conversation: &ConversationId,
+        stream_id: &StreamId,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        self.run("claim_answer", || self.claim(conversation, stream_id, ttl))
+            .await
+    }
+
+    async fn renew_answer(
+        &self,
+        conversation: &ConversationId,
+        lease: &AnswerLease,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        self.run("renew_answer", || self.renew(conversation, lease, ttl))
+            .await
+    }
+
+    async fn release_answer(
+        &self,
+        conversation: &ConversationId,
+        stream_id: &StreamId,
+    ) -> Result<(), StoreError> {
+        self.run("release_answer", || self.release(conversation, stream_id))
+            .await
+    }
+
+    async fn active_answer(
+        &self,
+        conversation: &ConversationId,
+    ) -> Result<Option<AnswerLease>, StoreError> {
+        self.run("active_answer", || self.lease(conversation)).await
     }
 }

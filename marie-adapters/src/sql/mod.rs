@@ -69,12 +69,13 @@
 //! `?options[search_path]=marie`) or a database of its own, or set `ignore_missing` on its
 //! migrator. MARIE's migrator ignores migrations it does not know.
 
-mod approval;
+mod approvals;
+mod conversations;
 mod files;
 mod history;
 mod leases;
 mod queue;
-mod rooms;
+mod sessions;
 mod usage;
 
 use std::future::Future;
@@ -83,12 +84,7 @@ use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use marie_core::{
-    ActiveStream, ApprovalDecision, ApprovalId, ApprovalOutcome, ApprovalRecord, Bytes,
-    ChatMessage, ConversationId, ConversationInfo, FileId, FileMeta, FileStore, HistoryQuery,
-    MessageId, PromptMessage, PutOutcome, QueuedSend, RoomStore, SessionId, SessionRecord,
-    StoreError, StoredFile, StreamId, UsageWindow, UserId,
-};
+use marie_core::{Bytes, FileId, FileMeta, FileStore, PutOutcome, StoreError, StoredFile, UserId};
 use sqlx::any::{AnyPoolOptions, AnyQueryResult};
 use sqlx::{Any, AnyPool, Executor, Transaction};
 
@@ -377,7 +373,7 @@ impl SqlStore {
                 Fault::Sql(e) => sql_error(e),
                 Fault::Store(e) => e,
             };
-            if !is_no_such_conversation(&error) {
+            if error.is_fault() {
                 metrics::counter!("marie_store_errors_total", "store" => "sql", "op" => op)
                     .increment(1);
                 tracing::debug!(op, error = %error, "sql operation failed");
@@ -433,14 +429,6 @@ fn sql_error(e: sqlx::Error) -> StoreError {
     }
 }
 
-fn no_such_conversation() -> StoreError {
-    StoreError::Unavailable("no such conversation".into())
-}
-
-fn is_no_such_conversation(e: &StoreError) -> bool {
-    matches!(e, StoreError::Unavailable(m) if m == "no such conversation")
-}
-
 fn corrupt(e: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(e.to_string())
 }
@@ -472,222 +460,6 @@ fn from_json<T: serde::de::DeserializeOwned>(raw: &str) -> Result<T, StoreError>
 /// Whether a statement changed a row.
 fn changed(result: &AnyQueryResult) -> bool {
     result.rows_affected() > 0
-}
-
-#[async_trait]
-impl RoomStore for SqlStore {
-    async fn create_conversation(&self, info: ConversationInfo) -> Result<bool, StoreError> {
-        self.run("create_conversation", || self.create(&info)).await
-    }
-
-    async fn conversation(
-        &self,
-        conversation: &ConversationId,
-    ) -> Result<Option<ConversationInfo>, StoreError> {
-        self.run("conversation", || self.read_conversation(conversation))
-            .await
-    }
-
-    async fn grant_access(
-        &self,
-        conversation: &ConversationId,
-        user: &UserId,
-    ) -> Result<(), StoreError> {
-        self.run("grant_access", || self.grant(conversation, user))
-            .await
-    }
-
-    async fn has_access(
-        &self,
-        conversation: &ConversationId,
-        user: &UserId,
-    ) -> Result<bool, StoreError> {
-        self.run("has_access", || self.is_member(conversation, user))
-            .await
-    }
-
-    async fn members(&self, conversation: &ConversationId) -> Result<Vec<UserId>, StoreError> {
-        self.run("members", || self.read_members(conversation))
-            .await
-    }
-
-    async fn append_message(
-        &self,
-        conversation: &ConversationId,
-        message: ChatMessage,
-    ) -> Result<(), StoreError> {
-        self.run("append_message", || self.append(conversation, &message))
-            .await
-    }
-
-    async fn history(
-        &self,
-        conversation: &ConversationId,
-        query: HistoryQuery,
-    ) -> Result<Vec<ChatMessage>, StoreError> {
-        if query.limit == 0 {
-            return Ok(Vec::new());
-        }
-        self.run("history", || self.page(conversation, &query))
-            .await
-    }
-
-    /// Reads only what the model is shown of each message, without siblings.
-    async fn prompt_history(
-        &self,
-        conversation: &ConversationId,
-        query: HistoryQuery,
-    ) -> Result<Vec<PromptMessage>, StoreError> {
-        if query.limit == 0 {
-            return Ok(Vec::new());
-        }
-        self.run("prompt_history", || self.prompt_page(conversation, &query))
-            .await
-    }
-
-    async fn message(
-        &self,
-        conversation: &ConversationId,
-        message: &MessageId,
-    ) -> Result<Option<ChatMessage>, StoreError> {
-        self.run("message", || self.read_message(conversation, message))
-            .await
-    }
-
-    async fn active_leaf(
-        &self,
-        conversation: &ConversationId,
-    ) -> Result<Option<MessageId>, StoreError> {
-        self.run("active_leaf", || self.leaf(conversation)).await
-    }
-
-    async fn switch_branch(
-        &self,
-        conversation: &ConversationId,
-        message: &MessageId,
-    ) -> Result<Option<MessageId>, StoreError> {
-        self.run("switch_branch", || self.switch(conversation, message))
-            .await
-    }
-
-    async fn put_session(&self, session: SessionRecord) -> Result<(), StoreError> {
-        self.run("put_session", || self.write_session(&session))
-            .await
-    }
-
-    async fn session(&self, session: &SessionId) -> Result<Option<SessionRecord>, StoreError> {
-        self.run("session", || self.read_session(session)).await
-    }
-
-    async fn remove_session(&self, session: &SessionId) -> Result<(), StoreError> {
-        self.run("remove_session", || self.delete_session(session))
-            .await
-    }
-
-    async fn claim_answer(
-        &self,
-        conversation: &ConversationId,
-        stream_id: &StreamId,
-        ttl: Duration,
-    ) -> Result<bool, StoreError> {
-        self.run("claim_answer", || self.claim(conversation, stream_id, ttl))
-            .await
-    }
-
-    async fn renew_answer(
-        &self,
-        conversation: &ConversationId,
-        active: &ActiveStream,
-        ttl: Duration,
-    ) -> Result<bool, StoreError> {
-        self.run("renew_answer", || self.renew(conversation, active, ttl))
-            .await
-    }
-
-    async fn release_answer(
-        &self,
-        conversation: &ConversationId,
-        stream_id: &StreamId,
-    ) -> Result<(), StoreError> {
-        self.run("release_answer", || self.release(conversation, stream_id))
-            .await
-    }
-
-    async fn active_answer(
-        &self,
-        conversation: &ConversationId,
-    ) -> Result<Option<ActiveStream>, StoreError> {
-        self.run("active_answer", || self.lease(conversation)).await
-    }
-
-    async fn create_approval(&self, approval: &ApprovalRecord) -> Result<(), StoreError> {
-        self.run("create_approval", || self.put_approval(approval))
-            .await
-    }
-
-    async fn approval(&self, approval: &ApprovalId) -> Result<Option<ApprovalRecord>, StoreError> {
-        self.run("approval", || self.read_approval(approval)).await
-    }
-
-    async fn decide_approval(
-        &self,
-        approval: &ApprovalId,
-        decision: &ApprovalDecision,
-    ) -> Result<ApprovalOutcome, StoreError> {
-        self.run("decide_approval", || self.decide(approval, decision))
-            .await
-    }
-
-    async fn pending_approval(
-        &self,
-        conversation: &ConversationId,
-    ) -> Result<Option<ApprovalRecord>, StoreError> {
-        self.run("pending_approval", || self.pending(conversation))
-            .await
-    }
-
-    async fn remove_approval(&self, approval: &ApprovalId) -> Result<(), StoreError> {
-        self.run("remove_approval", || self.forget_approval(approval))
-            .await
-    }
-
-    async fn add_usage(
-        &self,
-        user: &UserId,
-        window: UsageWindow,
-        tokens: u64,
-    ) -> Result<u64, StoreError> {
-        self.run("add_usage", || self.add_tokens(user, window, tokens))
-            .await
-    }
-
-    async fn usage(&self, user: &UserId, window: UsageWindow) -> Result<u64, StoreError> {
-        self.run("usage", || self.used_tokens(user, window)).await
-    }
-
-    async fn enqueue_send(
-        &self,
-        send: &QueuedSend,
-        max: usize,
-    ) -> Result<Option<usize>, StoreError> {
-        self.run("enqueue_send", || self.enqueue(send, max)).await
-    }
-
-    async fn queued_sends(
-        &self,
-        conversation: &ConversationId,
-    ) -> Result<Vec<QueuedSend>, StoreError> {
-        self.run("queued_sends", || self.queue(conversation)).await
-    }
-
-    async fn remove_queued(
-        &self,
-        conversation: &ConversationId,
-        stream_id: &StreamId,
-    ) -> Result<bool, StoreError> {
-        self.run("remove_queued", || self.dequeue(conversation, stream_id))
-            .await
-    }
 }
 
 /// Files in the same database as history: one node's (SQLite) or every node's (PostgreSQL).

@@ -4,7 +4,8 @@
 //! position and the `max` check stay exact); taking a send out is one `DELETE`, which
 //! exactly one of several concurrent callers gets.
 
-use marie_core::{ConversationId, QueuedSend, StreamId};
+use async_trait::async_trait;
+use marie_core::{ConversationId, QueuedSend, SendQueue, StoreError, StreamId};
 
 use super::{Fault, SqlStore, changed, from_json, to_json};
 
@@ -96,5 +97,32 @@ impl SqlStore {
         .execute(self.pool())
         .await?;
         Ok(changed(&removed))
+    }
+}
+
+#[async_trait]
+impl SendQueue for SqlStore {
+    async fn enqueue_send(
+        &self,
+        send: &QueuedSend,
+        max: usize,
+    ) -> Result<Option<usize>, StoreError> {
+        self.run("enqueue_send", || self.enqueue(send, max)).await
+    }
+
+    async fn queued_sends(
+        &self,
+        conversation: &ConversationId,
+    ) -> Result<Vec<QueuedSend>, StoreError> {
+        self.run("queued_sends", || self.queue(conversation)).await
+    }
+
+    async fn remove_queued(
+        &self,
+        conversation: &ConversationId,
+        stream_id: &StreamId,
+    ) -> Result<bool, StoreError> {
+        self.run("remove_queued", || self.dequeue(conversation, stream_id))
+            .await
     }
 }

@@ -5,7 +5,8 @@
 
 use std::sync::atomic::Ordering;
 
-use marie_core::{UsageWindow, UserId, now_millis};
+use async_trait::async_trait;
+use marie_core::{StoreError, UsageLedger, UsageWindow, UserId, now_millis};
 
 use super::{Fault, SqlStore, from_db, to_db};
 
@@ -58,5 +59,22 @@ impl SqlStore {
         .fetch_optional(self.pool())
         .await?;
         Ok(used.map_or(0, from_db))
+    }
+}
+
+#[async_trait]
+impl UsageLedger for SqlStore {
+    async fn add_usage(
+        &self,
+        user: &UserId,
+        window: UsageWindow,
+        tokens: u64,
+    ) -> Result<u64, StoreError> {
+        self.run("add_usage", || self.add_tokens(user, window, tokens))
+            .await
+    }
+
+    async fn usage(&self, user: &UserId, window: UsageWindow) -> Result<u64, StoreError> {
+        self.run("usage", || self.used_tokens(user, window)).await
     }
 }

@@ -32,7 +32,7 @@ impl ChatEngine {
                 "reason is longer than {MAX_REASON_BYTES} bytes"
             )));
         }
-        let store = &self.shared.store;
+        let store = self.shared.stores.approvals();
         let record = store
             .approval(approval_id)
             .await?

@@ -59,7 +59,7 @@ impl ChatEngine {
             Some(message) => self.find_message(who, conversation, message).await?,
             None => {
                 self.authorize(who, conversation).await?;
-                let store = &self.shared.store;
+                let store = self.shared.stores.history();
                 let leaf = store
                     .active_leaf(conversation)
                     .await?
@@ -115,7 +115,8 @@ impl ChatEngine {
             return Err(Error::Busy);
         }
         self.shared
-            .store
+            .stores
+            .history()
             .switch_branch(conversation, message)
             .await?
             .ok_or(Error::NotFound("no such message in this conversation"))
@@ -130,7 +131,8 @@ impl ChatEngine {
     ) -> Result<ChatMessage, Error> {
         self.authorize(who, conversation).await?;
         self.shared
-            .store
+            .stores
+            .history()
             .message(conversation, message)
             .await?
             .ok_or(Error::NotFound("no such message in this conversation"))

@@ -162,7 +162,8 @@ impl ChatEngine {
     ) -> Result<Vec<PromptMessage>, Error> {
         let mut messages = self
             .shared
-            .store
+            .stores
+            .history()
             .prompt_history(conversation, query)
             .await?;
         let Some(files) = &self.shared.files else {

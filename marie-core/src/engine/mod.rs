@@ -36,27 +36,25 @@ use tokio_util::task::TaskTracker;
 
 pub use config::EngineConfig;
 pub use files::Upload;
-pub use send::{SendOutcome, SendRequest};
+pub use send::{OnBusy, SendOutcome, SendRequest};
 
 use crate::{
     AccessPolicy, ChatMessage, ControlBus, ControlMessage, ConversationId, ConversationInfo,
     DefaultAccessPolicy, Error, HistoryQuery, Identity, LlmProvider, LocalControlBus, LogRead,
-    MemoryStreamLog, MessageId, RoomStore, SendQueued, SessionId, SessionRecord, StreamId,
-    StreamLog, StreamSink, Tool, ToolApprovalRequest, Toolbox, UsageReport, UserId, check_resume,
-    now_millis,
+    MemoryStreamLog, MessageId, SendQueued, SessionId, SessionRecord, Stores, StreamId, StreamLog,
+    StreamSink, Tool, ToolApprovalRequest, Toolbox, UsageReport, UserId, check_resume, now_millis,
 };
 use crate::{BudgetPolicy, FileStore};
 
-/// A running answer, as `joined.active_stream` reports it and as the store's answer lease
-/// records it.
+/// A running answer, as `joined.active_stream` reports it: the store's lease
+/// ([`AnswerLease`](crate::AnswerLease)) and the approval it waits for.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ActiveStream {
     /// The answer.
     pub stream_id: StreamId,
     /// The last `seq` sent so far.
     pub seq: u64,
-    /// The tool call the answer waits on a member to approve, if it does. Filled in by the
-    /// engine ([`ChatEngine::running_answer`]); stores keep it apart and leave it `None` here.
+    /// The tool call the answer waits on a member to approve, if it does.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pending_approval: Option<ToolApprovalRequest>,
 }
@@ -93,7 +91,7 @@ pub struct ChatEngine {
 }
 
 struct Shared {
-    store: Arc<dyn RoomStore>,
+    stores: Stores,
     provider: Arc<dyn LlmProvider>,
     sink: Arc<dyn StreamSink>,
     policy: Arc<dyn AccessPolicy>,
@@ -128,7 +126,7 @@ struct RunningAnswer {
 
 /// Builds a [`ChatEngine`].
 pub struct EngineBuilder {
-    store: Arc<dyn RoomStore>,
+    stores: Stores,
     provider: Arc<dyn LlmProvider>,
     sink: Arc<dyn StreamSink>,
     policy: Arc<dyn AccessPolicy>,
@@ -210,7 +208,7 @@ impl EngineBuilder {
     /// Builds the engine and subscribes it to the control bus.
     pub fn build(self) -> ChatEngine {
         let shared = Arc::new(Shared {
-            store: self.store,
+            stores: self.stores,
             provider: self.provider,
             sink: self.sink,
             policy: self.policy,
@@ -236,14 +234,16 @@ impl EngineBuilder {
 }
 
 impl ChatEngine {
-    /// Starts building an engine from its three required backends.
+    /// Starts building an engine from its three required backends: its stores (one
+    /// [`RoomStore`](crate::RoomStore), or [`Stores`] given in parts), its model and where
+    /// its answers' events go.
     pub fn builder(
-        store: Arc<dyn RoomStore>,
+        stores: impl Into<Stores>,
         provider: Arc<dyn LlmProvider>,
         sink: Arc<dyn StreamSink>,
     ) -> EngineBuilder {
         EngineBuilder {
-            store,
+            stores: stores.into(),
             provider,
             sink,
             policy: Arc::new(DefaultAccessPolicy),
@@ -266,9 +266,9 @@ impl ChatEngine {
         &self.shared.log
     }
 
-    /// The store the engine was built with.
-    pub fn store(&self) -> &Arc<dyn RoomStore> {
-        &self.shared.store
+    /// The stores the engine was built with.
+    pub fn stores(&self) -> &Stores {
+        &self.shared.stores
     }
 
     /// The engine's configuration.
@@ -324,14 +324,15 @@ impl ChatEngine {
     ) -> Result<ConversationInfo, Error> {
         let info = self
             .shared
-            .store
+            .stores
+            .conversations()
             .conversation(conversation)
             .await?
             .ok_or(Error::NotFound("no such conversation"))?;
         if !self
             .shared
             .policy
-            .can_access(who, &info, self.shared.store.as_ref())
+            .can_access(who, &info, self.shared.stores.conversations())
             .await?
         {
             return Err(Error::Forbidden(
@@ -348,10 +349,17 @@ impl ChatEngine {
         who: &Identity,
         conversation: &ConversationId,
     ) -> Result<Joined, Error> {
-        let store = &self.shared.store;
+        let stores = &self.shared.stores;
         let mut created = false;
-        if self.shared.config.create_on_join && store.conversation(conversation).await?.is_none() {
-            created = store
+        if self.shared.config.create_on_join
+            && stores
+                .conversations()
+                .conversation(conversation)
+                .await?
+                .is_none()
+        {
+            created = stores
+                .conversations()
                 .create_conversation(ConversationInfo {
                     conversation_id: conversation.clone(),
                     created_by: who.user_id.clone(),
@@ -360,9 +368,9 @@ impl ChatEngine {
                 .await?;
         }
         let info = self.authorize(who, conversation).await?;
-        let members = store.members(conversation).await?;
+        let members = stores.conversations().members(conversation).await?;
         let active_stream = self.running_answer(conversation).await?;
-        let queue = store.queued_sends(conversation).await?;
+        let queue = stores.send_queue().queued_sends(conversation).await?;
         if active_stream.is_none() && !queue.is_empty() && !self.is_shutting_down() {
             // Sends queued behind an answer whose node died wait for someone to look.
             let engine = self.clone();
@@ -403,14 +411,18 @@ impl ChatEngine {
         if !self
             .shared
             .policy
-            .can_invite(who, &info, self.shared.store.as_ref())
+            .can_invite(who, &info, self.shared.stores.conversations())
             .await?
         {
             return Err(Error::Forbidden(
                 "you may not invite users to this conversation",
             ));
         }
-        self.shared.store.grant_access(conversation, user).await?;
+        self.shared
+            .stores
+            .conversations()
+            .grant_access(conversation, user)
+            .await?;
         Ok(())
     }
 
@@ -424,16 +436,21 @@ impl ChatEngine {
         if let Some(local) = self.active_stream(conversation) {
             return Ok(Some(local));
         }
-        let store = &self.shared.store;
-        let Some(mut active) = store.active_answer(conversation).await? else {
+        let stores = &self.shared.stores;
+        let Some(lease) = stores.answer_leases().active_answer(conversation).await? else {
             return Ok(None);
         };
-        active.pending_approval = store
+        let pending_approval = stores
+            .approvals()
             .pending_approval(conversation)
             .await?
             .map(|record| record.request)
-            .filter(|request| request.stream_id == active.stream_id);
-        Ok(Some(active))
+            .filter(|request| request.stream_id == lease.stream_id);
+        Ok(Some(ActiveStream {
+            stream_id: lease.stream_id,
+            seq: lease.seq,
+            pending_approval,
+        }))
     }
 
     /// The answer running in `conversation` on this node, if any.
@@ -473,7 +490,8 @@ impl ChatEngine {
         // One running elsewhere is stopped by its node, told over the control bus.
         let running = self
             .shared
-            .store
+            .stores
+            .answer_leases()
             .active_answer(conversation)
             .await?
             .filter(|a| matches(&a.stream_id));
@@ -557,7 +575,8 @@ impl ChatEngine {
         }
         Ok(self
             .shared
-            .store
+            .stores
+            .history()
             .history(conversation, HistoryQuery { before, limit })
             .await?)
     }
@@ -570,7 +589,7 @@ impl ChatEngine {
         who: &Identity,
         previous: &SessionId,
     ) -> Result<Option<Vec<ConversationId>>, Error> {
-        let Some(record) = self.shared.store.session(previous).await? else {
+        let Some(record) = self.shared.stores.sessions().session(previous).await? else {
             return Ok(None);
         };
         if record.user_id != who.user_id {
@@ -601,7 +620,7 @@ impl ChatEngine {
             rooms,
             expires_at: now_millis().saturating_add(ttl),
         };
-        Ok(self.shared.store.put_session(record).await?)
+        Ok(self.shared.stores.sessions().put_session(record).await?)
     }
 
     /// `get_usage`: the caller's token figures for the current period of their budget.
@@ -614,7 +633,12 @@ impl ChatEngine {
                 resets_at: None,
             });
         };
-        let used = self.shared.store.usage(&who.user_id, window).await?;
+        let used = self
+            .shared
+            .stores
+            .usage_ledger()
+            .usage(&who.user_id, window)
+            .await?;
         Ok(UsageReport {
             used,
             limit: Some(budget.limit),
@@ -642,7 +666,12 @@ impl ChatEngine {
         let Some((budget, window)) = self.budget_of(who).await? else {
             return Ok(None);
         };
-        let used = self.shared.store.usage(&who.user_id, window).await?;
+        let used = self
+            .shared
+            .stores
+            .usage_ledger()
+            .usage(&who.user_id, window)
+            .await?;
         if used >= budget.limit {
             return Err(Error::BudgetExceeded {
                 used,
@@ -664,7 +693,11 @@ impl ChatEngine {
         // Any read will do, and one that finds nothing costs least; reading changes nothing,
         // even if a client did name a conversation so.
         let probe = ConversationId::parse("__readyz__")?;
-        self.shared.store.conversation(&probe).await?;
+        self.shared
+            .stores
+            .conversations()
+            .conversation(&probe)
+            .await?;
         Ok(())
     }
 
@@ -741,7 +774,7 @@ impl ChatEngine {
     /// until the lease would have lapsed anyway, so that the conversation is free as soon as
     /// the store is back.
     async fn release(&self, conversation: &ConversationId, stream_id: &StreamId) {
-        let store = self.shared.store.clone();
+        let store = self.shared.stores.answer_leases().clone();
         let Err(e) = store.release_answer(conversation, stream_id).await else {
             return;
         };

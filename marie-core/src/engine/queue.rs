@@ -1,6 +1,6 @@
 //! Busy conversations (`on_busy`): queued sends, and interrupting the running answer.
 //!
-//! A queued send lives in the store ([`RoomStore::enqueue_send`](crate::RoomStore)), so any
+//! A queued send lives in the store ([`SendQueue::enqueue_send`](crate::SendQueue::enqueue_send)), so any
 //! node may answer it. Whoever ends an answer starts the queue's first send
 //! ([`ChatEngine::start_queued`]): it takes the conversation's lease under the send's
 //! stream, then takes the send out of the queue, so that two nodes never answer it twice.
@@ -46,7 +46,8 @@ impl ChatEngine {
         let config = &self.shared.config;
         let position = self
             .shared
-            .store
+            .stores
+            .send_queue()
             .enqueue_send(&send, config.max_queue)
             .await?
             .ok_or(Error::Busy)?;
@@ -93,7 +94,7 @@ impl ChatEngine {
     }
 
     async fn run_queue(&self, conversation: &ConversationId) {
-        let store = &self.shared.store;
+        let store = self.shared.stores.send_queue();
         loop {
             let next = match store.queued_sends(conversation).await {
                 Ok(queue) => queue.into_iter().next(),
@@ -138,7 +139,7 @@ impl ChatEngine {
         conversation: &ConversationId,
         stream_id: &crate::StreamId,
     ) -> Result<bool, Error> {
-        let store = &self.shared.store;
+        let store = self.shared.stores.send_queue();
         let queue = store.queued_sends(conversation).await?;
         let Some(send) = queue.into_iter().find(|q| q.stream_id == *stream_id) else {
             return Ok(false);

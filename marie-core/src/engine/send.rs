@@ -17,6 +17,7 @@
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
+use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -24,8 +25,24 @@ use super::idempotency::Key;
 use super::{ChatEngine, RunningAnswer, answer};
 use crate::{
     Attachment, ChatMessage, ConversationId, Error, FileId, HistoryQuery, Identity, LlmRequest,
-    MessageId, MessageRole, OnBusy, PromptMessage, QueuedSend, StreamId, StreamMeta,
+    MessageId, MessageRole, PromptMessage, QueuedSend, StreamId, StreamMeta,
 };
+
+/// What `send_message` does while an answer runs in its conversation.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum OnBusy {
+    /// Refuse it: `busy` (protocol v1).
+    #[default]
+    Reject,
+    /// Queue it: it is answered after the running answer and those queued before it, on
+    /// whichever node ends the answer before it.
+    Enqueue,
+    /// Cancel the running answer (it ends `cancelled`, its partial text stored) and answer
+    /// this one.
+    Interrupt,
+}
 
 /// A `send_message` command.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -136,7 +153,8 @@ impl Reservation<'_> {
         let claimed = self
             .engine
             .shared
-            .store
+            .stores
+            .answer_leases()
             .claim_answer(
                 &self.conversation,
                 &self.outcome.stream_id,
@@ -235,7 +253,8 @@ impl ChatEngine {
                     let behind_others = start.on_busy == OnBusy::Enqueue
                         && !self
                             .shared
-                            .store
+                            .stores
+                            .send_queue()
                             .queued_sends(&start.conversation)
                             .await?
                             .is_empty();
@@ -263,7 +282,8 @@ impl ChatEngine {
         if let Some(queued) = &start.queued
             && !self
                 .shared
-                .store
+                .stores
+                .send_queue()
                 .remove_queued(&start.conversation, &queued.stream_id)
                 .await?
         {
@@ -396,7 +416,7 @@ impl ChatEngine {
         reservation: &mut Reservation<'_>,
         question: Question,
     ) -> Result<(LlmRequest, MessageId, HistoryQuery), Error> {
-        let store = &self.shared.store;
+        let store = self.shared.stores.history();
         let config = &self.shared.config;
         let conversation = &reservation.conversation;
         let (text, parent, attachments) = match question {

@@ -55,7 +55,7 @@ pub(super) async fn ask(
     job: &AnswerJob,
     call: &ToolCall,
 ) -> Result<Result<(), String>, Stop> {
-    let store = &engine.shared.store;
+    let store = engine.shared.stores.approvals();
     let timeout = engine.shared.config.approval_timeout;
     let request = ToolApprovalRequest {
         conversation_id: job.conversation_id.clone(),
@@ -135,7 +135,7 @@ async fn wait(
     approval_id: &ApprovalId,
     timeout: Duration,
 ) -> Result<ApprovalDecision, Stop> {
-    let store = &engine.shared.store;
+    let store = engine.shared.stores.approvals();
     let expires = tokio::time::Instant::now() + timeout;
     let mut failing = false;
     loop {

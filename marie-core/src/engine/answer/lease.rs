@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use super::{AnswerJob, ChatEngine};
-use crate::ActiveStream;
+use crate::AnswerLease;
 
 /// How often at most the lease records the answer's progress (`joined.active_stream.seq`,
 /// a hint for a late joiner, who resumes from it or from 0). Every chunk would be a store
@@ -30,7 +30,7 @@ pub(super) async fn with_lease<T>(
 /// Renews the lease every third of its length, and records the last `seq` sent at most every
 /// [`SEQ_EVERY`]. Never returns; dropped when the answer's work is done.
 async fn keep_lease(engine: &ChatEngine, job: &AnswerJob) -> std::convert::Infallible {
-    let store = &engine.shared.store;
+    let store = engine.shared.stores.answer_leases();
     let ttl = engine.answer_lease();
     let period = ttl / 3;
     let mut recorded = 0;
@@ -56,12 +56,11 @@ async fn keep_lease(engine: &ChatEngine, job: &AnswerJob) -> std::convert::Infal
             continue;
         }
         written_at = now;
-        let active = ActiveStream {
+        let lease = AnswerLease {
             stream_id: job.stream_id.clone(),
             seq,
-            pending_approval: None,
         };
-        match store.renew_answer(&job.conversation_id, &active, ttl).await {
+        match store.renew_answer(&job.conversation_id, &lease, ttl).await {
             Ok(held) => {
                 if !held {
                     tracing::warn!(stream_id = %job.stream_id, "another answer took this answer's lease");

@@ -224,12 +224,13 @@ async fn finalize(engine: &ChatEngine, job: &AnswerJob, outcome: Outcome) -> Str
         };
         if let Err(e) = engine
             .shared
-            .store
+            .stores
+            .history()
             .append_message(&job.conversation_id, message)
             .await
         {
             tracing::error!(error = %e, stream_id = %job.stream_id, "could not store the answer");
-            return failure(job, &Error::Store(e), true);
+            return failure(job, &Error::from(e), true);
         }
     }
 
@@ -264,7 +265,8 @@ async fn count_usage(engine: &ChatEngine, job: &AnswerJob, usage: Usage) {
     let Some(budget) = &job.budget else { return };
     if let Err(e) = engine
         .shared
-        .store
+        .stores
+        .usage_ledger()
         .add_usage(&job.user_id, budget.window, usage.total_tokens)
         .await
     {

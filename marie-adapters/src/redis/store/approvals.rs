@@ -1,4 +1,4 @@
-//! The approvals of [`RedisStore`]: one hash per approval, `record` (the request) and, once
+//! [`Approvals`] in Redis: one hash per approval, `record` (the request) and, once
 //! decided, `decision`, set with `HSETNX` so that the first decision wins; and per
 //! conversation a pointer to the approval it waits for.
 //!
@@ -8,13 +8,14 @@
 
 use std::sync::LazyLock;
 
+use async_trait::async_trait;
 use marie_core::{
-    ApprovalDecision, ApprovalId, ApprovalOutcome, ApprovalRecord, ConversationId, StoreError,
-    ToolApprovalRequest,
+    ApprovalDecision, ApprovalId, ApprovalOutcome, ApprovalRecord, Approvals, ConversationId,
+    StoreError, ToolApprovalRequest,
 };
 use redis::{AsyncCommands, Script};
 
-use super::store::{RedisStore, from_json, to_json};
+use super::{RedisStore, from_json, to_json};
 
 /// KEYS: approval. ARGV: decision JSON. Returns `{"0"}` (no such approval), `{"1", record}`
 /// (decided now) or `{"2", record, decision}` (decided before).
@@ -45,8 +46,29 @@ impl RedisStore {
     fn pending_key(&self, conversation: &ConversationId) -> String {
         format!("{}:conv:{{{conversation}}}:approval", self.config().prefix)
     }
+    /// Drops the conversation's pointer to a request that no longer waits. Best effort: a
+    /// stale pointer is filtered out when read, and lapses with the record.
+    async fn unpoint(&self, request: &ToolApprovalRequest) {
+        let pointer = self.pending_key(&request.conversation_id);
+        let id = request.approval_id.to_string();
+        let done = self
+            .run("remove_approval", |mut c| async move {
+                UNPOINT
+                    .key(pointer)
+                    .arg(id)
+                    .invoke_async::<i64>(&mut c)
+                    .await
+            })
+            .await;
+        if let Err(e) = done {
+            tracing::debug!(error = %e, "could not drop an approval pointer");
+        }
+    }
+}
 
-    pub(super) async fn put_approval(&self, approval: &ApprovalRecord) -> Result<(), StoreError> {
+#[async_trait]
+impl Approvals for RedisStore {
+    async fn create_approval(&self, approval: &ApprovalRecord) -> Result<(), StoreError> {
         let request = &approval.request;
         let key = self.approval_key(&request.approval_id);
         let pointer = self.pending_key(&request.conversation_id);
@@ -71,10 +93,7 @@ impl RedisStore {
         .await
     }
 
-    pub(super) async fn read_approval(
-        &self,
-        approval: &ApprovalId,
-    ) -> Result<Option<ApprovalRecord>, StoreError> {
+    async fn approval(&self, approval: &ApprovalId) -> Result<Option<ApprovalRecord>, StoreError> {
         let key = self.approval_key(approval);
         let (record, decision): (Option<String>, Option<String>) = self
             .run("approval", |mut c| async move {
@@ -95,7 +114,7 @@ impl RedisStore {
         }))
     }
 
-    pub(super) async fn decide(
+    async fn decide_approval(
         &self,
         approval: &ApprovalId,
         decision: &ApprovalDecision,
@@ -129,7 +148,7 @@ impl RedisStore {
         }
     }
 
-    pub(super) async fn pending(
+    async fn pending_approval(
         &self,
         conversation: &ConversationId,
     ) -> Result<Option<ApprovalRecord>, StoreError> {
@@ -143,13 +162,13 @@ impl RedisStore {
         let Some(id) = id else { return Ok(None) };
         let id = ApprovalId::parse(id).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         Ok(self
-            .read_approval(&id)
+            .approval(&id)
             .await?
             .filter(|a| a.decision.is_none() && a.request.conversation_id == *conversation))
     }
 
-    pub(super) async fn forget_approval(&self, approval: &ApprovalId) -> Result<(), StoreError> {
-        let Some(record) = self.read_approval(approval).await? else {
+    async fn remove_approval(&self, approval: &ApprovalId) -> Result<(), StoreError> {
+        let Some(record) = self.approval(approval).await? else {
             return Ok(());
         };
         let key = self.approval_key(approval);
@@ -159,24 +178,5 @@ impl RedisStore {
         .await?;
         self.unpoint(&record.request).await;
         Ok(())
-    }
-
-    /// Drops the conversation's pointer to a request that no longer waits. Best effort: a
-    /// stale pointer is filtered out when read, and lapses with the record.
-    async fn unpoint(&self, request: &ToolApprovalRequest) {
-        let pointer = self.pending_key(&request.conversation_id);
-        let id = request.approval_id.to_string();
-        let done = self
-            .run("remove_approval", |mut c| async move {
-                UNPOINT
-                    .key(pointer)
-                    .arg(id)
-                    .invoke_async::<i64>(&mut c)
-                    .await
-            })
-            .await;
-        if let Err(e) = done {
-            tracing::debug!(error = %e, "could not drop an approval pointer");
-        }
     }
 }

@@ -3,9 +3,10 @@
 //! decision wins; a conversation's pending approval is its newest undecided row. Rows past
 //! `keep_until` read as absent and are swept when approvals are created.
 
+use async_trait::async_trait;
 use marie_core::{
-    ApprovalDecision, ApprovalId, ApprovalOutcome, ApprovalRecord, ConversationId,
-    ToolApprovalRequest, now_millis,
+    ApprovalDecision, ApprovalId, ApprovalOutcome, ApprovalRecord, Approvals, ConversationId,
+    StoreError, ToolApprovalRequest, now_millis,
 };
 use sqlx::Row;
 use sqlx::any::AnyRow;
@@ -115,4 +116,38 @@ fn record(row: &AnyRow) -> Result<ApprovalRecord, Fault> {
         request: from_json::<ToolApprovalRequest>(&request)?,
         decision: decision.as_deref().map(from_json).transpose()?,
     })
+}
+
+#[async_trait]
+impl Approvals for SqlStore {
+    async fn create_approval(&self, approval: &ApprovalRecord) -> Result<(), StoreError> {
+        self.run("create_approval", || self.put_approval(approval))
+            .await
+    }
+
+    async fn approval(&self, approval: &ApprovalId) -> Result<Option<ApprovalRecord>, StoreError> {
+        self.run("approval", || self.read_approval(approval)).await
+    }
+
+    async fn decide_approval(
+        &self,
+        approval: &ApprovalId,
+        decision: &ApprovalDecision,
+    ) -> Result<ApprovalOutcome, StoreError> {
+        self.run("decide_approval", || self.decide(approval, decision))
+            .await
+    }
+
+    async fn pending_approval(
+        &self,
+        conversation: &ConversationId,
+    ) -> Result<Option<ApprovalRecord>, StoreError> {
+        self.run("pending_approval", || self.pending(conversation))
+            .await
+    }
+
+    async fn remove_approval(&self, approval: &ApprovalId) -> Result<(), StoreError> {
+        self.run("remove_approval", || self.forget_approval(approval))
+            .await
+    }
 }

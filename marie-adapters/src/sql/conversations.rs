@@ -1,9 +1,10 @@
 //! Conversations and their members: `marie_conversations`, `marie_members`.
 
-use marie_core::{ConversationId, ConversationInfo, StoreError, UserId};
+use async_trait::async_trait;
+use marie_core::{ConversationId, ConversationInfo, Conversations, StoreError, UserId};
 use sqlx::Row;
 
-use super::{Fault, SqlStore, changed, corrupt, from_db, no_such_conversation, to_db};
+use super::{Fault, SqlStore, changed, corrupt, from_db, to_db};
 
 /// Locks a conversation's row for the rest of the transaction (and, in the messages' case,
 /// hands out the next `seq`); no row: no such conversation.
@@ -67,7 +68,7 @@ impl SqlStore {
             .await?;
         if !changed(&locked) {
             tx.rollback().await?;
-            return Err(no_such_conversation().into());
+            return Err(StoreError::no_such_conversation().into());
         }
         // The conversation's row is locked: no other grant counts the members meanwhile.
         sqlx::query(
@@ -116,4 +117,42 @@ impl SqlStore {
 
 fn user_id(raw: String) -> Result<UserId, StoreError> {
     UserId::parse(raw).map_err(corrupt)
+}
+
+#[async_trait]
+impl Conversations for SqlStore {
+    async fn create_conversation(&self, info: ConversationInfo) -> Result<bool, StoreError> {
+        self.run("create_conversation", || self.create(&info)).await
+    }
+
+    async fn conversation(
+        &self,
+        conversation: &ConversationId,
+    ) -> Result<Option<ConversationInfo>, StoreError> {
+        self.run("conversation", || self.read_conversation(conversation))
+            .await
+    }
+
+    async fn grant_access(
+        &self,
+        conversation: &ConversationId,
+        user: &UserId,
+    ) -> Result<(), StoreError> {
+        self.run("grant_access", || self.grant(conversation, user))
+            .await
+    }
+
+    async fn has_access(
+        &self,
+        conversation: &ConversationId,
+        user: &UserId,
+    ) -> Result<bool, StoreError> {
+        self.run("has_access", || self.is_member(conversation, user))
+            .await
+    }
+
+    async fn members(&self, conversation: &ConversationId) -> Result<Vec<UserId>, StoreError> {
+        self.run("members", || self.read_members(conversation))
+            .await
+    }
 }

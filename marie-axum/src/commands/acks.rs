@@ -1,0 +1,232 @@
+//! What commands answer, on every transport: one struct per ack (`docs/protocol.md`
+//! sections 2 and 4), and the events a command sends back to the connection it came on
+//! (`joined`, `left`, `error`). Each is serialized as it is.
+
+use marie_core::{
+    ActiveStream, ApprovalId, ApprovalRecord, ChatMessage, ConversationId, Error, ErrorCode,
+    MessageId, SendQueued, StreamId, UserId,
+};
+use serde::Serialize;
+use serde_json::value::RawValue;
+
+/// Serializes a payload once, for every attempt to send it.
+pub(crate) fn raw(payload: &impl Serialize) -> Box<RawValue> {
+    // Cannot fail: the payloads are structs of strings, numbers, booleans and lists.
+    serde_json::value::to_raw_value(payload).unwrap_or_else(|e| {
+        tracing::error!(error = %e, "could not serialize a reply");
+        RawValue::NULL.to_owned()
+    })
+}
+
+/// `{status:"ok", ...fields}`.
+pub(crate) fn ok<T: Serialize>(fields: &T) -> Box<RawValue> {
+    raw(&AckOk {
+        status: "ok",
+        fields,
+    })
+}
+
+/// `announcement`.
+#[derive(Debug, Serialize)]
+pub(crate) struct Announcement<'a> {
+    pub(crate) message: &'a str,
+}
+
+/// `joined` (`status:"joined"`), and the `join_conversation` ack's fields.
+#[derive(Debug, Serialize)]
+pub(crate) struct Joined {
+    pub(crate) conversation_id: ConversationId,
+    pub(crate) status: &'static str,
+    pub(crate) members: Vec<UserId>,
+    pub(crate) created: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) active_stream: Option<ActiveStream>,
+    /// The sends waiting behind the running answer.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub(crate) queued: Vec<SendQueued>,
+}
+
+/// `left`, and the `leave_conversation` ack's fields.
+#[derive(Debug, Serialize)]
+pub(crate) struct Left {
+    pub(crate) conversation_id: ConversationId,
+}
+
+/// The `invite` ack's fields.
+#[derive(Debug, Serialize)]
+pub(crate) struct Invited {
+    pub(crate) conversation_id: ConversationId,
+    pub(crate) user_id: UserId,
+}
+
+/// The `send_message` ack's fields.
+#[derive(Debug, Serialize)]
+pub(crate) struct Sent {
+    pub(crate) message_id: MessageId,
+    pub(crate) stream_id: StreamId,
+    pub(crate) duplicate: bool,
+    /// The send's place in the queue, when it was queued.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) queued: Option<usize>,
+}
+
+/// `branch_switched` to the room, and the `switch_branch` ack's fields.
+#[derive(Debug, Serialize)]
+pub(crate) struct BranchSwitched {
+    pub(crate) conversation_id: ConversationId,
+    /// The message switched to.
+    pub(crate) message_id: MessageId,
+    /// The active branch's last message now.
+    pub(crate) leaf_id: MessageId,
+    /// Who switched.
+    pub(crate) user_id: UserId,
+}
+
+/// The `cancel_stream` ack's fields.
+#[derive(Debug, Serialize)]
+pub(crate) struct Cancelled {
+    pub(crate) conversation_id: ConversationId,
+    pub(crate) stream_id: StreamId,
+}
+
+/// The `resume_stream` ack's fields.
+#[derive(Debug, Serialize)]
+pub(crate) struct Resumed {
+    pub(crate) conversation_id: ConversationId,
+    pub(crate) stream_id: StreamId,
+    pub(crate) from_seq: u64,
+    pub(crate) last_seq: u64,
+    pub(crate) ended: bool,
+}
+
+/// The `get_history` ack's fields: a page of the active branch.
+#[derive(Debug, Serialize)]
+pub(crate) struct HistoryPage {
+    pub(crate) conversation_id: ConversationId,
+    pub(crate) messages: Vec<ChatMessage>,
+}
+
+/// The `system_announcement` ack's fields: none.
+#[derive(Debug, Serialize)]
+pub(crate) struct Nothing {}
+
+/// An ack: `{status:"ok", ...fields}`.
+#[derive(Debug, Serialize)]
+pub(crate) struct AckOk<'a, T> {
+    pub(crate) status: &'static str,
+    #[serde(flatten)]
+    pub(crate) fields: &'a T,
+}
+
+/// An ack of a failure: `{status:"error", code, message}`.
+#[derive(Debug, Serialize)]
+pub(crate) struct AckError {
+    pub(crate) status: &'static str,
+    pub(crate) code: ErrorCode,
+    pub(crate) message: String,
+}
+
+impl AckError {
+    pub(crate) fn new(error: &Error) -> Self {
+        Self {
+            status: "error",
+            code: error.code(),
+            message: error.client_message(),
+        }
+    }
+}
+
+/// The seed's ack of `send_message_with_ack`: `{status:"success", message_id}`.
+#[derive(Debug, Serialize)]
+pub(crate) struct SeedAckOk<'a> {
+    pub(crate) status: &'static str,
+    pub(crate) message_id: &'a MessageId,
+}
+
+/// The seed's ack of a failed `send_message_with_ack`: `{status:"error", error, code}`.
+#[derive(Debug, Serialize)]
+pub(crate) struct SeedAckError {
+    pub(crate) status: &'static str,
+    pub(crate) error: String,
+    pub(crate) code: ErrorCode,
+}
+
+/// The `typing` ack's fields.
+#[derive(Debug, Serialize)]
+pub(crate) struct TypingAck {
+    pub(crate) conversation_id: ConversationId,
+    pub(crate) typing: bool,
+}
+
+/// The `approve_tool` ack's fields (and the body of `POST /api/chat/approvals/{id}`).
+#[derive(Debug, Serialize)]
+pub(crate) struct Decided<'a> {
+    pub(crate) conversation_id: &'a ConversationId,
+    pub(crate) approval_id: &'a ApprovalId,
+    pub(crate) approved: bool,
+}
+
+impl<'a> Decided<'a> {
+    pub(crate) fn of(record: &'a ApprovalRecord) -> Self {
+        Self {
+            conversation_id: &record.request.conversation_id,
+            approval_id: &record.request.approval_id,
+            approved: record.decision.as_ref().is_some_and(|d| d.approved),
+        }
+    }
+}
+
+/// The payload of the `error` event that answers a client event that failed (and of the
+/// notices sent before a connection is ended).
+#[derive(Debug, Serialize)]
+pub(crate) struct ErrorPayload<'a> {
+    pub(crate) code: ErrorCode,
+    pub(crate) message: String,
+    pub(crate) event: &'a str,
+}
+
+impl<'a> ErrorPayload<'a> {
+    pub(crate) fn new(error: &Error, event: &'a str) -> Self {
+        Self {
+            code: error.code(),
+            message: error.client_message(),
+            event,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn ack_shapes() {
+        let cancelled = Cancelled {
+            conversation_id: ConversationId::parse("c").unwrap(),
+            stream_id: StreamId::parse("s").unwrap(),
+        };
+        let ok = AckOk {
+            status: "ok",
+            fields: &cancelled,
+        };
+        assert_eq!(
+            serde_json::to_value(&ok).unwrap(),
+            json!({"status": "ok", "conversation_id": "c", "stream_id": "s"})
+        );
+        assert_eq!(
+            serde_json::to_value(AckError::new(&Error::Busy)).unwrap(),
+            json!({"status": "error", "code": "busy", "message": Error::Busy.to_string()})
+        );
+        let message_id = MessageId::parse("m").unwrap();
+        let seed = SeedAckOk {
+            status: "success",
+            message_id: &message_id,
+        };
+        assert_eq!(
+            serde_json::to_value(&seed).unwrap(),
+            json!({"status": "success", "message_id": "m"})
+        );
+    }
+}
