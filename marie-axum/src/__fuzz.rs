@@ -3,7 +3,8 @@
 
 use serde_json::Value;
 
-use crate::events::{ClientEvent, ConnectAuth, ErrorPayload};
+use crate::commands::{ClientEvent, ErrorPayload};
+use crate::socketio::ConnectAuth;
 
 /// Every client event of the protocol's table, then `connect` (the CONNECT packet's `auth`),
 /// in a fixed order (the fuzz input picks one).
@@ -45,7 +46,7 @@ mod tests {
     #[test]
     fn every_client_event_is_fuzzed() {
         let events = super::events();
-        for event in crate::events::ClientEvent::ALL {
+        for event in crate::commands::ClientEvent::ALL {
             assert!(events.contains(&event.name()), "{event:?}");
         }
         assert!(events.contains(&"resume_stream"));

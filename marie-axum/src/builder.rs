@@ -21,6 +21,7 @@ use crate::layer::MarieLayer;
 use crate::rooms::RoomCounts;
 use crate::socketio;
 use crate::state::Shared;
+use crate::typing::TypingBoard;
 
 /// Why [`MarieBuilder::build`] failed.
 #[derive(Debug, thiserror::Error)]
@@ -323,6 +324,7 @@ impl<A: Adapter> MarieBuilder<A> {
             rooms: RoomCounts::default(),
             hub,
             guards,
+            typing: TypingBoard::default(),
         });
         let init = socketio::register(&shared);
         let layer = MarieLayer::new(layer, shared.config.allowed_origins.clone());

@@ -54,10 +54,12 @@
 //!
 //! - `builder.rs`, `config.rs`, `layer.rs`, `handle.rs`: [`Marie::builder`] and what it
 //!   returns; `state.rs`: what the front ends share.
+//! - `commands/`: the command layer: the table of client commands, their checks and their
+//!   bodies, which every front end goes through.
 //! - `socketio/`: the Socket.IO front end (connect, one handler for every event, replies).
-//! - `http/`: the HTTP front end (SSE answers and resumes, health probes).
-//! - `events.rs`: the table of client events, read by the handlers, the docs test and the
-//!   fuzz target.
+//! - `http/`: the HTTP front end (every command as `POST /api/chat/events/{event}`, SSE
+//!   answers and resumes, files, health probes).
+//! - `typing.rs`: `typing` → `user_typing`, volatile, throttled, ending by itself.
 //! - `delivery/`: per-client delivery of stream events and replies (outboxes, the hub).
 //! - `guards/`: limits, the `Origin` check, credential expiry and revocation.
 //! - `rooms.rs`, `net.rs`, `owned_parts.rs`, `redis.rs`: room names, `TCP_NODELAY`, request
@@ -68,9 +70,9 @@
 #[doc(hidden)]
 pub mod __fuzz;
 mod builder;
+mod commands;
 mod config;
 mod delivery;
-mod events;
 mod guards;
 mod handle;
 mod http;
@@ -82,6 +84,7 @@ pub mod redis;
 mod rooms;
 mod socketio;
 mod state;
+mod typing;
 
 pub use builder::{BuildError, Marie, MarieBuilder};
 pub use config::MarieConfig;

@@ -11,6 +11,7 @@ use crate::config::MarieConfig;
 use crate::delivery::Hub;
 use crate::guards::Guards;
 use crate::rooms::RoomCounts;
+use crate::typing::TypingBoard;
 
 pub(crate) struct Shared<A: Adapter> {
     pub(crate) engine: ChatEngine,
@@ -20,4 +21,5 @@ pub(crate) struct Shared<A: Adapter> {
     pub(crate) rooms: RoomCounts,
     pub(crate) hub: Arc<Hub<A>>,
     pub(crate) guards: Guards,
+    pub(crate) typing: TypingBoard,
 }

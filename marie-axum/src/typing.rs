@@ -175,7 +175,12 @@ async fn tell<A: Adapter>(
     };
     let room = conversation_room(conversation);
     let others = match typist {
-        Typist::Socket(sid) => ns.to(room).except(*sid),
+        // The socket's own broadcast leaves it out. A socket that is gone (a timer that
+        // ends its typing after it left) is in no room: the room is everyone else.
+        Typist::Socket(sid) => match ns.get_socket(*sid) {
+            Some(socket) => socket.to(room),
+            None => ns.to(room),
+        },
         Typist::User(user) => ns.to(room).except(user_room(user)),
     };
     if let Err(e) = others.volatile().emit("user_typing", &data).await {

@@ -8,6 +8,8 @@
 #![allow(clippy::unwrap_used, unreachable_pub)]
 
 mod common;
+#[path = "../../marie-adapters/tests/support/postgres.rs"]
+mod postgres;
 #[path = "../../marie-adapters/tests/support/proxy.rs"]
 mod proxy;
 
@@ -21,7 +23,9 @@ use common::{TestClient, WAIT, connect, connect_raw};
 use marie_adapters::{RedisConfig, RedisControlBus, RedisStore, RedisStreamLog};
 use marie_axum::redis::{RedisAdapter, RedisAdapterOptions};
 use marie_axum::{Marie, MarieHandle};
-use marie_core::{FinishReason, LlmEvent, LlmProvider, LlmRequest, LlmStream, ProviderError};
+use marie_core::{
+    FinishReason, LlmEvent, LlmProvider, LlmRequest, LlmStream, ProviderError, Stores,
+};
 use marie_llm::{EchoProvider, ScriptedProvider};
 use proxy::{Proxy, redis_addr, redis_url, unique_prefix};
 use serde_json::{Value, json};
@@ -40,6 +44,9 @@ struct Link {
     timeout: Duration,
     /// Everyone's token budget, if any.
     budget: Option<marie_core::Budget>,
+    /// Conversations, history, approvals and usage in this PostgreSQL (a URL), the rest
+    /// (sessions, leases, the send queue) in Redis: the store given in parts.
+    sql: Option<String>,
 }
 
 impl Link {
@@ -49,6 +56,7 @@ impl Link {
             prefix: prefix.to_owned(),
             timeout: Duration::from_secs(2),
             budget: None,
+            sql: None,
         }
     }
 }
@@ -84,9 +92,16 @@ async fn start_node_with_tools(
         .unwrap()
         .retention(Duration::from_secs(60))
         .running_ttl(Duration::from_secs(60));
+    let stores = match &link.sql {
+        Some(url) => Stores::new(marie_adapters::SqlStore::connect(url).await.unwrap())
+            .with_sessions(store.clone())
+            .with_answer_leases(store.clone())
+            .with_send_queue(store),
+        None => Stores::new(store),
+    };
     let mut builder = Marie::builder()
         .authenticator(common::authenticator())
-        .store(store)
+        .store(stores)
         .stream_log(log)
         .control_bus(bus)
         .provider(provider);
@@ -438,6 +453,7 @@ async fn a_node_cut_off_from_redis_fails_clearly_and_recovers_without_losing_ack
             prefix: prefix.clone(),
             timeout: Duration::from_millis(500),
             budget: None,
+            sql: None,
         },
         gated.clone(),
     )
@@ -1037,4 +1053,84 @@ async fn a_budget_spent_on_one_node_holds_on_the_other() {
     assert_eq!(refused["code"], "budget_exceeded", "{refused}");
     drop((a, b));
     cleanup(&prefix).await;
+}
+
+/// A store given in parts, on two nodes: history (and conversations, approvals, usage) in
+/// PostgreSQL, sessions, answer leases and the send queue in Redis. One answer at a time holds
+/// across the nodes (the lease in Redis), a send queued on one node is answered after the
+/// answer running on the other, the history is one, and each part is where it was given.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_given_in_parts_serves_two_nodes() {
+    let prefix = unique_prefix("cluster-parts");
+    let schema = postgres::Schema::create("cluster_parts").await;
+    let link = Link {
+        sql: Some(schema.url()),
+        ..Link::direct(&prefix)
+    };
+    let a = start_node(&link, EchoProvider::new(Duration::from_millis(15))).await;
+    let b = start_node(&link, EchoProvider::new(Duration::from_millis(15))).await;
+    let mut alice = connect(a.addr, "alice").await;
+    alice.join("parts").await;
+    invite(&alice, "parts", "bob").await;
+    let mut bob = connect(b.addr, "bob").await;
+    bob.join("parts").await;
+
+    let running = send(&bob, "parts", "one two three four five six seven eight").await;
+    assert_eq!(running["status"], "ok", "{running}");
+    alice.next("stream_start").await;
+    let refused = send(&alice, "parts", "me too").await;
+    assert_eq!(
+        refused["code"], "busy",
+        "the lease in Redis holds on node A: {refused}"
+    );
+    let queued = alice
+        .ack(
+            "send_message",
+            json!({"conversation_id": "parts", "message": "and then?", "on_busy": "enqueue"}),
+        )
+        .await;
+    assert_eq!(queued["queued"], 1, "{queued}");
+    let mut ended = Vec::new();
+    while ended.len() < 2 {
+        let got = bob.next_of(&["stream_end", "stream_error"]).await;
+        assert_eq!(got.event, "stream_end", "{:?}", got.data);
+        ended.push(got.data["stream_id"].clone());
+    }
+    assert_eq!(
+        ended,
+        [running["stream_id"].clone(), queued["stream_id"].clone()]
+    );
+
+    let through_a = history(&alice, "parts").await;
+    let through_b = history(&bob, "parts").await;
+    assert_eq!(message_ids(&through_a), message_ids(&through_b));
+    assert_eq!(contents(&through_a).len(), 4, "{through_a}");
+
+    // Each part is where it was given: the messages in PostgreSQL, none in Redis; the
+    // sessions in Redis.
+    let mut pg = <sqlx::PgConnection as sqlx::Connection>::connect(&schema.url())
+        .await
+        .unwrap();
+    let (rows,): (i64,) = sqlx::query_as("SELECT count(*) FROM marie_messages")
+        .fetch_one(&mut pg)
+        .await
+        .unwrap();
+    assert_eq!(rows, 4);
+    let (sessions,): (i64,) = sqlx::query_as("SELECT count(*) FROM marie_sessions")
+        .fetch_one(&mut pg)
+        .await
+        .unwrap();
+    assert_eq!(sessions, 0, "sessions are Redis's part");
+    let client = redis::Client::open(redis_url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}:*"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(keys.iter().any(|k| k.contains(":session:")), "{keys:?}");
+    assert!(!keys.iter().any(|k| k.ends_with(":msgs")), "{keys:?}");
+    drop((a, b));
+    cleanup(&prefix).await;
+    schema.drop_all().await;
 }

@@ -327,6 +327,150 @@ async fn a_reconnected_client_resumes_every_chunk_exactly_once() {
     b.disconnect().await;
 }
 
+/// Every chunk a client receives on a connection, from its first event on, appended as it
+/// comes: what a client that does not deduplicate shows.
+fn appended(received: &[Value]) -> (Vec<(u64, u64)>, String) {
+    let spans = received
+        .iter()
+        .map(|c| {
+            let seq = c["seq"].as_u64().unwrap();
+            (
+                c.get("first_seq").and_then(Value::as_u64).unwrap_or(seq),
+                seq,
+            )
+        })
+        .collect();
+    let text = received
+        .iter()
+        .map(|c| c["content"].as_str().unwrap())
+        .collect();
+    (spans, text)
+}
+
+/// Runs an answer, takes `k` chunks or more on a first connection, drops it, reconnects with the session (and `auth_extra`), and returns the reconnect's greeting
+/// and every chunk the new connection received until the end, in order, with `resume`
+/// called (if it is given) right after the greeting.
+async fn reconnect_mid_answer(
+    addr: SocketAddr,
+    conversation: &str,
+    k: u64,
+    auth_extra: impl FnOnce(&str, u64) -> Value,
+    resume: bool,
+) -> (Value, Vec<Value>, Held) {
+    let mut a = connect_raw(addr, Some(json!({ "token": "t-alice" }))).await;
+    let session = a.next("connected").await["session"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    a.join(conversation).await;
+    let stream_id = send(&a, conversation, "go").await;
+    let mut held = Held::default();
+    while held.last < k {
+        let ev = a.next_of(&["stream_chunk"]).await;
+        held.accept(&ev.data);
+    }
+    a.disconnect().await;
+
+    let mut auth = json!({ "token": "t-alice", "previous_session": session });
+    if let (Value::Object(auth), Value::Object(extra)) =
+        (&mut auth, auth_extra(&stream_id, held.last))
+    {
+        auth.extend(extra);
+    }
+    let mut b = connect_raw(addr, Some(auth)).await;
+    let greeting = b.next("reconnected").await;
+    if resume {
+        let ack = b
+            .ack(
+                "resume_stream",
+                json!({ "conversation_id": conversation, "stream_id": stream_id, "last_seq": held.last }),
+            )
+            .await;
+        assert_eq!(ack["status"], "ok", "{ack}");
+    }
+    let mut received = Vec::new();
+    loop {
+        let ev = b
+            .next_of(&["stream_chunk", "stream_end", "stream_error"])
+            .await;
+        match ev.event.as_str() {
+            "stream_chunk" => received.push(ev.data),
+            "stream_end" => break,
+            _ => panic!("stream failed: {}", ev.data),
+        }
+    }
+    b.disconnect().await;
+    (greeting, received, held)
+}
+
+/// A reconnected member is put back in its room while an answer runs; it resumes from what
+/// it holds. A client that simply appends every chunk it gets on the new connection ends up
+/// with each position once, in order: the live tail waits for the resume. Three times over
+/// (the duplicate this guards against showed in one run of three).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reconnected_client_that_appends_gets_each_position_once() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let (n, k) = (80, 10);
+    let script = words(n, 0);
+    let provider = ScriptedProvider::new(script.clone()).delay(Duration::from_millis(5));
+    let (addr, _handle) = serve(provider, config()).await;
+    for run in 0..3 {
+        let conversation = format!("c-append-{run}");
+        let (greeting, received, before) =
+            reconnect_mid_answer(addr, &conversation, k, |_, _| json!({}), true).await;
+        let running = &greeting["active_streams"][0];
+        assert_eq!(
+            running["conversation_id"],
+            conversation.as_str(),
+            "{greeting}"
+        );
+        assert_eq!(running["resumed"], false, "{greeting}");
+        let (spans, text) = appended(&received);
+        let mut next = before.last + 1;
+        for (first, seq) in &spans {
+            assert_eq!(*first, next, "run {run}: a gap or a repeat in {spans:?}");
+            next = seq + 1;
+        }
+        assert_eq!(next, n as u64 + 1, "run {run}: {spans:?}");
+        assert_eq!(
+            format!("{}{text}", before.content),
+            script.concat(),
+            "run {run}"
+        );
+    }
+}
+
+/// With `auth.last_seqs`, the reconnect itself resumes: no `resume_stream`, and the chunks
+/// after the client's position arrive once each, in order, before the live tail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn last_seqs_in_the_reconnect_resume_before_the_live_tail() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let (n, k) = (60, 12);
+    let script = words(n, 0);
+    let provider = ScriptedProvider::new(script.clone()).delay(Duration::from_millis(5));
+    let (addr, _handle) = serve(provider, config()).await;
+    let (greeting, received, before) = reconnect_mid_answer(
+        addr,
+        "c-last-seqs",
+        k,
+        |stream, last| json!({ "last_seqs": { stream: last } }),
+        false,
+    )
+    .await;
+    assert_eq!(greeting["active_streams"][0]["resumed"], true, "{greeting}");
+    let (spans, text) = appended(&received);
+    assert_eq!(
+        spans.first().map(|s| s.0),
+        Some(before.last + 1),
+        "{spans:?}"
+    );
+    assert!(
+        spans.windows(2).all(|w| w[1].0 == w[0].1 + 1),
+        "each position once, in order: {spans:?}"
+    );
+    assert_eq!(format!("{}{text}", before.content), script.concat());
+}
+
 /// Another user cannot resume a stream of a conversation they have no access to.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resuming_checks_access() {

@@ -387,7 +387,8 @@ async fn the_http_route_decides_and_bad_decisions_get_clear_errors() {
     let body: Value = denied.json().await.unwrap();
     assert_eq!(
         body,
-        json!({"conversation_id": "http", "approval_id": request["approval_id"], "approved": false})
+        json!({"status": "ok", "conversation_id": "http", "approval_id": request["approval_id"], "approved": false}),
+        "the ack of approve_tool, as every command's over HTTP"
     );
     let late = http
         .post(&url)

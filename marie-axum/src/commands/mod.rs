@@ -43,11 +43,9 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 use socketioxide::adapter::Adapter;
 
-pub(crate) use acks::{
-    AckError, Announcement, Decided, ErrorPayload, SeedAckError, TypingAck, ok, raw,
-};
+pub(crate) use acks::{AckError, Announcement, ErrorPayload, SeedAckError, raw};
 pub(crate) use caller::Caller;
-pub(crate) use link::{Link, RoomCount};
+pub(crate) use link::{Link, RoomCount, TypingAccess};
 pub(crate) use table::{ClientEvent, Command};
 
 use crate::guards::PacketSize;
@@ -103,27 +101,65 @@ impl Refused {
 }
 
 /// Runs the command `name` with `payload` for `caller`, who sent it on `link`: every check
-/// of the module's table, then the command. `size` is what the transport received.
+/// of the module's table, then the command. `size` is what the transport received; a
+/// payload the transport could not read is `Err`, answered after the limits.
 pub(crate) async fn dispatch<A: Adapter, L: Link>(
     shared: &Arc<Shared<A>>,
     link: &L,
     caller: &Caller,
     name: &str,
-    payload: Option<Value>,
+    payload: Result<Option<Value>, Error>,
     size: &PacketSize,
 ) -> Result<Acked, Refused> {
     let event = ClientEvent::from_name(name);
     let refused = |error| Refused { error, event };
-    caller.check_expiry().map_err(refused)?;
     // A flood of unknown events is still a flood: the limits come first.
-    shared
-        .guards
-        .admit_event(caller.identity(), size)
-        .map_err(refused)?;
+    admit(shared, caller, size).map_err(refused)?;
     let Some(event) = event else {
         return Err(refused(Error::BadRequest("unknown event".into())));
     };
-    let command = event.decode(payload).map_err(refused)?;
+    let command = payload
+        .and_then(|payload| event.decode(payload))
+        .map_err(refused)?;
+    execute(shared, link, caller, event, command).await
+}
+
+/// Runs `command` of `event`, decoded by a front end from a route of its own (`POST
+/// /api/chat/approvals/{id}`, `GET /api/chat/streams/{id}`), with every check [`dispatch`]
+/// applies after decoding.
+pub(crate) async fn dispatch_command<A: Adapter, L: Link>(
+    shared: &Arc<Shared<A>>,
+    link: &L,
+    caller: &Caller,
+    event: ClientEvent,
+    command: Command,
+    size: &PacketSize,
+) -> Result<Acked, Refused> {
+    admit(shared, caller, size).map_err(|error| Refused {
+        error,
+        event: Some(event),
+    })?;
+    execute(shared, link, caller, event, command).await
+}
+
+/// The checks of any event: credentials still valid, event rate and size.
+fn admit<A: Adapter>(shared: &Shared<A>, caller: &Caller, size: &PacketSize) -> Result<(), Error> {
+    caller.check_expiry()?;
+    shared.guards.admit_event(caller.identity(), size)
+}
+
+/// The checks of a decoded command (a repeated send, the message rate), then the command.
+async fn execute<A: Adapter, L: Link>(
+    shared: &Arc<Shared<A>>,
+    link: &L,
+    caller: &Caller,
+    event: ClientEvent,
+    command: Command,
+) -> Result<Acked, Refused> {
+    let refused = |error| Refused {
+        error,
+        event: Some(event),
+    };
     let ctx = run::Ctx {
         shared,
         link,

@@ -3,8 +3,8 @@
 //! a silently ignored option; the message names the field.
 
 use marie_core::{Error, OnBusy};
-use serde::de::{self, DeserializeOwned, Deserializer, Visitor};
 use serde::Deserialize;
+use serde::de::{self, DeserializeOwned, Deserializer, Visitor};
 use serde_json::Value;
 
 /// `join_conversation`, `leave_conversation`.
@@ -191,4 +191,3 @@ impl Visitor<'_> for WholeNumber {
         u64::try_from(n).map_err(|_| E::invalid_value(de::Unexpected::Signed(n), &self))
     }
 }
-

@@ -70,7 +70,9 @@ impl<A: Adapter, L: Link> Ctx<'_, A, L> {
                 conversation,
                 stream,
             } => {
-                let stream_id = engine.cancel(self.who, &conversation, stream.as_ref()).await?;
+                let stream_id = engine
+                    .cancel(self.who, &conversation, stream.as_ref())
+                    .await?;
                 acked(ok(&Cancelled {
                     conversation_id: conversation,
                     stream_id,
@@ -86,7 +88,9 @@ impl<A: Adapter, L: Link> Ctx<'_, A, L> {
                 before,
                 limit,
             } => {
-                let messages = engine.history(self.who, &conversation, before, limit).await?;
+                let messages = engine
+                    .history(self.who, &conversation, before, limit)
+                    .await?;
                 acked(ok(&HistoryPage {
                     conversation_id: conversation,
                     messages,
@@ -100,7 +104,7 @@ impl<A: Adapter, L: Link> Ctx<'_, A, L> {
                 reason,
             } => {
                 let decided = engine
-                    .approve(self.who, Some(&conversation), &approval, approved, reason)
+                    .approve(self.who, conversation.as_ref(), &approval, approved, reason)
                     .await?;
                 acked(ok(&Decided::of(&decided)))
             }
@@ -184,7 +188,12 @@ impl<A: Adapter, L: Link> Ctx<'_, A, L> {
     }
 
     /// The ack of a command that started an answer (`edit_message`, `regenerate`).
-    fn started(&self, conversation: &ConversationId, streamed: bool, outcome: SendOutcome) -> Acked {
+    fn started(
+        &self,
+        conversation: &ConversationId,
+        streamed: bool,
+        outcome: SendOutcome,
+    ) -> Acked {
         self.link.asked(conversation, &outcome.stream_id);
         self.sent(conversation, streamed, outcome)
     }
@@ -227,29 +236,32 @@ impl<A: Adapter, L: Link> Ctx<'_, A, L> {
     /// `stream_error`.
     async fn resume(
         &self,
-        conversation: ConversationId,
+        conversation: Option<ConversationId>,
         stream: StreamId,
         last_seq: u64,
     ) -> Result<Acked, Error> {
         let read = match self
             .shared
             .engine
-            .read_stream(self.who, Some(&conversation), &stream, last_seq, 1)
+            .read_stream(self.who, conversation.as_ref(), &stream, last_seq, 1)
             .await
         {
             Ok(read) => read,
             Err(e @ Error::ResumeUnavailable(_)) => {
-                let failed = StreamEvent::Error(StreamFailed::cannot_resume(
-                    conversation,
-                    stream,
-                    &e,
-                    last_seq,
-                ));
-                self.link.tell(failed.name(), raw(&failed.payload()));
+                if let Some(conversation) = conversation {
+                    let failed = StreamEvent::Error(StreamFailed::cannot_resume(
+                        conversation,
+                        stream,
+                        &e,
+                        last_seq,
+                    ));
+                    self.link.tell(failed.name(), raw(&failed.payload()));
+                }
                 return Err(e);
             }
             Err(e) => return Err(e),
         };
+        let conversation = read.meta.conversation_id.clone();
         self.link.resume(&conversation, &stream, last_seq).await?;
         let ack = ok(&Resumed {
             conversation_id: conversation.clone(),
@@ -277,7 +289,10 @@ impl<A: Adapter, L: Link> Ctx<'_, A, L> {
                 return Err(Error::Forbidden("join the conversation first"));
             }
             TypingAccess::Check(typist) => {
-                self.shared.engine.authorize(self.who, &conversation).await?;
+                self.shared
+                    .engine
+                    .authorize(self.who, &conversation)
+                    .await?;
                 typist
             }
         };
@@ -308,7 +323,8 @@ impl<A: Adapter, L: Link> Ctx<'_, A, L> {
         };
         if let Some(ns) = self.shared.io.of(&self.shared.config.namespace) {
             let room = conversation_room(&switched.conversation_id);
-            if let Err(e) = ns.within(room.clone()).emit("branch_switched", &switched).await {
+            let everywhere = ns.clone().within(room.clone());
+            if let Err(e) = everywhere.emit("branch_switched", &switched).await {
                 // The other nodes are out of reach (Redis is away): this node's members at least.
                 tracing::debug!(error = %e, "branch_switched delivered on this node only");
                 let _ = ns

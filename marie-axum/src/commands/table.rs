@@ -85,15 +85,6 @@ impl ClientEvent {
         )
     }
 
-    /// Whether a transport that streams (an HTTP request that accepts `text/event-stream`)
-    /// may follow what it starts or resumes.
-    pub(crate) fn streams(self) -> bool {
-        matches!(
-            self,
-            Self::SendMessage | Self::EditMessage | Self::Regenerate | Self::ResumeStream
-        )
-    }
-
     /// Whether its ack has the seed's shape (`send_message_with_ack`) rather than
     /// `{status:"ok", ...}`.
     pub(crate) fn seed_ack(self) -> bool {
@@ -143,7 +134,7 @@ impl ClientEvent {
             Self::ResumeStream => {
                 let p: ResumeStream = decode(payload)?;
                 Command::Resume {
-                    conversation: ConversationId::parse(p.conversation_id)?,
+                    conversation: Some(ConversationId::parse(p.conversation_id)?),
                     stream: StreamId::parse(p.stream_id)?,
                     last_seq: p.last_seq,
                 }
@@ -163,7 +154,7 @@ impl ClientEvent {
             Self::ApproveTool => {
                 let p: ApproveTool = decode(payload)?;
                 Command::Approve {
-                    conversation: ConversationId::parse(p.conversation_id)?,
+                    conversation: Some(ConversationId::parse(p.conversation_id)?),
                     approval: marie_core::ApprovalId::parse(p.approval_id)?,
                     approved: p.approved,
                     reason: p.reason,
@@ -227,8 +218,10 @@ pub(crate) enum Command {
         conversation: ConversationId,
         stream: Option<StreamId>,
     },
+    /// `conversation` is `None` when a route names the stream alone (`GET
+    /// /api/chat/streams/{id}`): the stream's own conversation, after the access check.
     Resume {
-        conversation: ConversationId,
+        conversation: Option<ConversationId>,
         stream: StreamId,
         last_seq: u64,
     },
@@ -240,8 +233,10 @@ pub(crate) enum Command {
     Announce {
         message: String,
     },
+    /// `conversation` is `None` when a route names the approval alone (`POST
+    /// /api/chat/approvals/{id}`).
     Approve {
-        conversation: ConversationId,
+        conversation: Option<ConversationId>,
         approval: marie_core::ApprovalId,
         approved: bool,
         reason: Option<String>,

@@ -88,6 +88,11 @@ pub struct DeliveryConfig {
     /// 50 ms apart, so each goes out on its own, at once. `Duration::ZERO` turns merging of
     /// bursts off (a writer that falls behind still merges).
     pub burst_gap: Duration,
+    /// How long a reconnected socket's running answers wait for its `resume_stream` (3 s):
+    /// their live events are held meanwhile, so that a client that appends what it gets sees
+    /// each position once, in order (`docs/protocol.md` section 1). Past it, what was held
+    /// goes out as it is.
+    pub restore_hold: Duration,
 }
 
 impl Default for DeliveryConfig {
@@ -97,6 +102,7 @@ impl Default for DeliveryConfig {
             max_queued_bytes: 1024 * 1024,
             max_stall: Duration::from_secs(30),
             burst_gap: Duration::from_millis(1),
+            restore_hold: Duration::from_secs(3),
         }
     }
 }

@@ -32,10 +32,16 @@ struct StreamPos {
     ended: bool,
     /// While resuming: live items held until the log has been read.
     held: Option<Vec<Out>>,
+    /// The hold is a restored socket's, waiting for the client to say where it stands
+    /// ([`Outbox::hold_restored`]); a resume makes it its own.
+    restored: bool,
 }
 
 #[derive(Default)]
 struct OutboxState {
+    /// Items may be sent. A socket's outbox is greeted ([`Outbox::greet`]) once its client
+    /// has been sent CONNECT; until then everything waits, in order.
+    greeted: bool,
     /// A writer task is running (outboxes with a [`StartWriter`] only).
     writing: bool,
     /// What is queued is held for the producer's [`Outbox::flush`] (since then), and no
@@ -100,17 +106,20 @@ pub(crate) struct Outbox {
 }
 
 impl Outbox {
-    /// An outbox read with [`next`](Self::next).
+    /// An outbox read with [`next`](Self::next), open at once.
     pub(crate) fn new(
         config: DeliveryConfig,
         only: Option<StreamId>,
         stats: Arc<Stats>,
     ) -> Arc<Self> {
-        Self::build(config, only, stats, None)
+        let outbox = Self::build(config, only, stats, None);
+        outbox.state().greeted = true;
+        outbox
     }
 
     /// An outbox that calls `start_writer` whenever something is queued and no writer runs;
-    /// the writer reads it with [`take`](Self::take).
+    /// the writer reads it with [`take`](Self::take). Nothing is sent before
+    /// [`greet`](Self::greet): what is pushed before waits, in order.
     pub(crate) fn with_writer(
         config: DeliveryConfig,
         stats: Arc<Stats>,
@@ -143,6 +152,7 @@ impl Outbox {
     /// the role, so that exactly one runs).
     fn claim_writer(&self, st: &mut OutboxState) -> bool {
         let claim = self.start_writer.is_some()
+            && st.greeted
             && !st.writing
             && st.held_since.is_none()
             && !st.queue.is_empty();
@@ -221,7 +231,7 @@ impl Outbox {
     /// What `send` refuses (socketioxide's buffer is full) goes to the writer task.
     pub(crate) fn flush(&self, send: &dyn Fn(&Out) -> bool) {
         let mut st = self.state();
-        if st.held_since.is_some() && !st.writing {
+        if st.greeted && st.held_since.is_some() && !st.writing {
             self.flush_locked(&mut st, send);
         }
         let claimed = self.claim_writer(&mut st);
@@ -244,9 +254,12 @@ impl Outbox {
         }
     }
 
-    /// Where the follower stands in `event`'s stream (remembered from now on).
-    fn position<'a>(st: &'a mut OutboxState, event: &StreamEvent) -> &'a mut StreamPos {
-        let stream = event.stream_id();
+    /// Where the follower stands in `stream` (remembered from now on).
+    fn position<'a>(
+        st: &'a mut OutboxState,
+        conversation: &ConversationId,
+        stream: &StreamId,
+    ) -> &'a mut StreamPos {
         if !st.streams.contains_key(stream) {
             st.order.push_back(stream.clone());
             while st.order.len() > STREAMS_KEPT {
@@ -258,10 +271,11 @@ impl Outbox {
         st.streams
             .entry(stream.clone())
             .or_insert_with(|| StreamPos {
-                conversation: event.conversation_id().clone(),
+                conversation: conversation.clone(),
                 last: 0,
                 ended: false,
                 held: None,
+                restored: false,
             })
     }
 
@@ -273,7 +287,7 @@ impl Outbox {
         send: Option<Direct<'_>>,
     ) -> Pushed {
         if let Some(event) = out.event() {
-            let pos = Self::position(st, event);
+            let pos = Self::position(st, event.conversation_id(), event.stream_id());
             if live && let Some(held) = &mut pos.held {
                 held.push(out);
                 return Pushed::Queued;
@@ -304,7 +318,7 @@ impl Outbox {
         let mergeable = out.is_mergeable();
         let gap_limit = self.config.burst_gap;
         let in_burst = mergeable && st.last_direct.is_some_and(|t| t.elapsed() < gap_limit);
-        let direct = send.filter(|_| !st.writing);
+        let direct = send.filter(|_| st.greeted && !st.writing);
         match direct {
             Some((send, _)) if st.queue.is_empty() && !in_burst && send(&out) => {
                 if mergeable {
@@ -353,21 +367,61 @@ impl Outbox {
         self.notify.notify_one();
     }
 
+    /// Lets the outbox send: `greeting` goes out first, then everything pushed before (the
+    /// replies to the events a client sent the moment it saw CONNECT, a resumed stream).
+    pub(crate) fn greet(&self, greeting: Out) {
+        let mut st = self.state();
+        self.bytes.fetch_add(greeting.bytes(), Ordering::AcqRel);
+        st.queue.push_front(greeting);
+        st.greeted = true;
+        let claimed = self.claim_writer(&mut st);
+        drop(st);
+        self.after_push();
+        self.start_writer(claimed);
+    }
+
     /// Drops what is queued of `stream` and not yet sent, and holds its live events until
     /// [`finish_resume`](Self::finish_resume): a client resumes from what it holds.
     pub(crate) fn begin_resume(&self, conversation: &ConversationId, stream: &StreamId) {
         let mut st = self.state();
         self.drop_queued(&mut st, |o| o.stream_id() == Some(stream));
-        let pos = st
-            .streams
-            .entry(stream.clone())
-            .or_insert_with(|| StreamPos {
-                conversation: conversation.clone(),
-                last: 0,
-                ended: false,
-                held: None,
-            });
+        let pos = Self::hold(&mut st, conversation, stream);
+        pos.restored = false;
+    }
+
+    /// Holds the live events of `stream`, running in a conversation a reconnected socket was
+    /// put back in, until its client resumes it (and says where it stands) or
+    /// [`end_restore_hold`](Self::end_restore_hold). Without it, the live tail would reach
+    /// the client before its resume, and the replay would repeat it.
+    pub(crate) fn hold_restored(&self, conversation: &ConversationId, stream: &StreamId) {
+        let mut st = self.state();
+        let pos = Self::hold(&mut st, conversation, stream);
+        pos.restored = true;
+    }
+
+    /// The client of a restored socket did not resume `stream` in time: what was held goes
+    /// out as it is, as a late joiner gets it. Nothing when a resume took the hold over.
+    pub(crate) fn end_restore_hold(&self, stream: &StreamId) {
+        let mut st = self.state();
+        let held = match st.streams.get_mut(stream) {
+            Some(pos) if pos.restored => {
+                pos.restored = false;
+                pos.held.take().unwrap_or_default()
+            }
+            _ => return,
+        };
+        self.release(st, held);
+    }
+
+    /// The position of `stream`, holding its live events (what it held already, kept).
+    fn hold<'a>(
+        st: &'a mut OutboxState,
+        conversation: &ConversationId,
+        stream: &StreamId,
+    ) -> &'a mut StreamPos {
+        let pos = Self::position(st, conversation, stream);
         pos.held = Some(pos.held.take().unwrap_or_default());
+        pos
     }
 
     /// Queues what the log gave (the events after `after_seq`, then its end), then releases
@@ -587,7 +641,87 @@ mod tests {
         let start: StartWriter = Box::new(move |_| {
             counted.fetch_add(1, Ordering::SeqCst);
         });
-        (Outbox::with_writer(config, Arc::default(), start), writers)
+        let outbox = Outbox::with_writer(config, Arc::default(), start);
+        outbox.state().greeted = true;
+        (outbox, writers)
+    }
+
+    fn reply(name: &'static str) -> Out {
+        Out::Reply(Arc::new(super::super::Reply::new(
+            name,
+            8,
+            Box::new(|| super::super::Emitted::Sent),
+        )))
+    }
+
+    /// Before its greeting, a socket's outbox sends nothing and starts no writer; the
+    /// greeting then goes first, the rest behind it in order.
+    #[test]
+    fn nothing_goes_out_before_the_greeting_and_it_goes_first() {
+        let writers = Arc::new(AtomicUsize::new(0));
+        let counted = writers.clone();
+        let start: StartWriter = Box::new(move |_| {
+            counted.fetch_add(1, Ordering::SeqCst);
+        });
+        let outbox = Outbox::with_writer(DeliveryConfig::default(), Arc::default(), start);
+        let sent = Sent::default();
+        let send = |o: &Out| sent.send(o);
+        outbox.push_or_send(reply("joined"), &send, Burst::ToWriter);
+        outbox.push_or_send(reply("ack"), &send, Burst::ToWriter);
+        outbox.push_or_send(chunk(1), &send, Burst::Held);
+        outbox.flush(&send);
+        assert!(sent.take().is_empty());
+        assert_eq!(writers.load(Ordering::SeqCst), 0);
+        outbox.greet(reply("connected"));
+        assert_eq!(writers.load(Ordering::SeqCst), 1, "one writer sends it all");
+        let order: Vec<_> = std::iter::from_fn(|| outbox.take())
+            .map(|o| o.name())
+            .collect();
+        assert_eq!(order, ["connected", "joined", "ack", "stream_chunk"]);
+    }
+
+    /// A restored socket holds a running stream's live events until its client resumes;
+    /// the replay then comes first and nothing is sent twice. Unresumed, the hold ends as
+    /// it is.
+    #[test]
+    fn a_restored_stream_waits_for_the_resume_and_is_sent_once() {
+        let (outbox, _) = outbox(Duration::from_secs(3600));
+        let sent = Sent::default();
+        let send = |o: &Out| sent.send(o);
+        let (conversation, stream) = (
+            ConversationId::parse("c").unwrap(),
+            StreamId::parse("s").unwrap(),
+        );
+        outbox.hold_restored(&conversation, &stream);
+        for seq in [5, 6] {
+            outbox.push_or_send(chunk(seq), &send, Burst::ToWriter);
+        }
+        assert!(sent.take().is_empty(), "held until the resume");
+        outbox.begin_resume(&conversation, &stream);
+        outbox.end_restore_hold(&stream); // too late: the resume owns the hold now
+        outbox.push_or_send(chunk(7), &send, Burst::ToWriter);
+        let replayed = (3..=6)
+            .map(|seq| chunk(seq).event().cloned().unwrap())
+            .collect();
+        outbox.finish_resume(&stream, 2, replayed, None);
+        let seqs: Vec<_> = std::iter::from_fn(|| outbox.take())
+            .filter_map(|o| o.seq())
+            .collect();
+        assert_eq!(seqs, [3, 4, 5, 6, 7], "each position once, in order");
+
+        let other = StreamId::parse("t").unwrap();
+        outbox.hold_restored(&conversation, &other);
+        let late = Out::stream(StreamEvent::Chunk(marie_core::StreamChunk {
+            stream_id: other.clone(),
+            ..match chunk(9).event() {
+                Some(StreamEvent::Chunk(c)) => c.clone(),
+                _ => unreachable!(),
+            }
+        }));
+        outbox.push_or_send(late, &send, Burst::ToWriter);
+        assert!(outbox.take().is_none());
+        outbox.end_restore_hold(&other);
+        assert_eq!(outbox.take().and_then(|o| o.seq()), Some(9));
     }
 
     #[derive(Default)]

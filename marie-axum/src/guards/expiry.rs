@@ -9,7 +9,7 @@ use socketioxide::adapter::Adapter;
 use socketioxide::extract::SocketRef;
 
 use super::ConnectionGuard;
-use crate::events::ErrorPayload;
+use crate::commands::ErrorPayload;
 
 /// The notice sent before a connection is ended because its credentials expired.
 pub(crate) fn expired() -> ErrorPayload<'static> {

@@ -81,7 +81,8 @@ pub(super) async fn event<A: Adapter>(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, HttpError> {
     let caller = identify(&shared, &headers, None).await?;
-    let body = body.map_err(|e| Error::PayloadTooLarge(format!("the body is not readable: {e}")))?;
+    let body =
+        body.map_err(|e| Error::PayloadTooLarge(format!("the body is not readable: {e}")))?;
     let size = PacketSize {
         text: body.len(),
         binaries: 0,

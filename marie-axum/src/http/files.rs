@@ -62,7 +62,8 @@ async fn receive<A: Adapter>(
     headers: &HeaderMap,
     multipart: &mut Multipart,
 ) -> Result<FileMeta, HttpError> {
-    let who = identify(shared, headers, None).await?;
+    let caller = identify(shared, headers, None).await?;
+    let who = caller.identity();
     let max = shared.engine.config().max_file_bytes;
     let mut conversation = None;
     let mut file: Option<(String, Option<String>, Bytes)> = None;
@@ -108,7 +109,7 @@ async fn receive<A: Adapter>(
         content_type,
         data,
     };
-    Ok(shared.engine.upload(&who, upload).await?)
+    Ok(shared.engine.upload(who, upload).await?)
 }
 
 /// Reads and drops the rest of a multipart body, until its end, a malformed part, or the
@@ -128,8 +129,9 @@ pub(super) async fn download<A: Adapter>(
     Query(query): Query<FileQuery>,
     headers: HeaderMap,
 ) -> Result<Response, HttpError> {
-    let who = identify(&shared, &headers, query.token).await?;
-    let file = shared.engine.file(&who, &FileId::parse(file_id)?).await?;
+    let caller = identify(&shared, &headers, query.token).await?;
+    let who = caller.identity();
+    let file = shared.engine.file(who, &FileId::parse(file_id)?).await?;
     let meta = &file.meta;
     let content_type = if meta.content_type == "text/plain" {
         "text/plain; charset=utf-8".to_owned()
@@ -171,10 +173,11 @@ pub(super) async fn delete<A: Adapter>(
     Path(file_id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, HttpError> {
-    let who = identify(&shared, &headers, None).await?;
+    let caller = identify(&shared, &headers, None).await?;
+    let who = caller.identity();
     shared
         .engine
-        .delete_file(&who, &FileId::parse(file_id)?)
+        .delete_file(who, &FileId::parse(file_id)?)
         .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

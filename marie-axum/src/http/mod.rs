@@ -1,32 +1,37 @@
-//! The HTTP front end (`docs/protocol.md` section 5): an answer and its resume as
-//! Server-Sent Events, reading the same stream log and carrying the same typed
-//! [`StreamEvent`]s as the Socket.IO side; and health probes.
+//! The HTTP front end (`docs/protocol.md` sections 5 and 10): every client command as `POST
+//! /api/chat/events/{event}`, through the same command layer as Socket.IO; an answer and
+//! its resume as Server-Sent Events, reading the same stream log and carrying the same
+//! typed [`StreamEvent`](marie_core::StreamEvent)s; files; health probes.
 //!
 //! ## Layout
 //!
-//! - `mod.rs`: the routes, authentication, errors as HTTP responses.
+//! - `mod.rs`: the routes, authentication, errors as HTTP responses, the routes that name a
+//!   stream or an approval alone.
+//! - `events.rs`: `POST /api/chat/events/{event}`, and the link of an HTTP request.
 //! - `sse.rs`: an SSE response following one stream.
 //! - `files.rs`: uploads and downloads of files.
 
+mod events;
 mod files;
 mod sse;
 
 use std::sync::Arc;
 
 use axum::Json;
+use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use marie_core::{
-    ApprovalId, ConversationId, Credentials, Error, ErrorCode, FileId, Identity, OnBusy,
-    SendRequest, StartStatus, StreamEvent, StreamId, StreamStart,
-};
+use marie_core::{ApprovalId, Error, ErrorCode, StreamId};
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use socketioxide::adapter::Adapter;
 
-use crate::events::Decided;
+use crate::commands::{self, Caller, ClientEvent, Command};
+use crate::guards::PacketSize;
 use crate::state::Shared;
+use events::HttpLink;
 
 /// The routes; `with_health` adds `/healthz` and `/readyz` (see
 /// [`MarieHandle::http_routes`](crate::MarieHandle::http_routes)).
@@ -36,6 +41,9 @@ pub(crate) fn routes<A: Adapter>(shared: Arc<Shared<A>>, with_health: bool) -> a
         .config()
         .max_file_bytes
         .saturating_add(files::MULTIPART_OVERHEAD);
+    // Bodies up to the transport's bound reach the command layer, which answers
+    // `payload_too_large` past `Limits::max_event_bytes`, as it does on Socket.IO.
+    let event_limit = usize::try_from(shared.config.max_payload).unwrap_or(usize::MAX);
     let chat = axum::Router::new()
         .route(
             "/api/chat/files",
@@ -45,7 +53,14 @@ pub(crate) fn routes<A: Adapter>(shared: Arc<Shared<A>>, with_health: bool) -> a
             "/api/chat/files/{file_id}",
             get(files::download::<A>).delete(files::delete::<A>),
         )
-        .route("/api/chat/send", post(send::<A>))
+        .route(
+            "/api/chat/events/{event}",
+            post(events::event::<A>).layer(DefaultBodyLimit::max(event_limit)),
+        )
+        .route(
+            "/api/chat/send",
+            post(send::<A>).layer(DefaultBodyLimit::max(event_limit)),
+        )
         .route("/api/chat/streams/{stream_id}", get(resume::<A>))
         .route("/api/chat/approvals/{approval_id}", post(approve::<A>));
     let routes = if with_health {
@@ -55,23 +70,6 @@ pub(crate) fn routes<A: Adapter>(shared: Arc<Shared<A>>, with_health: bool) -> a
         chat
     };
     routes.with_state(shared)
-}
-
-/// `POST /api/chat/send`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SendBody {
-    conversation_id: String,
-    message: String,
-    #[serde(default)]
-    client_message_id: Option<String>,
-    /// `reject` or `interrupt`; over HTTP a send is answered at once or refused, so an app
-    /// default of `enqueue` counts as `reject` here.
-    #[serde(default)]
-    on_busy: Option<OnBusy>,
-    /// File ids from `POST /api/chat/files`.
-    #[serde(default)]
-    attachments: Vec<String>,
 }
 
 /// `POST /api/chat/approvals/{approval_id}`.
@@ -110,7 +108,7 @@ impl IntoResponse for HttpError {
             ErrorCode::Forbidden => StatusCode::FORBIDDEN,
             ErrorCode::NotFound => StatusCode::NOT_FOUND,
             ErrorCode::Busy | ErrorCode::Conflict => StatusCode::CONFLICT,
-            ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            ErrorCode::RateLimited | ErrorCode::BudgetExceeded => StatusCode::TOO_MANY_REQUESTS,
             ErrorCode::PayloadTooLarge | ErrorCode::QuotaExceeded => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::UnsupportedFileType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ErrorCode::ResumeUnavailable => StatusCode::GONE,
@@ -138,8 +136,7 @@ async fn identify<A: Adapter>(
     shared: &Shared<A>,
     headers: &HeaderMap,
     query_token: Option<String>,
-) -> Result<Identity, HttpError> {
-    let unauthorized = || HttpError(Error::Unauthorized("unauthorized"));
+) -> Result<Caller, HttpError> {
     let bearer = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -149,73 +146,51 @@ async fn identify<A: Adapter>(
         .map(str::to_owned);
     let token = bearer
         .or_else(|| query_token.filter(|_| shared.config.allow_query_token))
-        .ok_or_else(unauthorized)?;
-    shared
-        .authenticator
-        .authenticate(&Credentials::bearer(token))
-        .await
-        .map_err(|e| {
-            tracing::info!(reason = %e, "HTTP request refused");
-            unauthorized()
-        })
+        .unwrap_or_default();
+    Ok(Caller::authenticate(shared.authenticator.as_ref(), &token).await?)
 }
 
-/// `POST /api/chat/send`: the answer as SSE, from its `stream_start`.
+/// `POST /api/chat/send`: `send_message` answered as SSE, from its `stream_start` (the
+/// first HTTP route, kept: `POST /api/chat/events/send_message` with `Accept:
+/// text/event-stream` is the same).
 async fn send<A: Adapter>(
     State(shared): State<Arc<Shared<A>>>,
     headers: HeaderMap,
-    body: Result<Json<SendBody>, axum::extract::rejection::JsonRejection>,
+    body: Bytes,
 ) -> Result<Response, HttpError> {
-    let who = identify(&shared, &headers, None).await?;
-    let Json(body) = body.map_err(|e| Error::BadRequest(format!("invalid body: {e}")))?;
-    let conversation = ConversationId::parse(body.conversation_id)?;
-    let on_busy = match body.on_busy.unwrap_or(shared.engine.config().on_busy) {
-        OnBusy::Interrupt => OnBusy::Interrupt,
-        OnBusy::Enqueue if body.on_busy.is_some() => {
-            return Err(Error::BadRequest(
-                "`on_busy: \"enqueue\"` is for Socket.IO clients: over HTTP a send is answered at once or refused".into(),
-            )
-            .into());
-        }
-        _ => OnBusy::Reject,
+    let caller = identify(&shared, &headers, None).await?;
+    let size = PacketSize {
+        text: body.len(),
+        binaries: 0,
     };
-    let outcome = shared
-        .engine
-        .send(
-            &who,
-            SendRequest {
-                conversation_id: conversation.clone(),
-                message: body.message,
-                stream: true,
-                client_message_id: body.client_message_id,
-                on_busy: Some(on_busy),
-                attachments: body
-                    .attachments
-                    .into_iter()
-                    .map(FileId::parse)
-                    .collect::<Result<_, _>>()?,
-            },
-        )
-        .await?;
-    let start = StreamEvent::Start(StreamStart {
-        conversation_id: conversation.clone(),
-        stream_id: outcome.stream_id.clone(),
-        message_id: outcome.answer_message_id,
-        parent_id: Some(outcome.message_id),
-        status: StartStatus::Streaming,
+    let link = HttpLink {
+        caller: &caller,
+        sse: true,
+    };
+    let payload = events::json_payload(&body).and_then(|payload| match payload {
+        // Always streamed: the route answers with the stream.
+        Some(Value::Object(fields)) if fields.contains_key("stream") => Err(Error::BadRequest(
+            "invalid body: `stream`: unknown field (this route always streams)".into(),
+        )),
+        other => Ok(other),
     });
-    Ok(sse::follow(&shared.hub, Some(start), conversation, outcome.stream_id, 0).await)
+    let acked = commands::dispatch(&shared, &link, &caller, "send_message", payload, &size)
+        .await
+        .map_err(|refused| HttpError(refused.error))?;
+    Ok(events::answer(&shared, &link, acked).await)
 }
 
 /// `GET /api/chat/streams/{stream_id}`: the events after `after_seq` (or `Last-Event-ID`,
-/// which wins), the live tail, the end.
+/// which wins), the live tail, the end: `resume_stream` of a stream named alone.
+/// `resume_unavailable` is `410 {code, message}`: an `EventSource` stops on it instead of
+/// reconnecting in a loop, as it would after a `stream_error` event in a `200` response.
 async fn resume<A: Adapter>(
     State(shared): State<Arc<Shared<A>>>,
     Path(stream_id): Path<String>,
     Query(query): Query<ResumeQuery>,
     headers: HeaderMap,
 ) -> Result<Response, HttpError> {
-    let who = identify(&shared, &headers, query.token).await?;
+    let caller = identify(&shared, &headers, query.token).await?;
     let stream = StreamId::parse(stream_id)?;
     let last_event_id = headers
         .get("last-event-id")
@@ -226,32 +201,55 @@ async fn resume<A: Adapter>(
                 .map_err(|_| Error::BadRequest("Last-Event-ID must be a seq".into()))
         })
         .transpose()?;
-    let after = last_event_id.or(query.after_seq).unwrap_or(0);
-    // `resume_unavailable` is `410 {code, message}`: an `EventSource` stops on it instead of
-    // reconnecting in a loop, as it would after a `stream_error` event in a `200` response.
-    let read = shared
-        .engine
-        .read_stream(&who, None, &stream, after, 1)
-        .await?;
-    let conversation = read.meta.conversation_id;
-    Ok(sse::follow(&shared.hub, None, conversation, stream, after).await)
+    let command = Command::Resume {
+        conversation: None,
+        stream,
+        last_seq: last_event_id.or(query.after_seq).unwrap_or(0),
+    };
+    let link = HttpLink {
+        caller: &caller,
+        sse: true,
+    };
+    run(&shared, &link, ClientEvent::ResumeStream, command).await
 }
 
-/// `POST /api/chat/approvals/{approval_id}`: decides a tool call, as `approve_tool` does.
+/// `POST /api/chat/approvals/{approval_id}`: `approve_tool` of an approval named alone.
 async fn approve<A: Adapter>(
     State(shared): State<Arc<Shared<A>>>,
     Path(approval_id): Path<String>,
     headers: HeaderMap,
     body: Result<Json<ApproveBody>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, HttpError> {
-    let who = identify(&shared, &headers, None).await?;
+    let caller = identify(&shared, &headers, None).await?;
     let Json(body) = body.map_err(|e| Error::BadRequest(format!("invalid body: {e}")))?;
-    let approval = ApprovalId::parse(approval_id)?;
-    let decided = shared
-        .engine
-        .approve(&who, None, &approval, body.approved, body.reason)
-        .await?;
-    Ok(Json(Decided::of(&decided)).into_response())
+    let command = Command::Approve {
+        conversation: None,
+        approval: ApprovalId::parse(approval_id)?,
+        approved: body.approved,
+        reason: body.reason,
+    };
+    let link = HttpLink {
+        caller: &caller,
+        sse: false,
+    };
+    run(&shared, &link, ClientEvent::ApproveTool, command).await
+}
+
+/// A command a route decoded itself, through the command layer's checks.
+async fn run<A: Adapter>(
+    shared: &Arc<Shared<A>>,
+    link: &HttpLink<'_>,
+    event: ClientEvent,
+    command: Command,
+) -> Result<Response, HttpError> {
+    let size = PacketSize {
+        text: 0,
+        binaries: 0,
+    };
+    let acked = commands::dispatch_command(shared, link, link.caller, event, command, &size)
+        .await
+        .map_err(|refused| HttpError(refused.error))?;
+    Ok(events::answer(shared, link, acked).await)
 }
 
 /// `GET /readyz`.

@@ -1,19 +1,31 @@
-//! A connection's life: the CONNECT middleware (credentials, connection slots), the connect
-//! handler (outbox, event handler, session), the disconnect handler.
+//! A connection's life: the CONNECT middleware ([`admit`]: credentials, connection slot,
+//! handlers, session), the greeting once CONNECT has left ([`Greeter`]), the disconnect
+//! handler.
+//!
+//! socketioxide sends CONNECT when the middleware returns, then spawns the connect handler:
+//! an event the client sends the moment it reads CONNECT may arrive before that task runs.
+//! So everything an event needs is set up in the middleware: the caller, the outbox (which
+//! sends nothing until the greeting), the event handler, the session and its rooms. The
+//! greeting itself is sent from a synchronous connect handler, at once.
 
 use std::sync::Arc;
 
-use marie_core::{ConversationId, Credentials, ErrorCode, SessionId};
+use marie_core::{ConversationId, ErrorCode, SessionId, StreamId};
+use serde_json::value::RawValue;
 use socketioxide::adapter::Adapter;
 use socketioxide::extract::SocketRef;
+use socketioxide::handler::ConnectHandler;
+use socketioxide::socket::Socket;
 
-use super::membership::{enter_room, save_session, tell_others};
-use super::payloads::{Connected, Reconnected};
-use super::{Authenticated, Session, asked, commands, reply};
-use crate::events::ConnectAuth;
+use super::membership::{save_session, tell_others};
+use super::payloads::{ConnectAuth, Connected, Reconnected, Running};
+use super::{Session, asked, handler, reply};
+use crate::commands::{Caller, raw};
+use crate::delivery::SocketOutbox;
 use crate::guards::{ConnectionGuard, expiry};
-use crate::rooms::{conversation_of, user_room};
+use crate::rooms::{conversation_of, conversation_room, user_room};
 use crate::state::Shared;
+use crate::typing::Typist;
 
 /// Why a CONNECT was refused. Its `Display` is what the client sees as `err.message`:
 /// socketioxide's CONNECT_ERROR carries one message string, so the message is the stable
@@ -27,14 +39,25 @@ impl std::fmt::Display for ConnectRefused {
     }
 }
 
+/// What a socket is greeted with once CONNECT has left, and the rooms it was put back in.
+/// (Socket extensions must be `Clone`: hence the `Arc`s.)
+#[derive(Clone)]
+struct Greeting {
+    name: &'static str,
+    payload: Arc<RawValue>,
+    restored: Arc<[ConversationId]>,
+}
+
 /// The CONNECT middleware: a token (from `auth`, or the query when allowed) that the
-/// authenticator accepts, and a free connection slot of its user.
-pub(crate) async fn authenticate<A: Adapter>(
-    shared: &Shared<A>,
+/// authenticator accepts, and a free connection slot of its user. Then, before CONNECT is
+/// sent, everything the socket's events need: its caller, its outbox, its handlers, its
+/// session (restored rooms included).
+pub(crate) async fn admit<A: Adapter>(
+    shared: &Arc<Shared<A>>,
     socket: &SocketRef<A>,
     auth: ConnectAuth,
 ) -> Result<(), ConnectRefused> {
-    let token = auth.token.filter(|t| !t.is_empty()).or_else(|| {
+    let token = auth.token.clone().filter(|t| !t.is_empty()).or_else(|| {
         shared
             .config
             .allow_query_token
@@ -45,30 +68,22 @@ pub(crate) async fn authenticate<A: Adapter>(
         tracing::debug!(sid = %socket.id, "connect refused: no credentials");
         return Err(ConnectRefused(ErrorCode::Unauthorized));
     };
-    let identity = match shared
-        .authenticator
-        .authenticate(&Credentials::bearer(token))
+    let caller = Caller::authenticate(shared.authenticator.as_ref(), &token)
         .await
-    {
-        Ok(identity) => identity,
-        Err(e) => {
-            tracing::info!(sid = %socket.id, reason = %e, "connect refused");
-            return Err(ConnectRefused(ErrorCode::Unauthorized));
-        }
-    };
-    let Some(slot) = shared.guards.admit_connection(&identity.user_id) else {
+        .map_err(|_| ConnectRefused(ErrorCode::Unauthorized))?;
+    let who = caller.identity().clone();
+    let Some(slot) = shared.guards.admit_connection(&who.user_id) else {
         tracing::info!(sid = %socket.id, "connect refused: too many connections for the user");
         return Err(ConnectRefused(ErrorCode::RateLimited));
     };
     socket.extensions.insert(slot);
-    let resume = auth
-        .previous_session
-        .or(auth.previous_sid)
-        .and_then(|s| SessionId::parse(s).ok());
-    socket.extensions.insert(Authenticated {
-        identity: Arc::new(identity),
-        resume,
-    });
+    socket.extensions.insert(caller);
+    shared.hub.attach(socket);
+    handler::register(shared, socket);
+    on_disconnect(shared, socket);
+    socket.join(user_room(&who.user_id));
+    let greeting = open_session(shared, socket, &who, auth).await;
+    socket.extensions.insert(greeting);
     Ok(())
 }
 
@@ -80,103 +95,248 @@ fn query_token<A: Adapter>(socket: &SocketRef<A>) -> Option<String> {
     })
 }
 
-/// A socket passed the middleware: it gets its outbox and its event handler before anything
-/// is awaited (a client may emit the moment it sees CONNECT), then its session, announced
-/// with `connected` or `reconnected` through the outbox.
-pub(crate) async fn on_connect<A: Adapter>(shared: Arc<Shared<A>>, socket: SocketRef<A>) {
-    shared.hub.attach(&socket);
-    commands::register(&shared, &socket);
-    let for_disconnect = shared.clone();
-    socket.on_disconnect(move |s: SocketRef<A>| {
-        let shared = for_disconnect.clone();
-        // The rooms are read now, when socketioxide calls the handler, not in its task: a
-        // client that sends its goodbye and closes the transport at once (socket.io-client's
-        // `disconnect()` does) makes socketioxide close the socket twice, and the second
-        // close takes it out of its rooms at once, while this handler still runs. Read in
-        // the task, the rooms were then sometimes gone: no `user_left`, room counts off.
-        let conversations = s
-            .rooms()
-            .iter()
-            .filter_map(|r| conversation_of(r))
-            .collect();
-        async move { on_disconnect(&shared, &s, conversations).await }
-    });
-    metrics::gauge!("marie_connections").increment(1.0);
-
-    let Some(auth) = socket.extensions.get::<Authenticated>() else {
-        // Unreachable: the middleware admits no socket without it. Refuse to serve it.
-        tracing::error!(sid = %socket.id, "connected socket without identity");
-        let _ = socket.disconnect();
-        return;
-    };
-    let who = &auth.identity;
-    socket.join(user_room(&who.user_id));
-    if shared.config.disconnect_on_expiry
-        && let Some(guard) = socket.extensions.get::<ConnectionGuard>()
-    {
-        expiry::watch(&socket, who, guard);
-    }
-
-    if let Some(previous) = &auth.resume {
-        match shared.engine.restore_session(who, previous).await {
-            Ok(Some(rooms)) => {
-                for conversation in &rooms {
-                    enter_room(&shared, &socket, who, conversation).await;
-                }
-                socket.extensions.insert(Session(previous.clone()));
-                save_session(&shared, &socket, who).await;
-                let notice = Reconnected {
-                    message: "Successfully reconnected",
-                    restored: true,
-                    rooms: &rooms,
-                    sid: socket.id.to_string(),
-                    user_id: &who.user_id,
-                    session: previous,
-                };
-                reply::event(&socket, "reconnected", reply::raw(&notice));
-                return;
-            }
+/// The socket's session: the previous one restored when the client names one that is its
+/// user's and unexpired (its rooms entered again, access checked again), else a new one.
+async fn open_session<A: Adapter>(
+    shared: &Arc<Shared<A>>,
+    socket: &SocketRef<A>,
+    who: &marie_core::Identity,
+    auth: ConnectAuth,
+) -> Greeting {
+    let previous = auth
+        .previous_session
+        .as_deref()
+        .or(auth.previous_sid.as_deref())
+        .and_then(|s| SessionId::parse(s).ok());
+    if let Some(previous) = previous {
+        match shared.engine.restore_session(who, &previous).await {
+            Ok(Some(rooms)) => return restore(shared, socket, who, previous, rooms, &auth).await,
             Ok(None) => {
                 tracing::debug!(sid = %socket.id, "previous session unknown, expired or not the user's")
             }
             Err(e) => tracing::warn!(error = %e, "could not read the previous session"),
         }
     }
-
     let session = SessionId::random();
     socket.extensions.insert(Session(session.clone()));
-    save_session(&shared, &socket, who).await;
+    save_session(shared, socket, who).await;
     let notice = Connected {
         status: "connected",
         sid: socket.id.to_string(),
         user_id: &who.user_id,
         session: &session,
     };
-    reply::event(&socket, "connected", reply::raw(&notice));
+    Greeting {
+        name: "connected",
+        payload: raw(&notice).into(),
+        restored: Arc::new([]),
+    }
 }
 
-/// A socket went away: its outbox closes, the answers it asked for are cancelled (when so
-/// configured), its slot is freed, and the others in its rooms are told. The session record
-/// stays until it expires, so that the client can resume it.
-async fn on_disconnect<A: Adapter>(
+/// Puts a reconnected socket back in `rooms`. The live events of an answer running there
+/// are held until the client resumes it (at once, from `auth.last_seqs`; or by its
+/// `resume_stream`; or, at the latest, after `DeliveryConfig::restore_hold`): a client that
+/// appends what it gets then sees each position once, in order. The hold comes before the
+/// room, so that no live event slips in between.
+async fn restore<A: Adapter>(
+    shared: &Arc<Shared<A>>,
+    socket: &SocketRef<A>,
+    who: &marie_core::Identity,
+    session: SessionId,
+    rooms: Vec<ConversationId>,
+    auth: &ConnectAuth,
+) -> Greeting {
+    let outbox = socket.extensions.get::<SocketOutbox>().map(|o| o.0);
+    let mut running = Vec::new();
+    for conversation in &rooms {
+        match shared.engine.running_answer(conversation).await {
+            Ok(Some(active)) => {
+                if let Some(outbox) = &outbox {
+                    outbox.hold_restored(conversation, &active.stream_id);
+                }
+                running.push(Running {
+                    conversation_id: conversation.clone(),
+                    stream_id: active.stream_id,
+                    seq: active.seq,
+                    resumed: false,
+                });
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, %conversation, "could not read a restored room's answer")
+            }
+        }
+        socket.join(conversation_room(conversation));
+    }
+    socket.extensions.insert(Session(session.clone()));
+    save_session(shared, socket, who).await;
+    if let Some(outbox) = outbox {
+        for stream in &mut running {
+            let told = auth.last_seqs.get(stream.stream_id.as_str()).copied();
+            stream.resumed = match told {
+                Some(last_seq) => resume_now(shared, &outbox, stream, last_seq).await,
+                None => false,
+            };
+            if !stream.resumed {
+                release_later(shared, &outbox, stream.stream_id.clone());
+            }
+        }
+    }
+    let notice = Reconnected {
+        message: "Successfully reconnected",
+        restored: true,
+        rooms: &rooms,
+        sid: socket.id.to_string(),
+        user_id: &who.user_id,
+        session: &session,
+        active_streams: running,
+    };
+    Greeting {
+        name: "reconnected",
+        payload: raw(&notice).into(),
+        restored: rooms.into(),
+    }
+}
+
+/// Resumes a held answer from where the client said it stands; whether it could.
+async fn resume_now<A: Adapter>(
+    shared: &Shared<A>,
+    outbox: &crate::delivery::Outbox,
+    stream: &Running,
+    last_seq: u64,
+) -> bool {
+    let log = &shared.hub.log;
+    match crate::delivery::resume(
+        log,
+        outbox,
+        &stream.conversation_id,
+        &stream.stream_id,
+        last_seq,
+    )
+    .await
+    {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::debug!(error = %e, stream_id = %stream.stream_id, "could not resume a restored answer from auth.last_seqs");
+            false
+        }
+    }
+}
+
+/// Ends the hold of a restored answer its client does not resume in time.
+fn release_later<A: Adapter>(
+    shared: &Shared<A>,
+    outbox: &Arc<crate::delivery::Outbox>,
+    stream: StreamId,
+) {
+    let wait = shared.config.delivery.restore_hold;
+    let outbox = Arc::downgrade(outbox);
+    tokio::spawn(async move {
+        tokio::time::sleep(wait).await;
+        if let Some(outbox) = outbox.upgrade() {
+            outbox.end_restore_hold(&stream);
+        }
+    });
+}
+
+/// The connect handler: greets the socket the moment CONNECT has left, synchronously
+/// (socketioxide spawns an `async` handler, which could run after the client's first
+/// events), then announces it in its restored rooms.
+pub(crate) struct Greeter<A: Adapter> {
+    pub(crate) shared: Arc<Shared<A>>,
+}
+
+impl<A: Adapter> Clone for Greeter<A> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+/// The type parameter of [`Greeter`]'s `ConnectHandler` impl (socketioxide's closures use the
+/// tuple of their extractors there).
+pub(crate) struct Greets;
+
+impl<A: Adapter> ConnectHandler<A, Greets> for Greeter<A> {
+    fn call(&self, socket: Arc<Socket<A>>, _: Option<socketioxide_core::Value>) {
+        let socket = SocketRef::from(socket);
+        let Some(greeting) = socket.extensions.remove::<Greeting>() else {
+            // Unreachable: the middleware admits no socket without a greeting.
+            tracing::error!(sid = %socket.id, "connected socket without a greeting");
+            let _ = socket.disconnect();
+            return;
+        };
+        reply::greet(&socket, greeting.name, (*greeting.payload).to_owned());
+        metrics::gauge!("marie_connections").increment(1.0);
+        let shared = &self.shared;
+        if let Some(caller) = socket.extensions.get::<Caller>() {
+            if shared.config.disconnect_on_expiry
+                && let Some(guard) = socket.extensions.get::<ConnectionGuard>()
+            {
+                expiry::watch(&socket, caller.identity(), guard);
+            }
+            if !greeting.restored.is_empty() {
+                let shared = shared.clone();
+                tokio::spawn(async move {
+                    for conversation in greeting.restored.iter() {
+                        shared.rooms.entered(conversation);
+                        tell_others(&socket, "user_joined", caller.identity(), conversation).await;
+                    }
+                });
+            }
+        }
+    }
+}
+
+/// Registers what happens when the socket goes away: its outbox closes, the answers it
+/// asked for are cancelled (when so configured), its slot is freed, and the others in its
+/// rooms are told. The session record stays until it expires, so that the client can
+/// resume it. socketioxide calls this only for a socket that was greeted.
+fn on_disconnect<A: Adapter>(shared: &Arc<Shared<A>>, socket: &SocketRef<A>) {
+    let shared = shared.clone();
+    socket.on_disconnect(move |s: SocketRef<A>| {
+        let shared = shared.clone();
+        // The rooms are read now, when socketioxide calls the handler, not in its task: a
+        // client that sends its goodbye and closes the transport at once (socket.io-client's
+        // `disconnect()` does) makes socketioxide close the socket twice, and the second
+        // close takes it out of its rooms at once, while this handler still runs. Read in
+        // the task, the rooms were then sometimes gone: no `user_left`, room counts off.
+        let conversations: Vec<ConversationId> = s
+            .rooms()
+            .iter()
+            .filter_map(|r| conversation_of(r))
+            .collect();
+        async move { disconnected(&shared, &s, conversations).await }
+    });
+}
+
+async fn disconnected<A: Adapter>(
     shared: &Shared<A>,
     socket: &SocketRef<A>,
     conversations: Vec<ConversationId>,
 ) {
     metrics::gauge!("marie_connections").decrement(1.0);
-    if let Some(crate::delivery::SocketOutbox(outbox)) = socket.extensions.get() {
+    if let Some(SocketOutbox(outbox)) = socket.extensions.get() {
         outbox.close();
     }
     if let Some(guard) = socket.extensions.get::<ConnectionGuard>() {
         guard.release();
     }
-    let Some(auth) = socket.extensions.get::<Authenticated>() else {
+    let Some(caller) = socket.extensions.get::<Caller>() else {
         return;
     };
-    asked::cancel_all(shared, socket, &auth.identity).await;
+    let who = caller.identity();
+    asked::cancel_all(shared, socket, who).await;
     for conversation in conversations {
         shared.rooms.left(&conversation);
-        super::typing::stop(socket, &auth.identity, &conversation).await;
-        tell_others(socket, "user_left", &auth.identity, &conversation).await;
+        crate::typing::stop(
+            shared,
+            Typist::Socket(socket.id),
+            &who.user_id,
+            &conversation,
+        )
+        .await;
+        tell_others(socket, "user_left", who, &conversation).await;
     }
 }

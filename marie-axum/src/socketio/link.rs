@@ -75,8 +75,14 @@ impl<A: Adapter> Link for SocketLink<'_, A> {
         let Some(SocketOutbox(outbox)) = self.socket.extensions.get::<SocketOutbox>() else {
             return Err(Error::Internal("the connection cannot receive streams"));
         };
-        crate::delivery::resume(&self.shared.hub.log, &outbox, conversation, stream, after_seq)
-            .await
+        crate::delivery::resume(
+            &self.shared.hub.log,
+            &outbox,
+            conversation,
+            stream,
+            after_seq,
+        )
+        .await
     }
 
     fn can_wait_in_queue(&self) -> bool {

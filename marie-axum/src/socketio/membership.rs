@@ -10,6 +10,7 @@ use super::Session;
 use super::payloads::Presence;
 use crate::rooms::{conversation_of, conversation_room, in_room};
 use crate::state::Shared;
+use crate::typing::Typist;
 
 /// Joins the socket to the conversation's room (once) and tells the others.
 pub(super) async fn enter_room<A: Adapter>(
@@ -37,7 +38,13 @@ pub(super) async fn leave_room<A: Adapter>(
     if !in_room(socket, conversation) {
         return false;
     }
-    super::typing::stop(socket, who, conversation).await;
+    crate::typing::stop(
+        shared,
+        Typist::Socket(socket.id),
+        &who.user_id,
+        conversation,
+    )
+    .await;
     socket.leave(conversation_room(conversation));
     shared.rooms.left(conversation);
     tell_others(socket, "user_left", who, conversation).await;

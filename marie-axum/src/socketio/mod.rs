@@ -1,52 +1,46 @@
-//! The Socket.IO front end: authentication on CONNECT, then one handler that routes every
-//! event by name through the table of [`crate::events`].
+//! The Socket.IO front end: authentication and the session on CONNECT, then one handler that
+//! hands every event to the command layer ([`crate::commands`]).
 //!
-//! Each event is checked by the guards, decoded into a [`Command`](crate::events::Command),
-//! run on the [`ChatEngine`](marie_core::ChatEngine), and answered through the socket's outbox
-//! (`reply.rs`). Answers run in the engine's background tasks, so no handler waits for a
+//! A connection's handlers exist before its CONNECT reply leaves (they are registered by the
+//! CONNECT middleware), so an event a client sends the moment it reads CONNECT is handled;
+//! its answers wait in the socket's outbox behind the greeting (`connected` or
+//! `reconnected`). Answers run in the engine's background tasks, so no handler waits for a
 //! model.
 //!
 //! ## Layout
 //!
 //! - `mod.rs`: [`register`], what a connected socket carries.
-//! - `connect.rs`: the CONNECT middleware, the connect and disconnect handlers.
-//! - `commands.rs`: one event, from its guards to its answer, and each command.
+//! - `connect.rs`: the CONNECT middleware (credentials, handlers, session), the greeting,
+//!   the disconnect handler.
+//! - `handler.rs`: one event, handed to the command layer and answered.
+//! - `link.rs`: the socket as the command layer's [`Link`](crate::commands::Link).
 //! - `membership.rs`: the rooms a socket enters and leaves, and its session.
 //! - `reply.rs`: replies and acks through the outbox.
-//! - `payloads.rs`: the payloads of the events and acks this front end sends.
+//! - `payloads.rs`: the CONNECT `auth`, and the notices of a connection.
 //! - `asked.rs`: the answers a socket asked for, to cancel them when it leaves (if so
 //!   configured).
-//! - `typing.rs`: `typing` → `user_typing`, volatile, throttled, ending by itself.
 
 mod asked;
-mod commands;
 mod connect;
+mod handler;
+mod link;
 mod membership;
 mod payloads;
 mod reply;
-mod typing;
 
 use std::sync::Arc;
 
-use marie_core::{Identity, SessionId};
+use marie_core::SessionId;
 use socketioxide::adapter::Adapter;
 use socketioxide::extract::{SocketRef, TryData};
 use socketioxide::handler::ConnectHandler;
 use socketioxide_core::adapter::DefinedAdapter;
 
-pub(crate) use payloads::Announcement;
+pub(crate) use payloads::ConnectAuth;
 
-use crate::events::ConnectAuth;
 use crate::state::Shared;
 
-/// Set on a socket by the CONNECT middleware once its credentials are valid.
-#[derive(Clone)]
-pub(crate) struct Authenticated {
-    pub(crate) identity: Arc<Identity>,
-    resume: Option<SessionId>,
-}
-
-/// The socket's session handle, set by the connect handler.
+/// The socket's session handle, set when it connects.
 #[derive(Clone)]
 struct Session(SessionId);
 
@@ -54,16 +48,14 @@ struct Session(SessionId);
 /// cluster adapter: subscribes); the caller awaits or spawns it.
 pub(crate) fn register<A: Adapter + DefinedAdapter>(shared: &Arc<Shared<A>>) -> A::InitRes {
     let for_middleware = shared.clone();
-    let for_handler = shared.clone();
     let middleware = move |s: SocketRef<A>, TryData(auth): TryData<ConnectAuth>| {
         let shared = for_middleware.clone();
-        async move { connect::authenticate(&shared, &s, auth.unwrap_or_default()).await }
+        async move { connect::admit(&shared, &s, auth.unwrap_or_default()).await }
     };
-    let handler = move |s: SocketRef<A>| {
-        let shared = for_handler.clone();
-        async move { connect::on_connect(shared, s).await }
+    let greeter = connect::Greeter {
+        shared: shared.clone(),
     };
     shared
         .io
-        .ns(shared.config.namespace.clone(), handler.with(middleware))
+        .ns(shared.config.namespace.clone(), greeter.with(middleware))
 }

@@ -10,7 +10,6 @@
 use std::convert::Infallible;
 use std::sync::Arc;
 
-use serde::Serialize;
 use serde_json::value::RawValue;
 use socketioxide::adapter::Adapter;
 use socketioxide::extract::{AckSender, SocketRef};
@@ -40,25 +39,33 @@ impl<A: Adapter> FromMessageParts<A> for AckTo<A> {
     }
 }
 
-/// Serializes a payload once, for every attempt to send it.
-pub(crate) fn raw(payload: &impl Serialize) -> Box<RawValue> {
-    // Cannot fail: the payloads are structs of strings, numbers, booleans and lists.
-    serde_json::value::to_raw_value(payload).unwrap_or_else(|e| {
-        tracing::error!(error = %e, "could not serialize a reply");
-        RawValue::NULL.to_owned()
-    })
+/// The event `name` with `payload` for `socket`, ready to send (and to try again).
+fn notice<A: Adapter>(socket: &SocketRef<A>, name: &'static str, payload: Box<RawValue>) -> Out {
+    let target = socket.clone();
+    let bytes = payload.get().len();
+    Out::Reply(Arc::new(Reply::new(
+        name,
+        bytes,
+        Box::new(move || Emitted::of(target.emit(name, &payload))),
+    )))
 }
 
 /// Queues the event `name` with `payload` for `socket`.
 pub(crate) fn event<A: Adapter>(socket: &SocketRef<A>, name: &'static str, payload: Box<RawValue>) {
-    let target = socket.clone();
-    let bytes = payload.get().len();
-    let reply = Reply::new(
-        name,
-        bytes,
-        Box::new(move || Emitted::of(target.emit(name, &payload))),
-    );
-    queue(socket, reply);
+    queue(socket, notice(socket, name, payload));
+}
+
+/// Sends the greeting of a connection (`connected`, `reconnected`) first, then lets the
+/// socket's outbox send what waits behind it.
+pub(crate) fn greet<A: Adapter>(socket: &SocketRef<A>, name: &'static str, payload: Box<RawValue>) {
+    let greeting = notice(socket, name, payload);
+    match socket.extensions.get::<SocketOutbox>() {
+        Some(SocketOutbox(outbox)) => outbox.greet(greeting),
+        // Not reached: every connected socket has an outbox. Try once.
+        None => {
+            let _ = greeting.emit_to(socket);
+        }
+    }
 }
 
 /// Queues the ack `payload` for the event that `to` came with (nothing when the client asked
@@ -72,12 +79,14 @@ pub(crate) fn ack<A: Adapter>(socket: &SocketRef<A>, to: AckTo<A>, payload: Box<
         let Ok(sender) = AckSender::from_message_parts(&target, &mut unused, &Some(id));
         Emitted::of(sender.send(&payload))
     };
-    queue(socket, Reply::new("ack", bytes, Box::new(send)));
+    queue(
+        socket,
+        Out::Reply(Arc::new(Reply::new("ack", bytes, Box::new(send)))),
+    );
 }
 
-/// Sends `reply` at once when the socket's outbox is empty, else queues it behind what waits.
-fn queue<A: Adapter>(socket: &SocketRef<A>, reply: Reply) {
-    let out = Out::Reply(Arc::new(reply));
+/// Sends `out` at once when the socket's outbox is empty, else queues it behind what waits.
+fn queue<A: Adapter>(socket: &SocketRef<A>, out: Out) {
     match socket.extensions.get::<SocketOutbox>() {
         Some(SocketOutbox(outbox)) => {
             let send = |o: &Out| o.emit_to(socket) == Emitted::Sent;
