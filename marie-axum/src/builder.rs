@@ -20,7 +20,7 @@ use crate::handle::MarieHandle;
 use crate::layer::MarieLayer;
 use crate::rooms::RoomCounts;
 use crate::socketio;
-use crate::state::Shared;
+use crate::state::NodeState;
 use crate::typing::TypingBoard;
 
 /// Why [`MarieBuilder::build`] failed.
@@ -316,7 +316,7 @@ impl<A: Adapter> MarieBuilder<A> {
             engine = engine.files(files);
         }
         let guards = Guards::new(config.limits.clone());
-        let shared = Arc::new(Shared {
+        let shared = Arc::new(NodeState {
             engine: engine.build(),
             authenticator,
             io,

@@ -11,14 +11,14 @@ use socketioxide::adapter::{Adapter, LocalAdapter};
 use crate::commands::Announcement;
 use crate::guards::expiry;
 use crate::rooms::{conversation_room, user_room};
-use crate::state::Shared;
+use crate::state::NodeState;
 
 /// Drives MARIE from outside the handlers: run commands, emit to a conversation, announce,
 /// revoke a user, serve the HTTP routes, shut down.
 ///
 /// Cheap to clone.
 pub struct MarieHandle<A: Adapter = LocalAdapter> {
-    shared: Arc<Shared<A>>,
+    shared: Arc<NodeState<A>>,
 }
 
 impl<A: Adapter> Clone for MarieHandle<A> {
@@ -38,7 +38,7 @@ impl<A: Adapter> std::fmt::Debug for MarieHandle<A> {
 }
 
 impl<A: Adapter> MarieHandle<A> {
-    pub(crate) fn new(shared: Arc<Shared<A>>) -> Self {
+    pub(crate) fn new(shared: Arc<NodeState<A>>) -> Self {
         Self { shared }
     }
 

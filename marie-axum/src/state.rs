@@ -1,4 +1,4 @@
-//! [`Shared`]: what the Socket.IO handlers, the HTTP routes and the handle share. Built once by
+//! [`NodeState`]: what the Socket.IO handlers, the HTTP routes and the handle share. Built once by
 //! the builder; cheap to clone behind an `Arc`.
 
 use std::sync::Arc;
@@ -13,7 +13,7 @@ use crate::guards::Guards;
 use crate::rooms::RoomCounts;
 use crate::typing::TypingBoard;
 
-pub(crate) struct Shared<A: Adapter> {
+pub(crate) struct NodeState<A: Adapter> {
     pub(crate) engine: ChatEngine,
     pub(crate) authenticator: Arc<dyn Authenticator>,
     pub(crate) io: SocketIo<A>,

@@ -24,7 +24,7 @@ use socketioxide::socket::Sid;
 use tokio::time::Instant;
 
 use crate::rooms::{conversation_room, user_room};
-use crate::state::Shared;
+use crate::state::NodeState;
 
 /// The most often a typist's `typing:true` is forwarded, per conversation.
 pub(crate) const FORWARD_EVERY: Duration = Duration::from_secs(1);
@@ -67,7 +67,7 @@ impl TypingBoard {
 
 /// `typing {conversation_id, typing}` of `typist`, who may (the caller checked).
 pub(crate) async fn typing<A: Adapter>(
-    shared: &Arc<Shared<A>>,
+    shared: &Arc<NodeState<A>>,
     typist: Typist,
     who: &Arc<Identity>,
     conversation: &ConversationId,
@@ -113,7 +113,11 @@ pub(crate) async fn typing<A: Adapter>(
 }
 
 /// Ends the typing state of `key` when it is not repeated in time.
-fn expire_later<A: Adapter>(shared: &Arc<Shared<A>>, key: (Typist, ConversationId), user: UserId) {
+fn expire_later<A: Adapter>(
+    shared: &Arc<NodeState<A>>,
+    key: (Typist, ConversationId),
+    user: UserId,
+) {
     // Weak: a pending timer must not keep a dropped layer alive.
     let weak = Arc::downgrade(shared);
     tokio::spawn(async move {
@@ -145,7 +149,7 @@ fn expire_later<A: Adapter>(shared: &Arc<Shared<A>>, key: (Typist, ConversationI
 
 /// `typist` stops typing in `conversation` (it leaves the room, or disconnects).
 pub(crate) async fn stop<A: Adapter>(
-    shared: &Shared<A>,
+    shared: &NodeState<A>,
     typist: Typist,
     user: &UserId,
     conversation: &ConversationId,
@@ -159,7 +163,7 @@ pub(crate) async fn stop<A: Adapter>(
 
 /// `user_typing` to the room but the typist, volatile, on every node.
 async fn tell<A: Adapter>(
-    shared: &Shared<A>,
+    shared: &NodeState<A>,
     typist: &Typist,
     user: &UserId,
     conversation: &ConversationId,

@@ -364,93 +364,136 @@ async fn ask(provider: &dyn LlmProvider, request: LlmRequest) -> Asked {
     }
 }
 
+/// What asking one provider of the list came to.
+enum Tried {
+    /// What to hand out: a stream (begun, or broken at once), or a refusal that the next
+    /// provider would not fix.
+    Answered(Result<LlmStream, ProviderError>),
+    /// Unavailable, or skipped: the next provider is asked. Its last failure, if it was asked,
+    /// is handed out when no provider answers.
+    Passed(Option<Result<LlmStream, ProviderError>>),
+}
+
+impl FallbackProvider {
+    /// Asks `member`, unless its circuit is open; asks it once more when it asked to wait
+    /// (`Retry-After`) no longer than [`max_retry_after`](Self::max_retry_after).
+    /// `passed`: the provider before it, when that one failed or was skipped.
+    async fn ask_member(
+        &self,
+        member: &Member,
+        request: &LlmRequest,
+        passed: Option<&str>,
+    ) -> Tried {
+        let mut passed = passed;
+        let mut waited = false;
+        let mut last = None;
+        loop {
+            let trial = match member.admit(Instant::now()) {
+                Admission::Ask { trial } => trial,
+                Admission::Skip(why) => {
+                    tracing::debug!(provider = %member.name, why, "provider skipped");
+                    return Tried::Passed(last);
+                }
+            };
+            if let Some(from) = passed {
+                metrics::counter!(
+                    "marie_provider_fallbacks_total",
+                    "from" => from.to_owned(),
+                    "to" => member.name.clone(),
+                )
+                .increment(1);
+                tracing::info!(from, to = %member.name, "falling back to the next provider");
+            }
+            let (error, stream) = match self.ask_once(member, trial, request).await {
+                Ok(answered) => return Tried::Answered(answered),
+                Err(unavailable) => unavailable,
+            };
+            let wait = match &error {
+                ProviderError::RateLimited {
+                    retry_after: Some(wait),
+                } => Some(*wait),
+                _ => None,
+            };
+            last = Some(stream.ok_or(error));
+            match wait {
+                Some(wait) if !waited && wait <= self.max_retry_after => {
+                    waited = true;
+                    tracing::info!(
+                        provider = %member.name,
+                        wait_ms = wait.as_millis() as u64,
+                        "waiting as the provider asks, then asking it again"
+                    );
+                    tokio::time::sleep(wait).await;
+                    passed = None;
+                }
+                _ => return Tried::Passed(last),
+            }
+        }
+    }
+
+    /// One request to `member`, its circuit told how it went: `Ok` with what to hand out,
+    /// `Err` with the failure (and the stream that carries it, if any) when the member is
+    /// unavailable.
+    async fn ask_once(
+        &self,
+        member: &Member,
+        trial: bool,
+        request: &LlmRequest,
+    ) -> Result<Result<LlmStream, ProviderError>, (ProviderError, Option<LlmStream>)> {
+        let guard = Trial {
+            member,
+            armed: trial,
+        };
+        let asked = ask(member.provider.as_ref(), request.clone()).await;
+        if matches!(asked, Asked::Broken(_)) {
+            // Neither up nor down: a trial's turn passes to the next answer.
+            drop(guard);
+        } else {
+            guard.settled();
+        }
+        match asked {
+            Asked::Begun(stream) => {
+                member.note_up();
+                tracing::debug!(provider = %member.name, "provider answers");
+                Ok(Ok(stream))
+            }
+            Asked::Broken(stream) => {
+                tracing::debug!(
+                    provider = %member.name,
+                    "provider's stream failed at once; handed out as it is"
+                );
+                Ok(Ok(stream))
+            }
+            Asked::Refused(error) => {
+                member.note_up();
+                tracing::warn!(
+                    provider = %member.name,
+                    %error,
+                    "provider refused the request; not falling back (the next one would not fix it)"
+                );
+                Ok(Err(error))
+            }
+            Asked::Unavailable { error, stream } => {
+                tracing::warn!(provider = %member.name, %error, "provider unavailable");
+                self.note_failure(member, trial, &error);
+                Err((error, stream))
+            }
+        }
+    }
+}
+
 #[async_trait]
 impl LlmProvider for FallbackProvider {
+    /// Asks each provider in turn (see [`FallbackProvider`]) until one answers.
     async fn stream(&self, request: LlmRequest) -> Result<LlmStream, ProviderError> {
         // The last provider's failure, handed out when none answers.
-        let mut last: Option<Result<LlmStream, ProviderError>> = None;
+        let mut last = None;
         // The provider before the one being asked, when it failed or was skipped.
         let mut passed: Option<&str> = None;
         for member in &self.members {
-            let mut waited = false;
-            loop {
-                let trial = match member.admit(Instant::now()) {
-                    Admission::Ask { trial } => trial,
-                    Admission::Skip(why) => {
-                        tracing::debug!(provider = %member.name, why, "provider skipped");
-                        break;
-                    }
-                };
-                if let Some(from) = passed {
-                    metrics::counter!(
-                        "marie_provider_fallbacks_total",
-                        "from" => from.to_owned(),
-                        "to" => member.name.clone(),
-                    )
-                    .increment(1);
-                    tracing::info!(from, to = %member.name, "falling back to the next provider");
-                }
-                let guard = Trial {
-                    member,
-                    armed: trial,
-                };
-                let asked = ask(member.provider.as_ref(), request.clone()).await;
-                if matches!(asked, Asked::Broken(_)) {
-                    // Neither up nor down: a trial's turn passes to the next answer.
-                    drop(guard);
-                } else {
-                    guard.settled();
-                }
-                match asked {
-                    Asked::Begun(stream) => {
-                        member.note_up();
-                        tracing::debug!(provider = %member.name, "provider answers");
-                        return Ok(stream);
-                    }
-                    Asked::Broken(stream) => {
-                        tracing::debug!(
-                            provider = %member.name,
-                            "provider's stream failed at once; handed out as it is"
-                        );
-                        return Ok(stream);
-                    }
-                    Asked::Refused(error) => {
-                        member.note_up();
-                        tracing::warn!(
-                            provider = %member.name,
-                            %error,
-                            "provider refused the request; not falling back (the next one would not fix it)"
-                        );
-                        return Err(error);
-                    }
-                    Asked::Unavailable { error, stream } => {
-                        tracing::warn!(provider = %member.name, %error, "provider unavailable");
-                        self.note_failure(member, trial, &error);
-                        let wait = match &error {
-                            ProviderError::RateLimited {
-                                retry_after: Some(wait),
-                            } => Some(*wait),
-                            _ => None,
-                        };
-                        last = Some(match stream {
-                            Some(stream) => Ok(stream),
-                            None => Err(error),
-                        });
-                        match wait {
-                            Some(wait) if !waited && wait <= self.max_retry_after => {
-                                waited = true;
-                                tracing::info!(
-                                    provider = %member.name,
-                                    wait_ms = wait.as_millis() as u64,
-                                    "waiting as the provider asks, then asking it again"
-                                );
-                                tokio::time::sleep(wait).await;
-                                passed = None;
-                            }
-                            _ => break,
-                        }
-                    }
-                }
+            match self.ask_member(member, &request, passed).await {
+                Tried::Answered(answered) => return answered,
+                Tried::Passed(failure) => last = failure.or(last),
             }
             passed = Some(&member.name);
         }

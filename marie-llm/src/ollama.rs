@@ -16,9 +16,10 @@ use tokio_util::codec::{FramedRead, LinesCodec, LinesCodecError};
 use tokio_util::io::StreamReader;
 
 use crate::http::{
-    BaseUrl, ChatDialect, ConfigError, FilePart, HttpSettings, Piece, RetryPolicy, Timeouts,
-    body_error, chat_messages, drive, env_lookup, error_chain, f32_json, file_parts, for_log,
-    new_call_id, parse_http_url, post_json, provider_accessors, send_with_retry, tools_json,
+    BaseUrl, ChatDialect, ConfigError, Decoded, FilePart, HttpSettings, RetryPolicy, Timeouts,
+    answer_stream, body_error, chat_messages, env_lookup, error_chain, f32_json, file_parts,
+    for_log, new_call_id, parse_http_url, post_json, provider_accessors, send_with_retry,
+    tools_json,
 };
 
 /// Where Ollama listens by default.
@@ -142,12 +143,12 @@ impl LlmProvider for OllamaProvider {
             StreamReader::new(bytes),
             LinesCodec::new_with_max_length(MAX_LINE_BYTES),
         );
-        let pieces = lines.map(|line| match line {
+        let units = lines.map(|line| match line {
             Ok(line) => decode_line(&line),
             Err(e) => Err(line_error(e)),
         });
-        Ok(drive(
-            pieces,
+        Ok(answer_stream(
+            units,
             sent.first_token_deadline,
             inner.settings.timeouts.idle,
             MISSING_DONE,
@@ -269,10 +270,10 @@ struct WireFunction {
 }
 
 /// Decodes one NDJSON line.
-fn decode_line(line: &str) -> Result<Piece, ProviderError> {
+fn decode_line(line: &str) -> Result<Decoded, ProviderError> {
     let line = line.trim();
     if line.is_empty() {
-        return Ok(Piece::default());
+        return Ok(Decoded::default());
     }
     let parsed: Line = serde_json::from_str(line).map_err(|e| {
         ProviderError::Protocol(format!(
@@ -287,10 +288,10 @@ fn decode_line(line: &str) -> Result<Piece, ProviderError> {
             .unwrap_or_else(|| error.to_string());
         return Err(ProviderError::Upstream(for_log(&message)));
     }
-    let mut piece = Piece::default();
+    let mut unit = Decoded::default();
     if let Some(message) = parsed.message {
-        piece.text = message.content.unwrap_or_default();
-        piece.reasoning = message.thinking.unwrap_or_default();
+        unit.text = message.content.unwrap_or_default();
+        unit.reasoning = message.thinking.unwrap_or_default();
         for call in message.tool_calls.into_iter().flatten() {
             let arguments = match call.function.arguments {
                 None | Some(Value::Null) => json!({}),
@@ -312,7 +313,7 @@ fn decode_line(line: &str) -> Result<Piece, ProviderError> {
                     )));
                 }
             };
-            piece.calls.push(ToolCall {
+            unit.calls.push(ToolCall {
                 id: call
                     .id
                     .filter(|id| !id.is_empty())
@@ -321,25 +322,25 @@ fn decode_line(line: &str) -> Result<Piece, ProviderError> {
                 arguments,
             });
         }
-        piece.generated =
-            !piece.text.is_empty() || !piece.reasoning.is_empty() || !piece.calls.is_empty();
+        unit.generated =
+            !unit.text.is_empty() || !unit.reasoning.is_empty() || !unit.calls.is_empty();
     }
     if parsed.done {
-        piece.done = true;
-        piece.finish = Some(
+        unit.done = true;
+        unit.finish = Some(
             parsed
                 .done_reason
                 .filter(|r| !r.is_empty())
                 .map_or(FinishReason::Stop, |r| FinishReason::from_provider(&r)),
         );
-        piece.usage = match (parsed.prompt_eval_count, parsed.eval_count) {
+        unit.usage = match (parsed.prompt_eval_count, parsed.eval_count) {
             (Some(prompt), Some(completion)) => Some(Usage::reported(prompt, completion)),
             // Ollama leaves counts out (a cached prompt, some versions): better an estimate,
             // marked as one, than a figure that looks exact and is not.
             _ => None,
         };
     }
-    Ok(piece)
+    Ok(unit)
 }
 
 /// Reads `OLLAMA_HOST` the way the `ollama` command does: `host`, `host:port`,
@@ -542,15 +543,15 @@ mod tests {
     #[test]
     fn lines_decode_as_ollama_sends_them() {
         let line = r#"{"model":"llama3.2","created_at":"2025-01-01T00:00:00.000000Z","message":{"role":"assistant","content":"The"},"done":false}"#;
-        let piece = decode_line(line).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(piece.text, "The");
-        assert!(piece.generated && !piece.done);
+        let unit = decode_line(line).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(unit.text, "The");
+        assert!(unit.generated && !unit.done);
 
         let last = r#"{"model":"llama3.2","created_at":"2025-01-01T00:00:01.000000Z","message":{"role":"assistant","content":""},"done_reason":"length","done":true,"total_duration":4883583458,"load_duration":1334875,"prompt_eval_count":26,"prompt_eval_duration":342546000,"eval_count":282,"eval_duration":4535599000}"#;
-        let piece = decode_line(last).unwrap_or_else(|e| panic!("{e}"));
-        assert!(piece.done);
-        assert_eq!(piece.usage, Some(Usage::reported(26, 282)));
-        assert_eq!(piece.finish, Some(FinishReason::Length));
+        let unit = decode_line(last).unwrap_or_else(|e| panic!("{e}"));
+        assert!(unit.done);
+        assert_eq!(unit.usage, Some(Usage::reported(26, 282)));
+        assert_eq!(unit.finish, Some(FinishReason::Length));
 
         let uncounted = r#"{"model":"m","message":{"role":"assistant","content":""},"done":true,"done_reason":"stop","eval_count":3}"#;
         assert_eq!(decode_line(uncounted).ok().and_then(|p| p.usage), None);
@@ -563,7 +564,7 @@ mod tests {
             decode_line(r#"{"model":"m","message":"#),
             Err(ProviderError::Protocol(_))
         ));
-        assert!(decode_line("").is_ok_and(|p| p == Piece::default()));
+        assert!(decode_line("").is_ok_and(|p| p == Decoded::default()));
     }
 
     #[test]
@@ -657,12 +658,12 @@ mod tests {
         );
 
         let line = r#"{"model":"m","created_at":"2025-01-01T00:00:00Z","message":{"role":"assistant","content":"","tool_calls":[{"function":{"name":"calculate","arguments":{"expression":"2+2"}}}]},"done":false}"#;
-        let piece = decode_line(line).unwrap_or_else(|e| panic!("{e}"));
-        assert!(piece.generated);
-        assert_eq!(piece.calls.len(), 1);
-        assert_eq!(piece.calls[0].name, "calculate");
-        assert_eq!(piece.calls[0].arguments, json!({"expression": "2+2"}));
-        assert!(piece.calls[0].id.starts_with("call_"));
+        let unit = decode_line(line).unwrap_or_else(|e| panic!("{e}"));
+        assert!(unit.generated);
+        assert_eq!(unit.calls.len(), 1);
+        assert_eq!(unit.calls[0].name, "calculate");
+        assert_eq!(unit.calls[0].arguments, json!({"expression": "2+2"}));
+        assert!(unit.calls[0].id.starts_with("call_"));
         let bad = r#"{"message":{"role":"assistant","content":"","tool_calls":[{"function":{"name":"calculate","arguments":[1]}}]},"done":false}"#;
         assert!(matches!(decode_line(bad), Err(ProviderError::Protocol(_))));
     }

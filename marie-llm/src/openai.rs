@@ -24,7 +24,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use crate::http::{
-    BaseUrl, CallFragment, ChatDialect, ConfigError, FilePart, HttpSettings, Piece, RetryPolicy,
+    BaseUrl, CallFragment, ChatDialect, ConfigError, Decoded, FilePart, HttpSettings, RetryPolicy,
     Timeouts, chat_messages, env_lookup, error_message, event_stream, file_parts, for_log,
     parse_http_url, post_json, provider_accessors, redacted, send_with_retry, tools_json,
     without_reserved,
@@ -399,7 +399,7 @@ struct Delta {
 }
 
 /// A fragment of a streamed tool call: `index` says which call; `id` and the function's
-/// `name` come in its first fragment only, `arguments` a piece at a time.
+/// `name` come in its first fragment only, `arguments` a unit at a time.
 #[derive(Deserialize)]
 struct WireToolCall {
     #[serde(default)]
@@ -427,12 +427,12 @@ struct WireUsage {
 }
 
 /// Decodes one server-sent event of a chat completions stream.
-fn decode_event(event: &Event) -> Result<Piece, ProviderError> {
+fn decode_event(event: &Event) -> Result<Decoded, ProviderError> {
     let data = event.data.trim();
     if data == "[DONE]" {
-        return Ok(Piece {
+        return Ok(Decoded {
             done: true,
-            ..Piece::default()
+            ..Decoded::default()
         });
     }
     let value: Value = serde_json::from_str(data).map_err(|e| {
@@ -450,7 +450,7 @@ fn decode_event(event: &Event) -> Result<Piece, ProviderError> {
     let chunk: Chunk = serde_json::from_value(value)
         .map_err(|e| ProviderError::Protocol(format!("not a chat.completion.chunk: {e}")))?;
 
-    let mut piece = Piece {
+    let mut unit = Decoded {
         usage: chunk.usage.map(|u| Usage {
             prompt_tokens: u.prompt_tokens,
             completion_tokens: u.completion_tokens,
@@ -459,33 +459,33 @@ fn decode_event(event: &Event) -> Result<Piece, ProviderError> {
                 .unwrap_or(u.prompt_tokens + u.completion_tokens),
             estimated: false,
         }),
-        ..Piece::default()
+        ..Decoded::default()
     };
     // MARIE asks for one choice; a server that sends more is read for the first only.
     for choice in chunk.choices.into_iter().filter(|c| c.index == 0) {
         if let Some(reason) = choice.finish_reason.filter(|r| !r.is_empty()) {
-            piece.finish = Some(FinishReason::from_provider(&reason));
+            unit.finish = Some(FinishReason::from_provider(&reason));
         }
         let Some(delta) = choice.delta else { continue };
         for text in [delta.content, delta.refusal].into_iter().flatten() {
-            piece.generated |= !text.is_empty();
-            piece.text.push_str(&text);
+            unit.generated |= !text.is_empty();
+            unit.text.push_str(&text);
         }
         // Servers name it `reasoning_content` (vLLM, DeepSeek) or `reasoning` (others).
         for reasoning in [delta.reasoning_content, delta.reasoning]
             .into_iter()
             .flatten()
         {
-            piece.generated |= !reasoning.is_empty();
-            piece.reasoning.push_str(&reasoning);
+            unit.generated |= !reasoning.is_empty();
+            unit.reasoning.push_str(&reasoning);
         }
         for call in delta.tool_calls.into_iter().flatten() {
-            piece.generated = true;
+            unit.generated = true;
             let (name, arguments) = call
                 .function
                 .map(|f| (f.name, f.arguments.unwrap_or_default()))
                 .unwrap_or_default();
-            piece.call_fragments.push(CallFragment {
+            unit.call_fragments.push(CallFragment {
                 index: call.index,
                 id: call.id,
                 name,
@@ -493,7 +493,7 @@ fn decode_event(event: &Event) -> Result<Piece, ProviderError> {
             });
         }
     }
-    Ok(piece)
+    Ok(unit)
 }
 
 /// Configures an [`OpenAiProvider`].
@@ -678,12 +678,12 @@ mod tests {
     #[test]
     fn chunks_decode_as_openai_sends_them() {
         let role = r#"{"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"gpt-4o-mini","system_fingerprint":"fp_1","choices":[{"index":0,"delta":{"role":"assistant","content":"","refusal":null},"logprobs":null,"finish_reason":null}],"usage":null}"#;
-        assert_eq!(decode_event(&event(role)).ok(), Some(Piece::default()));
+        assert_eq!(decode_event(&event(role)).ok(), Some(Decoded::default()));
 
         let text = r#"{"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"gpt-4o-mini","choices":[{"index":0,"delta":{"content":"Hi"},"logprobs":null,"finish_reason":null}],"usage":null}"#;
-        let piece = decode_event(&event(text)).ok();
-        assert_eq!(piece.as_ref().map(|p| p.text.as_str()), Some("Hi"));
-        assert_eq!(piece.map(|p| p.generated), Some(true));
+        let unit = decode_event(&event(text)).ok();
+        assert_eq!(unit.as_ref().map(|p| p.text.as_str()), Some("Hi"));
+        assert_eq!(unit.map(|p| p.generated), Some(true));
 
         let stop = r#"{"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"gpt-4o-mini","choices":[{"index":0,"delta":{},"logprobs":null,"finish_reason":"length"}],"usage":null}"#;
         assert_eq!(
@@ -706,9 +706,9 @@ mod tests {
             let data = format!(
                 r#"{{"choices":[{{"index":0,"delta":{{"{name}":"hmm"}},"finish_reason":null}}]}}"#
             );
-            let piece = decode_event(&event(&data)).expect("decodes");
-            assert_eq!((piece.reasoning.as_str(), piece.text.as_str()), ("hmm", ""));
-            assert!(piece.generated, "reasoning ends the first-token wait");
+            let unit = decode_event(&event(&data)).expect("decodes");
+            assert_eq!((unit.reasoning.as_str(), unit.text.as_str()), ("hmm", ""));
+            assert!(unit.generated, "reasoning ends the first-token wait");
         }
     }
 

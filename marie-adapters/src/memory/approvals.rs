@@ -38,7 +38,7 @@ impl Pending {
 #[async_trait]
 impl Approvals for MemoryStore {
     async fn create_approval(&self, approval: &ApprovalRecord) -> Result<(), StoreError> {
-        let mut pending = lock(&self.shared.approvals);
+        let mut pending = lock(&self.tables.approvals);
         pending.prune();
         let request = &approval.request;
         if approval.decision.is_none() {
@@ -53,7 +53,7 @@ impl Approvals for MemoryStore {
     }
 
     async fn approval(&self, approval: &ApprovalId) -> Result<Option<ApprovalRecord>, StoreError> {
-        Ok(lock(&self.shared.approvals)
+        Ok(lock(&self.tables.approvals)
             .approvals
             .get(approval)
             .cloned())
@@ -64,7 +64,7 @@ impl Approvals for MemoryStore {
         approval: &ApprovalId,
         decision: &ApprovalDecision,
     ) -> Result<ApprovalOutcome, StoreError> {
-        let mut pending = lock(&self.shared.approvals);
+        let mut pending = lock(&self.tables.approvals);
         let Some(record) = pending.approvals.get_mut(approval) else {
             return Ok(ApprovalOutcome::NotFound);
         };
@@ -81,7 +81,7 @@ impl Approvals for MemoryStore {
         &self,
         conversation: &ConversationId,
     ) -> Result<Option<ApprovalRecord>, StoreError> {
-        let pending = lock(&self.shared.approvals);
+        let pending = lock(&self.tables.approvals);
         Ok(pending
             .waiting
             .get(conversation)
@@ -91,7 +91,7 @@ impl Approvals for MemoryStore {
     }
 
     async fn remove_approval(&self, approval: &ApprovalId) -> Result<(), StoreError> {
-        let mut pending = lock(&self.shared.approvals);
+        let mut pending = lock(&self.tables.approvals);
         if let Some(record) = pending.approvals.remove(approval) {
             pending.done(&record.request.conversation_id, approval);
         }

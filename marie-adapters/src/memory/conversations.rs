@@ -30,7 +30,7 @@ impl MemoryStore {
         f: impl FnOnce(&mut Conversation) -> T,
     ) -> Option<T> {
         let conv = self
-            .shared
+            .tables
             .conversations
             .0
             .read()
@@ -48,7 +48,7 @@ impl MemoryStore {
 impl Conversations for MemoryStore {
     async fn create_conversation(&self, info: ConversationInfo) -> Result<bool, StoreError> {
         let mut conversations = self
-            .shared
+            .tables
             .conversations
             .0
             .write()

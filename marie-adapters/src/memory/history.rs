@@ -32,7 +32,7 @@ impl History for MemoryStore {
         conversation: &ConversationId,
         message: ChatMessage,
     ) -> Result<(), StoreError> {
-        let cap = self.shared.history_cap;
+        let cap = self.tables.history_cap;
         self.with_conversation(conversation, |conv| {
             conv.history.insert(message);
             if let Some(cap) = cap {

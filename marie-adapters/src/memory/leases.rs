@@ -34,7 +34,7 @@ impl AnswerLeases for MemoryStore {
         stream_id: &StreamId,
         ttl: Duration,
     ) -> Result<bool, StoreError> {
-        let mut leases = lock(&self.shared.leases);
+        let mut leases = lock(&self.tables.leases);
         if leases.unexpired(conversation).is_some() {
             return Ok(false);
         }
@@ -54,7 +54,7 @@ impl AnswerLeases for MemoryStore {
         lease: &AnswerLease,
         ttl: Duration,
     ) -> Result<bool, StoreError> {
-        let mut leases = lock(&self.shared.leases);
+        let mut leases = lock(&self.tables.leases);
         if leases
             .unexpired(conversation)
             .is_some_and(|held| held.stream_id != lease.stream_id)
@@ -72,7 +72,7 @@ impl AnswerLeases for MemoryStore {
         conversation: &ConversationId,
         stream_id: &StreamId,
     ) -> Result<(), StoreError> {
-        let mut leases = lock(&self.shared.leases);
+        let mut leases = lock(&self.tables.leases);
         if leases
             .0
             .get(conversation)
@@ -87,6 +87,6 @@ impl AnswerLeases for MemoryStore {
         &self,
         conversation: &ConversationId,
     ) -> Result<Option<AnswerLease>, StoreError> {
-        Ok(lock(&self.shared.leases).unexpired(conversation).cloned())
+        Ok(lock(&self.tables.leases).unexpired(conversation).cloned())
     }
 }

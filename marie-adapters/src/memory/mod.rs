@@ -28,14 +28,14 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 /// without bound unless [`MemoryStore::with_history_cap`] sets a cap per conversation.
 #[derive(Clone, Debug, Default)]
 pub struct MemoryStore {
-    shared: Arc<Shared>,
+    tables: Arc<Tables>,
 }
 
 /// One lock per concern, and one per conversation: every send reads and writes its
 /// conversation several times, takes a lease and gives it back, and one lock for all of it
 /// would make concurrent conversations wait for each other (`docs/benchmarks.md`, item 17).
 #[derive(Debug, Default)]
-struct Shared {
+struct Tables {
     conversations: conversations::Rooms,
     sessions: Mutex<sessions::Sessions>,
     leases: Mutex<leases::Leases>,
@@ -55,9 +55,9 @@ impl MemoryStore {
     /// oldest.
     pub fn with_history_cap(cap: usize) -> Self {
         Self {
-            shared: Arc::new(Shared {
+            tables: Arc::new(Tables {
                 history_cap: Some(cap.max(1)),
-                ..Shared::default()
+                ..Tables::default()
             }),
         }
     }

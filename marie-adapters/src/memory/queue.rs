@@ -17,7 +17,7 @@ impl SendQueue for MemoryStore {
         send: &QueuedSend,
         max: usize,
     ) -> Result<Option<usize>, StoreError> {
-        let mut queues = lock(&self.shared.queues);
+        let mut queues = lock(&self.tables.queues);
         let queue = queues.entry(send.conversation_id.clone()).or_default();
         if let Some(at) = queue.iter().position(|q| q.stream_id == send.stream_id) {
             return Ok(Some(at + 1));
@@ -33,7 +33,7 @@ impl SendQueue for MemoryStore {
         &self,
         conversation: &ConversationId,
     ) -> Result<Vec<QueuedSend>, StoreError> {
-        Ok(lock(&self.shared.queues)
+        Ok(lock(&self.tables.queues)
             .get(conversation)
             .map(|q| q.iter().cloned().collect())
             .unwrap_or_default())
@@ -44,7 +44,7 @@ impl SendQueue for MemoryStore {
         conversation: &ConversationId,
         stream_id: &StreamId,
     ) -> Result<bool, StoreError> {
-        let mut queues = lock(&self.shared.queues);
+        let mut queues = lock(&self.tables.queues);
         let Some(queue) = queues.get_mut(conversation) else {
             return Ok(false);
         };

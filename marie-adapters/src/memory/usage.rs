@@ -18,7 +18,7 @@ impl UsageLedger for MemoryStore {
         window: UsageWindow,
         tokens: u64,
     ) -> Result<u64, StoreError> {
-        let mut counts = lock(&self.shared.usage);
+        let mut counts = lock(&self.tables.usage);
         // Ended windows are read no more: forget them now and then.
         if counts.len() % 1024 == 1023 {
             let now = now_millis();
@@ -30,7 +30,7 @@ impl UsageLedger for MemoryStore {
     }
 
     async fn usage(&self, user: &UserId, window: UsageWindow) -> Result<u64, StoreError> {
-        Ok(lock(&self.shared.usage)
+        Ok(lock(&self.tables.usage)
             .get(&(user.clone(), window))
             .copied()
             .unwrap_or(0))

@@ -49,7 +49,7 @@ pub(crate) use link::{Link, RoomCount, TypingAccess};
 pub(crate) use table::{ClientEvent, Command};
 
 use crate::guards::PacketSize;
-use crate::state::Shared;
+use crate::state::NodeState;
 
 /// What a command answered.
 #[derive(Debug)]
@@ -104,7 +104,7 @@ impl Refused {
 /// of the module's table, then the command. `size` is what the transport received; a
 /// payload the transport could not read is `Err`, answered after the limits.
 pub(crate) async fn dispatch<A: Adapter, L: Link>(
-    shared: &Arc<Shared<A>>,
+    shared: &Arc<NodeState<A>>,
     link: &L,
     caller: &Caller,
     name: &str,
@@ -128,7 +128,7 @@ pub(crate) async fn dispatch<A: Adapter, L: Link>(
 /// /api/chat/approvals/{id}`, `GET /api/chat/streams/{id}`), with every check [`dispatch`]
 /// applies after decoding.
 pub(crate) async fn dispatch_command<A: Adapter, L: Link>(
-    shared: &Arc<Shared<A>>,
+    shared: &Arc<NodeState<A>>,
     link: &L,
     caller: &Caller,
     event: ClientEvent,
@@ -143,14 +143,18 @@ pub(crate) async fn dispatch_command<A: Adapter, L: Link>(
 }
 
 /// The checks of any event: credentials still valid, event rate and size.
-fn admit<A: Adapter>(shared: &Shared<A>, caller: &Caller, size: &PacketSize) -> Result<(), Error> {
+fn admit<A: Adapter>(
+    shared: &NodeState<A>,
+    caller: &Caller,
+    size: &PacketSize,
+) -> Result<(), Error> {
     caller.check_expiry()?;
     shared.guards.admit_event(caller.identity(), size)
 }
 
 /// The checks of a decoded command (a repeated send, the message rate), then the command.
 async fn execute<A: Adapter, L: Link>(
-    shared: &Arc<Shared<A>>,
+    shared: &Arc<NodeState<A>>,
     link: &L,
     caller: &Caller,
     event: ClientEvent,

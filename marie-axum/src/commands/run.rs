@@ -16,11 +16,11 @@ use super::acks::{
 use super::link::TypingAccess;
 use super::{Acked, ClientEvent, Command, Follow, Link};
 use crate::rooms::conversation_room;
-use crate::state::Shared;
+use crate::state::NodeState;
 
 /// What a command runs with: the node's state, the link it came on, its user, its event.
 pub(super) struct Ctx<'a, A: Adapter, L: Link> {
-    pub(super) shared: &'a Arc<Shared<A>>,
+    pub(super) shared: &'a Arc<NodeState<A>>,
     pub(super) link: &'a L,
     pub(super) who: &'a Arc<Identity>,
     pub(super) event: ClientEvent,

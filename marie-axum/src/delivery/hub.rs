@@ -11,7 +11,7 @@ use socketioxide::SocketIo;
 use socketioxide::adapter::Adapter;
 use socketioxide::extract::SocketRef;
 
-use super::outbox::{Burst, Pushed, StartWriter};
+use super::outbox::{Flusher, Pushed, StartWriter};
 use super::{DeliveryConfig, Out, Outbox, Stats, resume, writer};
 use crate::rooms::conversation_room;
 
@@ -77,7 +77,7 @@ impl<A: Adapter> Hub<A> {
                 {
                     for event in events {
                         // Nobody here flushes a burst from another node: the writer merges it.
-                        hub.dispatch_local(Out::stream(event), Burst::ToWriter);
+                        hub.dispatch_local(Out::stream(event), Flusher::Writer);
                     }
                 }
             }));
@@ -97,7 +97,7 @@ impl<A: Adapter> Hub<A> {
     ) -> Result<(), SinkError> {
         let remote = self.bus.as_ref().map(|_| events.clone());
         for event in events {
-            self.dispatch_local(Out::stream(event), Burst::Held);
+            self.dispatch_local(Out::stream(event), Flusher::Producer);
         }
         match remote {
             Some(events) if !events.is_empty() => self.publish(events).await,
@@ -106,7 +106,7 @@ impl<A: Adapter> Hub<A> {
     }
 
     /// Queues a stream event for every follower of its conversation on this node.
-    fn dispatch_local(self: &Arc<Self>, out: Out, burst: Burst) {
+    fn dispatch_local(self: &Arc<Self>, out: Out, flusher: Flusher) {
         let Some(conversation) = out.event().map(|e| e.conversation_id().clone()) else {
             return;
         };
@@ -141,7 +141,7 @@ impl<A: Adapter> Hub<A> {
             let Some(item) = next_out() else { return };
             let send = |o: &Out| o.emit_to(&socket) == super::Emitted::Sent;
             let pushed = if direct {
-                outbox.push_or_send(item, &send, burst)
+                outbox.push_or_send(item, &send, flusher)
             } else {
                 outbox.push(item)
             };

@@ -45,7 +45,7 @@
 //!
 //! ## Layout
 //!
-//! - `piece.rs`: [`Out`], what a follower is sent: a stream event or a reply.
+//! - `out.rs`: [`Out`], what a follower is sent: a stream event or a reply.
 //! - `outbox.rs`: [`Outbox`], one follower's queue: merging, bursts, resumes, eviction.
 //! - `hub.rs`: [`Hub`], the followers of this node and the control bus.
 //! - `sink.rs`: [`SocketIoSink`], the engine's `StreamSink`.
@@ -55,8 +55,8 @@
 //! [`StreamEvent`]: marie_core::StreamEvent
 
 mod hub;
+mod out;
 mod outbox;
-mod piece;
 mod resume;
 mod sink;
 mod writer;
@@ -65,8 +65,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 pub(crate) use hub::{Hub, SocketOutbox};
-pub(crate) use outbox::{Burst, Outbox};
-pub(crate) use piece::{Emitted, Out, Reply};
+pub(crate) use out::{Emitted, Out, Reply};
+pub(crate) use outbox::{Flusher, Outbox};
 pub(crate) use resume::resume;
 pub use sink::SocketIoSink;
 

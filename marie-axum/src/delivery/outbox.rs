@@ -55,19 +55,18 @@ struct OutboxState {
     order: VecDeque<StreamId>,
 }
 
-/// Whether the producer of a pushed item flushes the follower when its burst is over (see
-/// [`Outbox::push_or_send`]).
+/// Who sends the chunks of a burst a follower holds (see [`Outbox::push_or_send`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Burst {
-    /// Chunks of a burst go to the writer task.
-    ToWriter,
-    /// Chunks of a burst are held for the producer's [`Outbox::flush`].
-    Held,
+pub(crate) enum Flusher {
+    /// The follower's writer task: nobody flushes them.
+    Writer,
+    /// The producer, which calls [`Outbox::flush`] when its burst is over.
+    Producer,
 }
 
 /// How to send an item straight to the client (`true` if it went), and what to do with a
 /// burst.
-type Direct<'a> = (&'a dyn Fn(&Out) -> bool, Burst);
+type Direct<'a> = (&'a dyn Fn(&Out) -> bool, Flusher);
 
 /// What a push found.
 pub(crate) enum Pushed {
@@ -201,7 +200,7 @@ impl Outbox {
     /// out. That saves a writer task's round trip through the scheduler for a client that
     /// keeps up.
     ///
-    /// With `Burst::Held`, the caller promises to call [`flush`](Self::flush) when its burst
+    /// With `Flusher::Producer`, the caller promises to call [`flush`](Self::flush) when its burst
     /// is over: chunks of a burst are then held for it (and sent merged) instead of going
     /// through the writer task, except that [`MERGE_BEHIND`] held items, or one held for
     /// [`DeliveryConfig::burst_gap`], go out at once.
@@ -209,9 +208,9 @@ impl Outbox {
         &self,
         out: Out,
         send: &dyn Fn(&Out) -> bool,
-        burst: Burst,
+        flusher: Flusher,
     ) -> Pushed {
-        self.push_with(out, Some((send, burst)))
+        self.push_with(out, Some((send, flusher)))
     }
 
     fn push_with(&self, out: Out, send: Option<Direct<'_>>) -> Pushed {
@@ -325,7 +324,7 @@ impl Outbox {
                     st.last_direct = Some(Instant::now());
                 }
             }
-            Some((send, Burst::Held)) if in_burst || st.held_since.is_some() => {
+            Some((send, Flusher::Producer)) if in_burst || st.held_since.is_some() => {
                 self.enqueue(st, out);
                 let started = st.held_since.is_none();
                 let since = *st.held_since.get_or_insert_with(Instant::now);
@@ -666,9 +665,9 @@ mod tests {
         let outbox = Outbox::with_writer(DeliveryConfig::default(), Arc::default(), start);
         let sent = Sent::default();
         let send = |o: &Out| sent.send(o);
-        outbox.push_or_send(reply("joined"), &send, Burst::ToWriter);
-        outbox.push_or_send(reply("ack"), &send, Burst::ToWriter);
-        outbox.push_or_send(chunk(1), &send, Burst::Held);
+        outbox.push_or_send(reply("joined"), &send, Flusher::Writer);
+        outbox.push_or_send(reply("ack"), &send, Flusher::Writer);
+        outbox.push_or_send(chunk(1), &send, Flusher::Producer);
         outbox.flush(&send);
         assert!(sent.take().is_empty());
         assert_eq!(writers.load(Ordering::SeqCst), 0);
@@ -694,12 +693,12 @@ mod tests {
         );
         outbox.hold_restored(&conversation, &stream);
         for seq in [5, 6] {
-            outbox.push_or_send(chunk(seq), &send, Burst::ToWriter);
+            outbox.push_or_send(chunk(seq), &send, Flusher::Writer);
         }
         assert!(sent.take().is_empty(), "held until the resume");
         outbox.begin_resume(&conversation, &stream);
         outbox.end_restore_hold(&stream); // too late: the resume owns the hold now
-        outbox.push_or_send(chunk(7), &send, Burst::ToWriter);
+        outbox.push_or_send(chunk(7), &send, Flusher::Writer);
         let replayed = (3..=6)
             .map(|seq| chunk(seq).event().cloned().unwrap())
             .collect();
@@ -718,7 +717,7 @@ mod tests {
                 _ => unreachable!(),
             }
         }));
-        outbox.push_or_send(late, &send, Burst::ToWriter);
+        outbox.push_or_send(late, &send, Flusher::Writer);
         assert!(outbox.take().is_none());
         outbox.end_restore_hold(&other);
         assert_eq!(outbox.take().and_then(|o| o.seq()), Some(9));
@@ -751,18 +750,18 @@ mod tests {
         let sent = Sent::default();
         let send = |o: &Out| sent.send(o);
         assert!(matches!(
-            outbox.push_or_send(chunk(1), &send, Burst::Held),
+            outbox.push_or_send(chunk(1), &send, Flusher::Producer),
             Pushed::Queued
         ));
         assert_eq!(sent.take(), ["1..1"], "the first chunk goes out at once");
         // The next ones come within the burst gap: held, and the first hold says so.
         assert!(matches!(
-            outbox.push_or_send(chunk(2), &send, Burst::Held),
+            outbox.push_or_send(chunk(2), &send, Flusher::Producer),
             Pushed::Held
         ));
         for seq in 3..=10 {
             assert!(matches!(
-                outbox.push_or_send(chunk(seq), &send, Burst::Held),
+                outbox.push_or_send(chunk(seq), &send, Flusher::Producer),
                 Pushed::Queued
             ));
         }
@@ -771,12 +770,12 @@ mod tests {
         assert_eq!(sent.take(), ["2..10"]);
         // MERGE_BEHIND held chunks go out without waiting for the flush.
         for seq in 11..=(10 + MERGE_BEHIND as u64) {
-            outbox.push_or_send(chunk(seq), &send, Burst::Held);
+            outbox.push_or_send(chunk(seq), &send, Flusher::Producer);
         }
         assert_eq!(sent.take(), [format!("11..{}", 10 + MERGE_BEHIND)]);
         // The end of the stream waits behind held chunks, and goes with them.
-        outbox.push_or_send(chunk(27), &send, Burst::Held);
-        outbox.push_or_send(end(), &send, Burst::Held);
+        outbox.push_or_send(chunk(27), &send, Flusher::Producer);
+        outbox.push_or_send(end(), &send, Flusher::Producer);
         assert!(sent.take().is_empty());
         outbox.flush(&send);
         assert_eq!(sent.take(), ["27..27", "stream_end"]);
@@ -805,9 +804,9 @@ mod tests {
         let (outbox, _) = outbox(Duration::from_secs(3600));
         let sent = Sent::default();
         let send = |o: &Out| sent.send(o);
-        outbox.push_or_send(reasoning(1), &send, Burst::Held);
+        outbox.push_or_send(reasoning(1), &send, Flusher::Producer);
         for out in [reasoning(2), reasoning(3), chunk(4), chunk(5), reasoning(6)] {
-            outbox.push_or_send(out, &send, Burst::Held);
+            outbox.push_or_send(out, &send, Flusher::Producer);
         }
         outbox.flush(&send);
         assert_eq!(sent.take(), ["r1..1", "r2..3", "4..5", "r6..6"]);
@@ -819,8 +818,8 @@ mod tests {
         let (outbox, writers) = outbox(Duration::from_secs(3600));
         let sent = Sent::default();
         let send = |o: &Out| sent.send(o);
-        outbox.push_or_send(chunk(1), &send, Burst::ToWriter);
-        outbox.push_or_send(chunk(2), &send, Burst::ToWriter);
+        outbox.push_or_send(chunk(1), &send, Flusher::Writer);
+        outbox.push_or_send(chunk(2), &send, Flusher::Writer);
         assert_eq!(sent.take(), ["1..1"]);
         assert_eq!(writers.load(Ordering::SeqCst), 1);
         let taken = outbox.take().unwrap();
@@ -832,9 +831,9 @@ mod tests {
         let (outbox, writers) = outbox(Duration::from_secs(3600));
         let sent = Sent::default();
         let send = |o: &Out| sent.send(o);
-        outbox.push_or_send(chunk(1), &send, Burst::Held);
-        outbox.push_or_send(chunk(2), &send, Burst::Held);
-        outbox.push_or_send(chunk(3), &send, Burst::Held);
+        outbox.push_or_send(chunk(1), &send, Flusher::Producer);
+        outbox.push_or_send(chunk(2), &send, Flusher::Producer);
+        outbox.push_or_send(chunk(3), &send, Flusher::Producer);
         outbox.flush(&|_: &Out| false);
         assert_eq!(writers.load(Ordering::SeqCst), 1);
         let taken = outbox.take().unwrap();
@@ -847,7 +846,7 @@ mod tests {
         let sent = Sent::default();
         let send = |o: &Out| sent.send(o);
         for seq in 1..=5 {
-            outbox.push_or_send(chunk(seq), &send, Burst::Held);
+            outbox.push_or_send(chunk(seq), &send, Flusher::Producer);
         }
         assert_eq!(sent.take(), ["1..1", "2..2", "3..3", "4..4", "5..5"]);
         assert_eq!(writers.load(Ordering::SeqCst), 0);

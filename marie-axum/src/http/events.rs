@@ -21,7 +21,7 @@ use socketioxide::adapter::Adapter;
 use super::{HttpError, identify, sse};
 use crate::commands::{self, Acked, Caller, Link, RoomCount, TypingAccess};
 use crate::guards::PacketSize;
-use crate::state::Shared;
+use crate::state::NodeState;
 use crate::typing::Typist;
 
 /// The link of one HTTP request: no rooms, nothing told but the answer, and the stream a
@@ -75,7 +75,7 @@ pub(super) fn accepts_event_stream(headers: &HeaderMap) -> bool {
 
 /// `POST /api/chat/events/{event}`.
 pub(super) async fn event<A: Adapter>(
-    State(shared): State<Arc<Shared<A>>>,
+    State(shared): State<Arc<NodeState<A>>>,
     Path(name): Path<String>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
@@ -110,7 +110,7 @@ pub(super) fn json_payload(body: &[u8]) -> Result<Option<Value>, Error> {
 
 /// The ack as JSON, or the stream it names as SSE when the link streams.
 pub(super) async fn answer<A: Adapter>(
-    shared: &Shared<A>,
+    shared: &NodeState<A>,
     link: &HttpLink<'_>,
     acked: Acked,
 ) -> Response {

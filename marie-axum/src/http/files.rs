@@ -16,7 +16,7 @@ use serde::Deserialize;
 use socketioxide::adapter::Adapter;
 
 use super::{HttpError, identify};
-use crate::state::Shared;
+use crate::state::NodeState;
 
 /// Room for the multipart framing and the `conversation_id` field around the file itself,
 /// in the body limit of the upload route.
@@ -35,7 +35,7 @@ pub(super) struct FileQuery {
 /// (`payload_too_large`, `quota_exceeded`) or `415` (`unsupported_file_type`) with
 /// `{code, message}`, and nothing stored.
 pub(super) async fn upload<A: Adapter>(
-    State(shared): State<Arc<Shared<A>>>,
+    State(shared): State<Arc<NodeState<A>>>,
     headers: HeaderMap,
     multipart: Result<Multipart, MultipartRejection>,
 ) -> Result<Response, HttpError> {
@@ -58,7 +58,7 @@ pub(super) async fn upload<A: Adapter>(
 
 /// Reads the fields, then stores the file.
 async fn receive<A: Adapter>(
-    shared: &Shared<A>,
+    shared: &NodeState<A>,
     headers: &HeaderMap,
     multipart: &mut Multipart,
 ) -> Result<FileMeta, HttpError> {
@@ -124,7 +124,7 @@ async fn drain(multipart: &mut Multipart) {
 /// Served so that a browser can never run them: the stored type (taken from the bytes),
 /// `nosniff`, a sandboxing CSP, and anything but an image as a download.
 pub(super) async fn download<A: Adapter>(
-    State(shared): State<Arc<Shared<A>>>,
+    State(shared): State<Arc<NodeState<A>>>,
     Path(file_id): Path<String>,
     Query(query): Query<FileQuery>,
     headers: HeaderMap,
@@ -169,7 +169,7 @@ pub(super) async fn download<A: Adapter>(
 /// `DELETE /api/chat/files/{file_id}`: the owner removes a file (`204`); `403` for another
 /// member, `404` for anyone else and for an unknown id.
 pub(super) async fn delete<A: Adapter>(
-    State(shared): State<Arc<Shared<A>>>,
+    State(shared): State<Arc<NodeState<A>>>,
     Path(file_id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, HttpError> {

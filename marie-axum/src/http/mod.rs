@@ -30,12 +30,12 @@ use socketioxide::adapter::Adapter;
 
 use crate::commands::{self, Caller, ClientEvent, Command};
 use crate::guards::PacketSize;
-use crate::state::Shared;
+use crate::state::NodeState;
 use events::HttpLink;
 
 /// The routes; `with_health` adds `/healthz` and `/readyz` (see
 /// [`MarieHandle::http_routes`](crate::MarieHandle::http_routes)).
-pub(crate) fn routes<A: Adapter>(shared: Arc<Shared<A>>, with_health: bool) -> axum::Router {
+pub(crate) fn routes<A: Adapter>(shared: Arc<NodeState<A>>, with_health: bool) -> axum::Router {
     let upload_limit = shared
         .engine
         .config()
@@ -133,7 +133,7 @@ impl From<Error> for HttpError {
 /// The caller, from `Authorization: Bearer <token>` (or `?token=` where allowed): `401
 /// {code:"unauthorized"}` when there is none or it is refused.
 async fn identify<A: Adapter>(
-    shared: &Shared<A>,
+    shared: &NodeState<A>,
     headers: &HeaderMap,
     query_token: Option<String>,
 ) -> Result<Caller, HttpError> {
@@ -154,7 +154,7 @@ async fn identify<A: Adapter>(
 /// first HTTP route, kept: `POST /api/chat/events/send_message` with `Accept:
 /// text/event-stream` is the same).
 async fn send<A: Adapter>(
-    State(shared): State<Arc<Shared<A>>>,
+    State(shared): State<Arc<NodeState<A>>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, HttpError> {
@@ -185,7 +185,7 @@ async fn send<A: Adapter>(
 /// `resume_unavailable` is `410 {code, message}`: an `EventSource` stops on it instead of
 /// reconnecting in a loop, as it would after a `stream_error` event in a `200` response.
 async fn resume<A: Adapter>(
-    State(shared): State<Arc<Shared<A>>>,
+    State(shared): State<Arc<NodeState<A>>>,
     Path(stream_id): Path<String>,
     Query(query): Query<ResumeQuery>,
     headers: HeaderMap,
@@ -215,7 +215,7 @@ async fn resume<A: Adapter>(
 
 /// `POST /api/chat/approvals/{approval_id}`: `approve_tool` of an approval named alone.
 async fn approve<A: Adapter>(
-    State(shared): State<Arc<Shared<A>>>,
+    State(shared): State<Arc<NodeState<A>>>,
     Path(approval_id): Path<String>,
     headers: HeaderMap,
     body: Result<Json<ApproveBody>, axum::extract::rejection::JsonRejection>,
@@ -237,7 +237,7 @@ async fn approve<A: Adapter>(
 
 /// A command a route decoded itself, through the command layer's checks.
 async fn run<A: Adapter>(
-    shared: &Arc<Shared<A>>,
+    shared: &Arc<NodeState<A>>,
     link: &HttpLink<'_>,
     event: ClientEvent,
     command: Command,
@@ -253,7 +253,7 @@ async fn run<A: Adapter>(
 }
 
 /// `GET /readyz`.
-async fn ready<A: Adapter>(State(shared): State<Arc<Shared<A>>>) -> Response {
+async fn ready<A: Adapter>(State(shared): State<Arc<NodeState<A>>>) -> Response {
     match shared.engine.ready().await {
         Ok(()) => (StatusCode::OK, "ready").into_response(),
         Err(Error::ShuttingDown) => {

@@ -8,7 +8,7 @@ use marie_core::{ConversationId, Error, Identity, StreamId};
 use socketioxide::adapter::Adapter;
 use socketioxide::extract::SocketRef;
 
-use crate::state::Shared;
+use crate::state::NodeState;
 
 /// The answers a socket started, newest per conversation.
 #[derive(Clone, Default)]
@@ -16,7 +16,7 @@ struct Asked(Arc<Mutex<Vec<(ConversationId, StreamId)>>>);
 
 /// Records that the socket started `stream` (when disconnects cancel).
 pub(super) fn record<A: Adapter>(
-    shared: &Shared<A>,
+    shared: &NodeState<A>,
     socket: &SocketRef<A>,
     conversation: &ConversationId,
     stream: &StreamId,
@@ -37,7 +37,7 @@ pub(super) fn record<A: Adapter>(
 /// Cancels the answers the socket asked for that still run (nothing when none was
 /// recorded).
 pub(super) async fn cancel_all<A: Adapter>(
-    shared: &Shared<A>,
+    shared: &NodeState<A>,
     socket: &SocketRef<A>,
     who: &Identity,
 ) {

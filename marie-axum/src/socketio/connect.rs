@@ -24,7 +24,7 @@ use crate::commands::{Caller, raw};
 use crate::delivery::SocketOutbox;
 use crate::guards::{ConnectionGuard, expiry};
 use crate::rooms::{conversation_of, conversation_room, user_room};
-use crate::state::Shared;
+use crate::state::NodeState;
 use crate::typing::Typist;
 
 /// Why a CONNECT was refused. Its `Display` is what the client sees as `err.message`:
@@ -53,7 +53,7 @@ struct Greeting {
 /// sent, everything the socket's events need: its caller, its outbox, its handlers, its
 /// session (restored rooms included).
 pub(crate) async fn admit<A: Adapter>(
-    shared: &Arc<Shared<A>>,
+    shared: &Arc<NodeState<A>>,
     socket: &SocketRef<A>,
     auth: ConnectAuth,
 ) -> Result<(), ConnectRefused> {
@@ -98,7 +98,7 @@ fn query_token<A: Adapter>(socket: &SocketRef<A>) -> Option<String> {
 /// The socket's session: the previous one restored when the client names one that is its
 /// user's and unexpired (its rooms entered again, access checked again), else a new one.
 async fn open_session<A: Adapter>(
-    shared: &Arc<Shared<A>>,
+    shared: &Arc<NodeState<A>>,
     socket: &SocketRef<A>,
     who: &marie_core::Identity,
     auth: ConnectAuth,
@@ -139,7 +139,7 @@ async fn open_session<A: Adapter>(
 /// appends what it gets then sees each position once, in order. The hold comes before the
 /// room, so that no live event slips in between.
 async fn restore<A: Adapter>(
-    shared: &Arc<Shared<A>>,
+    shared: &Arc<NodeState<A>>,
     socket: &SocketRef<A>,
     who: &marie_core::Identity,
     session: SessionId,
@@ -200,7 +200,7 @@ async fn restore<A: Adapter>(
 
 /// Resumes a held answer from where the client said it stands; whether it could.
 async fn resume_now<A: Adapter>(
-    shared: &Shared<A>,
+    shared: &NodeState<A>,
     outbox: &crate::delivery::Outbox,
     stream: &Running,
     last_seq: u64,
@@ -225,7 +225,7 @@ async fn resume_now<A: Adapter>(
 
 /// Ends the hold of a restored answer its client does not resume in time.
 fn release_later<A: Adapter>(
-    shared: &Shared<A>,
+    shared: &NodeState<A>,
     outbox: &Arc<crate::delivery::Outbox>,
     stream: StreamId,
 ) {
@@ -243,7 +243,7 @@ fn release_later<A: Adapter>(
 /// (socketioxide spawns an `async` handler, which could run after the client's first
 /// events), then announces it in its restored rooms.
 pub(crate) struct Greeter<A: Adapter> {
-    pub(crate) shared: Arc<Shared<A>>,
+    pub(crate) shared: Arc<NodeState<A>>,
 }
 
 impl<A: Adapter> Clone for Greeter<A> {
@@ -293,7 +293,7 @@ impl<A: Adapter> ConnectHandler<A, Greets> for Greeter<A> {
 /// asked for are cancelled (when so configured), its slot is freed, and the others in its
 /// rooms are told. The session record stays until it expires, so that the client can
 /// resume it. socketioxide calls this only for a socket that was greeted.
-fn on_disconnect<A: Adapter>(shared: &Arc<Shared<A>>, socket: &SocketRef<A>) {
+fn on_disconnect<A: Adapter>(shared: &Arc<NodeState<A>>, socket: &SocketRef<A>) {
     let shared = shared.clone();
     socket.on_disconnect(move |s: SocketRef<A>| {
         let shared = shared.clone();
@@ -312,7 +312,7 @@ fn on_disconnect<A: Adapter>(shared: &Arc<Shared<A>>, socket: &SocketRef<A>) {
 }
 
 async fn disconnected<A: Adapter>(
-    shared: &Shared<A>,
+    shared: &NodeState<A>,
     socket: &SocketRef<A>,
     conversations: Vec<ConversationId>,
 ) {

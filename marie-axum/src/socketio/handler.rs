@@ -14,13 +14,13 @@ use super::link::SocketLink;
 use super::reply::{self, AckTo};
 use crate::commands::{self, Caller, ErrorPayload};
 use crate::guards::PacketSize;
-use crate::state::Shared;
+use crate::state::NodeState;
 
 /// Registers one handler for every event: the command layer routes by name. socketioxide
 /// keeps handlers per socket, so one `socket.on` per event would cost every connection a
 /// hash table and a boxed handler per event (about 1 KiB, `docs/benchmarks.md`); one
 /// fallback costs one box.
-pub(super) fn register<A: Adapter>(shared: &Arc<Shared<A>>, socket: &SocketRef<A>) {
+pub(super) fn register<A: Adapter>(shared: &Arc<NodeState<A>>, socket: &SocketRef<A>) {
     let shared = shared.clone();
     socket.on_fallback(
         move |s: SocketRef<A>,
@@ -36,7 +36,7 @@ pub(super) fn register<A: Adapter>(shared: &Arc<Shared<A>>, socket: &SocketRef<A
 
 /// One event: dispatched, answered.
 async fn handle<A: Adapter>(
-    shared: &Arc<Shared<A>>,
+    shared: &Arc<NodeState<A>>,
     socket: &SocketRef<A>,
     size: &PacketSize,
     name: &str,

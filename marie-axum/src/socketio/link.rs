@@ -13,12 +13,12 @@ use super::{asked, reply};
 use crate::commands::{Caller, Link, RoomCount, TypingAccess};
 use crate::delivery::SocketOutbox;
 use crate::rooms::{conversation_of, conversation_room, in_room};
-use crate::state::Shared;
+use crate::state::NodeState;
 use crate::typing::Typist;
 
 /// A socket, as the command layer sees it.
 pub(super) struct SocketLink<'a, A: Adapter> {
-    pub(super) shared: &'a Arc<Shared<A>>,
+    pub(super) shared: &'a Arc<NodeState<A>>,
     pub(super) socket: &'a SocketRef<A>,
     pub(super) caller: &'a Caller,
 }

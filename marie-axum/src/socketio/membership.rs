@@ -9,12 +9,12 @@ use socketioxide::extract::SocketRef;
 use super::Session;
 use super::payloads::Presence;
 use crate::rooms::{conversation_of, conversation_room, in_room};
-use crate::state::Shared;
+use crate::state::NodeState;
 use crate::typing::Typist;
 
 /// Joins the socket to the conversation's room (once) and tells the others.
 pub(super) async fn enter_room<A: Adapter>(
-    shared: &Shared<A>,
+    shared: &NodeState<A>,
     socket: &SocketRef<A>,
     who: &Identity,
     conversation: &ConversationId,
@@ -30,7 +30,7 @@ pub(super) async fn enter_room<A: Adapter>(
 /// Takes the socket out of the conversation's room, if it is in it, and tells the others.
 /// Returns whether it was in.
 pub(super) async fn leave_room<A: Adapter>(
-    shared: &Shared<A>,
+    shared: &NodeState<A>,
     socket: &SocketRef<A>,
     who: &Identity,
     conversation: &ConversationId,
@@ -75,7 +75,7 @@ pub(super) async fn tell_others<A: Adapter>(
 /// Records the socket's current conversations in its session, for a later resume. Not
 /// fatal when it fails: the connection works, only a later resume starts afresh.
 pub(super) async fn save_session<A: Adapter>(
-    shared: &Shared<A>,
+    shared: &NodeState<A>,
     socket: &SocketRef<A>,
     who: &Identity,
 ) {

@@ -38,7 +38,7 @@ use socketioxide_core::adapter::DefinedAdapter;
 
 pub(crate) use payloads::ConnectAuth;
 
-use crate::state::Shared;
+use crate::state::NodeState;
 
 /// The socket's session handle, set when it connects.
 #[derive(Clone)]
@@ -46,7 +46,7 @@ struct Session(SessionId);
 
 /// Registers the protocol on the namespace. The result initializes the adapter (for a
 /// cluster adapter: subscribes); the caller awaits or spawns it.
-pub(crate) fn register<A: Adapter + DefinedAdapter>(shared: &Arc<Shared<A>>) -> A::InitRes {
+pub(crate) fn register<A: Adapter + DefinedAdapter>(shared: &Arc<NodeState<A>>) -> A::InitRes {
     let for_middleware = shared.clone();
     let middleware = move |s: SocketRef<A>, TryData(auth): TryData<ConnectAuth>| {
         let shared = for_middleware.clone();

@@ -16,7 +16,7 @@ use socketioxide::extract::{AckSender, SocketRef};
 use socketioxide::handler::{FromMessageParts, Value as PacketValue};
 use socketioxide::socket::Socket;
 
-use crate::delivery::{Burst, Emitted, Out, Reply, SocketOutbox};
+use crate::delivery::{Emitted, Flusher, Out, Reply, SocketOutbox};
 
 /// Where the ack of an event goes: its socket, and the ack id if the client asked for one.
 pub(crate) struct AckTo<A: Adapter> {
@@ -90,7 +90,7 @@ fn queue<A: Adapter>(socket: &SocketRef<A>, out: Out) {
     match socket.extensions.get::<SocketOutbox>() {
         Some(SocketOutbox(outbox)) => {
             let send = |o: &Out| o.emit_to(socket) == Emitted::Sent;
-            outbox.push_or_send(out, &send, Burst::ToWriter);
+            outbox.push_or_send(out, &send, Flusher::Writer);
         }
         // Not reached: every connected socket has an outbox. Try once.
         None => {

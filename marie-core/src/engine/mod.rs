@@ -87,10 +87,10 @@ pub struct Joined {
 /// defaults (an in-process bus) the engine serves one node.
 #[derive(Clone)]
 pub struct ChatEngine {
-    shared: Arc<Shared>,
+    shared: Arc<EngineState>,
 }
 
-struct Shared {
+struct EngineState {
     stores: Stores,
     provider: Arc<dyn LlmProvider>,
     sink: Arc<dyn StreamSink>,
@@ -101,7 +101,7 @@ struct Shared {
     budget: Option<Arc<dyn BudgetPolicy>>,
     files: Option<Arc<dyn FileStore>>,
     config: EngineConfig,
-    state: Mutex<State>,
+    state: Mutex<LocalState>,
     tasks: TaskTracker,
     /// Cancelled when shutdown's grace period is over: running answers end `interrupted`.
     interrupt: CancellationToken,
@@ -109,7 +109,7 @@ struct Shared {
 
 /// Guarded by a `std::sync::Mutex` that is never held across an `.await`.
 #[derive(Default)]
-struct State {
+struct LocalState {
     answers: HashMap<ConversationId, RunningAnswer>,
     sent: idempotency::IdempotencyCache,
 }
@@ -207,7 +207,7 @@ impl EngineBuilder {
 
     /// Builds the engine and subscribes it to the control bus.
     pub fn build(self) -> ChatEngine {
-        let shared = Arc::new(Shared {
+        let shared = Arc::new(EngineState {
             stores: self.stores,
             provider: self.provider,
             sink: self.sink,
@@ -218,7 +218,7 @@ impl EngineBuilder {
             budget: self.budget,
             files: self.files,
             config: self.config,
-            state: Mutex::new(State::default()),
+            state: Mutex::new(LocalState::default()),
             tasks: TaskTracker::new(),
             interrupt: CancellationToken::new(),
         });
@@ -284,8 +284,8 @@ impl ChatEngine {
             .max(Duration::from_millis(100))
     }
 
-    fn state(&self) -> MutexGuard<'_, State> {
-        // A panic while holding this lock cannot leave `State` half-updated in a way that
+    fn state(&self) -> MutexGuard<'_, LocalState> {
+        // A panic while holding this lock cannot leave `LocalState` half-updated in a way that
         // matters more than refusing all further service, so keep going with the data.
         self.shared.state.lock().unwrap_or_else(|e| e.into_inner())
     }

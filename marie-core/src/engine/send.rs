@@ -1,15 +1,19 @@
 //! `send_message`: from the checks to the spawned answer, in named steps.
 //!
-//! 1. [`ChatEngine::send`] checks the message, that the engine takes answers, and access.
-//! 2. [`ChatEngine::reserve`] answers a repeated `client_message_id` with its first outcome,
-//!    or reserves the conversation on this node (`busy` if an answer runs here).
-//! 3. [`Reservation::claim_lease`] takes the conversation's lease in the store (`busy` if an
-//!    answer runs on another node).
+//! 1. [`ChatEngine::send`] checks the message and its files; [`ChatEngine::start`] (where
+//!    edits and regenerations also end) checks that the engine takes answers, access and the
+//!    budget.
+//! 2. [`ChatEngine::claim`]: [`ChatEngine::reserve`] answers a repeated `client_message_id`
+//!    with its first outcome, or reserves the conversation on this node (`busy` if an answer
+//!    runs here); [`Reservation::claim_lease`] takes the conversation's lease in the store
+//!    (`busy` if an answer runs on another node). While busy, `on_busy` decides: refuse,
+//!    queue (`queue.rs`), or interrupt and claim again.
+//! 3. [`ChatEngine::take_turn`]: a queued send whose turn came leaves its queue.
 //! 4. [`ChatEngine::prepare_request`] stores the user's message (after the active branch's
 //!    leaf, or beside the message edited) and builds the model's request from the active
 //!    branch.
 //! 5. The answer's log is opened, the reservation handed to the answer's task, which is
-//!    spawned; `send` returns.
+//!    spawned; `start` returns.
 //!
 //! A send that gives up after step 2 (an error, or its future dropped) frees what it held:
 //! that is the [`Reservation`]'s job.
@@ -123,6 +127,16 @@ pub(super) enum Question {
     },
 }
 
+/// What [`ChatEngine::claim`] got.
+enum Claim<'a> {
+    /// The conversation is this answer's: reserved on this node, leased in the store.
+    Answer(Reservation<'a>),
+    /// The same `client_message_id` was sent before: its first outcome.
+    Repeat(SendOutcome),
+    /// An answer runs and the send asked to wait its turn.
+    Queue,
+}
+
 /// What [`ChatEngine::reserve`] found.
 enum Reserved<'a> {
     /// The same `client_message_id` was sent before: its first outcome, marked duplicate.
@@ -166,6 +180,37 @@ impl Reservation<'_> {
         }
         self.leased = true;
         Ok(())
+    }
+
+    /// The job of the answer's task: what it answers and how.
+    fn job(
+        &self,
+        who: &Identity,
+        answered: MessageId,
+        prompt: HistoryQuery,
+        request: &LlmRequest,
+        streamed: bool,
+        budget: Option<answer::Allowance>,
+    ) -> answer::AnswerJob {
+        answer::AnswerJob {
+            conversation_id: self.conversation.clone(),
+            user_id: who.user_id.clone(),
+            stream_id: self.outcome.stream_id.clone(),
+            message_id: self.outcome.answer_message_id.clone(),
+            parent_id: answered,
+            prompt,
+            prompt_tokens: request
+                .messages
+                .iter()
+                .map(|m| crate::estimate_tokens(&m.content))
+                .sum(),
+            streamed,
+            cancel: self.cancel.clone(),
+            seq: self.seq.clone(),
+            progress: Arc::new(Notify::new()),
+            approvals: self.approvals.clone(),
+            budget,
+        }
     }
 
     /// The answer's task owns the conversation from now on.
@@ -243,24 +288,40 @@ impl ChatEngine {
         }
         self.authorize(who, &start.conversation).await?;
         let budget = self.allowance(who).await?;
+        let mut reservation = match self.claim(who, &start).await? {
+            Claim::Answer(reservation) => reservation,
+            Claim::Repeat(first) => return Ok(first),
+            Claim::Queue => return self.enqueue(who, start).await,
+        };
+        self.take_turn(&start).await?;
+        let (request, answered, prompt) = self
+            .prepare_request(who, &mut reservation, start.question)
+            .await?;
+        let job = reservation.job(who, answered, prompt, &request, start.streamed, budget);
+        if job.streamed {
+            self.open_log(&job).await;
+        }
+        let outcome = reservation.outcome.clone();
+        reservation.commit();
+        self.shared
+            .tasks
+            .spawn(answer::run(self.clone(), job, request));
+        Ok(outcome)
+    }
+
+    /// The conversation for a new answer: reserved on this node and leased in the store. While
+    /// an answer runs, what `on_busy` says: `busy`, [`Claim::Queue`], or the running answer
+    /// interrupted (and the claim tried again, a few times at most).
+    async fn claim(&self, who: &Identity, start: &Start) -> Result<Claim<'_>, Error> {
         let mut interrupted = 0;
-        let mut reservation = loop {
+        loop {
             let cmid = start.client_message_id.as_deref();
             match self.reserve(who, &start.conversation, cmid, start.queued.as_ref()) {
-                Ok(Reserved::Repeat(first)) => return Ok(first),
+                Ok(Reserved::Repeat(first)) => return Ok(Claim::Repeat(first)),
                 Ok(Reserved::New(mut reservation)) => {
-                    // Queued sends go first: a new one waits behind them.
-                    let behind_others = start.on_busy == OnBusy::Enqueue
-                        && !self
-                            .shared
-                            .stores
-                            .send_queue()
-                            .queued_sends(&start.conversation)
-                            .await?
-                            .is_empty();
-                    if !behind_others {
+                    if !self.behind_queued(start).await? {
                         match reservation.claim_lease().await {
-                            Ok(()) => break reservation,
+                            Ok(()) => return Ok(Claim::Answer(reservation)),
                             Err(Error::Busy) => {}
                             Err(e) => return Err(e),
                         }
@@ -269,59 +330,42 @@ impl ChatEngine {
                 Err(Error::Busy) => {}
                 Err(e) => return Err(e),
             }
-            // An answer runs in the conversation.
+            // An answer runs in the conversation (or sends wait for their turn).
             match start.on_busy {
-                OnBusy::Enqueue => return self.enqueue(who, start).await,
+                OnBusy::Enqueue => return Ok(Claim::Queue),
                 OnBusy::Interrupt if interrupted < 3 => {
                     interrupted += 1;
                     self.interrupt(who, &start.conversation).await?;
                 }
                 _ => return Err(Error::Busy),
             }
-        };
-        if let Some(queued) = &start.queued
-            && !self
-                .shared
-                .stores
-                .send_queue()
-                .remove_queued(&start.conversation, &queued.stream_id)
-                .await?
-        {
-            // Cancelled, or started by another node, meanwhile.
-            return Err(Error::NotFound("the queued send is no longer queued"));
         }
-        let (llm_request, answered, prompt) = self
-            .prepare_request(who, &mut reservation, start.question)
-            .await?;
+    }
 
-        let outcome = reservation.outcome.clone();
-        let job = answer::AnswerJob {
-            conversation_id: reservation.conversation.clone(),
-            user_id: who.user_id.clone(),
-            stream_id: outcome.stream_id.clone(),
-            message_id: outcome.answer_message_id.clone(),
-            parent_id: answered,
-            prompt,
-            prompt_tokens: llm_request
-                .messages
-                .iter()
-                .map(|m| crate::estimate_tokens(&m.content))
-                .sum(),
-            streamed: start.streamed,
-            cancel: reservation.cancel.clone(),
-            seq: reservation.seq.clone(),
-            progress: Arc::new(Notify::new()),
-            approvals: reservation.approvals.clone(),
-            budget,
-        };
-        if job.streamed {
-            self.open_log(&job).await;
+    /// Whether a send that would queue must wait behind sends queued already: they go first.
+    async fn behind_queued(&self, start: &Start) -> Result<bool, Error> {
+        if start.on_busy != OnBusy::Enqueue {
+            return Ok(false);
         }
-        reservation.commit();
-        self.shared
-            .tasks
-            .spawn(answer::run(self.clone(), job, llm_request));
-        Ok(outcome)
+        let queue = self.shared.stores.send_queue();
+        Ok(!queue.queued_sends(&start.conversation).await?.is_empty())
+    }
+
+    /// A queued send whose turn has come leaves its queue: `not_found` when it was
+    /// cancelled, or started by another node, meanwhile.
+    async fn take_turn(&self, start: &Start) -> Result<(), Error> {
+        let Some(queued) = &start.queued else {
+            return Ok(());
+        };
+        let queue = self.shared.stores.send_queue();
+        if queue
+            .remove_queued(&start.conversation, &queued.stream_id)
+            .await?
+        {
+            Ok(())
+        } else {
+            Err(Error::NotFound("the queued send is no longer queued"))
+        }
     }
 
     /// The first outcome of a send of `who` with this `client_message_id`, if it is still

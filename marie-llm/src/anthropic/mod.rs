@@ -8,7 +8,7 @@
 //!   with content blocks (a user message's files as `image` / `document` / `text` blocks
 //!   before its text; signed thinking, text, `tool_use`, `tool_result`), the `tools`.
 //! - `wire.rs`: the stream's events (`message_start` ... `message_stop`, `ping`, `error`)
-//!   decoded into the pieces the driver turns into [`LlmEvent`](marie_core::LlmEvent)s.
+//!   decoded into the units the driver turns into [`LlmEvent`](marie_core::LlmEvent)s.
 
 mod body;
 mod wire;

@@ -1,4 +1,4 @@
-//! The Messages API's stream events, decoded into [`Piece`]s.
+//! The Messages API's stream events, decoded into [`Decoded`]s.
 
 use std::collections::HashMap;
 
@@ -6,7 +6,7 @@ use eventsource_stream::Event;
 use marie_core::{FinishReason, ProviderError, Usage};
 use serde::Deserialize;
 
-use crate::http::{CallFragment, Piece, for_log};
+use crate::http::{CallFragment, Decoded, for_log};
 
 /// Decodes the events of one answer, remembering what spans events: the kind of each open
 /// content block, a thinking block's signature until the block ends, and the usage so far.
@@ -144,7 +144,7 @@ struct WireError {
 
 impl Decoder {
     /// Decodes one server-sent event.
-    pub(super) fn decode(&mut self, event: &Event) -> Result<Piece, ProviderError> {
+    pub(super) fn decode(&mut self, event: &Event) -> Result<Decoded, ProviderError> {
         let data = event.data.trim();
         let value: serde_json::Value = serde_json::from_str(data).map_err(|e| {
             ProviderError::Protocol(format!(
@@ -158,11 +158,11 @@ impl Decoder {
                 for_log(&event.event)
             ))
         })?;
-        let mut piece = Piece::default();
+        let mut unit = Decoded::default();
         match wire {
             WireEvent::MessageStart { message } => {
                 if let Some(usage) = message.usage {
-                    piece.usage = Some(self.add_usage(&usage));
+                    unit.usage = Some(self.add_usage(&usage));
                 }
             }
             WireEvent::ContentBlockStart {
@@ -171,21 +171,21 @@ impl Decoder {
             } => {
                 let block = match content_block {
                     BlockStart::Text { text } => {
-                        piece.generated = !text.is_empty();
-                        piece.text = text;
+                        unit.generated = !text.is_empty();
+                        unit.text = text;
                         Block::Text
                     }
                     BlockStart::Thinking {
                         thinking,
                         signature,
                     } => {
-                        piece.generated = !thinking.is_empty();
-                        piece.reasoning = thinking;
+                        unit.generated = !thinking.is_empty();
+                        unit.reasoning = thinking;
                         Block::Thinking { signature }
                     }
                     BlockStart::ToolUse { id, name } => {
-                        piece.generated = true;
-                        piece.call_fragments.push(CallFragment {
+                        unit.generated = true;
+                        unit.call_fragments.push(CallFragment {
                             index,
                             id: Some(id),
                             name: Some(name),
@@ -195,8 +195,8 @@ impl Decoder {
                     }
                     BlockStart::RedactedThinking { data } => {
                         // Output, though nothing to show: the model is at work.
-                        piece.generated = true;
-                        piece.redacted = Some(data);
+                        unit.generated = true;
+                        unit.redacted = Some(data);
                         Block::RedactedThinking
                     }
                     BlockStart::Other => Block::Other,
@@ -207,23 +207,23 @@ impl Decoder {
                 let block = self.blocks.get_mut(&index);
                 match (delta, block) {
                     (BlockDelta::TextDelta { text }, Some(Block::Text)) => {
-                        piece.generated = !text.is_empty();
-                        piece.text = text;
+                        unit.generated = !text.is_empty();
+                        unit.text = text;
                     }
                     (BlockDelta::ThinkingDelta { thinking }, Some(Block::Thinking { .. })) => {
-                        piece.generated = !thinking.is_empty();
-                        piece.reasoning = thinking;
+                        unit.generated = !thinking.is_empty();
+                        unit.reasoning = thinking;
                     }
                     (
                         BlockDelta::SignatureDelta { signature: more },
                         Some(Block::Thinking { signature }),
                     ) => {
-                        piece.generated = true;
+                        unit.generated = true;
                         signature.push_str(&more);
                     }
                     (BlockDelta::InputJsonDelta { partial_json }, Some(Block::ToolUse)) => {
-                        piece.generated = true;
-                        piece.call_fragments.push(CallFragment {
+                        unit.generated = true;
+                        unit.call_fragments.push(CallFragment {
                             index,
                             arguments: partial_json,
                             ..CallFragment::default()
@@ -246,22 +246,22 @@ impl Decoder {
                 if let Some(Block::Thinking { signature }) = self.blocks.remove(&index)
                     && !signature.is_empty()
                 {
-                    piece.signature = Some(signature);
+                    unit.signature = Some(signature);
                 }
             }
             WireEvent::MessageDelta { delta, usage } => {
                 if let Some(reason) = delta.stop_reason.filter(|r| !r.is_empty()) {
-                    piece.finish = Some(finish_reason(&reason));
+                    unit.finish = Some(finish_reason(&reason));
                 }
                 if let Some(usage) = usage {
-                    piece.usage = Some(self.add_usage(&usage));
+                    unit.usage = Some(self.add_usage(&usage));
                 }
             }
-            WireEvent::MessageStop => piece.done = true,
+            WireEvent::MessageStop => unit.done = true,
             WireEvent::Ping | WireEvent::Unknown => {}
             WireEvent::Error { error } => return Err(error_event(&error.kind, &error.message)),
         }
-        Ok(piece)
+        Ok(unit)
     }
 
     /// Takes the figures `usage` has; the usage so far.
@@ -332,7 +332,7 @@ mod tests {
         }
     }
 
-    fn decode(decoder: &mut Decoder, data: &str) -> Result<Piece, ProviderError> {
+    fn decode(decoder: &mut Decoder, data: &str) -> Result<Decoded, ProviderError> {
         let name = serde_json::from_str::<serde_json::Value>(data)
             .ok()
             .and_then(|v| v["type"].as_str().map(str::to_owned))
@@ -350,21 +350,21 @@ mod tests {
         );
         let block =
             r#"{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}"#;
-        assert_eq!(decode(&mut d, block).ok(), Some(Piece::default()));
+        assert_eq!(decode(&mut d, block).ok(), Some(Decoded::default()));
         assert_eq!(
             decode(&mut d, r#"{"type": "ping"}"#).ok(),
-            Some(Piece::default())
+            Some(Decoded::default())
         );
         let text =
             r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hi"}}"#;
-        let piece = decode(&mut d, text).unwrap_or_default();
-        assert_eq!((piece.text.as_str(), piece.generated), ("Hi", true));
+        let unit = decode(&mut d, text).unwrap_or_default();
+        assert_eq!((unit.text.as_str(), unit.generated), ("Hi", true));
         let stop = r#"{"type":"content_block_stop","index":0}"#;
-        assert_eq!(decode(&mut d, stop).ok(), Some(Piece::default()));
+        assert_eq!(decode(&mut d, stop).ok(), Some(Decoded::default()));
         let delta = r#"{"type":"message_delta","delta":{"stop_reason":"max_tokens","stop_sequence":null},"usage":{"output_tokens":15}}"#;
-        let piece = decode(&mut d, delta).unwrap_or_default();
-        assert_eq!(piece.finish, Some(FinishReason::Length));
-        assert_eq!(piece.usage, Some(Usage::reported(30, 15)));
+        let unit = decode(&mut d, delta).unwrap_or_default();
+        assert_eq!(unit.finish, Some(FinishReason::Length));
+        assert_eq!(unit.usage, Some(Usage::reported(30, 15)));
         assert!(
             decode(&mut d, r#"{"type":"message_stop"}"#).is_ok_and(|p| p.done),
             "message_stop ends the answer"
@@ -378,7 +378,7 @@ mod tests {
     fn thinking_keeps_its_signature_until_the_block_ends() {
         let mut d = Decoder::default();
         let start = r#"{"type":"content_block_start","index":0,"content_block":{"type":"thinking","thinking":"","signature":""}}"#;
-        assert_eq!(decode(&mut d, start).ok(), Some(Piece::default()));
+        assert_eq!(decode(&mut d, start).ok(), Some(Decoded::default()));
         let think = r#"{"type":"content_block_delta","index":0,"delta":{"type":"thinking_delta","thinking":"Let me"}}"#;
         assert_eq!(
             decode(&mut d, think).ok().map(|p| p.reasoning),
@@ -403,19 +403,19 @@ mod tests {
     fn redacted_thinking_is_kept_whole_from_its_start() {
         let mut d = Decoder::default();
         let start = r#"{"type":"content_block_start","index":1,"content_block":{"type":"redacted_thinking","data":"EmwKAhgBEgy3va3pzix/LafPsn4a"}}"#;
-        let piece = decode(&mut d, start).unwrap_or_default();
+        let unit = decode(&mut d, start).unwrap_or_default();
         assert_eq!(
-            piece,
-            Piece {
+            unit,
+            Decoded {
                 redacted: Some("EmwKAhgBEgy3va3pzix/LafPsn4a".into()),
                 generated: true,
-                ..Piece::default()
+                ..Decoded::default()
             }
         );
         let later = r#"{"type":"content_block_delta","index":1,"delta":{"type":"thinking_delta","thinking":"x"}}"#;
-        assert_eq!(decode(&mut d, later).ok(), Some(Piece::default()));
+        assert_eq!(decode(&mut d, later).ok(), Some(Decoded::default()));
         let stop = r#"{"type":"content_block_stop","index":1}"#;
-        assert_eq!(decode(&mut d, stop).ok(), Some(Piece::default()));
+        assert_eq!(decode(&mut d, stop).ok(), Some(Decoded::default()));
         let no_data = r#"{"type":"content_block_start","index":2,"content_block":{"type":"redacted_thinking"}}"#;
         assert!(matches!(
             decode(&mut d, no_data),
@@ -427,9 +427,9 @@ mod tests {
     fn tool_use_blocks_become_call_fragments() {
         let mut d = Decoder::default();
         let start = r#"{"type":"content_block_start","index":1,"content_block":{"type":"tool_use","id":"toolu_01","name":"calculate","input":{}}}"#;
-        let piece = decode(&mut d, start).unwrap_or_default();
+        let unit = decode(&mut d, start).unwrap_or_default();
         assert_eq!(
-            piece.call_fragments,
+            unit.call_fragments,
             [CallFragment {
                 index: 1,
                 id: Some("toolu_01".into()),
@@ -438,9 +438,9 @@ mod tests {
             }]
         );
         let args = r#"{"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":"{\"expression\": \"1"}}"#;
-        let piece = decode(&mut d, args).unwrap_or_default();
-        assert_eq!(piece.call_fragments[0].arguments, "{\"expression\": \"1");
-        assert_eq!(piece.call_fragments[0].index, 1);
+        let unit = decode(&mut d, args).unwrap_or_default();
+        assert_eq!(unit.call_fragments[0].arguments, "{\"expression\": \"1");
+        assert_eq!(unit.call_fragments[0].index, 1);
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! The provider-independent half of an answer stream: timeouts, the end marker, and turning
-//! decoded pieces into [`LlmEvent`]s.
+//! decoded units into [`LlmEvent`]s.
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -13,7 +13,7 @@ use super::tools::{CallAssembler, CallFragment};
 
 /// What one decoded unit of a response (an SSE event, an NDJSON line) says.
 #[derive(Debug, Default, PartialEq)]
-pub(crate) struct Piece {
+pub(crate) struct Decoded {
     /// The model's reasoning (`LlmEvent::Reasoning`); may be empty. Comes before `text` when
     /// one unit holds both.
     pub(crate) reasoning: String,
@@ -32,31 +32,31 @@ pub(crate) struct Piece {
     /// The model produced output here, shown or not (text, reasoning): this ends the
     /// first-token wait.
     pub(crate) generated: bool,
-    /// Usage, when this piece reports it.
+    /// Usage, when this unit reports it.
     pub(crate) usage: Option<Usage>,
-    /// Why the model stopped, when this piece says it.
+    /// Why the model stopped, when this unit says it.
     pub(crate) finish: Option<FinishReason>,
     /// The provider's end marker (`[DONE]`, `done:true`): the answer is complete.
     pub(crate) done: bool,
 }
 
-/// Turns a stream of pieces into an answer stream with the first-token and idle timeouts.
+/// Turns a stream of units into an answer stream with the first-token and idle timeouts.
 ///
 /// The answer ends with `Done` only on the provider's end marker; a stream that stops
 /// without it yields a [`ProviderError::Protocol`] (`missing_end` says what was missing).
-/// After the first error nothing more is read. Dropping the returned stream drops `pieces`,
+/// After the first error nothing more is read. Dropping the returned stream drops `units`,
 /// and with it the HTTP response and its connection.
-pub(crate) fn drive<S>(
-    pieces: S,
+pub(crate) fn answer_stream<S>(
+    units: S,
     first_token_deadline: Instant,
     idle: Duration,
     missing_end: &'static str,
 ) -> LlmStream
 where
-    S: Stream<Item = Result<Piece, ProviderError>> + Send + 'static,
+    S: Stream<Item = Result<Decoded, ProviderError>> + Send + 'static,
 {
     let state = Driver {
-        pieces: Some(pieces.boxed()),
+        units: Some(units.boxed()),
         ready: VecDeque::new(),
         first_token_deadline,
         idle,
@@ -71,12 +71,12 @@ where
 
 struct Driver {
     /// `None` once the answer is over (done or failed): the response is dropped then.
-    pieces: Option<BoxStream<'static, Result<Piece, ProviderError>>>,
+    units: Option<BoxStream<'static, Result<Decoded, ProviderError>>>,
     /// Events decoded but not yet handed out.
     ready: VecDeque<Result<LlmEvent, ProviderError>>,
     first_token_deadline: Instant,
     idle: Duration,
-    /// When the last piece arrived, once the first token has.
+    /// When the last unit arrived, once the first token has.
     last_activity: Option<Instant>,
     usage: Option<Usage>,
     finish: Option<FinishReason>,
@@ -91,63 +91,63 @@ impl Driver {
             if let Some(event) = self.ready.pop_front() {
                 return Some((event, self));
             }
-            let pieces = self.pieces.as_mut()?;
+            let units = self.units.as_mut()?;
             let (deadline, stage) = match self.last_activity {
                 None => (self.first_token_deadline, "first token"),
                 Some(last) => (last + self.idle, "idle"),
             };
-            let item = tokio::time::timeout_at(deadline, pieces.next()).await;
+            let item = tokio::time::timeout_at(deadline, units.next()).await;
             match item {
                 Err(_) => self.fail(ProviderError::Timeout(stage)),
                 Ok(None) => self.fail(ProviderError::Protocol(self.missing_end.into())),
                 Ok(Some(Err(e))) => self.fail(e),
-                Ok(Some(Ok(piece))) => self.take(piece),
+                Ok(Some(Ok(unit))) => self.take(unit),
             }
         }
     }
 
-    fn take(&mut self, piece: Piece) {
+    fn take(&mut self, unit: Decoded) {
         if self.last_activity.is_some()
-            || piece.generated
-            || !piece.text.is_empty()
-            || !piece.reasoning.is_empty()
-            || !piece.call_fragments.is_empty()
-            || !piece.calls.is_empty()
+            || unit.generated
+            || !unit.text.is_empty()
+            || !unit.reasoning.is_empty()
+            || !unit.call_fragments.is_empty()
+            || !unit.calls.is_empty()
         {
             self.last_activity = Some(Instant::now());
         }
-        if !piece.reasoning.is_empty() {
+        if !unit.reasoning.is_empty() {
             self.ready
-                .push_back(Ok(LlmEvent::Reasoning(piece.reasoning)));
+                .push_back(Ok(LlmEvent::Reasoning(unit.reasoning)));
         }
-        if let Some(signature) = piece.signature {
+        if let Some(signature) = unit.signature {
             self.ready
                 .push_back(Ok(LlmEvent::ReasoningSignature(signature)));
         }
-        if let Some(data) = piece.redacted.filter(|d| !d.is_empty()) {
+        if let Some(data) = unit.redacted.filter(|d| !d.is_empty()) {
             self.ready.push_back(Ok(LlmEvent::RedactedReasoning(data)));
         }
-        if !piece.text.is_empty() {
-            self.ready.push_back(Ok(LlmEvent::Delta(piece.text)));
+        if !unit.text.is_empty() {
+            self.ready.push_back(Ok(LlmEvent::Delta(unit.text)));
         }
         let mut events = Vec::new();
-        for fragment in piece.call_fragments {
+        for fragment in unit.call_fragments {
             self.calls.take(fragment, &mut events);
         }
-        for call in piece.calls {
+        for call in unit.calls {
             CallAssembler::whole(call, &mut events);
         }
-        if piece.usage.is_some() {
-            self.usage = piece.usage;
+        if unit.usage.is_some() {
+            self.usage = unit.usage;
         }
-        if piece.finish.is_some() {
-            self.finish = piece.finish;
+        if unit.finish.is_some() {
+            self.finish = unit.finish;
         }
-        if piece.done {
+        if unit.done {
             // One look past the end marker, without waiting: when the end of the body has
             // already arrived, reading it lets the connection go back to the pool for the
             // next answer (no new TCP and TLS handshake); otherwise it is closed on drop.
-            if let Some(mut rest) = self.pieces.take() {
+            if let Some(mut rest) = self.units.take() {
                 let _ = rest.next().now_or_never();
             }
             if let Err(e) = self.calls.finish(&mut events) {
@@ -166,7 +166,7 @@ impl Driver {
     }
 
     fn fail(&mut self, error: ProviderError) {
-        self.pieces = None;
+        self.units = None;
         self.ready.push_back(Err(error));
     }
 }
@@ -177,36 +177,36 @@ mod tests {
 
     use super::*;
 
-    fn text(t: &str) -> Result<Piece, ProviderError> {
-        Ok(Piece {
+    fn text(t: &str) -> Result<Decoded, ProviderError> {
+        Ok(Decoded {
             text: t.into(),
             generated: true,
-            ..Piece::default()
+            ..Decoded::default()
         })
     }
 
     #[tokio::test]
-    async fn pieces_become_deltas_then_done_with_usage() {
-        let pieces = stream::iter([
-            Ok(Piece::default()),
+    async fn units_become_deltas_then_done_with_usage() {
+        let units = stream::iter([
+            Ok(Decoded::default()),
             text("Hel"),
             text("lo"),
-            Ok(Piece {
+            Ok(Decoded {
                 finish: Some(FinishReason::Length),
-                ..Piece::default()
+                ..Decoded::default()
             }),
-            Ok(Piece {
+            Ok(Decoded {
                 usage: Some(Usage::reported(3, 2)),
-                ..Piece::default()
+                ..Decoded::default()
             }),
-            Ok(Piece {
+            Ok(Decoded {
                 done: true,
-                ..Piece::default()
+                ..Decoded::default()
             }),
             text("after the end is never read"),
         ]);
         let far = Instant::now() + Duration::from_secs(60);
-        let events: Vec<_> = drive(pieces, far, Duration::from_secs(60), "no end")
+        let events: Vec<_> = answer_stream(units, far, Duration::from_secs(60), "no end")
             .map(|r| r.map_err(|e| e.to_string()))
             .collect()
             .await;
@@ -226,7 +226,7 @@ mod tests {
     #[tokio::test]
     async fn an_end_without_the_marker_is_an_error() {
         let far = Instant::now() + Duration::from_secs(60);
-        let events: Vec<_> = drive(
+        let events: Vec<_> = answer_stream(
             stream::iter([text("a")]),
             far,
             Duration::from_secs(60),
@@ -241,8 +241,8 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn first_token_and_idle_timeouts() {
         let now = Instant::now();
-        let silent = stream::pending::<Result<Piece, ProviderError>>();
-        let mut s = drive(
+        let silent = stream::pending::<Result<Decoded, ProviderError>>();
+        let mut s = answer_stream(
             silent,
             now + Duration::from_secs(5),
             Duration::from_secs(1),
@@ -257,7 +257,7 @@ mod tests {
 
         let now = Instant::now();
         let stalls = stream::iter([text("a")]).chain(stream::pending());
-        let mut s = drive(
+        let mut s = answer_stream(
             stalls,
             now + Duration::from_secs(5),
             Duration::from_secs(1),

@@ -15,7 +15,7 @@ mod tools;
 pub use config::{ConfigError, RetryPolicy, Timeouts};
 
 pub(crate) use config::{BaseUrl, HttpSettings, env_lookup, parse_http_url};
-pub(crate) use driver::{Piece, drive};
+pub(crate) use driver::{Decoded, answer_stream};
 pub(crate) use files::{FilePart, file_parts};
 #[cfg(feature = "openai")]
 pub(crate) use send::error_message;

@@ -5,9 +5,9 @@ use futures_util::StreamExt;
 use marie_core::{LlmStream, ProviderError};
 
 use super::send::{Sent, body_error, error_chain, is_json, read_error_message};
-use super::{Piece, drive};
+use super::{Decoded, answer_stream};
 
-/// The answer in `sent`, its events decoded by `decode` into pieces for the driver (with
+/// The answer in `sent`, its events decoded by `decode` into units for the driver (with
 /// the first-token deadline of `sent`, and `idle` between events; a stream that ends
 /// without its end marker is the error `missing_end`).
 ///
@@ -18,7 +18,7 @@ pub(crate) async fn event_stream(
     provider: &'static str,
     sent: Sent,
     idle: std::time::Duration,
-    mut decode: impl FnMut(&Event) -> Result<Piece, ProviderError> + Send + 'static,
+    mut decode: impl FnMut(&Event) -> Result<Decoded, ProviderError> + Send + 'static,
     missing_end: &'static str,
 ) -> Result<LlmStream, ProviderError> {
     let response = sent.response;
@@ -33,7 +33,7 @@ pub(crate) async fn event_stream(
             "the server answered with JSON instead of an event stream".into(),
         ));
     }
-    let pieces = response
+    let units = response
         .bytes_stream()
         .eventsource()
         .map(move |item| match item {
@@ -44,5 +44,10 @@ pub(crate) async fn event_stream(
                 error_chain(&e)
             ))),
         });
-    Ok(drive(pieces, sent.first_token_deadline, idle, missing_end))
+    Ok(answer_stream(
+        units,
+        sent.first_token_deadline,
+        idle,
+        missing_end,
+    ))
 }

@@ -70,7 +70,7 @@ pub(crate) fn chat_messages<D: ChatDialect>(messages: &[PromptMessage]) -> Vec<V
     out
 }
 
-/// A piece of a streamed tool call: the first one of a call names it, the later ones only
+/// A unit of a streamed tool call: the first one of a call names it, the later ones only
 /// add to its arguments' JSON text.
 #[derive(Debug, Default, PartialEq)]
 pub(crate) struct CallFragment {

@@ -1,5 +1,5 @@
 //! OpenAI's Responses API ([`OpenAiApi::Responses`](super::OpenAiApi::Responses)): the
-//! request's `input` items, and the typed stream events decoded into [`Piece`]s.
+//! request's `input` items, and the typed stream events decoded into [`Decoded`]s.
 
 use std::collections::HashMap;
 
@@ -10,7 +10,7 @@ use marie_core::{
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::http::{CallFragment, FilePart, Piece, file_parts, for_log};
+use crate::http::{CallFragment, Decoded, FilePart, file_parts, for_log};
 
 /// The end marker.
 pub(super) const MISSING_COMPLETED: &str =
@@ -216,12 +216,12 @@ struct WireError {
 
 impl Decoder {
     /// Decodes one server-sent event.
-    pub(super) fn decode(&mut self, event: &Event) -> Result<Piece, ProviderError> {
+    pub(super) fn decode(&mut self, event: &Event) -> Result<Decoded, ProviderError> {
         let data = event.data.trim();
         if data == "[DONE]" {
             // Not part of the Responses API; a server that adds it has already said
             // `response.completed`, which ended the answer.
-            return Ok(Piece::default());
+            return Ok(Decoded::default());
         }
         let value: Value = serde_json::from_str(data).map_err(|e| {
             ProviderError::Protocol(format!(
@@ -235,20 +235,20 @@ impl Decoder {
                 for_log(&event.event)
             ))
         })?;
-        let mut piece = Piece::default();
+        let mut unit = Decoded::default();
         match wire {
             WireEvent::TextDelta { delta } | WireEvent::RefusalDelta { delta } => {
-                piece.generated = !delta.is_empty();
-                piece.text = delta;
+                unit.generated = !delta.is_empty();
+                unit.text = delta;
             }
             WireEvent::SummaryDelta { delta } | WireEvent::ReasoningDelta { delta } => {
-                piece.generated = !delta.is_empty();
-                piece.reasoning = delta;
+                unit.generated = !delta.is_empty();
+                unit.reasoning = delta;
             }
             WireEvent::SummaryPart { summary_index } => {
                 // The summary's paragraphs come as parts: keep them apart.
                 if summary_index > 0 {
-                    piece.reasoning = "\n\n".into();
+                    unit.reasoning = "\n\n".into();
                 }
             }
             WireEvent::ItemAdded { output_index, item } => {
@@ -258,9 +258,9 @@ impl Decoder {
                     arguments,
                 } = item
                 {
-                    piece.generated = true;
+                    unit.generated = true;
                     self.calls.insert(output_index, !arguments.is_empty());
-                    piece.call_fragments.push(CallFragment {
+                    unit.call_fragments.push(CallFragment {
                         index: output_index,
                         id: Some(call_id),
                         name: Some(name),
@@ -272,9 +272,9 @@ impl Decoder {
                 output_index,
                 delta,
             } => {
-                piece.generated = true;
+                unit.generated = true;
                 self.calls.insert(output_index, true);
-                piece.call_fragments.push(CallFragment {
+                unit.call_fragments.push(CallFragment {
                     index: output_index,
                     arguments: delta,
                     ..CallFragment::default()
@@ -283,7 +283,7 @@ impl Decoder {
             WireEvent::ArgumentsDone {
                 output_index,
                 arguments,
-            } => self.fill_in(output_index, None, arguments, &mut piece),
+            } => self.fill_in(output_index, None, arguments, &mut unit),
             WireEvent::ItemDone { output_index, item } => {
                 if let Item::FunctionCall {
                     call_id,
@@ -291,31 +291,31 @@ impl Decoder {
                     arguments,
                 } = item
                 {
-                    self.fill_in(output_index, Some((call_id, name)), arguments, &mut piece);
+                    self.fill_in(output_index, Some((call_id, name)), arguments, &mut unit);
                 }
             }
             WireEvent::Completed { response } => {
-                piece.usage = response.usage.map(usage);
-                piece.finish = Some(if self.calls.is_empty() {
+                unit.usage = response.usage.map(usage);
+                unit.finish = Some(if self.calls.is_empty() {
                     FinishReason::Stop
                 } else {
                     FinishReason::ToolCalls
                 });
-                piece.done = true;
+                unit.done = true;
             }
             WireEvent::Incomplete { response } => {
                 let reason = response
                     .incomplete_details
                     .and_then(|d| d.reason)
                     .unwrap_or_default();
-                piece.finish = Some(match reason.as_str() {
+                unit.finish = Some(match reason.as_str() {
                     "max_output_tokens" => FinishReason::Length,
                     "content_filter" => FinishReason::ContentFilter,
                     "" => FinishReason::Other("incomplete".into()),
                     other => FinishReason::Other(other.to_owned()),
                 });
-                piece.usage = response.usage.map(usage);
-                piece.done = true;
+                unit.usage = response.usage.map(usage);
+                unit.done = true;
             }
             WireEvent::Failed { response } => {
                 let error = response.error.unwrap_or_default();
@@ -333,7 +333,7 @@ impl Decoder {
             }
             WireEvent::Unknown => {}
         }
-        Ok(piece)
+        Ok(unit)
     }
 
     /// The whole arguments of a call (`.done` events): given as a fragment only when no delta
@@ -343,14 +343,14 @@ impl Decoder {
         index: u64,
         named: Option<(String, String)>,
         arguments: String,
-        piece: &mut Piece,
+        unit: &mut Decoded,
     ) {
         let given = self.calls.insert(index, true).unwrap_or(false);
         let (id, name) = named.unzip();
         if given {
             if id.is_some() {
                 // Known already; the names only make sure the call is started.
-                piece.call_fragments.push(CallFragment {
+                unit.call_fragments.push(CallFragment {
                     index,
                     id,
                     name,
@@ -359,8 +359,8 @@ impl Decoder {
             }
             return;
         }
-        piece.generated = true;
-        piece.call_fragments.push(CallFragment {
+        unit.generated = true;
+        unit.call_fragments.push(CallFragment {
             index,
             id,
             name,
@@ -410,7 +410,7 @@ mod tests {
 
     use super::*;
 
-    fn decode(decoder: &mut Decoder, data: &str) -> Result<Piece, ProviderError> {
+    fn decode(decoder: &mut Decoder, data: &str) -> Result<Decoded, ProviderError> {
         let name = serde_json::from_str::<Value>(data)
             .ok()
             .and_then(|v| v["type"].as_str().map(str::to_owned))
@@ -426,7 +426,7 @@ mod tests {
     fn text_reasoning_and_the_end() {
         let mut d = Decoder::default();
         let created = r#"{"type":"response.created","sequence_number":0,"response":{"id":"resp_1","object":"response","created_at":1741290958,"status":"in_progress","error":null,"incomplete_details":null,"instructions":null,"model":"gpt-4.1-mini-2025-04-14","output":[],"usage":null}}"#;
-        assert_eq!(decode(&mut d, created).ok(), Some(Piece::default()));
+        assert_eq!(decode(&mut d, created).ok(), Some(Decoded::default()));
         let summary = r#"{"type":"response.reasoning_summary_text.delta","sequence_number":3,"item_id":"rs_1","output_index":0,"summary_index":0,"delta":"**Greeting**"}"#;
         assert_eq!(
             decode(&mut d, summary).ok().map(|p| p.reasoning),
@@ -438,27 +438,24 @@ mod tests {
             Some("\n\n".into())
         );
         let text = r#"{"type":"response.output_text.delta","sequence_number":7,"item_id":"msg_1","output_index":1,"content_index":0,"delta":"Hi","logprobs":[]}"#;
-        let piece = decode(&mut d, text).unwrap_or_default();
-        assert_eq!((piece.text.as_str(), piece.generated), ("Hi", true));
+        let unit = decode(&mut d, text).unwrap_or_default();
+        assert_eq!((unit.text.as_str(), unit.generated), ("Hi", true));
         let completed = r#"{"type":"response.completed","sequence_number":9,"response":{"id":"resp_1","object":"response","status":"completed","output":[],"usage":{"input_tokens":36,"input_tokens_details":{"cached_tokens":0},"output_tokens":87,"output_tokens_details":{"reasoning_tokens":64},"total_tokens":123}}}"#;
-        let piece = decode(&mut d, completed).unwrap_or_default();
-        assert!(piece.done);
-        assert_eq!(piece.finish, Some(FinishReason::Stop));
-        assert_eq!(piece.usage, Some(Usage::reported(36, 87)));
+        let unit = decode(&mut d, completed).unwrap_or_default();
+        assert!(unit.done);
+        assert_eq!(unit.finish, Some(FinishReason::Stop));
+        assert_eq!(unit.usage, Some(Usage::reported(36, 87)));
         let incomplete = r#"{"type":"response.incomplete","sequence_number":9,"response":{"id":"resp_1","status":"incomplete","incomplete_details":{"reason":"max_output_tokens"},"usage":{"input_tokens":3,"output_tokens":16,"total_tokens":19}}}"#;
-        let piece = decode(&mut d, incomplete).unwrap_or_default();
-        assert_eq!(
-            (piece.done, piece.finish),
-            (true, Some(FinishReason::Length))
-        );
+        let unit = decode(&mut d, incomplete).unwrap_or_default();
+        assert_eq!((unit.done, unit.finish), (true, Some(FinishReason::Length)));
     }
 
     #[test]
     fn function_calls_from_deltas_or_from_done_alone() {
         let mut d = Decoder::default();
         let added = r#"{"type":"response.output_item.added","sequence_number":2,"output_index":0,"item":{"id":"fc_1","type":"function_call","status":"in_progress","arguments":"","call_id":"call_A","name":"calculate"}}"#;
-        let piece = decode(&mut d, added).unwrap_or_default();
-        assert_eq!(piece.call_fragments[0].id.as_deref(), Some("call_A"));
+        let unit = decode(&mut d, added).unwrap_or_default();
+        assert_eq!(unit.call_fragments[0].id.as_deref(), Some("call_A"));
         let delta = r#"{"type":"response.function_call_arguments.delta","sequence_number":3,"item_id":"fc_1","output_index":0,"delta":"{\"expression\":"}"#;
         assert_eq!(
             decode(&mut d, delta)
@@ -477,9 +474,9 @@ mod tests {
         );
         // A call whose arguments come whole, in its `output_item.done` only.
         let whole = r#"{"type":"response.output_item.done","sequence_number":8,"output_index":1,"item":{"id":"fc_2","type":"function_call","status":"completed","arguments":"{\"to\":\"bob\"}","call_id":"call_B","name":"send_email"}}"#;
-        let piece = decode(&mut d, whole).unwrap_or_default();
+        let unit = decode(&mut d, whole).unwrap_or_default();
         assert_eq!(
-            piece.call_fragments,
+            unit.call_fragments,
             [CallFragment {
                 index: 1,
                 id: Some("call_B".into()),

@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering;
 
 use futures_util::{FutureExt, StreamExt};
 
-use super::text::Text;
+use super::draft::Draft;
 use super::{AnswerJob, ChatEngine};
 use crate::{
     LlmEvent, LlmStream, ProviderError, StreamChunk, StreamEvent, StreamReasoning, ToolCallDelta,
@@ -45,7 +45,12 @@ pub(super) enum Then {
 }
 
 /// Takes `first` and every item after it that `stream` has ready without waiting.
-pub(super) fn take(first: Item, stream: &mut LlmStream, job: &AnswerJob, text: &mut Text) -> Burst {
+pub(super) fn take(
+    first: Item,
+    stream: &mut LlmStream,
+    job: &AnswerJob,
+    draft: &mut Draft,
+) -> Burst {
     let mut burst = Burst {
         events: Vec::new(),
         then: Then::More,
@@ -55,18 +60,18 @@ pub(super) fn take(first: Item, stream: &mut LlmStream, job: &AnswerJob, text: &
     loop {
         let seq = job.seq.load(Ordering::Acquire) + burst.events.len() as u64 + 1;
         let event = match item {
-            Some(Ok(LlmEvent::Delta(delta))) => text.add(delta).map(|content| {
+            Some(Ok(LlmEvent::Delta(delta))) => draft.add(delta).map(|content| {
                 StreamEvent::Chunk(StreamChunk {
                     conversation_id: job.conversation_id.clone(),
                     stream_id: job.stream_id.clone(),
                     seq,
                     content,
                     done: false,
-                    tokens_used: text.tokens(),
+                    tokens_used: draft.tokens(),
                     first_seq: None,
                 })
             }),
-            Some(Ok(LlmEvent::Reasoning(delta))) => text.add_reasoning(delta).map(|content| {
+            Some(Ok(LlmEvent::Reasoning(delta))) => draft.add_reasoning(delta).map(|content| {
                 StreamEvent::Reasoning(StreamReasoning {
                     conversation_id: job.conversation_id.clone(),
                     stream_id: job.stream_id.clone(),
@@ -77,12 +82,12 @@ pub(super) fn take(first: Item, stream: &mut LlmStream, job: &AnswerJob, text: &
             }),
             Some(Ok(LlmEvent::ReasoningSignature(signature))) => {
                 // Kept with the reasoning for the next request; nothing to send.
-                text.sign_reasoning(signature);
+                draft.sign_reasoning(signature);
                 None
             }
             Some(Ok(LlmEvent::RedactedReasoning(data))) => {
                 // Opaque, for the provider alone: kept as a part, never streamed.
-                text.add_redacted_reasoning(data);
+                draft.add_redacted_reasoning(data);
                 None
             }
             Some(Ok(LlmEvent::ToolCallStart { id, name })) => {
@@ -112,7 +117,7 @@ pub(super) fn take(first: Item, stream: &mut LlmStream, job: &AnswerJob, text: &
                     name: call.name.clone(),
                     arguments: call.arguments.clone(),
                 });
-                text.add_call(call);
+                draft.add_call(call);
                 Some(event)
             }
             other => {

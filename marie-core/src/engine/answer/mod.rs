@@ -5,19 +5,19 @@
 //! panic in a backend).
 //!
 //! - `mod.rs`: [`run`], the task: start, the provider part, the stored message, the end.
-//! - `drive.rs`: the provider part: the model's steps, each polled until it is done, fails or
+//! - `steps.rs`: the provider part: the model's steps, each polled until it is done, fails or
 //!   is stopped.
 //! - `tools.rs`: the calls of a step: checked, approved where needed, run, their results.
 //! - `approval.rs`: a call that waits for a member's approval.
 //! - `burst.rs`: the engine's side of the burst protocol (see `crate::sink`): log, send, flush.
 //! - `lease.rs`: the answer's lease on its conversation, renewed while it runs.
-//! - `text.rs`: the answer's text so far, its token count and timing metrics.
+//! - `draft.rs`: the answer so far: its text and parts, its token count and timing metrics.
 
 mod approval;
 mod burst;
-mod drive;
+mod draft;
 mod lease;
-mod text;
+mod steps;
 mod tools;
 
 pub(super) use approval::Approvals;
@@ -88,7 +88,7 @@ pub(super) enum Stop {
 enum Outcome {
     Finished {
         content: String,
-        /// Text, reasoning, tool calls and results, in order.
+        /// Draft, reasoning, tool calls and results, in order.
         parts: Vec<MessagePart>,
         status: EndStatus,
         usage: Option<Usage>,
@@ -115,7 +115,8 @@ pub(super) async fn run(engine: ChatEngine, job: AnswerJob, request: LlmRequest)
         if job.streamed {
             emit(&engine, &job, start_event(&job)).await;
         }
-        let outcome = lease::with_lease(&engine, &job, drive::drive(&engine, &job, request)).await;
+        let outcome =
+            lease::with_lease(&engine, &job, steps::run_steps(&engine, &job, request)).await;
         // What a burst left held goes out before the answer is stored.
         burst::flush(&engine, &job).await;
         outcome

@@ -10,7 +10,7 @@ use futures_util::stream::FuturesUnordered;
 use futures_util::{FutureExt, StreamExt};
 use serde_json::Value;
 
-use super::text::Text;
+use super::draft::Draft;
 use super::{AnswerJob, ChatEngine, Stop, approval, burst};
 use crate::{MessagePart, StreamEvent, Tool, ToolCall, ToolContext, ToolResult};
 
@@ -20,14 +20,14 @@ pub(super) async fn run(
     engine: &ChatEngine,
     job: &AnswerJob,
     calls: Vec<ToolCall>,
-    text: &mut Text,
+    draft: &mut Draft,
 ) -> Result<(), Stop> {
     let toolbox = engine.tools();
     let mut runnable: Vec<(ToolCall, Arc<dyn Tool>)> = Vec::new();
     for call in calls {
         // Checked before any approval: nobody is asked to approve a call that cannot run.
         if let Err(problem) = toolbox.validate(&call.name, &call.arguments) {
-            finish(engine, job, text, &call, Err(problem), Duration::ZERO).await;
+            finish(engine, job, draft, &call, Err(problem), Duration::ZERO).await;
             continue;
         }
         let Some(tool) = toolbox.get(&call.name).cloned() else {
@@ -40,12 +40,12 @@ pub(super) async fn run(
             Err(_) => {
                 tracing::error!(tool = %call.name, "a tool's approval policy panicked");
                 let failed = Err("the tool failed (it panicked)".to_owned());
-                finish(engine, job, text, &call, failed, Duration::ZERO).await;
+                finish(engine, job, draft, &call, failed, Duration::ZERO).await;
                 continue;
             }
         };
         if needs_approval && let Err(refused) = approval::ask(engine, job, &call).await? {
-            finish(engine, job, text, &call, Err(refused), Duration::ZERO).await;
+            finish(engine, job, draft, &call, Err(refused), Duration::ZERO).await;
             continue;
         }
         runnable.push((call, tool));
@@ -76,7 +76,7 @@ pub(super) async fn run(
             _ = job.cancel.cancelled() => return Err(Stop::Cancelled),
             _ = interrupt.cancelled() => return Err(Stop::Interrupted),
             done = running.next() => match done {
-                Some((call, result, took)) => finish(engine, job, text, &call, result, took).await,
+                Some((call, result, took)) => finish(engine, job, draft, &call, result, took).await,
                 None => return Ok(()),
             },
         }
@@ -110,11 +110,11 @@ pub(super) async fn refuse(
     engine: &ChatEngine,
     job: &AnswerJob,
     calls: Vec<ToolCall>,
-    text: &mut Text,
+    draft: &mut Draft,
 ) {
     for call in calls {
         let refused = Err("not run: the answer reached its limit of model steps".to_owned());
-        finish(engine, job, text, &call, refused, Duration::ZERO).await;
+        finish(engine, job, draft, &call, refused, Duration::ZERO).await;
     }
 }
 
@@ -122,10 +122,10 @@ pub(super) async fn refuse(
 pub(super) async fn close_open_calls(
     engine: &ChatEngine,
     job: &AnswerJob,
-    text: &mut Text,
+    draft: &mut Draft,
     why: &str,
 ) {
-    for (id, name) in text.open_calls() {
+    for (id, name) in draft.open_calls() {
         let call = ToolCall {
             id,
             name,
@@ -134,7 +134,7 @@ pub(super) async fn close_open_calls(
         finish(
             engine,
             job,
-            text,
+            draft,
             &call,
             Err(why.to_owned()),
             Duration::ZERO,
@@ -147,7 +147,7 @@ pub(super) async fn close_open_calls(
 async fn finish(
     engine: &ChatEngine,
     job: &AnswerJob,
-    text: &mut Text,
+    draft: &mut Draft,
     call: &ToolCall,
     result: Result<Value, String>,
     took: Duration,
@@ -160,7 +160,7 @@ async fn finish(
         Err(error) => (None, Some(error)),
     };
     let duration_ms = u64::try_from(took.as_millis()).unwrap_or(u64::MAX);
-    text.add_part(MessagePart::ToolResult {
+    draft.add_part(MessagePart::ToolResult {
         tool_call_id: call.id.clone(),
         name: call.name.clone(),
         output: output.clone(),

@@ -1,7 +1,8 @@
 //! The provider part of an answer: its model steps, until the model is done, fails, or the
 //! answer is cancelled or interrupted.
 //!
-//! Each step asks the model ([`step`]); when the model called tools, their results
+//! [`run_steps`] holds the answer's state ([`Steps`]): each step asks the model ([`step`]),
+//! again after a `stream_reset` when its stream failed; when the model called tools, their results
 //! (`tools.rs`) go back to it in the next step, for at most
 //! [`max_steps`](crate::EngineConfig::max_steps) steps. Each turn of a step's loop is one
 //! burst: wait for the provider's next item ([`next`]), take what else it has ready
@@ -13,7 +14,7 @@ use std::sync::atomic::Ordering;
 use futures_util::{FutureExt, StreamExt};
 
 use super::burst::{self, Item, Then};
-use super::text::Text;
+use super::draft::Draft;
 use super::{AnswerJob, ChatEngine, Outcome, Stop, tools};
 use crate::{
     EndStatus, Error, FinishReason, LlmEvent, LlmRequest, LlmStream, MessageRole, PromptMessage,
@@ -36,109 +37,176 @@ enum StepEnd {
     Failed(ProviderError),
 }
 
-pub(super) async fn drive(engine: &ChatEngine, job: &AnswerJob, request: LlmRequest) -> Outcome {
-    let mut text = Text::new();
-    // Summed over the steps; a step whose provider reports none is estimated (and the sum
-    // is then marked `estimated`).
-    let mut usage = Usage::default();
-    // What failed attempts used: their steps were asked again (`stream_reset`).
-    let mut retried = Usage::default();
-    // The first step's prompt was estimated when the request was built.
-    let mut step_prompt = job.prompt_tokens;
-    let config = &engine.shared.config;
-    let max_steps = config.max_steps.max(1);
-    // Without tools on offer there is no next step: the request goes to the provider as it
-    // is, uncopied (the common case, and the hot path of `docs/benchmarks.md` item 14); a
-    // retry builds it again.
-    let base = (!engine.tools().is_empty()).then(|| request.clone());
-    // The request of the next attempt, when it is built already (each step's first).
-    let mut ready = Some(request);
-    let mut step_number = 1;
-    loop {
-        let text_before = text.content().len();
-        let estimate_step = |text: &Text| {
-            let said = estimate_tokens(&text.content()[text_before..]);
-            Usage::estimated(step_prompt, said)
+/// How the provider part of an answer ends.
+enum End {
+    /// The model is done (or the answer ends at its step limit).
+    Finished(FinishReason),
+    /// A cancel, the shutdown or the budget stopped it, having used `Usage`.
+    Stopped(Stop, Usage),
+    /// It failed: the outcome says how.
+    Failed(Outcome),
+}
+
+/// The provider part of an answer as it goes: what it has said, what it has used, and the
+/// request of its next step.
+struct Steps<'a> {
+    engine: &'a ChatEngine,
+    job: &'a AnswerJob,
+    draft: Draft,
+    /// Summed over the steps; a step whose provider reports none is estimated (and the sum
+    /// is then marked `estimated`).
+    usage: Usage,
+    /// What failed attempts used: their steps were asked again (`stream_reset`).
+    retried: Usage,
+    /// The current step's prompt, estimated (the first step's when its request was built).
+    step_prompt: u64,
+    /// The user's request, kept for the steps after the first. Without tools on offer there
+    /// is no next step: the request goes to the provider as it is, uncopied (the common
+    /// case, and the hot path of `docs/benchmarks.md` item 14); a retry builds it again.
+    base: Option<LlmRequest>,
+    /// The request of the next attempt, when it is built already (each step's first).
+    ready: Option<LlmRequest>,
+    /// The current step, from 1.
+    number: usize,
+}
+
+/// The model's steps of an answer, until it is done, fails, or is stopped.
+pub(super) async fn run_steps(
+    engine: &ChatEngine,
+    job: &AnswerJob,
+    request: LlmRequest,
+) -> Outcome {
+    let mut steps = Steps {
+        engine,
+        job,
+        draft: Draft::new(),
+        usage: Usage::default(),
+        retried: Usage::default(),
+        step_prompt: job.prompt_tokens,
+        base: (!engine.tools().is_empty()).then(|| request.clone()),
+        ready: Some(request),
+        number: 1,
+    };
+    let end = loop {
+        let done = match steps.step().await {
+            Ok(done) => done,
+            Err(end) => break end,
         };
-        let mark = text.mark(job.seq.load(Ordering::Acquire));
+        if let Err(end) = steps.after(done).await {
+            break end;
+        }
+    };
+    steps.end(end).await
+}
+
+impl Steps<'_> {
+    /// One model step, asked again (after a `stream_reset`) when its stream fails in a way
+    /// worth retrying, up to `mid_stream_retries` times.
+    async fn step(&mut self) -> Result<StepDone, End> {
+        let config = &self.engine.shared.config;
+        let said_before = self.draft.content().len();
+        let mark = self.draft.mark(self.job.seq.load(Ordering::Acquire));
         let mut attempt = 0;
-        let done = loop {
-            let step_request = match (ready.take(), &base) {
-                (Some(request), _) => request,
-                (None, Some(base)) if step_number > 1 => next_request(base, &text),
-                (None, Some(base)) => base.clone(),
-                (None, None) => match rebuild(engine, job).await {
-                    Ok(request) => request,
-                    Err(e) => return store_failed(e, usage + retried),
-                },
-            };
-            let prompts = usage.prompt_tokens + step_prompt + retried.total_tokens;
-            let failed = match step(engine, job, step_request, &mut text, prompts).await {
-                Ok(done) => break done,
+        loop {
+            let request = self.request().await?;
+            let prompts = self.usage.prompt_tokens + self.step_prompt + self.retried.total_tokens;
+            let failed = match step(self.engine, self.job, request, &mut self.draft, prompts).await
+            {
+                Ok(done) => {
+                    let used = done.usage.unwrap_or_else(|| self.estimate(said_before));
+                    self.usage = self.usage + used;
+                    return Ok(done);
+                }
                 Err(StepEnd::Stopped(stop)) => {
                     // What the step had said when it was stopped counts too.
-                    let usage = usage + estimate_step(&text);
-                    return stopped(engine, job, stop, text, usage, retried).await;
+                    return Err(End::Stopped(stop, self.usage + self.estimate(said_before)));
                 }
-                Err(StepEnd::Refused(e)) => {
-                    return provider_failed(e, usage + retried + estimate_step(&text));
-                }
+                Err(StepEnd::Refused(e)) => return Err(self.failed(e, said_before)),
                 Err(StepEnd::Failed(e)) => e,
             };
             if attempt >= config.mid_stream_retries || !failed.retryable_mid_stream() {
-                return provider_failed(failed, usage + retried + estimate_step(&text));
+                return Err(self.failed(failed, said_before));
             }
             attempt += 1;
-            retried = retried + estimate_step(&text);
-            text.rollback(&mark);
-            if let Err(stop) = reset(engine, job, mark.seq(), attempt, &failed).await {
-                return stopped(engine, job, stop, text, usage, retried).await;
+            self.retried = self.retried + self.estimate(said_before);
+            self.draft.rollback(&mark);
+            if let Err(stop) = reset(self.engine, self.job, mark.seq(), attempt, &failed).await {
+                return Err(End::Stopped(stop, self.usage));
             }
-        };
-        usage = usage + done.usage.unwrap_or_else(|| estimate_step(&text));
-        let total = Some(usage);
-        let calls = text.take_calls();
-        if calls.is_empty() {
-            text.record_speed();
-            return finished(
-                text,
-                EndStatus::Complete,
-                total,
-                done.finish_reason,
-                retried,
-            );
         }
-        let Some(base) = &base else {
+    }
+
+    /// After a step: the answer is done, or its calls run and the next step is prepared.
+    async fn after(&mut self, done: StepDone) -> Result<(), End> {
+        let calls = self.draft.take_calls();
+        if calls.is_empty() {
+            self.draft.record_speed();
+            return Err(End::Finished(done.finish_reason));
+        }
+        let (engine, job) = (self.engine, self.job);
+        let Some(base) = &self.base else {
             // The model called tools although none are offered: each call is told so (there
             // is no such tool), and the answer ends there, with the model's finish reason.
-            if let Err(stop) = tools::run(engine, job, calls, &mut text).await {
-                return stopped(engine, job, stop, text, usage, retried).await;
-            }
-            return finished(
-                text,
-                EndStatus::Complete,
-                total,
-                done.finish_reason,
-                retried,
-            );
+            tools::run(engine, job, calls, &mut self.draft)
+                .await
+                .map_err(|stop| End::Stopped(stop, self.usage))?;
+            return Err(End::Finished(done.finish_reason));
         };
-        if step_number >= max_steps {
-            tools::refuse(engine, job, calls, &mut text).await;
-            return finished(
-                text,
+        if self.number >= engine.shared.config.max_steps.max(1) {
+            tools::refuse(engine, job, calls, &mut self.draft).await;
+            return Err(End::Finished(FinishReason::MaxSteps));
+        }
+        tools::run(engine, job, calls, &mut self.draft)
+            .await
+            .map_err(|stop| End::Stopped(stop, self.usage))?;
+        let next = next_request(base, &self.draft);
+        self.step_prompt = prompt_estimate(&next);
+        self.ready = Some(next);
+        self.number += 1;
+        Ok(())
+    }
+
+    /// The request of the step's next attempt: built already, the user's request again
+    /// (with the answer so far, after the first step), or built again from the store.
+    async fn request(&mut self) -> Result<LlmRequest, End> {
+        match (self.ready.take(), &self.base) {
+            (Some(request), _) => Ok(request),
+            (None, Some(base)) if self.number > 1 => Ok(next_request(base, &self.draft)),
+            (None, Some(base)) => Ok(base.clone()),
+            (None, None) => rebuild(self.engine, self.job)
+                .await
+                .map_err(|e| End::Failed(store_failed(e, self.usage + self.retried))),
+        }
+    }
+
+    /// The usage of the current step so far, estimated from what it said since
+    /// `said_before`.
+    fn estimate(&self, said_before: usize) -> Usage {
+        let said = estimate_tokens(&self.draft.content()[said_before..]);
+        Usage::estimated(self.step_prompt, said)
+    }
+
+    fn failed(&self, error: ProviderError, said_before: usize) -> End {
+        End::Failed(provider_failed(
+            error,
+            self.usage + self.retried + self.estimate(said_before),
+        ))
+    }
+
+    async fn end(self, end: End) -> Outcome {
+        match end {
+            End::Finished(finish_reason) => finished(
+                self.draft,
                 EndStatus::Complete,
-                total,
-                FinishReason::MaxSteps,
-                retried,
-            );
+                Some(self.usage),
+                finish_reason,
+                self.retried,
+            ),
+            End::Stopped(stop, usage) => {
+                stopped(self.engine, self.job, stop, self.draft, usage, self.retried).await
+            }
+            End::Failed(outcome) => outcome,
         }
-        if let Err(stop) = tools::run(engine, job, calls, &mut text).await {
-            return stopped(engine, job, stop, text, usage, retried).await;
-        }
-        let next = next_request(base, &text);
-        step_prompt = prompt_estimate(&next);
-        ready = Some(next);
-        step_number += 1;
     }
 }
 
@@ -203,12 +271,12 @@ fn prompt_estimate(request: &LlmRequest) -> u64 {
 
 /// The request of a step after the first: the user's request, then the answer so far as one
 /// assistant message whose parts hold the calls and their results.
-fn next_request(request: &LlmRequest, text: &Text) -> LlmRequest {
+fn next_request(request: &LlmRequest, draft: &Draft) -> LlmRequest {
     let mut next = request.clone();
     next.messages.push(PromptMessage {
         role: MessageRole::Assistant,
-        content: text.content().to_owned(),
-        parts: text.parts(),
+        content: draft.content().to_owned(),
+        parts: draft.parts(),
         attachments: Vec::new(),
     });
     next
@@ -220,7 +288,7 @@ async fn step(
     engine: &ChatEngine,
     job: &AnswerJob,
     request: LlmRequest,
-    text: &mut Text,
+    draft: &mut Draft,
     prompts: u64,
 ) -> Result<StepDone, StepEnd> {
     let mut stream = match open(engine, job, request).await {
@@ -232,7 +300,7 @@ async fn step(
         let item = next(engine, job, &mut stream)
             .await
             .map_err(StepEnd::Stopped)?;
-        let burst = burst::take(item, &mut stream, job, text);
+        let burst = burst::take(item, &mut stream, job, draft);
         burst::send(engine, job, burst.events).await;
         if let Some(panic) = burst.panic {
             std::panic::resume_unwind(panic);
@@ -243,7 +311,7 @@ async fn step(
         }
         if job
             .budget
-            .is_some_and(|b| prompts + text.tokens() >= b.remaining)
+            .is_some_and(|b| prompts + draft.tokens() >= b.remaining)
         {
             return Err(StepEnd::Stopped(Stop::Budget));
         }
@@ -306,13 +374,13 @@ fn ended(item: Item) -> Result<StepDone, StepEnd> {
 }
 
 fn finished(
-    text: Text,
+    draft: Draft,
     status: EndStatus,
     usage: Option<Usage>,
     finish_reason: FinishReason,
     retried: Usage,
 ) -> Outcome {
-    let (content, parts) = text.into_content();
+    let (content, parts) = draft.into_content();
     Outcome::Finished {
         content,
         parts,
@@ -330,7 +398,7 @@ async fn stopped(
     engine: &ChatEngine,
     job: &AnswerJob,
     stop: Stop,
-    mut text: Text,
+    mut draft: Draft,
     usage: Usage,
     retried: Usage,
 ) -> Outcome {
@@ -351,8 +419,8 @@ async fn stopped(
             "the answer used its token budget before this call finished",
         ),
     };
-    tools::close_open_calls(engine, job, &mut text, why).await;
-    finished(text, status, Some(usage), finish_reason, retried)
+    tools::close_open_calls(engine, job, &mut draft, why).await;
+    finished(draft, status, Some(usage), finish_reason, retried)
 }
 
 /// The store could not give the request again for a retry.

@@ -21,7 +21,8 @@ enum Span {
     Part(MessagePart),
 }
 
-pub(super) struct Text {
+/// The answer so far (see the module documentation).
+pub(super) struct Draft {
     started: Instant,
     content: String,
     /// Text and reasoning in the order the model gave them; consecutive deltas of one kind
@@ -52,7 +53,7 @@ impl Mark {
     }
 }
 
-impl Text {
+impl Draft {
     /// Where the answer is now (`seq`: the last event sent), to go back to with
     /// [`rollback`](Self::rollback).
     pub(super) fn mark(&self, seq: u64) -> Mark {
@@ -74,7 +75,7 @@ impl Text {
         self.calls.truncate(mark.calls);
     }
 
-    /// The text of an answer whose request is sent now.
+    /// The draft of an answer whose request is sent now.
     pub(super) fn new() -> Self {
         Self {
             started: Instant::now(),
@@ -264,17 +265,17 @@ mod tests {
     /// signature with no reasoning before it makes a part of empty reasoning.
     #[test]
     fn signatures_close_reasoning_parts() {
-        let mut text = Text::new();
-        text.add_reasoning("Let me".into());
-        text.add_reasoning(" think.".into());
-        text.sign_reasoning("sig-1".into());
-        text.add_reasoning("More.".into());
-        text.add("Hi".into());
-        text.sign_reasoning("sig-2".into());
-        let mark = text.mark(0);
-        text.add_reasoning("dropped".into());
-        text.rollback(&mark);
-        let (content, parts) = text.into_content();
+        let mut draft = Draft::new();
+        draft.add_reasoning("Let me".into());
+        draft.add_reasoning(" think.".into());
+        draft.sign_reasoning("sig-1".into());
+        draft.add_reasoning("More.".into());
+        draft.add("Hi".into());
+        draft.sign_reasoning("sig-2".into());
+        let mark = draft.mark(0);
+        draft.add_reasoning("dropped".into());
+        draft.rollback(&mark);
+        let (content, parts) = draft.into_content();
         assert_eq!(content, "Hi");
         assert_eq!(
             parts,
@@ -297,20 +298,20 @@ mod tests {
     /// before it, and goes with a failed step's rollback like any other part.
     #[test]
     fn redacted_reasoning_is_a_part_in_its_place() {
-        let mut text = Text::new();
-        text.add_reasoning("Let me think.".into());
-        text.sign_reasoning("sig-1".into());
-        text.add_redacted_reasoning("opaque-1".into());
-        text.add_redacted_reasoning(String::new());
-        text.add_reasoning("Unsigned".into());
-        text.add_redacted_reasoning("opaque-2".into());
-        text.add_reasoning(" and more.".into());
-        let mark = text.mark(0);
-        text.add_redacted_reasoning("dropped".into());
-        text.add("lost".into());
-        text.rollback(&mark);
+        let mut draft = Draft::new();
+        draft.add_reasoning("Let me think.".into());
+        draft.sign_reasoning("sig-1".into());
+        draft.add_redacted_reasoning("opaque-1".into());
+        draft.add_redacted_reasoning(String::new());
+        draft.add_reasoning("Unsigned".into());
+        draft.add_redacted_reasoning("opaque-2".into());
+        draft.add_reasoning(" and more.".into());
+        let mark = draft.mark(0);
+        draft.add_redacted_reasoning("dropped".into());
+        draft.add("lost".into());
+        draft.rollback(&mark);
         assert_eq!(
-            text.parts(),
+            draft.parts(),
             [
                 reasoning("Let me think.", Some("sig-1")),
                 redacted("opaque-1"),
@@ -319,8 +320,8 @@ mod tests {
                 reasoning(" and more.", None),
             ]
         );
-        text.add("Hi".into());
-        let (content, parts) = text.into_content();
+        draft.add("Hi".into());
+        let (content, parts) = draft.into_content();
         assert_eq!(content, "Hi");
         assert_eq!(parts[3], redacted("opaque-2"));
         assert_eq!(parts.len(), 6);

@@ -12,9 +12,9 @@ use socketioxide::{SendError, SocketError};
 /// One item of an outbox.
 #[derive(Clone, Debug)]
 pub(crate) enum Out {
-    /// An answer's event. Shared by every follower of a live event and serialized once for
+    /// An answer's event. NodeState by every follower of a live event and serialized once for
     /// all of them; a merge makes the follower's own copy.
-    Stream(Arc<Piece>),
+    Stream(Arc<Encoded>),
     /// A reply to the socket's own event (its `error`, `joined`, ack, ...) or a notice of
     /// its connection. A socket's only; never merged, never dropped while it is connected.
     Reply(Arc<Reply>),
@@ -22,19 +22,19 @@ pub(crate) enum Out {
 
 /// A stream event and its payload serialized, once.
 #[derive(Debug)]
-pub(crate) struct Piece {
+pub(crate) struct Encoded {
     event: StreamEvent,
     json: OnceLock<Box<RawValue>>,
 }
 
-impl Clone for Piece {
+impl Clone for Encoded {
     fn clone(&self) -> Self {
         // A copy is made to be changed (merged): its payload is serialized again.
         Self::new(self.event.clone())
     }
 }
 
-impl Piece {
+impl Encoded {
     fn new(event: StreamEvent) -> Self {
         Self {
             event,
@@ -42,7 +42,7 @@ impl Piece {
         }
     }
 
-    /// The event's payload serialized, once for every follower that shares this piece.
+    /// The event's payload serialized, once for every follower that shares it.
     pub(crate) fn json(&self) -> &RawValue {
         self.json.get_or_init(|| {
             // Cannot fail: the payloads are structs of strings, numbers and booleans.
@@ -106,13 +106,13 @@ impl Emitted {
 impl Out {
     /// A stream event, to push to every follower of its conversation.
     pub(crate) fn stream(event: StreamEvent) -> Out {
-        Out::Stream(Arc::new(Piece::new(event)))
+        Out::Stream(Arc::new(Encoded::new(event)))
     }
 
     /// The stream event, if this is one.
     pub(crate) fn event(&self) -> Option<&StreamEvent> {
         match self {
-            Out::Stream(piece) => Some(&piece.event),
+            Out::Stream(encoded) => Some(&encoded.event),
             Out::Reply(_) => None,
         }
     }
@@ -125,7 +125,7 @@ impl Out {
     /// The event name (a reply's, or `ack`).
     pub(crate) fn name(&self) -> &'static str {
         match self {
-            Out::Stream(piece) => piece.event.name(),
+            Out::Stream(encoded) => encoded.event.name(),
             Out::Reply(reply) => reply.name,
         }
     }
@@ -148,7 +148,7 @@ impl Out {
     /// The payload as JSON text (an SSE `data:`).
     pub(crate) fn json(&self) -> Option<&str> {
         match self {
-            Out::Stream(piece) => Some(piece.json().get()),
+            Out::Stream(encoded) => Some(encoded.json().get()),
             Out::Reply(_) => None,
         }
     }
@@ -158,36 +158,36 @@ impl Out {
         match self {
             // Content only, so that merging keeps the count exact; the number of items is
             // bounded by `queue_len` besides.
-            Out::Stream(piece) => match &piece.event {
+            Out::Stream(encoded) => match &encoded.event {
                 StreamEvent::Chunk(c) => c.content.len(),
                 StreamEvent::Reasoning(r) => r.content.len(),
-                // Shared by every follower: what one follower adds is the handle.
+                // NodeState by every follower: what one follower adds is the handle.
                 _ => 64,
             },
             Out::Reply(reply) => reply.bytes,
         }
     }
 
-    /// Appends `next` when it continues this piece (text after text, reasoning after
+    /// Appends `next` when it continues this event (text after text, reasoning after
     /// reasoning, the next position of the same stream).
     pub(crate) fn merge(&mut self, next: &Out) -> bool {
         let (Out::Stream(this), Some(next)) = (&mut *self, next.event()) else {
             return false;
         };
-        // Checked on the shared piece first: a copy is made only when it will merge.
+        // Checked on the shared event first: a copy is made only when it will merge.
         if !this.event.can_merge(next) {
             return false;
         }
-        // Shared: copied first (and serialized again when sent).
-        let piece = Arc::make_mut(this);
-        piece.json = OnceLock::new();
-        piece.event.merge(next)
+        // NodeState: copied first (and serialized again when sent).
+        let encoded = Arc::make_mut(this);
+        encoded.json = OnceLock::new();
+        encoded.event.merge(next)
     }
 
     /// Hands this item to `socket`.
     pub(crate) fn emit_to<A: Adapter>(&self, socket: &SocketRef<A>) -> Emitted {
         match self {
-            Out::Stream(piece) => Emitted::of(socket.emit(piece.event.name(), &Wire(piece))),
+            Out::Stream(encoded) => Emitted::of(socket.emit(encoded.event.name(), &Wire(encoded))),
             Out::Reply(reply) => (reply.send)(),
         }
     }
@@ -195,15 +195,15 @@ impl Out {
 
 /// A stream event's payload, for `emit`: shared by other followers, it is serialized once for
 /// all; a follower's own (merged, or the last follower's) goes straight into its packet.
-struct Wire<'a>(&'a Arc<Piece>);
+struct Wire<'a>(&'a Arc<Encoded>);
 
 impl Serialize for Wire<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let piece = self.0;
-        if Arc::strong_count(piece) > 1 || piece.json.get().is_some() {
-            piece.json().serialize(serializer)
+        let encoded = self.0;
+        if Arc::strong_count(encoded) > 1 || encoded.json.get().is_some() {
+            encoded.json().serialize(serializer)
         } else {
-            piece.event.payload().serialize(serializer)
+            encoded.event.payload().serialize(serializer)
         }
     }
 }
