@@ -3,14 +3,13 @@
 //! and `siblings`, `branch_switched` reaches every member, and bad commands get clear errors
 //! that change nothing.
 
-#![allow(clippy::unwrap_used, unreachable_pub)]
-
-mod common;
+#![allow(clippy::unwrap_used)]
 
 use std::time::Duration;
 
-use common::{TestClient, connect, start};
 use marie_llm::EchoProvider;
+use marie_testkit::server::start;
+use marie_testkit::socketio::{self, TestClient, connect};
 use serde_json::{Value, json};
 
 async fn history(client: &TestClient) -> Vec<Value> {
@@ -44,19 +43,10 @@ async fn ask(alice: &mut TestClient, bob: &mut TestClient, event: &str, payload:
     ack
 }
 
+/// Alice and bob in `room`, on a server whose model echoes.
 async fn two_members() -> (std::net::SocketAddr, TestClient, TestClient) {
     let server = start(EchoProvider::new(Duration::ZERO)).await;
-    let mut alice = connect(server.addr, "alice").await;
-    alice.join("room").await;
-    let invited = alice
-        .ack(
-            "invite",
-            json!({"conversation_id": "room", "user_id": "bob"}),
-        )
-        .await;
-    assert_eq!(invited["status"], "ok");
-    let mut bob = connect(server.addr, "bob").await;
-    bob.join("room").await;
+    let (alice, bob) = socketio::two_members(server.addr, "room").await;
     (server.addr, alice, bob)
 }
 

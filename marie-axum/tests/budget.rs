@@ -1,16 +1,15 @@
 //! Token budgets with a real Socket.IO client: `get_usage`, an answer that stops at the
 //! budget (`finish_reason:"budget"`), and `budget_exceeded` for the next send.
 
-#![allow(clippy::unwrap_used, unreachable_pub)]
-
-mod common;
+#![allow(clippy::unwrap_used)]
 
 use std::time::Duration;
 
-use common::{connect, start_custom};
 use marie_axum::MarieConfig;
 use marie_core::{Budget, BudgetPeriod};
 use marie_llm::EchoProvider;
+use marie_testkit::server::start_custom;
+use marie_testkit::socketio::connect;
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,15 +1,14 @@
 //! `on_busy` with real Socket.IO clients: `enqueue` (the `queued` notice, the order, a full
 //! queue, `cancel_stream` of a queued send), `interrupt`, and the app-wide default.
 
-#![allow(clippy::unwrap_used, unreachable_pub)]
-
-mod common;
+#![allow(clippy::unwrap_used)]
 
 use std::time::Duration;
 
-use common::{TestClient, connect, start, start_with};
 use marie_axum::MarieConfig;
 use marie_llm::EchoProvider;
+use marie_testkit::server::{start, start_with};
+use marie_testkit::socketio::{TestClient, connect};
 use serde_json::{Value, json};
 
 /// Answered word by word, 10 ms a word (over a second): the queue is looked at meanwhile.
@@ -138,13 +137,7 @@ async fn interrupt_ends_the_running_answer_cancelled_and_answers_at_once() {
     let mut alice = connect(server.addr, "alice").await;
     alice.join("room").await;
     let mut bob = connect(server.addr, "bob").await;
-    let invite = alice
-        .ack(
-            "invite",
-            json!({"conversation_id": "room", "user_id": "bob"}),
-        )
-        .await;
-    assert_eq!(invite["status"], "ok");
+    alice.invite("room", "bob").await;
     bob.join("room").await;
 
     let running = send(&alice, &long(), None).await;

@@ -5,9 +5,8 @@
 //! `scripts/test` starts); every test uses key and channel prefixes of its own, and the
 //! outage is a TCP proxy cut between one node and Redis, so the shared Redis never stops.
 
-#![allow(clippy::unwrap_used, unreachable_pub)]
+#![allow(clippy::unwrap_used)]
 
-mod common;
 #[path = "../../marie-adapters/tests/support/postgres.rs"]
 mod postgres;
 #[path = "../../marie-adapters/tests/support/proxy.rs"]
@@ -19,7 +18,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use common::{TestClient, WAIT, connect, connect_raw};
 use marie_adapters::{RedisConfig, RedisControlBus, RedisStore, RedisStreamLog};
 use marie_axum::redis::{RedisAdapter, RedisAdapterOptions};
 use marie_axum::{Marie, MarieHandle};
@@ -27,6 +25,8 @@ use marie_core::{
     FinishReason, LlmEvent, LlmProvider, LlmRequest, LlmStream, ProviderError, Stores,
 };
 use marie_llm::{EchoProvider, ScriptedProvider};
+use marie_testkit::server::{authenticator, listen};
+use marie_testkit::socketio::{TestClient, WAIT, connect, connect_raw};
 use proxy::{Proxy, redis_addr, redis_url, unique_prefix};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
@@ -100,7 +100,7 @@ async fn start_node_with_tools(
         None => Stores::new(store),
     };
     let mut builder = Marie::builder()
-        .authenticator(common::authenticator())
+        .authenticator(authenticator())
         .store(stores)
         .stream_log(log)
         .control_bus(bus)
@@ -112,14 +112,7 @@ async fn start_node_with_tools(
         builder = builder.budget(budget);
     }
     let (layer, handle) = builder.redis(adapter).build_async().await.unwrap();
-    let app = axum::Router::new().layer(layer);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        axum::serve(marie_axum::nodelay(listener), app)
-            .await
-            .unwrap();
-    });
+    let addr = listen(axum::Router::new().layer(layer)).await;
     Node { addr, handle }
 }
 
@@ -139,16 +132,6 @@ async fn cleanup(prefix: &str) {
             .await
             .unwrap();
     }
-}
-
-async fn invite(owner: &TestClient, conversation: &str, user: &str) {
-    let ack = owner
-        .ack(
-            "invite",
-            json!({ "conversation_id": conversation, "user_id": user }),
-        )
-        .await;
-    assert_eq!(ack["status"], "ok", "{ack}");
 }
 
 async fn send(client: &TestClient, conversation: &str, message: &str) -> Value {
@@ -197,7 +180,7 @@ async fn a_stream_sent_on_one_node_reaches_members_on_the_other_whole_and_in_ord
     let mut alice = connect(a.addr, "alice").await;
     let mut bob = connect(b.addr, "bob").await;
     alice.join("plans").await;
-    invite(&alice, "plans", "bob").await;
+    alice.invite("plans", "bob").await;
     let joined = bob.join("plans").await;
     assert_eq!(
         joined["created"], false,
@@ -467,7 +450,7 @@ async fn a_node_cut_off_from_redis_fails_clearly_and_recovers_without_losing_ack
     let mut alice = connect(a.addr, "alice").await;
     let mut bob = connect(b.addr, "bob").await;
     alice.join("ops").await;
-    invite(&alice, "ops", "bob").await;
+    alice.invite("ops", "bob").await;
     bob.join("ops").await;
     let mut acked = Vec::new();
 
@@ -784,8 +767,8 @@ async fn two_members_deciding_at_once_on_two_nodes_one_wins() {
 
     let mut alice = connect(a.addr, "alice").await;
     alice.join("vote").await;
-    invite(&alice, "vote", "bob").await;
-    invite(&alice, "vote", "carol").await;
+    alice.invite("vote", "bob").await;
+    alice.invite("vote", "carol").await;
     let mut bob = connect(a.addr, "bob").await;
     bob.join("vote").await;
     let mut carol = connect(b.addr, "carol").await;
@@ -885,7 +868,7 @@ async fn typing_on_one_node_is_seen_on_the_other() {
     let b = start_node(&link, EchoProvider::new(Duration::ZERO)).await;
     let mut alice = connect(a.addr, "alice").await;
     alice.join("typing").await;
-    invite(&alice, "typing", "bob").await;
+    alice.invite("typing", "bob").await;
     let mut bob = connect(b.addr, "bob").await;
     bob.join("typing").await;
     let ack = bob
@@ -920,7 +903,7 @@ async fn branches_made_on_one_node_are_seen_on_the_other() {
     let b = start_node(&link, EchoProvider::new(Duration::ZERO)).await;
     let mut alice = connect(a.addr, "alice").await;
     alice.join("branches").await;
-    invite(&alice, "branches", "bob").await;
+    alice.invite("branches", "bob").await;
     let mut bob = connect(b.addr, "bob").await;
     bob.join("branches").await;
 
@@ -977,7 +960,7 @@ async fn a_send_queued_on_one_node_is_answered_after_the_answer_running_on_the_o
     let b = start_node(&link, EchoProvider::new(Duration::from_millis(15))).await;
     let mut alice = connect(a.addr, "alice").await;
     alice.join("queue").await;
-    invite(&alice, "queue", "bob").await;
+    alice.invite("queue", "bob").await;
     let mut bob = connect(b.addr, "bob").await;
     bob.join("queue").await;
 
@@ -1071,7 +1054,7 @@ async fn a_store_given_in_parts_serves_two_nodes() {
     let b = start_node(&link, EchoProvider::new(Duration::from_millis(15))).await;
     let mut alice = connect(a.addr, "alice").await;
     alice.join("parts").await;
-    invite(&alice, "parts", "bob").await;
+    alice.invite("parts", "bob").await;
     let mut bob = connect(b.addr, "bob").await;
     bob.join("parts").await;
 

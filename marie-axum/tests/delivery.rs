@@ -1,19 +1,18 @@
 //! Never lose a token: resuming a stream after a reconnect, per-client delivery under load
 //! and with a stalled client, and the HTTP/SSE fallback with `Last-Event-ID`.
 
-#![allow(clippy::unwrap_used, unreachable_pub)]
-
-mod common;
+#![allow(clippy::unwrap_used)]
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use common::{TestClient, connect_raw};
 use futures_util::StreamExt;
-use marie_adapters::MemoryStore;
-use marie_axum::{DeliveryConfig, Limits, Marie, MarieConfig, MarieHandle};
+use marie_axum::{DeliveryConfig, Limits, MarieConfig, MarieHandle};
 use marie_core::{ConversationId, Identity, LlmProvider, UserId};
 use marie_llm::ScriptedProvider;
+use marie_testkit::raw;
+use marie_testkit::server::start_with;
+use marie_testkit::socketio::{TestClient, WAIT, connect_raw};
 use serde_json::{Value, json};
 
 /// The tests of this file measure delivery under load: they take turns, so that on a
@@ -21,22 +20,8 @@ use serde_json::{Value, json};
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 async fn serve(provider: impl LlmProvider, config: MarieConfig) -> (SocketAddr, MarieHandle) {
-    let (layer, handle) = Marie::builder()
-        .authenticator(common::authenticator())
-        .store(MemoryStore::new())
-        .provider(provider)
-        .config(config)
-        .build()
-        .unwrap();
-    let app = axum::Router::new().merge(handle.http_routes()).layer(layer);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        axum::serve(marie_axum::nodelay(listener), app)
-            .await
-            .unwrap();
-    });
-    (addr, handle)
+    let server = start_with(provider, config).await;
+    (server.addr, server.handle)
 }
 
 fn config() -> MarieConfig {
@@ -102,13 +87,7 @@ fn words(n: usize, size: usize) -> Vec<String> {
 }
 
 async fn send(client: &TestClient, conversation: &str, message: &str) -> String {
-    let ack = client
-        .ack(
-            "send_message",
-            json!({ "conversation_id": conversation, "message": message }),
-        )
-        .await;
-    assert_eq!(ack["status"], "ok", "{ack}");
+    let ack = client.send(conversation, message).await;
     ack["stream_id"].as_str().unwrap().to_owned()
 }
 
@@ -631,13 +610,7 @@ async fn a_stalled_client_neither_slows_the_others_nor_grows_without_bound() {
         c.join("c-stall").await;
         healthy.push(c);
     }
-    let invite = healthy[0]
-        .ack(
-            "invite",
-            json!({ "conversation_id": "c-stall", "user_id": "bob" }),
-        )
-        .await;
-    assert_eq!(invite["status"], "ok");
+    healthy[0].invite("c-stall", "bob").await;
 
     async fn run(healthy: &mut [TestClient], expected: &str) -> Duration {
         let started = Instant::now();
@@ -722,10 +695,10 @@ async fn stalled_client(
             }
         }
     };
-    match tokio::time::timeout(common::WAIT, handshake).await {
+    match tokio::time::timeout(WAIT, handshake).await {
         Ok(Ok(())) => ws,
         Ok(Err(why)) => panic!("the stalled client did not join: {why}; frames seen: {seen:#?}"),
-        Err(_) => panic!("no `joined` in {:?}; frames seen: {seen:#?}", common::WAIT),
+        Err(_) => panic!("no `joined` in {:?}; frames seen: {seen:#?}", WAIT),
     }
 }
 
@@ -755,7 +728,7 @@ async fn read_sse<B: AsRef<[u8]>>(
                 return;
             }
         }
-        let chunk = tokio::time::timeout(common::WAIT, body.next())
+        let chunk = tokio::time::timeout(WAIT, body.next())
             .await
             .expect("an SSE event in time")
             .expect("the body goes on")
@@ -898,18 +871,12 @@ async fn an_answer_to_a_client_with_a_full_buffer_is_not_lost() {
     let mut alice = connect_raw(addr, Some(json!({ "token": "t-alice" }))).await;
     alice.next("connected").await;
     alice.join("c-full").await;
-    let invite = alice
-        .ack(
-            "invite",
-            json!({ "conversation_id": "c-full", "user_id": "bob" }),
-        )
-        .await;
-    assert_eq!(invite["status"], "ok");
+    alice.invite("c-full", "bob").await;
     let mut bob = stalled_client(addr, "c-full").await;
     send(&alice, "c-full", "go").await;
     // 2,500 chunks of 4 KiB, a millisecond apart at best: more than the usual wait.
     alice
-        .try_next("stream_end", common::WAIT * 3)
+        .try_next("stream_end", WAIT * 3)
         .await
         .expect("the answer ends");
 
@@ -919,7 +886,7 @@ async fn an_answer_to_a_client_with_a_full_buffer_is_not_lost() {
     bob.send(Message::Text(join.into())).await.unwrap();
     let stores = handle.engine().stores().clone();
     let other = ConversationId::parse("c-full-2").unwrap();
-    tokio::time::timeout(common::WAIT, async {
+    tokio::time::timeout(WAIT, async {
         while stores
             .conversations()
             .conversation(&other)
@@ -935,10 +902,10 @@ async fn an_answer_to_a_client_with_a_full_buffer_is_not_lost() {
 
     // Now Bob reads again: every chunk, then the answer to his join.
     let (mut acked, mut joined, mut chunks) = (None, None, 0);
-    let deadline = tokio::time::Instant::now() + common::WAIT * 3;
+    let deadline = tokio::time::Instant::now() + WAIT * 3;
     while acked.is_none() || joined.is_none() {
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        let Some(text) = raw_next_text(&mut bob, left).await else {
+        let Some(text) = raw::next_text(&mut bob, left).await else {
             panic!(
                 "no answer to the join after {chunks} chunk frames (ack {acked:?}, joined {joined:?})"
             );
@@ -955,27 +922,6 @@ async fn an_answer_to_a_client_with_a_full_buffer_is_not_lost() {
     assert_eq!(ack[0]["status"], "ok", "{ack}");
     assert_eq!(ack[0]["conversation_id"], "c-full-2", "{ack}");
     println!("the join was answered after {chunks} chunk frames");
-}
-
-/// The next text frame of a raw Engine.IO WebSocket, answering pings; `None` when it closed or
-/// nothing came within `wait`.
-async fn raw_next_text(
-    ws: &mut tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>,
-    wait: Duration,
-) -> Option<String> {
-    use futures_util::SinkExt;
-    use tokio_tungstenite::tungstenite::Message;
-    let deadline = tokio::time::Instant::now() + wait;
-    loop {
-        match tokio::time::timeout_at(deadline, ws.next()).await.ok()?? {
-            Ok(Message::Text(t)) if t.as_str() == "2" => {
-                let _ = ws.send(Message::Text("3".into())).await;
-            }
-            Ok(Message::Text(t)) => return Some(t.to_string()),
-            Ok(Message::Close(_)) | Err(_) => return None,
-            Ok(_) => {}
-        }
-    }
 }
 
 /// Fresh clients join a conversation right after they connect, while long answers stream into
@@ -1034,7 +980,7 @@ async fn joins_right_after_connect_under_fan_out_are_all_answered() {
                     }
                 }
                 assert!(
-                    c.started.elapsed() < common::WAIT,
+                    c.started.elapsed() < WAIT,
                     "round {round}: unanswered after {chunks} chunk packets: join {join:?}, \
                      history {history:?}, history again {again:?}, joined {joined:?}"
                 );
@@ -1125,7 +1071,7 @@ impl Polling {
             if let Some(p) = self.poll().await.into_iter().find(|p| wanted(p)) {
                 return p;
             }
-            assert!(self.started.elapsed() < common::WAIT, "nothing matched");
+            assert!(self.started.elapsed() < WAIT, "nothing matched");
         }
     }
 }

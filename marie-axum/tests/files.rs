@@ -3,15 +3,14 @@
 //! the references in history, downloads by members only; and every refusal, with nothing
 //! stored.
 
-#![allow(clippy::unwrap_used, unreachable_pub)]
+#![allow(clippy::unwrap_used)]
 
-mod common;
-
-use common::*;
 use marie_adapters::MemoryFileStore;
 use marie_axum::MarieConfig;
 use marie_core::{FileStore, MessageRole, UserId};
 use marie_llm::ScriptedProvider;
+use marie_testkit::server::{TestServer, start, start_custom};
+use marie_testkit::socketio::{TestClient, WAIT, connect, two_members};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -83,18 +82,7 @@ async fn used(files: &MemoryFileStore, user: &str) -> u64 {
 
 /// alice in `conversation` with bob invited; carol is in none of it.
 async fn alice_and_bob(server: &TestServer, conversation: &str) -> (TestClient, TestClient) {
-    let mut alice = connect(server.addr, "alice").await;
-    let mut bob = connect(server.addr, "bob").await;
-    alice.join(conversation).await;
-    let ack = alice
-        .ack(
-            "invite",
-            json!({ "conversation_id": conversation, "user_id": "bob" }),
-        )
-        .await;
-    assert_eq!(ack["status"], "ok", "{ack}");
-    bob.join(conversation).await;
-    (alice, bob)
+    two_members(server.addr, conversation).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

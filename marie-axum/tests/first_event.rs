@@ -10,9 +10,8 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod common;
-mod raw;
-
+use marie_testkit::raw;
+use marie_testkit::server::{TestServer, start_with};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -23,10 +22,10 @@ use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(20);
 
-async fn server() -> common::TestServer {
+async fn server() -> TestServer {
     let mut config = MarieConfig::default();
     config.limits = Limits::unlimited();
-    common::start_with(EchoProvider::new(Duration::ZERO), config).await
+    start_with(EchoProvider::new(Duration::ZERO), config).await
 }
 
 /// What one client saw: the events before its ack (names), and the ack.
@@ -34,30 +33,6 @@ async fn server() -> common::TestServer {
 struct Seen {
     events: Vec<String>,
     ack: Value,
-}
-
-/// The name and first argument of a `42[...]` packet.
-fn event_of(packet: &str) -> Option<(String, Value)> {
-    let body = packet.strip_prefix("42")?;
-    let Value::Array(mut args) = serde_json::from_str::<Value>(body).ok()? else {
-        return None;
-    };
-    let name = args.first()?.as_str()?.to_owned();
-    let data = if args.len() > 1 {
-        args.swap_remove(1)
-    } else {
-        Value::Null
-    };
-    Some((name, data))
-}
-
-/// The body of the ack `43<id>[...]`, if `packet` is it.
-fn ack_of(packet: &str, id: u32) -> Option<Value> {
-    let body = packet.strip_prefix(&format!("43{id}"))?;
-    match serde_json::from_str::<Value>(body).ok()? {
-        Value::Array(mut args) if !args.is_empty() => Some(args.swap_remove(0)),
-        _ => None,
-    }
 }
 
 /// Over WebSocket: CONNECT, and `join_conversation` written as soon as the CONNECT reply is
@@ -78,55 +53,36 @@ async fn ws_client(addr: SocketAddr, conversation: String) -> Result<Seen, Strin
         let packet = raw::next_text(&mut ws, WAIT)
             .await
             .ok_or_else(|| format!("no ack to the join (saw {events:?})"))?;
-        if let Some(ack) = ack_of(&packet, 7) {
+        if let Some(ack) = raw::ack_of(&packet, 7) {
             return Ok(Seen { events, ack });
         }
-        if let Some((name, _)) = event_of(&packet) {
+        if let Some((name, _)) = raw::event_of(&packet) {
             events.push(name);
         }
     }
-}
-
-/// The packets of a long-polling GET (`\x1e`-separated).
-async fn poll(addr: SocketAddr, sid: &str) -> Result<Vec<String>, String> {
-    let path = format!("/socket.io/?EIO=4&transport=polling&sid={sid}");
-    let (status, body) = raw::http(addr, "GET", &path, &[], b"").await;
-    if status != 200 {
-        return Err(format!("poll answered {status}: {body}"));
-    }
-    Ok(body.split('\u{1e}').map(str::to_owned).collect())
-}
-
-async fn post(addr: SocketAddr, sid: &str, packet: &str) -> Result<(), String> {
-    let path = format!("/socket.io/?EIO=4&transport=polling&sid={sid}");
-    let headers = [("Content-Type", "text/plain;charset=UTF-8")];
-    let (status, body) = raw::http(addr, "POST", &path, &headers, packet.as_bytes()).await;
-    (status == 200)
-        .then_some(())
-        .ok_or(format!("post answered {status}: {body}"))
 }
 
 /// Over long-polling: CONNECT, and `join_conversation` posted as soon as a poll has brought
 /// the CONNECT reply (with whatever came with it).
 async fn polling_client(addr: SocketAddr, conversation: String) -> Result<Seen, String> {
     let sid = raw::polling_handshake(addr).await;
-    post(addr, &sid, &format!("40{}", json!({"token": "t-alice"}))).await?;
+    raw::post(addr, &sid, &format!("40{}", json!({"token": "t-alice"}))).await?;
     let mut events = Vec::new();
     let (mut connected, mut sent) = (false, false);
     let deadline = tokio::time::Instant::now() + WAIT;
     while tokio::time::Instant::now() < deadline {
-        for packet in poll(addr, &sid).await? {
+        for packet in raw::poll(addr, &sid).await? {
             if packet.starts_with("40") {
                 connected = true;
-            } else if let Some((name, _)) = event_of(&packet) {
+            } else if let Some((name, _)) = raw::event_of(&packet) {
                 events.push(name);
-            } else if let Some(ack) = ack_of(&packet, 7) {
+            } else if let Some(ack) = raw::ack_of(&packet, 7) {
                 return Ok(Seen { events, ack });
             }
         }
         if connected && !sent {
             let join = json!(["join_conversation", {"conversation_id": conversation}]);
-            post(addr, &sid, &format!("427{join}")).await?;
+            raw::post(addr, &sid, &format!("427{join}")).await?;
             sent = true;
         }
     }

@@ -4,15 +4,14 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod common;
-mod raw;
-
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{connect, start_with};
 use marie_axum::{Limits, MarieConfig};
 use marie_llm::EchoProvider;
+use marie_testkit::raw;
+use marie_testkit::server::start_with;
+use marie_testkit::socketio::connect;
 use serde_json::json;
 
 static PANICS: AtomicUsize = AtomicUsize::new(0);

@@ -3,18 +3,17 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod common;
-mod raw;
-
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::{TestClient, connect, connect_raw, start_with};
 use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
 use marie_adapters::{JwtAuthenticator, MemoryStore};
 use marie_axum::{AllowedOrigins, Limits, Marie, MarieConfig, MarieHandle, Rate};
 use marie_core::{Authenticator, ConversationId, History, HistoryQuery, UserId, now_millis};
 use marie_llm::EchoProvider;
+use marie_testkit::raw;
+use marie_testkit::server::{TestServer, listen, start_with};
+use marie_testkit::socketio::{TestClient, connect, connect_raw};
 use serde_json::{Value, json};
 
 const RSA_PRIVATE: &[u8] = include_bytes!("../../marie-adapters/tests/keys/rsa_private.pem");
@@ -34,14 +33,7 @@ async fn serve(auth: impl Authenticator, config: MarieConfig) -> (SocketAddr, Ma
         .config(config)
         .build()
         .unwrap();
-    let app = axum::Router::new().layer(layer);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        axum::serve(marie_axum::nodelay(listener), app)
-            .await
-            .unwrap();
-    });
+    let addr = listen(axum::Router::new().layer(layer)).await;
     (addr, handle)
 }
 
@@ -364,7 +356,7 @@ async fn say(c: &mut TestClient, conversation: &str, text: &str) -> Value {
     ack
 }
 
-async fn history(server: &common::TestServer, conversation: &str) -> Vec<String> {
+async fn history(server: &TestServer, conversation: &str) -> Vec<String> {
     server
         .store
         .history(

@@ -2,13 +2,12 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::time::Duration;
 
-use common::{connect, connect_raw, connect_url, start, start_with};
 use marie_axum::MarieConfig;
 use marie_llm::{EchoProvider, ScriptedProvider};
+use marie_testkit::server::{start, start_with};
+use marie_testkit::socketio::{connect, connect_raw, connect_url};
 use serde_json::{Value, json};
 
 fn echo() -> EchoProvider {
@@ -100,13 +99,7 @@ async fn join_is_for_creator_invitees_and_admins() {
         .await;
     assert_eq!(not_member["code"], "forbidden");
 
-    let invited = alice
-        .ack(
-            "invite",
-            json!({ "conversation_id": "plans", "user_id": "bob" }),
-        )
-        .await;
-    assert_eq!(invited["status"], "ok", "{invited}");
+    alice.invite("plans", "bob").await;
     let ack = bob.join("plans").await;
     assert_eq!(ack["created"], false);
     assert_eq!(ack["members"], json!(["alice", "bob"]));

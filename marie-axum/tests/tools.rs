@@ -3,17 +3,16 @@
 //! another member while the asker is gone; a client that resumes from 0 while the answer
 //! waits, approves, and gets the rest once; the HTTP decision route; bad `approve_tool`s.
 
-#![allow(clippy::unwrap_used, unreachable_pub)]
-
-mod common;
+#![allow(clippy::unwrap_used)]
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use common::{TestClient, connect, start_with_tools};
 use marie_axum::MarieConfig;
 use marie_core::{Tool, tool_fn};
 use marie_llm::ScriptedProvider;
+use marie_testkit::server::{TestServer, start_with_tools};
+use marie_testkit::socketio::{Received, TestClient, WAIT, connect};
 use serde_json::{Value, json};
 
 /// The event names of an answer, as a client sees them.
@@ -66,7 +65,7 @@ fn send_email(calls: Arc<AtomicUsize>) -> Arc<dyn Tool> {
 
 /// A server offering `calculate` and `send_email` (which needs approval), both counting
 /// their runs in the counter returned.
-async fn serve(provider: ScriptedProvider) -> (common::TestServer, Arc<AtomicUsize>) {
+async fn serve(provider: ScriptedProvider) -> (TestServer, Arc<AtomicUsize>) {
     let calls = Arc::new(AtomicUsize::new(0));
     let tools = vec![calculate(calls.clone()), send_email(calls.clone())];
     let server = start_with_tools(provider, MarieConfig::default(), tools).await;
@@ -74,7 +73,7 @@ async fn serve(provider: ScriptedProvider) -> (common::TestServer, Arc<AtomicUsi
 }
 
 /// Reads every event of one answer up to its terminal event, in arrival order.
-async fn answer_events(client: &mut TestClient) -> Vec<common::Received> {
+async fn answer_events(client: &mut TestClient) -> Vec<Received> {
     let mut events = Vec::new();
     loop {
         let got = client.next_of(ANSWER_EVENTS).await;
@@ -88,7 +87,7 @@ async fn answer_events(client: &mut TestClient) -> Vec<common::Received> {
 
 /// The numbered events cover `seq` 1, 2, 3, ... with no gap and no repeat (a merged chunk
 /// covers `first_seq..=seq`).
-fn assert_numbered(events: &[common::Received]) {
+fn assert_numbered(events: &[Received]) {
     let mut held = 0;
     for e in events {
         let Some(last) = e.data["seq"].as_u64() else {
@@ -101,7 +100,7 @@ fn assert_numbered(events: &[common::Received]) {
 }
 
 /// The parts a client rebuilds from the events it got: what `stream_end.parts` must say.
-fn parts_from(events: &[common::Received]) -> Vec<Value> {
+fn parts_from(events: &[Received]) -> Vec<Value> {
     let mut parts: Vec<Value> = Vec::new();
     for e in events {
         let d = &e.data;
@@ -188,13 +187,7 @@ async fn another_member_approves_while_the_asker_is_gone() {
     let (server, calls) = serve(provider).await;
     let mut alice = connect(server.addr, "alice").await;
     alice.join("team").await;
-    let invited = alice
-        .ack(
-            "invite",
-            json!({"conversation_id": "team", "user_id": "bob"}),
-        )
-        .await;
-    assert_eq!(invited["status"], "ok");
+    alice.invite("team", "bob").await;
     alice
         .ack(
             "send_message",
@@ -431,7 +424,7 @@ async fn the_sse_stream_carries_the_tool_events() {
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
-    let body = tokio::time::timeout(common::WAIT, response.text())
+    let body = tokio::time::timeout(WAIT, response.text())
         .await
         .expect("the SSE response ends with the answer")
         .unwrap();
@@ -602,7 +595,7 @@ async fn cancel_while_a_tool_runs_over_socketio() {
             json!({"conversation_id": "stuck", "message": "hang"}),
         )
         .await;
-    tokio::time::timeout(common::WAIT, started.notified())
+    tokio::time::timeout(WAIT, started.notified())
         .await
         .expect("the tool starts");
     let cancelled = alice

@@ -5,14 +5,13 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::{TestClient, connect};
 use marie_axum::{Limits, MarieConfig, Rate};
 use marie_llm::EchoProvider;
+use marie_testkit::server::start_with;
+use marie_testkit::socketio::{TestClient, connect};
 use serde_json::{Map, Value, json};
 
 /// One command of a transport-independent script: the event, its payload (`{c}` names the
@@ -232,7 +231,7 @@ async fn run(
 async fn every_command_has_the_same_outcome_over_socketio_and_http() {
     let mut config = MarieConfig::default();
     config.limits = Limits::unlimited();
-    let server = common::start_with(EchoProvider::new(Duration::ZERO), config).await;
+    let server = start_with(EchoProvider::new(Duration::ZERO), config).await;
     let mut observer = connect(server.addr, "bob").await;
 
     let mut sockets = Vec::new();
@@ -281,7 +280,7 @@ async fn a_flood_of_sends_over_http_gets_429_like_over_socketio() {
     let mut config = MarieConfig::default();
     config.limits.messages = Rate::per_minute(30, 10);
     config.limits.events = Rate::per_second(0, 0);
-    let server = common::start_with(EchoProvider::new(Duration::ZERO), config).await;
+    let server = start_with(EchoProvider::new(Duration::ZERO), config).await;
     let http = reqwest::Client::new();
     let addr = server.addr;
     let post = |path: String, user: &'static str, body: Value| {

@@ -2,15 +2,14 @@
 //! repeats are throttled, it ends by itself, on a leave and on a disconnect, and only a
 //! connection that joined may send it.
 
-#![allow(clippy::unwrap_used, unreachable_pub)]
-
-mod common;
+#![allow(clippy::unwrap_used)]
 
 use std::time::Duration;
 
-use common::{TestClient, connect, start_with};
 use marie_axum::MarieConfig;
 use marie_llm::EchoProvider;
+use marie_testkit::server::start_with;
+use marie_testkit::socketio::{self, TestClient};
 use serde_json::{Value, json};
 
 async fn typing(client: &TestClient, conversation: &str, typing: bool) -> Value {
@@ -22,20 +21,10 @@ async fn typing(client: &TestClient, conversation: &str, typing: bool) -> Value 
         .await
 }
 
+/// Alice and bob in `room`, on a server with `config` whose model echoes.
 async fn two_members(config: MarieConfig) -> (TestClient, TestClient) {
     let server = start_with(EchoProvider::new(Duration::ZERO), config).await;
-    let mut alice = connect(server.addr, "alice").await;
-    alice.join("room").await;
-    let invited = alice
-        .ack(
-            "invite",
-            json!({"conversation_id": "room", "user_id": "bob"}),
-        )
-        .await;
-    assert_eq!(invited["status"], "ok");
-    let mut bob = connect(server.addr, "bob").await;
-    bob.join("room").await;
-    (alice, bob)
+    socketio::two_members(server.addr, "room").await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

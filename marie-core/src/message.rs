@@ -51,7 +51,7 @@ pub struct ChatMessage {
     pub parent_id: Option<MessageId>,
     /// Every message with the same parent, this one included, oldest first, when there is
     /// more than one (an edit or a regenerated answer): filled in by
-    /// [`RoomStore::history`](crate::RoomStore::history), empty otherwise and never stored.
+    /// [`History::history`](crate::History::history), empty otherwise and never stored.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub siblings: Vec<MessageId>,
     /// Of a user message: the files it carries (`send_message.attachments`), by reference.

@@ -4,78 +4,29 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use marie_adapters::MemoryStore;
 use marie_core::{
-    AnswerLeases, ChatEngine, ControlBus, ConversationId, EndStatus, EngineConfig, Error, Identity,
-    LocalControlBus, RecordingSink, SendRequest, StreamEvent, StreamId, UserId,
+    AnswerLeases, ControlBus, EndStatus, EngineConfig, Error, Identity, LocalControlBus,
+    StreamEvent, StreamId,
 };
 use marie_llm::ScriptedProvider;
+use marie_testkit::engine::{Harness, WAIT, conv, streamed, user};
 
-const WAIT: Duration = Duration::from_secs(5);
-
-struct Node {
-    engine: ChatEngine,
-    sink: Arc<RecordingSink>,
-}
-
-fn node(store: &MemoryStore, bus: &Arc<LocalControlBus>, provider: ScriptedProvider) -> Node {
-    let sink = Arc::new(RecordingSink::new());
-    let engine = ChatEngine::builder(Arc::new(store.clone()), Arc::new(provider), sink.clone())
-        .control_bus(bus.clone() as Arc<dyn ControlBus>)
+/// A node: an engine on the cluster's `store` and `bus`.
+fn node(store: &MemoryStore, bus: &Arc<LocalControlBus>, provider: ScriptedProvider) -> Harness {
+    let bus = bus.clone() as Arc<dyn ControlBus>;
+    Harness::builder(provider)
+        .store(store.clone())
         .config(EngineConfig::default().answer_lease(Duration::from_secs(30)))
-        .build();
-    Node { engine, sink }
+        .with(move |builder| builder.control_bus(bus))
+        .build()
 }
 
 fn alice() -> Identity {
-    Identity::new(UserId::parse("alice").unwrap())
-}
-
-fn conv(name: &str) -> ConversationId {
-    ConversationId::parse(name).unwrap()
-}
-
-fn streamed(conversation: &ConversationId, message: &str) -> SendRequest {
-    SendRequest {
-        conversation_id: conversation.clone(),
-        message: message.to_owned(),
-        stream: true,
-        client_message_id: None,
-        on_busy: None,
-        attachments: Vec::new(),
-    }
-}
-
-async fn within<T>(what: &str, fut: impl Future<Output = T>) -> T {
-    tokio::time::timeout(WAIT, fut)
-        .await
-        .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
-}
-
-async fn chunk(sink: &RecordingSink, stream: &StreamId, seq: u64) {
-    within(
-        "a chunk",
-        sink.wait_for(
-            |e| matches!(e, StreamEvent::Chunk(c) if c.stream_id == *stream && c.seq == seq),
-        ),
-    )
-    .await;
-}
-
-async fn terminal(sink: &RecordingSink, stream: &StreamId) -> StreamEvent {
-    within(
-        "the terminal event",
-        sink.wait_for(|e| match e {
-            StreamEvent::End(end) => end.stream_id == *stream,
-            StreamEvent::Error(err) => err.stream_id == *stream,
-            _ => false,
-        }),
-    )
-    .await
+    user("alice")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -97,7 +48,7 @@ async fn one_answer_per_conversation_across_nodes_and_cancel_reaches_the_runner(
         .send(&alice(), streamed(&room, "hi"))
         .await
         .unwrap();
-    chunk(&a.sink, &sent.stream_id, 2).await;
+    a.chunk(&sent.stream_id, 2).await;
 
     // B sees the answer A runs, with its progress, and refuses a second one.
     let deadline = tokio::time::Instant::now() + WAIT;
@@ -125,7 +76,7 @@ async fn one_answer_per_conversation_across_nodes_and_cancel_reaches_the_runner(
     // Cancel on B stops the answer on A.
     let cancelled = b.engine.cancel(&alice(), &room, None).await.unwrap();
     assert_eq!(cancelled, sent.stream_id);
-    let StreamEvent::End(end) = terminal(&a.sink, &sent.stream_id).await else {
+    let StreamEvent::End(end) = a.terminal(&sent.stream_id).await else {
         panic!("expected stream_end");
     };
     assert_eq!(end.status, EndStatus::Cancelled);
@@ -139,7 +90,7 @@ async fn one_answer_per_conversation_across_nodes_and_cancel_reaches_the_runner(
         .await
         .unwrap();
     assert!(matches!(
-        terminal(&b.sink, &next.stream_id).await,
+        b.terminal(&next.stream_id).await,
         StreamEvent::End(_)
     ));
     assert!(
@@ -164,7 +115,7 @@ async fn a_cancel_naming_another_stream_does_not_stop_the_answer() {
         .send(&alice(), streamed(&room, "hi"))
         .await
         .unwrap();
-    chunk(&a.sink, &sent.stream_id, 1).await;
+    a.chunk(&sent.stream_id, 1).await;
 
     let other = StreamId::parse("not-that-one").unwrap();
     assert!(matches!(
@@ -177,7 +128,7 @@ async fn a_cancel_naming_another_stream_does_not_stop_the_answer() {
         .await
         .unwrap();
     assert!(matches!(
-        terminal(&a.sink, &sent.stream_id).await,
+        a.terminal(&sent.stream_id).await,
         StreamEvent::End(e) if e.status == EndStatus::Cancelled
     ));
 }
@@ -213,7 +164,7 @@ async fn a_lease_left_by_a_dead_node_lapses() {
         }
     };
     assert!(matches!(
-        terminal(&b.sink, &sent.stream_id).await,
+        b.terminal(&sent.stream_id).await,
         StreamEvent::End(_)
     ));
 }

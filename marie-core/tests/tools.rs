@@ -1,7 +1,7 @@
 //! Tool calls and approvals in the engine: an answer's steps, its parts, approvals decided by
 //! members (or expiring), cancel at every point, tools that fail, panic, time out or get
 //! arguments that do not fit, and `max_steps`. Against the in-memory store, a scripted
-//! provider and a recording sink; nothing sleeps to wait.
+//! provider and a recording sink (`marie_testkit::engine`); nothing sleeps to wait.
 
 #![allow(clippy::unwrap_used)]
 
@@ -11,22 +11,13 @@ use std::time::Duration;
 
 use marie_adapters::MemoryStore;
 use marie_core::{
-    ApprovalId, ChatEngine, ConversationId, EndStatus, EngineConfig, Error, FinishReason, Identity,
-    MessagePart, MessageRole, RecordingSink, SendRequest, StreamEnd, StreamEvent, StreamId, Tool,
-    ToolApprovalRequest, ToolError, ToolResult, UserId, tool_fn,
+    ApprovalId, ChatEngine, ConversationId, EndStatus, EngineConfig, Error, FinishReason,
+    MessagePart, MessageRole, RecordingSink, StreamEvent, StreamId, Tool, ToolError, UserId,
+    tool_fn,
 };
 use marie_llm::ScriptedProvider;
+use marie_testkit::engine::{Harness, conv, streamed, user, within};
 use serde_json::{Value, json};
-
-const WAIT: Duration = Duration::from_secs(5);
-
-struct Harness {
-    engine: ChatEngine,
-    sink: Arc<RecordingSink>,
-    provider: ScriptedProvider,
-    /// How many times the tools ran.
-    calls: Arc<AtomicUsize>,
-}
 
 fn calc_schema() -> Value {
     json!({
@@ -72,121 +63,41 @@ fn send_email(calls: Arc<AtomicUsize>) -> impl Tool {
     .require_approval(true)
 }
 
-fn harness(provider: ScriptedProvider, config: EngineConfig, extra: Vec<Arc<dyn Tool>>) -> Harness {
+/// A harness whose engine offers `calculate`, `send_email` and `extra`, and the count of the
+/// runs of the first two.
+fn harness(
+    provider: ScriptedProvider,
+    config: EngineConfig,
+    extra: Vec<Arc<dyn Tool>>,
+) -> (Harness, Arc<AtomicUsize>) {
     let calls = Arc::new(AtomicUsize::new(0));
-    let sink = Arc::new(RecordingSink::new());
-    let store = MemoryStore::new();
-    let mut builder =
-        ChatEngine::builder(Arc::new(store), Arc::new(provider.clone()), sink.clone())
-            .config(config)
-            .tool(calculate(calls.clone()))
-            .tool(send_email(calls.clone()));
-    for tool in extra {
-        builder = builder.tool(tool);
-    }
-    Harness {
-        engine: builder.build(),
-        sink,
-        provider,
-        calls,
-    }
+    let tools = (calculate(calls.clone()), send_email(calls.clone()));
+    let h = Harness::builder(provider)
+        .config(config)
+        .with(move |builder| {
+            let mut builder = builder.tool(tools.0).tool(tools.1);
+            for tool in extra {
+                builder = builder.tool(tool);
+            }
+            builder
+        })
+        .build();
+    (h, calls)
 }
 
-fn user(name: &str) -> Identity {
-    Identity::new(UserId::parse(name).unwrap())
-}
-
-fn conv(name: &str) -> ConversationId {
-    ConversationId::parse(name).unwrap()
-}
-
-fn streamed(conversation: &ConversationId, message: &str) -> SendRequest {
-    SendRequest {
-        conversation_id: conversation.clone(),
-        message: message.to_owned(),
-        stream: true,
-        client_message_id: None,
-        on_busy: None,
-        attachments: Vec::new(),
-    }
-}
-
-async fn within<T>(what: &str, fut: impl std::future::Future<Output = T>) -> T {
-    tokio::time::timeout(WAIT, fut)
+/// Alice creates `room`, lets bob in, and asks `message`.
+async fn ask(h: &Harness, room: &ConversationId, message: &str) -> StreamId {
+    let alice = user("alice");
+    h.engine.join(&alice, room).await.unwrap();
+    h.engine
+        .invite(&alice, room, &UserId::parse("bob").unwrap())
         .await
-        .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
-}
-
-impl Harness {
-    /// Alice creates `room`, lets bob in, and asks `message`.
-    async fn ask(&self, room: &ConversationId, message: &str) -> StreamId {
-        let alice = user("alice");
-        self.engine.join(&alice, room).await.unwrap();
-        self.engine
-            .invite(&alice, room, &UserId::parse("bob").unwrap())
-            .await
-            .unwrap();
-        self.engine
-            .send(&alice, streamed(room, message))
-            .await
-            .unwrap()
-            .stream_id
-    }
-
-    async fn end(&self, stream: &StreamId) -> StreamEnd {
-        let terminal = within(
-            "the terminal event",
-            self.sink
-                .wait_for(|e| e.is_terminal() && e.stream_id() == stream),
-        )
-        .await;
-        match terminal {
-            StreamEvent::End(end) => end,
-            other => panic!("expected stream_end, got {other:?}"),
-        }
-    }
-
-    async fn approval_request(&self, stream: &StreamId) -> ToolApprovalRequest {
-        let event = within(
-            "tool_approval_request",
-            self.sink.wait_for(
-                |e| matches!(e, StreamEvent::ApprovalRequest(r) if r.stream_id == *stream),
-            ),
-        )
-        .await;
-        match event {
-            StreamEvent::ApprovalRequest(request) => request,
-            _ => unreachable!(),
-        }
-    }
-
-    /// The events of `stream`, in order.
-    fn events(&self, stream: &StreamId) -> Vec<StreamEvent> {
-        self.sink
-            .events()
-            .into_iter()
-            .filter(|e| e.stream_id() == stream)
-            .collect()
-    }
-
-    fn results(&self, stream: &StreamId) -> Vec<ToolResult> {
-        self.events(stream)
-            .into_iter()
-            .filter_map(|e| match e {
-                StreamEvent::ToolResult(r) => Some(r),
-                _ => None,
-            })
-            .collect()
-    }
-
-    /// The numbered events of `stream` have `seq` 1, 2, 3, ... and exactly one terminal.
-    fn assert_numbered_in_order(&self, stream: &StreamId) {
-        let events = self.events(stream);
-        let seqs: Vec<u64> = events.iter().filter_map(StreamEvent::seq).collect();
-        let expected: Vec<u64> = (1..=seqs.len() as u64).collect();
-        assert_eq!(seqs, expected, "{events:#?}");
-        assert_eq!(events.iter().filter(|e| e.is_terminal()).count(), 1);
-    }
+        .unwrap();
+    h.engine
+        .send(&alice, streamed(room, message))
+        .await
+        .unwrap()
+        .stream_id
 }
 
 fn names(events: &[StreamEvent]) -> Vec<&'static str> {
@@ -200,9 +111,9 @@ async fn a_two_step_answer_streams_its_parts_in_order_and_keeps_them() {
     let provider = ScriptedProvider::new(["Let me ", "check. "])
         .calls_tool("call_1", "calculate", json!({"expression": "12*7"}))
         .then_step(["It is ", "84."], vec![]);
-    let h = harness(provider, EngineConfig::default(), vec![]);
+    let (h, calls) = harness(provider, EngineConfig::default(), vec![]);
     let room = conv("two-step");
-    let stream = h.ask(&room, "what is 12*7?").await;
+    let stream = ask(&h, &room, "what is 12*7?").await;
     let end = h.end(&stream).await;
 
     assert_eq!(
@@ -219,11 +130,11 @@ async fn a_two_step_answer_streams_its_parts_in_order_and_keeps_them() {
         ]
     );
     h.assert_numbered_in_order(&stream);
-    let results = h.results(&stream);
+    let results = h.tool_results(&stream);
     assert_eq!(results.len(), 1);
     assert_eq!(results[0].output, Some(json!({"value": 84})));
     assert_eq!(results[0].error, None);
-    assert_eq!(h.calls.load(Ordering::SeqCst), 1);
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
 
     let call = MessagePart::ToolCall {
         tool_call_id: "call_1".into(),
@@ -317,15 +228,15 @@ async fn a_member_approves_and_the_call_runs_once() {
     let provider = ScriptedProvider::new(Vec::<String>::new())
         .calls_tool("call_e", "send_email", json!({"to": "bob"}))
         .then_step(["Sent."], vec![]);
-    let h = harness(provider, EngineConfig::default(), vec![]);
+    let (h, calls) = harness(provider, EngineConfig::default(), vec![]);
     let room = conv("approve");
-    let stream = h.ask(&room, "send_email to bob").await;
+    let stream = ask(&h, &room, "send_email to bob").await;
     let request = h.approval_request(&stream).await;
     assert_eq!(request.name, "send_email");
     assert_eq!(request.arguments, json!({"to": "bob"}));
     assert!(request.expires_at > marie_core::now_millis() + 500_000);
     assert_eq!(
-        h.calls.load(Ordering::SeqCst),
+        calls.load(Ordering::SeqCst),
         0,
         "nothing runs before approval"
     );
@@ -378,7 +289,7 @@ async fn a_member_approves_and_the_call_runs_once() {
     let end = h.end(&stream).await;
     assert_eq!(end.status, EndStatus::Complete);
     assert_eq!(end.full_content, "Sent.");
-    assert_eq!(h.calls.load(Ordering::SeqCst), 1);
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
     assert_eq!(
         names(&h.events(&stream)),
         [
@@ -434,9 +345,9 @@ async fn a_denied_call_does_not_run_and_the_model_is_told() {
     let provider = ScriptedProvider::new(Vec::<String>::new())
         .calls_tool("call_e", "send_email", json!({"to": "bob"}))
         .then_step(["I did not send it."], vec![]);
-    let h = harness(provider, EngineConfig::default(), vec![]);
+    let (h, calls) = harness(provider, EngineConfig::default(), vec![]);
     let room = conv("deny");
-    let stream = h.ask(&room, "send_email to bob").await;
+    let stream = ask(&h, &room, "send_email to bob").await;
     let request = h.approval_request(&stream).await;
     h.engine
         .approve(
@@ -450,8 +361,8 @@ async fn a_denied_call_does_not_run_and_the_model_is_told() {
         .unwrap();
     let end = h.end(&stream).await;
     assert_eq!(end.status, EndStatus::Complete);
-    assert_eq!(h.calls.load(Ordering::SeqCst), 0);
-    let result = &h.results(&stream)[0];
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
+    let result = &h.tool_results(&stream)[0];
     assert_eq!(result.output, None);
     assert_eq!(
         result.error.as_deref(),
@@ -468,13 +379,13 @@ async fn an_approval_nobody_decides_expires_as_a_denial() {
         .calls_tool("call_e", "send_email", json!({"to": "bob"}))
         .then_step(["Nobody approved."], vec![]);
     let config = EngineConfig::default().approval_timeout(Duration::from_millis(200));
-    let h = harness(provider, config, vec![]);
+    let (h, calls) = harness(provider, config, vec![]);
     let room = conv("expire");
-    let stream = h.ask(&room, "send_email to bob").await;
+    let stream = ask(&h, &room, "send_email to bob").await;
     let request = h.approval_request(&stream).await;
     let end = h.end(&stream).await;
     assert_eq!(end.status, EndStatus::Complete);
-    assert_eq!(h.calls.load(Ordering::SeqCst), 0);
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
     let approval = h
         .events(&stream)
         .into_iter()
@@ -487,7 +398,7 @@ async fn an_approval_nobody_decides_expires_as_a_denial() {
     assert_eq!(approval.decided_by, None);
     assert_eq!(approval.reason.as_deref(), Some("expired"));
     assert_eq!(
-        h.results(&stream)[0].error.as_deref(),
+        h.tool_results(&stream)[0].error.as_deref(),
         Some("not run: nobody approved the call in time")
     );
     let late = h
@@ -502,15 +413,15 @@ async fn cancel_while_an_approval_waits_ends_the_answer_and_the_approval() {
     let provider = ScriptedProvider::new(["Sending."])
         .calls_tool("call_e", "send_email", json!({"to": "bob"}))
         .then_step(["never said"], vec![]);
-    let h = harness(provider, EngineConfig::default(), vec![]);
+    let (h, calls) = harness(provider, EngineConfig::default(), vec![]);
     let room = conv("cancel-wait");
-    let stream = h.ask(&room, "send_email to bob").await;
+    let stream = ask(&h, &room, "send_email to bob").await;
     let request = h.approval_request(&stream).await;
     h.engine.cancel(&user("bob"), &room, None).await.unwrap();
     let end = h.end(&stream).await;
     assert_eq!(end.status, EndStatus::Cancelled);
     assert_eq!(end.finish_reason, FinishReason::Cancelled);
-    assert_eq!(h.calls.load(Ordering::SeqCst), 0);
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
     // The call has a result saying why it has none: the stored answer is whole.
     assert_eq!(
         end.parts.last(),
@@ -560,9 +471,9 @@ async fn cancel_while_a_tool_runs_drops_the_call() {
     let provider = ScriptedProvider::new(Vec::<String>::new())
         .calls_tool("call_w", "wait_forever", json!({}))
         .then_step(["never said"], vec![]);
-    let h = harness(provider, EngineConfig::default(), vec![forever]);
+    let (h, _) = harness(provider, EngineConfig::default(), vec![forever]);
     let room = conv("cancel-tool");
-    let stream = h.ask(&room, "wait").await;
+    let stream = ask(&h, &room, "wait").await;
     within("the tool to start", started.notified()).await;
     h.engine.cancel(&user("alice"), &room, None).await.unwrap();
     let end = h.end(&stream).await;
@@ -573,7 +484,7 @@ async fn cancel_while_a_tool_runs_drops_the_call() {
         "the call's future is dropped"
     );
     assert_eq!(
-        h.results(&stream)[0].error.as_deref(),
+        h.tool_results(&stream)[0].error.as_deref(),
         Some("the answer was cancelled before this call finished")
     );
 }
@@ -614,16 +525,16 @@ async fn failing_panicking_slow_and_misfed_tools_become_errors_the_model_sees() 
         .calls_tool("c5", "no_such_tool", json!({}))
         .then_step(["Done."], vec![]);
     let config = EngineConfig::default().tool_timeout(Duration::from_millis(100));
-    let h = harness(provider, config, vec![panics, fails, slow]);
+    let (h, calls) = harness(provider, config, vec![panics, fails, slow]);
     let room = conv("faults");
-    let stream = h.ask(&room, "try everything").await;
+    let stream = ask(&h, &room, "try everything").await;
     let end = h.end(&stream).await;
     assert_eq!(end.status, EndStatus::Complete, "the answer goes on");
     assert_eq!(end.full_content, "Done.");
-    assert_eq!(h.calls.load(Ordering::SeqCst), 0, "calculate never ran");
+    assert_eq!(calls.load(Ordering::SeqCst), 0, "calculate never ran");
 
     let mut errors: Vec<(String, String)> = h
-        .results(&stream)
+        .tool_results(&stream)
         .into_iter()
         .map(|r| (r.tool_call_id, r.error.expect("an error result")))
         .collect();
@@ -670,19 +581,19 @@ async fn an_answer_stops_after_max_steps() {
             vec![("d", "calculate", json!({"expression": "1+1"}))],
         );
     let config = EngineConfig::default().max_steps(3);
-    let h = harness(provider, config, vec![]);
+    let (h, calls) = harness(provider, config, vec![]);
     let room = conv("steps");
-    let stream = h.ask(&room, "loop").await;
+    let stream = ask(&h, &room, "loop").await;
     let end = h.end(&stream).await;
     assert_eq!(end.status, EndStatus::Complete);
     assert_eq!(end.finish_reason, FinishReason::MaxSteps);
     assert_eq!(h.provider.requests().len(), 3);
     assert_eq!(
-        h.calls.load(Ordering::SeqCst),
+        calls.load(Ordering::SeqCst),
         2,
         "the last step's call is not run"
     );
-    let results = h.results(&stream);
+    let results = h.tool_results(&stream);
     assert_eq!(results.len(), 3);
     assert_eq!(
         results[2].error.as_deref(),
@@ -712,23 +623,19 @@ async fn a_call_when_no_tools_are_offered_is_told_so_and_the_answer_ends() {
     let provider = ScriptedProvider::new(["Let me see. "])
         .calls_tool("c", "calculate", json!({"expression": "1+1"}))
         .then_step(["never asked"], vec![]);
-    let sink = Arc::new(RecordingSink::new());
-    let engine = ChatEngine::builder(
-        Arc::new(MemoryStore::new()),
-        Arc::new(provider.clone()),
-        sink.clone(),
-    )
-    .build();
+    let h = Harness::builder(provider).build();
     let room = conv("no-tools");
-    engine.join(&user("alice"), &room).await.unwrap();
-    let stream = engine
+    h.engine.join(&user("alice"), &room).await.unwrap();
+    let stream = h
+        .engine
         .send(&user("alice"), streamed(&room, "1+1?"))
         .await
         .unwrap()
         .stream_id;
     let end = within(
         "the end",
-        sink.wait_for(|e| e.is_terminal() && *e.stream_id() == stream),
+        h.sink
+            .wait_for(|e| e.is_terminal() && *e.stream_id() == stream),
     )
     .await;
     let StreamEvent::End(end) = end else {
@@ -736,8 +643,11 @@ async fn a_call_when_no_tools_are_offered_is_told_so_and_the_answer_ends() {
     };
     assert_eq!(end.status, EndStatus::Complete);
     assert_eq!(end.finish_reason, FinishReason::ToolCalls);
-    assert!(provider.requests()[0].tools.is_empty(), "no tools offered");
-    assert_eq!(provider.requests().len(), 1);
+    assert!(
+        h.provider.requests()[0].tools.is_empty(),
+        "no tools offered"
+    );
+    assert_eq!(h.provider.requests().len(), 1);
     assert_eq!(
         end.parts.last(),
         Some(&MessagePart::ToolResult {

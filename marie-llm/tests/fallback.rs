@@ -9,8 +9,7 @@
 
 mod support;
 
-use std::sync::atomic::Ordering;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -19,8 +18,7 @@ use marie_core::{
     ProviderError, StreamEvent, UserId,
 };
 use marie_llm::{CircuitState, FallbackProvider, OpenAiProvider, RetryPolicy};
-use metrics::{Counter, Gauge, Histogram, Key, KeyName, Metadata, Recorder, SharedString, Unit};
-use metrics_util::registry::{AtomicStorage, Registry};
+use marie_testkit::metrics::recorder;
 use support::engine::Chat;
 use support::fake::{FakeServer, Reply, Step, openai_answer, openai_role, openai_text};
 use support::{ms, refused_addr};
@@ -73,71 +71,15 @@ async fn ask(provider: &FallbackProvider) -> Result<String, ProviderError> {
 // its providers apart, so that tests running at once do not read each other's figures.
 // ---------------------------------------------------------------------------------------
 
-#[derive(Clone)]
-struct Readable(Arc<Registry<Key, AtomicStorage>>);
-
-impl Recorder for Readable {
-    fn describe_counter(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
-    fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
-    fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
-    fn register_counter(&self, key: &Key, _: &Metadata<'_>) -> Counter {
-        self.0
-            .get_or_create_counter(key, |c| Counter::from_arc(c.clone()))
-    }
-    fn register_gauge(&self, key: &Key, _: &Metadata<'_>) -> Gauge {
-        self.0
-            .get_or_create_gauge(key, |g| Gauge::from_arc(g.clone()))
-    }
-    fn register_histogram(&self, key: &Key, _: &Metadata<'_>) -> Histogram {
-        self.0
-            .get_or_create_histogram(key, |h| Histogram::from_arc(h.clone()))
-    }
-}
-
-fn labelled(key: &Key, name: &str, labels: &[(&str, &str)]) -> bool {
-    key.name() == name
-        && labels
-            .iter()
-            .all(|(lk, lv)| key.labels().any(|l| l.key() == *lk && l.value() == *lv))
-}
-
-impl Readable {
-    fn counter(&self, name: &str, labels: &[(&str, &str)]) -> u64 {
-        self.0
-            .get_counter_handles()
-            .into_iter()
-            .filter(|(k, _)| labelled(k, name, labels))
-            .map(|(_, c)| c.load(Ordering::Acquire))
-            .sum()
-    }
-
-    fn gauge(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-        self.0
-            .get_gauge_handles()
-            .into_iter()
-            .find(|(k, _)| labelled(k, name, labels))
-            .map(|(_, g)| f64::from_bits(g.load(Ordering::Acquire)))
-    }
-}
-
-fn metrics() -> &'static Readable {
-    static METRICS: OnceLock<Readable> = OnceLock::new();
-    METRICS.get_or_init(|| {
-        let metrics = Readable(Arc::new(Registry::atomic()));
-        metrics::set_global_recorder(metrics.clone()).unwrap();
-        metrics
-    })
-}
-
 fn fallbacks(from: &str, to: &str) -> u64 {
-    metrics().counter(
+    recorder().counter(
         "marie_provider_fallbacks_total",
         &[("from", from), ("to", to)],
     )
 }
 
 fn circuit_open(provider: &str) -> Option<f64> {
-    metrics().gauge("marie_provider_circuit_open", &[("provider", provider)])
+    recorder().gauge("marie_provider_circuit_open", &[("provider", provider)])
 }
 
 // ---------------------------------------------------------------------------------------
@@ -146,7 +88,7 @@ fn circuit_open(provider: &str) -> Option<f64> {
 /// retries; the second answers, and the client sees one clean answer, no reset.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_503_falls_back_to_the_next_provider() {
-    metrics();
+    recorder();
     let a = FakeServer::start([
         Reply::status(503, r#"{"error":{"message":"overloaded"}}"#),
         Reply::status(503, "{}"),
@@ -184,7 +126,7 @@ async fn a_503_falls_back_to_the_next_provider() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_connection_falls_back_to_the_next_provider() {
-    metrics();
+    recorder();
     let closed = refused_addr().await;
     let b = FakeServer::start([answer("Still here.")]).await;
     let provider = FallbackProvider::named([
@@ -203,7 +145,7 @@ async fn a_refused_connection_falls_back_to_the_next_provider() {
 /// the next provider is asked.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_error_event_before_any_output_falls_back() {
-    metrics();
+    recorder();
     let a = FakeServer::start([Reply::ok(
         "text/event-stream",
         vec![Step::Send(
@@ -226,7 +168,7 @@ async fn an_error_event_before_any_output_falls_back() {
 /// that quietly answers every question.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rejected_key_is_not_a_reason_to_fall_back() {
-    metrics();
+    recorder();
     let a = FakeServer::start([Reply::status(
         401,
         r#"{"error":{"message":"Incorrect API key provided: sk-test.","type":"invalid_request_error","code":"invalid_api_key"}}"#,
@@ -252,7 +194,7 @@ async fn a_rejected_key_is_not_a_reason_to_fall_back() {
 /// again: it is up, it answered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stream_that_breaks_after_it_began_is_retried_not_switched() {
-    metrics();
+    recorder();
     let a = FakeServer::start([
         Reply::ok(
             "text/event-stream",
@@ -304,7 +246,7 @@ async fn a_stream_that_breaks_after_it_began_is_retried_not_switched() {
 /// the second provider without asking the first at all.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_circuit_opens_after_three_failures_and_the_provider_is_not_asked() {
-    metrics();
+    recorder();
     let a = FakeServer::start([
         Reply::status(503, "{}"),
         Reply::status(502, "{}"),
@@ -344,7 +286,7 @@ async fn the_circuit_opens_after_three_failures_and_the_provider_is_not_asked() 
 /// The waits here are the cool-downs themselves (the behaviour under test), short ones.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_circuit_closes_after_the_cool_down_when_a_trial_answers() {
-    metrics();
+    recorder();
     const COOL_DOWN: Duration = Duration::from_millis(150);
     let a = FakeServer::start([
         Reply::status(503, "{}"),
@@ -390,7 +332,7 @@ async fn the_circuit_closes_after_the_cool_down_when_a_trial_answers() {
 /// again while the 30 s last.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retry_after_above_the_cap_goes_to_the_next_provider_at_once() {
-    metrics();
+    recorder();
     let a = FakeServer::start([Reply::status(
         429,
         r#"{"error":{"message":"Rate limit reached","type":"requests"}}"#,
@@ -417,7 +359,7 @@ async fn a_retry_after_above_the_cap_goes_to_the_next_provider_at_once() {
 /// answers; the second is never asked.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retry_after_within_the_cap_is_waited_for() {
-    metrics();
+    recorder();
     let a = FakeServer::start([
         Reply::status(429, "{}").header("retry-after-ms", "200"),
         answer("a, after the wait."),
@@ -440,7 +382,7 @@ async fn a_retry_after_within_the_cap_is_waited_for() {
 /// Every provider down: the answer fails with the last one's error, retryable.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn when_every_provider_is_down_the_last_error_is_returned() {
-    metrics();
+    recorder();
     let a = FakeServer::start([Reply::status(503, "{}")]).await;
     let closed = refused_addr().await;
     let provider = FallbackProvider::named([

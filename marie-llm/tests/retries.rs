@@ -48,15 +48,15 @@ use axum::extract::State;
 use axum::response::Response;
 use axum::routing::post;
 use futures_util::stream;
-use marie_axum::MarieConfig;
 use marie_core::{EndStatus, EngineConfig, ErrorCode, StreamEvent, StreamReset};
 use marie_llm::{OpenAiProvider, RetryPolicy};
+use marie_testkit::server::start;
+use marie_testkit::socketio::{Received, TestClient, connect};
 use serde_json::{Value, json};
 use support::engine::Chat;
 use support::fake::{
     Step, WAIT, openai_done, openai_finish, openai_role, openai_text, openai_usage,
 };
-use support::socket::{TestClient, marie};
 use tokio::sync::Semaphore;
 
 /// The generator's seed: the number, chosen before the first run.
@@ -559,19 +559,17 @@ async fn under_the_fault_mix_at_least_18_of_20_answers_complete() {
 // A resume across a reset, over Socket.IO
 // ---------------------------------------------------------------------------------------
 
-impl TestClient {
-    /// The stream's numbered events and its end, until `stream_end`.
-    async fn until_end(&mut self) -> (Vec<(String, Value)>, Value) {
-        let mut events = Vec::new();
-        loop {
-            let (name, data) = self
-                .next_of(&["stream_chunk", "stream_reset", "stream_end", "stream_error"])
-                .await;
-            match name.as_str() {
-                "stream_end" => return (events, data),
-                "stream_error" => panic!("the answer failed: {data}"),
-                _ => events.push((name, data)),
-            }
+/// The stream's numbered events and its end, until `stream_end`.
+async fn until_end(client: &mut TestClient) -> (Vec<(String, Value)>, Value) {
+    let mut events = Vec::new();
+    loop {
+        let Received { event: name, data } = client
+            .next_of(&["stream_chunk", "stream_reset", "stream_end", "stream_error"])
+            .await;
+        match name.as_str() {
+            "stream_end" => return (events, data),
+            "stream_error" => panic!("the answer failed: {data}"),
+            _ => events.push((name, data)),
         }
     }
 }
@@ -597,27 +595,26 @@ async fn a_resume_across_a_reset_rebuilds_exactly_the_final_answer() {
         .build()
         .unwrap();
     // MARIE with the default engine: 2 mid-stream retries.
-    let addr = marie(provider, MarieConfig::default()).await;
+    let addr = start(provider).await.addr;
 
-    let mut live = TestClient::connect(addr).await;
+    let mut live = connect(addr, "alice").await;
     let ack = live
         .ack("join_conversation", json!({ "conversation_id": "room" }))
         .await;
     assert_eq!(ack["status"], "ok", "{ack}");
-    live.client
-        .emit(
-            "send_message",
-            json!({ "conversation_id": "room", "message": "question 1" }),
-        )
-        .await
-        .unwrap();
-    let (_, start) = live.next_of(&["stream_start"]).await;
+    live.emit(
+        "send_message",
+        json!({ "conversation_id": "room", "message": "question 1" }),
+    )
+    .await;
+    let start = live.next("stream_start").await;
     let stream_id = start["stream_id"].as_str().unwrap().to_owned();
 
     // Chunks 1-3 of the failed attempt, the reset (4), chunks 5-8 of the retry.
     let mut before = Vec::new();
     while before.last().is_none_or(|e| seq(e) < 8) {
-        before.push(live.next_of(&["stream_chunk", "stream_reset"]).await);
+        let Received { event, data } = live.next_of(&["stream_chunk", "stream_reset"]).await;
+        before.push((event, data));
     }
     let names: Vec<&str> = before.iter().map(|(name, _)| name.as_str()).collect();
     assert_eq!(
@@ -642,7 +639,7 @@ async fn a_resume_across_a_reset_rebuilds_exactly_the_final_answer() {
     // up to seq 6 (after it, in the retry).
     let mut resumed = Vec::new();
     for held_up_to in [2u64, 6] {
-        let client = TestClient::connect(addr).await;
+        let client = connect(addr, "alice").await;
         let ack = client
             .ack(
                 "resume_stream",
@@ -662,7 +659,7 @@ async fn a_resume_across_a_reset_rebuilds_exactly_the_final_answer() {
     }
 
     gate.add_permits(1);
-    let (rest, end) = live.until_end().await;
+    let (rest, end) = until_end(&mut live).await;
     let full = expected(1);
     assert_eq!(end["status"], "complete");
     assert_eq!(end["full_content"], full);
@@ -670,7 +667,7 @@ async fn a_resume_across_a_reset_rebuilds_exactly_the_final_answer() {
     assert_eq!(rebuild_json(&all), full, "the live client");
 
     for (mut client, held, held_up_to) in resumed {
-        let (received, end) = client.until_end().await;
+        let (received, end) = until_end(&mut client).await;
         let seqs: Vec<u64> = received.iter().map(seq).collect();
         assert_eq!(
             seqs,

@@ -13,65 +13,52 @@ use std::time::Duration;
 use marie_axum::MarieConfig;
 use marie_core::LlmProvider;
 use marie_llm::{OllamaProvider, OpenAiProvider, RetryPolicy};
+use marie_testkit::server::start_with;
+use marie_testkit::socketio::{TestClient, connect};
 use serde_json::{Value, json};
 use support::fake::{
     FakeServer, Reply, Step, WAIT, ollama_answer, openai_answer, openai_role, openai_text,
 };
 use support::ms;
-use support::socket::TestClient;
 use tokio::time::Instant;
 
 const PACE: Duration = Duration::from_millis(10);
 
-/// MARIE on 127.0.0.1:0 with `provider`; user `alice` has token `t-alice`.
-/// MARIE without the engine's retries of a failed step: these tests check how each fault of
-/// the wire reaches a Socket.IO client (the retries are tested in `retries.rs` and marie-core).
+/// MARIE on 127.0.0.1:0 with `provider` and the test users (`marie_testkit::server`),
+/// without the engine's retries of a failed step: these tests check how each fault of the wire
+/// reaches a Socket.IO client (the retries are tested in `retries.rs` and marie-core).
 async fn marie(provider: impl LlmProvider) -> SocketAddr {
     let mut config = MarieConfig::default();
     config.engine = config.engine.mid_stream_retries(0);
-    support::socket::marie(provider, config).await
+    start_with(provider, config).await.addr
 }
 
-impl TestClient {
-    async fn join_and_send(&mut self, message: &str) {
-        let ack = self
-            .ack("join_conversation", json!({ "conversation_id": "room" }))
-            .await;
-        assert_eq!(ack["status"], "ok", "{ack}");
-        self.client
-            .emit(
-                "send_message",
-                json!({ "conversation_id": "room", "message": message }),
-            )
-            .await
-            .unwrap();
-    }
+/// Alice, connected, joined to `room`, and `message` sent there.
+async fn alice_asks(addr: SocketAddr, message: &str) -> TestClient {
+    let mut client = connect(addr, "alice").await;
+    client.join("room").await;
+    client
+        .emit(
+            "send_message",
+            json!({ "conversation_id": "room", "message": message }),
+        )
+        .await;
+    client
+}
 
-    /// `stream_start`, the chunks, and the terminal event, checked against the protocol.
-    async fn stream(&mut self) -> (Vec<Value>, String, Value) {
-        let start = self.next("stream_start").await;
-        assert_eq!(start["status"], "streaming");
-        let mut chunks = Vec::new();
-        let (name, terminal) = tokio::time::timeout(WAIT, async {
-            loop {
-                let (event, data) = self.rx.recv().await.expect("client alive");
-                match event.as_str() {
-                    "stream_chunk" => chunks.push(data),
-                    "stream_end" | "stream_error" => return (event, data),
-                    _ => {}
-                }
-            }
-        })
+/// `stream_start`, the chunks, and the terminal event, checked against the protocol.
+async fn stream(client: &mut TestClient) -> (Vec<Value>, String, Value) {
+    let seen = tokio::time::timeout(WAIT, client.stream())
         .await
         .expect("the stream ended in time");
-        for (i, c) in chunks.iter().enumerate() {
-            assert_eq!(c["seq"], i as u64 + 1);
-            assert_eq!(c["stream_id"], start["stream_id"]);
-            assert_eq!(c["tokens_used"], i as u64 + 1);
-        }
-        assert_eq!(terminal["stream_id"], start["stream_id"]);
-        (chunks, name, terminal)
+    assert_eq!(seen.start["status"], "streaming");
+    for (i, c) in seen.chunks.iter().enumerate() {
+        assert_eq!(c["seq"], i as u64 + 1);
+        assert_eq!(c["stream_id"], seen.start["stream_id"]);
+        assert_eq!(c["tokens_used"], i as u64 + 1);
     }
+    assert_eq!(seen.terminal.data["stream_id"], seen.start["stream_id"]);
+    (seen.chunks, seen.terminal.event, seen.terminal.data)
 }
 
 fn text(chunks: &[Value]) -> String {
@@ -94,9 +81,8 @@ async fn an_openai_answer_streams_to_the_client() {
         .api_key("sk-e2e")
         .build()
         .unwrap();
-    let mut client = TestClient::connect(marie(provider).await).await;
-    client.join_and_send("hello").await;
-    let (chunks, name, end) = client.stream().await;
+    let mut client = alice_asks(marie(provider).await, "hello").await;
+    let (chunks, name, end) = stream(&mut client).await;
     assert_eq!(name, "stream_end");
     assert_eq!(chunks.len(), 5);
     assert_eq!(end["status"], "complete");
@@ -116,9 +102,8 @@ async fn an_ollama_answer_streams_to_the_client() {
         .host(fake.ollama_host())
         .build()
         .unwrap();
-    let mut client = TestClient::connect(marie(provider).await).await;
-    client.join_and_send("salut").await;
-    let (_, name, end) = client.stream().await;
+    let mut client = alice_asks(marie(provider).await, "salut").await;
+    let (_, name, end) = stream(&mut client).await;
     assert_eq!(name, "stream_end");
     assert_eq!(end["full_content"], "Bonjour 👋");
     assert_eq!(
@@ -143,9 +128,8 @@ async fn a_provider_that_stays_down_gives_a_retryable_stream_error() {
         .retry(RetryPolicy::default().max_retries(2).backoff(ms(5), ms(10)))
         .build()
         .unwrap();
-    let mut client = TestClient::connect(marie(provider).await).await;
-    client.join_and_send("hello").await;
-    let (chunks, name, err) = client.stream().await;
+    let mut client = alice_asks(marie(provider).await, "hello").await;
+    let (chunks, name, err) = stream(&mut client).await;
     assert_eq!(name, "stream_error");
     assert!(chunks.is_empty());
     assert_eq!(err["code"], "provider_unavailable");
@@ -167,9 +151,8 @@ async fn a_rejected_key_gives_a_final_stream_error() {
         .api_key("sk-wrong")
         .build()
         .unwrap();
-    let mut client = TestClient::connect(marie(provider).await).await;
-    client.join_and_send("hello").await;
-    let (_, name, err) = client.stream().await;
+    let mut client = alice_asks(marie(provider).await, "hello").await;
+    let (_, name, err) = stream(&mut client).await;
     assert_eq!(name, "stream_error");
     assert_eq!(err["code"], "provider_unavailable");
     assert_eq!(err["retryable"], false);
@@ -196,9 +179,8 @@ async fn a_connection_broken_mid_answer_ends_with_after_seq() {
         .base_url(fake.openai_base())
         .build()
         .unwrap();
-    let mut client = TestClient::connect(marie(provider).await).await;
-    client.join_and_send("a story").await;
-    let (chunks, name, err) = client.stream().await;
+    let mut client = alice_asks(marie(provider).await, "a story").await;
+    let (chunks, name, err) = stream(&mut client).await;
     assert_eq!(name, "stream_error");
     assert_eq!(text(&chunks), "Once upon a");
     assert_eq!(err["code"], "provider_unavailable");
@@ -219,20 +201,17 @@ async fn cancel_stream_closes_the_upstream_request() {
         .base_url(fake.openai_base())
         .build()
         .unwrap();
-    let mut client = TestClient::connect(marie(provider).await).await;
-    client.join_and_send("go on").await;
+    let mut client = alice_asks(marie(provider).await, "go on").await;
     let start = client.next("stream_start").await;
     client.next("stream_chunk").await;
 
     let cancelled_at = Instant::now();
     client
-        .client
         .emit(
             "cancel_stream",
             json!({ "conversation_id": "room", "stream_id": start["stream_id"] }),
         )
-        .await
-        .unwrap();
+        .await;
     let seen = fake.body_dropped().await;
     let latency = seen.at.saturating_duration_since(cancelled_at);
     eprintln!("socket.io cancel_stream: upstream request closed {latency:?} after the emit");

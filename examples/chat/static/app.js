@@ -625,6 +625,15 @@
     return view;
   }
 
+  /** The last seq shown of each answer still running, by stream id. */
+  function heldPositions() {
+    const held = {};
+    for (const [streamId, view] of state.streams) {
+      if (!view.ended && !view.lossy) held[streamId] = view.held;
+    }
+    return held;
+  }
+
   function runningStream() {
     for (const [streamId, view] of state.streams) if (!view.ended) return { streamId, view };
     return null;
@@ -1521,11 +1530,13 @@
     disconnect();
     setStatus("Connecting…", "connecting");
     // The token travels in the CONNECT packet's auth, never in the URL. The
-    // callback form re-reads it on every reconnect, with the resume handle.
+    // callback form re-reads it on every reconnect, with the resume handle and
+    // where this page stands in each running answer: the server resumes those at
+    // once, before their live tail (docs/protocol.md section 1).
     const socket = io({
       forceNew: true,
       auth: (cb) => cb(state.session
-        ? { token: state.token, previous_session: state.session }
+        ? { token: state.token, previous_session: state.session, last_seqs: heldPositions() }
         : { token: state.token }),
     });
     state.socket = socket;
@@ -1549,8 +1560,10 @@
       }
       systemLine("Reconnected.");
       updateControls();
+      // Answers named in auth.last_seqs were resumed by the reconnect itself.
+      const resumed = new Set((data.active_streams || []).filter((s) => s.resumed).map((s) => s.stream_id));
       const running = runningStream();
-      if (running) resumeStream(running.streamId);
+      if (running && !resumed.has(running.streamId)) resumeStream(running.streamId);
     });
     socket.on("connect_error", (err) => {
       // socketioxide can only send a message string: it carries the error code.

@@ -1,4 +1,4 @@
-//! [`SqlStore`]: a [`RoomStore`] and a [`FileStore`] in SQLite or PostgreSQL, through `sqlx`'s
+//! [`SqlStore`]: a [`RoomStore`](marie_core::RoomStore) and a [`FileStore`] in SQLite or PostgreSQL, through `sqlx`'s
 //! [`AnyPool`]: one file for one node, or one PostgreSQL shared by several nodes.
 //!
 //! - `mod.rs`: the store, its configuration, connecting, migrations and errors.
@@ -188,7 +188,7 @@ fn redact(url: &str) -> String {
     }
 }
 
-/// A [`RoomStore`] in SQLite or PostgreSQL: conversations, access lists, history with its
+/// Every store trait of `marie-core` (so a [`RoomStore`](marie_core::RoomStore)) in SQLite or PostgreSQL: conversations, access lists, history with its
 /// branches, sessions, the leases of running answers and approvals; and a [`FileStore`]:
 /// uploaded files, bytes included. On PostgreSQL it is shared by every node that uses the
 /// same database (and schema).

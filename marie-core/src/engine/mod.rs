@@ -81,7 +81,7 @@ pub struct Joined {
 ///
 /// ## On several nodes
 ///
-/// Engines on several nodes cooperate through what they share: the [`RoomStore`] holds a
+/// Engines on several nodes cooperate through what they share: the [`AnswerLeases`](crate::AnswerLeases) store holds a
 /// lease per running answer (so `busy` and `joined.active_stream` hold cluster-wide), and
 /// the [`ControlBus`] carries `cancel_stream` to the node that runs the answer. With the
 /// defaults (an in-process bus) the engine serves one node.

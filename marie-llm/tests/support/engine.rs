@@ -1,14 +1,16 @@
-//! The engine with an in-memory store and a recording sink: what a client of a
-//! conversation receives, without the transport.
+//! One user's chat with a provider through the engine (`marie_testkit::engine`, with a file
+//! store): what a client of a conversation receives, without the transport, checked against
+//! the protocol's rules.
 
 use std::sync::Arc;
 
-use marie_adapters::{MemoryFileStore, MemoryStore};
+use marie_adapters::MemoryFileStore;
 use marie_core::{
     Bytes, ChatEngine, ConversationId, EndStatus, EngineConfig, ErrorCode, FileId, Identity,
     LlmProvider, RecordingSink, SendRequest, StreamChunk, StreamEnd, StreamEvent, StreamFailed,
-    StreamId, StreamReasoning, Tool, Upload, UserId,
+    StreamId, StreamReasoning, Tool, Upload,
 };
+use marie_testkit::engine::{Harness, conv, user};
 use serde_json::{Value, json};
 
 use super::fake::{FakeServer, WAIT};
@@ -98,20 +100,18 @@ impl Chat {
         config: EngineConfig,
         tools: Vec<Arc<dyn Tool>>,
     ) -> Self {
-        let sink = Arc::new(RecordingSink::new());
-        let mut builder = ChatEngine::builder(
-            Arc::new(MemoryStore::new()),
-            Arc::new(provider),
-            sink.clone(),
-        )
-        .config(config)
-        .files(Arc::new(MemoryFileStore::new()));
-        for tool in tools {
-            builder = builder.tool(tool);
-        }
-        let engine = builder.build();
-        let user = Identity::new(UserId::parse("alice").expect("user id"));
-        let conversation = ConversationId::parse("talk").expect("conversation id");
+        let Harness { engine, sink, .. } = Harness::builder(provider)
+            .config(config)
+            .with(move |builder| {
+                let mut builder = builder.files(Arc::new(MemoryFileStore::new()));
+                for tool in tools {
+                    builder = builder.tool(tool);
+                }
+                builder
+            })
+            .build();
+        let user = user("alice");
+        let conversation = conv("talk");
         engine.join(&user, &conversation).await.expect("join");
         Self {
             engine,

@@ -1,7 +1,7 @@
-//! Test support: a fake model server that sends what the real APIs send, the engine with a
-//! recording sink (and the checks of an answer asked again after a `stream_reset`), a
-//! provider asked directly, files on a user message, MARIE over Socket.IO with a recording
-//! client, and addresses that refuse or never answer connections.
+//! Test support: a fake model server that sends what the real APIs send, a chat through the
+//! engine (and the checks of an answer asked again after a `stream_reset`), a provider asked
+//! directly, files on a user message, and addresses that refuse or never answer connections.
+//! MARIE over Socket.IO, the engine's set-up and the metrics recorder are `marie_testkit`'s.
 
 #![allow(dead_code, unreachable_pub, missing_docs, clippy::unwrap_used)]
 
@@ -9,7 +9,6 @@ pub mod direct;
 pub mod engine;
 pub mod fake;
 pub mod files;
-pub mod socket;
 
 use std::net::SocketAddr;
 use std::time::Duration;

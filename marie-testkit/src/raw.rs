@@ -1,18 +1,17 @@
 //! Raw Engine.IO / Socket.IO over a WebSocket, and raw HTTP/1.1: for sending what no
-//! well-behaved client library would send.
-
-#![allow(dead_code, unreachable_pub, missing_docs, clippy::unwrap_used)]
+//! well-behaved client library would send, and for seeing every frame as it comes.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
+/// A WebSocket as `tokio_tungstenite::connect_async` opens it.
 pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// Opens an Engine.IO v4 WebSocket (no Socket.IO CONNECT yet); returns after the OPEN packet.
@@ -40,17 +39,23 @@ pub async fn ws_connect(addr: SocketAddr, token: &str) -> Ws {
     }
 }
 
+/// Sends a text frame; `false` when the connection is gone.
 pub async fn send_text(ws: &mut Ws, text: impl Into<String>) -> bool {
     ws.send(Message::Text(text.into())).await.is_ok()
 }
 
+/// Sends a binary frame; `false` when the connection is gone.
 pub async fn send_binary(ws: &mut Ws, data: Vec<u8>) -> bool {
     ws.send(Message::Binary(data)).await.is_ok()
 }
 
 /// The next text frame, answering Engine.IO pings; `None` when the connection closed or
-/// nothing came within `wait`.
-pub async fn next_text(ws: &mut Ws, wait: Duration) -> Option<String> {
+/// nothing came within `wait`. Any WebSocket: one opened over a socket of the test's own
+/// making (a small receive buffer, say) too.
+pub async fn next_text<S>(ws: &mut WebSocketStream<S>, wait: Duration) -> Option<String>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     let deadline = tokio::time::Instant::now() + wait;
     loop {
         let msg = tokio::time::timeout_at(deadline, ws.next()).await.ok()??;
@@ -65,21 +70,40 @@ pub async fn next_text(ws: &mut Ws, wait: Duration) -> Option<String> {
     }
 }
 
+/// The name and first argument of an event packet (`42["name", data]`), if `packet` is one.
+pub fn event_of(packet: &str) -> Option<(String, Value)> {
+    let body = packet.strip_prefix("42")?;
+    let Value::Array(mut args) = serde_json::from_str::<Value>(body).ok()? else {
+        return None;
+    };
+    let name = args.first()?.as_str()?.to_owned();
+    let data = if args.len() > 1 {
+        args.swap_remove(1)
+    } else {
+        Value::Null
+    };
+    Some((name, data))
+}
+
+/// The first argument of the ack `43<id>[...]`, if `packet` is it.
+pub fn ack_of(packet: &str, id: u32) -> Option<Value> {
+    let body = packet.strip_prefix(&format!("43{id}"))?;
+    match serde_json::from_str::<Value>(body).ok()? {
+        Value::Array(mut args) if !args.is_empty() => Some(args.swap_remove(0)),
+        _ => None,
+    }
+}
+
 /// Waits for the event `name` (a `42["name", data]` packet) and returns its data.
 pub async fn next_event(ws: &mut Ws, name: &str, wait: Duration) -> Option<Value> {
     let deadline = tokio::time::Instant::now() + wait;
     loop {
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
         let t = next_text(ws, left).await?;
-        if let Some(body) = t.strip_prefix("42")
-            && let Ok(Value::Array(mut args)) = serde_json::from_str::<Value>(body)
-            && args.first().and_then(Value::as_str) == Some(name)
+        if let Some((event, data)) = event_of(&t)
+            && event == name
         {
-            return Some(if args.len() > 1 {
-                args.swap_remove(1)
-            } else {
-                Value::Null
-            });
+            return Some(data);
         }
     }
 }
@@ -142,4 +166,25 @@ pub async fn polling_handshake(addr: SocketAddr) -> String {
     let end = body.rfind('}').unwrap();
     let open: Value = serde_json::from_str(&body[start..=end]).unwrap();
     open["sid"].as_str().unwrap().to_owned()
+}
+
+/// The packets of one long-polling GET of session `sid` (`\x1e`-separated), or why the
+/// server refused it.
+pub async fn poll(addr: SocketAddr, sid: &str) -> Result<Vec<String>, String> {
+    let path = format!("/socket.io/?EIO=4&transport=polling&sid={sid}");
+    let (status, body) = http(addr, "GET", &path, &[], b"").await;
+    if status != 200 {
+        return Err(format!("poll answered {status}: {body}"));
+    }
+    Ok(body.split('\u{1e}').map(str::to_owned).collect())
+}
+
+/// Posts `packet` to the long-polling session `sid`, or says why the server refused it.
+pub async fn post(addr: SocketAddr, sid: &str, packet: &str) -> Result<(), String> {
+    let path = format!("/socket.io/?EIO=4&transport=polling&sid={sid}");
+    let headers = [("Content-Type", "text/plain;charset=UTF-8")];
+    let (status, body) = http(addr, "POST", &path, &headers, packet.as_bytes()).await;
+    (status == 200)
+        .then_some(())
+        .ok_or(format!("post answered {status}: {body}"))
 }

@@ -1,112 +1,46 @@
-//! A MARIE server on an ephemeral port and a real Socket.IO client (`rust_socketio`) that
-//! records every event it receives.
+//! A real Socket.IO client (`rust_socketio`) that records every event it receives, in order,
+//! and asks with acks: what a browser's client does, checked event by event.
 
-#![allow(dead_code, unreachable_pub, missing_docs, clippy::unwrap_used)]
-
+use std::collections::VecDeque;
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::FutureExt;
-use marie_adapters::{MemoryStore, StaticAuthenticator};
-use marie_axum::{Marie, MarieBuilder, MarieConfig, MarieHandle};
-use marie_core::{Identity, LlmProvider, UserId};
 use rust_socketio::asynchronous::{Client, ClientBuilder};
-use rust_socketio::{Event, Payload};
+use rust_socketio::{Event, Payload, TransportType};
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot};
 
-/// How long any single expected event may take before the test fails.
+/// How long any single expected event may take before the test fails: long, because two
+/// cores run whole test binaries at once.
 pub const WAIT: Duration = Duration::from_secs(10);
-
-pub struct TestServer {
-    pub addr: SocketAddr,
-    pub handle: MarieHandle,
-    pub store: MemoryStore,
-}
-
-/// Users with tokens `t-<name>`; `admin` has the admin role.
-pub fn authenticator() -> StaticAuthenticator {
-    let auth = StaticAuthenticator::new();
-    for name in ["alice", "bob", "carol", "dave"] {
-        auth.insert(
-            format!("t-{name}"),
-            Identity::new(UserId::parse(name).unwrap()),
-        );
-    }
-    auth.insert(
-        "t-admin",
-        Identity::new(UserId::parse("admin").unwrap()).with_role("admin"),
-    );
-    auth
-}
-
-pub async fn start(provider: impl LlmProvider) -> TestServer {
-    start_with(provider, MarieConfig::default()).await
-}
-
-pub async fn start_with(provider: impl LlmProvider, config: MarieConfig) -> TestServer {
-    start_with_tools(provider, config, Vec::new()).await
-}
-
-/// A server whose engine offers `tools`, with the HTTP routes mounted too.
-pub async fn start_with_tools(
-    provider: impl LlmProvider,
-    config: MarieConfig,
-    tools: Vec<std::sync::Arc<dyn marie_core::Tool>>,
-) -> TestServer {
-    start_custom(provider, config, |mut builder| {
-        for tool in tools {
-            builder = builder.tool(tool);
-        }
-        builder
-    })
-    .await
-}
-
-/// A server built by `customize` from the test defaults, with the HTTP routes mounted too.
-pub async fn start_custom(
-    provider: impl LlmProvider,
-    config: MarieConfig,
-    customize: impl FnOnce(MarieBuilder) -> MarieBuilder,
-) -> TestServer {
-    let store = MemoryStore::new();
-    let builder = Marie::builder()
-        .authenticator(authenticator())
-        .store(store.clone())
-        .provider(provider)
-        .config(config);
-    let (layer, handle) = customize(builder).build().unwrap();
-    let app = handle.http_routes().layer(layer);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        axum::serve(marie_axum::nodelay(listener), app)
-            .await
-            .unwrap();
-    });
-    TestServer {
-        addr,
-        handle,
-        store,
-    }
-}
 
 /// A received event: its name and first argument.
 #[derive(Debug, Clone)]
 pub struct Received {
+    /// The event's name, `error` for a refused CONNECT.
     pub event: String,
+    /// Its first argument (`null` when it had none).
     pub data: Value,
 }
 
+/// A connected client and everything it has received.
+///
+/// Events wait in arrival order until a test takes them ([`next`](Self::next) and the
+/// like); an event a test does not ask for is kept, not dropped, so that asking for events
+/// in another order than they came never loses one.
 pub struct TestClient {
+    /// The `rust_socketio` client, for what the helpers do not cover.
     pub client: Client,
     rx: mpsc::UnboundedReceiver<Received>,
     /// Every event received, in order.
     seen: Vec<Received>,
-    /// Received but not yet consumed by `next`/`stream`, in order.
-    pending: std::collections::VecDeque<Received>,
+    /// Received but not yet taken by `next` and the like, in order.
+    pending: VecDeque<Received>,
 }
 
+/// The first argument of `payload`.
 fn first_value(payload: Payload) -> Value {
     #[allow(deprecated)]
     match payload {
@@ -129,20 +63,17 @@ pub async fn connect_raw(addr: SocketAddr, auth: Option<Value>) -> TestClient {
 
 /// Connects to `url` (which may carry a query) without waiting for the outcome.
 pub async fn connect_url(url: &str, auth: Option<Value>) -> TestClient {
-    connect_with(url, auth, rust_socketio::TransportType::Any).await
+    connect_with(url, auth, TransportType::Any).await
 }
 
 /// Connects over `transport` without waiting for the outcome.
-pub async fn connect_with(
-    url: &str,
-    auth: Option<Value>,
-    transport: rust_socketio::TransportType,
-) -> TestClient {
+pub async fn connect_with(url: &str, auth: Option<Value>, transport: TransportType) -> TestClient {
     let (tx, rx) = mpsc::unbounded_channel();
     let tx_any = tx.clone();
-    let tx_err = tx.clone();
+    let tx_err = tx;
     let mut builder = ClientBuilder::new(url)
         .transport_type(transport)
+        // A test decides itself when to connect again.
         .reconnect(false)
         .on_any(move |event: Event, payload: Payload, _c: Client| {
             let tx = tx_any.clone();
@@ -154,6 +85,7 @@ pub async fn connect_with(
             }
             .boxed()
         })
+        // `on_any` does not see `error` (a refused CONNECT).
         .on("error", move |payload: Payload, _c: Client| {
             let tx = tx_err.clone();
             async move {
@@ -175,16 +107,28 @@ pub async fn connect_with(
         client,
         rx,
         seen: Vec::new(),
-        pending: Default::default(),
+        pending: VecDeque::new(),
     }
 }
 
-/// Connects as `user` (token `t-<user>`) and waits for `connected`.
+/// Connects as `user` (token `t-<user>`, see [`crate::server::authenticator`]) and waits
+/// for `connected`.
 pub async fn connect(addr: SocketAddr, user: &str) -> TestClient {
     let mut c = connect_raw(addr, Some(json!({ "token": format!("t-{user}") }))).await;
     let connected = c.next("connected").await;
     assert_eq!(connected["user_id"], user);
     c
+}
+
+/// Alice and bob, both members of `conversation` (alice created it and invited bob), both
+/// joined.
+pub async fn two_members(addr: SocketAddr, conversation: &str) -> (TestClient, TestClient) {
+    let mut alice = connect(addr, "alice").await;
+    alice.join(conversation).await;
+    alice.invite(conversation, "bob").await;
+    let mut bob = connect(addr, "bob").await;
+    bob.join(conversation).await;
+    (alice, bob)
 }
 
 impl TestClient {
@@ -195,6 +139,7 @@ impl TestClient {
             .unwrap_or_else(|| panic!("no `{event}` within {WAIT:?}; seen: {:#?}", self.seen))
     }
 
+    /// The next event named `event`, or `None` when none came within `wait`.
     pub async fn try_next(&mut self, event: &str, wait: Duration) -> Option<Value> {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
@@ -241,6 +186,7 @@ impl TestClient {
         self.seen.clone()
     }
 
+    /// Emits `event` without an ack.
     pub async fn emit(&self, event: &str, data: Value) {
         self.client.emit(event, data).await.expect("emit");
     }
@@ -248,7 +194,8 @@ impl TestClient {
     /// Emits with an ack callback and returns the ack's payload.
     pub async fn ack(&self, event: &str, data: Value) -> Value {
         let (tx, rx) = oneshot::channel();
-        let tx = std::sync::Arc::new(std::sync::Mutex::new(Some(tx)));
+        // The callback is `Fn`: the sender is taken out of a shared slot on its one call.
+        let tx = Arc::new(Mutex::new(Some(tx)));
         self.client
             .emit_with_ack(event, data, WAIT, move |payload: Payload, _c: Client| {
                 let tx = tx.clone();
@@ -272,7 +219,7 @@ impl TestClient {
             .expect("ack sender dropped")
     }
 
-    /// Joins and returns the ack.
+    /// Joins `conversation`, checks the ack says `ok` and returns it.
     pub async fn join(&mut self, conversation: &str) -> Value {
         let ack = self
             .ack(
@@ -281,6 +228,33 @@ impl TestClient {
             )
             .await;
         assert_eq!(ack["status"], "ok", "join {conversation}: {ack}");
+        ack
+    }
+
+    /// Invites `user` into `conversation` and checks the ack says `ok`.
+    pub async fn invite(&self, conversation: &str, user: &str) {
+        let ack = self
+            .ack(
+                "invite",
+                json!({ "conversation_id": conversation, "user_id": user }),
+            )
+            .await;
+        assert_eq!(
+            ack["status"], "ok",
+            "invite {user} to {conversation}: {ack}"
+        );
+    }
+
+    /// Sends `message` to `conversation`, checks the ack says `ok` and returns it (with the
+    /// answer's `stream_id`).
+    pub async fn send(&self, conversation: &str, message: &str) -> Value {
+        let ack = self
+            .ack(
+                "send_message",
+                json!({ "conversation_id": conversation, "message": message }),
+            )
+            .await;
+        assert_eq!(ack["status"], "ok", "send to {conversation}: {ack}");
         ack
     }
 
@@ -318,17 +292,21 @@ impl TestClient {
         }
     }
 
+    /// Disconnects, ignoring a connection already gone.
     pub async fn disconnect(self) {
         let _ = self.client.disconnect().await;
     }
 }
 
+/// One stream as a client received it.
 pub struct StreamSeen {
+    /// The `stream_start`.
     pub start: Value,
     /// Every chunk received, those of failed attempts included.
     pub chunks: Vec<Value>,
     /// The `stream_reset`s: a failed model step asked again.
     pub resets: Vec<Value>,
+    /// The `stream_end` or `stream_error`.
     pub terminal: Received,
 }
 
@@ -341,6 +319,11 @@ impl StreamSeen {
             assert_eq!(c["done"], false);
             assert!(!c["content"].as_str().unwrap().is_empty());
         }
+        self.text()
+    }
+
+    /// The chunks' contents joined, unchecked.
+    pub fn text(&self) -> String {
         self.chunks
             .iter()
             .map(|c| c["content"].as_str().unwrap())
