@@ -316,6 +316,7 @@ impl<A: Adapter> MarieBuilder<A> {
             engine = engine.files(files);
         }
         let guards = Guards::new(config.limits.clone());
+        let typing = TypingBoard::new(io.clone(), config.namespace.clone(), config.typing_timeout);
         let shared = Arc::new(NodeState {
             engine: engine.build(),
             authenticator,
@@ -324,7 +325,7 @@ impl<A: Adapter> MarieBuilder<A> {
             rooms: RoomCounts::default(),
             hub,
             guards,
-            typing: TypingBoard::default(),
+            typing,
         });
         let init = socketio::register(&shared);
         let layer = MarieLayer::new(layer, shared.config.allowed_origins.clone());

@@ -9,8 +9,8 @@ use socketioxide::SocketIo;
 use socketioxide::adapter::{Adapter, LocalAdapter};
 
 use crate::commands::Announcement;
-use crate::guards::expiry;
 use crate::rooms::{conversation_room, user_room};
+use crate::socketio::expiry;
 use crate::state::NodeState;
 
 /// Drives MARIE from outside the handlers: run commands, emit to a conversation, announce,

@@ -61,7 +61,7 @@
 //!   answers and resumes, files, health probes).
 //! - `typing.rs`: `typing` → `user_typing`, volatile, throttled, ending by itself.
 //! - `delivery/`: per-client delivery of stream events and replies (outboxes, the hub).
-//! - `guards/`: limits, the `Origin` check, credential expiry and revocation.
+//! - `guards/`: limits and the `Origin` check.
 //! - `rooms.rs`, `net.rs`, `owned_parts.rs`, `redis.rs`: room names, `TCP_NODELAY`, request
 //!   parts, the Redis adapter.
 //!

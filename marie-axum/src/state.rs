@@ -21,5 +21,5 @@ pub(crate) struct NodeState<A: Adapter> {
     pub(crate) rooms: RoomCounts,
     pub(crate) hub: Arc<Hub<A>>,
     pub(crate) guards: Guards,
-    pub(crate) typing: TypingBoard,
+    pub(crate) typing: TypingBoard<A>,
 }

@@ -296,7 +296,10 @@ impl<A: Adapter, L: Link> Ctx<'_, A, L> {
                 typist
             }
         };
-        crate::typing::typing(self.shared, typist, self.who, &conversation, typing).await;
+        self.shared
+            .typing
+            .typing(typist, &self.who.user_id, &conversation, typing)
+            .await;
         acked(ok(&TypingAck {
             conversation_id: conversation,
             typing,

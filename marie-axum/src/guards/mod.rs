@@ -1,14 +1,14 @@
-//! The guards: enforcement of [`Limits`], the `Origin` check of the layer
-//! ([`AllowedOrigins`](origin::AllowedOrigins)), and the end of connections whose credentials
-//! expire or whose user is revoked ([`expiry`]).
+//! The guards: enforcement of [`Limits`], and the `Origin` check of the layer
+//! ([`AllowedOrigins`](origin::AllowedOrigins)). (Connections whose credentials expire or
+//! whose user is revoked are ended by `crate::socketio`'s `expiry`.)
 //!
-//! The Socket.IO front end calls [`Guards`] at four points: the CONNECT middleware
-//! ([`Guards::admit_connection`]), every event before its payload is decoded
-//! ([`Guards::admit_event`]), a send that starts an answer ([`Guards::admit_message`]), and
-//! `join_conversation` ([`Guards::check_rooms`]). Each answers with an [`Error`] whose code the
-//! client sees; nothing here disconnects a client except expiry and revocation, which exist to.
+//! [`Guards`] are called at four points: the Socket.IO CONNECT middleware
+//! ([`Guards::admit_connection`]), and, in the command layer every front end goes through
+//! (`crate::commands::dispatch`), every command before its payload is decoded
+//! ([`Guards::admit_event`]), a command that starts an answer ([`Guards::admit_message`]),
+//! and `join_conversation` ([`Guards::check_rooms`]). Each answers with an [`Error`] whose code the
+//! client sees; nothing here disconnects a client.
 
-pub(crate) mod expiry;
 pub mod limits;
 pub(crate) mod origin;
 

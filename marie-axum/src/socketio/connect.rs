@@ -17,12 +17,13 @@ use socketioxide::extract::SocketRef;
 use socketioxide::handler::ConnectHandler;
 use socketioxide::socket::Socket;
 
+use super::expiry;
 use super::membership::{save_session, tell_others};
 use super::payloads::{ConnectAuth, Connected, Reconnected, Running};
 use super::{Session, asked, handler, reply};
 use crate::commands::{Caller, raw};
 use crate::delivery::SocketOutbox;
-use crate::guards::{ConnectionGuard, expiry};
+use crate::guards::ConnectionGuard;
 use crate::rooms::{conversation_of, conversation_room, user_room};
 use crate::state::NodeState;
 use crate::typing::Typist;
@@ -330,13 +331,10 @@ async fn disconnected<A: Adapter>(
     asked::cancel_all(shared, socket, who).await;
     for conversation in conversations {
         shared.rooms.left(&conversation);
-        crate::typing::stop(
-            shared,
-            Typist::Socket(socket.id),
-            &who.user_id,
-            &conversation,
-        )
-        .await;
+        shared
+            .typing
+            .stop(Typist::Socket(socket.id), &who.user_id, &conversation)
+            .await;
         tell_others(socket, "user_left", who, &conversation).await;
     }
 }

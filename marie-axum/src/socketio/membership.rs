@@ -38,13 +38,10 @@ pub(super) async fn leave_room<A: Adapter>(
     if !in_room(socket, conversation) {
         return false;
     }
-    crate::typing::stop(
-        shared,
-        Typist::Socket(socket.id),
-        &who.user_id,
-        conversation,
-    )
-    .await;
+    shared
+        .typing
+        .stop(Typist::Socket(socket.id), &who.user_id, conversation)
+        .await;
     socket.leave(conversation_room(conversation));
     shared.rooms.left(conversation);
     tell_others(socket, "user_left", who, conversation).await;

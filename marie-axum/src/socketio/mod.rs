@@ -17,11 +17,14 @@
 //! - `membership.rs`: the rooms a socket enters and leaves, and its session.
 //! - `reply.rs`: replies and acks through the outbox.
 //! - `payloads.rs`: the CONNECT `auth`, and the notices of a connection.
+//! - `expiry.rs`: the end of a connection whose credentials expire, or whose user is
+//!   revoked.
 //! - `asked.rs`: the answers a socket asked for, to cancel them when it leaves (if so
 //!   configured).
 
 mod asked;
 mod connect;
+pub(crate) mod expiry;
 mod handler;
 mod link;
 mod membership;

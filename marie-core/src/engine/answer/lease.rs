@@ -1,4 +1,4 @@
-//! The answer's lease on its conversation (see [`RoomStore`](crate::RoomStore)), renewed
+//! The answer's lease on its conversation (see [`AnswerLeases`](crate::AnswerLeases)), renewed
 //! while the answer runs, with the last `seq` sent recorded in it for late joiners.
 
 use std::sync::atomic::Ordering;

@@ -115,8 +115,11 @@ pub(super) async fn run(engine: ChatEngine, job: AnswerJob, request: LlmRequest)
         if job.streamed {
             emit(&engine, &job, start_event(&job)).await;
         }
-        let outcome =
-            lease::with_lease(&engine, &job, steps::run_steps(&engine, &job, request)).await;
+        // Boxed: the steps' state machine is large (a provider's stream, tool calls,
+        // approvals), and every move of this task's future would copy it (`docs/benchmarks.md`,
+        // item 18).
+        let steps = Box::pin(steps::run_steps(&engine, &job, request));
+        let outcome = lease::with_lease(&engine, &job, steps).await;
         // What a burst left held goes out before the answer is stored.
         burst::flush(&engine, &job).await;
         outcome

@@ -8,8 +8,8 @@ use marie_core::{Error, Identity, now_millis};
 use socketioxide::adapter::Adapter;
 use socketioxide::extract::SocketRef;
 
-use super::ConnectionGuard;
 use crate::commands::ErrorPayload;
+use crate::guards::ConnectionGuard;
 
 /// The notice sent before a connection is ended because its credentials expired.
 pub(crate) fn expired() -> ErrorPayload<'static> {
