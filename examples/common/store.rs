@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use marie_adapters::{DiskFileStore, MemoryFileStore, MemoryStore, SqlStore};
-use marie_core::{FileStore, RoomStore};
+use marie_core::{FileStore, Stores};
 
 use crate::web;
 
@@ -29,14 +29,14 @@ pub(crate) async fn sql_from_env() -> Result<Option<SqlStore>, web::Words> {
     dead_code,
     reason = "the cluster example's default store is Redis: it uses `sql_from_env` alone"
 )]
-pub(crate) fn from_env(sql: Option<&SqlStore>) -> Arc<dyn RoomStore> {
+pub(crate) fn from_env(sql: Option<&SqlStore>) -> Stores {
     match sql {
-        Some(sql) => Arc::new(sql.clone()),
+        Some(sql) => Stores::new(sql.clone()),
         None => {
             tracing::info!(
                 "conversations are kept in memory (set MARIE_DATABASE_URL to keep them)"
             );
-            Arc::new(MemoryStore::new())
+            Stores::new(MemoryStore::new())
         }
     }
 }

@@ -33,10 +33,10 @@
 //!
 //! ```
 //! # use std::sync::Arc;
-//! use marie_core::{ChatEngine, RecordingSink};
+//! use marie_core::{ChatEngine, RecordingSink, Stores};
 //! # async fn demo(store: Arc<dyn marie_core::RoomStore>, provider: Arc<dyn marie_core::LlmProvider>) {
 //! let sink = Arc::new(RecordingSink::new());
-//! let engine = ChatEngine::builder(store, provider, sink.clone()).build();
+//! let engine = ChatEngine::builder(Stores::shared(store), provider, sink.clone()).build();
 //! # let _ = engine;
 //! # }
 //! ```

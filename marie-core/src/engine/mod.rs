@@ -774,10 +774,11 @@ impl ChatEngine {
     /// until the lease would have lapsed anyway, so that the conversation is free as soon as
     /// the store is back.
     async fn release(&self, conversation: &ConversationId, stream_id: &StreamId) {
-        let store = self.shared.stores.answer_leases().clone();
-        let Err(e) = store.release_answer(conversation, stream_id).await else {
+        let leases = self.shared.stores.answer_leases();
+        let Err(e) = leases.release_answer(conversation, stream_id).await else {
             return;
         };
+        let store = self.shared.stores.shared_answer_leases();
         tracing::warn!(error = %e, %stream_id, "could not release the answer's lease; retrying");
         let lease = self.answer_lease();
         let (conversation, stream_id) = (conversation.clone(), stream_id.clone());

@@ -82,7 +82,8 @@ impl<T> RoomStore for T where
 /// ```
 ///
 /// Cheap to clone. A store given in parts must still keep each part's rules on its own;
-/// no operation spans two parts.
+/// no operation spans two parts. The accessors give `&dyn` parts: a call then goes straight
+/// to the backend, not through the forwarding impl of `Arc` (a second boxed future).
 #[derive(Clone)]
 pub struct Stores {
     conversations: Arc<dyn Conversations>,
@@ -106,7 +107,8 @@ impl Stores {
         Self::shared(Arc::new(store))
     }
 
-    /// Every part from one shared store.
+    /// Every part from one shared store. (Given to [`new`](Self::new) or `into()`, an
+    /// `Arc<dyn RoomStore>` would be wrapped once more, and each call would go through both.)
     pub fn shared(store: Arc<dyn RoomStore>) -> Self {
         Self {
             conversations: store.clone(),
@@ -177,8 +179,14 @@ impl Stores {
     }
 
     /// Answer leases.
-    pub fn answer_leases(&self) -> &Arc<dyn AnswerLeases> {
-        &self.leases
+    pub fn answer_leases(&self) -> &dyn AnswerLeases {
+        &*self.leases
+    }
+
+    /// The answer leases themselves, for a task that outlives the call (a release retried in
+    /// the background).
+    pub(crate) fn shared_answer_leases(&self) -> Arc<dyn AnswerLeases> {
+        self.leases.clone()
     }
 
     /// Approvals.
