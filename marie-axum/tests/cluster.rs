@@ -36,8 +36,9 @@ struct Node {
     handle: MarieHandle<RedisAdapter>,
 }
 
-/// How a node reaches Redis.
-struct Link {
+/// What a node's backends are, and how it reaches them (Redis; PostgreSQL for a store
+/// given in parts).
+struct Backends {
     url: String,
     prefix: String,
     /// Store, bus and adapter timeouts: short where a test cuts Redis off.
@@ -49,7 +50,7 @@ struct Link {
     sql: Option<String>,
 }
 
-impl Link {
+impl Backends {
     fn direct(prefix: &str) -> Self {
         Self {
             url: redis_url(),
@@ -61,28 +62,28 @@ impl Link {
     }
 }
 
-async fn start_node(link: &Link, provider: impl LlmProvider) -> Node {
-    start_node_with_tools(link, provider, Vec::new()).await
+async fn start_node(backends: &Backends, provider: impl LlmProvider) -> Node {
+    start_node_with_tools(backends, provider, Vec::new()).await
 }
 
 async fn start_node_with_tools(
-    link: &Link,
+    backends: &Backends,
     provider: impl LlmProvider,
     tools: Vec<Arc<dyn marie_core::Tool>>,
 ) -> Node {
-    let config = RedisConfig::new(link.url.clone())
-        .prefix(link.prefix.clone())
-        .timeout(link.timeout)
-        .connect_timeout(link.timeout)
+    let config = RedisConfig::new(backends.url.clone())
+        .prefix(backends.prefix.clone())
+        .timeout(backends.timeout)
+        .connect_timeout(backends.timeout)
         .health_interval(Duration::from_millis(100))
         // Whatever a failed test leaves behind expires on its own.
         .conversation_ttl(Duration::from_secs(3600));
     let store = RedisStore::connect(config.clone()).await.unwrap();
     let bus = RedisControlBus::connect(config.clone()).await.unwrap();
-    let adapter = RedisAdapterOptions::new(link.url.clone())
-        .prefix(format!("{}:sio", link.prefix))
-        .timeout(link.timeout)
-        .connect_timeout(link.timeout)
+    let adapter = RedisAdapterOptions::new(backends.url.clone())
+        .prefix(format!("{}:sio", backends.prefix))
+        .timeout(backends.timeout)
+        .connect_timeout(backends.timeout)
         .health_interval(Duration::from_millis(100))
         .connect()
         .await
@@ -92,7 +93,7 @@ async fn start_node_with_tools(
         .unwrap()
         .retention(Duration::from_secs(60))
         .running_ttl(Duration::from_secs(60));
-    let stores = match &link.sql {
+    let stores = match &backends.sql {
         Some(url) => Stores::new(marie_adapters::SqlStore::connect(url).await.unwrap())
             .with_sessions(store.clone())
             .with_answer_leases(store.clone())
@@ -108,7 +109,7 @@ async fn start_node_with_tools(
     for tool in tools {
         builder = builder.tool(tool);
     }
-    if let Some(budget) = link.budget {
+    if let Some(budget) = backends.budget {
         builder = builder.budget(budget);
     }
     let (layer, handle) = builder.redis(adapter).build_async().await.unwrap();
@@ -173,9 +174,9 @@ fn message_ids(history: &Value) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stream_sent_on_one_node_reaches_members_on_the_other_whole_and_in_order() {
     let prefix = unique_prefix("cluster-stream");
-    let link = Link::direct(&prefix);
-    let a = start_node(&link, EchoProvider::new(Duration::from_millis(1))).await;
-    let b = start_node(&link, EchoProvider::new(Duration::from_millis(1))).await;
+    let backends = Backends::direct(&prefix);
+    let a = start_node(&backends, EchoProvider::new(Duration::from_millis(1))).await;
+    let b = start_node(&backends, EchoProvider::new(Duration::from_millis(1))).await;
 
     let mut alice = connect(a.addr, "alice").await;
     let mut bob = connect(b.addr, "bob").await;
@@ -235,9 +236,9 @@ async fn a_stream_sent_on_one_node_reaches_members_on_the_other_whole_and_in_ord
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn history_written_through_one_node_is_read_through_the_other() {
     let prefix = unique_prefix("cluster-history");
-    let link = Link::direct(&prefix);
-    let a = start_node(&link, EchoProvider::new(Duration::from_millis(1))).await;
-    let b = start_node(&link, EchoProvider::new(Duration::from_millis(1))).await;
+    let backends = Backends::direct(&prefix);
+    let a = start_node(&backends, EchoProvider::new(Duration::from_millis(1))).await;
+    let b = start_node(&backends, EchoProvider::new(Duration::from_millis(1))).await;
 
     let mut on_a = connect(a.addr, "alice").await;
     on_a.join("notes").await;
@@ -282,11 +283,11 @@ async fn history_written_through_one_node_is_read_through_the_other() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_sent_to_one_node_stops_the_answer_running_on_the_other() {
     let prefix = unique_prefix("cluster-cancel");
-    let link = Link::direct(&prefix);
+    let backends = Backends::direct(&prefix);
     // Answers say two words and then wait for ever, until cancelled.
     let hanging = || ScriptedProvider::new(["thinking ", "hard "]).hang_at_end();
-    let a = start_node(&link, hanging()).await;
-    let b = start_node(&link, hanging()).await;
+    let a = start_node(&backends, hanging()).await;
+    let b = start_node(&backends, hanging()).await;
 
     let mut on_a = connect(a.addr, "alice").await;
     let mut on_b = connect(b.addr, "alice").await;
@@ -351,9 +352,9 @@ async fn cancel_sent_to_one_node_stops_the_answer_running_on_the_other() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_resumes_on_the_other_node() {
     let prefix = unique_prefix("cluster-session");
-    let link = Link::direct(&prefix);
-    let a = start_node(&link, EchoProvider::new(Duration::from_millis(1))).await;
-    let b = start_node(&link, EchoProvider::new(Duration::from_millis(1))).await;
+    let backends = Backends::direct(&prefix);
+    let a = start_node(&backends, EchoProvider::new(Duration::from_millis(1))).await;
+    let b = start_node(&backends, EchoProvider::new(Duration::from_millis(1))).await;
 
     let mut first = connect_raw(a.addr, Some(json!({ "token": "t-alice" }))).await;
     let session = first.next("connected").await["session"].clone();
@@ -421,7 +422,7 @@ fn done() -> LlmEvent {
 }
 
 /// Node A reaches Redis through a proxy that the test cuts in the middle of an answer and
-/// restores later; node B keeps its own link. While A is cut off, its clients get clear
+/// restores later; node B keeps its own backends. While A is cut off, its clients get clear
 /// `internal` errors, its running answer goes on for them, and nothing panics; once the link
 /// is back, A serves again (store, control bus and Socket.IO adapter reconnected and
 /// resubscribed) and every message acknowledged before, during or after is in history.
@@ -431,7 +432,7 @@ async fn a_node_cut_off_from_redis_fails_clearly_and_recovers_without_losing_ack
     let proxy = Proxy::start(redis_addr()).await;
     let gated = Gated::default();
     let a = start_node(
-        &Link {
+        &Backends {
             url: proxy.url(),
             prefix: prefix.clone(),
             timeout: Duration::from_millis(500),
@@ -442,7 +443,7 @@ async fn a_node_cut_off_from_redis_fails_clearly_and_recovers_without_losing_ack
     )
     .await;
     let b = start_node(
-        &Link::direct(&prefix),
+        &Backends::direct(&prefix),
         EchoProvider::new(Duration::from_millis(1)),
     )
     .await;
@@ -603,11 +604,11 @@ async fn a_node_cut_off_from_redis_fails_clearly_and_recovers_without_losing_ack
 #[ignore = "a measurement; run it by name"]
 async fn measure_cross_node_stream_throughput() {
     let prefix = unique_prefix("cluster-measure");
-    let link = Link::direct(&prefix);
+    let backends = Backends::direct(&prefix);
     let chunks = 2000;
     let provider = || ScriptedProvider::new((0..chunks).map(|i| format!("{i} ")));
-    let a = start_node(&link, provider()).await;
-    let b = start_node(&link, provider()).await;
+    let a = start_node(&backends, provider()).await;
+    let b = start_node(&backends, provider()).await;
     let mut alice = connect(a.addr, "alice").await;
     let bob = connect(b.addr, "alice").await;
     alice.join("m").await;
@@ -633,13 +634,13 @@ async fn measure_cross_node_stream_throughput() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stream_resumes_on_another_node() {
     let prefix = unique_prefix("resume-other-node");
-    let link = Link::direct(&prefix);
+    let backends = Backends::direct(&prefix);
     let n = 60u64;
     let k = 15u64;
     let script: Vec<String> = (1..=n).map(|i| format!("w{i} ")).collect();
     let provider = ScriptedProvider::new(script.clone()).delay(Duration::from_millis(15));
-    let node1 = start_node(&link, provider).await;
-    let node2 = start_node(&link, EchoProvider::default()).await;
+    let node1 = start_node(&backends, provider).await;
+    let node2 = start_node(&backends, EchoProvider::default()).await;
 
     let mut a = connect_raw(node1.addr, Some(json!({ "token": "t-alice" }))).await;
     let session = a.next("connected").await["session"]
@@ -755,15 +756,15 @@ fn approved_email(runs: Arc<std::sync::atomic::AtomicUsize>) -> Arc<dyn marie_co
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_members_deciding_at_once_on_two_nodes_one_wins() {
     let prefix = unique_prefix("cluster-approve");
-    let link = Link::direct(&prefix);
+    let backends = Backends::direct(&prefix);
     let runs = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let script = || {
         ScriptedProvider::new(Vec::<String>::new())
             .calls_tool("call_e", "send_email", json!({"to": "team"}))
             .then_step(["Decided."], vec![])
     };
-    let a = start_node_with_tools(&link, script(), vec![approved_email(runs.clone())]).await;
-    let b = start_node_with_tools(&link, script(), vec![approved_email(runs.clone())]).await;
+    let a = start_node_with_tools(&backends, script(), vec![approved_email(runs.clone())]).await;
+    let b = start_node_with_tools(&backends, script(), vec![approved_email(runs.clone())]).await;
 
     let mut alice = connect(a.addr, "alice").await;
     alice.join("vote").await;
@@ -823,15 +824,15 @@ async fn two_members_deciding_at_once_on_two_nodes_one_wins() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_decision_on_one_node_resumes_the_answer_running_on_the_other() {
     let prefix = unique_prefix("cluster-approve-remote");
-    let link = Link::direct(&prefix);
+    let backends = Backends::direct(&prefix);
     let runs = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let script = || {
         ScriptedProvider::new(Vec::<String>::new())
             .calls_tool("call_e", "send_email", json!({"to": "ops"}))
             .then_step(["Sent."], vec![])
     };
-    let a = start_node_with_tools(&link, script(), vec![approved_email(runs.clone())]).await;
-    let b = start_node_with_tools(&link, script(), vec![approved_email(runs.clone())]).await;
+    let a = start_node_with_tools(&backends, script(), vec![approved_email(runs.clone())]).await;
+    let b = start_node_with_tools(&backends, script(), vec![approved_email(runs.clone())]).await;
     let mut alice = connect(a.addr, "alice").await;
     alice.join("ops").await;
     let ack = send(&alice, "ops", "send_email to ops").await;
@@ -863,9 +864,9 @@ async fn a_decision_on_one_node_resumes_the_answer_running_on_the_other() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn typing_on_one_node_is_seen_on_the_other() {
     let prefix = unique_prefix("cluster-typing");
-    let link = Link::direct(&prefix);
-    let a = start_node(&link, EchoProvider::new(Duration::ZERO)).await;
-    let b = start_node(&link, EchoProvider::new(Duration::ZERO)).await;
+    let backends = Backends::direct(&prefix);
+    let a = start_node(&backends, EchoProvider::new(Duration::ZERO)).await;
+    let b = start_node(&backends, EchoProvider::new(Duration::ZERO)).await;
     let mut alice = connect(a.addr, "alice").await;
     alice.join("typing").await;
     alice.invite("typing", "bob").await;
@@ -898,9 +899,9 @@ async fn typing_on_one_node_is_seen_on_the_other() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn branches_made_on_one_node_are_seen_on_the_other() {
     let prefix = unique_prefix("cluster-branches");
-    let link = Link::direct(&prefix);
-    let a = start_node(&link, EchoProvider::new(Duration::ZERO)).await;
-    let b = start_node(&link, EchoProvider::new(Duration::ZERO)).await;
+    let backends = Backends::direct(&prefix);
+    let a = start_node(&backends, EchoProvider::new(Duration::ZERO)).await;
+    let b = start_node(&backends, EchoProvider::new(Duration::ZERO)).await;
     let mut alice = connect(a.addr, "alice").await;
     alice.join("branches").await;
     alice.invite("branches", "bob").await;
@@ -955,9 +956,9 @@ async fn branches_made_on_one_node_are_seen_on_the_other() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_send_queued_on_one_node_is_answered_after_the_answer_running_on_the_other() {
     let prefix = unique_prefix("cluster-queue");
-    let link = Link::direct(&prefix);
-    let a = start_node(&link, EchoProvider::new(Duration::from_millis(15))).await;
-    let b = start_node(&link, EchoProvider::new(Duration::from_millis(15))).await;
+    let backends = Backends::direct(&prefix);
+    let a = start_node(&backends, EchoProvider::new(Duration::from_millis(15))).await;
+    let b = start_node(&backends, EchoProvider::new(Duration::from_millis(15))).await;
     let mut alice = connect(a.addr, "alice").await;
     alice.join("queue").await;
     alice.invite("queue", "bob").await;
@@ -1013,12 +1014,12 @@ async fn a_send_queued_on_one_node_is_answered_after_the_answer_running_on_the_o
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_budget_spent_on_one_node_holds_on_the_other() {
     let prefix = unique_prefix("cluster-budget");
-    let link = Link {
+    let backends = Backends {
         budget: Some(marie_core::Budget::new(25, marie_core::BudgetPeriod::Day)),
-        ..Link::direct(&prefix)
+        ..Backends::direct(&prefix)
     };
-    let a = start_node(&link, EchoProvider::new(Duration::ZERO)).await;
-    let b = start_node(&link, EchoProvider::new(Duration::ZERO)).await;
+    let a = start_node(&backends, EchoProvider::new(Duration::ZERO)).await;
+    let b = start_node(&backends, EchoProvider::new(Duration::ZERO)).await;
     let mut on_a = connect(a.addr, "alice").await;
     on_a.join("budget").await;
     let on_b = connect(b.addr, "alice").await;
@@ -1046,12 +1047,12 @@ async fn a_budget_spent_on_one_node_holds_on_the_other() {
 async fn a_store_given_in_parts_serves_two_nodes() {
     let prefix = unique_prefix("cluster-parts");
     let schema = postgres::Schema::create("cluster_parts").await;
-    let link = Link {
+    let backends = Backends {
         sql: Some(schema.url()),
-        ..Link::direct(&prefix)
+        ..Backends::direct(&prefix)
     };
-    let a = start_node(&link, EchoProvider::new(Duration::from_millis(15))).await;
-    let b = start_node(&link, EchoProvider::new(Duration::from_millis(15))).await;
+    let a = start_node(&backends, EchoProvider::new(Duration::from_millis(15))).await;
+    let b = start_node(&backends, EchoProvider::new(Duration::from_millis(15))).await;
     let mut alice = connect(a.addr, "alice").await;
     alice.join("parts").await;
     alice.invite("parts", "bob").await;

@@ -1,5 +1,5 @@
 //! Every client command over both transports, Socket.IO and `POST /api/chat/events/{event}`,
-//! with the same outcome (`docs/protocol.md` section 10): the same ack once the ids the
+//! with the same outcome (`docs/protocol.md` section 5): the same ack once the ids the
 //! server makes are set aside, the same error codes, the same checks (the message rate
 //! limit answers 429 over HTTP as `rate_limited` over Socket.IO).
 

@@ -154,6 +154,15 @@ pub(super) fn decode<T: DeserializeOwned>(payload: Option<Value>) -> Result<T, E
     })
 }
 
+/// Decodes the payload of an event whose fields are all optional: no payload, or `null`,
+/// is `{}`.
+pub(super) fn decode_or_empty<T: DeserializeOwned>(payload: Option<Value>) -> Result<T, Error> {
+    let payload = payload
+        .filter(|p| !p.is_null())
+        .unwrap_or_else(|| Value::Object(Default::default()));
+    decode(Some(payload))
+}
+
 /// A count or a position: a JSON integer, 0 or more. serde's own `u64` would say
 /// "expected u64", which means nothing to a client.
 fn whole_number<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {

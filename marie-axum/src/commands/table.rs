@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use super::payloads::{
     self, ApproveTool, CancelStream, ConversationRef, EditMessage, Empty, GetHistory, Invite,
-    Regenerate, ResumeStream, SendMessage, SwitchBranch, Typing, decode,
+    Regenerate, ResumeStream, SendMessage, SwitchBranch, Typing, decode, decode_or_empty,
 };
 
 /// Every event a client may send.
@@ -31,7 +31,8 @@ pub(crate) enum ClientEvent {
 }
 
 impl ClientEvent {
-    /// Every client event, in the order of `docs/protocol.md` section 2.
+    /// Every client event, in the order of `docs/protocol.md` section 2 (a unit test below
+    /// compares the two, in order).
     pub(crate) const ALL: [Self; 15] = [
         Self::JoinConversation,
         Self::LeaveConversation,
@@ -186,10 +187,7 @@ impl ClientEvent {
             }
             Self::GetUsage => {
                 // Nothing to say: `{}`, `null`, or no payload at all.
-                let payload = payload
-                    .filter(|p| !p.is_null())
-                    .unwrap_or_else(|| Value::Object(Default::default()));
-                let _: Empty = decode(Some(payload))?;
+                let _: Empty = decode_or_empty(payload)?;
                 Command::Usage
             }
             Self::SwitchBranch => {

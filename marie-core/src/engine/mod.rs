@@ -625,7 +625,7 @@ impl ChatEngine {
 
     /// `get_usage`: the caller's token figures for the current period of their budget.
     pub async fn usage(&self, who: &Identity) -> Result<UsageReport, Error> {
-        let Some((budget, window)) = self.budget_of(who).await? else {
+        let Some((budget, window, used)) = self.spent(who).await? else {
             return Ok(UsageReport {
                 used: 0,
                 limit: None,
@@ -633,12 +633,6 @@ impl ChatEngine {
                 resets_at: None,
             });
         };
-        let used = self
-            .shared
-            .stores
-            .usage_ledger()
-            .usage(&who.user_id, window)
-            .await?;
         Ok(UsageReport {
             used,
             limit: Some(budget.limit),
@@ -647,31 +641,29 @@ impl ChatEngine {
         })
     }
 
-    /// The budget of `who` and its current window, if they have one.
-    async fn budget_of(
+    /// The budget of `who`, if they have one, its current window and what they have used
+    /// in it.
+    async fn spent(
         &self,
         who: &Identity,
-    ) -> Result<Option<(crate::Budget, crate::UsageWindow)>, Error> {
+    ) -> Result<Option<(crate::Budget, crate::UsageWindow, u64)>, Error> {
         let Some(policy) = &self.shared.budget else {
             return Ok(None);
         };
-        Ok(policy
-            .budget(who)
-            .await?
-            .map(|budget| (budget, budget.period.window(now_millis()))))
+        let Some(budget) = policy.budget(who).await? else {
+            return Ok(None);
+        };
+        let window = budget.period.window(now_millis());
+        let ledger = self.shared.stores.usage_ledger();
+        let used = ledger.usage(&who.user_id, window).await?;
+        Ok(Some((budget, window, used)))
     }
 
     /// What an answer of `who` may spend: `budget_exceeded` when nothing is left.
     async fn allowance(&self, who: &Identity) -> Result<Option<answer::Allowance>, Error> {
-        let Some((budget, window)) = self.budget_of(who).await? else {
+        let Some((budget, window, used)) = self.spent(who).await? else {
             return Ok(None);
         };
-        let used = self
-            .shared
-            .stores
-            .usage_ledger()
-            .usage(&who.user_id, window)
-            .await?;
         if used >= budget.limit {
             return Err(Error::BudgetExceeded {
                 used,
