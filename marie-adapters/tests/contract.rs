@@ -24,10 +24,10 @@ use std::time::Duration;
 
 use marie_core::{
     AnswerLease, AnswerLeases, ApprovalDecision, ApprovalId, ApprovalOutcome, ApprovalRecord,
-    Approvals, BudgetPeriod, ChatMessage, ConversationId, ConversationInfo, Conversations, History,
-    HistoryQuery, MessageId, MessagePart, MessageRole, QueuedSend, RoomStore, SendQueue, SessionId,
-    SessionRecord, Sessions, StoreError, StreamId, ToolApprovalRequest, UsageLedger, UserId,
-    now_millis,
+    Approvals, BudgetPeriod, ChatMessage, ConversationChange, ConversationId, ConversationInfo,
+    ConversationPage, Conversations, History, HistoryQuery, LastMessage, ListQuery, MessageId,
+    MessagePart, MessageRole, QueuedSend, RoomStore, SendQueue, SessionId, SessionRecord, Sessions,
+    StoreError, StreamId, ToolApprovalRequest, UsageLedger, UserId, now_millis,
 };
 
 /// How long any single wait may take before the test fails.
@@ -46,10 +46,36 @@ fn stream(id: &str) -> StreamId {
 }
 
 fn info(id: &str, creator: &str) -> ConversationInfo {
-    ConversationInfo {
-        conversation_id: conv(id),
-        created_by: user(creator),
-        created_at: 1_700_000_000_000,
+    ConversationInfo::new(conv(id), user(creator), 1_700_000_000_000)
+}
+
+/// A conversation of `creator` last active at `at`.
+fn info_at(id: &str, creator: &str, at: u64) -> ConversationInfo {
+    ConversationInfo::new(conv(id), user(creator), at)
+}
+
+/// The ids of a page of a user's list.
+fn listed(page: &ConversationPage) -> Vec<String> {
+    page.conversations
+        .iter()
+        .map(|c| c.info.conversation_id.to_string())
+        .collect()
+}
+
+fn list_query(limit: usize) -> ListQuery {
+    ListQuery {
+        before: None,
+        limit,
+        query: None,
+        archived: false,
+    }
+}
+
+fn said(at: u64, text: &str) -> LastMessage {
+    LastMessage {
+        role: MessageRole::User,
+        preview: text.to_owned(),
+        created_at: at,
     }
 }
 
@@ -219,6 +245,391 @@ mod contract {
             Err(StoreError::NotFound(_))
         ));
         assert_eq!(store.conversation(&unknown).await.unwrap(), None);
+    }
+
+    pub async fn a_users_list_is_ordered_by_activity_and_paged(store: Store) {
+        let t = 1_700_000_000_000;
+        for i in 1..=5 {
+            let id = format!("list-{i}");
+            assert!(
+                store
+                    .create_conversation(info_at(&id, "alice", t + i))
+                    .await
+                    .unwrap()
+            );
+        }
+        // A message in list-2 makes it the most recently active.
+        store
+            .touch(&conv("list-2"), &said(t + 100, "hello there"))
+            .await
+            .unwrap();
+        // A message older than its activity changes the preview, not the order.
+        store.touch(&conv("list-4"), &said(t, "old")).await.unwrap();
+        let alice = user("alice");
+        let first = store
+            .list_conversations(&alice, &list_query(2))
+            .await
+            .unwrap();
+        assert_eq!(listed(&first), ["list-2", "list-5"]);
+        let last = first.conversations[0].info.last_message.clone().unwrap();
+        assert_eq!(
+            (last.preview.as_str(), last.created_at),
+            ("hello there", t + 100)
+        );
+        assert_eq!(first.conversations[0].info.updated_at, t + 100);
+        let second = store
+            .list_conversations(
+                &alice,
+                &ListQuery {
+                    before: first.next_before.clone(),
+                    ..list_query(2)
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(listed(&second), ["list-4", "list-3"]);
+        assert_eq!(
+            second.conversations[0].info.updated_at,
+            t + 4,
+            "never goes back"
+        );
+        let third = store
+            .list_conversations(
+                &alice,
+                &ListQuery {
+                    before: second.next_before.clone(),
+                    ..list_query(2)
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(listed(&third), ["list-1"]);
+        assert_eq!(third.next_before, None, "the last page says so");
+        let all = store
+            .list_conversations(&alice, &list_query(100))
+            .await
+            .unwrap();
+        assert_eq!(all.conversations.len(), 5);
+        assert_eq!(all.next_before, None);
+
+        // A user's list holds what they may enter, no more.
+        let bob = user("bob");
+        assert!(
+            store
+                .list_conversations(&bob, &list_query(10))
+                .await
+                .unwrap()
+                .conversations
+                .is_empty()
+        );
+        store.grant_access(&conv("list-3"), &bob).await.unwrap();
+        assert_eq!(
+            listed(
+                &store
+                    .list_conversations(&bob, &list_query(10))
+                    .await
+                    .unwrap()
+            ),
+            ["list-3"]
+        );
+        // Activity moves it up every member's list.
+        store
+            .touch(&conv("list-3"), &said(t + 200, "for bob"))
+            .await
+            .unwrap();
+        assert_eq!(
+            listed(
+                &store
+                    .list_conversations(&alice, &list_query(1))
+                    .await
+                    .unwrap()
+            ),
+            ["list-3"]
+        );
+    }
+
+    pub async fn titles_and_settings_change_and_are_searched(store: Store) {
+        let t = 1_700_000_000_000;
+        for (i, id) in ["s-1", "s-2", "s-3"].iter().enumerate() {
+            store
+                .create_conversation(info_at(id, "alice", t + i as u64))
+                .await
+                .unwrap();
+        }
+        let named = store
+            .update_conversation(
+                &conv("s-1"),
+                &ConversationChange {
+                    title: Some("Trip PLANS for May".into()),
+                    model: Some("big-model".into()),
+                    system_prompt: Some("Answer in French".into()),
+                },
+                t + 50,
+            )
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(named.title.as_deref(), Some("Trip PLANS for May"));
+        assert_eq!(named.model.as_deref(), Some("big-model"));
+        assert_eq!(named.updated_at, t + 50, "a change is activity");
+        assert_eq!(
+            store.conversation(&conv("s-1")).await.unwrap(),
+            Some(named.clone())
+        );
+        store
+            .update_conversation(
+                &conv("s-2"),
+                &ConversationChange {
+                    title: Some("Plain talk".into()),
+                    ..Default::default()
+                },
+                t + 10,
+            )
+            .await
+            .unwrap();
+        let found = store
+            .list_conversations(
+                &user("alice"),
+                &ListQuery {
+                    query: Some("plans".into()),
+                    ..list_query(10)
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            listed(&found),
+            ["s-1"],
+            "case-insensitive, titles that hold it"
+        );
+        let wildcard = store
+            .list_conversations(
+                &user("alice"),
+                &ListQuery {
+                    query: Some("%".into()),
+                    ..list_query(10)
+                },
+            )
+            .await
+            .unwrap();
+        assert!(
+            wildcard.conversations.is_empty(),
+            "a query is text, not a pattern"
+        );
+        // An empty setting clears it; what is not named is kept.
+        let cleared = store
+            .update_conversation(
+                &conv("s-1"),
+                &ConversationChange {
+                    model: Some(String::new()),
+                    ..Default::default()
+                },
+                t + 5,
+            )
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(cleared.model, None);
+        assert_eq!(cleared.system_prompt.as_deref(), Some("Answer in French"));
+        assert_eq!(cleared.updated_at, t + 50);
+        assert_eq!(
+            store
+                .update_conversation(&conv("nope"), &ConversationChange::default(), t)
+                .await
+                .unwrap(),
+            None
+        );
+    }
+
+    pub async fn the_archive_is_each_users_own(store: Store) {
+        let t = 1_700_000_000_000;
+        store
+            .create_conversation(info_at("a-1", "alice", t))
+            .await
+            .unwrap();
+        store
+            .create_conversation(info_at("a-2", "alice", t + 1))
+            .await
+            .unwrap();
+        store
+            .grant_access(&conv("a-1"), &user("bob"))
+            .await
+            .unwrap();
+        assert!(
+            store
+                .set_archived(&conv("a-1"), &user("alice"), true)
+                .await
+                .unwrap()
+        );
+        let alice = user("alice");
+        let archived = ListQuery {
+            archived: true,
+            ..list_query(10)
+        };
+        assert_eq!(
+            listed(
+                &store
+                    .list_conversations(&alice, &list_query(10))
+                    .await
+                    .unwrap()
+            ),
+            ["a-2"]
+        );
+        let page = store.list_conversations(&alice, &archived).await.unwrap();
+        assert_eq!(listed(&page), ["a-1"]);
+        assert!(page.conversations[0].archived);
+        assert_eq!(
+            listed(
+                &store
+                    .list_conversations(&user("bob"), &list_query(10))
+                    .await
+                    .unwrap()
+            ),
+            ["a-1"],
+            "bob's list is his"
+        );
+        // Activity moves it within the archive, not out of it.
+        store
+            .touch(&conv("a-1"), &said(t + 9, "still here"))
+            .await
+            .unwrap();
+        assert_eq!(
+            listed(&store.list_conversations(&alice, &archived).await.unwrap()),
+            ["a-1"]
+        );
+        assert!(
+            store
+                .set_archived(&conv("a-1"), &alice, false)
+                .await
+                .unwrap()
+        );
+        assert_eq!(
+            listed(
+                &store
+                    .list_conversations(&alice, &list_query(10))
+                    .await
+                    .unwrap()
+            ),
+            ["a-1", "a-2"]
+        );
+        assert!(
+            !store
+                .set_archived(&conv("a-1"), &user("carol"), true)
+                .await
+                .unwrap(),
+            "no member"
+        );
+    }
+
+    pub async fn a_removed_member_loses_access_and_the_list_entry(store: Store) {
+        store
+            .create_conversation(info("r-1", "alice"))
+            .await
+            .unwrap();
+        for u in ["bob", "carol"] {
+            store.grant_access(&conv("r-1"), &user(u)).await.unwrap();
+        }
+        assert!(
+            store
+                .remove_member(&conv("r-1"), &user("bob"))
+                .await
+                .unwrap()
+        );
+        assert!(!store.has_access(&conv("r-1"), &user("bob")).await.unwrap());
+        assert_eq!(
+            store.members(&conv("r-1")).await.unwrap(),
+            [user("alice"), user("carol")]
+        );
+        assert!(
+            store
+                .list_conversations(&user("bob"), &list_query(10))
+                .await
+                .unwrap()
+                .conversations
+                .is_empty()
+        );
+        assert!(
+            !store
+                .remove_member(&conv("r-1"), &user("bob"))
+                .await
+                .unwrap(),
+            "once"
+        );
+        assert!(
+            !store
+                .remove_member(&conv("r-1"), &user("alice"))
+                .await
+                .unwrap(),
+            "not the creator"
+        );
+        // Let in again, after the others.
+        store
+            .grant_access(&conv("r-1"), &user("bob"))
+            .await
+            .unwrap();
+        assert_eq!(
+            store.members(&conv("r-1")).await.unwrap(),
+            [user("alice"), user("carol"), user("bob")]
+        );
+    }
+
+    pub async fn a_deleted_conversation_is_gone_for_good(store: Store) {
+        let c = conv("d-1");
+        store
+            .create_conversation(info("d-1", "alice"))
+            .await
+            .unwrap();
+        store.grant_access(&c, &user("bob")).await.unwrap();
+        for i in 0..3 {
+            store.append_message(&c, message(i)).await.unwrap();
+        }
+        assert!(store.delete_conversation(&c).await.unwrap());
+        store.delete_history(&c).await.unwrap();
+        assert_eq!(store.conversation(&c).await.unwrap(), None);
+        assert!(store.members(&c).await.unwrap().is_empty());
+        assert!(!store.has_access(&c, &user("bob")).await.unwrap());
+        assert!(store.history(&c, query(None, 50)).await.unwrap().is_empty());
+        for u in ["alice", "bob"] {
+            assert!(
+                store
+                    .list_conversations(&user(u), &list_query(10))
+                    .await
+                    .unwrap()
+                    .conversations
+                    .is_empty()
+            );
+        }
+        assert!(
+            !store
+                .create_conversation(info("d-1", "carol"))
+                .await
+                .unwrap(),
+            "the id is never used again"
+        );
+        assert_eq!(store.conversation(&c).await.unwrap(), None);
+        assert!(!store.delete_conversation(&c).await.unwrap());
+        assert!(matches!(
+            store.grant_access(&c, &user("carol")).await,
+            Err(StoreError::NotFound(_))
+        ));
+        assert!(matches!(
+            store.append_message(&c, message(9)).await,
+            Err(StoreError::NotFound(_))
+        ));
+        // Another conversation is untouched.
+        store
+            .create_conversation(info("d-2", "alice"))
+            .await
+            .unwrap();
+        assert_eq!(
+            listed(
+                &store
+                    .list_conversations(&user("alice"), &list_query(10))
+                    .await
+                    .unwrap()
+            ),
+            ["d-2"]
+        );
     }
 
     pub async fn history_pages_back_from_a_cursor(store: Store) {
@@ -864,6 +1275,11 @@ macro_rules! contract_tests {
             contract_tests!(@case $make;
                 a_conversation_is_created_once,
                 access_is_for_creator_and_invitees_in_order,
+                a_users_list_is_ordered_by_activity_and_paged,
+                titles_and_settings_change_and_are_searched,
+                the_archive_is_each_users_own,
+                a_removed_member_loses_access_and_the_list_entry,
+                a_deleted_conversation_is_gone_for_good,
                 history_pages_back_from_a_cursor,
                 message_content_round_trips,
                 concurrent_appends_are_all_kept,
@@ -1027,6 +1443,10 @@ mod redis_specific {
         .collect();
         let mut want = conv_keys.clone();
         want.push(format!("{prefix}:session:{{{session}}}"));
+        // Each member's list of conversations, hash-tagged by its user.
+        for member in ["alice", "bob"] {
+            want.push(format!("{prefix}:user:{{{member}}}:convs"));
+        }
         want.sort();
         assert_eq!(keys, want);
 
@@ -1489,6 +1909,28 @@ mod sql_specific {
             store.create_approval(&pending).await.unwrap();
             assert_eq!(store.enqueue_send(&queued, 5).await.unwrap(), Some(1));
             assert_eq!(store.add_usage(&user("alice"), day, 42).await.unwrap(), 42);
+            store
+                .update_conversation(
+                    &c,
+                    &ConversationChange {
+                        title: Some("Kept title".into()),
+                        model: Some("kept-model".into()),
+                        system_prompt: Some("Kept prompt".into()),
+                    },
+                    1_800_000_000_000,
+                )
+                .await
+                .unwrap();
+            store
+                .touch(&c, &said(1_800_000_000_100, "kept preview"))
+                .await
+                .unwrap();
+            assert!(store.set_archived(&c, &user("bob"), true).await.unwrap());
+            store
+                .create_conversation(info("gone", "alice"))
+                .await
+                .unwrap();
+            assert!(store.delete_conversation(&conv("gone")).await.unwrap());
             store.close().await;
         }
         let applied = migrations().await;
@@ -1496,13 +1938,49 @@ mod sql_specific {
 
         let store = SqlStore::connect(&url).await.unwrap();
         assert_eq!(migrations().await, applied, "no migration ran twice");
+        let kept = store.conversation(&c).await.unwrap().unwrap();
         assert_eq!(
-            store.conversation(&c).await.unwrap(),
-            Some(info("kept", "alice"))
+            (
+                kept.title.as_deref(),
+                kept.model.as_deref(),
+                kept.system_prompt.as_deref(),
+                kept.updated_at
+            ),
+            (
+                Some("Kept title"),
+                Some("kept-model"),
+                Some("Kept prompt"),
+                1_800_000_000_100
+            ),
+            "titles and settings survive the restart"
+        );
+        assert_eq!(
+            kept.last_message.map(|m| m.preview),
+            Some("kept preview".into())
         );
         assert_eq!(
             store.members(&c).await.unwrap(),
             vec![user("alice"), user("bob")]
+        );
+        let bobs_archive = ListQuery {
+            archived: true,
+            ..list_query(10)
+        };
+        assert_eq!(
+            listed(
+                &store
+                    .list_conversations(&user("bob"), &bobs_archive)
+                    .await
+                    .unwrap()
+            ),
+            ["kept"]
+        );
+        assert!(
+            !store
+                .create_conversation(info("gone", "carol"))
+                .await
+                .unwrap(),
+            "a deleted id stays used"
         );
         let history = store.history(&c, query(None, 50)).await.unwrap();
         assert_eq!(ids(&history), expected(0..4), "the branch switched to");

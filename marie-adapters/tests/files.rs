@@ -538,11 +538,11 @@ mod sql {
         let conv = ConversationId::parse("files-history").unwrap();
         assert!(
             store
-                .create_conversation(ConversationInfo {
-                    conversation_id: conv.clone(),
-                    created_by: user("alice"),
-                    created_at: 1_700_000_000_000,
-                })
+                .create_conversation(ConversationInfo::new(
+                    conv.clone(),
+                    user("alice"),
+                    1_700_000_000_000
+                ))
                 .await
                 .unwrap()
         );

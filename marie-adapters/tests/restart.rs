@@ -151,11 +151,11 @@ async fn store_and_bus_survive_a_redis_restart() {
 
     let c = ConversationId::parse("survivor").unwrap();
     store
-        .create_conversation(ConversationInfo {
-            conversation_id: c.clone(),
-            created_by: UserId::parse("alice").unwrap(),
-            created_at: 1,
-        })
+        .create_conversation(ConversationInfo::new(
+            c.clone(),
+            UserId::parse("alice").unwrap(),
+            1,
+        ))
         .await
         .unwrap();
     for i in 0..5 {

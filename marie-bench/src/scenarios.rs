@@ -876,11 +876,7 @@ pub(crate) fn history_messages(n: usize) -> Result<Vec<ChatMessage>, BoxError> {
 
 /// Creates `conversation` in `store`, [`READER`] its creator.
 async fn create(store: &impl RoomStore, conversation: &ConversationId) -> Result<(), BoxError> {
-    let info = ConversationInfo {
-        conversation_id: conversation.clone(),
-        created_by: UserId::parse(READER)?,
-        created_at: now_millis(),
-    };
+    let info = ConversationInfo::new(conversation.clone(), UserId::parse(READER)?, now_millis());
     if !store.create_conversation(info).await? {
         return Err("the conversation already exists".into());
     }

@@ -88,8 +88,9 @@ pub use provider::{
 pub use sink::{RecordingSink, StreamSink, emit_each};
 pub use store::{
     APPROVAL_RETENTION, AnswerLease, AnswerLeases, ApprovalDecision, ApprovalOutcome,
-    ApprovalRecord, Approvals, ConversationInfo, Conversations, History, HistoryQuery, QueuedSend,
-    RoomStore, SendQueue, SessionRecord, Sessions, Stores, UsageLedger, UsageWindow,
+    ApprovalRecord, Approvals, ConversationChange, ConversationInfo, ConversationPage,
+    Conversations, History, HistoryQuery, LastMessage, ListCursor, ListQuery, ListedConversation,
+    QueuedSend, RoomStore, SendQueue, SessionRecord, Sessions, Stores, UsageLedger, UsageWindow,
 };
 pub use stream::{
     AnswerFailed, EndStatus, MessagePart, MessageResponse, Payload, SendQueued, StartStatus,

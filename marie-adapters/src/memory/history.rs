@@ -100,4 +100,10 @@ impl History for MemoryStore {
             .with_conversation(conversation, |c| c.history.switch(message))
             .flatten())
     }
+
+    async fn delete_history(&self, conversation: &ConversationId) -> Result<(), StoreError> {
+        // A deleted conversation's history went with it; one still here is emptied.
+        self.with_conversation(conversation, |c| c.history = HistoryTree::default());
+        Ok(())
+    }
 }

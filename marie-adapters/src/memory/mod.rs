@@ -37,6 +37,7 @@ pub struct MemoryStore {
 #[derive(Debug, Default)]
 struct Tables {
     conversations: conversations::Rooms,
+    lists: Mutex<conversations::Lists>,
     sessions: Mutex<sessions::Sessions>,
     leases: Mutex<leases::Leases>,
     approvals: Mutex<approvals::Pending>,

@@ -1,26 +1,71 @@
-//! Conversations and their members: `marie_conversations`, `marie_members`.
+//! Conversations, their members and each user's list: `marie_conversations`,
+//! `marie_members` (one row per member, with the conversation's last activity and the
+//! member's archive flag, indexed by `marie_members_list`).
 
 use async_trait::async_trait;
-use marie_core::{ConversationId, ConversationInfo, Conversations, StoreError, UserId};
-use sqlx::Row;
+use marie_core::{
+    ConversationChange, ConversationId, ConversationInfo, ConversationPage, Conversations,
+    LastMessage, ListCursor, ListQuery, ListedConversation, StoreError, UserId, now_millis,
+};
+use sqlx::any::AnyRow;
+use sqlx::{Any, Row, Transaction};
 
-use super::{Fault, SqlStore, changed, corrupt, from_db, to_db};
+use super::{Fault, SqlStore, changed, corrupt, from_db, from_json, to_db, to_json};
 
 /// Locks a conversation's row for the rest of the transaction (and, in the messages' case,
-/// hands out the next `seq`); no row: no such conversation.
-pub(super) const LOCK_CONVERSATION: &str =
-    "UPDATE marie_conversations SET last_seq = last_seq WHERE conversation_id = $1";
+/// hands out the next `seq`); no row: no such conversation (or a deleted one).
+pub(super) const LOCK_CONVERSATION: &str = "UPDATE marie_conversations SET last_seq = last_seq \
+     WHERE conversation_id = $1 AND deleted_at IS NULL";
+
+/// The columns of a conversation's record, in the order [`read_info`] reads them.
+const INFO_COLUMNS: &str = "c.conversation_id, c.created_by, c.created_at, c.title, c.model, \
+     c.system_prompt, c.updated_at, c.last_message";
+
+/// A conversation's record from a row of [`INFO_COLUMNS`] (and more after them).
+fn read_info(row: &AnyRow) -> Result<ConversationInfo, Fault> {
+    let last: Option<String> = row.try_get(7)?;
+    Ok(ConversationInfo {
+        conversation_id: ConversationId::parse(row.try_get::<String, _>(0)?).map_err(corrupt)?,
+        created_by: user_id(row.try_get(1)?)?,
+        created_at: from_db(row.try_get(2)?),
+        title: row.try_get(3)?,
+        model: row.try_get(4)?,
+        system_prompt: row.try_get(5)?,
+        updated_at: from_db(row.try_get(6)?),
+        last_message: last.as_deref().map(from_json).transpose()?,
+    })
+}
+
+/// `text` as a `LIKE` pattern that matches it anywhere, its wildcards escaped (`\`).
+fn contains_pattern(text: &str) -> String {
+    let mut pattern = String::with_capacity(text.len() + 2);
+    pattern.push('%');
+    for c in text.to_lowercase().chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
+}
 
 impl SqlStore {
     pub(super) async fn create(&self, info: &ConversationInfo) -> Result<bool, Fault> {
         let mut tx = self.begin_write().await?;
+        // A deleted conversation keeps its row: its id conflicts, and is never used again.
         let created = sqlx::query(
-            "INSERT INTO marie_conversations (conversation_id, created_by, created_at) \
-             VALUES ($1, $2, $3) ON CONFLICT (conversation_id) DO NOTHING",
+            "INSERT INTO marie_conversations (conversation_id, created_by, created_at, title, \
+             model, system_prompt, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+             ON CONFLICT (conversation_id) DO NOTHING",
         )
         .bind(info.conversation_id.as_str())
         .bind(info.created_by.as_str())
         .bind(to_db(info.created_at))
+        .bind(info.title.as_deref())
+        .bind(info.model.as_deref())
+        .bind(info.system_prompt.as_deref())
+        .bind(to_db(info.updated_at))
         .execute(&mut *tx)
         .await?;
         if !changed(&created) {
@@ -28,10 +73,12 @@ impl SqlStore {
             return Ok(false);
         }
         sqlx::query(
-            "INSERT INTO marie_members (conversation_id, user_id, position) VALUES ($1, $2, 0)",
+            "INSERT INTO marie_members (conversation_id, user_id, position, updated_at) \
+             VALUES ($1, $2, 0, $3)",
         )
         .bind(info.conversation_id.as_str())
         .bind(info.created_by.as_str())
+        .bind(to_db(info.updated_at))
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -42,18 +89,14 @@ impl SqlStore {
         &self,
         conversation: &ConversationId,
     ) -> Result<Option<ConversationInfo>, Fault> {
-        let row = sqlx::query(
-            "SELECT created_by, created_at FROM marie_conversations WHERE conversation_id = $1",
-        )
+        let row = sqlx::query(&format!(
+            "SELECT {INFO_COLUMNS} FROM marie_conversations c \
+             WHERE c.conversation_id = $1 AND c.deleted_at IS NULL"
+        ))
         .bind(conversation.as_str())
         .fetch_optional(self.pool())
         .await?;
-        let Some(row) = row else { return Ok(None) };
-        Ok(Some(ConversationInfo {
-            conversation_id: conversation.clone(),
-            created_by: user_id(row.try_get(0)?)?,
-            created_at: from_db(row.try_get(1)?),
-        }))
+        row.as_ref().map(read_info).transpose()
     }
 
     pub(super) async fn grant(
@@ -70,10 +113,13 @@ impl SqlStore {
             tx.rollback().await?;
             return Err(StoreError::no_such_conversation().into());
         }
-        // The conversation's row is locked: no other grant counts the members meanwhile.
+        // The conversation's row is locked: no other grant takes the next position
+        // meanwhile. Positions are never reused, so that removals keep the order.
         sqlx::query(
-            "INSERT INTO marie_members (conversation_id, user_id, position) \
-             VALUES ($1, $2, (SELECT COUNT(*) FROM marie_members WHERE conversation_id = $1)) \
+            "INSERT INTO marie_members (conversation_id, user_id, position, updated_at) \
+             VALUES ($1, $2, \
+               (SELECT COALESCE(MAX(position) + 1, 0) FROM marie_members WHERE conversation_id = $1), \
+               (SELECT updated_at FROM marie_conversations WHERE conversation_id = $1)) \
              ON CONFLICT (conversation_id, user_id) DO NOTHING",
         )
         .bind(conversation.as_str())
@@ -112,6 +158,198 @@ impl SqlStore {
         rows.iter()
             .map(|row| Ok(user_id(row.try_get(0)?)?))
             .collect()
+    }
+
+    /// Moves the conversation's `updated_at` (and its members' copies) forward to `at`,
+    /// never back, in `tx`.
+    async fn advance(
+        tx: &mut Transaction<'static, Any>,
+        conversation: &ConversationId,
+        at: u64,
+    ) -> Result<(), Fault> {
+        for table in ["marie_conversations", "marie_members"] {
+            sqlx::query(&format!(
+                "UPDATE {table} SET updated_at = $2 WHERE conversation_id = $1 AND updated_at < $2"
+            ))
+            .bind(conversation.as_str())
+            .bind(to_db(at))
+            .execute(&mut **tx)
+            .await?;
+        }
+        Ok(())
+    }
+
+    pub(super) async fn record_activity(
+        &self,
+        conversation: &ConversationId,
+        last: &LastMessage,
+    ) -> Result<(), Fault> {
+        let mut tx = self.begin_write().await?;
+        let updated = sqlx::query(
+            "UPDATE marie_conversations SET last_message = $2 \
+             WHERE conversation_id = $1 AND deleted_at IS NULL",
+        )
+        .bind(conversation.as_str())
+        .bind(to_json(last)?)
+        .execute(&mut *tx)
+        .await?;
+        if changed(&updated) {
+            Self::advance(&mut tx, conversation, last.created_at).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub(super) async fn change(
+        &self,
+        conversation: &ConversationId,
+        change: &ConversationChange,
+        at: u64,
+    ) -> Result<Option<ConversationInfo>, Fault> {
+        let mut tx = self.begin_write().await?;
+        let locked = sqlx::query(LOCK_CONVERSATION)
+            .bind(conversation.as_str())
+            .execute(&mut *tx)
+            .await?;
+        if !changed(&locked) {
+            tx.rollback().await?;
+            return Ok(None);
+        }
+        let row = sqlx::query(&format!(
+            "SELECT {INFO_COLUMNS} FROM marie_conversations c WHERE c.conversation_id = $1"
+        ))
+        .bind(conversation.as_str())
+        .fetch_one(&mut *tx)
+        .await?;
+        let mut info = read_info(&row)?;
+        change.apply(&mut info, at);
+        sqlx::query(
+            "UPDATE marie_conversations SET title = $2, model = $3, system_prompt = $4 \
+             WHERE conversation_id = $1",
+        )
+        .bind(conversation.as_str())
+        .bind(info.title.as_deref())
+        .bind(info.model.as_deref())
+        .bind(info.system_prompt.as_deref())
+        .execute(&mut *tx)
+        .await?;
+        Self::advance(&mut tx, conversation, info.updated_at).await?;
+        tx.commit().await?;
+        Ok(Some(info))
+    }
+
+    /// One range of `marie_members_list`: the user's rows after the cursor, newest first,
+    /// each joined with its conversation's record.
+    pub(super) async fn list(
+        &self,
+        user: &UserId,
+        query: &ListQuery,
+    ) -> Result<ConversationPage, Fault> {
+        let mut sql = format!(
+            "SELECT {INFO_COLUMNS} FROM marie_members m \
+             JOIN marie_conversations c ON c.conversation_id = m.conversation_id \
+             WHERE m.user_id = $1 AND m.archived = $2 AND c.deleted_at IS NULL"
+        );
+        let mut next = 3;
+        if query.before.is_some() {
+            sql.push_str(&format!(
+                " AND (m.updated_at < ${next} OR (m.updated_at = ${next} AND m.conversation_id < ${}))",
+                next + 1
+            ));
+            next += 2;
+        }
+        if query.query.is_some() {
+            sql.push_str(&format!(" AND LOWER(c.title) LIKE ${next} ESCAPE '\\'"));
+            next += 1;
+        }
+        sql.push_str(&format!(
+            " ORDER BY m.updated_at DESC, m.conversation_id DESC LIMIT ${next}"
+        ));
+        let mut q = sqlx::query(&sql)
+            .bind(user.as_str())
+            .bind(i64::from(query.archived));
+        if let Some(before) = &query.before {
+            q = q
+                .bind(to_db(before.updated_at))
+                .bind(before.conversation_id.as_str());
+        }
+        if let Some(text) = &query.query {
+            q = q.bind(contains_pattern(text));
+        }
+        let limit = i64::try_from(query.limit.saturating_add(1)).unwrap_or(i64::MAX);
+        let rows = q.bind(limit).fetch_all(self.pool()).await?;
+        let mut conversations = rows
+            .iter()
+            .map(|row| {
+                Ok(ListedConversation {
+                    info: read_info(row)?,
+                    archived: query.archived,
+                })
+            })
+            .collect::<Result<Vec<_>, Fault>>()?;
+        let more = conversations.len() > query.limit;
+        conversations.truncate(query.limit);
+        Ok(ConversationPage {
+            next_before: more
+                .then(|| conversations.last().map(|c| ListCursor::after(&c.info)))
+                .flatten(),
+            conversations,
+        })
+    }
+
+    pub(super) async fn archive(
+        &self,
+        conversation: &ConversationId,
+        user: &UserId,
+        archived: bool,
+    ) -> Result<bool, Fault> {
+        let done = sqlx::query(
+            "UPDATE marie_members SET archived = $3 WHERE conversation_id = $1 AND user_id = $2",
+        )
+        .bind(conversation.as_str())
+        .bind(user.as_str())
+        .bind(i64::from(archived))
+        .execute(self.pool())
+        .await?;
+        Ok(changed(&done))
+    }
+
+    pub(super) async fn remove(
+        &self,
+        conversation: &ConversationId,
+        user: &UserId,
+    ) -> Result<bool, Fault> {
+        let done = sqlx::query(
+            "DELETE FROM marie_members WHERE conversation_id = $1 AND user_id = $2 \
+             AND user_id <> (SELECT created_by FROM marie_conversations WHERE conversation_id = $1)",
+        )
+        .bind(conversation.as_str())
+        .bind(user.as_str())
+        .execute(self.pool())
+        .await?;
+        Ok(changed(&done))
+    }
+
+    pub(super) async fn delete(&self, conversation: &ConversationId) -> Result<bool, Fault> {
+        let mut tx = self.begin_write().await?;
+        let marked = sqlx::query(
+            "UPDATE marie_conversations SET deleted_at = $2, title = NULL, system_prompt = NULL, \
+             last_message = NULL WHERE conversation_id = $1 AND deleted_at IS NULL",
+        )
+        .bind(conversation.as_str())
+        .bind(to_db(now_millis()))
+        .execute(&mut *tx)
+        .await?;
+        if !changed(&marked) {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        sqlx::query("DELETE FROM marie_members WHERE conversation_id = $1")
+            .bind(conversation.as_str())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(true)
     }
 }
 
@@ -153,6 +391,62 @@ impl Conversations for SqlStore {
 
     async fn members(&self, conversation: &ConversationId) -> Result<Vec<UserId>, StoreError> {
         self.run("members", || self.read_members(conversation))
+            .await
+    }
+
+    async fn touch(
+        &self,
+        conversation: &ConversationId,
+        last_message: &LastMessage,
+    ) -> Result<(), StoreError> {
+        self.run("touch", || self.record_activity(conversation, last_message))
+            .await
+    }
+
+    async fn update_conversation(
+        &self,
+        conversation: &ConversationId,
+        change: &ConversationChange,
+        at: u64,
+    ) -> Result<Option<ConversationInfo>, StoreError> {
+        self.run("update_conversation", || {
+            self.change(conversation, change, at)
+        })
+        .await
+    }
+
+    async fn list_conversations(
+        &self,
+        user: &UserId,
+        query: &ListQuery,
+    ) -> Result<ConversationPage, StoreError> {
+        self.run("list_conversations", || self.list(user, query))
+            .await
+    }
+
+    async fn set_archived(
+        &self,
+        conversation: &ConversationId,
+        user: &UserId,
+        archived: bool,
+    ) -> Result<bool, StoreError> {
+        self.run("set_archived", || {
+            self.archive(conversation, user, archived)
+        })
+        .await
+    }
+
+    async fn remove_member(
+        &self,
+        conversation: &ConversationId,
+        user: &UserId,
+    ) -> Result<bool, StoreError> {
+        self.run("remove_member", || self.remove(conversation, user))
+            .await
+    }
+
+    async fn delete_conversation(&self, conversation: &ConversationId) -> Result<bool, StoreError> {
+        self.run("delete_conversation", || self.delete(conversation))
             .await
     }
 }

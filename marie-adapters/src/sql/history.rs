@@ -92,7 +92,7 @@ impl SqlStore {
         let mut tx = self.begin_write().await?;
         let seq: Option<i64> = sqlx::query_scalar(
             "UPDATE marie_conversations SET last_seq = last_seq + 1 \
-             WHERE conversation_id = $1 RETURNING last_seq",
+             WHERE conversation_id = $1 AND deleted_at IS NULL RETURNING last_seq",
         )
         .bind(conversation.as_str())
         .fetch_optional(&mut *tx)
@@ -444,6 +444,21 @@ fn limit(limit: usize) -> i64 {
     i64::try_from(limit).unwrap_or(i64::MAX)
 }
 
+impl SqlStore {
+    /// Every message of a conversation, and its active path.
+    async fn delete_messages(&self, conversation: &ConversationId) -> Result<(), Fault> {
+        let mut tx = self.begin_write().await?;
+        for table in ["marie_messages", "marie_active_path"] {
+            sqlx::query(&format!("DELETE FROM {table} WHERE conversation_id = $1"))
+                .bind(conversation.as_str())
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
 #[async_trait]
 impl History for SqlStore {
     async fn append_message(
@@ -502,6 +517,11 @@ impl History for SqlStore {
         message: &MessageId,
     ) -> Result<Option<MessageId>, StoreError> {
         self.run("switch_branch", || self.switch(conversation, message))
+            .await
+    }
+
+    async fn delete_history(&self, conversation: &ConversationId) -> Result<(), StoreError> {
+        self.run("delete_history", || self.delete_messages(conversation))
             .await
     }
 }

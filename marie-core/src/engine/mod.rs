@@ -360,11 +360,11 @@ impl ChatEngine {
         {
             created = stores
                 .conversations()
-                .create_conversation(ConversationInfo {
-                    conversation_id: conversation.clone(),
-                    created_by: who.user_id.clone(),
-                    created_at: now_millis(),
-                })
+                .create_conversation(ConversationInfo::new(
+                    conversation.clone(),
+                    who.user_id.clone(),
+                    now_millis(),
+                ))
                 .await?;
         }
         let info = self.authorize(who, conversation).await?;

@@ -100,6 +100,10 @@ pub trait History: Send + Sync + 'static {
         conversation: &ConversationId,
         message: &MessageId,
     ) -> Result<Option<MessageId>, StoreError>;
+
+    /// Deletes every message of `conversation`, on every branch (its conversation is being
+    /// deleted). Nothing when it has none.
+    async fn delete_history(&self, conversation: &ConversationId) -> Result<(), StoreError>;
 }
 
 #[async_trait]
@@ -144,5 +148,8 @@ impl<T: History + ?Sized> History for std::sync::Arc<T> {
         message: &MessageId,
     ) -> Result<Option<MessageId>, StoreError> {
         (**self).switch_branch(conversation, message).await
+    }
+    async fn delete_history(&self, conversation: &ConversationId) -> Result<(), StoreError> {
+        (**self).delete_history(conversation).await
     }
 }

@@ -42,7 +42,10 @@ use std::sync::Arc;
 pub use approvals::{
     APPROVAL_RETENTION, ApprovalDecision, ApprovalOutcome, ApprovalRecord, Approvals,
 };
-pub use conversations::{ConversationInfo, Conversations};
+pub use conversations::{
+    ConversationChange, ConversationInfo, ConversationPage, Conversations, LastMessage, ListCursor,
+    ListQuery, ListedConversation,
+};
 pub use history::{History, HistoryQuery};
 pub use leases::{AnswerLease, AnswerLeases};
 pub use queue::{QueuedSend, SendQueue};

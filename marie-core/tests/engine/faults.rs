@@ -242,6 +242,9 @@ impl History for FaultyStore {
     ) -> Result<Option<MessageId>, StoreError> {
         self.inner.switch_branch(conversation, message).await
     }
+    async fn delete_history(&self, conversation: &ConversationId) -> Result<(), StoreError> {
+        self.inner.delete_history(conversation).await
+    }
 }
 
 /// A harness whose engine keeps its history in `faulty`, and every other part in the

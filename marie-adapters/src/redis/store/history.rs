@@ -328,4 +328,19 @@ impl History for RedisStore {
             .await?;
         leaf.as_deref().map(message_id).transpose()
     }
+
+    async fn delete_history(&self, conversation: &ConversationId) -> Result<(), StoreError> {
+        let keys = self.conv_keys(conversation);
+        self.run("delete_history", |mut c| async move {
+            redis::cmd("DEL")
+                .arg(&keys.ids)
+                .arg(&keys.msgs)
+                .arg(&keys.tree)
+                .arg(&keys.kids)
+                .arg(&keys.path)
+                .query_async::<()>(&mut c)
+                .await
+        })
+        .await
+    }
 }
