@@ -25,3 +25,6 @@ UPDATE marie_conversations SET updated_at = COALESCE(
 UPDATE marie_members SET updated_at = (
     SELECT c.updated_at FROM marie_conversations c
     WHERE c.conversation_id = marie_members.conversation_id);
+
+-- A deleted conversation's files are found by it.
+CREATE INDEX marie_files_by_conversation ON marie_files (conversation_id);

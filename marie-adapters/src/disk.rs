@@ -7,7 +7,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
-use marie_core::{Bytes, FileId, FileMeta, FileStore, PutOutcome, StoreError, StoredFile, UserId};
+use marie_core::{
+    Bytes, ConversationId, FileId, FileMeta, FileStore, PutOutcome, StoreError, StoredFile, UserId,
+};
 use tokio::io::AsyncWriteExt;
 
 /// Uploaded files in a directory: for one node whose files should survive a restart without
@@ -369,6 +371,27 @@ impl FileStore for DiskFileStore {
             }
         }
         Ok(Some(meta))
+    }
+
+    async fn delete_conversation_files(
+        &self,
+        conversation: &ConversationId,
+    ) -> Result<Vec<FileMeta>, StoreError> {
+        let ids: Vec<FileId> = self
+            .inner
+            .lock()
+            .files
+            .values()
+            .filter(|meta| meta.conversation_id == *conversation)
+            .map(|meta| meta.file_id.clone())
+            .collect();
+        let mut removed = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(meta) = self.delete(&id).await? {
+                removed.push(meta);
+            }
+        }
+        Ok(removed)
     }
 }
 

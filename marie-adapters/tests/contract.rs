@@ -478,6 +478,9 @@ mod contract {
         let page = store.list_conversations(&alice, &archived).await.unwrap();
         assert_eq!(listed(&page), ["a-1"]);
         assert!(page.conversations[0].archived);
+        assert!(store.is_archived(&conv("a-1"), &alice).await.unwrap());
+        assert!(!store.is_archived(&conv("a-1"), &user("bob")).await.unwrap());
+        assert!(!store.is_archived(&conv("a-2"), &alice).await.unwrap());
         assert_eq!(
             listed(
                 &store
@@ -503,6 +506,7 @@ mod contract {
                 .await
                 .unwrap()
         );
+        assert!(!store.is_archived(&conv("a-1"), &alice).await.unwrap());
         assert_eq!(
             listed(
                 &store

@@ -327,6 +327,9 @@ impl<A: Adapter> MarieBuilder<A> {
             guards,
             typing,
         });
+        shared
+            .hub
+            .on_notice(socketio::notices::handler(Arc::downgrade(&shared)));
         let init = socketio::register(&shared);
         let layer = MarieLayer::new(layer, shared.config.allowed_origins.clone());
         Ok((layer, MarieHandle::new(shared), init))

@@ -1118,3 +1118,78 @@ async fn a_store_given_in_parts_serves_two_nodes() {
     cleanup(&prefix).await;
     schema.drop_all().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conversation_notices_reach_members_on_the_other_node_and_deleting_empties_the_room() {
+    let prefix = unique_prefix("cluster-notices");
+    let backends = Backends::direct(&prefix);
+    let a = start_node(&backends, EchoProvider::new(Duration::from_millis(1))).await;
+    let b = start_node(&backends, EchoProvider::new(Duration::from_millis(1))).await;
+
+    let mut alice = connect(a.addr, "alice").await;
+    alice.join("plans").await;
+    alice.invite("plans", "bob").await;
+    alice.invite("plans", "carol").await;
+    // Bob's page on the other node lists conversations without joining any.
+    let mut bob_list = connect(b.addr, "bob").await;
+    let mut bob_room = connect(b.addr, "bob").await;
+    bob_room.join("plans").await;
+    let mut carol = connect(b.addr, "carol").await;
+    carol.join("plans").await;
+
+    let ack = alice
+        .ack(
+            "update_conversation",
+            json!({"conversation_id": "plans", "title": "Summer plans"}),
+        )
+        .await;
+    assert_eq!(ack["status"], "ok", "{ack}");
+    for client in [&mut bob_list, &mut bob_room, &mut carol] {
+        let updated = client.next("conversation_updated").await;
+        assert_eq!(updated["title"], "Summer plans");
+        assert_eq!(updated["updated_by"], "alice");
+    }
+
+    // Removed on node A, carol's socket on node B leaves the room.
+    let ack = alice
+        .ack(
+            "remove_member",
+            json!({"conversation_id": "plans", "user_id": "carol"}),
+        )
+        .await;
+    assert_eq!(ack["status"], "ok", "{ack}");
+    let removed = carol.next("removed").await;
+    assert_eq!(removed["removed_by"], "alice");
+    let typing = carol
+        .ack(
+            "typing",
+            json!({"conversation_id": "plans", "typing": true}),
+        )
+        .await;
+    assert_eq!(typing["code"], "forbidden", "{typing}");
+
+    let ack = alice
+        .ack("delete_conversation", json!({"conversation_id": "plans"}))
+        .await;
+    assert_eq!(ack["status"], "ok", "{ack}");
+    for client in [&mut bob_list, &mut bob_room] {
+        let deleted = client.next("conversation_deleted").await;
+        assert_eq!(deleted["deleted_by"], "alice");
+    }
+    // Out of the room on both nodes, and gone from the store both read.
+    let history_b = bob_room
+        .ack("get_history", json!({"conversation_id": "plans"}))
+        .await;
+    assert_eq!(history_b["code"], "not_found", "{history_b}");
+    let list = bob_list.ack("list_conversations", json!({})).await;
+    assert_eq!(list["conversations"], json!([]), "{list}");
+    assert_eq!(
+        alice
+            .ack("join_conversation", json!({"conversation_id": "plans"}))
+            .await["code"],
+        "not_found"
+    );
+
+    drop((a, b));
+    cleanup(&prefix).await;
+}

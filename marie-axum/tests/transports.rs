@@ -82,6 +82,26 @@ fn script() -> Vec<Step> {
             json!({"conversation_id": "{c}", "message_id": "{m}"}),
         ),
         step("get_usage", json!({})),
+        step(
+            "update_conversation",
+            json!({"conversation_id": "{c}", "title": "Renamed"}),
+        ),
+        step(
+            "update_conversation",
+            json!({"conversation_id": "{c}", "model": "not-offered"}),
+        ),
+        step("list_conversations", json!({"limit": 1})),
+        step("list_conversations", json!({"before": "not-a-cursor"})),
+        step("get_conversation", json!({"conversation_id": "{c}"})),
+        step(
+            "archive_conversation",
+            json!({"conversation_id": "{c}", "archived": true}),
+        ),
+        step("list_conversations", json!({"archived": true})),
+        step(
+            "archive_conversation",
+            json!({"conversation_id": "{c}", "archived": false}),
+        ),
         step("cancel_stream", json!({"conversation_id": "{c}"})),
         step(
             "approve_tool",
@@ -96,9 +116,23 @@ fn script() -> Vec<Step> {
             user: "carol",
             ..step("get_history", json!({"conversation_id": "{c}"}))
         },
+        step(
+            "remove_member",
+            json!({"conversation_id": "{c}", "user_id": "alice"}),
+        ),
+        step(
+            "remove_member",
+            json!({"conversation_id": "{c}", "user_id": "bob"}),
+        ),
         step("unknown_event", json!({})),
         step("join_conversation", json!({"conversation_id": 7})),
         step("typing", json!({"conversation_id": "{c}", "typing": false})),
+        Step {
+            user: "carol",
+            ..step("delete_conversation", json!({"conversation_id": "{c}"}))
+        },
+        step("delete_conversation", json!({"conversation_id": "{c}"})),
+        step("get_conversation", json!({"conversation_id": "{c}"})),
         step("leave_conversation", json!({"conversation_id": "{c}"})),
     ]
 }
@@ -120,7 +154,9 @@ fn normalize(value: &Value, conversation: &str) -> Value {
                             }
                         }
                         "siblings" => json!("<ids>"),
-                        "created_at" | "resets_at" if !v.is_null() => json!("<time>"),
+                        "created_at" | "resets_at" | "updated_at" if !v.is_null() => {
+                            json!("<time>")
+                        }
                         _ => normalize(v, conversation),
                     };
                     (k.clone(), v)

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use crate::{ConversationId, StoreError, StreamEvent, StreamId};
+use crate::{ConversationId, Notice, StoreError, StreamEvent, StreamId, UserId};
 
 /// A command for whichever node it concerns.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -43,6 +43,16 @@ pub enum ControlMessage {
         origin: String,
         /// The events, in order.
         events: Vec<StreamEvent>,
+    },
+    /// A change of a conversation for some users ([`Notice`]): each node tells those of
+    /// them connected to it. The node of `origin` ignores its own.
+    Notice {
+        /// The node that sent it.
+        origin: String,
+        /// The notice.
+        notice: Notice,
+        /// Whom it is for.
+        users: Vec<UserId>,
     },
 }
 

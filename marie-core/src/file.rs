@@ -174,6 +174,12 @@ pub trait FileStore: Send + Sync + 'static {
     /// Removes a file, whose bytes then no longer count for its owner: its record, or
     /// `None` when the store held no such file.
     async fn delete(&self, file: &FileId) -> Result<Option<FileMeta>, StoreError>;
+
+    /// Removes every file uploaded to `conversation` (it is being deleted): their records.
+    async fn delete_conversation_files(
+        &self,
+        conversation: &ConversationId,
+    ) -> Result<Vec<FileMeta>, StoreError>;
 }
 
 /// A shared store is a store: `Arc<dyn FileStore>` can be passed where a store is taken.
@@ -202,6 +208,13 @@ impl<T: FileStore + ?Sized> FileStore for std::sync::Arc<T> {
 
     async fn delete(&self, file: &FileId) -> Result<Option<FileMeta>, StoreError> {
         (**self).delete(file).await
+    }
+
+    async fn delete_conversation_files(
+        &self,
+        conversation: &ConversationId,
+    ) -> Result<Vec<FileMeta>, StoreError> {
+        (**self).delete_conversation_files(conversation).await
     }
 }
 

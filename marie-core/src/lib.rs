@@ -51,6 +51,7 @@ mod identity;
 mod ids;
 mod log;
 mod message;
+mod notice;
 mod policy;
 mod provider;
 mod sink;
@@ -66,8 +67,8 @@ pub use budget::{
 pub use bytes::Bytes;
 pub use control::{ControlBus, ControlHandler, ControlMessage, LocalControlBus};
 pub use engine::{
-    ActiveStream, ChatEngine, EngineBuilder, EngineConfig, Joined, OnBusy, SendOutcome,
-    SendRequest, Upload,
+    ActiveStream, ChatEngine, ConversationDetails, EngineBuilder, EngineConfig, Joined, Member,
+    MemberRole, OnBusy, SendOutcome, SendRequest, TitlePolicy, Upload,
 };
 pub use error::{AuthError, Error, ErrorCode, ProviderError, SinkError, StoreError};
 pub use file::{
@@ -80,6 +81,7 @@ pub use ids::{
 };
 pub use log::{LogRead, MemoryLogConfig, MemoryStreamLog, StreamLog, StreamMeta, check_resume};
 pub use message::{ChatMessage, FinishReason, MessageRole, Usage, estimate_tokens, now_millis};
+pub use notice::{ConversationDeleted, ConversationUpdated, Notice, NoticePayload, Removed};
 pub use policy::{AccessPolicy, DefaultAccessPolicy};
 pub use provider::{
     AssistantTurn, LlmEvent, LlmProvider, LlmRequest, LlmStream, PromptMessage, ToolCall,

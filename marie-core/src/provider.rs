@@ -170,9 +170,17 @@ pub struct LlmRequest {
     pub messages: Vec<PromptMessage>,
     /// The tools the model may call (none: send no tools).
     pub tools: Vec<ToolSpec>,
+    /// The model the conversation asks for (one of [`EngineConfig::models`](crate::EngineConfig::models));
+    /// `None`: the provider's own. A provider that serves one model only may ignore it.
+    pub model: Option<String>,
 }
 
 impl LlmRequest {
+    /// The model to ask: the request's, else `default` (the provider's own).
+    pub fn model_or<'a>(&'a self, default: &'a str) -> &'a str {
+        self.model.as_deref().unwrap_or(default)
+    }
+
     /// The newest user message, the one being answered.
     pub fn last_user_message(&self) -> Option<&str> {
         self.messages

@@ -23,7 +23,7 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 
-use crate::{ConversationId, SinkError, StreamEvent};
+use crate::{ConversationId, Notice, SinkError, StreamEvent, UserId};
 
 /// Delivers an answer's [`StreamEvent`]s to every member of its conversation, on every node.
 ///
@@ -47,6 +47,14 @@ pub trait StreamSink: Send + Sync + 'static {
         let _ = conversation;
         Ok(())
     }
+
+    /// Tells `users` (each on all their connections, on every node) of a change of a
+    /// conversation; a [`Notice`] that [`ends_following`](Notice::ends_following) also makes
+    /// their connections stop following it. The default does nothing.
+    async fn notify(&self, notice: Notice, users: Vec<UserId>) -> Result<(), SinkError> {
+        let _ = (notice, users);
+        Ok(())
+    }
 }
 
 /// Emits `events` one by one with [`StreamSink::emit`], all of them even after a failure,
@@ -66,10 +74,12 @@ pub async fn emit_each<S: StreamSink + ?Sized>(
     outcome
 }
 
-/// A sink that keeps every event, for tests of the engine and of custom backends.
+/// A sink that keeps every event and notice, for tests of the engine and of custom
+/// backends.
 #[derive(Debug, Default)]
 pub struct RecordingSink {
     events: Mutex<Vec<StreamEvent>>,
+    notices: Mutex<Vec<(Notice, Vec<UserId>)>>,
     notify: tokio::sync::Notify,
 }
 
@@ -87,6 +97,14 @@ impl RecordingSink {
             .clone()
     }
 
+    /// Every notice so far, with whom it was for, in order.
+    pub fn notices(&self) -> Vec<(Notice, Vec<UserId>)> {
+        self.notices
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     /// Waits until an event matching `pred` has been recorded and returns it.
     pub async fn wait_for(&self, pred: impl Fn(&StreamEvent) -> bool) -> StreamEvent {
         loop {
@@ -95,6 +113,18 @@ impl RecordingSink {
             let notified = self.notify.notified();
             if let Some(e) = self.events().into_iter().find(|e| pred(e)) {
                 return e;
+            }
+            notified.await;
+        }
+    }
+
+    /// Waits until a notice matching `pred` has been recorded and returns it, with whom it
+    /// was for.
+    pub async fn wait_for_notice(&self, pred: impl Fn(&Notice) -> bool) -> (Notice, Vec<UserId>) {
+        loop {
+            let notified = self.notify.notified();
+            if let Some(found) = self.notices().into_iter().find(|(n, _)| pred(n)) {
+                return found;
             }
             notified.await;
         }
@@ -108,6 +138,15 @@ impl StreamSink for RecordingSink {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(event);
+        self.notify.notify_waiters();
+        Ok(())
+    }
+
+    async fn notify(&self, notice: Notice, users: Vec<UserId>) -> Result<(), SinkError> {
+        self.notices
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((notice, users));
         self.notify.notify_waiters();
         Ok(())
     }
@@ -125,5 +164,9 @@ impl<T: StreamSink + ?Sized> StreamSink for std::sync::Arc<T> {
 
     async fn flush(&self, conversation: &ConversationId) -> Result<(), SinkError> {
         (**self).flush(conversation).await
+    }
+
+    async fn notify(&self, notice: Notice, users: Vec<UserId>) -> Result<(), SinkError> {
+        (**self).notify(notice, users).await
     }
 }

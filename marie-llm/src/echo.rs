@@ -115,6 +115,18 @@ enum Plan {
 }
 
 fn plan(request: &LlmRequest, text: &str) -> Plan {
+    // "which model": says the model the request names, so that a conversation's choice
+    // can be seen without a real model.
+    if text
+        .trim()
+        .trim_end_matches('?')
+        .eq_ignore_ascii_case("which model")
+    {
+        return Plan::Say(format!(
+            "This conversation uses the model {}.",
+            request.model.as_deref().unwrap_or("echo")
+        ));
+    }
     // Asked again after tool calls: say what they returned.
     if let Some(answer) = request
         .messages
@@ -276,6 +288,7 @@ mod tests {
             user_id: UserId::parse("u").unwrap_or_else(|e| panic!("{e}")),
             messages,
             tools: Vec::new(),
+            model: None,
         }
     }
 

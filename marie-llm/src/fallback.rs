@@ -21,6 +21,10 @@ const NAME: &str = "fallback";
 /// what they could by then (their `RetryPolicy`), so an error that reaches
 /// the fallback is one the provider has given up on.
 ///
+/// The conversation's model ([`LlmRequest::model`]) goes to the first provider only: the
+/// others answer with the model each was built with, since model names differ between
+/// vendors.
+///
 /// What is **not** a reason to switch:
 ///
 /// * **A failure the next provider cannot fix**, such as rejected credentials (401/403), an
@@ -490,7 +494,13 @@ impl LlmProvider for FallbackProvider {
         let mut last = None;
         // The provider before the one being asked, when it failed or was skipped.
         let mut passed: Option<&str> = None;
-        for member in &self.members {
+        let mut request = request;
+        for (i, member) in self.members.iter().enumerate() {
+            if i == 1 {
+                // The conversation's model is a name the first provider knows; the
+                // fallbacks answer with their own.
+                request.model = None;
+            }
             match self.ask_member(member, &request, passed).await {
                 Tried::Answered(answered) => return answered,
                 Tried::Passed(failure) => last = failure.or(last),
@@ -531,6 +541,7 @@ mod tests {
                 "hi",
             )],
             tools: Vec::new(),
+            model: None,
         }
     }
 

@@ -105,7 +105,7 @@ impl OllamaProvider {
     fn body(&self, request: &LlmRequest) -> Vec<u8> {
         let inner = &self.inner;
         let mut body = Map::new();
-        body.insert("model".into(), inner.model.clone().into());
+        body.insert("model".into(), request.model_or(&inner.model).into());
         body.insert(
             "messages".into(),
             chat_messages::<OllamaHistory>(&request.messages).into(),
@@ -129,9 +129,13 @@ impl LlmProvider for OllamaProvider {
     async fn stream(&self, request: LlmRequest) -> Result<LlmStream, ProviderError> {
         let inner = &self.inner;
         let body = self.body(&request);
-        let sent = send_with_retry(NAME, &inner.model, &request, &inner.settings, || {
-            post_json(&inner.client, &inner.url, "application/x-ndjson", &body)
-        })
+        let sent = send_with_retry(
+            NAME,
+            request.model_or(&inner.model),
+            &request,
+            &inner.settings,
+            || post_json(&inner.client, &inner.url, "application/x-ndjson", &body),
+        )
         .await?;
 
         // `LinesCodec` frames lines over a byte reader: it buffers a line until its `\n`
@@ -583,6 +587,7 @@ mod tests {
             user_id: UserId::parse("u").unwrap_or_else(|e| panic!("{e}")),
             messages: vec![PromptMessage::text(marie_core::MessageRole::User, "Hi")],
             tools: Vec::new(),
+            model: None,
         };
         let body: Value =
             serde_json::from_slice(&provider.body(&request)).unwrap_or_else(|e| panic!("{e}"));
@@ -641,6 +646,7 @@ mod tests {
                 description: "Math".into(),
                 parameters: json!({"type": "object"}),
             }],
+            model: None,
         };
         let body: Value =
             serde_json::from_slice(&provider.body(&request)).unwrap_or_else(|e| panic!("{e}"));

@@ -209,7 +209,7 @@ impl OpenAiProvider {
             return self.responses_body(request);
         }
         let mut body = inner.extra_body.clone();
-        body.insert("model".into(), inner.model.clone().into());
+        body.insert("model".into(), request.model_or(&inner.model).into());
         body.insert(
             "messages".into(),
             chat_messages::<OpenAiHistory>(&request.messages).into(),
@@ -242,7 +242,7 @@ impl OpenAiProvider {
         let inner = &self.inner;
         let mut body = inner.extra_body.clone();
         let (instructions, input) = responses::instructions_and_input(&request.messages);
-        body.insert("model".into(), inner.model.clone().into());
+        body.insert("model".into(), request.model_or(&inner.model).into());
         if let Some(instructions) = instructions {
             body.insert("instructions".into(), instructions.into());
         }
@@ -268,14 +268,20 @@ impl LlmProvider for OpenAiProvider {
     async fn stream(&self, request: LlmRequest) -> Result<LlmStream, ProviderError> {
         let inner = &self.inner;
         let body = self.body(&request);
-        let sent = send_with_retry(NAME, &inner.model, &request, &inner.settings, || {
-            let builder = post_json(&inner.client, &inner.url, "text/event-stream", &body);
-            match &inner.api_key {
-                // `bearer_auth` marks the header sensitive, so it is never logged.
-                Some(key) => builder.bearer_auth(key.expose_secret()),
-                None => builder,
-            }
-        })
+        let sent = send_with_retry(
+            NAME,
+            request.model_or(&inner.model),
+            &request,
+            &inner.settings,
+            || {
+                let builder = post_json(&inner.client, &inner.url, "text/event-stream", &body);
+                match &inner.api_key {
+                    // `bearer_auth` marks the header sensitive, so it is never logged.
+                    Some(key) => builder.bearer_auth(key.expose_secret()),
+                    None => builder,
+                }
+            },
+        )
         .await?;
 
         let api = inner.api;
@@ -789,6 +795,7 @@ mod tests {
                 PromptMessage::text(marie_core::MessageRole::User, "Hi"),
             ],
             tools: Vec::new(),
+            model: None,
         };
         let body: Value =
             serde_json::from_slice(&provider.body(&request)).unwrap_or_else(|e| panic!("{e}"));
@@ -837,6 +844,7 @@ mod tests {
                 description: "Math".into(),
                 parameters: json!({"type": "object"}),
             }],
+            model: None,
         };
         let body: Value =
             serde_json::from_slice(&provider.body(&request)).unwrap_or_else(|e| panic!("{e}"));
@@ -929,6 +937,7 @@ mod tests {
                 description: "Math".into(),
                 parameters: json!({"type": "object"}),
             }],
+            model: None,
         };
         let body: Value =
             serde_json::from_slice(&provider.body(&request)).unwrap_or_else(|e| panic!("{e}"));

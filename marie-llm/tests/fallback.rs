@@ -49,6 +49,7 @@ fn request() -> LlmRequest {
         user_id: UserId::parse("u").unwrap(),
         messages: vec![PromptMessage::text(MessageRole::User, "hello")],
         tools: Vec::new(),
+        model: None,
     }
 }
 

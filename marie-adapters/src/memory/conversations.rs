@@ -298,6 +298,22 @@ impl Conversations for MemoryStore {
             .unwrap_or(false))
     }
 
+    async fn is_archived(
+        &self,
+        conversation: &ConversationId,
+        user: &UserId,
+    ) -> Result<bool, StoreError> {
+        Ok(self
+            .with_conversation(conversation, |conv| {
+                let entry = (conv.info.updated_at, conversation.clone());
+                self.lists()
+                    .by_user
+                    .get(user)
+                    .is_some_and(|list| list.archived.contains(&entry))
+            })
+            .unwrap_or(false))
+    }
+
     async fn remove_member(
         &self,
         conversation: &ConversationId,

@@ -4,7 +4,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
-use marie_core::{Bytes, FileId, FileMeta, FileStore, PutOutcome, StoreError, StoredFile, UserId};
+use marie_core::{
+    Bytes, ConversationId, FileId, FileMeta, FileStore, PutOutcome, StoreError, StoredFile, UserId,
+};
 
 /// Files in memory: for one node, tests and the demo. Nothing survives a restart, and every
 /// byte counts against the process's memory: the quota
@@ -84,5 +86,28 @@ impl FileStore for MemoryFileStore {
             *used = used.saturating_sub(removed.meta.size);
         }
         Ok(Some(removed.meta))
+    }
+
+    async fn delete_conversation_files(
+        &self,
+        conversation: &ConversationId,
+    ) -> Result<Vec<FileMeta>, StoreError> {
+        let mut files = self.lock();
+        let ids: Vec<FileId> = files
+            .files
+            .values()
+            .filter(|f| f.meta.conversation_id == *conversation)
+            .map(|f| f.meta.file_id.clone())
+            .collect();
+        let mut removed = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(file) = files.files.remove(&id) {
+                if let Some(used) = files.used.get_mut(&file.meta.user_id) {
+                    *used = used.saturating_sub(file.meta.size);
+                }
+                removed.push(file.meta);
+            }
+        }
+        Ok(removed)
     }
 }

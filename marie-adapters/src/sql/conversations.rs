@@ -314,6 +314,22 @@ impl SqlStore {
         Ok(changed(&done))
     }
 
+    pub(super) async fn archived(
+        &self,
+        conversation: &ConversationId,
+        user: &UserId,
+    ) -> Result<bool, Fault> {
+        let row = sqlx::query(
+            "SELECT 1 FROM marie_members WHERE conversation_id = $1 AND user_id = $2 \
+             AND archived = 1",
+        )
+        .bind(conversation.as_str())
+        .bind(user.as_str())
+        .fetch_optional(self.pool())
+        .await?;
+        Ok(row.is_some())
+    }
+
     pub(super) async fn remove(
         &self,
         conversation: &ConversationId,
@@ -434,6 +450,15 @@ impl Conversations for SqlStore {
             self.archive(conversation, user, archived)
         })
         .await
+    }
+
+    async fn is_archived(
+        &self,
+        conversation: &ConversationId,
+        user: &UserId,
+    ) -> Result<bool, StoreError> {
+        self.run("is_archived", || self.archived(conversation, user))
+            .await
     }
 
     async fn remove_member(

@@ -115,6 +115,27 @@ impl SqlStore {
         }))
     }
 
+    /// Removes the files uploaded to `conversation`, each as [`remove_file`](Self::remove_file)
+    /// does (one owner's total at a time, in the order uploads lock it).
+    pub(super) async fn remove_conversation_files(
+        &self,
+        conversation: &ConversationId,
+    ) -> Result<Vec<FileMeta>, Fault> {
+        let ids: Vec<String> =
+            sqlx::query_scalar("SELECT file_id FROM marie_files WHERE conversation_id = $1")
+                .bind(conversation.as_str())
+                .fetch_all(self.pool())
+                .await?;
+        let mut removed = Vec::with_capacity(ids.len());
+        for id in ids {
+            let Ok(id) = FileId::parse(&id) else { continue };
+            if let Some(meta) = self.remove_file(&id).await? {
+                removed.push(meta);
+            }
+        }
+        Ok(removed)
+    }
+
     /// Removes the file and takes its size off its owner's total, in one transaction that
     /// locks the owner's row first, as storing does.
     pub(super) async fn remove_file(&self, file: &FileId) -> Result<Option<FileMeta>, Fault> {

@@ -84,7 +84,9 @@ use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use marie_core::{Bytes, FileId, FileMeta, FileStore, PutOutcome, StoreError, StoredFile, UserId};
+use marie_core::{
+    Bytes, ConversationId, FileId, FileMeta, FileStore, PutOutcome, StoreError, StoredFile, UserId,
+};
 use sqlx::any::{AnyPoolOptions, AnyQueryResult};
 use sqlx::{Any, AnyPool, Executor, Transaction};
 
@@ -491,6 +493,16 @@ impl FileStore for SqlStore {
 
     async fn delete(&self, file: &FileId) -> Result<Option<FileMeta>, StoreError> {
         self.run("delete_file", || self.remove_file(file)).await
+    }
+
+    async fn delete_conversation_files(
+        &self,
+        conversation: &ConversationId,
+    ) -> Result<Vec<FileMeta>, StoreError> {
+        self.run("delete_conversation_files", || {
+            self.remove_conversation_files(conversation)
+        })
+        .await
     }
 }
 

@@ -3,8 +3,9 @@
 //! (`joined`, `left`, `error`). Each is serialized as it is.
 
 use marie_core::{
-    ActiveStream, ApprovalId, ApprovalRecord, ChatMessage, ConversationId, Error, ErrorCode,
-    MessageId, SendQueued, StreamId, UserId,
+    ActiveStream, ApprovalId, ApprovalRecord, ChatMessage, ConversationId, ConversationInfo,
+    ConversationPage, Error, ErrorCode, LastMessage, Member, MessageId, SendQueued, StreamId,
+    UserId,
 };
 use serde::Serialize;
 use serde_json::value::RawValue;
@@ -230,3 +231,84 @@ mod tests {
         );
     }
 }
+
+/// One conversation of `list_conversations`, and the fields of `get_conversation` and the
+/// `update_conversation` ack (with `members` and `system_prompt` where they belong).
+#[derive(Debug, Serialize)]
+pub(crate) struct ConversationView {
+    pub(crate) conversation_id: ConversationId,
+    pub(crate) title: Option<String>,
+    pub(crate) created_by: UserId,
+    pub(crate) created_at: u64,
+    pub(crate) updated_at: u64,
+    pub(crate) last_message: Option<LastMessage>,
+    pub(crate) model: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) archived: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) members: Option<Vec<Member>>,
+    /// Only in `get_conversation` and the `update_conversation` ack: a list does not carry
+    /// every conversation's instructions.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) system_prompt: Option<Option<String>>,
+}
+
+impl ConversationView {
+    /// The fields every view has, from the record.
+    pub(crate) fn of(info: ConversationInfo) -> Self {
+        Self {
+            conversation_id: info.conversation_id,
+            title: info.title,
+            created_by: info.created_by,
+            created_at: info.created_at,
+            updated_at: info.updated_at,
+            last_message: info.last_message,
+            model: info.model,
+            archived: None,
+            members: None,
+            system_prompt: None,
+        }
+    }
+
+    /// With the conversation's own instructions.
+    pub(crate) fn with_prompt(info: ConversationInfo) -> Self {
+        let prompt = info.system_prompt.clone();
+        Self {
+            system_prompt: Some(prompt),
+            ..Self::of(info)
+        }
+    }
+}
+
+/// The `list_conversations` ack's fields.
+#[derive(Debug, Serialize)]
+pub(crate) struct ConversationList {
+    pub(crate) conversations: Vec<ConversationView>,
+    pub(crate) next_before: Option<String>,
+}
+
+impl ConversationList {
+    pub(crate) fn of(page: ConversationPage) -> Self {
+        Self {
+            conversations: page
+                .conversations
+                .into_iter()
+                .map(|listed| ConversationView {
+                    archived: Some(listed.archived),
+                    ..ConversationView::of(listed.info)
+                })
+                .collect(),
+            next_before: page.next_before.map(|cursor| cursor.encode()),
+        }
+    }
+}
+
+/// The `archive_conversation` ack's fields.
+#[derive(Debug, Serialize)]
+pub(crate) struct Archived {
+    pub(crate) conversation_id: ConversationId,
+    pub(crate) archived: bool,
+}
+
+/// The `delete_conversation` ack's fields (`get_conversation`'s, `leave`'s: one id).
+pub(crate) type Deleted = Left;

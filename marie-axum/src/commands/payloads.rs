@@ -7,14 +7,14 @@ use serde::Deserialize;
 use serde::de::{self, DeserializeOwned, Deserializer, Visitor};
 use serde_json::Value;
 
-/// `join_conversation`, `leave_conversation`.
+/// `join_conversation`, `leave_conversation`, `get_conversation`, `delete_conversation`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct ConversationRef {
     pub(super) conversation_id: String,
 }
 
-/// `invite`.
+/// `invite`, `remove_member`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct Invite {
@@ -132,6 +132,42 @@ pub(super) struct Empty {}
 pub(super) struct SwitchBranch {
     pub(super) conversation_id: String,
     pub(super) message_id: String,
+}
+
+/// `list_conversations`: every field optional.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ListConversations {
+    #[serde(default)]
+    pub(super) before: Option<String>,
+    #[serde(default, deserialize_with = "optional_whole_number")]
+    pub(super) limit: Option<u64>,
+    #[serde(default)]
+    pub(super) query: Option<String>,
+    #[serde(default)]
+    pub(super) archived: bool,
+}
+
+/// `update_conversation`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct UpdateConversation {
+    pub(super) conversation_id: String,
+    #[serde(default)]
+    pub(super) title: Option<String>,
+    #[serde(default)]
+    pub(super) model: Option<String>,
+    #[serde(default)]
+    pub(super) system_prompt: Option<String>,
+}
+
+/// `archive_conversation`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ArchiveConversation {
+    pub(super) conversation_id: String,
+    #[serde(default = "default_true")]
+    pub(super) archived: bool,
 }
 
 /// Decodes an event's payload; anything that does not fit is `bad_request`, naming the

@@ -10,8 +10,9 @@ use marie_core::{
 use socketioxide::adapter::Adapter;
 
 use super::acks::{
-    Announcement, BranchSwitched, Cancelled, Decided, HistoryPage, Invited, Joined, Left, Nothing,
-    Resumed, SeedAckOk, Sent, TypingAck, ok, raw,
+    Announcement, Archived, BranchSwitched, Cancelled, ConversationList, ConversationView, Decided,
+    Deleted, HistoryPage, Invited, Joined, Left, Nothing, Resumed, SeedAckOk, Sent, TypingAck, ok,
+    raw,
 };
 use super::link::TypingAccess;
 use super::{Acked, ClientEvent, Command, Follow, Link};
@@ -138,6 +139,65 @@ impl<A: Adapter, L: Link> Ctx<'_, A, L> {
                 message,
             } => self.switch_branch(conversation, message).await,
             Command::Usage => acked(ok(&engine.usage(self.who).await?)),
+            Command::ListConversations {
+                before,
+                limit,
+                query,
+                archived,
+            } => {
+                let page = engine
+                    .list_conversations(
+                        self.who,
+                        before.as_deref(),
+                        limit,
+                        query.as_deref(),
+                        archived,
+                    )
+                    .await?;
+                acked(ok(&ConversationList::of(page)))
+            }
+            Command::GetConversation(conversation) => {
+                let details = engine.conversation_details(self.who, &conversation).await?;
+                acked(ok(&ConversationView {
+                    archived: Some(details.archived),
+                    members: Some(details.members),
+                    ..ConversationView::with_prompt(details.info)
+                }))
+            }
+            Command::UpdateConversation {
+                conversation,
+                change,
+            } => {
+                let info = engine
+                    .update_conversation(self.who, &conversation, change)
+                    .await?;
+                acked(ok(&ConversationView::with_prompt(info)))
+            }
+            Command::ArchiveConversation {
+                conversation,
+                archived,
+            } => {
+                engine
+                    .archive_conversation(self.who, &conversation, archived)
+                    .await?;
+                acked(ok(&Archived {
+                    conversation_id: conversation,
+                    archived,
+                }))
+            }
+            Command::DeleteConversation(conversation) => {
+                engine.delete_conversation(self.who, &conversation).await?;
+                acked(ok(&Deleted {
+                    conversation_id: conversation,
+                }))
+            }
+            Command::RemoveMember { conversation, user } => {
+                engine.remove_member(self.who, &conversation, &user).await?;
+                acked(ok(&Invited {
+                    conversation_id: conversation,
+                    user_id: user,
+                }))
+            }
         }
     }
 

@@ -2,12 +2,15 @@
 //! of [`dispatch`](super::dispatch)), and how its payload is decoded into a [`Command`].
 //! The front ends, the fuzz target and the check of `docs/protocol.md` all read this table.
 
-use marie_core::{ConversationId, Error, FileId, MessageId, SendRequest, StreamId, UserId};
+use marie_core::{
+    ConversationChange, ConversationId, Error, FileId, MessageId, SendRequest, StreamId, UserId,
+};
 use serde_json::Value;
 
 use super::payloads::{
-    self, ApproveTool, CancelStream, ConversationRef, EditMessage, Empty, GetHistory, Invite,
-    Regenerate, ResumeStream, SendMessage, SwitchBranch, Typing, decode, decode_or_empty,
+    self, ApproveTool, ArchiveConversation, CancelStream, ConversationRef, EditMessage, Empty,
+    GetHistory, Invite, ListConversations, Regenerate, ResumeStream, SendMessage, SwitchBranch,
+    Typing, UpdateConversation, decode, decode_or_empty,
 };
 
 /// Every event a client may send.
@@ -28,12 +31,18 @@ pub(crate) enum ClientEvent {
     Regenerate,
     SwitchBranch,
     GetUsage,
+    ListConversations,
+    GetConversation,
+    UpdateConversation,
+    ArchiveConversation,
+    DeleteConversation,
+    RemoveMember,
 }
 
 impl ClientEvent {
     /// Every client event, in the order of `docs/protocol.md` section 2 (a unit test below
     /// compares the two, in order).
-    pub(crate) const ALL: [Self; 15] = [
+    pub(crate) const ALL: [Self; 21] = [
         Self::JoinConversation,
         Self::LeaveConversation,
         Self::Invite,
@@ -49,6 +58,12 @@ impl ClientEvent {
         Self::Regenerate,
         Self::SwitchBranch,
         Self::GetUsage,
+        Self::ListConversations,
+        Self::GetConversation,
+        Self::UpdateConversation,
+        Self::ArchiveConversation,
+        Self::DeleteConversation,
+        Self::RemoveMember,
     ];
 
     /// The event's name, on Socket.IO and in `POST /api/chat/events/{event}`.
@@ -69,6 +84,12 @@ impl ClientEvent {
             Self::Regenerate => "regenerate",
             Self::SwitchBranch => "switch_branch",
             Self::GetUsage => "get_usage",
+            Self::ListConversations => "list_conversations",
+            Self::GetConversation => "get_conversation",
+            Self::UpdateConversation => "update_conversation",
+            Self::ArchiveConversation => "archive_conversation",
+            Self::DeleteConversation => "delete_conversation",
+            Self::RemoveMember => "remove_member",
         }
     }
 
@@ -197,6 +218,48 @@ impl ClientEvent {
                     message: MessageId::parse(p.message_id)?,
                 }
             }
+            Self::ListConversations => {
+                let p: ListConversations = decode_or_empty(payload)?;
+                Command::ListConversations {
+                    before: p.before,
+                    limit: p.limit.map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
+                    query: p.query,
+                    archived: p.archived,
+                }
+            }
+            Self::GetConversation => {
+                let p: ConversationRef = decode(payload)?;
+                Command::GetConversation(ConversationId::parse(p.conversation_id)?)
+            }
+            Self::UpdateConversation => {
+                let p: UpdateConversation = decode(payload)?;
+                Command::UpdateConversation {
+                    conversation: ConversationId::parse(p.conversation_id)?,
+                    change: ConversationChange {
+                        title: p.title,
+                        model: p.model,
+                        system_prompt: p.system_prompt,
+                    },
+                }
+            }
+            Self::ArchiveConversation => {
+                let p: ArchiveConversation = decode(payload)?;
+                Command::ArchiveConversation {
+                    conversation: ConversationId::parse(p.conversation_id)?,
+                    archived: p.archived,
+                }
+            }
+            Self::DeleteConversation => {
+                let p: ConversationRef = decode(payload)?;
+                Command::DeleteConversation(ConversationId::parse(p.conversation_id)?)
+            }
+            Self::RemoveMember => {
+                let p: Invite = decode(payload)?;
+                Command::RemoveMember {
+                    conversation: ConversationId::parse(p.conversation_id)?,
+                    user: UserId::parse(p.user_id)?,
+                }
+            }
         })
     }
 }
@@ -259,6 +322,26 @@ pub(crate) enum Command {
         message: MessageId,
     },
     Usage,
+    ListConversations {
+        before: Option<String>,
+        limit: Option<usize>,
+        query: Option<String>,
+        archived: bool,
+    },
+    GetConversation(ConversationId),
+    UpdateConversation {
+        conversation: ConversationId,
+        change: ConversationChange,
+    },
+    ArchiveConversation {
+        conversation: ConversationId,
+        archived: bool,
+    },
+    DeleteConversation(ConversationId),
+    RemoveMember {
+        conversation: ConversationId,
+        user: UserId,
+    },
 }
 
 #[cfg(test)]

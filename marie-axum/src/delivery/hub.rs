@@ -2,10 +2,11 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use marie_core::{
-    ControlBus, ControlMessage, ConversationId, SinkError, StreamEvent, StreamId, StreamLog,
+    ControlBus, ControlMessage, ConversationId, Notice, SinkError, StreamEvent, StreamId,
+    StreamLog, UserId,
 };
 use socketioxide::SocketIo;
 use socketioxide::adapter::Adapter;
@@ -37,9 +38,16 @@ pub(crate) struct Hub<A: Adapter> {
     bus: Option<Arc<dyn ControlBus>>,
     /// Followers holding a burst of a conversation's answer until its task flushes them.
     held: Mutex<HashMap<ConversationId, Vec<Held<A>>>>,
+    /// Tells this node's connections of a notice.
+    notices: OnceLock<NoticeHandler>,
 }
 
 type Held<A> = (SocketRef<A>, Arc<Outbox>);
+
+/// Tells the users named, on this node, of a notice (`crate::socketio::notices`). Set by
+/// the builder, which knows the front end; a function here so that delivery does not
+/// import the Socket.IO front end.
+pub(crate) type NoticeHandler = Arc<dyn Fn(Notice, Vec<UserId>) + Send + Sync>;
 
 impl<A: Adapter> std::fmt::Debug for Hub<A> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -67,18 +75,26 @@ impl<A: Adapter> Hub<A> {
             origin: marie_core::SessionId::random().to_string(),
             bus,
             held: Mutex::default(),
+            notices: OnceLock::new(),
         });
         if let Some(bus) = &hub.bus {
             let weak = Arc::downgrade(&hub);
             bus.subscribe(Arc::new(move |message| {
-                if let (Some(hub), ControlMessage::Stream { origin, events }) =
-                    (weak.upgrade(), message)
-                    && origin != hub.origin
-                {
-                    for event in events {
-                        // Nobody here flushes a burst from another node: the writer merges it.
-                        hub.dispatch_local(Out::stream(event), Flusher::Writer);
+                let Some(hub) = weak.upgrade() else { return };
+                match message {
+                    ControlMessage::Stream { origin, events } if origin != hub.origin => {
+                        for event in events {
+                            // Nobody here flushes a burst from another node: the writer
+                            // merges it.
+                            hub.dispatch_local(Out::stream(event), Flusher::Writer);
+                        }
                     }
+                    ControlMessage::Notice {
+                        origin,
+                        notice,
+                        users,
+                    } if origin != hub.origin => hub.notify_local(notice, users),
+                    _ => {}
                 }
             }));
         }
@@ -181,6 +197,35 @@ impl<A: Adapter> Hub<A> {
                 tracing::warn!(error = %e, %stream, "could not fill a gap from the stream log");
             }
         });
+    }
+
+    /// Sets what tells this node's connections of a notice (once, by the builder).
+    pub(crate) fn on_notice(&self, handler: NoticeHandler) {
+        let _ = self.notices.set(handler);
+    }
+
+    /// Tells `users` of `notice` on this node, then on the others over the bus.
+    pub(crate) async fn notify(&self, notice: Notice, users: Vec<UserId>) -> Result<(), SinkError> {
+        let remote = self.bus.as_ref().map(|_| (notice.clone(), users.clone()));
+        self.notify_local(notice, users);
+        let (Some(bus), Some((notice, users))) = (&self.bus, remote) else {
+            return Ok(());
+        };
+        let message = ControlMessage::Notice {
+            origin: self.origin.clone(),
+            notice,
+            users,
+        };
+        bus.publish(message).await.map_err(|e| {
+            metrics::counter!("marie_broadcast_failures_total").increment(1);
+            SinkError::Delivery(format!("notice delivered on this node only: {e}"))
+        })
+    }
+
+    fn notify_local(&self, notice: Notice, users: Vec<UserId>) {
+        if let Some(handler) = self.notices.get() {
+            handler(notice, users);
+        }
     }
 
     /// Sends an answer's events to the other nodes, in one message.

@@ -64,7 +64,7 @@ mod writer;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-pub(crate) use hub::{Hub, SocketOutbox};
+pub(crate) use hub::{Hub, NoticeHandler, SocketOutbox};
 pub(crate) use out::{Emitted, Out, Reply};
 pub(crate) use outbox::{Flusher, Outbox};
 pub(crate) use resume::resume;

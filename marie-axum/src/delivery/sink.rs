@@ -3,12 +3,12 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use marie_core::{ConversationId, SinkError, StreamEvent, StreamSink};
+use marie_core::{ConversationId, Notice, SinkError, StreamEvent, StreamSink, UserId};
 use socketioxide::adapter::{Adapter, LocalAdapter};
 use socketioxide::{BroadcastError, SocketIo};
 
 use super::Hub;
-use crate::rooms::conversation_room;
+use crate::rooms::{conversation_room, user_room};
 
 /// A [`StreamSink`] that sends an answer's events to its conversation's Socket.IO room.
 ///
@@ -118,5 +118,35 @@ impl<A: Adapter> StreamSink for SocketIoSink<A> {
             hub.flush(conversation);
         }
         Ok(())
+    }
+
+    /// With MARIE's front end, each node tells its own connections of the users (and takes
+    /// them out of the room when the notice ends their following). A plain sink broadcasts
+    /// the notice to each user's room and, when it ends their following, takes their
+    /// sockets out of the conversation's room, through the `SocketIo`'s adapter.
+    async fn notify(&self, notice: Notice, users: Vec<UserId>) -> Result<(), SinkError> {
+        match &self.target {
+            Target::Hub(hub) => hub.notify(notice, users).await,
+            Target::Rooms { io, namespace } => {
+                let ns = io
+                    .of(namespace)
+                    .ok_or_else(|| SinkError::Delivery("namespace not registered".into()))?;
+                let rooms: Vec<String> = users.iter().map(user_room).collect();
+                if rooms.is_empty() {
+                    return Ok(());
+                }
+                if notice.ends_following() {
+                    ns.clone()
+                        .to(rooms.clone())
+                        .leave(conversation_room(notice.conversation_id()))
+                        .await
+                        .map_err(|e| SinkError::Delivery(e.to_string()))?;
+                }
+                ns.to(rooms)
+                    .emit(notice.name(), &notice.payload())
+                    .await
+                    .map_err(|e| SinkError::Delivery(e.to_string()))
+            }
+        }
     }
 }

@@ -7,10 +7,12 @@
 //!
 //! - `mod.rs`: the routes, authentication, errors as HTTP responses, the routes that name a
 //!   stream or an approval alone.
+//! - `conversations.rs`: a user's conversations, REST-shaped (`/api/chat/conversations`).
 //! - `events.rs`: `POST /api/chat/events/{event}`, and the link of an HTTP request.
 //! - `sse.rs`: an SSE response following one stream.
 //! - `files.rs`: uploads and downloads of files.
 
+mod conversations;
 mod events;
 mod files;
 mod sse;
@@ -60,6 +62,14 @@ pub(crate) fn routes<A: Adapter>(shared: Arc<NodeState<A>>, with_health: bool) -
         .route(
             "/api/chat/send",
             post(send::<A>).layer(DefaultBodyLimit::max(event_limit)),
+        )
+        .route("/api/chat/conversations", get(conversations::list::<A>))
+        .route(
+            "/api/chat/conversations/{conversation_id}",
+            get(conversations::get_one::<A>)
+                .patch(conversations::update::<A>)
+                .delete(conversations::delete::<A>)
+                .layer(DefaultBodyLimit::max(event_limit)),
         )
         .route("/api/chat/streams/{stream_id}", get(resume::<A>))
         .route("/api/chat/approvals/{approval_id}", post(approve::<A>));

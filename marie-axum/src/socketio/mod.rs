@@ -15,6 +15,7 @@
 //! - `handler.rs`: one event, handed to the command layer and answered.
 //! - `link.rs`: the socket as the command layer's [`Link`](crate::commands::Link).
 //! - `membership.rs`: the rooms a socket enters and leaves, and its session.
+//! - `notices.rs`: a conversation's changes told to its members' connections here.
 //! - `reply.rs`: replies and acks through the outbox.
 //! - `payloads.rs`: the CONNECT `auth`, and the notices of a connection.
 //! - `expiry.rs`: the end of a connection whose credentials expire, or whose user is
@@ -28,6 +29,7 @@ pub(crate) mod expiry;
 mod handler;
 mod link;
 mod membership;
+pub(crate) mod notices;
 mod payloads;
 mod reply;
 

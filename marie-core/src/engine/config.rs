@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::OnBusy;
+use crate::{OnBusy, TitlePolicy};
 
 /// Limits and switches of a [`ChatEngine`](crate::ChatEngine). `Default` fits a public chat.
 #[derive(Clone, Debug)]
@@ -56,6 +56,22 @@ pub struct EngineConfig {
     pub file_quota_bytes: Option<u64>,
     /// The most files one message may carry.
     pub max_attachments: usize,
+    /// The models the app offers (`update_conversation.model` must be one of them); the
+    /// first is the default, given to the provider for a conversation that chose none.
+    /// Empty (the default): conversations cannot choose, and the provider uses its own.
+    pub models: Vec<String>,
+    /// The longest title, in characters (200).
+    pub max_title_chars: usize,
+    /// The longest system prompt a conversation may have, in characters; 0 (the default):
+    /// conversations cannot set one. It is given to the model after the app's own
+    /// ([`system_prompt`](Self::system_prompt)).
+    pub max_system_prompt_chars: usize,
+    /// How a conversation is named after its first answer (the first words of its first
+    /// message, by default).
+    pub titles: TitlePolicy,
+    /// Whether a deleted conversation's files stay in the file store (`false`, the default:
+    /// they are deleted with it).
+    pub keep_files_on_delete: bool,
 }
 
 impl Default for EngineConfig {
@@ -79,6 +95,11 @@ impl Default for EngineConfig {
             max_file_bytes: 10 * 1024 * 1024,
             file_quota_bytes: Some(100 * 1024 * 1024),
             max_attachments: 8,
+            models: Vec::new(),
+            max_title_chars: 200,
+            max_system_prompt_chars: 0,
+            titles: TitlePolicy::default(),
+            keep_files_on_delete: false,
         }
     }
 }
@@ -166,6 +187,49 @@ impl EngineConfig {
     pub fn approval_timeout(mut self, timeout: Duration) -> Self {
         self.approval_timeout = timeout;
         self
+    }
+
+    /// Sets [`models`](Self::models): the first is the default.
+    pub fn models<I, S>(mut self, models: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.models = models.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Sets [`max_title_chars`](Self::max_title_chars) (at least 1).
+    pub fn max_title_chars(mut self, chars: usize) -> Self {
+        self.max_title_chars = chars.max(1);
+        self
+    }
+
+    /// Sets [`max_system_prompt_chars`](Self::max_system_prompt_chars) (0: not allowed).
+    pub fn max_system_prompt_chars(mut self, chars: usize) -> Self {
+        self.max_system_prompt_chars = chars;
+        self
+    }
+
+    /// Sets [`titles`](Self::titles).
+    pub fn titles(mut self, policy: TitlePolicy) -> Self {
+        self.titles = policy;
+        self
+    }
+
+    /// Sets [`keep_files_on_delete`](Self::keep_files_on_delete).
+    pub fn keep_files_on_delete(mut self, keep: bool) -> Self {
+        self.keep_files_on_delete = keep;
+        self
+    }
+
+    /// The model an answer in a conversation that chose `chosen` uses: the chosen one while
+    /// the app still offers it, else the app's default (`None`: the provider's own).
+    pub fn model_for<'a>(&'a self, chosen: Option<&'a str>) -> Option<&'a str> {
+        match chosen {
+            Some(model) if self.models.iter().any(|m| m == model) => Some(model),
+            _ => self.models.first().map(String::as_str),
+        }
     }
 
     /// Sets [`create_on_join`](Self::create_on_join).

@@ -15,16 +15,21 @@
 //! - `approve.rs`: `approve_tool`, a member's decision on a tool call, from any node.
 //! - `files.rs`: uploads, reading a file, attachments checked and read for the model.
 //! - `idempotency.rs`: the outcomes of recent sends, by `client_message_id`.
+//! - `conversations.rs`: a user's list of conversations; renaming, settings, archive,
+//!   removing a member, deleting a conversation; the notices that tell the members.
+//! - `title.rs`: naming a conversation after its first answer ([`TitlePolicy`]).
 //! - `config.rs`: [`EngineConfig`].
 
 mod answer;
 mod approve;
 mod branch;
 mod config;
+mod conversations;
 mod files;
 mod idempotency;
 mod queue;
 mod send;
+mod title;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -35,8 +40,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use config::EngineConfig;
+pub use conversations::{ConversationDetails, Member, MemberRole};
 pub use files::Upload;
 pub use send::{OnBusy, SendOutcome, SendRequest};
+pub use title::TitlePolicy;
 
 use crate::{
     AccessPolicy, ChatMessage, ControlBus, ControlMessage, ConversationId, ConversationInfo,
@@ -474,6 +481,26 @@ impl ChatEngine {
         stream_id: Option<&StreamId>,
     ) -> Result<StreamId, Error> {
         self.authorize(who, conversation).await?;
+        if let Some(running) = self.cancel_running(conversation, stream_id).await? {
+            return Ok(running);
+        }
+        // A queued send is taken out of its queue.
+        if let Some(stream_id) = stream_id
+            && self.cancel_queued(conversation, stream_id).await?
+        {
+            return Ok(stream_id.clone());
+        }
+        Err(Error::NotFound("no such running answer"))
+    }
+
+    /// Stops the answer running in `conversation` (the one named, when `stream_id` is
+    /// given), on this node at once or on its own node over the control bus; the answer
+    /// stopped, `None` when none runs.
+    async fn cancel_running(
+        &self,
+        conversation: &ConversationId,
+        stream_id: Option<&StreamId>,
+    ) -> Result<Option<StreamId>, Error> {
         let matches = |running: &StreamId| stream_id.is_none_or(|id| id == running);
         // An answer of this node stops at once.
         {
@@ -484,7 +511,7 @@ impl ChatEngine {
                 .filter(|a| matches(&a.stream_id))
             {
                 running.cancel.cancel();
-                return Ok(running.stream_id.clone());
+                return Ok(Some(running.stream_id.clone()));
             }
         }
         // One running elsewhere is stopped by its node, told over the control bus.
@@ -496,13 +523,7 @@ impl ChatEngine {
             .await?
             .filter(|a| matches(&a.stream_id));
         let Some(running) = running else {
-            // A queued send is taken out of its queue.
-            if let Some(stream_id) = stream_id
-                && self.cancel_queued(conversation, stream_id).await?
-            {
-                return Ok(stream_id.clone());
-            }
-            return Err(Error::NotFound("no such running answer"));
+            return Ok(None);
         };
         self.shared
             .bus
@@ -511,7 +532,7 @@ impl ChatEngine {
                 stream_id: running.stream_id.clone(),
             })
             .await?;
-        Ok(running.stream_id)
+        Ok(Some(running.stream_id))
     }
 
     /// Acts on a message of the control bus.
@@ -534,8 +555,8 @@ impl ChatEngine {
                     running.approvals.wake();
                 });
             }
-            // Meant for the front ends (cross-node delivery of stream events).
-            ControlMessage::Stream { .. } => {}
+            // Meant for the front ends (cross-node delivery of stream events and notices).
+            ControlMessage::Stream { .. } | ControlMessage::Notice { .. } => {}
         }
     }
 

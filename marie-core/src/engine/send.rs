@@ -28,8 +28,9 @@ use tokio_util::sync::CancellationToken;
 use super::idempotency::Key;
 use super::{ChatEngine, RunningAnswer, answer};
 use crate::{
-    Attachment, ChatMessage, ConversationId, Error, FileId, HistoryQuery, Identity, LlmRequest,
-    MessageId, MessageRole, PromptMessage, QueuedSend, StreamId, StreamMeta,
+    Attachment, ChatMessage, ConversationId, ConversationInfo, Error, FileId, HistoryQuery,
+    Identity, LastMessage, LlmRequest, MessageId, MessageRole, PromptMessage, QueuedSend, StreamId,
+    StreamMeta,
 };
 
 /// What `send_message` does while an answer runs in its conversation.
@@ -103,6 +104,17 @@ pub(super) struct Start {
     pub(super) on_busy: OnBusy,
     /// A queued send whose turn has come: its ids were given when it was queued.
     pub(super) queued: Option<QueuedSend>,
+}
+
+/// What an answer takes from its conversation's settings, read once when it starts.
+#[derive(Clone, Debug, Default)]
+pub(super) struct AnswerSetup {
+    /// The model to ask ([`EngineConfig::model_for`](crate::EngineConfig::model_for)).
+    pub(super) model: Option<String>,
+    /// The conversation's own system prompt.
+    pub(super) system_prompt: Option<String>,
+    /// Whether the conversation had no title: it is named after this answer.
+    pub(super) untitled: bool,
 }
 
 /// What an answer answers.
@@ -182,15 +194,17 @@ impl Reservation<'_> {
         Ok(())
     }
 
-    /// The job of the answer's task: what it answers and how.
+    /// The job of the answer's task: what it answers and how (`answered`: the user message
+    /// answered, with the history query the request was built from, as `prepare_request`
+    /// gives them).
     fn job(
         &self,
         who: &Identity,
-        answered: MessageId,
-        prompt: HistoryQuery,
+        (answered, prompt): (MessageId, HistoryQuery),
         request: &LlmRequest,
         streamed: bool,
         budget: Option<answer::Allowance>,
+        setup: AnswerSetup,
     ) -> answer::AnswerJob {
         answer::AnswerJob {
             conversation_id: self.conversation.clone(),
@@ -210,6 +224,7 @@ impl Reservation<'_> {
             progress: Arc::new(Notify::new()),
             approvals: self.approvals.clone(),
             budget,
+            setup,
         }
     }
 
@@ -286,7 +301,8 @@ impl ChatEngine {
         if self.shared.tasks.is_closed() {
             return Err(Error::ShuttingDown);
         }
-        self.authorize(who, &start.conversation).await?;
+        let info = self.authorize(who, &start.conversation).await?;
+        let setup = self.answer_setup(&info);
         let budget = self.allowance(who).await?;
         let mut reservation = match self.claim(who, &start).await? {
             Claim::Answer(reservation) => reservation,
@@ -295,9 +311,16 @@ impl ChatEngine {
         };
         self.take_turn(&start).await?;
         let (request, answered, prompt) = self
-            .prepare_request(who, &mut reservation, start.question)
+            .prepare_request(who, &mut reservation, start.question, &setup)
             .await?;
-        let job = reservation.job(who, answered, prompt, &request, start.streamed, budget);
+        let job = reservation.job(
+            who,
+            (answered, prompt),
+            &request,
+            start.streamed,
+            budget,
+            setup,
+        );
         if job.streamed {
             self.open_log(&job).await;
         }
@@ -459,6 +482,7 @@ impl ChatEngine {
         who: &Identity,
         reservation: &mut Reservation<'_>,
         question: Question,
+        setup: &AnswerSetup,
     ) -> Result<(LlmRequest, MessageId, HistoryQuery), Error> {
         let store = self.shared.stores.history();
         let config = &self.shared.config;
@@ -499,7 +523,7 @@ impl ChatEngine {
                     limit: config.history_window.max(1),
                 };
                 let messages = self.prompt_history(conversation, query.clone()).await?;
-                let request = self.llm_request(&who.user_id, conversation, messages);
+                let request = self.llm_request(&who.user_id, conversation, setup, messages);
                 return Ok((request, user_message, query));
             }
         };
@@ -515,34 +539,67 @@ impl ChatEngine {
             attachments,
         };
         let answered = user_message.message_id.clone();
+        let last = LastMessage::of(&user_message);
         store.append_message(conversation, user_message).await?;
+        self.touch(conversation, &last).await;
         let query = HistoryQuery::newest(config.history_window.max(1));
         let messages = self.prompt_history(conversation, query.clone()).await?;
-        let request = self.llm_request(&who.user_id, conversation, messages);
+        let request = self.llm_request(&who.user_id, conversation, setup, messages);
         Ok((request, answered, query))
     }
 
-    /// The model's request: the system prompt, if any, then `history`.
+    /// What an answer in the conversation `info` takes from its settings.
+    pub(super) fn answer_setup(&self, info: &ConversationInfo) -> AnswerSetup {
+        let config = &self.shared.config;
+        AnswerSetup {
+            model: config.model_for(info.model.as_deref()).map(str::to_owned),
+            // A prompt set while the app allowed it is dropped once the app no longer does.
+            system_prompt: info
+                .system_prompt
+                .clone()
+                .filter(|_| config.max_system_prompt_chars > 0),
+            untitled: info.title.is_none(),
+        }
+    }
+
+    /// The model's request: the app's system prompt, if any, then the conversation's, then
+    /// `history`.
     pub(super) fn llm_request(
         &self,
         user: &crate::UserId,
         conversation: &ConversationId,
+        setup: &AnswerSetup,
         history: Vec<PromptMessage>,
     ) -> LlmRequest {
-        let messages = match &self.shared.config.system_prompt {
-            Some(prompt) => {
-                let mut messages = Vec::with_capacity(history.len() + 1);
-                messages.push(PromptMessage::text(MessageRole::System, prompt.clone()));
-                messages.extend(history);
-                messages
-            }
-            None => history,
-        };
+        let prompts = [
+            self.shared.config.system_prompt.as_ref(),
+            setup.system_prompt.as_ref(),
+        ];
+        let mut messages = Vec::with_capacity(history.len() + 2);
+        for prompt in prompts.into_iter().flatten() {
+            messages.push(PromptMessage::text(MessageRole::System, prompt.clone()));
+        }
+        messages.extend(history);
         LlmRequest {
             conversation_id: conversation.clone(),
             user_id: user.clone(),
             messages,
             tools: self.shared.tools.specs().to_vec(),
+            model: setup.model.clone(),
+        }
+    }
+
+    /// Moves the conversation to the top of its members' lists with `last` as its preview.
+    /// Not fatal: a list a little out of date is better than a lost message.
+    pub(super) async fn touch(&self, conversation: &ConversationId, last: &LastMessage) {
+        if let Err(e) = self
+            .shared
+            .stores
+            .conversations()
+            .touch(conversation, last)
+            .await
+        {
+            tracing::warn!(error = %e, %conversation, "could not update the conversation's list entry");
         }
     }
 

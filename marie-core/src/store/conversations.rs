@@ -251,6 +251,13 @@ pub trait Conversations: Send + Sync + 'static {
         archived: bool,
     ) -> Result<bool, StoreError>;
 
+    /// Whether `user` archived `conversation` (`false` when they have no access to it).
+    async fn is_archived(
+        &self,
+        conversation: &ConversationId,
+        user: &UserId,
+    ) -> Result<bool, StoreError>;
+
     /// Takes `user`'s access to `conversation` away (not its creator's); `false` when they
     /// had none.
     async fn remove_member(
@@ -322,6 +329,13 @@ impl<T: Conversations + ?Sized> Conversations for std::sync::Arc<T> {
         archived: bool,
     ) -> Result<bool, StoreError> {
         (**self).set_archived(conversation, user, archived).await
+    }
+    async fn is_archived(
+        &self,
+        conversation: &ConversationId,
+        user: &UserId,
+    ) -> Result<bool, StoreError> {
+        (**self).is_archived(conversation, user).await
     }
     async fn remove_member(
         &self,

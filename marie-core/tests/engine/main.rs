@@ -14,6 +14,7 @@
 //! - `branches`: edit, regenerate and switch.
 //! - `busy`: a conversation busy with an answer, and `on_busy` (the queue, interrupt).
 //! - `cancel`: `cancel_stream` before and after the first chunk.
+//! - `conversations`: the list, titles, settings, archive, members, deleting.
 //! - `budgets`: token budgets.
 //! - `retries`: a model step that fails mid-stream, asked again.
 //! - `history`: history pages.
@@ -27,6 +28,7 @@ mod branches;
 mod budgets;
 mod busy;
 mod cancel;
+mod conversations;
 mod faults;
 mod history;
 mod retries;

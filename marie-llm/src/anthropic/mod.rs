@@ -150,7 +150,7 @@ impl AnthropicProvider {
         let inner = &self.inner;
         let mut body = inner.extra_body.clone();
         let (system, messages) = body::system_and_messages(&request.messages);
-        body.insert("model".into(), inner.model.clone().into());
+        body.insert("model".into(), request.model_or(&inner.model).into());
         body.insert("max_tokens".into(), inner.max_tokens.into());
         if let Some(system) = system {
             body.insert("system".into(), system.into());
@@ -179,14 +179,20 @@ impl LlmProvider for AnthropicProvider {
     async fn stream(&self, request: LlmRequest) -> Result<LlmStream, ProviderError> {
         let inner = &self.inner;
         let body = self.body(&request);
-        let sent = send_with_retry(NAME, &inner.model, &request, &inner.settings, || {
-            let builder = post_json(&inner.client, &inner.url, "text/event-stream", &body)
-                .header("anthropic-version", ANTHROPIC_VERSION);
-            match &inner.api_key {
-                Some(key) => builder.header("x-api-key", key.clone()),
-                None => builder,
-            }
-        })
+        let sent = send_with_retry(
+            NAME,
+            request.model_or(&inner.model),
+            &request,
+            &inner.settings,
+            || {
+                let builder = post_json(&inner.client, &inner.url, "text/event-stream", &body)
+                    .header("anthropic-version", ANTHROPIC_VERSION);
+                match &inner.api_key {
+                    Some(key) => builder.header("x-api-key", key.clone()),
+                    None => builder,
+                }
+            },
+        )
         .await?;
 
         let mut decoder = wire::Decoder::default();
@@ -453,6 +459,7 @@ mod tests {
                 PromptMessage::text(MessageRole::User, "Hi"),
             ],
             tools: Vec::new(),
+            model: None,
         };
         let body: Value =
             serde_json::from_slice(&provider.body(&request)).unwrap_or_else(|e| panic!("{e}"));

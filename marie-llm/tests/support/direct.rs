@@ -17,6 +17,7 @@ pub fn talk_forever() -> LlmRequest {
         user_id: UserId::parse("u").unwrap(),
         messages: vec![PromptMessage::text(MessageRole::User, "talk forever")],
         tools: Vec::new(),
+        model: None,
     }
 }
 

@@ -56,6 +56,7 @@ pub fn request_with_files() -> LlmRequest {
             },
         ],
         tools: Vec::new(),
+        model: None,
     }
 }
 

@@ -449,6 +449,20 @@ impl Conversations for RedisStore {
         Ok(done == 1)
     }
 
+    async fn is_archived(
+        &self,
+        conversation: &ConversationId,
+        user: &UserId,
+    ) -> Result<bool, StoreError> {
+        let key = self.list_key(user, true);
+        let score: Option<f64> = self
+            .run("is_archived", |mut c| async move {
+                c.zscore(key, conversation.as_str()).await
+            })
+            .await?;
+        Ok(score.is_some())
+    }
+
     async fn remove_member(
         &self,
         conversation: &ConversationId,

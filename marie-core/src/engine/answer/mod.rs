@@ -33,8 +33,9 @@ use tokio_util::sync::CancellationToken;
 use super::ChatEngine;
 use crate::{
     AnswerFailed, ChatMessage, ConversationId, EndStatus, Error, ErrorCode, FinishReason,
-    LlmRequest, MessageId, MessagePart, MessageResponse, MessageRole, StartStatus, StreamEnd,
-    StreamEvent, StreamFailed, StreamId, StreamStart, Usage, UserId, estimate_tokens, now_millis,
+    LastMessage, LlmRequest, MessageId, MessagePart, MessageResponse, MessageRole, StartStatus,
+    StreamEnd, StreamEvent, StreamFailed, StreamId, StreamStart, Usage, UserId, estimate_tokens,
+    now_millis,
 };
 
 pub(super) struct AnswerJob {
@@ -62,6 +63,8 @@ pub(super) struct AnswerJob {
     pub(super) approvals: Arc<Approvals>,
     /// The asker's token budget, when they have one.
     pub(super) budget: Option<Allowance>,
+    /// The conversation's settings, as the answer started.
+    pub(super) setup: super::send::AnswerSetup,
 }
 
 /// What an answer may spend of its asker's token budget.
@@ -108,6 +111,16 @@ enum Outcome {
 /// The answer's task.
 pub(super) async fn run(engine: ChatEngine, job: AnswerJob, request: LlmRequest) {
     metrics::counter!("marie_streams_started_total").increment(1);
+    // What naming the conversation after this answer needs (only when it has no title: the
+    // question is copied for nothing otherwise).
+    let naming = (job.setup.untitled && engine.shared.config.titles != super::TitlePolicy::Off)
+        .then(|| super::title::Naming {
+            conversation: job.conversation_id.clone(),
+            asker: job.user_id.clone(),
+            question: request.last_user_message().unwrap_or_default().to_owned(),
+            model: job.setup.model.clone(),
+            budget: job.budget,
+        });
     // A panic in a provider, sink or store must not leave the room without a terminal event
     // nor the conversation stuck "busy": each step is guarded, and a panic ends the stream
     // with `internal`.
@@ -139,6 +152,20 @@ pub(super) async fn run(engine: ChatEngine, job: AnswerJob, request: LlmRequest)
     )
     .await;
     end(&engine, &job, terminal).await;
+    // Named after the end, whatever it was: a failed first answer must not leave the
+    // conversation untitled. A task of its own (tracked: shutdown waits for it), so that
+    // the queue behind this answer does not wait for a title.
+    if let Some(naming) = naming {
+        let namer = engine.clone();
+        engine.shared.tasks.spawn(async move {
+            let caught = AssertUnwindSafe(namer.name_conversation(naming))
+                .catch_unwind()
+                .await;
+            if caught.is_err() {
+                tracing::error!("naming a conversation panicked");
+            }
+        });
+    }
     // The next queued send's turn (queued on any node).
     guarded(
         &job,
@@ -226,6 +253,7 @@ async fn finalize(engine: &ChatEngine, job: &AnswerJob, outcome: Outcome) -> Str
             siblings: Vec::new(),
             attachments: Vec::new(),
         };
+        let last = LastMessage::of(&message);
         if let Err(e) = engine
             .shared
             .stores
@@ -236,6 +264,7 @@ async fn finalize(engine: &ChatEngine, job: &AnswerJob, outcome: Outcome) -> Str
             tracing::error!(error = %e, stream_id = %job.stream_id, "could not store the answer");
             return failure(job, &Error::from(e), true);
         }
+        engine.touch(&job.conversation_id, &last).await;
     }
 
     let usage =

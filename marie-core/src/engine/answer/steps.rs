@@ -248,7 +248,7 @@ async fn rebuild(engine: &ChatEngine, job: &AnswerJob) -> Result<LlmRequest, Err
     let messages = engine
         .prompt_history(&job.conversation_id, job.prompt.clone())
         .await?;
-    Ok(engine.llm_request(&job.user_id, &job.conversation_id, messages))
+    Ok(engine.llm_request(&job.user_id, &job.conversation_id, &job.setup, messages))
 }
 
 /// The estimated size of a request, in tokens: its texts, and the calls and results of the

@@ -1,0 +1,228 @@
+//! A user's conversations over Socket.IO and HTTP (`docs/protocol.md` section 9): the list
+//! a page shows, titles that follow on every connection of the members (joined or not),
+//! the REST routes, and bad input.
+
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use marie_axum::MarieConfig;
+use marie_core::EngineConfig;
+use marie_llm::EchoProvider;
+use marie_testkit::server::start_with;
+use marie_testkit::socketio::connect;
+use serde_json::{Value, json};
+
+fn config() -> MarieConfig {
+    let mut config = MarieConfig::default();
+    config.engine = EngineConfig::default().models(["echo-small", "echo-large"]);
+    config
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sidebar_follows_titles_and_the_model_choice_reaches_the_answer() {
+    let server = start_with(EchoProvider::new(Duration::ZERO), config()).await;
+    let mut alice = connect(server.addr, "alice").await;
+    // Alice's second page has joined nothing: it shows her list.
+    let mut sidebar = connect(server.addr, "alice").await;
+    alice.join("trip").await;
+
+    alice.send("trip", "Where should we go this summer").await;
+    alice.stream().await;
+    let named = sidebar.next("conversation_updated").await;
+    assert_eq!(named["conversation_id"], "trip");
+    assert_eq!(named["title"], "Where should we go this summer");
+    assert_eq!(named["updated_by"], Value::Null);
+
+    let list = sidebar.ack("list_conversations", json!({})).await;
+    assert_eq!(list["status"], "ok", "{list}");
+    let first = &list["conversations"][0];
+    assert_eq!(first["title"], "Where should we go this summer");
+    assert_eq!(first["last_message"]["role"], "assistant");
+    assert_eq!(first["archived"], false);
+    assert_eq!(list["next_before"], Value::Null);
+
+    // The model: the default first, then the one chosen; one not offered is refused.
+    alice.send("trip", "which model").await;
+    assert_eq!(
+        alice.stream().await.text(),
+        "This conversation uses the model echo-small."
+    );
+    let refused = alice
+        .ack(
+            "update_conversation",
+            json!({"conversation_id": "trip", "model": "gpt-9"}),
+        )
+        .await;
+    assert_eq!(refused["code"], "bad_request");
+    assert!(
+        refused["message"]
+            .as_str()
+            .unwrap()
+            .contains("echo-small, echo-large"),
+        "{refused}"
+    );
+    let ack = alice
+        .ack(
+            "update_conversation",
+            json!({"conversation_id": "trip", "model": "echo-large"}),
+        )
+        .await;
+    assert_eq!(ack["model"], "echo-large", "{ack}");
+    assert_eq!(
+        sidebar.next("conversation_updated").await["model"],
+        "echo-large"
+    );
+    alice.send("trip", "which model").await;
+    assert_eq!(
+        alice.stream().await.text(),
+        "This conversation uses the model echo-large."
+    );
+
+    // Bad input: clear errors, nothing changed, the connection kept.
+    for (event, payload) in [
+        ("list_conversations", json!({"limit": -1})),
+        ("list_conversations", json!({"before": 5})),
+        ("list_conversations", json!({"sort": "title"})),
+        ("update_conversation", json!({"conversation_id": "trip"})),
+        (
+            "update_conversation",
+            json!({"conversation_id": "trip", "title": ""}),
+        ),
+        (
+            "update_conversation",
+            json!({"conversation_id": "trip", "system_prompt": "x"}),
+        ),
+        (
+            "archive_conversation",
+            json!({"conversation_id": "trip", "archived": "yes"}),
+        ),
+        ("remove_member", json!({"conversation_id": "trip"})),
+    ] {
+        let ack = alice.ack(event, payload.clone()).await;
+        assert_eq!(ack["code"], "bad_request", "{event} {payload}: {ack}");
+    }
+    let details = alice
+        .ack("get_conversation", json!({"conversation_id": "trip"}))
+        .await;
+    assert_eq!(details["title"], "Where should we go this summer");
+    assert_eq!(
+        details["members"],
+        json!([{"user_id": "alice", "role": "owner"}])
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rest_routes_list_read_rename_and_delete() {
+    let server = start_with(EchoProvider::new(Duration::ZERO), config()).await;
+    let base = format!("http://{}/api/chat/conversations", server.addr);
+    let http = reqwest::Client::new();
+    let mut alice = connect(server.addr, "alice").await;
+    for id in ["r1", "r2", "r3"] {
+        alice.join(id).await;
+    }
+
+    let page: Value = http
+        .get(format!("{base}?limit=2"))
+        .bearer_auth("t-alice")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page["conversations"].as_array().unwrap().len(), 2, "{page}");
+    let cursor = page["next_before"].as_str().unwrap();
+    let rest: Value = http
+        .get(&base)
+        .query(&[("before", cursor)])
+        .bearer_auth("t-alice")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(rest["conversations"].as_array().unwrap().len(), 1, "{rest}");
+
+    let renamed = http
+        .patch(format!("{base}/r1"))
+        .bearer_auth("t-alice")
+        .json(&json!({"title": "First"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(renamed.status(), 200);
+    let renamed: Value = renamed.json().await.unwrap();
+    assert_eq!(renamed["title"], "First");
+    assert_eq!(alice.next("conversation_updated").await["title"], "First");
+
+    // Refusals: no credentials, someone else's conversation, a bad body, a bad query.
+    let status = |r: reqwest::Response| r.status().as_u16();
+    assert_eq!(status(http.get(&base).send().await.unwrap()), 401);
+    assert_eq!(
+        status(
+            http.get(format!("{base}/r1"))
+                .bearer_auth("t-bob")
+                .send()
+                .await
+                .unwrap()
+        ),
+        403
+    );
+    assert_eq!(
+        status(
+            http.patch(format!("{base}/r1"))
+                .bearer_auth("t-alice")
+                .json(&json!({"conversation_id": "r2", "title": "x"}))
+                .send()
+                .await
+                .unwrap()
+        ),
+        400
+    );
+    assert_eq!(
+        status(
+            http.get(format!("{base}?limit=lots"))
+                .bearer_auth("t-alice")
+                .send()
+                .await
+                .unwrap()
+        ),
+        400
+    );
+    assert_eq!(
+        status(
+            http.delete(format!("{base}/r1"))
+                .bearer_auth("t-bob")
+                .send()
+                .await
+                .unwrap()
+        ),
+        403
+    );
+
+    let deleted = http
+        .delete(format!("{base}/r1"))
+        .bearer_auth("t-alice")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 200);
+    assert_eq!(
+        alice.next("conversation_deleted").await["conversation_id"],
+        "r1"
+    );
+    let gone = http
+        .get(format!("{base}/r1"))
+        .bearer_auth("t-alice")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gone.status(), 404);
+    // The socket left the room: joining again is refused, the id is not reused.
+    let again = alice
+        .ack("join_conversation", json!({"conversation_id": "r1"}))
+        .await;
+    assert_eq!(again["code"], "not_found", "{again}");
+}
