@@ -23,6 +23,9 @@
 //! | `MARIE_FILES_DIR` | unset | without `MARIE_DATABASE_URL`: keep uploaded files in this directory (created if missing; one server per directory); unset: in memory. Conversations stay in memory: after a restart a file is readable by the members of whichever conversation takes its id again |
 //! | `MARIE_MAX_FILE_BYTES`, `MARIE_FILE_QUOTA_BYTES` | `10485760`, `104857600` | the largest file a user may upload; what one user's files may take in all |
 //! | `MARIE_JWT_SECRET` | unset | accept HS256 JWTs (`sub` = user id, `roles` may hold `admin`); unset = dev mode |
+//! | `MARIE_MODELS` | unset | the models a conversation may use, comma-separated, the first the default (the provider is asked for the conversation's); unset: the provider's own model, no choice |
+//! | `MARIE_MAX_SYSTEM_PROMPT_CHARS` | `4000` | how long a conversation's own system prompt may be (`0`: members cannot set one) |
+//! | `MARIE_TITLES` | `first_words` with echo, else `ask_model` | how conversations are named after their first answer: `off`, `first_words` or `ask_model` (the model is asked, counted to the asker's budget) |
 //! | `MARIE_ALLOWED_ORIGINS` | see meaning | comma-separated origins allowed to open the Socket.IO endpoint (`*`: any); unset: any in dev mode, else this server's own address |
 //!
 //! In dev mode anyone can mint a token for any user name at `POST /api/dev/token`: never
@@ -41,13 +44,18 @@ mod web;
 
 use std::sync::Arc;
 
-use marie_core::LlmProvider;
+use marie_core::{LlmProvider, TitlePolicy};
 use marie_llm::{AnthropicProvider, EchoProvider, OllamaProvider, OpenAiProvider};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     web::init_tracing();
     let choice = std::env::var("MARIE_LLM").unwrap_or_default();
+    // The echo provider would only repeat the question as a title: take its first words.
+    let titles = match choice.trim() {
+        "" | "echo" => TitlePolicy::FirstWords,
+        _ => TitlePolicy::AskModel,
+    };
     let provider: Arc<dyn LlmProvider> = match choice.trim() {
         "" | "echo" => Arc::new(EchoProvider::from_env_var("MARIE_ECHO_DELAY_MS")),
         "openai" => {
@@ -88,5 +96,5 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     };
     let provider = fallback::wrap(provider)?;
-    server::serve("chat", provider).await
+    server::serve("chat", provider, titles).await
 }

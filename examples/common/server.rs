@@ -9,17 +9,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use marie_axum::Marie;
-use marie_core::{Budget, LlmProvider, OnBusy};
+use marie_core::{Budget, LlmProvider, OnBusy, TitlePolicy};
 
 use crate::{store, tools, web};
 
 /// Serves the chat page and MARIE with `provider` on `MARIE_ADDR` (default
 /// 127.0.0.1:3000) until Ctrl-C or SIGTERM, then lets running answers finish for 5 s.
+/// Conversations are named with `titles` unless `MARIE_TITLES` says otherwise.
 ///
 /// Prints `MARIE {name} example listening on http://{addr}` once it accepts connections.
 pub(crate) async fn serve(
     name: &str,
     provider: Arc<dyn LlmProvider>,
+    titles: TitlePolicy,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let addr: SocketAddr = address_from_env("MARIE_ADDR", "127.0.0.1:3000")?;
 
@@ -38,7 +40,7 @@ pub(crate) async fn serve(
         .store(store::from_env(sql.as_ref()))
         .files(store::files_from_env(sql.as_ref()).await?)
         .provider(provider)
-        .config(config_from_env()?)
+        .config(config_from_env(titles)?)
         .allowed_origins(web::allowed_origins(mode.is_dev(), local));
     if tools::enabled() {
         builder = builder
@@ -84,9 +86,33 @@ pub(crate) fn budget_from_env() -> Result<Option<Budget>, web::Words> {
 /// approval; default 600) and `MARIE_ON_BUSY` (`reject`, `enqueue` or `interrupt`: what a
 /// send does while an answer runs, when the client does not say; default `reject`),
 /// `MARIE_MAX_FILE_BYTES` (the largest upload; default 10 MiB) and `MARIE_FILE_QUOTA_BYTES`
-/// (what one user's files may take; default 100 MiB).
-fn config_from_env() -> Result<marie_axum::MarieConfig, web::Words> {
+/// (what one user's files may take; default 100 MiB), `MARIE_MODELS` (the models a
+/// conversation may pick, comma-separated, the first the default; unset: no choice),
+/// `MARIE_MAX_SYSTEM_PROMPT_CHARS` (how long a conversation's own system prompt may be;
+/// default 4000, 0: none) and `MARIE_TITLES` (`off`, `first_words` or `ask_model`; default
+/// `titles`).
+fn config_from_env(titles: TitlePolicy) -> Result<marie_axum::MarieConfig, web::Words> {
     let mut config = marie_axum::MarieConfig::default();
+    config.engine = config
+        .engine
+        .titles(titles_from_env(titles)?)
+        .max_system_prompt_chars(4_000);
+    if let Ok(text) = std::env::var("MARIE_MODELS") {
+        let models: Vec<&str> = text
+            .split(',')
+            .map(str::trim)
+            .filter(|m| !m.is_empty())
+            .collect();
+        config.engine = config.engine.models(models);
+    }
+    if let Ok(text) = std::env::var("MARIE_MAX_SYSTEM_PROMPT_CHARS") {
+        let chars: usize = text.trim().parse().map_err(|_| {
+            web::Words(format!(
+                "MARIE_MAX_SYSTEM_PROMPT_CHARS={text:?} is not a number of characters"
+            ))
+        })?;
+        config.engine = config.engine.max_system_prompt_chars(chars);
+    }
     if let Ok(text) = std::env::var("MARIE_ON_BUSY") {
         let on_busy = match text.trim() {
             "reject" => OnBusy::Reject,
@@ -125,6 +151,21 @@ fn config_from_env() -> Result<marie_axum::MarieConfig, web::Words> {
         config.engine = config.engine.file_quota_bytes(Some(bytes));
     }
     Ok(config)
+}
+
+/// `MARIE_TITLES`, or `default` when it is unset.
+fn titles_from_env(default: TitlePolicy) -> Result<TitlePolicy, web::Words> {
+    let Ok(text) = std::env::var("MARIE_TITLES") else {
+        return Ok(default);
+    };
+    match text.trim() {
+        "off" => Ok(TitlePolicy::Off),
+        "first_words" => Ok(TitlePolicy::FirstWords),
+        "ask_model" => Ok(TitlePolicy::AskModel),
+        _ => Err(web::Words(format!(
+            "MARIE_TITLES={text:?}: say off, first_words or ask_model"
+        ))),
+    }
 }
 
 /// The address in the environment variable `var`, or `default`.

@@ -19,6 +19,11 @@ const APP_JS: &str = include_str!("../chat/static/app.js");
 const STYLE_CSS: &str = include_str!("../chat/static/style.css");
 /// The official socket.io-client browser bundle, served locally (no CDN).
 const SOCKET_IO_JS: &str = include_str!("../chat/static/socket.io.min.js");
+/// The markdown parser `marked` (npm, `lib/marked.umd.js`), served locally.
+const MARKED_JS: &str = include_str!("../chat/static/marked.umd.js");
+/// The HTML sanitiser DOMPurify (npm, `dist/purify.min.js`): every answer's HTML passes
+/// through it before it reaches the page.
+const PURIFY_JS: &str = include_str!("../chat/static/purify.min.js");
 
 /// Logs to stderr, `RUST_LOG` or `info`.
 pub(crate) fn init_tracing() {
@@ -78,6 +83,14 @@ pub(crate) fn page_routes(mode: AuthMode) -> Router {
         .route(
             "/socket.io.min.js",
             get(|| async { asset("text/javascript", SOCKET_IO_JS) }),
+        )
+        .route(
+            "/marked.umd.js",
+            get(|| async { asset("text/javascript", MARKED_JS) }),
+        )
+        .route(
+            "/purify.min.js",
+            get(|| async { asset("text/javascript", PURIFY_JS) }),
         )
         .route("/api/auth/mode", get(auth_mode))
         .route("/api/dev/token", post(dev_token))

@@ -37,5 +37,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         model = provider.model(),
         "Ollama provider"
     );
-    server::serve("ollama", Arc::new(provider)).await
+    server::serve(
+        "ollama",
+        Arc::new(provider),
+        marie_core::TitlePolicy::AskModel,
+    )
+    .await
 }

@@ -40,5 +40,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         model = provider.model(),
         "OpenAI-compatible provider"
     );
-    server::serve("openai", Arc::new(provider)).await
+    server::serve(
+        "openai",
+        Arc::new(provider),
+        marie_core::TitlePolicy::AskModel,
+    )
+    .await
 }

@@ -593,6 +593,7 @@ mod contract {
         assert!(store.members(&c).await.unwrap().is_empty());
         assert!(!store.has_access(&c, &user("bob")).await.unwrap());
         assert!(store.history(&c, query(None, 50)).await.unwrap().is_empty());
+        assert!(store.all_messages(&c).await.unwrap().is_empty());
         for u in ["alice", "bob"] {
             assert!(
                 store
@@ -912,6 +913,22 @@ mod contract {
         let contents: Vec<_> = prompt.into_iter().map(|p| p.content).collect();
         assert_eq!(contents, ["message 0", "message 1", "message 10"]);
         assert_eq!(store.active_leaf(&conv("other")).await.unwrap(), None);
+
+        // The export: every branch, in the order stored, each message as it was appended.
+        let all = store.all_messages(&c).await.unwrap();
+        assert_eq!(ids(&all), branch(&[0, 1, 2, 3, 10, 11, 12]));
+        assert_eq!(all[4], message_after(10, Some(1)));
+        assert_eq!(all[6], message_after(12, Some(2)));
+        assert_eq!(all[3], message(3));
+        assert!(all.iter().all(|m| m.siblings.is_empty()));
+        assert!(store.all_messages(&conv("other")).await.unwrap().is_empty());
+        assert!(
+            store
+                .all_messages(&conv("never-created"))
+                .await
+                .unwrap()
+                .is_empty()
+        );
     }
 
     /// Sends wait in order, at most `max`; each is queued once and taken out once.

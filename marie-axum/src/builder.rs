@@ -204,6 +204,26 @@ impl<A: Adapter> MarieBuilder<A> {
         self
     }
 
+    /// The models conversations may use, the first the default: a member picks one with
+    /// `update_conversation.model`, and the provider gets it in `LlmRequest::model` (see
+    /// [`EngineConfig::models`](marie_core::EngineConfig::models)). Call it after
+    /// [`config`](Self::config), which replaces the whole configuration.
+    pub fn models<I, S>(mut self, models: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.config.engine = std::mem::take(&mut self.config.engine).models(models);
+        self
+    }
+
+    /// How conversations get their titles (see [`TitlePolicy`](marie_core::TitlePolicy)).
+    /// Call it after [`config`](Self::config).
+    pub fn titles(mut self, policy: marie_core::TitlePolicy) -> Self {
+        self.config.engine.titles = policy;
+        self
+    }
+
     /// Mounts the protocol on another namespace (e.g. `/chat`).
     pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
         self.config.namespace = namespace.into();

@@ -106,6 +106,9 @@ async fn a_sidebar_follows_titles_and_the_model_choice_reaches_the_answer() {
         .ack("get_conversation", json!({"conversation_id": "trip"}))
         .await;
     assert_eq!(details["title"], "Where should we go this summer");
+    // What a member may change it to: the app's models, no prompt of their own.
+    assert_eq!(details["models"], json!(["echo-small", "echo-large"]));
+    assert_eq!(details["max_system_prompt_chars"], 0);
     assert_eq!(
         details["members"],
         json!([{"user_id": "alice", "role": "owner"}])
@@ -225,4 +228,74 @@ async fn the_rest_routes_list_read_rename_and_delete() {
         .ack("join_conversation", json!({"conversation_id": "r1"}))
         .await;
     assert_eq!(again["code"], "not_found", "{again}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_export_holds_every_branch_and_only_a_member_gets_it() {
+    let server = start_with(EchoProvider::new(Duration::ZERO), config()).await;
+    let url = format!("http://{}/api/chat/conversations/x1/export", server.addr);
+    let http = reqwest::Client::new();
+    let mut alice = connect(server.addr, "alice").await;
+    alice.join("x1").await;
+    alice.send("x1", "first question").await;
+    alice.stream().await;
+    // A second answer to the same question: a branch beside the first.
+    let history = alice
+        .ack("get_history", json!({"conversation_id": "x1"}))
+        .await;
+    let answer = history["messages"][1]["message_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let regenerated = alice
+        .ack(
+            "regenerate",
+            json!({"conversation_id": "x1", "message_id": answer}),
+        )
+        .await;
+    assert_eq!(regenerated["status"], "ok", "{regenerated}");
+    alice.stream().await;
+
+    let response = http.get(&url).bearer_auth("t-alice").send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.headers()["content-disposition"],
+        "attachment; filename=\"conversation-x1.json\""
+    );
+    let export: Value = response.json().await.unwrap();
+    assert_eq!(export["conversation"]["conversation_id"], "x1");
+    assert_eq!(
+        export["conversation"]["members"],
+        json!([{"user_id": "alice", "role": "owner"}])
+    );
+    let messages = export["messages"].as_array().unwrap();
+    let roles: Vec<_> = messages.iter().map(|m| m["role"].clone()).collect();
+    assert_eq!(roles, ["user", "assistant", "assistant"], "{export}");
+    let question = &messages[0]["message_id"];
+    assert_eq!(messages[1]["parent_id"], *question);
+    assert_eq!(
+        messages[2]["parent_id"], *question,
+        "both answers, one per branch"
+    );
+    assert_eq!(messages[1]["message_id"], answer.as_str());
+    assert_eq!(export["active_leaf"], messages[2]["message_id"]);
+    assert!(export["exported_at"].as_u64().unwrap() > 0);
+
+    // The same over Socket.IO; someone else's conversation is refused on both.
+    let over_socket = alice
+        .ack("export_conversation", json!({"conversation_id": "x1"}))
+        .await;
+    assert_eq!(over_socket["messages"], export["messages"]);
+    let bob = http.get(&url).bearer_auth("t-bob").send().await.unwrap();
+    assert_eq!(bob.status(), 403);
+    let missing = http
+        .get(format!(
+            "http://{}/api/chat/conversations/nope/export",
+            server.addr
+        ))
+        .bearer_auth("t-alice")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
 }

@@ -93,6 +93,11 @@ fn script() -> Vec<Step> {
         step("list_conversations", json!({"limit": 1})),
         step("list_conversations", json!({"before": "not-a-cursor"})),
         step("get_conversation", json!({"conversation_id": "{c}"})),
+        step("export_conversation", json!({"conversation_id": "{c}"})),
+        Step {
+            user: "carol",
+            ..step("export_conversation", json!({"conversation_id": "{c}"}))
+        },
         step(
             "archive_conversation",
             json!({"conversation_id": "{c}", "archived": true}),
@@ -146,7 +151,8 @@ fn normalize(value: &Value, conversation: &str) -> Value {
                 .iter()
                 .map(|(k, v)| {
                     let v = match k.as_str() {
-                        "message_id" | "stream_id" | "leaf_id" | "parent_id" | "session" => {
+                        "message_id" | "stream_id" | "leaf_id" | "parent_id" | "session"
+                        | "active_leaf" => {
                             if v.is_string() {
                                 json!("<id>")
                             } else {
@@ -154,7 +160,9 @@ fn normalize(value: &Value, conversation: &str) -> Value {
                             }
                         }
                         "siblings" => json!("<ids>"),
-                        "created_at" | "resets_at" | "updated_at" if !v.is_null() => {
+                        "created_at" | "resets_at" | "updated_at" | "exported_at"
+                            if !v.is_null() =>
+                        {
                             json!("<time>")
                         }
                         _ => normalize(v, conversation),

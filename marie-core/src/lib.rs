@@ -67,8 +67,8 @@ pub use budget::{
 pub use bytes::Bytes;
 pub use control::{ControlBus, ControlHandler, ControlMessage, LocalControlBus};
 pub use engine::{
-    ActiveStream, ChatEngine, ConversationDetails, EngineBuilder, EngineConfig, Joined, Member,
-    MemberRole, OnBusy, SendOutcome, SendRequest, TitlePolicy, Upload,
+    ActiveStream, ChatEngine, ConversationDetails, ConversationExport, EngineBuilder, EngineConfig,
+    Joined, Member, MemberRole, OnBusy, SendOutcome, SendRequest, TitlePolicy, Upload,
 };
 pub use error::{AuthError, Error, ErrorCode, ProviderError, SinkError, StoreError};
 pub use file::{

@@ -106,4 +106,13 @@ impl History for MemoryStore {
         self.with_conversation(conversation, |c| c.history = HistoryTree::default());
         Ok(())
     }
+
+    async fn all_messages(
+        &self,
+        conversation: &ConversationId,
+    ) -> Result<Vec<ChatMessage>, StoreError> {
+        Ok(self
+            .with_conversation(conversation, |c| c.history.all().cloned().collect())
+            .unwrap_or_default())
+    }
 }

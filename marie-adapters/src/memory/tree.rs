@@ -122,6 +122,14 @@ impl HistoryTree {
     }
 
     /// A message of any branch.
+    /// Every message, on every branch, in the order they came.
+    pub(super) fn all(&self) -> impl Iterator<Item = &ChatMessage> {
+        self.order
+            .iter()
+            .filter_map(|id| self.nodes.get(id))
+            .map(|n| &n.message)
+    }
+
     pub(super) fn get(&self, id: &MessageId) -> Option<&ChatMessage> {
         self.nodes.get(id).map(|n| &n.message)
     }

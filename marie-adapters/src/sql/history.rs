@@ -268,6 +268,18 @@ impl SqlStore {
         row.as_ref().map(read_message).transpose()
     }
 
+    /// Every message of `conversation`, in the order they came (`seq`), found through the
+    /// primary key and sorted.
+    async fn read_all(&self, conversation: &ConversationId) -> Result<Vec<ChatMessage>, Fault> {
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM marie_messages WHERE conversation_id = $1 ORDER BY seq"
+        ))
+        .bind(conversation.as_str())
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(read_message).collect()
+    }
+
     pub(super) async fn leaf(
         &self,
         conversation: &ConversationId,
@@ -522,6 +534,14 @@ impl History for SqlStore {
 
     async fn delete_history(&self, conversation: &ConversationId) -> Result<(), StoreError> {
         self.run("delete_history", || self.delete_messages(conversation))
+            .await
+    }
+
+    async fn all_messages(
+        &self,
+        conversation: &ConversationId,
+    ) -> Result<Vec<ChatMessage>, StoreError> {
+        self.run("all_messages", || self.read_all(conversation))
             .await
     }
 }

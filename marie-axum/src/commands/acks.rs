@@ -3,9 +3,9 @@
 //! (`joined`, `left`, `error`). Each is serialized as it is.
 
 use marie_core::{
-    ActiveStream, ApprovalId, ApprovalRecord, ChatMessage, ConversationId, ConversationInfo,
-    ConversationPage, Error, ErrorCode, LastMessage, Member, MessageId, SendQueued, StreamId,
-    UserId,
+    ActiveStream, ApprovalId, ApprovalRecord, ChatMessage, ConversationExport, ConversationId,
+    ConversationInfo, ConversationPage, Error, ErrorCode, LastMessage, Member, MessageId,
+    SendQueued, StreamId, UserId,
 };
 use serde::Serialize;
 use serde_json::value::RawValue;
@@ -251,6 +251,19 @@ pub(crate) struct ConversationView {
     /// every conversation's instructions.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) system_prompt: Option<Option<String>>,
+    /// Only in `get_conversation`: what a member may change it to, so that a page can offer
+    /// a model picker and a prompt box without knowing the server's configuration.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub(crate) settings: Option<Settings>,
+}
+
+/// The choices an app offers for a conversation's settings (`get_conversation`).
+#[derive(Debug, Serialize)]
+pub(crate) struct Settings {
+    /// The models `update_conversation.model` may name, the default first (empty: no choice).
+    pub(crate) models: Vec<String>,
+    /// How long `system_prompt` may be, in characters (0: the app sets none).
+    pub(crate) max_system_prompt_chars: usize,
 }
 
 impl ConversationView {
@@ -267,6 +280,7 @@ impl ConversationView {
             archived: None,
             members: None,
             system_prompt: None,
+            settings: None,
         }
     }
 
@@ -276,6 +290,33 @@ impl ConversationView {
         Self {
             system_prompt: Some(prompt),
             ..Self::of(info)
+        }
+    }
+}
+
+/// The `export_conversation` ack's fields: a member's copy of a whole conversation.
+#[derive(Debug, Serialize)]
+pub(crate) struct Export {
+    /// As `get_conversation` has it (without the app's settings: they are not the user's).
+    pub(crate) conversation: ConversationView,
+    /// Every message on every branch, the oldest first; `parent_id` gives the tree.
+    pub(crate) messages: Vec<ChatMessage>,
+    pub(crate) active_leaf: Option<MessageId>,
+    pub(crate) exported_at: u64,
+}
+
+impl Export {
+    pub(crate) fn of(export: ConversationExport) -> Self {
+        let details = export.details;
+        Self {
+            conversation: ConversationView {
+                archived: Some(details.archived),
+                members: Some(details.members),
+                ..ConversationView::with_prompt(details.info)
+            },
+            messages: export.messages,
+            active_leaf: export.active_leaf,
+            exported_at: export.exported_at,
         }
     }
 }

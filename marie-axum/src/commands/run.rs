@@ -11,8 +11,8 @@ use socketioxide::adapter::Adapter;
 
 use super::acks::{
     Announcement, Archived, BranchSwitched, Cancelled, ConversationList, ConversationView, Decided,
-    Deleted, HistoryPage, Invited, Joined, Left, Nothing, Resumed, SeedAckOk, Sent, TypingAck, ok,
-    raw,
+    Deleted, Export, HistoryPage, Invited, Joined, Left, Nothing, Resumed, SeedAckOk, Sent,
+    Settings, TypingAck, ok, raw,
 };
 use super::link::TypingAccess;
 use super::{Acked, ClientEvent, Command, Follow, Link};
@@ -158,11 +158,20 @@ impl<A: Adapter, L: Link> Ctx<'_, A, L> {
             }
             Command::GetConversation(conversation) => {
                 let details = engine.conversation_details(self.who, &conversation).await?;
+                let config = engine.config();
                 acked(ok(&ConversationView {
                     archived: Some(details.archived),
                     members: Some(details.members),
+                    settings: Some(Settings {
+                        models: config.models.clone(),
+                        max_system_prompt_chars: config.max_system_prompt_chars,
+                    }),
                     ..ConversationView::with_prompt(details.info)
                 }))
+            }
+            Command::ExportConversation(conversation) => {
+                let export = engine.export_conversation(self.who, &conversation).await?;
+                acked(ok(&Export::of(export)))
             }
             Command::UpdateConversation {
                 conversation,

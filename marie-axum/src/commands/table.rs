@@ -37,12 +37,13 @@ pub(crate) enum ClientEvent {
     ArchiveConversation,
     DeleteConversation,
     RemoveMember,
+    ExportConversation,
 }
 
 impl ClientEvent {
     /// Every client event, in the order of `docs/protocol.md` section 2 (a unit test below
     /// compares the two, in order).
-    pub(crate) const ALL: [Self; 21] = [
+    pub(crate) const ALL: [Self; 22] = [
         Self::JoinConversation,
         Self::LeaveConversation,
         Self::Invite,
@@ -64,6 +65,7 @@ impl ClientEvent {
         Self::ArchiveConversation,
         Self::DeleteConversation,
         Self::RemoveMember,
+        Self::ExportConversation,
     ];
 
     /// The event's name, on Socket.IO and in `POST /api/chat/events/{event}`.
@@ -90,6 +92,7 @@ impl ClientEvent {
             Self::ArchiveConversation => "archive_conversation",
             Self::DeleteConversation => "delete_conversation",
             Self::RemoveMember => "remove_member",
+            Self::ExportConversation => "export_conversation",
         }
     }
 
@@ -231,6 +234,10 @@ impl ClientEvent {
                 let p: ConversationRef = decode(payload)?;
                 Command::GetConversation(ConversationId::parse(p.conversation_id)?)
             }
+            Self::ExportConversation => {
+                let p: ConversationRef = decode(payload)?;
+                Command::ExportConversation(ConversationId::parse(p.conversation_id)?)
+            }
             Self::UpdateConversation => {
                 let p: UpdateConversation = decode(payload)?;
                 Command::UpdateConversation {
@@ -329,6 +336,7 @@ pub(crate) enum Command {
         archived: bool,
     },
     GetConversation(ConversationId),
+    ExportConversation(ConversationId),
     UpdateConversation {
         conversation: ConversationId,
         change: ConversationChange,

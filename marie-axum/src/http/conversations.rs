@@ -1,6 +1,6 @@
 //! A user's conversations over HTTP (`docs/protocol.md` section 9): REST-shaped routes over
-//! the same commands as `list_conversations`, `get_conversation`, `update_conversation` and
-//! `delete_conversation`, decoded and checked by the command layer.
+//! the same commands as `list_conversations`, `get_conversation`, `update_conversation`,
+//! `delete_conversation` and `export_conversation`, decoded and checked by the command layer.
 
 use std::sync::Arc;
 
@@ -113,6 +113,28 @@ pub(super) async fn update<A: Adapter>(
     });
     let size = body.len();
     command(&shared, &caller, "update_conversation", payload, size).await
+}
+
+/// `GET /api/chat/conversations/{id}/export`: the caller's copy of the whole conversation,
+/// as a download.
+pub(super) async fn export<A: Adapter>(
+    State(shared): State<Arc<NodeState<A>>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, HttpError> {
+    let caller = identify(&shared, &headers, None).await?;
+    let payload = serde_json::json!({ "conversation_id": id });
+    let mut response = command(&shared, &caller, "export_conversation", Ok(payload), 0).await?;
+    if response.status().is_success() {
+        // The id was checked by the command layer: it is a safe file name.
+        let disposition = format!("attachment; filename=\"conversation-{id}.json\"");
+        if let Ok(value) = axum::http::HeaderValue::from_str(&disposition) {
+            response
+                .headers_mut()
+                .insert(axum::http::header::CONTENT_DISPOSITION, value);
+        }
+    }
+    Ok(response)
 }
 
 /// `DELETE /api/chat/conversations/{id}`.

@@ -71,6 +71,10 @@ pub(crate) fn routes<A: Adapter>(shared: Arc<NodeState<A>>, with_health: bool) -
                 .delete(conversations::delete::<A>)
                 .layer(DefaultBodyLimit::max(event_limit)),
         )
+        .route(
+            "/api/chat/conversations/{conversation_id}/export",
+            get(conversations::export::<A>),
+        )
         .route("/api/chat/streams/{stream_id}", get(resume::<A>))
         .route("/api/chat/approvals/{approval_id}", post(approve::<A>));
     let routes = if with_health {

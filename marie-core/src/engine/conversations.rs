@@ -8,9 +8,9 @@ use serde::{Deserialize, Serialize};
 
 use super::ChatEngine;
 use crate::{
-    ConversationChange, ConversationDeleted, ConversationId, ConversationInfo, ConversationPage,
-    ConversationUpdated, Error, Identity, ListCursor, ListQuery, Notice, Removed, UserId,
-    now_millis,
+    ChatMessage, ConversationChange, ConversationDeleted, ConversationId, ConversationInfo,
+    ConversationPage, ConversationUpdated, Error, Identity, ListCursor, ListQuery, MessageId,
+    Notice, Removed, UserId, now_millis,
 };
 
 /// A member's place in a conversation.
@@ -43,6 +43,20 @@ pub struct ConversationDetails {
     pub members: Vec<Member>,
     /// Whether the caller archived it.
     pub archived: bool,
+}
+
+/// What `export_conversation` answers: a member's own copy of a whole conversation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConversationExport {
+    /// The record, members and the caller's archive flag, as `get_conversation` has them.
+    pub details: ConversationDetails,
+    /// Every message on every branch, in the order they were stored (`parent_id` gives the
+    /// tree), with the attachments' metadata (not their bytes).
+    pub messages: Vec<ChatMessage>,
+    /// The last message of the active branch.
+    pub active_leaf: Option<MessageId>,
+    /// When the copy was made, in ms since the Unix epoch.
+    pub exported_at: u64,
 }
 
 /// How many conversations a page of the list holds when the client does not say.
@@ -117,6 +131,26 @@ impl ChatEngine {
             info,
             members,
             archived,
+        })
+    }
+
+    /// `export_conversation`: everything a member may read of `conversation`, in one piece
+    /// (`GET /api/chat/conversations/{id}/export`). Reads every message, so it costs what
+    /// the conversation holds; the command rate limit applies to it as to any command.
+    pub async fn export_conversation(
+        &self,
+        who: &Identity,
+        conversation: &ConversationId,
+    ) -> Result<ConversationExport, Error> {
+        let details = self.conversation_details(who, conversation).await?;
+        let history = self.shared.stores.history();
+        let messages = history.all_messages(conversation).await?;
+        let active_leaf = history.active_leaf(conversation).await?;
+        Ok(ConversationExport {
+            details,
+            messages,
+            active_leaf,
+            exported_at: now_millis(),
         })
     }
 

@@ -40,7 +40,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use config::EngineConfig;
-pub use conversations::{ConversationDetails, Member, MemberRole};
+pub use conversations::{ConversationDetails, ConversationExport, Member, MemberRole};
 pub use files::Upload;
 pub use send::{OnBusy, SendOutcome, SendRequest};
 pub use title::TitlePolicy;

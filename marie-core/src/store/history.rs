@@ -104,6 +104,16 @@ pub trait History: Send + Sync + 'static {
     /// Deletes every message of `conversation`, on every branch (its conversation is being
     /// deleted). Nothing when it has none.
     async fn delete_history(&self, conversation: &ConversationId) -> Result<(), StoreError>;
+
+    /// Every message of `conversation`, on every branch, in the order they were stored (the
+    /// oldest first), without `siblings` (`parent_id` gives the tree): a member's copy of the
+    /// conversation (`GET /api/chat/conversations/{id}/export`). It costs what the
+    /// conversation holds, so it is not on any path an answer takes. Empty when there is no
+    /// such conversation.
+    async fn all_messages(
+        &self,
+        conversation: &ConversationId,
+    ) -> Result<Vec<ChatMessage>, StoreError>;
 }
 
 #[async_trait]
@@ -151,5 +161,11 @@ impl<T: History + ?Sized> History for std::sync::Arc<T> {
     }
     async fn delete_history(&self, conversation: &ConversationId) -> Result<(), StoreError> {
         (**self).delete_history(conversation).await
+    }
+    async fn all_messages(
+        &self,
+        conversation: &ConversationId,
+    ) -> Result<Vec<ChatMessage>, StoreError> {
+        (**self).all_messages(conversation).await
     }
 }

@@ -245,6 +245,12 @@ impl History for FaultyStore {
     async fn delete_history(&self, conversation: &ConversationId) -> Result<(), StoreError> {
         self.inner.delete_history(conversation).await
     }
+    async fn all_messages(
+        &self,
+        conversation: &ConversationId,
+    ) -> Result<Vec<ChatMessage>, StoreError> {
+        self.inner.all_messages(conversation).await
+    }
 }
 
 /// A harness whose engine keeps its history in `faulty`, and every other part in the

@@ -171,6 +171,25 @@ return {{m, p or ''}}"
     ))
 });
 
+/// Every message on every branch, in id order (the order they came), as pairs: message
+/// JSON, parent id.
+static ALL: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        "{TREE}
+upgrade()
+local out = {{}}
+for _, id in ipairs(redis.call('ZRANGE', KEYS[3], 0, -1)) do
+  local m = redis.call('HGET', KEYS[4], id)
+  if m then
+    local _, p = node(id)
+    out[#out + 1] = m
+    out[#out + 1] = p or ''
+  end
+end
+return out"
+    ))
+});
+
 /// The active branch's last message id, or nil.
 static LEAF: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
@@ -342,5 +361,24 @@ impl History for RedisStore {
                 .await
         })
         .await
+    }
+
+    async fn all_messages(
+        &self,
+        conversation: &ConversationId,
+    ) -> Result<Vec<ChatMessage>, StoreError> {
+        let keys = self.conv_keys(conversation);
+        let raw: Vec<String> = self
+            .run("all_messages", |mut c| async move {
+                let mut call = ALL.prepare_invoke();
+                for k in keys.all() {
+                    call.key(k);
+                }
+                call.invoke_async(&mut c).await
+            })
+            .await?;
+        raw.chunks_exact(2)
+            .map(|pair| read_message(&pair[0], &pair[1]))
+            .collect()
     }
 }
