@@ -20,6 +20,7 @@
 //! | `MARIE_DEMO_TOOLS` | `on` | `off` leaves out the demo tools `calculate` and `send_email` (which needs approval) |
 //! | `MARIE_APPROVAL_TIMEOUT_SECS` | `600` | how long a tool call waits for a member's approval |
 //! | `MARIE_DATABASE_URL` | unset | keep conversations and uploaded files in SQL: `sqlite://marie.db?mode=rwc` (a file, created if missing) or `postgres://user:pass@host/db`; unset: in memory |
+//! | `MARIE_HISTORY_TTL_DAYS` | unset | with `MARIE_DATABASE_URL`: delete conversations nobody wrote to for this many days, history and files with them; unset: kept until deleted |
 //! | `MARIE_FILES_DIR` | unset | without `MARIE_DATABASE_URL`: keep uploaded files in this directory (created if missing; one server per directory); unset: in memory. Conversations stay in memory: after a restart a file is readable by the members of whichever conversation takes its id again |
 //! | `MARIE_MAX_FILE_BYTES`, `MARIE_FILE_QUOTA_BYTES` | `10485760`, `104857600` | the largest file a user may upload; what one user's files may take in all |
 //! | `MARIE_JWT_SECRET` | unset | accept HS256 JWTs (`sub` = user id, `roles` may hold `admin`); unset = dev mode |

@@ -28,3 +28,6 @@ UPDATE marie_members SET updated_at = (
 
 -- A deleted conversation's files are found by it.
 CREATE INDEX marie_files_by_conversation ON marie_files (conversation_id);
+
+-- Expiry (`SqlConfig::history_ttl`) finds the conversations idle the longest.
+CREATE INDEX marie_conversations_by_activity ON marie_conversations (updated_at);

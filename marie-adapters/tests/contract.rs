@@ -2149,6 +2149,76 @@ mod sql_specific {
         assert_eq!(contents, ["message 69998", "message 69999"]);
     }
 
+    /// With a `history_ttl`, a conversation nobody writes to goes, history, members and
+    /// files with it, and its id stays taken; one that is written to stays.
+    #[cfg(feature = "sqlite")]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sql_history_ttl_expires_idle_conversations_only() {
+        use marie_core::{FileId, FileMeta, FileStore};
+
+        let dir = TempDir::new("history-ttl");
+        let ttl = Duration::from_millis(400);
+        let store = SqlStore::connect_with(
+            marie_adapters::SqlConfig::new(dir.url("marie.db")).history_ttl(ttl),
+        )
+        .await
+        .unwrap();
+        let (idle, busy) = (conv("idle"), conv("busy"));
+        for c in ["idle", "busy"] {
+            let now = marie_core::now_millis();
+            store.create_conversation(info_at(c, "alice", now)).await.unwrap();
+            store.append_message(&conv(c), message(0)).await.unwrap();
+        }
+        store.grant_access(&idle, &user("bob")).await.unwrap();
+        let file = FileId::parse("f-idle").unwrap();
+        let meta = FileMeta {
+            file_id: file.clone(),
+            user_id: user("alice"),
+            conversation_id: idle.clone(),
+            name: "a.txt".into(),
+            content_type: "text/plain".into(),
+            size: 5,
+            created_at: 0,
+        };
+        store
+            .put(&meta, marie_core::Bytes::from_static(b"hello"), None)
+            .await
+            .unwrap();
+        assert_eq!(store.used_bytes(&user("alice")).await.unwrap(), 5);
+
+        // `busy` is written to more often than the TTL; `idle` is not.
+        let deadline = tokio::time::Instant::now() + WAIT;
+        let mut i = 1;
+        while store.conversation(&idle).await.unwrap().is_some() {
+            assert!(tokio::time::Instant::now() < deadline, "never expired");
+            store.append_message(&busy, message(i)).await.unwrap();
+            store.touch(&busy, &LastMessage {
+                role: MessageRole::User,
+                preview: format!("message {i}"),
+                created_at: marie_core::now_millis(),
+            })
+            .await
+            .unwrap();
+            i += 1;
+            tokio::time::sleep(ttl / 8).await;
+        }
+        assert!(store.members(&idle).await.unwrap().is_empty());
+        assert!(store.all_messages(&idle).await.unwrap().is_empty());
+        assert_eq!(store.meta(&file).await.unwrap(), None, "its files went too");
+        assert_eq!(store.used_bytes(&user("alice")).await.unwrap(), 0);
+        let again = info_at("idle", "carol", marie_core::now_millis());
+        assert!(
+            !store.create_conversation(again).await.unwrap(),
+            "the id is not used again"
+        );
+        assert!(store.conversation(&busy).await.unwrap().is_some());
+        assert_eq!(store.all_messages(&busy).await.unwrap().len(), i);
+        // Nothing is left to expire by hand either.
+        let left = store.list_conversations(&user("alice"), &list_query(10)).await.unwrap();
+        assert_eq!(listed(&left), ["busy"]);
+        assert_eq!(store.expire_conversations().await.unwrap(), 0);
+    }
+
     /// `sqlite::memory:` is one connection, kept: it works as a store for one process.
     #[cfg(feature = "sqlite")]
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,6 +9,7 @@
 //! - `queue.rs`: sends queued behind a running answer.
 //! - `usage.rs`: tokens used per user and budget window.
 //! - `files.rs`: uploaded files and the bytes each user's take (the [`FileStore`]).
+//! - `retention.rs`: deleting conversations idle for longer than [`SqlConfig::history_ttl`].
 //!
 //! ## Layout
 //!
@@ -19,8 +20,8 @@
 //!
 //! | table | key | holds |
 //! |---|---|---|
-//! | `marie_conversations` | `conversation_id` | `created_by`, `created_at`, `last_seq` (the last message `seq` given out) |
-//! | `marie_members` | `conversation_id, user_id` | `position`: users with access, in the order they were let in (index on `conversation_id, position`) |
+//! | `marie_conversations` | `conversation_id` | `created_by`, `created_at`, `last_seq` (the last message `seq` given out), `title`, `model`, `system_prompt`, `updated_at` (the last activity; index, for expiry), `last_message` (JSON), `deleted_at` (set when deleted: the row stays so the id is never used again) |
+//! | `marie_members` | `conversation_id, user_id` | `position`: users with access, in the order they were let in (index on `conversation_id, position`); each member's `updated_at` and `archived`: their list is one range of the index `marie_members_list` (`user_id, archived, updated_at, conversation_id`) |
 //! | `marie_messages` | `conversation_id, message_id` | every message of every branch: `parent_id` (NULL: a first message), `depth`, `seq` (the order messages came in), `role`, `content`, `user_id`, `created_at`, `parts` (JSON), `attachments` (JSON, the files' references without their bytes); index on `conversation_id, parent_id, seq` for children and siblings |
 //! | `marie_active_path` | `conversation_id, depth` | `message_id`: the active branch, one row per depth from 0 to its leaf |
 //! | `marie_sessions` | `session_id` | `user_id`, `rooms` (JSON), `expires_at` (index, for sweeping) |
@@ -75,6 +76,7 @@ mod files;
 mod history;
 mod leases;
 mod queue;
+mod retention;
 mod sessions;
 mod usage;
 
@@ -139,6 +141,11 @@ pub struct SqlConfig {
     /// The longest one operation may take, waiting for a connection or a lock included,
     /// before it fails with `StoreError::Unavailable` (5 s). Also SQLite's busy timeout.
     pub timeout: Duration,
+    /// Conversations nobody wrote to for this long are deleted with their history and
+    /// files ([`SqlStore::expire_conversations`]; `None`, the default: kept until deleted).
+    /// A sweep runs every tenth of it, at most every 10 minutes, so a conversation goes
+    /// that much after its time at the latest.
+    pub history_ttl: Option<Duration>,
 }
 
 impl SqlConfig {
@@ -148,7 +155,15 @@ impl SqlConfig {
             url: url.into(),
             max_connections: 10,
             timeout: Duration::from_secs(5),
+            history_ttl: None,
         }
+    }
+
+    /// Sets [`history_ttl`](Self::history_ttl): keep conversations `ttl` after their last
+    /// message or change.
+    pub fn history_ttl(mut self, ttl: Duration) -> Self {
+        self.history_ttl = Some(ttl);
+        self
     }
 
     /// Sets [`max_connections`](Self::max_connections).
@@ -170,6 +185,7 @@ impl std::fmt::Debug for SqlConfig {
             .field("url", &redact(&self.url))
             .field("max_connections", &self.max_connections)
             .field("timeout", &self.timeout)
+            .field("history_ttl", &self.history_ttl)
             .finish()
     }
 }
@@ -282,15 +298,18 @@ impl SqlStore {
             .run(&pool)
             .await
             .map_err(|e| StoreError::Unavailable(format!("sql migrations: {e}")))?;
-        Ok(Self {
-            inner: Arc::new(Inner {
-                pool,
-                backend,
-                config,
-                session_writes: AtomicU64::new(0),
-                usage_writes: AtomicU64::new(0),
-            }),
-        })
+        let history_ttl = config.history_ttl;
+        let inner = Arc::new(Inner {
+            pool,
+            backend,
+            config,
+            session_writes: AtomicU64::new(0),
+            usage_writes: AtomicU64::new(0),
+        });
+        if let Some(ttl) = history_ttl {
+            retention::spawn_expiry(&inner, ttl);
+        }
+        Ok(Self { inner })
     }
 
     /// The configuration.
