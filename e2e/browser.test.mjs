@@ -4,7 +4,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdir } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
-import { launchChromium, startChat } from './helpers.mjs';
+import { launchChromium, reloadChatPage, servePageFromDisk, startChat } from './helpers.mjs';
 
 const ARTIFACTS = fileURLToPath(new URL('./artifacts/', import.meta.url));
 const MESSAGE = 'the quick brown fox jumps';
@@ -46,6 +46,7 @@ describe('chat page in headless Chromium', () => {
     server = await startChat({ env: { MARIE_ECHO_DELAY_MS: '150' } });
     browser = await launchChromium();
     page = await browser.newPage({ viewport: { width: 1100, height: 720 } });
+    await servePageFromDisk(page.context());
     page.setDefaultTimeout(STEP_MS);
     page.on('pageerror', (err) => pageErrors.push(`pageerror: ${err.message}`));
     page.on('console', (msg) => { if (msg.type() === 'error') pageErrors.push(`console: ${msg.text()}`); });
@@ -107,9 +108,9 @@ describe('chat page in headless Chromium', () => {
   });
 
   it('shows the history after a reload', async () => {
-    await page.reload();
+    // The login survives the reload: the page connects again as dana by itself.
+    await reloadChatPage(page, 'dana');
     assert.equal(await byTestId('conversation-id').inputValue(), conversationId, 'the conversation id is kept in the URL');
-    await logIn('dana');
     await byTestId('join-button').click();
     await assistant('complete').first().waitFor();
     const users = await page.locator('[data-testid="user-message"] [data-testid="message-text"]').allTextContents();
@@ -147,6 +148,7 @@ describe('a late joiner in headless Chromium', () => {
 
   async function openPage(user, { slowResumeMs = 0 } = {}) {
     const context = await browser.newContext({ viewport: { width: 1100, height: 720 } });
+    await servePageFromDisk(context);
     const page = await context.newPage();
     page.setDefaultTimeout(STEP_MS);
     page.on('pageerror', (err) => pageErrors.push(`${user} pageerror: ${err.message}`));
@@ -199,10 +201,7 @@ describe('a late joiner in headless Chromium', () => {
     assert.equal(await fay.locator(`${done} details[data-testid="reasoning"]`).getAttribute('open'), null, 'collapsed');
     // The history keeps it.
     const conversationId = (await fay.getByTestId('current-conversation').textContent()).trim();
-    await fay.reload();
-    await fay.getByTestId('login-user').fill('fay');
-    await fay.getByTestId('login-button').click();
-    await fay.locator('[data-testid="connection-status"][data-state="connected"]').waitFor();
+    await reloadChatPage(fay, 'fay');
     await fay.getByTestId('conversation-id').fill(conversationId);
     await fay.getByTestId('join-button').click();
     await fay.locator(done).waitFor();

@@ -9,7 +9,7 @@ import { mkdir, readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { deflateSync } from 'node:zlib';
 import { io } from 'socket.io-client';
-import { Recorder, devToken, launchChromium, openChatPage, startChat } from './helpers.mjs';
+import { Recorder, devToken, launchChromium, openChatPage, reloadChatPage, startChat } from './helpers.mjs';
 
 const ARTIFACTS = fileURLToPath(new URL('./artifacts/', import.meta.url));
 
@@ -409,10 +409,7 @@ describe('the page attaches files in headless Chromium', () => {
     assert.match(live, /^blob:/);
 
     // After a reload, from get_history.
-    await ben.reload();
-    await ben.getByTestId('login-user').fill('ben');
-    await ben.getByTestId('login-button').click();
-    await ben.locator('[data-testid="connection-status"][data-state="connected"]').waitFor();
+    await reloadChatPage(ben, 'ben');
     await ben.getByTestId('join-button').click();
     await ben.locator('[data-testid="assistant-message"][data-status="complete"]').waitFor();
     await imagesShown(ben, '[data-testid="user-message"] [data-testid="attachment-image"]', 1);

@@ -120,12 +120,19 @@ export async function openChatPage(browser, url, user, errors) {
   return page;
 }
 
-const PAGE_FILES = { '/': ['index.html', 'text/html; charset=utf-8'], '/app.js': ['app.js', 'text/javascript'], '/style.css': ['style.css', 'text/css'] };
+const PAGE_FILES = {
+  '/': ['index.html', 'text/html; charset=utf-8'],
+  '/app.js': ['app.js', 'text/javascript'],
+  '/style.css': ['style.css', 'text/css'],
+  '/marked.umd.js': ['marked.umd.js', 'text/javascript'],
+  '/purify.min.js': ['purify.min.js', 'text/javascript'],
+};
 
 /**
- * With MARIE_E2E_PAGE_FROM_DISK=1, the pages of `context` get index.html, app.js and
- * style.css from examples/chat/static instead of the copy built into the example: page
- * changes can be tried without building it again.
+ * With MARIE_E2E_PAGE_FROM_DISK=1, the pages of `context` get index.html, app.js,
+ * style.css and the vendored marked.umd.js and purify.min.js from examples/chat/static
+ * instead of the copies built into the example: page changes can be tried without
+ * building it again.
  */
 export async function servePageFromDisk(context) {
   if (!process.env.MARIE_E2E_PAGE_FROM_DISK) return;
@@ -134,6 +141,15 @@ export async function servePageFromDisk(context) {
     const [file, contentType] = PAGE_FILES[new URL(route.request().url()).pathname];
     await route.fulfill({ status: 200, contentType, body: await readFile(path.join(dir, file)) });
   });
+}
+
+/**
+ * Reloads a chat page logged in as `user`: the page keeps its login for a reload of the tab
+ * (sessionStorage) and connects again by itself, as that user.
+ */
+export async function reloadChatPage(page, user) {
+  await page.reload();
+  await page.locator('[data-testid="connection-status"][data-state="connected"]', { hasText: user }).waitFor();
 }
 
 /** Rejects after `ms` unless `promise` settles first. */

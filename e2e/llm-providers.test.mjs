@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
 import { randomBytes } from 'node:crypto';
 import { io } from 'socket.io-client';
-import { Recorder, devToken, launchChromium, openChatPage, startChat } from './helpers.mjs';
+import { Recorder, devToken, launchChromium, openChatPage, reloadChatPage, startChat } from './helpers.mjs';
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -192,6 +192,9 @@ describe('chat example with MARIE_LLM=openai against a local OpenAI-compatible s
         OPENAI_BASE_URL: `${fake.url}/v1`,
         OPENAI_API_KEY: 'sk-e2e-secret',
         OPENAI_MODEL: 'gpt-4o-mini',
+        // These suites count and read every request an answer makes: no title requests
+        // (TitlePolicy::AskModel is tested in marie-core's engine tests).
+        MARIE_TITLES: 'off',
       },
     });
   });
@@ -299,7 +302,7 @@ describe('chat example with MARIE_LLM=ollama against a local Ollama-compatible s
 
   before(async () => {
     fake = await fakeModelServer(ollamaAnswer);
-    chat = await startChat({ env: { MARIE_LLM: 'ollama', OLLAMA_HOST: fake.url, OLLAMA_MODEL: 'llama3.2' } });
+    chat = await startChat({ env: { MARIE_LLM: 'ollama', OLLAMA_HOST: fake.url, OLLAMA_MODEL: 'llama3.2', MARIE_TITLES: 'off' } });
   });
 
   after(async () => {
@@ -409,6 +412,7 @@ describe('chat example with MARIE_LLM=anthropic against a local Messages API ser
         ANTHROPIC_MODEL: 'claude-sonnet-4-5',
         ANTHROPIC_MAX_TOKENS: '2048',
         MARIE_DEMO_TOOLS: 'off',
+        MARIE_TITLES: 'off',
       },
     });
   });
@@ -500,10 +504,7 @@ describe('chat example with MARIE_LLM=anthropic against a local Messages API ser
       assert.ok(!(await page.content()).includes(ANTHROPIC_REDACTED), 'the page never shows the data');
       // The history draws it the same way.
       const conversationId = (await page.getByTestId('current-conversation').textContent()).trim();
-      await page.reload();
-      await page.getByTestId('login-user').fill('frank');
-      await page.getByTestId('login-button').click();
-      await page.locator('[data-testid="connection-status"][data-state="connected"]').waitFor();
+      await reloadChatPage(page, 'frank');
       await page.getByTestId('conversation-id').fill(conversationId);
       await page.getByTestId('join-button').click();
       await page.locator(done).waitFor();

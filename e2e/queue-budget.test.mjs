@@ -248,6 +248,7 @@ describe('the queue of waiting messages on the page in headless Chromium', () =>
 
 describe('the token budget on the page in headless Chromium', () => {
   const LIMIT = 200;
+  const RESETS = /, resets at 00:00 UTC, in (\d+ h( \d+ min)?|\d+ min|under a minute)$/;
   // About 125 prompt tokens (estimated: 4 bytes a token): the answer reaches the budget
   // after some 75 of its 100 words.
   const LONG = words(100, 'n');
@@ -271,6 +272,8 @@ describe('the token budget on the page in headless Chromium', () => {
     await uma.locator('[data-testid="message-input"]:enabled').waitFor();
     const budget = uma.getByTestId('budget');
     await budget.filter({ hasText: `Budget: ${LIMIT} of ${LIMIT} tokens left today` }).waitFor();
+    // When it resets, in words: a day's budget at the next UTC midnight.
+    assert.match(await budget.textContent(), RESETS, 'the reset time in words');
 
     await uma.getByTestId('message-input').fill(LONG);
     await uma.getByTestId('send-button').click();
@@ -290,6 +293,8 @@ describe('the token budget on the page in headless Chromium', () => {
     const alert = refused.getByRole('alert');
     await alert.waitFor();
     assert.match(await alert.textContent(), /^Not sent: .+ \(budget_exceeded\)$/);
+    assert.match(await alert.textContent(), /resets at 00:00 UTC, in [^()]+ \(budget_exceeded\)$/, 'the refusal says when, in words');
+    assert.doesNotMatch(await alert.textContent(), /\d{12}|ms since/, 'not in milliseconds since the epoch');
     assert.equal(await uma.getByTestId('message-input').inputValue(), 'one more question', 'the text is given back');
     assert.equal(await uma.getByTestId('assistant-message').count(), 1, 'nothing was answered');
     assert.deepEqual(pageErrors, [], 'no script errors in the page');

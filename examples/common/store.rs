@@ -17,16 +17,11 @@ pub(crate) async fn sql_from_env() -> Result<Option<SqlStore>, web::Words> {
     };
     let mut config = marie_adapters::SqlConfig::new(url);
     if let Ok(text) = std::env::var("MARIE_HISTORY_TTL_DAYS") {
-        let days: u64 = text
-            .trim()
-            .parse()
-            .ok()
-            .filter(|d| *d > 0)
-            .ok_or_else(|| {
-                web::Words(format!(
-                    "MARIE_HISTORY_TTL_DAYS={text:?} is not a number of days (1 or more)"
-                ))
-            })?;
+        let days: u64 = text.trim().parse().ok().filter(|d| *d > 0).ok_or_else(|| {
+            web::Words(format!(
+                "MARIE_HISTORY_TTL_DAYS={text:?} is not a number of days (1 or more)"
+            ))
+        })?;
         config = config.history_ttl(std::time::Duration::from_secs(days * 86_400));
     }
     let store = SqlStore::connect_with(config).await.map_err(|e| {

@@ -2149,6 +2149,133 @@ mod sql_specific {
         assert_eq!(contents, ["message 69998", "message 69999"]);
     }
 
+    /// `list_conversations {query}` on SQL also finds the words of messages: every word,
+    /// each as a prefix, in the caller's conversations only, and no longer once the
+    /// history is gone.
+    async fn message_text_is_searched(store: SqlStore) {
+        let ask = |text: &str| ListQuery {
+            query: Some(text.into()),
+            ..list_query(10)
+        };
+        for (c, creator) in [("s-rust", "alice"), ("s-trip", "alice"), ("s-bob", "bob")] {
+            store.create_conversation(info(c, creator)).await.unwrap();
+        }
+        let say = |i: usize, text: &str| ChatMessage {
+            content: text.into(),
+            ..message(i)
+        };
+        store
+            .append_message(
+                &conv("s-rust"),
+                say(0, "How do lifetimes work with the borrow checker?"),
+            )
+            .await
+            .unwrap();
+        store
+            .append_message(&conv("s-trip"), say(1, "Plan a trip to Lisbon in May"))
+            .await
+            .unwrap();
+        store
+            .append_message(&conv("s-bob"), say(2, "the borrow checker again"))
+            .await
+            .unwrap();
+        let alice = user("alice");
+        let found = |text: &'static str| {
+            let store = store.clone();
+            let alice = alice.clone();
+            async move { listed(&store.list_conversations(&alice, &ask(text)).await.unwrap()) }
+        };
+        assert_eq!(found("borrow").await, ["s-rust"], "not bob's");
+        assert_eq!(
+            found("Borrow CHECK").await,
+            ["s-rust"],
+            "prefixes, any case"
+        );
+        assert_eq!(found("lisbon may").await, ["s-trip"]);
+        assert!(found("lisbon rust").await.is_empty(), "every word");
+        assert!(found("zebra").await.is_empty());
+        assert_eq!(
+            found("\"OR\" * -- '").await.len(),
+            0,
+            "syntax is only words"
+        );
+        // Titles still match by substring.
+        store
+            .update_conversation(
+                &conv("s-trip"),
+                &ConversationChange {
+                    title: Some("Summer holidays".into()),
+                    ..ConversationChange::default()
+                },
+                2_000_000_000_000,
+            )
+            .await
+            .unwrap();
+        assert_eq!(found("holiday").await, ["s-trip"]);
+        // A message replaced in place is found by its new text only.
+        store
+            .append_message(&conv("s-trip"), say(1, "Plan a trip to Porto"))
+            .await
+            .unwrap();
+        assert!(found("lisbon").await.is_empty());
+        assert_eq!(found("porto").await, ["s-trip"]);
+        store.delete_history(&conv("s-rust")).await.unwrap();
+        assert!(found("lifetimes").await.is_empty());
+    }
+
+    #[cfg(feature = "sqlite")]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite_searches_message_text() {
+        let dir = TempDir::new("search");
+        message_text_is_searched(SqlStore::connect(&dir.url("marie.db")).await.unwrap()).await;
+        // Messages stored before the index existed are found too: drop it, reconnect.
+        use sqlx::Connection;
+        let url = dir.url("marie.db");
+        let store = SqlStore::connect(&url).await.unwrap();
+        sqlx::any::install_default_drivers();
+        let mut raw = sqlx::AnyConnection::connect(&url).await.unwrap();
+        for ddl in [
+            "DROP TRIGGER marie_messages_fts_insert",
+            "DROP TRIGGER marie_messages_fts_delete",
+            "DROP TRIGGER marie_messages_fts_update",
+            "DROP TABLE marie_messages_fts",
+        ] {
+            sqlx::query(ddl).execute(&mut raw).await.unwrap();
+        }
+        raw.close().await.unwrap();
+        store
+            .append_message(
+                &conv("s-bob"),
+                ChatMessage {
+                    content: "written before the index".into(),
+                    ..message(7)
+                },
+            )
+            .await
+            .unwrap();
+        store.close().await;
+        let store = SqlStore::connect(&url).await.unwrap();
+        let page = store
+            .list_conversations(
+                &user("bob"),
+                &ListQuery {
+                    query: Some("before index".into()),
+                    ..list_query(10)
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(listed(&page), ["s-bob"]);
+    }
+
+    #[cfg(feature = "postgres")]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres_searches_message_text() {
+        let schema = super::sql_support::Schema::create("search").await;
+        message_text_is_searched(schema.store().await).await;
+        schema.drop_all().await;
+    }
+
     /// With a `history_ttl`, a conversation nobody writes to goes, history, members and
     /// files with it, and its id stays taken; one that is written to stays.
     #[cfg(feature = "sqlite")]
@@ -2166,7 +2293,10 @@ mod sql_specific {
         let (idle, busy) = (conv("idle"), conv("busy"));
         for c in ["idle", "busy"] {
             let now = marie_core::now_millis();
-            store.create_conversation(info_at(c, "alice", now)).await.unwrap();
+            store
+                .create_conversation(info_at(c, "alice", now))
+                .await
+                .unwrap();
             store.append_message(&conv(c), message(0)).await.unwrap();
         }
         store.grant_access(&idle, &user("bob")).await.unwrap();
@@ -2192,13 +2322,17 @@ mod sql_specific {
         while store.conversation(&idle).await.unwrap().is_some() {
             assert!(tokio::time::Instant::now() < deadline, "never expired");
             store.append_message(&busy, message(i)).await.unwrap();
-            store.touch(&busy, &LastMessage {
-                role: MessageRole::User,
-                preview: format!("message {i}"),
-                created_at: marie_core::now_millis(),
-            })
-            .await
-            .unwrap();
+            store
+                .touch(
+                    &busy,
+                    &LastMessage {
+                        role: MessageRole::User,
+                        preview: format!("message {i}"),
+                        created_at: marie_core::now_millis(),
+                    },
+                )
+                .await
+                .unwrap();
             i += 1;
             tokio::time::sleep(ttl / 8).await;
         }
@@ -2214,7 +2348,10 @@ mod sql_specific {
         assert!(store.conversation(&busy).await.unwrap().is_some());
         assert_eq!(store.all_messages(&busy).await.unwrap().len(), i);
         // Nothing is left to expire by hand either.
-        let left = store.list_conversations(&user("alice"), &list_query(10)).await.unwrap();
+        let left = store
+            .list_conversations(&user("alice"), &list_query(10))
+            .await
+            .unwrap();
         assert_eq!(listed(&left), ["busy"]);
         assert_eq!(store.expire_conversations().await.unwrap(), 0);
     }

@@ -1160,6 +1160,15 @@ async fn conversation_notices_reach_members_on_the_other_node_and_deleting_empti
     assert_eq!(ack["status"], "ok", "{ack}");
     let removed = carol.next("removed").await;
     assert_eq!(removed["removed_by"], "alice");
+    // The members left are told too, for their members panels.
+    let changed = bob_list.next("conversation_updated").await;
+    assert_eq!(changed["updated_by"], "alice");
+    // An invite reaches the invitee's open list on the other node.
+    let mut dave = connect(b.addr, "dave").await;
+    alice.invite("plans", "dave").await;
+    let invited = dave.next("conversation_updated").await;
+    assert_eq!(invited["conversation_id"], "plans");
+    assert_eq!(invited["title"], "Summer plans");
     let typing = carol
         .ack(
             "typing",

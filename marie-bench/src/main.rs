@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! marie-bench all [--smoke]              every scenario against both targets, then the table
-//! marie-bench idle|fanout|conversations|paced|acks|cluster|history [--smoke]
+//! marie-bench idle|fanout|conversations|paced|acks|cluster|history|list [--smoke]
 //! marie-bench serve --target marie|bare  a server alone (scenario 1 runs it as a child)
 //! ```
 //!
@@ -25,7 +25,7 @@ use scenarios::{Figure, Sizes, Store};
 use server::Target;
 
 /// The scenarios, in the order they run.
-const SCENARIOS: [&str; 7] = [
+const SCENARIOS: [&str; 8] = [
     "idle",
     "fanout",
     "conversations",
@@ -33,11 +33,12 @@ const SCENARIOS: [&str; 7] = [
     "acks",
     "cluster",
     "history",
+    "list",
 ];
 
 fn usage() -> ! {
     eprintln!(
-        "usage: marie-bench all|idle|fanout|conversations|paced|acks|cluster|history [--smoke]\n       marie-bench serve --target marie|bare"
+        "usage: marie-bench all|idle|fanout|conversations|paced|acks|cluster|history|list [--smoke]\n       marie-bench serve --target marie|bare"
     );
     std::process::exit(2)
 }
@@ -138,13 +139,24 @@ async fn run(
                 "5. two nodes over Redis, {} chunks x {} members",
                 sizes.cluster_chunks, sizes.cluster_members
             ),
-            _ => format!(
+            "history" => format!(
                 "6. history of {} messages, {} clients x {} pages",
                 sizes.history_messages, sizes.history_clients, sizes.history_rounds
             ),
+            _ => format!(
+                "7. a list of {} conversations, {} clients x {} pages",
+                sizes.list_conversations, sizes.list_clients, sizes.list_rounds
+            ),
         };
         if name == "history" {
-            rows.extend(history(&label, sizes).await?);
+            let messages = Arc::new(scenarios::history_messages(sizes.history_messages)?);
+            let run = |store| scenarios::history(store, &messages, sizes);
+            rows.extend(by_store(&label, run).await?);
+            continue;
+        }
+        if name == "list" {
+            let run = |store| scenarios::list(store, sizes);
+            rows.extend(by_store(&label, run).await?);
             continue;
         }
         if name == "cluster" && !scenarios::redis_reachable().await {
@@ -217,15 +229,19 @@ async fn run(
     Ok((rows, comparisons))
 }
 
-/// Scenario 6 against MARIE on each store that can run here, then against bare
-/// socketioxide: each store's rows beside the bare server's figures.
-async fn history(label: &str, sizes: Sizes) -> Result<Vec<Row>, BoxError> {
-    let messages = Arc::new(scenarios::history_messages(sizes.history_messages)?);
+/// A scenario of stores (6, 7) against bare socketioxide (`run(None)`), then against
+/// MARIE on each store that can run here: each store's rows beside the bare server's
+/// figures.
+async fn by_store<F, Fut>(label: &str, run: F) -> Result<Vec<Row>, BoxError>
+where
+    F: Fn(Option<Store>) -> Fut,
+    Fut: Future<Output = Result<Vec<Figure>, BoxError>>,
+{
     // The baseline first, on a machine as quiet as for MARIE's first store: run after the
     // SQL and Redis stores, its p99 ranged from 0.8 to 4.1 ms over four runs (first: 1.6
     // and 1.8 ms in two).
     eprintln!("== {label}: bare");
-    let bare = scenarios::history(None, &messages, sizes).await?;
+    let bare = run(None).await?;
     for f in &bare {
         eprintln!("   {}: {:.1}", f.metric, f.value);
     }
@@ -239,7 +255,7 @@ async fn history(label: &str, sizes: Sizes) -> Result<Vec<Row>, BoxError> {
             continue;
         }
         eprintln!("== {label}: marie");
-        let figures = scenarios::history(Some(store), &messages, sizes).await?;
+        let figures = run(Some(store)).await?;
         for f in &figures {
             eprintln!("   {}: {:.1}", f.metric, f.value);
         }

@@ -55,6 +55,12 @@ pub(crate) struct Sizes {
     pub(crate) history_clients: usize,
     /// Scenario 6: pages per client.
     pub(crate) history_rounds: usize,
+    /// Scenario 7: conversations in the user's list.
+    pub(crate) list_conversations: usize,
+    /// Scenario 7: clients asking for pages one after the other.
+    pub(crate) list_clients: usize,
+    /// Scenario 7: pages per client.
+    pub(crate) list_rounds: usize,
     /// The time limit of one scenario against one target.
     pub(crate) limit: Duration,
     /// How long a receiver waits for a next frame before it counts the rest as lost.
@@ -79,6 +85,9 @@ impl Sizes {
             history_messages: 100_000,
             history_clients: 10,
             history_rounds: 1_000,
+            list_conversations: 10_000,
+            list_clients: 10,
+            list_rounds: 1_000,
             limit: Duration::from_secs(60),
             idle_wait: Duration::from_secs(3),
         }
@@ -101,6 +110,9 @@ impl Sizes {
             history_messages: 2_000,
             history_clients: 5,
             history_rounds: 20,
+            list_conversations: 300,
+            list_clients: 3,
+            list_rounds: 20,
             limit: Duration::from_secs(15),
             idle_wait: Duration::from_secs(2),
         }
@@ -1135,6 +1147,239 @@ async fn read_pages(
                                 data.contains(messages[last].message_id.as_str())
                             });
                         wrong += u64::from(!right);
+                        break;
+                    }
+                }
+            }
+            let finished = Instant::now();
+            done.wait().await;
+            conn.close().await;
+            (latencies, wrong, finished)
+        });
+    }
+    let (mut latencies, mut wrong, mut last) = (Vec::new(), 0, start);
+    while let Some(got) = tasks.join_next().await {
+        let (l, w, finished) = got?;
+        latencies.extend(l);
+        wrong += w;
+        last = last.max(finished);
+    }
+    latencies.sort_unstable();
+    Ok((latencies, wrong, (last - start).as_secs_f64().max(1e-9)))
+}
+
+/// Conversations per page in scenario 7 (the protocol's default).
+const LIST_PAGE: usize = 30;
+
+/// Scenario 7's list: `n` conversations of [`READER`], last active a second apart, the
+/// newest first (as a page shows them); conversation `i` is `list-{i:06}`.
+pub(crate) fn list_of(n: usize) -> Result<Vec<ConversationInfo>, BoxError> {
+    let reader = UserId::parse(READER)?;
+    let first = now_millis().saturating_sub(n as u64 * 1_000);
+    (0..n)
+        .rev()
+        .map(|i| {
+            let mut info = ConversationInfo::new(
+                ConversationId::parse(format!("list-{i:06}"))?,
+                reader.clone(),
+                first + i as u64 * 1_000,
+            );
+            info.title = Some(format!("Conversation number {i}"));
+            Ok(info)
+        })
+        .collect()
+}
+
+/// Creates the conversations of `list` in `store`, `at_once` at a time (PostgreSQL and
+/// Redis take several at once; SQLite has one writer, and writers waiting for its lock made
+/// seeding 10,000 take 90 s instead of a few).
+async fn seed_list(
+    store: &impl RoomStore,
+    list: &[ConversationInfo],
+    at_once: usize,
+) -> Result<(), BoxError> {
+    for chunk in list.chunks(at_once) {
+        let created = futures_util::future::join_all(
+            chunk
+                .iter()
+                .map(|info| store.create_conversation(info.clone())),
+        )
+        .await;
+        for c in created {
+            if !c? {
+                return Err("a conversation of the list already exists".into());
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn list_app(
+    store: Option<Store>,
+    at: String,
+    list: Arc<Vec<ConversationInfo>>,
+) -> Result<(Vec<axum::Router>, Duration), BoxError> {
+    let started = Instant::now();
+    let app = match store {
+        None => server::bare_list_app(list),
+        Some(Store::Memory) => {
+            let store = MemoryStore::new();
+            seed_list(&store, &list, 1).await?;
+            server::marie_app(store)?
+        }
+        Some(kind @ (Store::Sqlite | Store::Postgres)) => {
+            let store = SqlStore::connect(&at).await?;
+            let at_once = if matches!(kind, Store::Sqlite) { 1 } else { 16 };
+            seed_list(&store, &list, at_once).await?;
+            server::marie_app(store)?
+        }
+        Some(Store::Redis) => {
+            let store = RedisStore::connect(RedisConfig::new(server::REDIS_URL).prefix(at)).await?;
+            seed_list(&store, &list, 16).await?;
+            server::marie_app(store)?
+        }
+    };
+    Ok((vec![app], started.elapsed()))
+}
+
+/// Scenario 7: one user with `list_conversations` conversations, in MARIE's `store` or
+/// (`None`) in the bare server's `Vec`. First one client alone asks for `list_rounds / 4`
+/// pages (the latency a user sees on a quiet server); then `list_clients` clients of that
+/// user, each asking for `list_rounds` pages, one after the other. Each asks for pages of
+/// 30 with `list_conversations`: the first page one time in five, else the page after the
+/// last one (its `next_before`), from the top again after the end. The time from the emit
+/// to the ack, pages per second, and how long seeding took.
+pub(crate) async fn list(store: Option<Store>, sizes: Sizes) -> Result<Vec<Figure>, BoxError> {
+    let list = Arc::new(list_of(sizes.list_conversations)?);
+    let run = run_id();
+    let place = Place::make(store, &run).await?;
+    let target = if store.is_some() {
+        Target::Marie
+    } else {
+        Target::Bare
+    };
+    let app = list_app(store, place.at(), list.clone());
+    let got = async {
+        let (server, seeding) = server::start_with(target, app).await?;
+        let quiet = Sizes {
+            list_clients: 1,
+            list_rounds: sizes.list_rounds / 4,
+            ..sizes
+        };
+        let alone = list_pages(&server.addrs, list.len(), quiet).await;
+        let pages = list_pages(&server.addrs, list.len(), sizes).await;
+        drop(server);
+        Ok::<_, BoxError>((alone?, pages?, seeding))
+    }
+    .await;
+    let removed = place.remove().await;
+    let ((alone, alone_wrong, _), (latencies, wrong, secs), seeding) = got?;
+    removed?;
+    Ok(vec![
+        figure(
+            "one client alone: page latency p50 (us)",
+            quantile_us(&alone, 0.50),
+        ),
+        figure(
+            "one client alone: page latency p99 (us)",
+            quantile_us(&alone, 0.99),
+        ),
+        figure("pages per second", latencies.len() as f64 / secs),
+        figure("page latency p50 (us)", quantile_us(&latencies, 0.50)),
+        figure("page latency p99 (us)", quantile_us(&latencies, 0.99)),
+        figure(
+            "pages wrong or missing",
+            (sizes.list_rounds / 4 - alone.len()) as f64
+                + alone_wrong as f64
+                + (sizes.list_clients * sizes.list_rounds - latencies.len()) as f64
+                + wrong as f64,
+        ),
+        figure(
+            "seeding, not timed (ms)",
+            store.map_or(f64::NAN, |_| seeding.as_secs_f64() * 1_000.0),
+        ),
+    ])
+}
+
+/// A page of scenario 7 as the client checks it: the conversations' numbers, in order,
+/// and the cursor of the next page.
+#[derive(Deserialize)]
+struct ListAck {
+    status: String,
+    conversations: Vec<ListItem>,
+    next_before: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ListItem {
+    conversation_id: String,
+}
+
+/// Whether `page` is the one that starts at conversation `top` (the newest is `n - 1`)
+/// and holds the next [`LIST_PAGE`] older ones, in order.
+fn right_page(page: &ListAck, top: usize) -> bool {
+    let expected = (0..=top)
+        .rev()
+        .take(LIST_PAGE)
+        .map(|i| format!("list-{i:06}"));
+    page.status == "ok"
+        && page.conversations.len() == (top + 1).min(LIST_PAGE)
+        && page
+            .conversations
+            .iter()
+            .map(|c| c.conversation_id.as_str())
+            .eq(expected.collect::<Vec<_>>().iter().map(String::as_str))
+}
+
+/// Scenario 7's clients: the sorted latencies of the pages they got, how many were wrong,
+/// and the seconds from the first ask to the last ack.
+async fn list_pages(
+    addrs: &[SocketAddr],
+    n: usize,
+    sizes: Sizes,
+) -> Result<(Vec<u64>, u64, f64), BoxError> {
+    let conns = connect_many(addrs, sizes.list_clients, |_| READER.to_owned()).await?;
+    let deadline = Instant::now() + sizes.limit;
+    let done = Arc::new(Barrier::new(conns.len()));
+    let start = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for mut conn in conns {
+        let done = done.clone();
+        tasks.spawn(async move {
+            let mut latencies = Vec::with_capacity(sizes.list_rounds);
+            let mut wrong = 0u64;
+            // The next page's cursor and its first conversation's number.
+            let mut next: Option<(String, usize)> = None;
+            'rounds: for id in 0..sizes.list_rounds as u64 {
+                let (ask, top) = match next.take().filter(|_| id % 5 != 0) {
+                    Some((before, top)) => (json!({"before": before, "limit": LIST_PAGE}), top),
+                    None => (json!({"limit": LIST_PAGE}), n - 1),
+                };
+                let sent = Instant::now();
+                if conn
+                    .emit("list_conversations", &ask, Some(id))
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
+                loop {
+                    let Recv::Text(t) = conn.recv(deadline).await else {
+                        break 'rounds;
+                    };
+                    if let Packet::Ack { id: got, data } = wire::decode(&t)
+                        && got == id
+                    {
+                        latencies.push(sent.elapsed().as_nanos() as u64);
+                        let page = serde_json::from_str::<(ListAck,)>(data)
+                            .map(|(p,)| p)
+                            .or_else(|_| serde_json::from_str::<ListAck>(data));
+                        match page {
+                            Ok(page) if right_page(&page, top) => {
+                                next = page.next_before.map(|b| (b, top.saturating_sub(LIST_PAGE)));
+                            }
+                            _ => wrong += 1,
+                        }
                         break;
                     }
                 }

@@ -22,8 +22,9 @@ use marie_adapters::{MemoryStore, RedisConfig, RedisControlBus, RedisStore, Redi
 use marie_axum::redis::{RedisAdapter, RedisAdapterOptions};
 use marie_axum::{Limits, Marie};
 use marie_core::{
-    AuthError, Authenticator, ChatMessage, Credentials, FinishReason, Identity, LlmEvent,
-    LlmProvider, LlmRequest, LlmStream, ProviderError, RoomStore, Usage, UserId, authenticator_fn,
+    AuthError, Authenticator, ChatMessage, ConversationInfo, Credentials, FinishReason, Identity,
+    LlmEvent, LlmProvider, LlmRequest, LlmStream, ProviderError, RoomStore, Usage, UserId,
+    authenticator_fn,
 };
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -153,7 +154,7 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 /// shapes, emitted straight to the room.
 fn bare_app() -> Router {
     let (layer, io) = SocketIo::builder().build_layer();
-    bare_ns(&io, None);
+    bare_ns(&io, BareData::Nothing);
     Router::new().layer(layer)
 }
 
@@ -161,8 +162,55 @@ fn bare_app() -> Router {
 /// `get_history` answered from `history`, one branch sorted by id (oldest first).
 pub(crate) fn bare_history_app(history: Arc<Vec<ChatMessage>>) -> Router {
     let (layer, io) = SocketIo::builder().build_layer();
-    bare_ns(&io, Some(history));
+    bare_ns(&io, BareData::History(history));
     Router::new().layer(layer)
+}
+
+/// The bare server of scenario 7: it also answers `list_conversations {before?, limit?}`
+/// from `list` (one user's conversations, the most recently active first, as an index
+/// keeps them).
+pub(crate) fn bare_list_app(list: Arc<Vec<ConversationInfo>>) -> Router {
+    let (layer, io) = SocketIo::builder().build_layer();
+    bare_ns(&io, BareData::List(list));
+    Router::new().layer(layer)
+}
+
+/// What the bare server holds beside its rooms.
+#[derive(Clone)]
+enum BareData {
+    Nothing,
+    /// Scenario 6's conversation, for `get_history`.
+    History(Arc<Vec<ChatMessage>>),
+    /// Scenario 7's list, the newest first, for `list_conversations`.
+    List(Arc<Vec<ConversationInfo>>),
+}
+
+/// The `list_conversations` ack of the bare server, as MARIE's: `{status:"ok",
+/// conversations, next_before}` (its cursor: the position of the next item).
+#[derive(Serialize)]
+struct BareList<'a> {
+    status: &'static str,
+    conversations: &'a [ConversationInfo],
+    next_before: Option<String>,
+}
+
+/// The bare server's page of `list` for `{before?, limit?}`: `limit` (30 by default, at
+/// most 100) items from the position `before` names.
+fn bare_list_page<'a>(list: &'a [ConversationInfo], p: &Value) -> BareList<'a> {
+    let limit = p["limit"].as_u64().map_or(30, |l| {
+        usize::try_from(l).unwrap_or(usize::MAX).clamp(1, 100)
+    });
+    let start = p["before"]
+        .as_str()
+        .and_then(|b| b.parse::<usize>().ok())
+        .unwrap_or(0)
+        .min(list.len());
+    let stop = (start + limit).min(list.len());
+    BareList {
+        status: "ok",
+        conversations: &list[start..stop],
+        next_before: (stop < list.len()).then(|| stop.to_string()),
+    }
 }
 
 /// The `get_history` ack of the bare server, as MARIE's: `{status:"ok", conversation_id,
@@ -188,12 +236,13 @@ fn bare_page(history: &[ChatMessage], p: &Value) -> (usize, usize) {
     (stop.saturating_sub(limit), stop)
 }
 
-/// The bare server's namespace `/` on `io`; with `history`, it answers `get_history` too.
-fn bare_ns<A: Adapter + DefinedAdapter>(
-    io: &SocketIo<A>,
-    history: Option<Arc<Vec<ChatMessage>>>,
-) -> A::InitRes {
-    io.ns("/", move |socket: SocketRef<A>, Data(auth): Data<Value>| async move {
+/// The bare server's namespace `/` on `io`; with a history it answers `get_history` too,
+/// with a list `list_conversations`.
+fn bare_ns<A: Adapter + DefinedAdapter>(io: &SocketIo<A>, data: BareData) -> A::InitRes {
+    io.ns("/", move |socket: SocketRef<A>, Data(auth): Data<Value>| {
+        // Each connection's handler gets its own handle on the data.
+        let data = data.clone();
+        async move {
         let Some(user) = auth
             .get("token")
             .and_then(Value::as_str)
@@ -266,7 +315,7 @@ fn bare_ns<A: Adapter + DefinedAdapter>(
                     .await;
             }
         });
-        if let Some(history) = history {
+        if let BareData::History(history) = data.clone() {
             socket.on(
                 "get_history",
                 move |Data(p): Data<Value>, ack: AckSender<A>| async move {
@@ -279,10 +328,19 @@ fn bare_ns<A: Adapter + DefinedAdapter>(
                 },
             );
         }
+        if let BareData::List(list) = data.clone() {
+            socket.on(
+                "list_conversations",
+                move |Data(p): Data<Value>, ack: AckSender<A>| async move {
+                    let _ = ack.send(&bare_list_page(&list, &p));
+                },
+            );
+        }
         let _ = socket.emit(
             "connected",
             &json!({"status": "connected", "sid": socket.id.to_string(), "user_id": user, "session": "bare"}),
         );
+        }
     })
 }
 
@@ -393,7 +451,9 @@ async fn node(target: Target, redis_prefix: Option<&str>) -> Result<Router, BoxE
             let (layer, io) = SocketIo::builder()
                 .with_adapter::<RedisAdapter>(adapter)
                 .build_layer();
-            bare_ns(&io, None).await.map_err(|e| e.to_string())?;
+            bare_ns(&io, BareData::Nothing)
+                .await
+                .map_err(|e| e.to_string())?;
             Ok(Router::new().layer(layer))
         }
     }

@@ -120,7 +120,8 @@ pub enum Error {
     /// The user has used their token budget for the period: `used` of `limit`, until
     /// `resets_at` (milliseconds since the Unix epoch).
     #[error(
-        "you have used your token budget ({used} of {limit} tokens); it resets at {resets_at} (ms since the Unix epoch)"
+        "you have used your token budget ({used} of {limit} tokens); it resets at {}",
+        utc_minute(*resets_at)
     )]
     BudgetExceeded {
         /// Tokens used in the period.
@@ -329,9 +330,39 @@ pub enum SinkError {
     Delivery(String),
 }
 
+/// `at` (ms since the Unix epoch) as people read it in a message: `2026-12-08 00:00 UTC`.
+fn utc_minute(at: u64) -> String {
+    let seconds = i64::try_from(at / 1_000).unwrap_or(i64::MAX);
+    match time::OffsetDateTime::from_unix_timestamp(seconds) {
+        Ok(t) => format!(
+            "{}-{:02}-{:02} {:02}:{:02} UTC",
+            t.year(),
+            u8::from(t.month()),
+            t.day(),
+            t.hour(),
+            t.minute()
+        ),
+        // Beyond year 9999: no budget period ends there, but say something true.
+        Err(_) => format!("{at} ms after the Unix epoch"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_budget_refusal_says_when_in_words() {
+        let err = Error::BudgetExceeded {
+            used: 120,
+            limit: 100,
+            resets_at: 1_796_688_000_000,
+        };
+        assert_eq!(
+            err.to_string(),
+            "you have used your token budget (120 of 100 tokens); it resets at 2026-12-08 00:00 UTC"
+        );
+    }
 
     #[test]
     fn codes_are_stable_strings() {
@@ -370,3 +401,4 @@ mod tests {
         assert!(!err.client_message().contains("sk-live"));
     }
 }
+

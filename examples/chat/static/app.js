@@ -1,6 +1,8 @@
 // MARIE chat example: the browser side of the protocol in docs/protocol.md.
 // Plain JavaScript, no build step. All user-supplied text is rendered with
-// textContent; nothing here ever assigns innerHTML.
+// textContent; nothing here ever assigns innerHTML. Answers are markdown: `marked`
+// (marked.umd.js) turns them into HTML, with any raw HTML in them shown as text, and
+// DOMPurify (purify.min.js) sanitises that HTML into a DOM fragment before it is shown.
 "use strict";
 
 (() => {
@@ -46,11 +48,33 @@
     queueBox: $("queue-box"),
     queue: $("queue"),
     budget: $("budget"),
+    sidebarToggle: $("sidebar-toggle"),
+    backdrop: $("sidebar-backdrop"),
+    conversationsPanel: $("conversations-panel"),
+    search: $("conversation-search"),
+    showArchived: $("show-archived"),
+    refreshList: $("conversations-refresh"),
+    list: $("conversation-list"),
+    listNote: $("conversation-list-note"),
+    more: $("conversations-more"),
+    chatHead: $("chat-head"),
+    heading: $("conversation-heading"),
+    modelBox: $("model-box"),
+    modelSelect: $("model-select"),
+    promptBox: $("system-prompt-box"),
+    promptForm: $("system-prompt-form"),
+    promptInput: $("system-prompt-input"),
+    promptStatus: $("system-prompt-status"),
+    leave: $("leave-conversation"),
+    deleteConversation: $("delete-conversation"),
+    confirmDialog: $("confirm-dialog"),
+    confirmText: $("confirm-text"),
+    confirmOk: $("confirm-ok"),
   };
 
   const state = {
     mode: "dev",          // "dev" | "jwt", from GET /api/auth/mode
-    token: null,          // kept in memory only
+    token: null,          // in memory, and in sessionStorage for a reload of this tab (see saveSession)
     roles: [],
     userId: null,
     session: null,        // private resume handle from `connected`
@@ -74,6 +98,21 @@
     attachments: [],        // files chosen for the next message, in the strip (see chooseFiles)
     filesOff: false,        // the server takes no files (an upload answered 404): no attach button
     thumbs: new Map(),      // file_id -> {promise, url, dropped}: object URLs of the images shown
+    opens: 0,               // openConversation calls (only the newest one goes on after an await)
+    joinedId: null,         // the conversation this connection has joined (its join was acknowledged)
+    details: null,          // get_conversation ack of the conversation shown (title, model, members, settings)
+    detailsLoads: 0,        // get_conversation requests asked for (only the newest is shown)
+    restoring: null,        // the conversation to open once a session restored after a reload connects
+    usage: null,            // the last get_usage ack, to say again how long until the budget resets
+    list: {
+      items: new Map(),     // conversation_id -> {data, li}: the conversations listed
+      archived: false,      // the archive is shown (list_conversations.archived)
+      query: "",            // the title search (list_conversations.query)
+      nextBefore: null,     // the cursor of the next page, null on the last one
+      pages: 0,             // pages loaded since the list was last loaded from its start
+      loads: 0,             // list_conversations requests asked for (only the newest is shown)
+      renaming: null,       // the conversation_id whose title is being edited
+    },
   };
 
   // ---------------------------------------------------------------- helpers
@@ -144,8 +183,176 @@
 
   function describeError(err) {
     const code = err && err.code ? err.code : "error";
-    const message = err && err.message ? err.message : "Something went wrong.";
+    const message = err && err.message ? humanTimes(err.message) : "Something went wrong.";
     return `${message} (${code})`;
+  }
+
+  /** "in 3 h 20 min", "in 12 min", "in 2 d 4 h", "in under a minute". */
+  function inWords(ms) {
+    const minutes = Math.ceil(Math.max(0, ms) / 60000);
+    if (minutes <= 1) return ms <= 0 ? "now" : "in under a minute";
+    if (minutes < 60) return `in ${minutes} min`;
+    const hours = Math.floor(minutes / 60);
+    if (hours < 48) return `in ${hours} h${minutes % 60 ? ` ${minutes % 60} min` : ""}`;
+    const days = Math.floor(hours / 24);
+    return `in ${days} d${hours % 24 ? ` ${hours % 24} h` : ""}`;
+  }
+
+  /** A time (ms since the epoch) in words, in UTC as the server's periods are: "00:00 UTC, in 3 h". */
+  function resetWords(at, now = Date.now()) {
+    const date = new Date(at);
+    if (Number.isNaN(date.getTime())) return "";
+    const hhmm = `${String(date.getUTCHours()).padStart(2, "0")}:${String(date.getUTCMinutes()).padStart(2, "0")} UTC`;
+    // Within a day the hour says it; further away (a weekly budget) the day too.
+    const day = at - now > 86_400_000
+      ? `${date.toLocaleDateString("en-GB", { weekday: "short", day: "numeric", month: "short", timeZone: "UTC" })} `
+      : "";
+    return `${day}${hhmm}, ${inWords(at - now)}`;
+  }
+
+  /**
+   * A server message naming a time (as the server words it, "2026-12-08 00:00 UTC", or in
+   * milliseconds since the epoch from older servers), with that time in words and how far off.
+   */
+  function humanTimes(message) {
+    return String(message)
+      .replace(/\b(resets?|starts? again|expires?) at (\d{4})-(\d{2})-(\d{2}) (\d{2}):(\d{2}) UTC/g,
+        (_, verb, y, mo, d, h, mi) => `${verb} at ${resetWords(Date.UTC(+y, +mo - 1, +d, +h, +mi))}`)
+      .replace(/\b(resets?|starts? again|expires?) at (\d{12,14})(?: \(ms since the Unix epoch\))?/g,
+        (_, verb, ms) => `${verb} at ${resetWords(Number(ms))}`);
+  }
+
+  // --------------------------------------------------------------- markdown
+
+  function escapeHtml(text) {
+    return String(text).replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
+  }
+
+  /**
+   * Markdown of an answer -> a sanitised DOM fragment, or null when marked or DOMPurify did
+   * not load (the answer is then shown as plain text). Raw HTML in the markdown is shown as
+   * text (a `<script>` in an answer reads as `<script>`); images are links (a model's answer
+   * loads nothing by itself); links open in a new tab without the page as opener. DOMPurify
+   * then removes whatever else could run or reach out, whatever marked made.
+   */
+  const renderMarkdown = (() => {
+    if (!window.marked || typeof window.marked.Marked !== "function" || typeof window.DOMPurify !== "function") return null;
+    const md = new window.marked.Marked({ gfm: true, breaks: false, async: false });
+    md.use({
+      renderer: {
+        html(token) {
+          const text = escapeHtml(token.text || "");
+          return token.block ? `<p>${text.trim()}</p>\n` : text;
+        },
+        image(token) {
+          const label = `image: ${token.text || token.href || ""}`;
+          return token.href ? `<a href="${escapeHtml(token.href)}">${escapeHtml(label)}</a>` : escapeHtml(label);
+        },
+      },
+    });
+    const purify = window.DOMPurify(window); // an instance of its own: its hooks touch nothing else
+    purify.addHook("uponSanitizeAttribute", (node, data) => {
+      // Classes only for a code block's language: page styles are not the model's to use.
+      if (data.attrName === "class") data.keepAttr = node.nodeName === "CODE" && /^language-[\w+#.-]{1,40}$/.test(data.attrValue);
+    });
+    purify.addHook("afterSanitizeAttributes", (node) => {
+      if (node.nodeName === "A" && node.hasAttribute("href")) {
+        node.setAttribute("target", "_blank");
+        node.setAttribute("rel", "noopener noreferrer nofollow");
+      }
+    });
+    const config = {
+      RETURN_DOM_FRAGMENT: true,
+      FORBID_TAGS: ["img", "picture", "source", "video", "audio", "track", "iframe", "frame", "object", "embed",
+        "svg", "math", "style", "link", "meta", "base", "form", "input", "button", "select", "option", "textarea", "dialog"],
+      FORBID_ATTR: ["style", "id", "name", "srcset", "ping"],
+    };
+    return (text) => purify.sanitize(md.parse(text).trim(), config);
+  })();
+
+  /** A code block with a Copy button above it (its label comes from CSS: the text stays the code's). */
+  function withCopyButtons(fragment) {
+    for (const pre of fragment.querySelectorAll("pre")) {
+      const button = h("button", {
+        type: "button", class: "secondary code-copy", "data-testid": "copy-code", "aria-label": "Copy code", title: "Copy code",
+      });
+      const box = h("div", { class: "code-block" });
+      pre.replaceWith(box);
+      box.append(button, pre);
+    }
+    return fragment;
+  }
+
+  // Answers longer than this are drawn at most once a frame while they stream.
+  const RENDER_EVERY_CHUNK_CHARS = 4000;
+
+  /** Shows `view.source` (an answer's markdown) in `view.text`: at once, or once a frame for long answers. */
+  function renderAnswer(view, { now = false } = {}) {
+    if (!now && view.source.length > RENDER_EVERY_CHUNK_CHARS) {
+      if (view.renderPending) return;
+      const draw = () => {
+        cancelAnimationFrame(view.renderPending.frame);
+        clearTimeout(view.renderPending.timer);
+        view.renderPending = null;
+        drawAnswer(view.text, view.source);
+      };
+      // A frame, or a timer where frames do not come (a tab in the background).
+      view.renderPending = { frame: requestAnimationFrame(draw), timer: setTimeout(draw, 250) };
+      return;
+    }
+    if (view.renderPending) {
+      cancelAnimationFrame(view.renderPending.frame);
+      clearTimeout(view.renderPending.timer);
+      view.renderPending = null;
+    }
+    drawAnswer(view.text, view.source);
+  }
+
+  function drawAnswer(element, source) {
+    if (!renderMarkdown) {
+      element.textContent = source;
+      return;
+    }
+    let fragment;
+    try {
+      fragment = renderMarkdown(source);
+    } catch {
+      element.textContent = source; // never lose an answer to a parser fault
+      return;
+    }
+    element.replaceChildren(withCopyButtons(fragment));
+  }
+
+  /** Copy on a code block: the clipboard API, else a selection and execCommand, else the code selected for the user. */
+  async function copyCode(button) {
+    const code = button.parentNode && button.parentNode.querySelector("pre");
+    if (!code) return;
+    const text = code.textContent.replace(/\n$/, "");
+    let ok = false;
+    try {
+      if (navigator.clipboard && window.isSecureContext) {
+        await navigator.clipboard.writeText(text);
+        ok = true;
+      }
+    } catch {
+      ok = false;
+    }
+    const range = document.createRange();
+    range.selectNodeContents(code);
+    const selection = window.getSelection();
+    if (!ok) {
+      selection.removeAllRanges();
+      selection.addRange(range);
+      try { ok = document.execCommand("copy"); } catch { ok = false; }
+      if (ok) selection.removeAllRanges(); // else left selected: Ctrl+C copies it
+    }
+    button.dataset.state = ok ? "copied" : "failed";
+    button.setAttribute("aria-label", ok ? "Copied" : "Press Ctrl+C to copy");
+    clearTimeout(button.resetTimer);
+    button.resetTimer = setTimeout(() => {
+      delete button.dataset.state;
+      button.setAttribute("aria-label", "Copy code");
+    }, 2000);
   }
 
   // --------------------------------------------------------------- rendering
@@ -444,7 +651,8 @@
     details.hidden = !reasoning;
     // The tool calls of the answer, each with its arguments, approval and result.
     const tools = h("ol", { class: "msg-tools", "data-testid": "tool-calls" });
-    const text = h("p", { class: "msg-text", "data-testid": "message-text" }, content || "");
+    // The answer's markdown, drawn as sanitised HTML (renderAnswer).
+    const text = h("div", { class: "msg-text markdown", "data-testid": "message-text" });
     const label = h("span", { class: "msg-status", "data-testid": "message-status" }, STATUS_LABELS[status] ?? status);
     const li = h("li", {
       class: "msg msg-assistant",
@@ -464,7 +672,8 @@
     text);
     li.append(messageActions(li, { messageId, siblings, regenerate: true }));
     if (messageId !== undefined && messageId !== null) state.rendered.set(String(messageId), li);
-    const view = { li, text, label, details, thoughts, tools, calls: new Map() };
+    const view = { li, text, label, details, thoughts, tools, calls: new Map(), source: content || "", renderPending: null };
+    if (view.source) renderAnswer(view, { now: true });
     showToolParts(view, parts);
     return view;
   }
@@ -595,8 +804,43 @@
     clearQueue();
   }
 
+  /** The role of `userId` in the conversation shown, from get_conversation ("owner", "member"), if known. */
+  function roleOf(userId) {
+    const members = state.details && Array.isArray(state.details.members) ? state.details.members : [];
+    const found = members.find((m) => m && m.user_id === userId);
+    return found ? found.role : null;
+  }
+
+  /**
+   * Who may enter the conversation shown, with their roles: joined's `members` (ids, the
+   * authority on who is in), roles from get_conversation. The owner (or an admin) may
+   * remove the others; a member may leave.
+   */
   function renderMembers() {
-    ui.members.textContent = state.members.length ? state.members.join(", ") : "—";
+    const detailed = state.details && Array.isArray(state.details.members) ? state.details.members.map((m) => m.user_id) : [];
+    const ids = [...new Set([...state.members, ...detailed])];
+    const iAmOwner = roleOf(state.userId) === "owner";
+    const mayRemove = iAmOwner || state.roles.includes("admin");
+    const items = ids.map((userId) => {
+      const role = roleOf(userId);
+      const me = userId === state.userId;
+      let remove = null;
+      if (mayRemove && !me && role !== "owner" && detailed.includes(userId)) {
+        remove = h("button", {
+          type: "button", class: "secondary small", "data-testid": "member-remove", "aria-label": `Remove ${userId}`, title: `Remove ${userId}`,
+        }, "Remove");
+        remove.addEventListener("click", () => removeMember(userId, remove));
+      }
+      return h("li", { class: "member", "data-testid": "member", "data-user-id": userId, "data-role": role },
+        h("span", { class: "member-name" }, me ? `${userId} (you)` : userId),
+        role ? h("span", { class: `role role-${role}`, "data-testid": "member-role" }, role) : null,
+        remove);
+    });
+    ui.members.replaceChildren(...items);
+    if (!items.length) ui.members.append(h("li", { class: "muted" }, "—"));
+    const mine = roleOf(state.userId);
+    ui.leave.hidden = !state.conversationId || mine !== "member";
+    ui.deleteConversation.hidden = !state.conversationId || !(mine === "owner" || state.roles.includes("admin"));
   }
 
   function memberIds(members) {
@@ -640,7 +884,10 @@
   }
 
   function updateControls() {
-    const joined = Boolean(state.conversationId) && Boolean(state.socket && state.socket.connected);
+    // Not before the join is acknowledged: until then the server refuses `typing` (and files
+    // would go to a conversation that may not exist yet).
+    const joined = Boolean(state.conversationId) && state.joinedId === state.conversationId
+      && Boolean(state.socket && state.socket.connected);
     const running = runningStream();
     ui.input.disabled = !joined;
     ui.input.placeholder = !joined ? (state.conversationId ? "Not connected…" : "Join a conversation to chat")
@@ -720,12 +967,13 @@
     onNumbered(data, (view) => {
       const kept = (view.applied || []).filter((e) => e.seq <= data.after_seq);
       view.applied = kept;
-      view.text.textContent = "";
+      view.source = "";
       view.thoughts.textContent = "";
       view.details.hidden = true;
       view.tools.replaceChildren();
       view.calls = new Map();
       for (const e of kept) e.apply(view, e.data);
+      renderAnswer(view, { now: true });
       view.applied.push({ seq: data.seq, apply: () => {}, data });
       setAssistantStatus(view, "streaming", `retrying (${data.attempt})…`);
     });
@@ -739,7 +987,8 @@
         view.details.hidden = false;
         view.thoughts.append(data.content);
       } else {
-        view.text.append(data.content);
+        view.source += data.content;
+        renderAnswer(view);
       }
     });
   }
@@ -764,7 +1013,8 @@
     if (endsUnstarted(data)) return;
     const view = streamView(data);
     view.ended = true;
-    if (typeof data.full_content === "string") view.text.textContent = data.full_content; // authoritative
+    if (typeof data.full_content === "string") view.source = data.full_content; // authoritative
+    renderAnswer(view, { now: true });
     const reasoning = reasoningOf(data.parts);
     if (reasoning) {
       view.thoughts.textContent = reasoning;
@@ -777,6 +1027,8 @@
     if (budget) view.li.dataset.finishReason = "budget";
     setAssistantStatus(view, status, budget ? "stopped: token budget used up" : undefined);
     updateControls();
+    // The list: this conversation is the most recent now, with this answer as its preview.
+    if (typeof data.full_content === "string") noteActivity(data.conversation_id, "assistant", data.full_content);
     // An edit's or regeneration's answer is stored now: the branch has a new version.
     if (view.branch) reloadBranch(data.conversation_id, view);
   }
@@ -802,6 +1054,7 @@
     if (data.message_id !== undefined && state.rendered.has(String(data.message_id))) return;
     append(assistantMessage({ messageId: data.message_id, content: data.message, status: "complete" }).li);
     updateControls();
+    if (typeof data.message === "string") noteActivity(data.conversation_id, "assistant", data.message);
   }
 
   /** Asks for the chunks of a running answer that this page missed (joined or reconnected mid-answer). */
@@ -854,15 +1107,15 @@
   }
 
   /** Loads the history into the list, right after `afterNode` (the join line). */
-  async function loadHistory(conversationId, afterNode) {
+  async function loadHistory(conversationId, afterNode, current = () => conversationId === state.conversationId) {
     let res;
     try {
       res = await request("get_history", { conversation_id: conversationId, limit: HISTORY_LIMIT });
     } catch (err) {
-      systemLine(`Could not load the history: ${describeError(err)}`, "error");
+      if (current()) systemLine(`Could not load the history: ${describeError(err)}`, "error");
       return;
     }
-    if (conversationId !== state.conversationId) return;
+    if (!current()) return;
     const messages = sortedHistory(res.messages);
     // History is older than anything that arrived live meanwhile: insert above it.
     const anchor = afterNode && afterNode.parentNode ? afterNode.nextSibling : ui.messages.firstChild;
@@ -881,30 +1134,44 @@
       systemLine("A conversation id is 1-128 characters of A-Z a-z 0-9 _ . : -", "error");
       return;
     }
+    const generation = ++state.opens;
+    const current = () => generation === state.opens && conversationId === state.conversationId;
     const previous = state.conversationId;
     if (previous !== conversationId) clearAttachments({ discard: true }); // uploaded to the other conversation
     if (previous && previous !== conversationId && state.socket && state.socket.connected) {
       request("leave_conversation", { conversation_id: previous }).catch(() => {});
     }
     state.conversationId = conversationId;
+    state.joinedId = null;
     state.members = [];
+    if (previous !== conversationId) state.details = null;
     clearMessages();
     ui.current.textContent = conversationId;
+    ui.conversationInput.value = conversationId;
     ui.currentBox.hidden = false;
     renderMembers();
+    renderDetails();
+    markActiveItem();
+    closeDrawer();
     updateControls();
     const joinLine = systemLine(rejoin ? `Rejoining ${conversationId}…` : `Joining ${conversationId}…`);
     let created = false;
     try {
       const res = await request("join_conversation", { conversation_id: conversationId });
-      if (conversationId !== state.conversationId) return;
+      if (!current()) return;
+      state.joinedId = conversationId;
       if (res.members) { state.members = memberIds(res.members); renderMembers(); }
       created = res.created === true;
     } catch (err) {
-      if (conversationId !== state.conversationId) return;
+      if (!current()) return;
       state.conversationId = null;
+      state.details = null;
       ui.currentBox.hidden = true;
+      renderDetails();
+      markActiveItem();
       systemLine(`Could not join ${conversationId}: ${describeError(err)}`, "error");
+      // Deleted, or no longer ours: not in the list any more either.
+      if (err.code === "not_found" || err.code === "forbidden") dropItem(conversationId);
       updateControls();
       return;
     }
@@ -914,7 +1181,543 @@
     joinLine.textContent = created ? `Created ${conversationId}: invite others to join it.` : `Joined ${conversationId}.`;
     updateControls();
     refreshUsage();
-    await loadHistory(conversationId, joinLine);
+    loadDetails(conversationId);
+    await loadHistory(conversationId, joinLine, current);
+  }
+
+  /**
+   * The conversation shown is gone for this user (deleted, or they were removed or left):
+   * its messages are taken away and `why` is said in their place.
+   */
+  function closeConversation(conversationId, why) {
+    if (conversationId !== state.conversationId) return;
+    state.opens += 1; // whatever was loading for it stops
+    clearAttachments();
+    clearMessages();
+    state.conversationId = null;
+    state.joinedId = null;
+    state.details = null;
+    state.members = [];
+    ui.currentBox.hidden = true;
+    ui.current.textContent = "";
+    if (ui.conversationInput.value === conversationId) ui.conversationInput.value = "";
+    const url = new URL(window.location.href);
+    url.hash = "";
+    history.replaceState(null, "", url);
+    renderDetails();
+    markActiveItem();
+    systemLine(why, "closed");
+    updateControls();
+  }
+
+  /** get_conversation for the conversation shown: title, model, prompt, members with roles, what may be changed. */
+  async function loadDetails(conversationId) {
+    const generation = ++state.detailsLoads;
+    let res;
+    try {
+      res = await request("get_conversation", { conversation_id: conversationId });
+    } catch (err) {
+      if (conversationId === state.conversationId && generation === state.detailsLoads && err.code !== "disconnected") {
+        systemLine(`Could not load the conversation's details: ${describeError(err)}`, "error");
+      }
+      return;
+    }
+    upsertItem(res); // the list follows what it says (a conversation just created enters it)
+    if (conversationId !== state.conversationId || generation !== state.detailsLoads) return;
+    state.details = res;
+    // Its members are the authority now (one removed meanwhile is no longer listed).
+    if (Array.isArray(res.members)) state.members = memberIds(res.members);
+    renderMembers();
+    renderDetails();
+  }
+
+  /** The models a conversation may use (the default first), from get_conversation. */
+  function offeredModels() {
+    const d = state.details;
+    return d && Array.isArray(d.models) ? d.models.filter((m) => typeof m === "string" && m) : [];
+  }
+
+  /** The chat's heading (title), the model picker and the prompt box, from state.details. */
+  function renderDetails() {
+    const d = state.conversationId ? state.details : null;
+    ui.chatHead.hidden = !state.conversationId;
+    ui.heading.textContent = d ? titleOf(d) : state.conversationId || "";
+    ui.heading.title = state.conversationId || "";
+    const models = d ? offeredModels() : [];
+    ui.modelBox.hidden = models.length === 0;
+    if (models.length) {
+      const chosen = d.model && models.includes(d.model) ? d.model : models[0];
+      const options = [...models];
+      if (d.model && !models.includes(d.model)) options.push(d.model); // no longer offered: still shown
+      const same = ui.modelSelect.options.length === options.length
+        && [...ui.modelSelect.options].every((o, i) => o.value === options[i]);
+      if (!same) {
+        ui.modelSelect.replaceChildren(...options.map((m, i) => h("option", { value: m }, i === 0 ? `${m} (default)` : m)));
+      }
+      if (!ui.modelSelect.disabled) ui.modelSelect.value = d.model || models[0];
+      ui.modelSelect.dataset.model = chosen;
+    } else {
+      delete ui.modelSelect.dataset.model;
+    }
+    const maxPrompt = d && typeof d.max_system_prompt_chars === "number" ? d.max_system_prompt_chars : 0;
+    ui.promptBox.hidden = maxPrompt <= 0;
+    if (maxPrompt > 0) {
+      ui.promptInput.maxLength = maxPrompt;
+      // Not while the user edits it.
+      if (document.activeElement !== ui.promptInput && !ui.promptForm.dataset.dirty) ui.promptInput.value = d.system_prompt || "";
+    }
+  }
+
+  /** Model picker: update_conversation {model}; the choice shows once the server took it. */
+  async function chooseModel() {
+    const conversationId = state.conversationId;
+    const models = offeredModels();
+    // The first is "the default": "" follows the app's default, should it change.
+    const model = ui.modelSelect.value === models[0] ? "" : ui.modelSelect.value;
+    if (!conversationId || !state.details) return;
+    ui.modelSelect.disabled = true;
+    try {
+      const res = await request("update_conversation", { conversation_id: conversationId, model });
+      if (conversationId === state.conversationId && state.details) Object.assign(state.details, { model: res.model, title: res.title, system_prompt: res.system_prompt });
+      upsertItem(res);
+    } catch (err) {
+      if (conversationId === state.conversationId) systemLine(`Could not change the model: ${describeError(err)}`, "error");
+    } finally {
+      ui.modelSelect.disabled = false;
+      renderDetails();
+    }
+  }
+
+  /** The prompt box: update_conversation {system_prompt} ("" removes it). */
+  async function saveSystemPrompt() {
+    const conversationId = state.conversationId;
+    if (!conversationId) return;
+    const prompt = ui.promptInput.value.trim();
+    ui.promptStatus.textContent = "Saving…";
+    try {
+      const res = await request("update_conversation", { conversation_id: conversationId, system_prompt: prompt });
+      if (conversationId !== state.conversationId) return;
+      delete ui.promptForm.dataset.dirty;
+      if (state.details) state.details.system_prompt = res.system_prompt;
+      ui.promptInput.value = res.system_prompt || "";
+      ui.promptStatus.textContent = prompt ? "Saved: the next answer follows it." : "Removed.";
+    } catch (err) {
+      if (conversationId === state.conversationId) ui.promptStatus.textContent = `Not saved: ${describeError(err)}`;
+    }
+  }
+
+  /** Remove on a member (the owner's): remove_member, once confirmed. */
+  async function removeMember(userId, button) {
+    const conversationId = state.conversationId;
+    if (!conversationId) return;
+    if (!await confirmAction(`Remove ${userId} from this conversation? They will no longer be able to open it.`, "Remove")) return;
+    button.disabled = true;
+    try {
+      await request("remove_member", { conversation_id: conversationId, user_id: userId });
+      if (conversationId !== state.conversationId) return;
+      state.members = state.members.filter((m) => m !== userId);
+      systemLine(`Removed ${userId}.`);
+      loadDetails(conversationId);
+    } catch (err) {
+      button.disabled = false;
+      if (conversationId === state.conversationId) systemLine(`Could not remove ${userId}: ${describeError(err)}`, "error");
+    }
+  }
+
+  /** Leave (a member's): remove_member with one's own id, for good; `removed` follows. */
+  async function leaveConversation() {
+    const conversationId = state.conversationId;
+    if (!conversationId) return;
+    const title = state.details ? titleOf(state.details) : conversationId;
+    if (!await confirmAction(`Leave “${title}” for good? Only an invitation lets you back in.`, "Leave")) return;
+    try {
+      await request("remove_member", { conversation_id: conversationId, user_id: state.userId });
+      dropItem(conversationId);
+      closeConversation(conversationId, "You left this conversation.");
+    } catch (err) {
+      if (conversationId === state.conversationId) systemLine(`Could not leave: ${describeError(err)}`, "error");
+    }
+  }
+
+  /** Delete (the owner's, or an admin's): delete_conversation, once confirmed; `conversation_deleted` follows. */
+  async function deleteConversation(conversationId) {
+    const item = state.list.items.get(conversationId);
+    const data = item ? item.data : conversationId === state.conversationId ? state.details : null;
+    const title = data ? titleOf(data) : conversationId;
+    if (!await confirmAction(`Delete “${title}” for everyone? Its messages and files are removed. This cannot be undone.`, "Delete")) return;
+    try {
+      await request("delete_conversation", { conversation_id: conversationId });
+      dropItem(conversationId);
+      closeConversation(conversationId, "You deleted this conversation.");
+    } catch (err) {
+      listNote(`Could not delete “${title}”: ${describeError(err)}`, "error");
+    }
+  }
+
+  // ------------------------------------------------------ conversation list
+
+  /** A conversation's title, or what stands for it until it has one. */
+  function titleOf(c) {
+    return c && typeof c.title === "string" && c.title.trim() ? c.title : "New conversation";
+  }
+
+  function listNote(text, kind) {
+    ui.listNote.textContent = text || "";
+    ui.listNote.dataset.kind = kind || "info";
+    ui.listNote.hidden = !text;
+  }
+
+  /**
+   * Whether a conversation belongs in the list as it is shown (archive or not, the search).
+   * The server decides what a search finds (titles; on SQL stores message text too): what it
+   * listed stays; one it did not list enters only when its title holds the search.
+   */
+  function fitsList(c, { listed = false } = {}) {
+    if (Boolean(c.archived) !== state.list.archived) return false;
+    const query = state.list.query.trim().toLowerCase();
+    if (!query || listed) return true;
+    return typeof c.title === "string" && c.title.toLowerCase().includes(query);
+  }
+
+  /** Most recently active first; ties by id, as the server orders them. */
+  function byActivity(a, b) {
+    const ta = Number(a.updated_at) || 0;
+    const tb = Number(b.updated_at) || 0;
+    if (ta !== tb) return tb - ta;
+    return a.conversation_id < b.conversation_id ? -1 : a.conversation_id > b.conversation_id ? 1 : 0;
+  }
+
+  /**
+   * Loads the list from its start, or its next page (`more`). With `merge`, the first page
+   * updates the list without clearing it (a refresh in the background: pages loaded with
+   * More and a title being edited stay).
+   */
+  async function loadList({ more = false, merge = false } = {}) {
+    if (!state.socket || !state.socket.connected) return;
+    const generation = ++state.list.loads;
+    const payload = { limit: 30 };
+    if (state.list.archived) payload.archived = true;
+    const query = state.list.query.trim();
+    if (query) payload.query = query.slice(0, 200);
+    if (more && state.list.nextBefore) payload.before = state.list.nextBefore;
+    ui.list.setAttribute("aria-busy", "true");
+    ui.more.disabled = true;
+    let res;
+    try {
+      res = await request("list_conversations", payload);
+    } catch (err) {
+      if (generation === state.list.loads) {
+        ui.list.setAttribute("aria-busy", "false");
+        ui.more.disabled = false;
+        listNote(`Could not load the list: ${describeError(err)}`, "error");
+      }
+      return;
+    }
+    if (generation !== state.list.loads) return;
+    ui.list.setAttribute("aria-busy", "false");
+    ui.more.disabled = false;
+    listNote("");
+    const got = Array.isArray(res.conversations) ? res.conversations : [];
+    if (merge) {
+      // The whole list fits in this page: what it lacks is gone.
+      if (res.next_before === null && state.list.pages <= 1) {
+        const ids = new Set(got.map((c) => c.conversation_id));
+        for (const id of [...state.list.items.keys()]) if (!ids.has(id) && id !== state.list.renaming) dropItem(id);
+      }
+      for (const c of got) upsertItem(c, { fromList: true });
+      if (state.list.pages <= 1) state.list.nextBefore = typeof res.next_before === "string" ? res.next_before : null;
+      renderList();
+      return;
+    }
+    if (!more) {
+      for (const item of state.list.items.values()) item.li.remove();
+      state.list.items.clear();
+      state.list.renaming = null;
+      state.list.pages = 0;
+    }
+    state.list.pages += 1;
+    for (const c of got) upsertItem(c, { fromList: true });
+    state.list.nextBefore = typeof res.next_before === "string" ? res.next_before : null;
+    renderList();
+  }
+
+  /**
+   * The list as it is shown, again: items in order, More when there is a next page, a note
+   * when it is empty.
+   */
+  function renderList() {
+    const items = [...state.list.items.values()].sort((a, b) => byActivity(a.data, b.data));
+    // Only what moved is moved: an item being renamed keeps its focus.
+    items.forEach((item, i) => {
+      if (ui.list.children[i] !== item.li) ui.list.insertBefore(item.li, ui.list.children[i] || null);
+    });
+    while (ui.list.children.length > items.length) ui.list.lastElementChild.remove();
+    ui.more.hidden = !state.list.nextBefore;
+    if (!items.length && ui.listNote.dataset.kind !== "error") {
+      listNote(state.list.query.trim() ? "No conversation matches the search."
+        : state.list.archived ? "Nothing archived." : "No conversations yet: start one with New conversation.");
+    } else if (items.length && ui.listNote.dataset.kind !== "error") {
+      listNote("");
+    }
+    markActiveItem();
+  }
+
+  /**
+   * A conversation record (from list_conversations, get_conversation, an update's ack or
+   * conversation_updated) into the list: added, updated, moved to its place, or taken out
+   * when it does not belong in the list shown. Fields it lacks are kept.
+   */
+  function upsertItem(record, { fromList = false } = {}) {
+    if (!record || typeof record.conversation_id !== "string") return;
+    const id = record.conversation_id;
+    const item = state.list.items.get(id);
+    const data = { ...(item ? item.data : {}) };
+    for (const [key, value] of Object.entries(record)) {
+      if (value !== undefined && key !== "status" && key !== "members" && key !== "models") data[key] = value;
+    }
+    if (data.archived === undefined) data.archived = false;
+    if (!fitsList(data, { listed: fromList || Boolean(item) })) {
+      if (item) dropItem(id);
+      return;
+    }
+    if (!item && !fromList && state.list.nextBefore) {
+      // Older than every conversation loaded: it shows when its page is loaded (More).
+      let oldest = null;
+      for (const it of state.list.items.values()) if (!oldest || byActivity(it.data, oldest) > 0) oldest = it.data;
+      if (oldest && byActivity(data, oldest) > 0) return;
+    }
+    if (item) {
+      item.data = data;
+      fillItem(item);
+    } else {
+      const created = { data, li: null };
+      created.li = itemNode(created);
+      state.list.items.set(id, created);
+    }
+    if (!fromList) renderList();
+  }
+
+  function dropItem(conversationId) {
+    const item = state.list.items.get(conversationId);
+    if (!item) return;
+    state.list.items.delete(conversationId);
+    if (state.list.renaming === conversationId) state.list.renaming = null;
+    item.li.remove();
+    renderList();
+  }
+
+  /** Whether this user may delete `data` (its creator, or an admin). */
+  function mayDelete(data) {
+    return data.created_by === state.userId || state.roles.includes("admin");
+  }
+
+  /** One conversation of the list: opens on a click; Rename, Archive (or Unarchive) and Delete. */
+  function itemNode(item) {
+    const id = item.data.conversation_id;
+    const li = h("li", { class: "conversation-item", "data-testid": "conversation-item", "data-conversation-id": id });
+    const open = h("button", { type: "button", class: "conversation-open", "data-testid": "conversation-open" },
+      h("span", { class: "conversation-title", "data-testid": "conversation-title" }),
+      h("span", { class: "conversation-preview", "data-testid": "conversation-preview" }),
+      h("time", { class: "conversation-time" }));
+    open.addEventListener("click", () => {
+      if (state.list.renaming === id) return;
+      if (id === state.conversationId) { closeDrawer(); return; }
+      openConversation(id);
+    });
+    const rename = h("button", { type: "button", class: "link-button", "data-testid": "conversation-rename" }, "Rename");
+    rename.addEventListener("click", () => startRename(item));
+    const archive = h("button", { type: "button", class: "link-button", "data-testid": "conversation-archive" });
+    archive.addEventListener("click", () => archiveConversation(item.data.conversation_id, !item.data.archived));
+    const remove = h("button", { type: "button", class: "link-button danger-link", "data-testid": "conversation-delete" }, "Delete");
+    remove.addEventListener("click", () => deleteConversation(id));
+    li.append(open, h("div", { class: "conversation-actions" }, rename, archive, remove));
+    Object.assign(item, { open, rename, archive, remove });
+    item.li = li;
+    fillItem(item);
+    return li;
+  }
+
+  /** An item's title, preview, time and buttons, from its data. */
+  function fillItem(item) {
+    const { data, li } = item;
+    const title = li.querySelector(".conversation-title");
+    if (state.list.renaming !== data.conversation_id) title.textContent = titleOf(data);
+    title.classList.toggle("untitled", !(typeof data.title === "string" && data.title.trim()));
+    li.dataset.archived = data.archived ? "true" : "false";
+    const last = data.last_message && typeof data.last_message.preview === "string" ? data.last_message : null;
+    li.querySelector(".conversation-preview").textContent = last ? last.preview : "No messages yet";
+    const time = li.querySelector(".conversation-time");
+    const at = Number(data.updated_at);
+    time.textContent = at ? shortTime(at) : "";
+    if (at) time.dateTime = new Date(at).toISOString();
+    item.archive.textContent = data.archived ? "Unarchive" : "Archive";
+    item.archive.dataset.testid = data.archived ? "conversation-unarchive" : "conversation-archive";
+    item.remove.hidden = !mayDelete(data);
+    item.open.setAttribute("aria-label", `${titleOf(data)}${last ? `: ${last.preview}` : ""}`);
+  }
+
+  /** "14:05" today, "12 Mar" otherwise. */
+  function shortTime(ms) {
+    const date = new Date(ms);
+    const today = new Date();
+    return date.toDateString() === today.toDateString()
+      ? date.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" })
+      : date.toLocaleDateString([], { day: "numeric", month: "short" });
+  }
+
+  function markActiveItem() {
+    for (const [id, item] of state.list.items) {
+      const active = id === state.conversationId;
+      item.li.classList.toggle("active", active);
+      if (active) item.open.setAttribute("aria-current", "true"); else item.open.removeAttribute("aria-current");
+    }
+  }
+
+  /** Rename: the title becomes a field; Enter saves (update_conversation), Escape cancels. */
+  function startRename(item) {
+    const id = item.data.conversation_id;
+    if (state.list.renaming && state.list.renaming !== id) {
+      const other = state.list.items.get(state.list.renaming);
+      if (other) stopRename(other);
+    }
+    if (item.li.querySelector(".rename-input")) return;
+    state.list.renaming = id;
+    const input = h("input", {
+      class: "rename-input", "data-testid": "conversation-rename-input", maxlength: 200, "aria-label": "New title", autocomplete: "off",
+    });
+    input.value = typeof item.data.title === "string" ? item.data.title : "";
+    input.addEventListener("keydown", async (e) => {
+      if (e.key === "Escape") {
+        e.preventDefault();
+        stopRename(item);
+        item.open.focus();
+      } else if (e.key === "Enter" && !e.isComposing) {
+        e.preventDefault();
+        const title = input.value.replace(/\s+/g, " ").trim();
+        if (!title || title === item.data.title) { stopRename(item); return; }
+        input.disabled = true;
+        try {
+          const res = await request("update_conversation", { conversation_id: id, title });
+          stopRename(item);
+          upsertItem(res);
+          if (id === state.conversationId && state.details) { state.details.title = res.title; renderDetails(); }
+          item.open.focus();
+        } catch (err) {
+          input.disabled = false;
+          input.setCustomValidity(describeError(err));
+          input.reportValidity();
+          listNote(`Not renamed: ${describeError(err)}`, "error");
+        }
+      }
+    });
+    input.addEventListener("input", () => input.setCustomValidity(""));
+    input.addEventListener("blur", () => { if (!input.disabled) setTimeout(() => stopRename(item), 0); });
+    item.li.classList.add("renaming");
+    item.open.before(input);
+    input.focus();
+    input.select();
+  }
+
+  function stopRename(item) {
+    const input = item.li.querySelector(".rename-input");
+    if (input) input.remove();
+    item.li.classList.remove("renaming");
+    if (state.list.renaming === item.data.conversation_id) state.list.renaming = null;
+    fillItem(item);
+  }
+
+  /** Archive and Unarchive: archive_conversation; the item leaves the list shown. */
+  async function archiveConversation(conversationId, archived) {
+    try {
+      await request("archive_conversation", { conversation_id: conversationId, archived });
+      dropItem(conversationId);
+      listNote(archived ? "Archived: see it under Archived." : "Back in your conversations.");
+    } catch (err) {
+      listNote(`Could not ${archived ? "archive" : "unarchive"} it: ${describeError(err)}`, "error");
+    }
+  }
+
+  /** A message of the conversation shown was stored: its item moves to the top with it as preview. */
+  function noteActivity(conversationId, role, text) {
+    const item = state.list.items.get(conversationId);
+    if (!item) {
+      // Not listed yet (created here, or unarchived elsewhere): its record says where it goes.
+      if (state.socket && state.socket.connected) {
+        request("get_conversation", { conversation_id: conversationId }).then((res) => upsertItem(res), () => {});
+      }
+      return;
+    }
+    const updatedAt = Math.max(Date.now(), (Number(item.data.updated_at) || 0) + 1);
+    upsertItem({
+      conversation_id: conversationId,
+      updated_at: updatedAt,
+      last_message: { role, preview: Array.from(String(text)).slice(0, 140).join(""), created_at: updatedAt },
+    });
+  }
+
+  /** conversation_updated: to every member, joined or not. */
+  function onConversationUpdated(data) {
+    if (!data || typeof data.conversation_id !== "string") return;
+    const id = data.conversation_id;
+    const item = state.list.items.get(id);
+    if (item) {
+      upsertItem({ conversation_id: id, title: data.title, model: data.model, updated_at: data.updated_at });
+    } else if (!state.list.archived && state.socket && state.socket.connected && id !== state.conversationId) {
+      // A conversation this list does not have yet (an invitation, a new one): its record
+      // says whether it belongs (not in this user's archive, the search).
+      request("get_conversation", { conversation_id: id }).then((res) => upsertItem(res), () => {});
+    }
+    if (id === state.conversationId) {
+      if (state.details) Object.assign(state.details, { title: data.title, model: data.model, updated_at: data.updated_at });
+      renderDetails();
+      loadDetails(id); // the prompt and the members may have changed too
+    }
+  }
+
+  function onConversationDeleted(data) {
+    if (!data || typeof data.conversation_id !== "string") return;
+    const id = data.conversation_id;
+    dropItem(id);
+    const by = data.deleted_by === state.userId ? "you" : data.deleted_by || "its owner";
+    closeConversation(id, `This conversation was deleted by ${by}.`);
+  }
+
+  function onRemoved(data) {
+    if (!data || typeof data.conversation_id !== "string") return;
+    const id = data.conversation_id;
+    dropItem(id);
+    closeConversation(id, data.removed_by === state.userId ? "You left this conversation."
+      : `${data.removed_by || "The owner"} removed you from this conversation.`);
+  }
+
+  // ---------------------------------------------------------------- dialogs
+
+  /** An in-page confirmation: resolves true on OK, false on Cancel or Escape. */
+  function confirmAction(text, okLabel) {
+    const dialog = ui.confirmDialog;
+    if (dialog.open) dialog.close("cancel");
+    ui.confirmText.textContent = text;
+    ui.confirmOk.textContent = okLabel || "OK";
+    dialog.returnValue = "";
+    return new Promise((resolve) => {
+      dialog.addEventListener("close", () => resolve(dialog.returnValue === "ok"), { once: true });
+      dialog.showModal();
+      ui.confirmOk.focus();
+    });
+  }
+
+  // ----------------------------------------------------------- the drawer
+
+  // On a narrow screen the sidebar is a drawer over the chat (see style.css).
+  const narrow = window.matchMedia("(max-width: 800px)");
+
+  function setDrawer(open) {
+    document.body.dataset.drawer = open ? "open" : "closed";
+    ui.sidebarToggle.setAttribute("aria-expanded", String(open));
+  }
+
+  function closeDrawer() {
+    if (document.body.dataset.drawer === "open") setDrawer(false);
   }
 
   function onJoined(data) {
@@ -1012,6 +1815,7 @@
   }
 
   function showUsage(res) {
+    state.usage = res;
     const limit = res && typeof res.limit === "number" ? res.limit : null;
     ui.budget.hidden = limit === null;
     if (limit === null) {
@@ -1021,7 +1825,9 @@
     const used = typeof res.used === "number" ? res.used : 0;
     const left = Math.max(0, limit - used);
     const period = PERIOD_WORDS[res.period] || (res.period ? `this ${res.period}` : "");
-    ui.budget.textContent = `Budget: ${left} of ${limit} tokens left${period ? ` ${period}` : ""}`;
+    // When it starts again, in UTC as the server's periods, and how long until then.
+    const resets = typeof res.resets_at === "number" ? `, resets at ${resetWords(res.resets_at)}` : "";
+    ui.budget.textContent = `Budget: ${left} of ${limit} tokens left${period ? ` ${period}` : ""}${resets}`;
     ui.budget.dataset.left = String(left);
     ui.budget.dataset.state = left === 0 ? "empty" : left * 10 < limit ? "low" : "ok";
     ui.budget.title = typeof res.resets_at === "number" ? `Starts again at ${new Date(res.resets_at).toLocaleString()}` : "";
@@ -1443,7 +2249,7 @@
 
   /** Tells the room this tab is typing (at most every TYPING_REPEAT_MS), or stopped. */
   function sayTyping(typing) {
-    if (!state.conversationId || !state.socket || !state.socket.connected) return;
+    if (!state.conversationId || state.joinedId !== state.conversationId || !state.socket || !state.socket.connected) return;
     const now = Date.now();
     if (typing && now - state.typingSentAt < TYPING_REPEAT_MS) return;
     if (!typing && state.typingSentAt === 0) return;
@@ -1485,6 +2291,7 @@
         return;
       }
       li.dataset.status = "sent";
+      noteActivity(conversationId, "user", message);
       if (res.stream_id) state.ownStreams.add(res.stream_id);
       if (res.message_id !== undefined) {
         li.dataset.messageId = res.message_id;
@@ -1544,14 +2351,21 @@
     socket.on("connected", (data) => {
       state.session = data.session || null;
       state.userId = data.user_id || state.userId;
+      saveSession(); // the server took the token: a reload of this tab connects again with it
       signedIn();
       setStatus(`Connected as ${state.userId}`, "connected");
-      // A fresh session: rooms are gone, join the shown conversation again.
+      loadList();
+      // A fresh session: rooms are gone, join the shown conversation again (or, after a
+      // reload, the one in the URL).
+      const restoring = state.restoring;
+      state.restoring = null;
       if (state.conversationId) openConversation(state.conversationId, { rejoin: true });
+      else if (restoring) openConversation(restoring, { rejoin: true });
       else updateControls();
     });
     socket.on("reconnected", (data) => {
       setStatus(`Reconnected as ${state.userId}`, "connected");
+      loadList({ merge: true }); // what changed while the connection was down
       const rooms = Array.isArray(data.rooms) ? data.rooms : [];
       if (!state.conversationId) { updateControls(); return; }
       if (!rooms.includes(state.conversationId)) {
@@ -1596,9 +2410,16 @@
       systemLine(`${data.user_id} joined.`, "presence");
     });
     socket.on("user_left", (data) => {
-      // Leaving the room keeps the access: the members list (who may join) stays.
-      if (data.conversation_id === state.conversationId) systemLine(`${data.user_id} left.`, "presence");
+      // Leaving the room keeps the access: the members list (who may join) stays, unless
+      // they were removed (or left for good): get_conversation says.
+      if (data.conversation_id !== state.conversationId) return;
+      systemLine(`${data.user_id} left.`, "presence");
+      loadDetails(data.conversation_id);
     });
+    // The user's conversations: to each of their connections, joined or not (section 9).
+    socket.on("conversation_updated", onConversationUpdated);
+    socket.on("conversation_deleted", onConversationDeleted);
+    socket.on("removed", onRemoved);
     socket.on("announcement", (data) => systemLine(`Announcement: ${data.message}`, "announcement"));
     socket.on("error", (data) => {
       const d = data || {};
@@ -1630,28 +2451,71 @@
   }
 
   function signedIn() {
+    const first = document.body.dataset.signedIn !== "true";
+    document.body.dataset.signedIn = "true";
     ui.loginPanel.hidden = true;
     ui.sessionPanel.hidden = false;
+    ui.conversationsPanel.hidden = false;
     ui.conversationPanel.hidden = false;
     ui.sessionUser.textContent = state.userId || "?";
     ui.sessionRoles.textContent = state.roles.length ? `(${state.roles.join(", ")})` : "";
     ui.adminPanel.hidden = !state.roles.includes("admin");
+    // On a phone, the list comes first when no conversation is open.
+    if (first) setDrawer(narrow.matches && !state.conversationId && !state.restoring);
   }
 
   function signedOut(reason) {
     disconnect();
-    Object.assign(state, { token: null, roles: [], userId: null, session: null, conversationId: null, members: [] });
+    forgetSession();
+    Object.assign(state, { token: null, roles: [], userId: null, session: null, conversationId: null, joinedId: null, members: [], details: null, restoring: null, usage: null });
+    state.opens += 1;
     clearAttachments();
     clearMessages();
+    for (const item of state.list.items.values()) item.li.remove();
+    Object.assign(state.list, { items: new Map(), archived: false, query: "", nextBefore: null, pages: 0, renaming: null });
+    state.list.loads += 1;
+    ui.search.value = "";
+    ui.showArchived.checked = false;
+    ui.more.hidden = true;
+    listNote("");
+    document.body.dataset.signedIn = "false";
+    setDrawer(false);
     ui.loginPanel.hidden = false;
     ui.sessionPanel.hidden = true;
+    ui.conversationsPanel.hidden = true;
     ui.conversationPanel.hidden = true;
     ui.adminPanel.hidden = true;
     ui.currentBox.hidden = true;
     ui.budget.hidden = true;
+    renderDetails();
     showLoginError(reason);
     if (!reason) setStatus("Disconnected", "disconnected");
     updateControls();
+  }
+
+  // The login of this tab survives a reload (sessionStorage: this tab only, gone when it
+  // closes); Log out, or a refusal of the token, forgets it.
+  const SESSION_KEY = "marie-chat.session";
+
+  function saveSession() {
+    try {
+      sessionStorage.setItem(SESSION_KEY, JSON.stringify({ token: state.token, userId: state.userId, roles: state.roles, mode: state.mode }));
+    } catch {
+      // storage refused (a private window's quota): the login lasts until a reload
+    }
+  }
+
+  function forgetSession() {
+    try { sessionStorage.removeItem(SESSION_KEY); } catch { /* nothing kept */ }
+  }
+
+  function storedSession() {
+    try {
+      const saved = JSON.parse(sessionStorage.getItem(SESSION_KEY) || "null");
+      return saved && typeof saved.token === "string" && saved.token ? saved : null;
+    } catch {
+      return null;
+    }
   }
 
   async function devLogin() {
@@ -1738,6 +2602,7 @@
       systemLine(`Invited ${userId}: they can now join ${state.conversationId}.`);
       if (!state.members.includes(userId)) { state.members.push(userId); renderMembers(); }
       ui.inviteUser.value = "";
+      loadDetails(state.conversationId); // their role
     } catch (err) {
       systemLine(`Could not invite ${userId}: ${describeError(err)}`, "error");
     }
@@ -1769,6 +2634,56 @@
   watchThumbnails();
   ui.input.addEventListener("input", () => sayTyping(ui.input.value.trim().length > 0));
   ui.input.addEventListener("blur", () => sayTyping(false));
+  ui.messages.addEventListener("click", (e) => {
+    const button = e.target.closest(".code-copy");
+    if (button && ui.messages.contains(button)) copyCode(button);
+  });
+
+  // The conversation list: search (debounced), the archive, More, Refresh.
+  let searchTimer = null;
+  ui.search.addEventListener("input", () => {
+    clearTimeout(searchTimer);
+    searchTimer = setTimeout(() => {
+      if (ui.search.value.trim() === state.list.query.trim()) return;
+      state.list.query = ui.search.value;
+      loadList();
+    }, 300);
+  });
+  ui.search.addEventListener("keydown", (e) => {
+    if (e.key === "Escape" && ui.search.value) { ui.search.value = ""; ui.search.dispatchEvent(new Event("input")); }
+  });
+  ui.showArchived.addEventListener("change", () => {
+    state.list.archived = ui.showArchived.checked;
+    loadList();
+  });
+  ui.refreshList.addEventListener("click", () => loadList());
+  ui.more.addEventListener("click", () => loadList({ more: true }));
+  // Invitations are not announced (docs/protocol.md section 9): the list is read again now
+  // and then while the tab is in view, and when it comes back into view.
+  const LIST_REFRESH_MS = 30000;
+  setInterval(() => {
+    if (document.visibilityState === "visible" && !state.list.renaming) loadList({ merge: true });
+  }, LIST_REFRESH_MS);
+  document.addEventListener("visibilitychange", () => {
+    if (document.visibilityState === "visible" && !state.list.renaming) loadList({ merge: true });
+  });
+  // How long until the budget resets, kept current.
+  setInterval(() => { if (state.usage && !ui.budget.hidden) showUsage(state.usage); }, 60000);
+
+  // The conversation shown: its model, its instructions, leave, delete.
+  ui.modelSelect.addEventListener("change", chooseModel);
+  ui.promptForm.addEventListener("submit", (e) => { e.preventDefault(); saveSystemPrompt(); });
+  ui.promptInput.addEventListener("input", () => { ui.promptForm.dataset.dirty = "true"; ui.promptStatus.textContent = ""; });
+  ui.leave.addEventListener("click", leaveConversation);
+  ui.deleteConversation.addEventListener("click", () => { if (state.conversationId) deleteConversation(state.conversationId); });
+
+  // The drawer (narrow screens).
+  ui.sidebarToggle.addEventListener("click", () => setDrawer(document.body.dataset.drawer !== "open"));
+  ui.backdrop.addEventListener("click", closeDrawer);
+  document.addEventListener("keydown", (e) => {
+    if (e.key === "Escape" && !ui.confirmDialog.open && document.body.dataset.drawer === "open" && narrow.matches) closeDrawer();
+  });
+  narrow.addEventListener("change", () => { if (!narrow.matches) closeDrawer(); });
 
   async function init() {
     const fromHash = decodeURIComponent(window.location.hash.slice(1));
@@ -1784,6 +2699,19 @@
     else ui.devForm.hidden = false;
     ui.loginPanel.dataset.mode = state.mode;
     updateControls();
+    // A reload: connect again as before, and open the conversation of the URL.
+    const saved = storedSession();
+    if (saved && saved.mode === state.mode) {
+      state.token = saved.token;
+      state.userId = typeof saved.userId === "string" ? saved.userId : null;
+      state.roles = Array.isArray(saved.roles) ? saved.roles.filter((r) => typeof r === "string") : [];
+      state.session = null;
+      state.restoring = CONVERSATION_ID.test(fromHash) ? fromHash : null;
+      signedIn();
+      connect();
+    } else if (saved) {
+      forgetSession(); // the server's mode changed: that token is of no use
+    }
   }
 
   init();

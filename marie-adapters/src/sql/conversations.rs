@@ -10,7 +10,7 @@ use marie_core::{
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
 
-use super::{Fault, SqlStore, changed, corrupt, from_db, from_json, to_db, to_json};
+use super::{Fault, SqlStore, changed, corrupt, from_db, from_json, search, to_db, to_json};
 
 /// Locks a conversation's row for the rest of the transaction (and, in the messages' case,
 /// hands out the next `seq`); no row: no such conversation (or a deleted one).
@@ -258,9 +258,22 @@ impl SqlStore {
             ));
             next += 2;
         }
+        // The title holds the text, or a message holds its words.
+        let words = query
+            .query
+            .as_deref()
+            .and_then(|text| search::text_query(text, self.inner.backend));
         if query.query.is_some() {
-            sql.push_str(&format!(" AND LOWER(c.title) LIKE ${next} ESCAPE '\\'"));
+            sql.push_str(&format!(" AND (LOWER(c.title) LIKE ${next} ESCAPE '\\'"));
             next += 1;
+            if words.is_some() {
+                sql.push_str(&format!(
+                    " OR {}",
+                    search::text_condition(self.inner.backend, next)
+                ));
+                next += 1;
+            }
+            sql.push(')');
         }
         sql.push_str(&format!(
             " ORDER BY m.updated_at DESC, m.conversation_id DESC LIMIT ${next}"
@@ -275,6 +288,9 @@ impl SqlStore {
         }
         if let Some(text) = &query.query {
             q = q.bind(contains_pattern(text));
+        }
+        if let Some(words) = words {
+            q = q.bind(words);
         }
         let limit = i64::try_from(query.limit.saturating_add(1)).unwrap_or(i64::MAX);
         let rows = q.bind(limit).fetch_all(self.pool()).await?;

@@ -10,6 +10,7 @@
 //! - `usage.rs`: tokens used per user and budget window.
 //! - `files.rs`: uploaded files and the bytes each user's take (the [`FileStore`]).
 //! - `retention.rs`: deleting conversations idle for longer than [`SqlConfig::history_ttl`].
+//! - `search.rs`: the full-text index of message text that `list_conversations` searches.
 //!
 //! ## Layout
 //!
@@ -77,6 +78,7 @@ mod history;
 mod leases;
 mod queue;
 mod retention;
+mod search;
 mod sessions;
 mod usage;
 
@@ -298,6 +300,9 @@ impl SqlStore {
             .run(&pool)
             .await
             .map_err(|e| StoreError::Unavailable(format!("sql migrations: {e}")))?;
+        search::ensure_index(&pool, backend)
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("sql search index: {e}")))?;
         let history_ttl = config.history_ttl;
         let inner = Arc::new(Inner {
             pool,

@@ -37,9 +37,7 @@ impl SqlStore {
             }
             for conversation in &batch {
                 let gone = self
-                    .run("expire_conversations", || {
-                        self.expire(conversation, cutoff)
-                    })
+                    .run("expire_conversations", || self.expire(conversation, cutoff))
                     .await?;
                 if gone {
                     expired += 1;

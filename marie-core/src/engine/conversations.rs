@@ -291,6 +291,12 @@ impl ChatEngine {
             vec![user.clone()],
         )
         .await;
+        // The members left see the change in their members panels.
+        self.notify_members(Notice::ConversationUpdated(ConversationUpdated::of(
+            &info,
+            Some(who.user_id.clone()),
+        )))
+        .await;
         Ok(())
     }
 

@@ -82,6 +82,19 @@ async fn the_first_answer_names_the_conversation_once_and_tells_the_members() {
     let room = conv("named");
     h.create(&alice, &room).await;
     h.engine.invite(&alice, &room, &bob.user_id).await.unwrap();
+    // The invite is told to the members, Bob among them, so that his list gains it.
+    let (notice, users) = within(
+        "the invite's conversation_updated",
+        h.sink
+            .wait_for_notice(|n| matches!(n, Notice::ConversationUpdated(_))),
+    )
+    .await;
+    let Notice::ConversationUpdated(invited) = notice else {
+        unreachable!()
+    };
+    assert_eq!(invited.updated_by.as_ref(), Some(&alice.user_id));
+    assert_eq!(invited.title, None);
+    assert_eq!(users, vec![alice.user_id.clone(), bob.user_id.clone()]);
 
     let sent = h
         .send(
@@ -93,7 +106,7 @@ async fn the_first_answer_names_the_conversation_once_and_tells_the_members() {
     let (notice, users) = within(
         "conversation_updated",
         h.sink
-            .wait_for_notice(|n| matches!(n, Notice::ConversationUpdated(_))),
+            .wait_for_notice(|n| matches!(n, Notice::ConversationUpdated(u) if u.title.is_some())),
     )
     .await;
     let Notice::ConversationUpdated(updated) = notice else {
