@@ -355,7 +355,13 @@ impl Conversations for RedisStore {
         let mut found: Vec<ConversationInfo> = Vec::new();
         let mut offset = 0;
         'batches: loop {
-            let batch = LIST_BATCH.max(query.limit + 1);
+            // Without a search every id read is on the page (but for ties with the cursor):
+            // read no more records than it needs; a search may skip many, so it reads more.
+            let batch = if wanted.is_none() {
+                query.limit + 1
+            } else {
+                LIST_BATCH.max(query.limit + 1)
+            };
             let (key, max) = (key.clone(), max.clone());
             let ids: Vec<String> = self
                 .run("list_conversations", |mut c| async move {
