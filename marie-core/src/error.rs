@@ -401,4 +401,3 @@ mod tests {
         assert!(!err.client_message().contains("sk-live"));
     }
 }
-
