@@ -4,12 +4,18 @@
 
 #![allow(clippy::unwrap_used)]
 
+#[path = "../../marie-adapters/tests/support/postgres.rs"]
+mod postgres;
+#[path = "../../marie-adapters/tests/support/proxy.rs"]
+mod proxy;
+
 use std::time::Duration;
 
+use marie_adapters::{RedisConfig, RedisStore, SqlStore};
 use marie_axum::MarieConfig;
-use marie_core::EngineConfig;
+use marie_core::{EngineConfig, Stores};
 use marie_llm::EchoProvider;
-use marie_testkit::server::start_with;
+use marie_testkit::server::{TestServer, start_custom, start_with};
 use marie_testkit::socketio::connect;
 use serde_json::{Value, json};
 
@@ -115,9 +121,51 @@ async fn a_sidebar_follows_titles_and_the_model_choice_reaches_the_answer() {
     );
 }
 
+/// The chat test server with the echo provider and [`config`], on `store`.
+async fn server_on(store: Stores) -> TestServer {
+    start_custom(EchoProvider::new(Duration::ZERO), config(), |b| {
+        b.store(store)
+    })
+    .await
+}
+
+/// A `RedisStore` under a key prefix of its own.
+async fn redis_stores() -> Stores {
+    let config = RedisConfig::new(proxy::redis_url()).prefix(proxy::unique_prefix("conversations"));
+    Stores::new(RedisStore::connect(config).await.unwrap())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_rest_routes_list_read_rename_and_delete() {
-    let server = start_with(EchoProvider::new(Duration::ZERO), config()).await;
+    rest_routes(start_with(EchoProvider::new(Duration::ZERO), config()).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rest_routes_and_the_export_on_redis() {
+    rest_routes(server_on(redis_stores().await).await).await;
+    export(server_on(redis_stores().await).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rest_routes_and_the_export_on_sqlite() {
+    let sqlite = || async { Stores::new(SqlStore::connect("sqlite::memory:").await.unwrap()) };
+    rest_routes(server_on(sqlite().await).await).await;
+    export(server_on(sqlite().await).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rest_routes_and_the_export_on_postgres() {
+    let (a, b) = (
+        postgres::Schema::create("conv_rest").await,
+        postgres::Schema::create("conv_export").await,
+    );
+    rest_routes(server_on(Stores::new(a.store().await)).await).await;
+    export(server_on(Stores::new(b.store().await)).await).await;
+    a.drop_all().await;
+    b.drop_all().await;
+}
+
+async fn rest_routes(server: TestServer) {
     let base = format!("http://{}/api/chat/conversations", server.addr);
     let http = reqwest::Client::new();
     let mut alice = connect(server.addr, "alice").await;
@@ -232,7 +280,10 @@ async fn the_rest_routes_list_read_rename_and_delete() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_export_holds_every_branch_and_only_a_member_gets_it() {
-    let server = start_with(EchoProvider::new(Duration::ZERO), config()).await;
+    export(start_with(EchoProvider::new(Duration::ZERO), config()).await).await;
+}
+
+async fn export(server: TestServer) {
     let url = format!("http://{}/api/chat/conversations/x1/export", server.addr);
     let http = reqwest::Client::new();
     let mut alice = connect(server.addr, "alice").await;

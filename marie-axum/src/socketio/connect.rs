@@ -268,8 +268,10 @@ impl<A: Adapter> ConnectHandler<A, Greets> for Greeter<A> {
             let _ = socket.disconnect();
             return;
         };
-        reply::greet(&socket, greeting.name, (*greeting.payload).to_owned());
+        // Counted before the greeting goes out: a client that reads `connected` and then the
+        // metrics must find itself counted.
         metrics::gauge!("marie_connections").increment(1.0);
+        reply::greet(&socket, greeting.name, (*greeting.payload).to_owned());
         let shared = &self.shared;
         if let Some(caller) = socket.extensions.get::<Caller>() {
             if shared.config.disconnect_on_expiry
