@@ -33,11 +33,23 @@ pub(crate) const FIRST_WORDS: usize = 6;
 /// The most characters [`TitlePolicy::FirstWords`] takes.
 pub(crate) const FIRST_WORDS_CHARS: usize = 60;
 
-/// The first words of `text` as a title: whitespace collapsed, at most [`FIRST_WORDS`] words
-/// and [`FIRST_WORDS_CHARS`] characters (cut at a character, with `…` when cut). `None` when
-/// `text` holds no word.
+/// The first words of `text` as a title: whitespace collapsed, markdown's marks around a
+/// word (`**bold**`, `` `code` ``, `# heading`, `> quote`) taken off, at most [`FIRST_WORDS`]
+/// words and [`FIRST_WORDS_CHARS`] characters (cut at a character, with `…` when cut).
+/// `None` when `text` holds no word.
 pub(crate) fn first_words(text: &str) -> Option<String> {
-    let words: Vec<&str> = text.split_whitespace().collect();
+    // A title is shown as text: `**Rust**` would show its asterisks. Emphasis and code
+    // marks go wherever they are in a word; heading, quote and strike marks at its edges.
+    let words: Vec<String> = text
+        .split_whitespace()
+        .map(|w| {
+            w.replace(['*', '`'], "")
+                .trim_start_matches(['#', '>'])
+                .trim_matches('~')
+                .to_owned()
+        })
+        .filter(|w| !w.is_empty())
+        .collect();
     if words.is_empty() {
         return None;
     }
@@ -232,6 +244,11 @@ mod tests {
         assert_eq!(title.chars().count(), FIRST_WORDS_CHARS + 1);
         assert!(title.ends_with('…'));
         assert_eq!(first_words(" \n "), None);
+        assert_eq!(
+            first_words("# How do **lifetimes** work with `&mut`?"),
+            Some("How do lifetimes work with &mut?".into())
+        );
+        assert_eq!(first_words("** ``` >"), None);
     }
 
     #[test]
