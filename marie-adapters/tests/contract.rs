@@ -2280,18 +2280,28 @@ mod sql_specific {
     /// files with it, and its id stays taken; one that is written to stays.
     #[cfg(feature = "sqlite")]
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn sql_history_ttl_expires_idle_conversations_only() {
+    async fn sqlite_history_ttl_expires_idle_conversations_only() {
+        let dir = TempDir::new("history-ttl");
+        history_ttl_expires_idle_conversations_only(dir.url("marie.db")).await;
+    }
+
+    #[cfg(feature = "postgres")]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres_history_ttl_expires_idle_conversations_only() {
+        let schema = super::sql_support::Schema::create("history_ttl").await;
+        history_ttl_expires_idle_conversations_only(schema.url()).await;
+        schema.drop_all().await;
+    }
+
+    async fn history_ttl_expires_idle_conversations_only(url: String) {
         use marie_core::{FileId, FileMeta, FileStore};
 
-        let dir = TempDir::new("history-ttl");
         let ttl = Duration::from_millis(400);
-        let store = SqlStore::connect_with(
-            marie_adapters::SqlConfig::new(dir.url("marie.db")).history_ttl(ttl),
-        )
-        .await
-        .unwrap();
-        let (idle, busy) = (conv("idle"), conv("busy"));
-        for c in ["idle", "busy"] {
+        let store = SqlStore::connect_with(marie_adapters::SqlConfig::new(url).history_ttl(ttl))
+            .await
+            .unwrap();
+        let (idle, busy, running) = (conv("idle"), conv("busy"), conv("running"));
+        for c in ["idle", "busy", "running"] {
             let now = marie_core::now_millis();
             store
                 .create_conversation(info_at(c, "alice", now))
@@ -2300,6 +2310,15 @@ mod sql_specific {
             store.append_message(&conv(c), message(0)).await.unwrap();
         }
         store.grant_access(&idle, &user("bob")).await.unwrap();
+        // An answer holds `running` for longer than the test: nobody writes to it, yet it
+        // stays while the lease is live.
+        let answer = stream("s-running");
+        assert!(
+            store
+                .claim_answer(&running, &answer, Duration::from_secs(30))
+                .await
+                .unwrap()
+        );
         let file = FileId::parse("f-idle").unwrap();
         let meta = FileMeta {
             file_id: file.clone(),
@@ -2347,12 +2366,16 @@ mod sql_specific {
         );
         assert!(store.conversation(&busy).await.unwrap().is_some());
         assert_eq!(store.all_messages(&busy).await.unwrap().len(), i);
+        assert!(
+            store.conversation(&running).await.unwrap().is_some(),
+            "its answer runs"
+        );
         // Nothing is left to expire by hand either.
         let left = store
             .list_conversations(&user("alice"), &list_query(10))
             .await
             .unwrap();
-        assert_eq!(listed(&left), ["busy"]);
+        assert_eq!(listed(&left), ["busy", "running"]);
         assert_eq!(store.expire_conversations().await.unwrap(), 0);
     }
 

@@ -16,8 +16,8 @@ impl SqlStore {
     /// Deletes the conversations nobody wrote to for longer than
     /// [`SqlConfig::history_ttl`](super::SqlConfig::history_ttl) (none without one): as
     /// `delete_conversation` does (the id stays taken), with their history on every branch,
-    /// queued sends, approvals and files. A conversation with a running answer is left for
-    /// the next sweep. Returns how many it deleted.
+    /// queued sends, approvals, expired leases and files. A conversation with a running
+    /// answer is left for the next sweep. Returns how many it deleted.
     ///
     /// The store runs this by itself every tenth of the TTL (at most every 10 minutes); an
     /// app may call it too, from a job of its own.
@@ -74,13 +74,16 @@ impl SqlStore {
     /// it in one transaction, then its files. Whether it was deleted.
     async fn expire(&self, conversation: &ConversationId, cutoff: u64) -> Result<bool, Fault> {
         let mut tx = self.begin_write().await?;
+        let now = now_millis();
+        // Not while an answer holds it: one that started since the sweep looked keeps it.
         let marked = sqlx::query(
             "UPDATE marie_conversations SET deleted_at = $2, title = NULL, system_prompt = NULL, \
              last_message = NULL WHERE conversation_id = $1 AND deleted_at IS NULL \
-             AND updated_at < $3",
+             AND updated_at < $3 AND NOT EXISTS (SELECT 1 FROM marie_answer_leases l \
+             WHERE l.conversation_id = $1 AND l.expires_at > $2)",
         )
         .bind(conversation.as_str())
-        .bind(to_db(now_millis()))
+        .bind(to_db(now))
         .bind(to_db(cutoff))
         .execute(&mut *tx)
         .await?;
@@ -101,10 +104,17 @@ impl SqlStore {
                 .execute(&mut *tx)
                 .await?;
         }
+        sqlx::query(
+            "DELETE FROM marie_answer_leases WHERE conversation_id = $1 AND expires_at <= $2",
+        )
+        .bind(conversation.as_str())
+        .bind(to_db(now))
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         // Each file is taken off its owner's total in a transaction of its own, as a
-        // deletion does; one left by a failure here is removed by the next sweep only if
-        // the app deletes it, so failures are returned, not skipped.
+        // deletion does. The conversation is gone already, so a failure here would leave
+        // files no sweep finds again: it is returned, not skipped.
         self.remove_conversation_files(conversation).await?;
         Ok(true)
     }
