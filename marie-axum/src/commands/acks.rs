@@ -247,8 +247,8 @@ pub(crate) struct ConversationView {
     pub(crate) archived: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) members: Option<Vec<Member>>,
-    /// Only in `get_conversation` and the `update_conversation` ack: a list does not carry
-    /// every conversation's instructions.
+    /// Only in `get_conversation`, the `update_conversation` ack and the export: a list
+    /// does not carry every conversation's instructions.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) system_prompt: Option<Option<String>>,
     /// Only in `get_conversation`: what a member may change it to, so that a page can offer
@@ -351,5 +351,5 @@ pub(crate) struct Archived {
     pub(crate) archived: bool,
 }
 
-/// The `delete_conversation` ack's fields (`get_conversation`'s, `leave`'s: one id).
+/// The `delete_conversation` ack's fields: one id.
 pub(crate) type Deleted = Left;

@@ -67,9 +67,9 @@ pub(crate) const MAX_LIST_PAGE: usize = 100;
 const MAX_QUERY_CHARS: usize = 200;
 
 impl ChatEngine {
-    /// `list_conversations`: a page of the conversations `who` has access to, most recently
-    /// active first. `limit` defaults to 30 and is capped at 100; `before` is a cursor this
-    /// server gave (`bad_request` otherwise).
+    /// `list_conversations`: a page of the conversations `who` is a member of, most recently
+    /// active first. `limit` defaults to 30 and is capped at 100; `before` is a cursor as this
+    /// server gives them (`bad_request` otherwise).
     pub async fn list_conversations(
         &self,
         who: &Identity,
@@ -253,8 +253,8 @@ impl ChatEngine {
         Ok(())
     }
 
-    /// `remove_member`: the owner removes a member, or a member removes themself (leaving
-    /// for good). The creator cannot be removed. Access ends at once; the removed user is
+    /// `remove_member`: the owner (or an admin) removes a member, or a member removes
+    /// themself (leaving for good). The creator cannot be removed. Access ends at once; the removed user is
     /// told with `removed`, which also takes their connections out of the room.
     pub async fn remove_member(
         &self,

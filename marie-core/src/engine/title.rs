@@ -12,15 +12,15 @@ use crate::{
 };
 
 /// How a conversation gets its title once its first answer ends (whatever way it ended: a
-/// title must not stay empty because the answer failed). A title a member set is never
-/// replaced.
+/// title must not stay empty because the answer failed). A title a member set is not
+/// replaced (but for a rename that lands in the moment the automatic one is written).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum TitlePolicy {
     /// Conversations stay untitled until a member names them.
     Off,
-    /// The first words of the message answered (at most six words and 60 characters,
-    /// with `…` when cut).
+    /// The first words of the message answered (at most six words and 60 characters, then
+    /// `…` when cut).
     #[default]
     FirstWords,
     /// The model is asked for a short title (its tokens counted to the asker's budget);

@@ -355,10 +355,11 @@ impl Conversations for RedisStore {
         let mut found: Vec<ConversationInfo> = Vec::new();
         let mut offset = 0;
         'batches: loop {
-            // Without a search every id read is on the page (but for ties with the cursor):
-            // read no more records than it needs; a search may skip many, so it reads more.
+            // Without a search every id read is on the page, but for the cursor's own entry
+            // (the range is inclusive) and ties with it: read no more records than that; a
+            // search may skip many, so it reads more.
             let batch = if wanted.is_none() {
-                query.limit + 1
+                query.limit + 1 + usize::from(query.before.is_some())
             } else {
                 LIST_BATCH.max(query.limit + 1)
             };
