@@ -84,9 +84,7 @@ pub(super) async fn get_one<A: Adapter>(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, HttpError> {
-    let caller = identify(&shared, &headers, None).await?;
-    let payload = serde_json::json!({ "conversation_id": id });
-    command(&shared, &caller, "get_conversation", Ok(payload), 0).await
+    on_conversation(&shared, &headers, id, "get_conversation").await
 }
 
 /// `PATCH /api/chat/conversations/{id}` with `{title?, model?, system_prompt?}`.
@@ -122,9 +120,8 @@ pub(super) async fn export<A: Adapter>(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, HttpError> {
-    let caller = identify(&shared, &headers, None).await?;
-    let payload = serde_json::json!({ "conversation_id": id });
-    let mut response = command(&shared, &caller, "export_conversation", Ok(payload), 0).await?;
+    let mut response =
+        on_conversation(&shared, &headers, id.clone(), "export_conversation").await?;
     if response.status().is_success() {
         // The id was checked by the command layer: it is a safe file name.
         let disposition = format!("attachment; filename=\"conversation-{id}.json\"");
@@ -143,9 +140,20 @@ pub(super) async fn delete<A: Adapter>(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, HttpError> {
-    let caller = identify(&shared, &headers, None).await?;
+    on_conversation(&shared, &headers, id, "delete_conversation").await
+}
+
+/// Runs `event`, a command whose payload is the conversation in the path alone, for the
+/// caller the headers name.
+async fn on_conversation<A: Adapter>(
+    shared: &Arc<NodeState<A>>,
+    headers: &HeaderMap,
+    id: String,
+    event: &str,
+) -> Result<Response, HttpError> {
+    let caller = identify(shared, headers, None).await?;
     let payload = serde_json::json!({ "conversation_id": id });
-    command(&shared, &caller, "delete_conversation", Ok(payload), 0).await
+    command(shared, &caller, event, Ok(payload), 0).await
 }
 
 /// Runs the command `event` with `payload` through the command layer (every check, as

@@ -173,11 +173,7 @@ impl ChatEngine {
             .update_conversation(conversation, &change, now_millis())
             .await?
             .ok_or(Error::NotFound("no such conversation"))?;
-        self.notify_members(Notice::ConversationUpdated(ConversationUpdated::of(
-            &info,
-            Some(who.user_id.clone()),
-        )))
-        .await;
+        self.tell_updated(&info, Some(&who.user_id)).await;
         Ok(info)
     }
 
@@ -292,11 +288,7 @@ impl ChatEngine {
         )
         .await;
         // The members left see the change in their members panels.
-        self.notify_members(Notice::ConversationUpdated(ConversationUpdated::of(
-            &info,
-            Some(who.user_id.clone()),
-        )))
-        .await;
+        self.tell_updated(&info, Some(&who.user_id)).await;
         Ok(())
     }
 
@@ -406,6 +398,14 @@ impl ChatEngine {
             pause = (pause * 2).min(Duration::from_millis(100));
         }
         Ok(())
+    }
+
+    /// Tells every member that `info`'s conversation changed (`conversation_updated`), by
+    /// `by` (`None`: the server, naming it).
+    pub(super) async fn tell_updated(&self, info: &ConversationInfo, by: Option<&UserId>) {
+        let updated = ConversationUpdated::of(info, by.cloned());
+        self.notify_members(Notice::ConversationUpdated(updated))
+            .await;
     }
 
     /// Tells every member of the notice's conversation.

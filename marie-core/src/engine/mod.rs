@@ -51,7 +51,7 @@ use crate::{
     MemoryStreamLog, MessageId, SendQueued, SessionId, SessionRecord, Stores, StreamId, StreamLog,
     StreamSink, Tool, ToolApprovalRequest, Toolbox, UsageReport, UserId, check_resume, now_millis,
 };
-use crate::{BudgetPolicy, ConversationUpdated, FileStore, Notice};
+use crate::{BudgetPolicy, FileStore};
 
 /// A running answer, as `joined.active_stream` reports it: the store's lease
 /// ([`AnswerLease`](crate::AnswerLease)) and the approval it waits for.
@@ -431,11 +431,7 @@ impl ChatEngine {
             .grant_access(conversation, user)
             .await?;
         // The invitee's list gains it, and the members' panels show them, on every node.
-        self.notify_members(Notice::ConversationUpdated(ConversationUpdated::of(
-            &info,
-            Some(who.user_id.clone()),
-        )))
-        .await;
+        self.tell_updated(&info, Some(&who.user_id)).await;
         Ok(())
     }
 

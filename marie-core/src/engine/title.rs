@@ -7,8 +7,8 @@ use futures_util::StreamExt;
 use super::ChatEngine;
 use super::answer::Allowance;
 use crate::{
-    ConversationChange, ConversationId, ConversationUpdated, LlmEvent, LlmRequest, MessageRole,
-    Notice, PromptMessage, UserId, estimate_tokens, now_millis,
+    ConversationChange, ConversationId, LlmEvent, LlmRequest, MessageRole, PromptMessage, UserId,
+    estimate_tokens, now_millis,
 };
 
 /// How a conversation gets its title once its first answer ends (whatever way it ended: a
@@ -159,10 +159,7 @@ impl ChatEngine {
                 return;
             }
         };
-        self.notify_members(Notice::ConversationUpdated(ConversationUpdated::of(
-            &info, None,
-        )))
-        .await;
+        self.tell_updated(&info, None).await;
     }
 
     /// Asks the model for a title; `None` when it fails, takes too long or says nothing
