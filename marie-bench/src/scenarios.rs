@@ -1113,7 +1113,7 @@ async fn read_pages(
             let mut latencies = Vec::with_capacity(sizes.history_rounds);
             let mut wrong = 0u64;
             let n = messages.len();
-            'rounds: for id in 0..sizes.history_rounds as u64 {
+            for id in 0..sizes.history_rounds as u64 {
                 // The page ends before message `stop` (`n`: the newest page).
                 let stop = if id % 10 == 0 {
                     n
@@ -1128,28 +1128,19 @@ async fn read_pages(
                     }),
                     None => json!({"conversation_id": conversation, "limit": PAGE}),
                 };
-                let sent = Instant::now();
-                if conn.emit("get_history", &ask, Some(id)).await.is_err() {
+                let Some((took, data)) =
+                    ask_once(&mut conn, "get_history", &ask, id, deadline).await
+                else {
                     break;
-                }
-                loop {
-                    let Recv::Text(t) = conn.recv(deadline).await else {
-                        break 'rounds;
-                    };
-                    if let Packet::Ack { id: got, data } = wire::decode(&t)
-                        && got == id
-                    {
-                        latencies.push(sent.elapsed().as_nanos() as u64);
-                        // Every message of the page, down to the one before `stop`.
-                        let right = data.contains(r#""status":"ok""#)
-                            && data.matches(r#""message_id""#).count() == stop.min(PAGE)
-                            && stop.checked_sub(1).is_none_or(|last| {
-                                data.contains(messages[last].message_id.as_str())
-                            });
-                        wrong += u64::from(!right);
-                        break;
-                    }
-                }
+                };
+                latencies.push(took);
+                // Every message of the page, down to the one before `stop`.
+                let right = data.contains(r#""status":"ok""#)
+                    && data.matches(r#""message_id""#).count() == stop.min(PAGE)
+                    && stop
+                        .checked_sub(1)
+                        .is_none_or(|last| data.contains(messages[last].message_id.as_str()));
+                wrong += u64::from(!right);
             }
             let finished = Instant::now();
             done.wait().await;
@@ -1157,15 +1148,7 @@ async fn read_pages(
             (latencies, wrong, finished)
         });
     }
-    let (mut latencies, mut wrong, mut last) = (Vec::new(), 0, start);
-    while let Some(got) = tasks.join_next().await {
-        let (l, w, finished) = got?;
-        latencies.extend(l);
-        wrong += w;
-        last = last.max(finished);
-    }
-    latencies.sort_unstable();
-    Ok((latencies, wrong, (last - start).as_secs_f64().max(1e-9)))
+    gather(tasks, start).await
 }
 
 /// Conversations per page in scenario 7 (the protocol's default).
@@ -1350,38 +1333,25 @@ async fn list_pages(
             let mut wrong = 0u64;
             // The next page's cursor and its first conversation's number.
             let mut next: Option<(String, usize)> = None;
-            'rounds: for id in 0..sizes.list_rounds as u64 {
+            for id in 0..sizes.list_rounds as u64 {
                 let (ask, top) = match next.take().filter(|_| id % 5 != 0) {
                     Some((before, top)) => (json!({"before": before, "limit": LIST_PAGE}), top),
                     None => (json!({"limit": LIST_PAGE}), n - 1),
                 };
-                let sent = Instant::now();
-                if conn
-                    .emit("list_conversations", &ask, Some(id))
-                    .await
-                    .is_err()
-                {
+                let Some((took, data)) =
+                    ask_once(&mut conn, "list_conversations", &ask, id, deadline).await
+                else {
                     break;
-                }
-                loop {
-                    let Recv::Text(t) = conn.recv(deadline).await else {
-                        break 'rounds;
-                    };
-                    if let Packet::Ack { id: got, data } = wire::decode(&t)
-                        && got == id
-                    {
-                        latencies.push(sent.elapsed().as_nanos() as u64);
-                        let page = serde_json::from_str::<(ListAck,)>(data)
-                            .map(|(p,)| p)
-                            .or_else(|_| serde_json::from_str::<ListAck>(data));
-                        match page {
-                            Ok(page) if right_page(&page, top) => {
-                                next = page.next_before.map(|b| (b, top.saturating_sub(LIST_PAGE)));
-                            }
-                            _ => wrong += 1,
-                        }
-                        break;
+                };
+                latencies.push(took);
+                let page = serde_json::from_str::<(ListAck,)>(&data)
+                    .map(|(p,)| p)
+                    .or_else(|_| serde_json::from_str::<ListAck>(&data));
+                match page {
+                    Ok(page) if right_page(&page, top) => {
+                        next = page.next_before.map(|b| (b, top.saturating_sub(LIST_PAGE)));
                     }
+                    _ => wrong += 1,
                 }
             }
             let finished = Instant::now();
@@ -1390,6 +1360,39 @@ async fn list_pages(
             (latencies, wrong, finished)
         });
     }
+    gather(tasks, start).await
+}
+
+/// Emits `event` with `payload` as ack `id` and waits for that ack until `deadline`: the time
+/// from the emit to the ack, in nanoseconds, and the ack's data. `None` when the connection
+/// failed or the deadline passed.
+async fn ask_once(
+    conn: &mut Conn,
+    event: &str,
+    payload: &serde_json::Value,
+    id: u64,
+    deadline: Instant,
+) -> Option<(u64, String)> {
+    let sent = Instant::now();
+    conn.emit(event, payload, Some(id)).await.ok()?;
+    loop {
+        let Recv::Text(t) = conn.recv(deadline).await else {
+            return None;
+        };
+        if let Packet::Ack { id: got, data } = wire::decode(&t)
+            && got == id
+        {
+            return Some((sent.elapsed().as_nanos() as u64, data.to_owned()));
+        }
+    }
+}
+
+/// The clients' results of scenarios 6 and 7: their latencies, sorted, how many answers were
+/// wrong, and the seconds from `start` to the last client's last ack.
+async fn gather(
+    mut tasks: tokio::task::JoinSet<(Vec<u64>, u64, Instant)>,
+    start: Instant,
+) -> Result<(Vec<u64>, u64, f64), BoxError> {
     let (mut latencies, mut wrong, mut last) = (Vec::new(), 0, start);
     while let Some(got) = tasks.join_next().await {
         let (l, w, finished) = got?;
