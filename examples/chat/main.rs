@@ -17,6 +17,7 @@
 //! | `ANTHROPIC_API_KEY`, `ANTHROPIC_BASE_URL`, `ANTHROPIC_MODEL` | none, `https://api.anthropic.com`, `claude-haiku-4-5` | with `MARIE_LLM=anthropic`: Anthropic's Messages API |
 //! | `ANTHROPIC_MAX_TOKENS`, `ANTHROPIC_THINKING_BUDGET` | `4096`, unset | with `MARIE_LLM=anthropic`: the answer's token limit; tokens for extended thinking (unset: none) |
 //! | `OLLAMA_HOST`, `OLLAMA_MODEL` | `127.0.0.1:11434`, `llama3.2` | with `MARIE_LLM=ollama` |
+//! | `MARIE_ASSISTANTS` | `assistant,calc` | the named assistants members call in with `@name`, comma-separated (the first answers a message that names none; `calc` uses only the `calculate` tool); `off`: none |
 //! | `MARIE_DEMO_TOOLS` | `on` | `off` leaves out the demo tools `calculate` and `send_email` (which needs approval) |
 //! | `MARIE_APPROVAL_TIMEOUT_SECS` | `600` | how long a tool call waits for a member's approval |
 //! | `MARIE_DATABASE_URL` | unset | keep conversations and uploaded files in SQL: `sqlite://marie.db?mode=rwc` (a file, created if missing) or `postgres://user:pass@host/db`; unset: in memory |

@@ -17,6 +17,7 @@
 //! | `MARIE_REDIS_PREFIX` | `marie` | key and channel prefix; nodes of one cluster share it |
 //! | `MARIE_DATABASE_URL` | unset | keep conversations in SQL (`postgres://...`; every node the same database) instead of Redis, and uploaded files there too; Redis still carries the bus, the stream log and the adapter. Unset: the nodes take no file uploads |
 //! | `MARIE_ECHO_DELAY_MS` | `60` | the echo provider's delay before each word |
+//! | `MARIE_ASSISTANTS` | `assistant,calc` | the named assistants, as in the chat example |
 //! | `MARIE_DEMO_TOOLS` | `on` | `off` leaves out the demo tools `calculate` and `send_email` (which needs approval) |
 //! | `MARIE_JWT_SECRET` | unset | accept HS256 JWTs (`sub` = user id); unset = dev mode |
 //! | `MARIE_ALLOWED_ORIGINS` | see meaning | comma-separated origins allowed to open the Socket.IO endpoint (`*`: any); unset: any in dev mode, else each node's own address |
@@ -105,7 +106,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .await?;
         let listener = web::listen(addr, "MARIE_ADDRS").await?;
         let local = listener.local_addr()?;
+        let mut config = marie_axum::MarieConfig::default();
+        config.engine = config.engine.assistants(tools::assistants()?);
         let mut builder = Marie::builder()
+            .config(config)
             .authenticator(authenticator.clone())
             .allowed_origins(web::allowed_origins(mode.is_dev(), local));
         builder = match &sql {

@@ -89,14 +89,15 @@ pub(crate) fn budget_from_env() -> Result<Option<Budget>, web::Words> {
 /// (what one user's files may take; default 100 MiB), `MARIE_MODELS` (the models a
 /// conversation may pick, comma-separated, the first the default; unset: no choice),
 /// `MARIE_MAX_SYSTEM_PROMPT_CHARS` (how long a conversation's own system prompt may be;
-/// default 4000, 0: none) and `MARIE_TITLES` (`off`, `first_words` or `ask_model`; default
+/// default 4000, 0: none), `MARIE_ASSISTANTS` (`tools::assistants`) and `MARIE_TITLES` (`off`, `first_words` or `ask_model`; default
 /// `titles`).
 fn config_from_env(titles: TitlePolicy) -> Result<marie_axum::MarieConfig, web::Words> {
     let mut config = marie_axum::MarieConfig::default();
     config.engine = config
         .engine
         .titles(titles_from_env(titles)?)
-        .max_system_prompt_chars(4_000);
+        .max_system_prompt_chars(4_000)
+        .assistants(tools::assistants()?);
     if let Ok(text) = std::env::var("MARIE_MODELS") {
         let models: Vec<&str> = text
             .split(',')

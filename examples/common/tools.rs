@@ -87,3 +87,35 @@ pub(crate) fn enabled() -> bool {
         Ok("off" | "0" | "false" | "no")
     )
 }
+
+/// The named assistants (`MARIE_ASSISTANTS`, comma-separated names; default
+/// `assistant,calc`; `off`: none). The first answers a message that names none; one named
+/// `calc` is the calculator, given only `calculate` (with the demo tools on). Members call
+/// one in with `@name`.
+pub(crate) fn assistants() -> Result<Vec<marie_core::Assistant>, crate::web::Words> {
+    let text = std::env::var("MARIE_ASSISTANTS").unwrap_or_else(|_| "assistant,calc".into());
+    if matches!(text.trim(), "off" | "none" | "") {
+        return Ok(Vec::new());
+    }
+    let mut assistants: Vec<marie_core::Assistant> = Vec::new();
+    for name in text.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        if !marie_core::Assistant::valid_name(name) {
+            return Err(crate::web::Words(format!(
+                "MARIE_ASSISTANTS: {name:?} is not an assistant name (letters, digits, `_` and `-`)"
+            )));
+        }
+        if assistants.iter().any(|a| a.name.eq_ignore_ascii_case(name)) {
+            return Err(crate::web::Words(format!(
+                "MARIE_ASSISTANTS: {name:?} is named twice"
+            )));
+        }
+        let mut assistant = marie_core::Assistant::new(name);
+        if name == "calc" && enabled() {
+            assistant = assistant
+                .system_prompt("You are calc: you work out arithmetic with the calculate tool.")
+                .tools(["calculate"]);
+        }
+        assistants.push(assistant);
+    }
+    Ok(assistants)
+}

@@ -23,11 +23,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use marie_core::{
-    AnswerLease, AnswerLeases, ApprovalDecision, ApprovalId, ApprovalOutcome, ApprovalRecord,
-    Approvals, BudgetPeriod, ChatMessage, ConversationChange, ConversationId, ConversationInfo,
-    ConversationPage, Conversations, History, HistoryQuery, LastMessage, ListQuery, MessageId,
-    MessagePart, MessageRole, QueuedSend, RoomStore, SendQueue, SessionId, SessionRecord, Sessions,
-    StoreError, StreamId, ToolApprovalRequest, UsageLedger, UserId, now_millis,
+    AnswerLease, AnswerLeases, AnswerPolicy, ApprovalDecision, ApprovalId, ApprovalOutcome,
+    ApprovalRecord, Approvals, BudgetPeriod, ChatMessage, ConversationChange, ConversationId,
+    ConversationInfo, ConversationPage, Conversations, History, HistoryQuery, LastMessage,
+    ListQuery, ListedConversation, MessageId, MessagePart, MessageRole, QueuedSend, RoomStore,
+    SendQueue, SessionId, SessionRecord, Sessions, StoreError, StreamId, ToolApprovalRequest,
+    UsageLedger, UserId, now_millis,
 };
 
 /// How long any single wait may take before the test fails.
@@ -133,6 +134,8 @@ fn message(i: usize) -> ChatMessage {
         } else {
             Vec::new()
         },
+        // Some answers were written by a named assistant: the name must come back too.
+        assistant: (i % 4 == 3).then(|| format!("assistant-{i}")),
     }
 }
 
@@ -363,6 +366,7 @@ mod contract {
                     title: Some("Trip PLANS for May".into()),
                     model: Some("big-model".into()),
                     system_prompt: Some("Answer in French".into()),
+                    answer_policy: None,
                 },
                 t + 50,
             )
@@ -755,6 +759,7 @@ mod contract {
             parent_id: None,
             siblings: Vec::new(),
             attachments: Vec::new(),
+            assistant: None,
         };
         store.append_message(&c, tricky.clone()).await.unwrap();
         assert_eq!(
@@ -793,6 +798,150 @@ mod contract {
         assert_eq!(
             store.active_leaf(&c).await.unwrap(),
             Some(history[1].message_id.clone())
+        );
+    }
+
+    /// `append_to_active` puts a message after the active branch's leaf, whatever its
+    /// `parent_id` says, and returns it as stored.
+    pub async fn appends_go_after_the_active_leaf(store: Store) {
+        let c = conv("c10");
+        store
+            .create_conversation(info("c10", "alice"))
+            .await
+            .unwrap();
+        // A parent the conversation does not have is not where it goes.
+        let first = store
+            .append_to_active(&c, message_after(0, Some(99)))
+            .await
+            .unwrap();
+        assert_eq!(first, message_after(0, None), "returned as stored");
+        assert_eq!(store.active_leaf(&c).await.unwrap(), Some(id(0)));
+        let second = store
+            .append_to_active(&c, message_after(1, None))
+            .await
+            .unwrap();
+        assert_eq!(second, message_after(1, Some(0)));
+        let history = store.history(&c, query(None, 10)).await.unwrap();
+        assert_eq!(
+            history,
+            vec![message_after(0, None), message_after(1, Some(0))]
+        );
+        assert_eq!(store.active_leaf(&c).await.unwrap(), Some(id(1)));
+        assert!(matches!(
+            store
+                .append_to_active(&conv("never-created"), message(0))
+                .await,
+            Err(StoreError::NotFound(_))
+        ));
+    }
+
+    /// People posting in a group at once: twenty `append_to_active`s at the same time follow
+    /// each other on the active branch, none a sibling of another.
+    pub async fn concurrent_appends_to_the_active_leaf_follow_each_other(store: Store) {
+        let c = conv("c11");
+        store
+            .create_conversation(info("c11", "alice"))
+            .await
+            .unwrap();
+        let tasks: Vec<_> = (0..20)
+            .map(|i| {
+                let (store, c) = (store.clone(), c.clone());
+                // Every one of them thinks it follows the same message.
+                tokio::spawn(
+                    async move { store.append_to_active(&c, message_after(i, Some(0))).await },
+                )
+            })
+            .collect();
+        let mut returned = Vec::new();
+        for t in tasks {
+            returned.push(t.await.unwrap().unwrap());
+        }
+        let history = store.history(&c, query(None, 100)).await.unwrap();
+        let mut on_branch = ids(&history);
+        on_branch.sort();
+        assert_eq!(
+            on_branch,
+            expected(0..20),
+            "all twenty on the active branch"
+        );
+        assert_eq!(history[0].parent_id, None);
+        for pair in history.windows(2) {
+            assert_eq!(pair[1].parent_id.as_ref(), Some(&pair[0].message_id));
+        }
+        assert!(history.iter().all(|m| m.siblings.is_empty()), "no siblings");
+        for stored in &returned {
+            let at = history
+                .iter()
+                .find(|m| m.message_id == stored.message_id)
+                .unwrap();
+            assert_eq!(stored.parent_id, at.parent_id, "returned with its parent");
+        }
+        assert_eq!(store.all_messages(&c).await.unwrap().len(), 20);
+        assert_eq!(
+            store.active_leaf(&c).await.unwrap().as_ref(),
+            history.last().map(|m| &m.message_id)
+        );
+    }
+
+    /// After a switch, `append_to_active` goes after the new active leaf; a message already
+    /// held is replaced where it is.
+    pub async fn appends_to_the_active_leaf_follow_a_switch(store: Store) {
+        let c = conv("c12");
+        store
+            .create_conversation(info("c12", "alice"))
+            .await
+            .unwrap();
+        for i in 0..4 {
+            store.append_message(&c, message(i)).await.unwrap();
+        }
+        // m2 edited: m10 beside it, the active branch 0, 1, 10.
+        store
+            .append_message(&c, message_after(10, Some(1)))
+            .await
+            .unwrap();
+        assert_eq!(store.switch_branch(&c, &id(2)).await.unwrap(), Some(id(3)));
+        let stored = store
+            .append_to_active(&c, message_after(11, Some(10)))
+            .await
+            .unwrap();
+        assert_eq!(stored.parent_id, Some(id(3)));
+        let history = store.history(&c, query(None, 50)).await.unwrap();
+        assert_eq!(ids(&history), ids_of(&[0, 1, 2, 3, 11].map(id)));
+        assert_eq!(history[4], message_after(11, Some(3)));
+
+        // Back to the edit: after it.
+        assert_eq!(
+            store.switch_branch(&c, &id(10)).await.unwrap(),
+            Some(id(10))
+        );
+        let stored = store
+            .append_to_active(&c, message_after(12, None))
+            .await
+            .unwrap();
+        assert_eq!(stored.parent_id, Some(id(10)));
+        let history = store.history(&c, query(None, 50)).await.unwrap();
+        assert_eq!(ids(&history), ids_of(&[0, 1, 10, 12].map(id)));
+        assert!(history[3].siblings.is_empty());
+
+        // A message already held (m3, off the active branch) is replaced where it is: its
+        // parent kept, the active branch unchanged.
+        let edited = ChatMessage {
+            content: "message 3, again".into(),
+            ..message_after(3, Some(12))
+        };
+        let stored = store.append_to_active(&c, edited).await.unwrap();
+        assert_eq!(stored.parent_id, Some(id(2)));
+        assert_eq!(
+            store.message(&c, &id(3)).await.unwrap().unwrap(),
+            ChatMessage {
+                content: "message 3, again".into(),
+                ..message(3)
+            }
+        );
+        assert_eq!(store.active_leaf(&c).await.unwrap(), Some(id(12)));
+        assert_eq!(
+            ids(&store.history(&c, query(None, 50)).await.unwrap()),
+            ids_of(&[0, 1, 10, 12].map(id))
         );
     }
 
@@ -1284,6 +1433,452 @@ mod contract {
             winners.first()
         );
     }
+
+    /// A conversation's answer policy is kept from its creation, changed by an update (and
+    /// only by one that names it), and shown in its members' lists.
+    pub async fn the_answer_policy_is_kept_and_changed(store: Store) {
+        let t = 1_700_000_000_000;
+        let alice = user("alice");
+        store
+            .create_conversation(info_at("p-1", "alice", t))
+            .await
+            .unwrap();
+        let quiet = ConversationInfo {
+            answer_policy: AnswerPolicy::Never,
+            ..info_at("p-2", "alice", t + 1)
+        };
+        store.create_conversation(quiet.clone()).await.unwrap();
+        assert_eq!(
+            store
+                .conversation(&conv("p-1"))
+                .await
+                .unwrap()
+                .unwrap()
+                .answer_policy,
+            AnswerPolicy::Always,
+            "the default"
+        );
+        assert_eq!(
+            store.conversation(&conv("p-2")).await.unwrap(),
+            Some(quiet),
+            "as created"
+        );
+
+        let policy = |policy: AnswerPolicy| ConversationChange {
+            answer_policy: Some(policy),
+            ..ConversationChange::default()
+        };
+        let changed = store
+            .update_conversation(&conv("p-1"), &policy(AnswerPolicy::Mention), t + 10)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(changed.answer_policy, AnswerPolicy::Mention);
+        assert_eq!(changed.updated_at, t + 10, "a change is activity");
+        assert_eq!(
+            store.conversation(&conv("p-1")).await.unwrap(),
+            Some(changed.clone())
+        );
+        let page = store
+            .list_conversations(&alice, &list_query(10))
+            .await
+            .unwrap();
+        assert_eq!(listed(&page), ["p-1", "p-2"]);
+        let policies: Vec<_> = page
+            .conversations
+            .iter()
+            .map(|c| c.info.answer_policy)
+            .collect();
+        assert_eq!(policies, [AnswerPolicy::Mention, AnswerPolicy::Never]);
+        assert_eq!(page.conversations[0].info, changed);
+
+        // A change that does not name it keeps it.
+        let titled = store
+            .update_conversation(
+                &conv("p-1"),
+                &ConversationChange {
+                    title: Some("Group chat".into()),
+                    ..ConversationChange::default()
+                },
+                t + 20,
+            )
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(titled.answer_policy, AnswerPolicy::Mention);
+        for next in [AnswerPolicy::Never, AnswerPolicy::Always] {
+            let info = store
+                .update_conversation(&conv("p-1"), &policy(next), t + 30)
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(info.answer_policy, next);
+            assert_eq!(store.conversation(&conv("p-1")).await.unwrap(), Some(info));
+        }
+    }
+
+    /// The name of the assistant that wrote an answer comes back from every read: a page,
+    /// one message, the export; and a message replaced in place takes its new one.
+    pub async fn the_assistants_name_round_trips(store: Store) {
+        let c = conv("as-1");
+        store
+            .create_conversation(info("as-1", "alice"))
+            .await
+            .unwrap();
+        let named = |i: usize, name: Option<&str>| ChatMessage {
+            assistant: name.map(str::to_owned),
+            ..message(i)
+        };
+        let sent = vec![
+            named(0, None),
+            named(1, Some("poet")),
+            named(2, None),
+            named(3, Some("Critic \"the\" 🦀")),
+            named(4, None),
+            named(5, None),
+        ];
+        for m in &sent {
+            store.append_message(&c, m.clone()).await.unwrap();
+        }
+        let names = |messages: &[ChatMessage]| -> Vec<Option<String>> {
+            messages.iter().map(|m| m.assistant.clone()).collect()
+        };
+        let history = store.history(&c, query(None, 50)).await.unwrap();
+        assert_eq!(history, sent, "every field round-trips");
+        assert_eq!(names(&store.all_messages(&c).await.unwrap()), names(&sent));
+        assert_eq!(
+            store.message(&c, &id(3)).await.unwrap(),
+            Some(sent[3].clone())
+        );
+        let again = named(1, Some("muse"));
+        store.append_message(&c, again.clone()).await.unwrap();
+        assert_eq!(store.message(&c, &id(1)).await.unwrap(), Some(again));
+        let renamed = named(3, None);
+        store.append_message(&c, renamed.clone()).await.unwrap();
+        assert_eq!(store.message(&c, &id(3)).await.unwrap(), Some(renamed));
+        assert_eq!(
+            names(&store.history(&c, query(None, 50)).await.unwrap()),
+            [None, Some("muse".into()), None, None, None, None]
+        );
+    }
+
+    /// What the model is given names the author of each user message, and no one else.
+    pub async fn prompts_name_the_authors_of_user_messages(store: Store) {
+        let c = conv("au-1");
+        store
+            .create_conversation(info("au-1", "alice"))
+            .await
+            .unwrap();
+        let said_by = |i: usize, role: MessageRole, by: Option<&str>| ChatMessage {
+            role,
+            user_id: by.map(user),
+            ..message(i)
+        };
+        for m in [
+            said_by(0, MessageRole::User, Some("alice")),
+            said_by(1, MessageRole::User, Some("bob@example.com")),
+            said_by(2, MessageRole::Assistant, None),
+            // An author on a message that is not a user's is not one the model is told of.
+            said_by(3, MessageRole::Assistant, Some("carol")),
+            said_by(4, MessageRole::System, Some("carol")),
+            said_by(5, MessageRole::User, None),
+        ] {
+            store.append_message(&c, m).await.unwrap();
+        }
+        let authors = |prompt: Vec<marie_core::PromptMessage>| -> Vec<Option<String>> {
+            prompt.into_iter().map(|p| p.author).collect()
+        };
+        assert_eq!(
+            authors(
+                store
+                    .prompt_history(&c, HistoryQuery::newest(50))
+                    .await
+                    .unwrap()
+            ),
+            [
+                Some("alice".to_owned()),
+                Some("bob@example.com".to_owned()),
+                None,
+                None,
+                None,
+                None
+            ]
+        );
+        // A page before a cursor too.
+        assert_eq!(
+            authors(
+                store
+                    .prompt_history(
+                        &c,
+                        HistoryQuery {
+                            before: Some(id(2)),
+                            limit: 50,
+                        },
+                    )
+                    .await
+                    .unwrap()
+            ),
+            [Some("alice".to_owned()), Some("bob@example.com".to_owned())]
+        );
+    }
+
+    /// `unread`: every message (any branch, any author) stored after the member's mark, all
+    /// of them before they mark one, at most `UNREAD_MAX`; a mark never moves back, in the
+    /// order messages were stored (not the order of their ids), and `mark_read` returns the
+    /// mark kept.
+    pub async fn unread_counts_the_messages_after_each_members_mark(store: Store) {
+        let c = conv("u-1");
+        let (alice, bob) = (user("alice"), user("bob"));
+        store
+            .create_conversation(info("u-1", "alice"))
+            .await
+            .unwrap();
+        store
+            .create_conversation(info("u-2", "alice"))
+            .await
+            .unwrap();
+        store.grant_access(&c, &bob).await.unwrap();
+        for i in 0..3 {
+            store.append_message(&c, message(i)).await.unwrap();
+        }
+        let unread = |who: UserId, archived: bool| {
+            let store = store.clone();
+            async move {
+                store
+                    .list_conversations(
+                        &who,
+                        &ListQuery {
+                            archived,
+                            ..list_query(10)
+                        },
+                    )
+                    .await
+                    .unwrap()
+                    .conversations
+                    .iter()
+                    .map(|c| (c.info.conversation_id.to_string(), c.unread))
+                    .collect::<Vec<_>>()
+            }
+        };
+        let of_in = |who: UserId, c: &'static str| async move {
+            unread(who, false)
+                .await
+                .into_iter()
+                .find(|(id, _)| id == c)
+                .map(|(_, n)| n)
+        };
+        let of = |who: UserId| of_in(who, "u-1");
+        assert_eq!(of(bob.clone()).await, Some(3), "never marked: all of them");
+        assert_eq!(
+            unread(alice.clone(), false).await,
+            [("u-2".to_owned(), 0), ("u-1".to_owned(), 3)],
+            "her own messages too; none in an empty conversation"
+        );
+
+        assert_eq!(
+            store.mark_read(&c, &bob, &id(1)).await.unwrap(),
+            Some(id(1))
+        );
+        assert_eq!(of(bob.clone()).await, Some(1));
+        assert_eq!(of(alice.clone()).await, Some(3), "each member's own");
+        assert_eq!(
+            store.mark_read(&c, &bob, &id(0)).await.unwrap(),
+            Some(id(1)),
+            "a mark never moves back: the one kept"
+        );
+        assert_eq!(of(bob.clone()).await, Some(1), "a mark never moves back");
+        assert_eq!(
+            store.mark_read(&c, &bob, &id(1)).await.unwrap(),
+            Some(id(1))
+        );
+        assert_eq!(of(bob.clone()).await, Some(1));
+
+        store.append_message(&c, message(3)).await.unwrap();
+        assert_eq!(of(bob.clone()).await, Some(2), "a new message");
+        // An edit of message 1 is on another branch: still a message after the mark.
+        store
+            .append_message(&c, message_after(4, Some(0)))
+            .await
+            .unwrap();
+        assert_eq!(of(bob.clone()).await, Some(3), "any branch");
+        assert_eq!(of(alice.clone()).await, Some(5));
+
+        // The archive counts as the list does.
+        assert!(store.set_archived(&c, &bob, true).await.unwrap());
+        assert_eq!(unread(bob.clone(), true).await, [("u-1".to_owned(), 3)]);
+        assert!(store.set_archived(&c, &bob, false).await.unwrap());
+
+        assert_eq!(
+            store.mark_read(&c, &bob, &id(4)).await.unwrap(),
+            Some(id(4))
+        );
+        assert_eq!(of(bob.clone()).await, Some(0), "read up to the newest");
+        assert_eq!(
+            store.mark_read(&c, &alice, &id(2)).await.unwrap(),
+            Some(id(2))
+        );
+        assert_eq!(of(alice.clone()).await, Some(2));
+
+        // A mark of someone with no access, or in no conversation, changes nothing.
+        assert_eq!(
+            store.mark_read(&c, &user("carol"), &id(4)).await.unwrap(),
+            None
+        );
+        assert_eq!(
+            store
+                .mark_read(&conv("never-created"), &bob, &id(0))
+                .await
+                .unwrap(),
+            None
+        );
+        store.grant_access(&c, &user("carol")).await.unwrap();
+        assert_eq!(of(user("carol")).await, Some(5));
+        // A message the conversation does not hold: no mark yet, none; else the one kept.
+        assert_eq!(
+            store.mark_read(&c, &user("carol"), &id(99)).await.unwrap(),
+            None
+        );
+        assert_eq!(
+            store.mark_read(&c, &bob, &id(99)).await.unwrap(),
+            Some(id(4))
+        );
+        assert_eq!(of(user("carol")).await, Some(5));
+
+        // Storage order, not id order: an answer's id is made when it starts, and it is
+        // stored when it ends, after a post that came meanwhile.
+        let g = conv("u-3");
+        store
+            .create_conversation(info("u-3", "alice"))
+            .await
+            .unwrap();
+        store.grant_access(&g, &bob).await.unwrap();
+        let with_id = |message_id: &MessageId, i: usize| ChatMessage {
+            message_id: message_id.clone(),
+            parent_id: None,
+            ..message(i)
+        };
+        let m1 = MessageId::new_time_ordered();
+        store.append_to_active(&g, with_id(&m1, 0)).await.unwrap();
+        let answer = MessageId::new_time_ordered();
+        let p2 = MessageId::new_time_ordered();
+        assert!(answer < p2, "the answer's id sorts before the post's");
+        store.append_to_active(&g, with_id(&p2, 2)).await.unwrap();
+        store
+            .append_to_active(&g, with_id(&answer, 1))
+            .await
+            .unwrap();
+        assert_eq!(
+            store.mark_read(&g, &bob, &p2).await.unwrap(),
+            Some(p2.clone())
+        );
+        assert_eq!(
+            of_in(bob.clone(), "u-3").await,
+            Some(1),
+            "the answer, stored after the post bob read"
+        );
+        assert_eq!(
+            store.mark_read(&g, &bob, &answer).await.unwrap(),
+            Some(answer.clone()),
+            "marking the answer moves forward"
+        );
+        assert_eq!(of_in(bob.clone(), "u-3").await, Some(0));
+        assert_eq!(
+            store.mark_read(&g, &bob, &p2).await.unwrap(),
+            Some(answer.clone()),
+            "marking the post after it is a move back: the answer's mark is kept"
+        );
+        assert_eq!(of_in(bob.clone(), "u-3").await, Some(0));
+        // Replacing a message keeps where it was stored.
+        store.append_message(&g, with_id(&p2, 2)).await.unwrap();
+        assert_eq!(of_in(bob.clone(), "u-3").await, Some(0), "a replaced post");
+        assert_eq!(
+            store.mark_read(&g, &alice, &m1).await.unwrap(),
+            Some(m1.clone())
+        );
+        assert_eq!(of_in(alice.clone(), "u-3").await, Some(2));
+
+        // The count stops at UNREAD_MAX.
+        let many = conv("u-4");
+        store
+            .create_conversation(info("u-4", "alice"))
+            .await
+            .unwrap();
+        store.grant_access(&many, &bob).await.unwrap();
+        for i in 0..105 {
+            store.append_message(&many, message(i)).await.unwrap();
+        }
+        assert_eq!(ListedConversation::UNREAD_MAX, 100);
+        assert_eq!(
+            of_in(bob.clone(), "u-4").await,
+            Some(ListedConversation::UNREAD_MAX),
+            "105 unread show as 100"
+        );
+        assert_eq!(
+            store.mark_read(&many, &bob, &id(3)).await.unwrap(),
+            Some(id(3))
+        );
+        assert_eq!(of_in(bob.clone(), "u-4").await, Some(100), "101 unread");
+        store.mark_read(&many, &bob, &id(5)).await.unwrap();
+        assert_eq!(
+            of_in(bob.clone(), "u-4").await,
+            Some(99),
+            "below the bound, exact"
+        );
+    }
+
+    /// A removed member's mark goes with them (let in again, they start over); a deleted
+    /// conversation's marks go with it, and no other conversation's do.
+    pub async fn read_marks_go_with_members_and_conversations(store: Store) {
+        let (alice, bob) = (user("alice"), user("bob"));
+        for c in ["rm-1", "rm-2"] {
+            store.create_conversation(info(c, "alice")).await.unwrap();
+            store.grant_access(&conv(c), &bob).await.unwrap();
+            for i in 0..3 {
+                store.append_message(&conv(c), message(i)).await.unwrap();
+            }
+            for who in [&alice, &bob] {
+                store.mark_read(&conv(c), who, &id(1)).await.unwrap();
+            }
+        }
+        let unread = |who: UserId| {
+            let store = store.clone();
+            async move {
+                let page = store
+                    .list_conversations(&who, &list_query(10))
+                    .await
+                    .unwrap();
+                page.conversations
+                    .iter()
+                    .map(|c| (c.info.conversation_id.to_string(), c.unread))
+                    .collect::<Vec<_>>()
+            }
+        };
+        let both = |a: u64, b: u64| vec![("rm-2".to_owned(), a), ("rm-1".to_owned(), b)];
+        assert_eq!(unread(bob.clone()).await, both(1, 1));
+
+        assert!(store.remove_member(&conv("rm-1"), &bob).await.unwrap());
+        store.grant_access(&conv("rm-1"), &bob).await.unwrap();
+        assert_eq!(
+            unread(bob.clone()).await,
+            both(1, 3),
+            "let in again, bob has read nothing"
+        );
+        assert_eq!(
+            unread(alice.clone()).await,
+            both(1, 1),
+            "alice's mark stays"
+        );
+        assert!(
+            !store.remove_member(&conv("rm-1"), &alice).await.unwrap(),
+            "not the creator"
+        );
+        assert_eq!(unread(alice.clone()).await, both(1, 1));
+
+        assert!(store.delete_conversation(&conv("rm-2")).await.unwrap());
+        store.delete_history(&conv("rm-2")).await.unwrap();
+        assert_eq!(unread(alice.clone()).await, [("rm-1".to_owned(), 1)]);
+        assert_eq!(unread(bob.clone()).await, [("rm-1".to_owned(), 3)]);
+    }
 }
 
 /// Instantiates every contract case for one kind of store. `$make` is an async expression
@@ -1305,6 +1900,9 @@ macro_rules! contract_tests {
                 message_content_round_trips,
                 concurrent_appends_are_all_kept,
                 branches_keep_every_message_and_one_active_path,
+                appends_go_after_the_active_leaf,
+                concurrent_appends_to_the_active_leaf_follow_each_other,
+                appends_to_the_active_leaf_follow_a_switch,
                 queued_sends_wait_in_order_up_to_max,
                 usage_adds_up_per_user_and_window,
                 sessions_expire_and_can_be_removed,
@@ -1313,6 +1911,11 @@ macro_rules! contract_tests {
                 concurrent_claims_have_one_winner,
                 an_approval_is_decided_once,
                 concurrent_decisions_have_one_winner,
+                the_answer_policy_is_kept_and_changed,
+                the_assistants_name_round_trips,
+                prompts_name_the_authors_of_user_messages,
+                unread_counts_the_messages_after_each_members_mark,
+                read_marks_go_with_members_and_conversations,
             );
         }
     };
@@ -1434,6 +2037,7 @@ mod redis_specific {
             .unwrap();
         store.grant_access(&c, &user("bob")).await.unwrap();
         store.append_message(&c, message(1)).await.unwrap();
+        store.mark_read(&c, &user("bob"), &id(1)).await.unwrap();
         store
             .claim_answer(&c, &stream("s"), Duration::from_secs(60))
             .await
@@ -1457,7 +2061,8 @@ mod redis_specific {
             .unwrap();
         keys.sort();
         let conv_keys: Vec<_> = [
-            "answer", "ids", "info", "kids", "members", "msgs", "path", "tree",
+            "answer", "ids", "info", "kids", "members", "msgs", "order", "path", "reads", "seq",
+            "tree",
         ]
         .iter()
         .map(|k| format!("{prefix}:conv:{{team.general}}:{k}"))
@@ -1527,6 +2132,21 @@ mod redis_specific {
             .await
             .unwrap();
         assert_eq!(nodes, 3, "nor in the tree");
+        let order: Vec<(String, u64)> = redis::cmd("ZRANGE")
+            .arg(format!("{prefix}:conv:{{capped}}:order"))
+            .arg(0)
+            .arg(-1)
+            .arg("WITHSCORES")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(
+            order,
+            (2..5)
+                .map(|i| (id(i).to_string(), i as u64 + 1))
+                .collect::<Vec<_>>(),
+            "nor in the storage order, whose positions are not reused"
+        );
         store.switch_branch(&c, &id(2)).await.unwrap();
         assert_eq!(
             ids(&store.history(&c, query(None, 50)).await.unwrap()),
@@ -1584,6 +2204,21 @@ mod redis_specific {
         assert_eq!(
             ids(&store.history(&c, query(None, 50)).await.unwrap()),
             expected(0..4)
+        );
+        // It gets storage positions too (in id order), and a new message the next one.
+        let order: Vec<(String, u64)> = redis::cmd("ZRANGE")
+            .arg(format!("{base}:order"))
+            .arg(0)
+            .arg(-1)
+            .arg("WITHSCORES")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(
+            order,
+            (0..4)
+                .map(|i| (id(i).to_string(), i as u64 + 1))
+                .collect::<Vec<_>>()
         );
         Keys(prefix).delete_all().await;
     }
@@ -1937,6 +2572,7 @@ mod sql_specific {
                         title: Some("Kept title".into()),
                         model: Some("kept-model".into()),
                         system_prompt: Some("Kept prompt".into()),
+                        answer_policy: Some(AnswerPolicy::Mention),
                     },
                     1_800_000_000_000,
                 )
@@ -1947,12 +2583,36 @@ mod sql_specific {
                 .await
                 .unwrap();
             assert!(store.set_archived(&c, &user("bob"), true).await.unwrap());
+            store.mark_read(&c, &user("bob"), &id(2)).await.unwrap();
             store
                 .create_conversation(info("gone", "alice"))
                 .await
                 .unwrap();
+            store
+                .append_message(&conv("gone"), message(0))
+                .await
+                .unwrap();
+            store
+                .mark_read(&conv("gone"), &user("alice"), &id(0))
+                .await
+                .unwrap();
             assert!(store.delete_conversation(&conv("gone")).await.unwrap());
             store.close().await;
+        }
+        {
+            let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+            let marks: Vec<(String, String, String)> = sqlx::query_as(
+                "SELECT conversation_id, user_id, message_id FROM marie_reads \
+                 ORDER BY conversation_id, user_id",
+            )
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+            assert_eq!(
+                marks,
+                [("kept".to_owned(), "bob".to_owned(), id(2).to_string())],
+                "a deleted conversation's marks went with it"
+            );
         }
         let applied = migrations().await;
         assert!(applied >= 1);
@@ -1975,6 +2635,7 @@ mod sql_specific {
             ),
             "titles and settings survive the restart"
         );
+        assert_eq!(kept.answer_policy, AnswerPolicy::Mention);
         assert_eq!(
             kept.last_message.map(|m| m.preview),
             Some("kept preview".into())
@@ -1987,14 +2648,14 @@ mod sql_specific {
             archived: true,
             ..list_query(10)
         };
+        let bobs = store
+            .list_conversations(&user("bob"), &bobs_archive)
+            .await
+            .unwrap();
+        assert_eq!(listed(&bobs), ["kept"]);
         assert_eq!(
-            listed(
-                &store
-                    .list_conversations(&user("bob"), &bobs_archive)
-                    .await
-                    .unwrap()
-            ),
-            ["kept"]
+            bobs.conversations[0].unread, 2,
+            "m00003 and m00010 are after bob's mark"
         );
         assert!(
             !store
@@ -2335,10 +2996,14 @@ mod sql_specific {
             .unwrap();
         assert_eq!(store.used_bytes(&user("alice")).await.unwrap(), 5);
 
-        // `busy` is written to more often than the TTL; `idle` is not.
+        // `busy` is written to more often than the TTL; `idle` is not. The sweep deletes a
+        // conversation in one transaction and its files just after: both are awaited, not
+        // assumed (a busy machine may be between the two).
         let deadline = tokio::time::Instant::now() + WAIT;
         let mut i = 1;
-        while store.conversation(&idle).await.unwrap().is_some() {
+        while store.conversation(&idle).await.unwrap().is_some()
+            || store.meta(&file).await.unwrap().is_some()
+        {
             assert!(tokio::time::Instant::now() < deadline, "never expired");
             store.append_message(&busy, message(i)).await.unwrap();
             store
@@ -2357,7 +3022,6 @@ mod sql_specific {
         }
         assert!(store.members(&idle).await.unwrap().is_empty());
         assert!(store.all_messages(&idle).await.unwrap().is_empty());
-        assert_eq!(store.meta(&file).await.unwrap(), None, "its files went too");
         assert_eq!(store.used_bytes(&user("alice")).await.unwrap(), 0);
         let again = info_at("idle", "carol", marie_core::now_millis());
         assert!(

@@ -562,6 +562,7 @@ mod sql {
             user_id: Some(user("alice")),
             created_at: 1_700_000_000_001,
             parts: Vec::new(),
+            assistant: None,
         };
         let answer = ChatMessage {
             message_id: MessageId::parse("m2").unwrap(),

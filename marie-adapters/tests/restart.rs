@@ -121,6 +121,7 @@ fn message(i: usize) -> ChatMessage {
             .map(|p| MessageId::parse(format!("m{p:05}")).unwrap()),
         siblings: Vec::new(),
         attachments: Vec::new(),
+        assistant: None,
     }
 }
 

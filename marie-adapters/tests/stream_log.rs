@@ -25,6 +25,7 @@ fn meta(stream: &str) -> StreamMeta {
         conversation_id: ConversationId::parse("conv-1").unwrap(),
         stream_id: StreamId::parse(stream).unwrap(),
         message_id: MessageId::parse("msg-1").unwrap(),
+        question: None,
     }
 }
 

@@ -18,6 +18,7 @@ use crate::guards::limits::Limits;
 use crate::guards::origin::AllowedOrigins;
 use crate::handle::MarieHandle;
 use crate::layer::MarieLayer;
+use crate::reads::ReadBoard;
 use crate::rooms::RoomCounts;
 use crate::socketio;
 use crate::state::NodeState;
@@ -337,6 +338,7 @@ impl<A: Adapter> MarieBuilder<A> {
         }
         let guards = Guards::new(config.limits.clone());
         let typing = TypingBoard::new(io.clone(), config.namespace.clone(), config.typing_timeout);
+        let reads = ReadBoard::new(io.clone(), config.namespace.clone());
         let shared = Arc::new(NodeState {
             engine: engine.build(),
             authenticator,
@@ -346,6 +348,7 @@ impl<A: Adapter> MarieBuilder<A> {
             hub,
             guards,
             typing,
+            reads,
         });
         shared
             .hub

@@ -59,7 +59,8 @@
 //! - `socketio/`: the Socket.IO front end (connect, one handler for every event, replies).
 //! - `http/`: the HTTP front end (every command as `POST /api/chat/events/{event}`, SSE
 //!   answers and resumes, files, health probes).
-//! - `typing.rs`: `typing` → `user_typing`, volatile, throttled, ending by itself.
+//! - `typing.rs`: `typing` → `user_typing`, volatile, throttled, ending by itself;
+//!   `reads.rs`: `mark_read` → `read` to the room, volatile, throttled.
 //! - `delivery/`: per-client delivery of stream events and replies (outboxes, the hub).
 //! - `guards/`: limits and the `Origin` check.
 //! - `rooms.rs`, `net.rs`, `owned_parts.rs`, `redis.rs`: room names, `TCP_NODELAY`, request
@@ -79,6 +80,7 @@ mod http;
 mod layer;
 mod net;
 mod owned_parts;
+mod reads;
 #[cfg(feature = "redis")]
 pub mod redis;
 mod rooms;

@@ -10,6 +10,7 @@ use socketioxide::adapter::Adapter;
 use crate::config::MarieConfig;
 use crate::delivery::Hub;
 use crate::guards::Guards;
+use crate::reads::ReadBoard;
 use crate::rooms::RoomCounts;
 use crate::typing::TypingBoard;
 
@@ -22,4 +23,5 @@ pub(crate) struct NodeState<A: Adapter> {
     pub(crate) hub: Arc<Hub<A>>,
     pub(crate) guards: Guards,
     pub(crate) typing: TypingBoard<A>,
+    pub(crate) reads: ReadBoard<A>,
 }

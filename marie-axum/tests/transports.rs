@@ -83,8 +83,29 @@ fn script() -> Vec<Step> {
         ),
         step("get_usage", json!({})),
         step(
+            "mark_read",
+            json!({"conversation_id": "{c}", "message_id": "{m}"}),
+        ),
+        step(
+            "mark_read",
+            json!({"conversation_id": "{c}", "message_id": "not-a-message"}),
+        ),
+        step(
             "update_conversation",
             json!({"conversation_id": "{c}", "title": "Renamed"}),
+        ),
+        step(
+            "update_conversation",
+            json!({"conversation_id": "{c}", "answer_policy": "mention"}),
+        ),
+        // Not answered under `mention`: stored and told, no stream.
+        step(
+            "send_message",
+            json!({"conversation_id": "{c}", "message": "just talking"}),
+        ),
+        step(
+            "update_conversation",
+            json!({"conversation_id": "{c}", "answer_policy": "sometimes"}),
         ),
         step(
             "update_conversation",

@@ -868,6 +868,7 @@ pub(crate) fn history_messages(n: usize) -> Result<Vec<ChatMessage>, BoxError> {
     for (i, id) in ids.into_iter().enumerate() {
         let user = i % 2 == 0;
         messages.push(ChatMessage {
+            assistant: None,
             message_id: id.clone(),
             role: if user {
                 MessageRole::User

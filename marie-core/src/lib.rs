@@ -67,8 +67,9 @@ pub use budget::{
 pub use bytes::Bytes;
 pub use control::{ControlBus, ControlHandler, ControlMessage, LocalControlBus};
 pub use engine::{
-    ActiveStream, ChatEngine, ConversationDetails, ConversationExport, EngineBuilder, EngineConfig,
-    Joined, Member, MemberRole, OnBusy, SendOutcome, SendRequest, TitlePolicy, Upload,
+    ActiveStream, Assistant, ChatEngine, ConversationDetails, ConversationExport, EngineBuilder,
+    EngineConfig, Joined, Member, MemberRole, OnBusy, SendOutcome, SendRequest, TitlePolicy,
+    Upload,
 };
 pub use error::{AuthError, Error, ErrorCode, ProviderError, SinkError, StoreError};
 pub use file::{
@@ -89,14 +90,15 @@ pub use provider::{
 };
 pub use sink::{RecordingSink, StreamSink, emit_each};
 pub use store::{
-    APPROVAL_RETENTION, AnswerLease, AnswerLeases, ApprovalDecision, ApprovalOutcome,
+    APPROVAL_RETENTION, AnswerLease, AnswerLeases, AnswerPolicy, ApprovalDecision, ApprovalOutcome,
     ApprovalRecord, Approvals, ConversationChange, ConversationInfo, ConversationPage,
     Conversations, History, HistoryQuery, LastMessage, ListCursor, ListQuery, ListedConversation,
     QueuedSend, RoomStore, SendQueue, SessionRecord, Sessions, Stores, UsageLedger, UsageWindow,
 };
 pub use stream::{
-    AnswerFailed, EndStatus, MessagePart, MessageResponse, Payload, SendQueued, StartStatus,
-    StreamChunk, StreamEnd, StreamEvent, StreamFailed, StreamReasoning, StreamReset, StreamStart,
-    ToolApproval, ToolApprovalRequest, ToolCallDelta, ToolCallReady, ToolCallStart, ToolResult,
+    AnswerFailed, EndStatus, MessageAdded, MessagePart, MessageResponse, Payload, SendQueued,
+    StartStatus, StreamChunk, StreamEnd, StreamEvent, StreamFailed, StreamReasoning, StreamReset,
+    StreamStart, ToolApproval, ToolApprovalRequest, ToolCallDelta, ToolCallReady, ToolCallStart,
+    ToolResult,
 };
 pub use tool::{Tool, ToolContext, ToolError, ToolFn, Toolbox, ToolboxError, tool_fn};

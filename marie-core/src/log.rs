@@ -34,6 +34,11 @@ pub struct StreamMeta {
     pub stream_id: StreamId,
     /// The assistant message the answer becomes.
     pub message_id: MessageId,
+    /// The user message the answer answers when the answer stored it (a send, an edit), as
+    /// `message_added` told it: a client that resumes the answer from its start gets it
+    /// first (`docs/protocol.md` section 10).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub question: Option<crate::ChatMessage>,
 }
 
 /// One read of a log.
@@ -346,6 +351,7 @@ mod tests {
 
     fn meta(id: &str) -> StreamMeta {
         StreamMeta {
+            question: None,
             conversation_id: ConversationId::parse("c").unwrap(),
             stream_id: StreamId::parse(id).unwrap(),
             message_id: MessageId::parse("m").unwrap(),

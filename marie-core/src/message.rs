@@ -57,6 +57,10 @@ pub struct ChatMessage {
     /// Of a user message: the files it carries (`send_message.attachments`), by reference.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attachments: Vec<crate::Attachment>,
+    /// Of an assistant message: the name of the assistant that wrote it, in a conversation
+    /// whose app declares named assistants (`docs/protocol.md` section 10).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assistant: Option<String>,
 }
 
 impl ChatMessage {
@@ -77,6 +81,7 @@ impl ChatMessage {
             parent_id,
             siblings: Vec::new(),
             attachments: Vec::new(),
+            assistant: None,
         }
     }
 }

@@ -76,6 +76,9 @@ pub struct ConversationUpdated {
     pub title: Option<String>,
     /// Its model now (`None`: the app's default).
     pub model: Option<String>,
+    /// Which messages are answered now (`docs/protocol.md` section 10).
+    #[serde(default)]
+    pub answer_policy: crate::AnswerPolicy,
     /// Who changed it; `None` when the server did (a title made after the first answer).
     pub updated_by: Option<UserId>,
     /// Milliseconds since the Unix epoch.
@@ -89,6 +92,7 @@ impl ConversationUpdated {
             conversation_id: info.conversation_id.clone(),
             title: info.title.clone(),
             model: info.model.clone(),
+            answer_policy: info.answer_policy,
             updated_by: by,
             updated_at: info.updated_at,
         }
@@ -134,12 +138,13 @@ mod tests {
             conversation_id: ConversationId::parse("c").unwrap(),
             title: Some("Plans".into()),
             model: None,
+            answer_policy: crate::AnswerPolicy::Always,
             updated_by: None,
             updated_at: 5,
         });
         assert_eq!(
             serde_json::to_value(updated.payload()).unwrap(),
-            json!({"conversation_id": "c", "title": "Plans", "model": null, "updated_by": null, "updated_at": 5})
+            json!({"conversation_id": "c", "title": "Plans", "model": null, "answer_policy": "always", "updated_by": null, "updated_at": 5})
         );
         // Across nodes, the whole notice with its tag.
         let back: Notice = serde_json::from_value(serde_json::to_value(&updated).unwrap()).unwrap();

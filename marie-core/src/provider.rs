@@ -27,6 +27,12 @@ pub struct PromptMessage {
     /// could read them. A provider passes images (and documents, where its API takes them)
     /// in its own format, and [`Attachment::as_text`] of the others.
     pub attachments: Vec<Attachment>,
+    /// Of a user message in a group conversation (more than one member): who wrote it, so
+    /// that the model can tell the members apart. A provider sends it in the message's
+    /// `name` field where its API has one (OpenAI's chat completions), else as a prefix of
+    /// the text, `[alice] ` ([`authored_text`](Self::authored_text)). `None` in a
+    /// conversation of one person: the request is what it always was.
+    pub author: Option<String>,
 }
 
 impl PromptMessage {
@@ -37,7 +43,35 @@ impl PromptMessage {
             content: content.into(),
             parts: Vec::new(),
             attachments: Vec::new(),
+            author: None,
         }
+    }
+
+    /// The text as a dialect without a per-message `name` field sends it: prefixed with
+    /// `[author] ` when the message has an author, else as it is.
+    pub fn authored_text(&self) -> std::borrow::Cow<'_, str> {
+        match &self.author {
+            Some(author) => format!("[{author}] {}", self.content).into(),
+            None => self.content.as_str().into(),
+        }
+    }
+
+    /// The author as OpenAI's `name` field takes it (`^[a-zA-Z0-9_-]{1,64}$`): other
+    /// characters become `_`, and it is cut at 64.
+    pub fn author_name_field(&self) -> Option<String> {
+        let author = self.author.as_deref()?;
+        let name: String = author
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .take(64)
+            .collect();
+        (!name.is_empty()).then_some(name)
     }
 
     /// The message as chat-completion APIs take an assistant answer that called tools: one

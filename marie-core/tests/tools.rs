@@ -635,7 +635,7 @@ async fn a_call_when_no_tools_are_offered_is_told_so_and_the_answer_ends() {
     let end = within(
         "the end",
         h.sink
-            .wait_for(|e| e.is_terminal() && *e.stream_id() == stream),
+            .wait_for(|e| e.is_terminal() && e.stream_id() == Some(&stream)),
     )
     .await;
     let StreamEvent::End(end) = end else {

@@ -21,7 +21,10 @@ use crate::words::word_chunks;
 /// of that tool instead of the echo: the text after the tool's name is the value of its
 /// first required argument (a leading word that names the argument, like "to", is dropped).
 /// Given the call's result, it says what the tool returned. So tool calls and approvals can
-/// be watched without a model too.
+/// be watched without a model too. A message that mentions someone (`@calc 12*7`), in a
+/// request that offers exactly one tool (a named assistant given one, like the chat
+/// example's `@calc`), gets a call of that tool, the text without its `@mentions` as the
+/// argument.
 ///
 /// A message with files gets, after the echo, ` [attached: cat.png (image/png, 1234 bytes)]`
 /// per file, the size being that of the bytes it was given (` [attached: old.png
@@ -147,11 +150,25 @@ fn plan(request: &LlmRequest, text: &str) -> Plan {
             return Plan::Say(said.join("\n"));
         }
     }
-    request
-        .tools
-        .iter()
-        .find_map(|tool| call_for(tool, text))
-        .map_or(Plan::Echo, Plan::Call)
+    if let Some(call) = request.tools.iter().find_map(|tool| call_for(tool, text)) {
+        return Plan::Call(call);
+    }
+    // An assistant given one tool (`@calc` in the chat example) uses it when called in: the
+    // message, without its `@mentions`, is the tool's argument.
+    match &request.tools[..] {
+        [only] if text.split_whitespace().any(|w| w.starts_with('@')) => {
+            let words: Vec<&str> = text
+                .split_whitespace()
+                .filter(|w| !w.starts_with('@'))
+                .collect();
+            if words.is_empty() {
+                Plan::Echo
+            } else {
+                Plan::Call(call_with(only, &words))
+            }
+        }
+        _ => Plan::Echo,
+    }
 }
 
 /// A call of `tool` when `text` names it as a word.
@@ -160,6 +177,12 @@ fn call_for(tool: &ToolSpec, text: &str) -> Option<ToolCall> {
         .split_whitespace()
         .position(|w| w.trim_matches(|c: char| !c.is_alphanumeric() && c != '_') == tool.name)?;
     let rest: Vec<&str> = text.split_whitespace().skip(at + 1).collect();
+    Some(call_with(tool, &rest))
+}
+
+/// A call of `tool` whose first required argument is `rest`, joined (a leading word that
+/// names the argument, or "to", dropped).
+fn call_with(tool: &ToolSpec, rest: &[&str]) -> ToolCall {
     let required = tool.parameters["required"]
         .as_array()
         .and_then(|r| r.first())
@@ -175,11 +198,11 @@ fn call_for(tool: &ToolSpec, text: &str) -> Option<ToolCall> {
         let skip = usize::from(rest.first().is_some_and(|w| *w == name || *w == "to"));
         arguments.insert(name.to_owned(), rest[skip..].join(" ").into());
     }
-    Some(ToolCall {
+    ToolCall {
         id: format!("call_{}", &marie_core::StreamId::random().as_str()[..12]),
         name: tool.name.clone(),
         arguments: Value::Object(arguments),
-    })
+    }
 }
 
 /// A call as a model streams it: its start, its arguments in pieces, the whole call.

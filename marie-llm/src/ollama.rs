@@ -45,8 +45,10 @@ const MAX_LINE_BYTES: usize = 1024 * 1024;
 /// capped to its history window ([`EngineConfig`](marie_core::EngineConfig)). Of a user
 /// message's files, `/api/chat` takes images only: they go as base64 in the message's
 /// `images`; a PDF, a text file and a file that is gone are added to its `content` as text
-/// ([`Attachment::as_text`]). Faults, retries
-/// and cancellation behave as for [`OpenAiProvider`](crate::OpenAiProvider) (see its table);
+/// ([`Attachment::as_text`]). Its messages have no `name` field: in a group conversation, a
+/// user message's author prefixes its text, `[alice] `
+/// ([`PromptMessage::authored_text`](marie_core::PromptMessage::authored_text)). Faults,
+/// retries and cancellation behave as for [`OpenAiProvider`](crate::OpenAiProvider) (see its table);
 /// the end marker is the `done: true` line, and an `{"error": "..."}` line is an
 /// [`Upstream`](ProviderError::Upstream) error. The default first-token timeout is 120 s,
 /// since Ollama may have to load the model into memory first.
@@ -164,13 +166,16 @@ impl LlmProvider for OllamaProvider {
     }
 }
 
-/// The history as `/api/chat` takes it: a user message with files has its images in
-/// `images` (below); a step that called tools is an assistant message with its `tool_calls`
-/// (arguments as an object), then one `role:"tool"` message per result, named by
-/// `tool_name`.
+/// The history as `/api/chat` takes it: a user message's author prefixes its text; a user
+/// message with files has its images in `images` (below); a step that called tools is an
+/// assistant message with its `tool_calls` (arguments as an object), then one
+/// `role:"tool"` message per result, named by `tool_name`.
 struct OllamaHistory;
 
 impl ChatDialect for OllamaHistory {
+    /// `/api/chat` messages have no `name` field: a user message's author prefixes its text.
+    const NAME_FIELD: bool = false;
+
     /// `/api/chat` takes images only, as base64 in the message's `images` (no `data:`
     /// prefix), a field left out when the message has none. Every other file (a PDF, a text
     /// file, one that is gone) is appended to `content` as text, each after a blank line,
@@ -636,6 +641,7 @@ mod tests {
                 },
             ],
             attachments: Vec::new(),
+            author: None,
         };
         let request = LlmRequest {
             conversation_id: ConversationId::parse("c").unwrap_or_else(|e| panic!("{e}")),

@@ -88,14 +88,18 @@ impl std::str::FromStr for OpenAiApi {
 /// ([`EngineConfig`](marie_core::EngineConfig)`::system_prompt` / `history_window`). A user
 /// message with files has `content` parts: its text, then an `image_url` part per image and
 /// a `file` part per PDF (both `data:` URLs), and a `text` part for a text file or a file
-/// that is gone ([`Attachment::as_text`]).
+/// that is gone ([`Attachment::as_text`]). In a group conversation, a user message's author
+/// goes in its `name` ([`PromptMessage::author_name_field`](marie_core::PromptMessage::author_name_field)),
+/// its text unchanged.
 ///
 /// With [`OpenAiApi::Responses`] ([`OpenAiBuilder::api`], or `OPENAI_API=responses`) it
 /// speaks OpenAI's Responses API instead: `POST {base_url}/responses` with `stream: true`
 /// and `store: false`, the system prompt as `instructions`, the history as `input` items
 /// (messages, a user message's files as `input_image`, `input_file` and `input_text` parts;
-/// `function_call` and `function_call_output` items for the calls of an answer), tools as `{type: "function", name, description, parameters, strict: false}`. Its typed
-/// events map as follows:
+/// `function_call` and `function_call_output` items for the calls of an answer), tools as `{type: "function", name, description, parameters, strict: false}`.
+/// Its messages have no `name` field: in a group conversation, a user message's author
+/// prefixes its text, `[alice] ` ([`PromptMessage::authored_text`](marie_core::PromptMessage::authored_text)).
+/// Its typed events map as follows:
 ///
 /// | event | becomes |
 /// |---|---|
@@ -308,13 +312,20 @@ impl LlmProvider for OpenAiProvider {
     }
 }
 
-/// The history as chat completions take it: a user message with files has `content` parts
-/// (below); a step that called tools is an assistant message with its `tool_calls`
+/// The history as chat completions take it: a user message's author in its `name`
+/// (below); a user message with files has `content` parts (below); a step that called tools is an assistant message with its `tool_calls`
 /// (arguments as JSON text), then one `role:"tool"` message per result, named by
 /// `tool_call_id`.
 struct OpenAiHistory;
 
 impl ChatDialect for OpenAiHistory {
+    /// A user message's author goes in `name`, chat completions' own field for telling the
+    /// participants of a conversation apart, and the text is sent as it is: no `[author] `
+    /// prefix as well, so the model does not read the author twice (nor learn to write such
+    /// prefixes itself). A server that ignores `name` (not every OpenAI-compatible one
+    /// honours it) sees the messages as in a conversation of one person.
+    const NAME_FIELD: bool = true;
+
     /// `content` as an array of parts: the message's text first, then per file an
     /// `image_url` part (a `data:` URL: MARIE's files are not on the web for the API to
     /// fetch), a `file` part for a PDF (`filename` and `file_data`, a `data:` URL), or a
@@ -927,6 +938,7 @@ mod tests {
                 },
             ],
             attachments: Vec::new(),
+            author: None,
         };
         let request = LlmRequest {
             conversation_id: ConversationId::parse("c").unwrap_or_else(|e| panic!("{e}")),

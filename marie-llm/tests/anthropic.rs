@@ -13,6 +13,7 @@ use std::time::Duration;
 use marie_core::{EngineConfig, FinishReason, MessagePart, StreamEvent, Usage};
 use marie_llm::{AnthropicBuilder, AnthropicProvider, RetryPolicy};
 use serde_json::json;
+use support::authors::ask_with_authors;
 use support::direct::drop_latency;
 use support::engine::{
     Chat, assert_asked_again, assert_failed_without_retry, calculate, chat, resets, retrying_chat,
@@ -620,6 +621,32 @@ async fn files_go_as_content_blocks_before_the_text() {
                     {"type": "text", "text": "<file name=\"notes.txt\">\nbuy milk\neggs\n</file>"},
                     {"type": "text", "text": "[attached file \"old.png\" (image/png): no longer available]"},
                     {"type": "text", "text": "What are these?"}
+                ]}
+            ],
+            "stream": true
+        })
+    );
+}
+
+/// Messages have no `name` field: in a group conversation, a user message's author
+/// prefixes its text, `[alice] `, or its `text` block (after the files) when it has files.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn authors_prefix_the_text() {
+    let server = FakeServer::start([anthropic_answer(&["A", " cat."], PACE, (40, 2))]).await;
+    let request = ask_with_authors(&provider(&server).build().unwrap(), &server).await;
+
+    assert_eq!(
+        request.body,
+        json!({
+            "model": "claude-sonnet-4-5",
+            "max_tokens": 1024,
+            "system": "Be brief.",
+            "messages": [
+                {"role": "user", "content": "[alice] Hi, I'm Alice."},
+                {"role": "assistant", "content": "Hello Alice!"},
+                {"role": "user", "content": [
+                    {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PNG_BASE64}},
+                    {"type": "text", "text": "[bob smith] What is in this picture?"}
                 ]}
             ],
             "stream": true

@@ -12,6 +12,7 @@ use std::time::Duration;
 use marie_core::{EngineConfig, FinishReason, Usage};
 use marie_llm::{OllamaBuilder, OllamaProvider, RetryPolicy};
 use serde_json::json;
+use support::authors::ask_with_authors;
 use support::engine::{Chat, assert_connection_reused, chat};
 use support::fake::{
     FakeServer, Reply, Step, ollama_answer, ollama_done, ollama_line, ollama_text, ollama_thinking,
@@ -469,6 +470,29 @@ async fn images_go_in_images_and_other_files_in_the_content() {
                         [attached file \"old.png\" (image/png): no longer available]",
                     "images": [PNG_BASE64]
                 }
+            ],
+            "stream": true
+        })
+    );
+}
+
+/// `/api/chat` messages have no `name` field: in a group conversation, a user message's
+/// author prefixes its `content`, `[alice] `, its images in `images` as ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn authors_prefix_the_content() {
+    let server = FakeServer::start([ollama_answer(&["A", " cat."], PACE, (40, 2))]).await;
+    let request =
+        ask_with_authors(&provider(&server.ollama_host()).build().unwrap(), &server).await;
+
+    assert_eq!(
+        request.body,
+        json!({
+            "model": "llama3.2",
+            "messages": [
+                {"role": "system", "content": "Be brief."},
+                {"role": "user", "content": "[alice] Hi, I'm Alice."},
+                {"role": "assistant", "content": "Hello Alice!"},
+                {"role": "user", "content": "[bob smith] What is in this picture?", "images": [PNG_BASE64]}
             ],
             "stream": true
         })

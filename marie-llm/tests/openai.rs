@@ -12,6 +12,7 @@ use std::time::Duration;
 use marie_core::{EngineConfig, FinishReason, Usage};
 use marie_llm::{OpenAiBuilder, OpenAiProvider, RetryPolicy};
 use serde_json::json;
+use support::authors::ask_with_authors;
 use support::engine::{Chat, assert_connection_reused, calculate, chat};
 use support::fake::{
     FakeServer, Reply, Step, openai_answer, openai_done, openai_finish, openai_reasoning,
@@ -830,5 +831,33 @@ async fn files_uploaded_to_the_engine_reach_the_model_and_stay_in_history() {
             {"role": "assistant", "content": "A cat."},
             {"role": "user", "content": "And the list?"}
         ])
+    );
+}
+
+/// In a group conversation, a user message's author goes in its `name`, the field chat
+/// completions have for it, made to fit the field's pattern (`bob smith` is `bob_smith`),
+/// with or without files; the text stays as it is (no `[author] ` prefix).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn authors_go_in_the_name_field() {
+    let server = FakeServer::start([openai_answer(&["A", " cat."], PACE, (40, 2))]).await;
+    let request =
+        ask_with_authors(&provider(&server.openai_base()).build().unwrap(), &server).await;
+
+    assert_eq!(
+        request.body,
+        json!({
+            "model": "gpt-4o-mini",
+            "messages": [
+                {"role": "system", "content": "Be brief."},
+                {"role": "user", "content": "Hi, I'm Alice.", "name": "alice"},
+                {"role": "assistant", "content": "Hello Alice!"},
+                {"role": "user", "content": [
+                    {"type": "text", "text": "What is in this picture?"},
+                    {"type": "image_url", "image_url": {"url": format!("data:image/png;base64,{PNG_BASE64}")}}
+                ], "name": "bob_smith"}
+            ],
+            "stream": true,
+            "stream_options": {"include_usage": true}
+        })
     );
 }

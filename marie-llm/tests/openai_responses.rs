@@ -13,6 +13,7 @@ use std::time::Duration;
 use marie_core::{EngineConfig, FinishReason, MessagePart, StreamEvent, Usage};
 use marie_llm::{OpenAiApi, OpenAiBuilder, OpenAiProvider, RetryPolicy};
 use serde_json::json;
+use support::authors::ask_with_authors;
 use support::direct::drop_latency;
 use support::engine::{
     Chat, assert_asked_again, assert_failed_without_retry, calculate, chat, retrying_chat,
@@ -410,6 +411,32 @@ async fn files_go_as_input_parts() {
                     {"type": "input_file", "filename": "report.pdf", "file_data": format!("data:application/pdf;base64,{PDF_BASE64}")},
                     {"type": "input_text", "text": "<file name=\"notes.txt\">\nbuy milk\neggs\n</file>"},
                     {"type": "input_text", "text": "[attached file \"old.png\" (image/png): no longer available]"}
+                ]}
+            ],
+            "stream": true,
+            "store": false
+        })
+    );
+}
+
+/// Input messages have no `name` field: in a group conversation, a user message's author
+/// prefixes its text, `[alice] `, or its `input_text` part when it has files.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn authors_prefix_the_text() {
+    let server = FakeServer::start([responses_answer(&["A", " cat."], PACE, (40, 2))]).await;
+    let request = ask_with_authors(&provider(&server).build().unwrap(), &server).await;
+
+    assert_eq!(
+        request.body,
+        json!({
+            "model": "gpt-4.1-mini",
+            "instructions": "Be brief.",
+            "input": [
+                {"role": "user", "content": "[alice] Hi, I'm Alice."},
+                {"role": "assistant", "content": "Hello Alice!"},
+                {"role": "user", "content": [
+                    {"type": "input_text", "text": "[bob smith] What is in this picture?"},
+                    {"type": "input_image", "image_url": format!("data:image/png;base64,{PNG_BASE64}")}
                 ]}
             ],
             "stream": true,

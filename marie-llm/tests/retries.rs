@@ -359,7 +359,7 @@ async fn run(config: EngineConfig) -> (Vec<Seen>, Vec<Served>) {
     let mut seen = Vec::new();
     for n in 1..=ANSWERS {
         let stream = chat.send(&format!("question {n}")).await;
-        let is_end = |e: &StreamEvent| e.stream_id() == &stream && e.is_terminal();
+        let is_end = |e: &StreamEvent| e.stream_id() == Some(&stream) && e.is_terminal();
         tokio::time::timeout(WAIT * 3, chat.sink.wait_for(is_end))
             .await
             .unwrap_or_else(|_| panic!("answer {n} did not end"));
@@ -367,7 +367,7 @@ async fn run(config: EngineConfig) -> (Vec<Seen>, Vec<Served>) {
             .sink
             .events()
             .into_iter()
-            .filter(|e| e.stream_id() == &stream)
+            .filter(|e| e.stream_id() == Some(&stream))
             .collect();
         let log = chat
             .engine

@@ -145,6 +145,7 @@ pub fn streamed(conversation: &ConversationId, message: &str) -> SendRequest {
         client_message_id: None,
         on_busy: None,
         attachments: Vec::new(),
+        answer: None,
     }
 }
 
@@ -299,7 +300,7 @@ impl<P> Harness<P> {
         self.sink
             .events()
             .into_iter()
-            .filter(|e| e.stream_id() == stream)
+            .filter(|e| e.stream_id() == Some(stream))
             .collect()
     }
 

@@ -61,6 +61,11 @@
     heading: $("conversation-heading"),
     modelBox: $("model-box"),
     modelSelect: $("model-select"),
+    policyBox: $("answer-policy-box"),
+    policySelect: $("answer-policy-select"),
+    askBox: $("ask-assistant-box"),
+    ask: $("ask-assistant"),
+    mentionList: $("mention-list"),
     promptBox: $("system-prompt-box"),
     promptForm: $("system-prompt-form"),
     promptInput: $("system-prompt-input"),
@@ -85,7 +90,6 @@
     rendered: new Map(),  // message_id -> element, to merge history and live events
     inflight: new Map(),  // event -> requests awaiting an ack (their errors are shown once, from the ack)
     sending: 0,           // send_message requests awaiting their ack
-    ownStreams: new Set(),// stream ids answering this tab's own messages
     resumeFailed: new Set(), // stream ids whose resume_stream failed (never retried)
     typingUsers: new Map(), // user_id -> timer that hides them (the server also says when they stop)
     typingSentAt: 0,        // when this tab last said it is typing
@@ -104,6 +108,12 @@
     detailsLoads: 0,        // get_conversation requests asked for (only the newest is shown)
     restoring: null,        // the conversation to open once a session restored after a reload connects
     usage: null,            // the last get_usage ack, to say again how long until the budget resets
+    // Group conversations (docs/protocol.md section 10).
+    pendingSends: new Set(),// this tab's sends awaiting their ack: {li, conversationId, message, added?} (see onMessageAdded)
+    historyShown: null,     // the conversation whose history is shown (until then message_added is placed without checks)
+    policyShown: null,      // "conversation_id|answer_policy" the Ask toggle was last set for (see renderDetails)
+    marking: null,          // mark_read: {conversationId, messageId, sent, busy} (one request at a time, the newest mark wins)
+    mention: null,          // the @completion open in the composer: {start, end, names, active}
     list: {
       items: new Map(),     // conversation_id -> {data, li}: the conversations listed
       archived: false,      // the archive is shown (list_conversations.archived)
@@ -381,11 +391,13 @@
       class: `msg msg-user${mine ? " mine" : ""}`,
       "data-testid": "user-message",
       "data-message-id": messageId,
+      "data-user-id": userId,
       "data-status": pending ? "pending" : "sent",
       "data-siblings": siblingIds(siblings).join(",") || null,
     },
     h("div", { class: "msg-meta" },
-      h("span", { class: "msg-author" }, mine ? `${userId} (you)` : userId || "user"),
+      // In a group conversation the author matters: another member's name is shown as it is.
+      h("span", { class: "msg-author", "data-testid": "message-author" }, mine ? `${userId} (you)` : userId || "user"),
       createdAt ? h("time", { class: "msg-time" }, formatTime(createdAt)) : null),
     h("p", { class: "msg-text", "data-testid": "message-text" }, content),
     attachmentList(attachments));
@@ -555,12 +567,13 @@
   }
 
   /**
-   * Shows the active branch again from get_history: after branch_switched, and when an
-   * answer starts or an edit's or regeneration's answer ends. `trigger` is the view of that
-   * answer: while it is not in the history yet, it stays below the question it answers
-   * (for a regeneration, the history still goes through the answer replaced: it is cut
-   * there). When the branch only grew (a plain question of another member), the new messages
-   * are added and nothing else changes, so live details (tool statuses) stay.
+   * Shows the active branch again from get_history: after branch_switched, when an edit or
+   * regeneration of this tab starts or ends, and when a message or an answer does not follow
+   * the newest message shown (another member's edit or regeneration, or something this page
+   * missed). `trigger` is the view of that answer: while it is not in the history yet, it
+   * stays below the question it answers (for a regeneration, the history still goes through
+   * the answer replaced: it is cut there). When the branch only grew, the new messages are
+   * added and nothing else changes, so live details (tool statuses) stay.
    */
   async function reloadBranch(conversationId, trigger) {
     const generation = ++state.branchLoads;
@@ -643,7 +656,28 @@
     return pieces.join("\n");
   }
 
-  function assistantMessage({ messageId, streamId, content, createdAt, status, reasoning, parts, siblings }) {
+  // Named assistants (docs/protocol.md section 10): an answer says which one wrote it
+  // (stream_start.assistant, history's `assistant`), shown as a name and a small avatar.
+  const AVATAR_COLOURS = 8; // .avatar-0 … .avatar-7 in style.css
+
+  /** The avatar of `name`: its first letter in a circle whose colour follows from the name. */
+  function fillAvatar(element, name) {
+    let hash = 0;
+    for (const c of name) hash = (hash * 31 + c.codePointAt(0)) >>> 0;
+    element.className = `avatar avatar-${hash % AVATAR_COLOURS}`;
+    element.textContent = (Array.from(name)[0] || "?").toUpperCase();
+  }
+
+  /** Names the assistant of an answer's view (an app without named assistants: "assistant"). */
+  function setAssistantName(view, name) {
+    const shown = typeof name === "string" && name ? name : "assistant";
+    if (typeof name === "string" && name) view.li.dataset.assistant = name;
+    if (view.author.textContent === shown) return;
+    view.author.textContent = shown;
+    fillAvatar(view.avatar, shown);
+  }
+
+  function assistantMessage({ messageId, streamId, content, createdAt, status, reasoning, parts, siblings, assistant }) {
     // The model's reasoning, collapsed; hidden while there is none.
     const thoughts = h("p", { class: "msg-reasoning-text", "data-testid": "reasoning-text" }, reasoning || "");
     const details = h("details", { class: "msg-reasoning", "data-testid": "reasoning" },
@@ -654,6 +688,8 @@
     // The answer's markdown, drawn as sanitised HTML (renderAnswer).
     const text = h("div", { class: "msg-text markdown", "data-testid": "message-text" });
     const label = h("span", { class: "msg-status", "data-testid": "message-status" }, STATUS_LABELS[status] ?? status);
+    const author = h("span", { class: "msg-author", "data-testid": "assistant-name" });
+    const avatarNode = h("span", { class: "avatar", "aria-hidden": "true" });
     const li = h("li", {
       class: "msg msg-assistant",
       "data-testid": "assistant-message",
@@ -664,7 +700,8 @@
       "aria-busy": status === "streaming" ? "true" : "false",
     },
     h("div", { class: "msg-meta" },
-      h("span", { class: "msg-author" }, "assistant"),
+      avatarNode,
+      author,
       createdAt ? h("time", { class: "msg-time" }, formatTime(createdAt)) : null,
       label),
     details,
@@ -672,7 +709,8 @@
     text);
     li.append(messageActions(li, { messageId, siblings, regenerate: true }));
     if (messageId !== undefined && messageId !== null) state.rendered.set(String(messageId), li);
-    const view = { li, text, label, details, thoughts, tools, calls: new Map(), source: content || "", renderPending: null };
+    const view = { li, text, label, details, thoughts, tools, author, avatar: avatarNode, calls: new Map(), source: content || "", renderPending: null };
+    setAssistantName(view, assistant);
     if (view.source) renderAnswer(view, { now: true });
     showToolParts(view, parts);
     return view;
@@ -796,6 +834,7 @@
   }
 
   function clearMessages() {
+    state.historyShown = null;
     clearTyping();
     state.typingSentAt = 0;
     ui.messages.replaceChildren();
@@ -856,7 +895,7 @@
   function streamView(data) {
     let view = state.streams.get(data.stream_id);
     if (!view) {
-      const parts = assistantMessage({ messageId: data.message_id, streamId: data.stream_id, status: "streaming" });
+      const parts = assistantMessage({ messageId: data.message_id, streamId: data.stream_id, status: "streaming", assistant: data.assistant });
       // held: the last seq shown; resuming: a resume_stream is in flight; lossy: resuming failed,
       // so the live tail is shown as it comes (stream_end still brings the whole text).
       view = { ...parts, held: 0, resuming: false, lossy: false, ended: false, cancelling: false };
@@ -866,6 +905,8 @@
       view.li.dataset.messageId = data.message_id;
       state.rendered.set(String(data.message_id), view.li);
     }
+    // A view made before its stream_start (a late joiner's) learns its assistant from it.
+    if (typeof data.assistant === "string" && data.assistant) setAssistantName(view, data.assistant);
     return view;
   }
 
@@ -891,7 +932,9 @@
     const running = runningStream();
     ui.input.disabled = !joined;
     ui.input.placeholder = !joined ? (state.conversationId ? "Not connected…" : "Join a conversation to chat")
-      : running ? "An answer is running: what you send now waits for its turn"
+      // Only a message to be answered waits; one for the people in the room goes at once.
+      : running ? (willAnswer("", answerFor("")) ? "An answer is running: what you send now waits for its turn"
+        : "An answer is running: a message for an assistant (@name) waits for its turn")
         : "Write a message (Enter to send, Shift+Enter for a new line)";
     // While an answer runs, a send waits in the conversation's queue (sendMessage); while
     // files upload, it waits for them.
@@ -902,6 +945,8 @@
     ui.input.required = uploadedFiles(state.conversationId).length === 0;
     ui.attach.hidden = state.filesOff;
     ui.fileInput.disabled = !joined || state.filesOff;
+    ui.ask.disabled = !joined;
+    if (!joined) closeMentions();
     ui.cancel.hidden = !running;
     ui.cancel.disabled = !joined || !running || running.view.cancelling;
     ui.cancel.textContent = running && running.view.cancelling ? "Cancelling…" : "Cancel";
@@ -916,9 +961,8 @@
 
   function onStreamStart(data) {
     if (data.conversation_id !== state.conversationId) return;
-    // A queued send's turn: out of the queue, and its question is shown from the history.
-    const wasQueued = state.queue.has(data.stream_id);
-    if (wasQueued) removeQueued(data.stream_id);
+    // A queued send's turn: out of the queue (its question came just before, as message_added).
+    if (state.queue.has(data.stream_id)) removeQueued(data.stream_id);
     const isNew = !state.streams.has(data.stream_id);
     const view = streamView(data);
     updateControls();
@@ -928,9 +972,15 @@
       view.branch = true; // drawn again from the history when it ends (its siblings)
       view.replaces = asked.replaces;
     }
-    // The protocol sends no event for another member's question, nor for an edit: the
-    // history, which now ends at the question answered, shows it above the answer.
-    if (asked || wasQueued || (state.sending === 0 && !state.ownStreams.has(data.stream_id))) reloadBranch(data.conversation_id, view);
+    // The question it answers was told just before, as message_added (docs/protocol.md
+    // section 10), so it is normally the newest message shown. When it is not (a
+    // regeneration: its question is older, and the answer replaced must go; an edit not drawn
+    // yet; a message this page missed), the history shows the branch again. This tab's own
+    // edits and regenerations are drawn from it in any case (their `< 1/2 >`). Before the
+    // history is shown (a join), it brings all of that itself.
+    const parent = data.parent_id === undefined || data.parent_id === null ? null : String(data.parent_id);
+    const placed = parent !== null && parent === lastStoredId();
+    if (asked || (!placed && state.historyShown === data.conversation_id)) reloadBranch(data.conversation_id, view);
   }
 
   /**
@@ -1029,6 +1079,7 @@
     updateControls();
     // The list: this conversation is the most recent now, with this answer as its preview.
     if (typeof data.full_content === "string") noteActivity(data.conversation_id, "assistant", data.full_content);
+    seen(data.conversation_id, data.message_id); // stored before its end was sent
     // An edit's or regeneration's answer is stored now: the branch has a new version.
     if (view.branch) reloadBranch(data.conversation_id, view);
   }
@@ -1052,9 +1103,10 @@
   function onMessageResponse(data) {
     if (data.conversation_id !== state.conversationId) return;
     if (data.message_id !== undefined && state.rendered.has(String(data.message_id))) return;
-    append(assistantMessage({ messageId: data.message_id, content: data.message, status: "complete" }).li);
+    append(assistantMessage({ messageId: data.message_id, content: data.message, status: "complete", assistant: data.assistant }).li);
     updateControls();
     if (typeof data.message === "string") noteActivity(data.conversation_id, "assistant", data.message);
+    seen(data.conversation_id, data.message_id);
   }
 
   /** Asks for the chunks of a running answer that this page missed (joined or reconnected mid-answer). */
@@ -1088,6 +1140,333 @@
     }
   }
 
+  // ------------------------------------------------------ group conversations
+
+  // docs/protocol.md section 10: every user message stored (anyone's send or edit, this
+  // tab's too) is told to the room as `message_added`, before the answer to it starts; the
+  // conversation's `answer_policy` (and a send's `answer`) says whether an assistant answers,
+  // and `@name` which one.
+
+  /**
+   * Whether `li` (an item of the list) is a message stored on the server: not a send of this
+   * tab awaiting its ack, nor one that failed, nor an answer still running or one that failed.
+   */
+  function isStored(li) {
+    if (!li.classList.contains("msg") || li.dataset.messageId === undefined) return false;
+    const status = li.dataset.status;
+    return status !== "pending" && status !== "failed" && status !== "streaming" && status !== "error";
+  }
+
+  /** The newest stored message shown: what the next message follows, what mark_read marks. */
+  function lastStoredId() {
+    const items = ui.messages.children;
+    for (let i = items.length - 1; i >= 0; i -= 1) if (isStored(items[i])) return items[i].dataset.messageId;
+    return null;
+  }
+
+  /** The first answer still running in the list: a message stored meanwhile goes above it. */
+  function runningAnchor() {
+    for (const li of ui.messages.children) if (li.classList.contains("msg-assistant") && li.dataset.status === "streaming") return li;
+    return undefined;
+  }
+
+  /**
+   * Where a message just stored goes: above what is not stored yet (an answer running, which
+   * the server stores after the messages posted while it runs; a send of this tab awaiting
+   * its ack), else at the end.
+   */
+  function storedAnchor(except) {
+    for (const li of ui.messages.children) {
+      if (li === except || !li.classList.contains("msg")) continue;
+      if ((li.classList.contains("msg-assistant") && li.dataset.status === "streaming")
+        || (li.dataset.status === "pending" && li.dataset.messageId === undefined)) return li;
+    }
+    return undefined;
+  }
+
+  /** This tab's send that `m` (a message_added) stores, when it is one awaiting its ack. */
+  function claimSend(m) {
+    if (m.user_id !== state.userId) return null;
+    for (const send of state.pendingSends) {
+      if (send.added || send.conversationId !== state.conversationId || send.message !== m.content) continue;
+      send.added = m;
+      return send;
+    }
+    return null;
+  }
+
+  /** message_added: a user message was stored; shown once, by message_id (a resume may tell it again). */
+  function onMessageAdded(data) {
+    const m = data && data.message;
+    if (!m || m.message_id === undefined || m.message_id === null || typeof data.conversation_id !== "string") return;
+    const conversationId = data.conversation_id;
+    const id = String(m.message_id);
+    if (conversationId !== state.conversationId) {
+      // A room this tab is leaving: its item counts it.
+      addUnread(conversationId, 1);
+      return;
+    }
+    // A queued send whose turn came: out of the queue, into the conversation.
+    for (const [streamId, entry] of state.queue) if (entry.messageId === id) removeQueued(streamId);
+    const fresh = !state.rendered.has(id);
+    if (fresh) {
+      const parent = m.parent_id === undefined || m.parent_id === null ? null : String(m.parent_id);
+      // A message follows the newest one shown (a send goes after the active branch's leaf).
+      // One that does not is an edit (beside an older message: the branch moved) or follows
+      // something this page missed: the history shows the branch again. Before the history
+      // is shown (a join), it goes below whatever the history brings.
+      if (state.historyShown === conversationId && parent !== lastStoredId()) {
+        reloadBranch(conversationId);
+      } else {
+        const send = claimSend(m);
+        let li;
+        if (send) {
+          li = send.li;
+          li.dataset.messageId = id;
+          li.dataset.status = "sent";
+          state.rendered.set(id, li);
+        } else {
+          li = historyNode(m);
+        }
+        append(li, storedAnchor(li));
+        updateControls();
+      }
+      if (typeof m.content === "string") noteActivity(conversationId, "user", m.content);
+    }
+    // Read (one told again is marked again, harmlessly; it is not counted twice).
+    if (fresh || inView()) seen(conversationId, id);
+  }
+
+  /** The names of the app's assistants (get_conversation.assistants), first the one that answers by default. */
+  function assistantNames() {
+    const list = state.details && Array.isArray(state.details.assistants) ? state.details.assistants : [];
+    return list.map((a) => a && a.name).filter((n) => typeof n === "string" && n);
+  }
+
+  /** Whether `text` calls an assistant in: `@name` (any case) at the start of a word, as the server reads it. */
+  function mentionsAssistant(text) {
+    const names = assistantNames().map((n) => n.toLowerCase());
+    for (const match of String(text).matchAll(/(?:^|\s)@([A-Za-z0-9_-]+)/g)) {
+      if (names.includes(match[1].toLowerCase())) return true;
+    }
+    return false;
+  }
+
+  function answerPolicy() {
+    return state.details && typeof state.details.answer_policy === "string" ? state.details.answer_policy : null;
+  }
+
+  /**
+   * send_message.answer for `text`, or undefined to let the conversation's policy decide. The
+   * Ask toggle starts as the policy does (on for `always`), so `answer` is sent only where the
+   * user changed it; an @name calls its assistant whatever the toggle says, and a `never`
+   * conversation is never asked (the server refuses `answer:true` there).
+   */
+  function answerFor(text) {
+    const policy = answerPolicy();
+    if (!policy || policy === "never" || mentionsAssistant(text)) return undefined;
+    if (policy === "always") return ui.ask.checked ? undefined : false;
+    return ui.ask.checked ? true : undefined; // "mention": asked without naming anyone
+  }
+
+  /** Whether a send of `text` with `answer` is answered (an answered one may have to queue). */
+  function willAnswer(text, answer) {
+    if (answer !== undefined) return answer;
+    const policy = answerPolicy();
+    return policy === null || policy === "always" || (policy === "mention" && mentionsAssistant(text));
+  }
+
+  /** "Who answers": update_conversation {answer_policy}; the choice shows once the server took it. */
+  async function chooseAnswerPolicy() {
+    const conversationId = state.conversationId;
+    const policy = ui.policySelect.value;
+    if (!conversationId || !state.details) return;
+    ui.policySelect.disabled = true;
+    try {
+      const res = await request("update_conversation", { conversation_id: conversationId, answer_policy: policy });
+      if (conversationId === state.conversationId && state.details) state.details.answer_policy = res.answer_policy;
+      upsertItem(res);
+    } catch (err) {
+      if (conversationId === state.conversationId) systemLine(`Could not change who answers: ${describeError(err)}`, "error");
+    } finally {
+      ui.policySelect.disabled = false;
+      renderDetails();
+    }
+  }
+
+  // ------------------------------------------------------------- @completion
+
+  /** The `@word` being typed at the caret when it starts a word: {start, end, prefix}. */
+  function mentionAtCaret() {
+    const input = ui.input;
+    if (input.selectionStart !== input.selectionEnd) return null;
+    const end = input.selectionStart;
+    const match = /(?:^|\s)@([A-Za-z0-9_-]*)$/.exec(input.value.slice(0, end));
+    return match ? { start: end - match[1].length - 1, end, prefix: match[1] } : null;
+  }
+
+  /** Shows (or hides) the assistants whose name starts with the `@word` typed. */
+  function updateMentions() {
+    const at = ui.input.disabled || document.activeElement !== ui.input ? null : mentionAtCaret();
+    const prefix = at ? at.prefix.toLowerCase() : "";
+    const names = at ? assistantNames().filter((n) => n.toLowerCase().startsWith(prefix)) : [];
+    // Nothing to complete: nothing typed matches, or the name is typed whole.
+    if (!names.length || (names.length === 1 && names[0].toLowerCase() === prefix)) {
+      closeMentions();
+      return;
+    }
+    const before = state.mention && state.mention.names[state.mention.active];
+    state.mention = { ...at, names, active: Math.max(0, names.indexOf(before)) };
+    renderMentions();
+  }
+
+  function renderMentions() {
+    const m = state.mention;
+    ui.mentionList.replaceChildren(...m.names.map((name, i) => {
+      const badge = h("span", { "aria-hidden": "true" });
+      fillAvatar(badge, name);
+      const option = h("li", {
+        id: `mention-option-${i}`,
+        role: "option",
+        class: "mention-option",
+        "data-testid": "mention-option",
+        "data-name": name,
+        "aria-selected": String(i === m.active),
+      }, badge, `@${name}`);
+      option.addEventListener("mousedown", (e) => e.preventDefault()); // the input keeps the focus
+      option.addEventListener("click", () => {
+        if (!state.mention) return;
+        state.mention.active = i;
+        pickMention();
+      });
+      return option;
+    }));
+    ui.mentionList.hidden = false;
+    ui.input.setAttribute("aria-expanded", "true");
+    ui.input.setAttribute("aria-activedescendant", `mention-option-${m.active}`);
+  }
+
+  function closeMentions() {
+    if (!state.mention && ui.mentionList.hidden) return;
+    state.mention = null;
+    ui.mentionList.hidden = true;
+    ui.mentionList.replaceChildren();
+    ui.input.setAttribute("aria-expanded", "false");
+    ui.input.removeAttribute("aria-activedescendant");
+  }
+
+  /** The highlighted name replaces the `@word` typed, followed by a space. */
+  function pickMention() {
+    const m = state.mention;
+    if (!m) return;
+    const value = ui.input.value;
+    const rest = value.slice(m.end);
+    const insert = `@${m.names[m.active]}${/^\s/.test(rest) ? "" : " "}`;
+    ui.input.value = value.slice(0, m.start) + insert + rest;
+    const caret = m.start + insert.length;
+    ui.input.setSelectionRange(caret, caret);
+    closeMentions();
+    ui.input.focus();
+  }
+
+  /** A key in the composer while the list is open: arrows move, Tab or Enter picks, Escape closes. */
+  function mentionKey(e) {
+    const m = state.mention;
+    if (!m || e.isComposing || e.altKey || e.ctrlKey || e.metaKey) return false;
+    if (e.key === "ArrowDown" || e.key === "ArrowUp") {
+      m.active = (m.active + (e.key === "ArrowDown" ? 1 : m.names.length - 1)) % m.names.length;
+      renderMentions();
+    } else if ((e.key === "Tab" || e.key === "Enter") && !e.shiftKey) {
+      pickMention();
+    } else if (e.key === "Escape") {
+      closeMentions();
+    } else {
+      return false;
+    }
+    e.preventDefault();
+    return true;
+  }
+
+  // ------------------------------------------------------------ unread marks
+
+  // list_conversations gives each item's `unread`; the conversation shown is marked read
+  // (mark_read with its newest message) when it opens, when a message arrives while the user
+  // sees it, and when the tab comes back into view.
+
+  /** The item's badge says `count` (or `add` more). */
+  function setUnread(conversationId, count, add = false) {
+    const item = state.list.items.get(conversationId);
+    if (!item) return;
+    item.data.unread = Math.max(0, (add ? Number(item.data.unread) || 0 : 0) + count);
+    fillItem(item);
+  }
+
+  function addUnread(conversationId, count) {
+    setUnread(conversationId, count, true);
+  }
+
+  /** Whether the user sees the conversation shown now. */
+  function inView() {
+    return document.visibilityState === "visible";
+  }
+
+  /** `messageId` arrived in the conversation shown: read if the user sees it, else one more unread. */
+  function seen(conversationId, messageId) {
+    if (conversationId !== state.conversationId || state.historyShown !== conversationId) return;
+    if (inView()) {
+      setUnread(conversationId, 0);
+      markRead(conversationId, messageId);
+    } else {
+      addUnread(conversationId, 1);
+    }
+  }
+
+  /** The conversation shown is read up to its newest message (opened, or back in view). */
+  function seenAll() {
+    const conversationId = state.conversationId;
+    if (!conversationId || state.historyShown !== conversationId || !inView()) return;
+    setUnread(conversationId, 0);
+    const newest = lastStoredId();
+    if (newest !== null) markRead(conversationId, newest);
+  }
+
+  /** mark_read, one request at a time: the newest mark asked for meanwhile follows it. */
+  async function markRead(conversationId, messageId) {
+    if (messageId === undefined || messageId === null) return;
+    let mark = state.marking;
+    if (!mark || mark.conversationId !== conversationId) {
+      mark = { conversationId, messageId: null, sent: null, busy: false };
+      state.marking = mark;
+    }
+    mark.messageId = String(messageId);
+    if (mark.busy) return;
+    mark.busy = true;
+    try {
+      while (mark.messageId !== mark.sent) {
+        const next = mark.messageId;
+        mark.sent = next;
+        // Best effort: only the badge depends on it (an answer that said nothing is not stored: not_found).
+        await request("mark_read", { conversation_id: conversationId, message_id: next }).catch(() => {});
+      }
+    } finally {
+      mark.busy = false;
+    }
+  }
+
+  let listRefreshTimer = null;
+
+  /**
+   * The list's first page again, merged, soon (one request for several notices): how it
+   * brings the `unread` of conversations this tab is not in the room of (message_added only
+   * reaches the room).
+   */
+  function refreshListSoon() {
+    clearTimeout(listRefreshTimer);
+    listRefreshTimer = setTimeout(() => {
+      if (!state.list.renaming) loadList({ merge: true });
+    }, 300);
+  }
+
   // ----------------------------------------------------------- conversations
 
   /** The messages of a get_history ack, oldest first, whatever order the server used (stable for equal times). */
@@ -1100,7 +1479,7 @@
   /** A message of get_history as a list item. */
   function historyNode(m) {
     return m.role === "assistant"
-      ? assistantMessage({ messageId: m.message_id, content: m.content, createdAt: m.created_at, status: "complete", reasoning: reasoningOf(m.parts), parts: m.parts, siblings: m.siblings }).li
+      ? assistantMessage({ messageId: m.message_id, content: m.content, createdAt: m.created_at, status: "complete", reasoning: reasoningOf(m.parts), parts: m.parts, siblings: m.siblings, assistant: m.assistant }).li
       : m.role === "user"
         ? userMessage({ messageId: m.message_id, userId: m.user_id, content: m.content, createdAt: m.created_at, siblings: m.siblings, attachments: m.attachments })
         : h("li", { class: "system", "data-testid": "system-line" }, `${m.role || "system"}: ${m.content}`);
@@ -1125,7 +1504,9 @@
     }
     if (!messages.length && afterNode) afterNode.textContent += " No messages yet: say something!";
     ui.messages.scrollTop = ui.messages.scrollHeight;
+    state.historyShown = conversationId;
     updateControls();
+    seenAll(); // opened: read up to its newest message
   }
 
   /** Joins a conversation and shows it; `rejoin` reloads the one shown (after a reconnect). */
@@ -1259,6 +1640,20 @@
     } else {
       delete ui.modelSelect.dataset.model;
     }
+    // Who answers (answer_policy), and the composer's Ask toggle: it starts as the policy
+    // does (on for `always`, off for `mention`), again whenever the policy or the conversation
+    // changes; a `never` conversation has none (people only).
+    const policy = d && typeof d.answer_policy === "string" ? d.answer_policy : null;
+    ui.policyBox.hidden = policy === null;
+    if (policy !== null && !ui.policySelect.disabled) ui.policySelect.value = policy;
+    ui.policySelect.dataset.policy = policy || "";
+    const policyKey = policy === null ? null : `${state.conversationId}|${policy}`;
+    if (policyKey !== state.policyShown) {
+      state.policyShown = policyKey;
+      ui.ask.checked = policy === "always";
+    }
+    ui.askBox.hidden = policy === null || policy === "never";
+    updateControls(); // the composer's hint follows the policy and the toggle
     const maxPrompt = d && typeof d.max_system_prompt_chars === "number" ? d.max_system_prompt_chars : 0;
     ui.promptBox.hidden = maxPrompt <= 0;
     if (maxPrompt > 0) {
@@ -1476,6 +1871,9 @@
       if (value !== undefined && key !== "status" && key !== "members" && key !== "models") data[key] = value;
     }
     if (data.archived === undefined) data.archived = false;
+    // The conversation the user sees is read (marked as its messages arrive): a list read a
+    // moment before a mark counts none there.
+    if (id === state.conversationId && state.historyShown === id && inView()) data.unread = 0;
     if (!fitsList(data, { listed: fromList || Boolean(item) })) {
       if (item) dropItem(id);
       return;
@@ -1518,7 +1916,9 @@
     const open = h("button", { type: "button", class: "conversation-open", "data-testid": "conversation-open" },
       h("span", { class: "conversation-title", "data-testid": "conversation-title" }),
       h("span", { class: "conversation-preview", "data-testid": "conversation-preview" }),
-      h("time", { class: "conversation-time" }));
+      h("time", { class: "conversation-time" }),
+      // What this user has not read there (list_conversations' `unread`, kept current by this page).
+      h("span", { class: "unread-badge", "data-testid": "unread-badge", "aria-hidden": "true", hidden: "" }));
     open.addEventListener("click", () => {
       if (state.list.renaming === id) return;
       if (id === state.conversationId) { closeDrawer(); return; }
@@ -1553,7 +1953,12 @@
     item.archive.textContent = data.archived ? "Unarchive" : "Archive";
     item.archive.dataset.testid = data.archived ? "conversation-unarchive" : "conversation-archive";
     item.remove.hidden = !mayDelete(data);
-    item.open.setAttribute("aria-label", `${titleOf(data)}${last ? `: ${last.preview}` : ""}`);
+    const unread = Math.max(0, Number(data.unread) || 0);
+    const badge = li.querySelector(".unread-badge");
+    badge.hidden = unread === 0;
+    badge.textContent = unread > 99 ? "99+" : String(unread);
+    li.dataset.unread = String(unread);
+    item.open.setAttribute("aria-label", `${titleOf(data)}${unread ? ` (${unread} unread)` : ""}${last ? `: ${last.preview}` : ""}`);
   }
 
   /** "14:05" today, "12 Mar" otherwise. */
@@ -1655,22 +2060,37 @@
     });
   }
 
+  const POLICY_WORDS = { always: "every message", mention: "on @mention", never: "nobody (people only)" };
+
   /** conversation_updated: to every member, joined or not. */
   function onConversationUpdated(data) {
     if (!data || typeof data.conversation_id !== "string") return;
     const id = data.conversation_id;
     const item = state.list.items.get(id);
     if (item) {
-      upsertItem({ conversation_id: id, title: data.title, model: data.model, updated_at: data.updated_at });
+      upsertItem({ conversation_id: id, title: data.title, model: data.model, answer_policy: data.answer_policy, updated_at: data.updated_at });
     } else if (!state.list.archived && state.socket && state.socket.connected && id !== state.conversationId) {
       // A conversation this list does not have yet (an invitation, a new one): its record
       // says whether it belongs (not in this user's archive, the search).
       request("get_conversation", { conversation_id: id }).then((res) => upsertItem(res), () => {});
     }
     if (id === state.conversationId) {
-      if (state.details) Object.assign(state.details, { title: data.title, model: data.model, updated_at: data.updated_at });
+      if (state.details) {
+        const before = state.details.answer_policy;
+        Object.assign(state.details, { title: data.title, model: data.model, updated_at: data.updated_at });
+        if (typeof data.answer_policy === "string") {
+          state.details.answer_policy = data.answer_policy;
+          // Another member changed who answers: said, since what a send does changes with it.
+          if (before && before !== data.answer_policy && data.updated_by && data.updated_by !== state.userId) {
+            systemLine(`${data.updated_by} set who answers: ${POLICY_WORDS[data.answer_policy] || data.answer_policy}.`, "settings");
+          }
+        }
+      }
       renderDetails();
       loadDetails(id); // the prompt and the members may have changed too
+    } else {
+      // Not in its room, so no message_added from it: the list says what is unread there.
+      refreshListSoon();
     }
   }
 
@@ -1759,7 +2179,9 @@
       h("span", { class: "queued-author", "data-testid": "queued-author" }, mine ? `${userId} (you)` : userId || "user"),
       h("span", { class: "queued-text", "data-testid": "queued-text", title: text }, text),
       cancel);
-    state.queue.set(streamId, { li, userId });
+    // Its message_id: its message_added, when its turn comes, takes it out of the queue.
+    const messageId = data.message_id === undefined || data.message_id === null ? null : String(data.message_id);
+    state.queue.set(streamId, { li, userId, messageId });
     ui.queue.append(li);
     ui.queueBox.hidden = false;
   }
@@ -2270,40 +2692,67 @@
     const attachments = files.map(({ meta }) => ({ file_id: meta.file_id, name: meta.name, content_type: meta.content_type, size: meta.size }));
     for (const { meta, file } of files) if (isImageType(meta.content_type)) seedThumbnail(meta.file_id, file);
     clearAttachments();
-    // While an answer runs (or others wait, or a send of this tab awaits its ack), the send
-    // waits its turn in the queue: its question is shown there, and in the conversation
-    // once its answer starts. Otherwise the app's default decides (MARIE_ON_BUSY).
-    const queueing = Boolean(runningStream()) || state.queue.size > 0 || state.sending > 0;
+    // Whether it asks for an answer (the Ask toggle, an @name, the conversation's policy).
+    const answer = answerFor(message);
+    const answered = willAnswer(message, answer);
+    // While an answer runs (or others wait, or a send of this tab awaits its ack), a send that
+    // is answered waits its turn in the queue: its question is shown there, and in the
+    // conversation once its turn comes. Otherwise the app's default decides (MARIE_ON_BUSY).
+    // A message that asks no answer is never queued: it is stored at once, above the answer
+    // that runs (which the server stores after it).
+    const queueing = answered && (Boolean(runningStream()) || state.queue.size > 0 || state.sending > 0);
     const li = userMessage({ userId: state.userId, content: message, pending: true, createdAt: Date.now(), attachments });
-    if (!queueing) append(li);
+    if (!queueing) append(li, answered ? undefined : runningAnchor());
+    // message_added tells this send to the room (this tab too), maybe before its ack: it is
+    // matched to `li` then (onMessageAdded), not shown twice.
+    const send = { li, conversationId, message, added: null };
+    state.pendingSends.add(send);
     ui.input.value = "";
+    closeMentions();
     ui.send.disabled = true;
     sayTyping(false);
     state.sending += 1;
     try {
       const payload = { conversation_id: conversationId, message, stream: true, client_message_id: randomId("c-") };
       if (queueing) payload.on_busy = "enqueue";
+      if (answer !== undefined) payload.answer = answer;
       if (attachments.length) payload.attachments = attachments.map((a) => a.file_id);
       const res = await request("send_message", payload);
       if (typeof res.queued === "number") {
         li.remove();
-        addQueued({ conversation_id: conversationId, stream_id: res.stream_id, user_id: state.userId, message });
+        addQueued({ conversation_id: conversationId, stream_id: res.stream_id, message_id: res.message_id, user_id: state.userId, message });
         return;
       }
       li.dataset.status = "sent";
       noteActivity(conversationId, "user", message);
-      if (res.stream_id) state.ownStreams.add(res.stream_id);
-      if (res.message_id !== undefined) {
-        li.dataset.messageId = res.message_id;
-        state.rendered.set(String(res.message_id), li);
+      const id = res.message_id === undefined || res.message_id === null ? null : String(res.message_id);
+      if (send.added && String(send.added.message_id) !== id) {
+        // The message_added taken for this send was another tab's identical one (same user,
+        // same text): it gets an item of its own.
+        const theirs = historyNode(send.added);
+        if (li.parentNode) li.before(theirs);
+        delete li.dataset.messageId;
       }
-      if (!li.parentNode && conversationId === state.conversationId) {
-        // Answered at once after all: above its answer if that started before this ack.
-        const answer = state.streams.get(res.stream_id);
-        if (answer && answer.li.parentNode) answer.li.before(li);
-        else append(li);
+      let shown = false;
+      if (id !== null) {
+        const other = state.rendered.get(id);
+        if (other && other !== li) {
+          li.remove(); // message_added (or the history) shows it already
+          shown = true;
+        } else {
+          li.dataset.messageId = id;
+          state.rendered.set(id, li);
+        }
+      }
+      if (!shown && !li.parentNode && conversationId === state.conversationId) {
+        // Answered at once after all, or not answered: above its answer if that started
+        // before this ack, else with the messages stored.
+        const running = state.streams.get(res.stream_id);
+        if (running && running.li.parentNode) running.li.before(li);
+        else append(li, storedAnchor(li));
       }
     } catch (err) {
+      if (send.added) return; // told to the room: it is stored, whatever became of the ack
       li.dataset.status = "failed";
       li.append(h("p", { class: "msg-error", role: "alert" }, `Not sent: ${describeError(err)}`));
       if (!li.parentNode && conversationId === state.conversationId) append(li);
@@ -2312,6 +2761,7 @@
       if (conversationId === state.conversationId && state.attachments.length === 0) restoreAttachments(files);
       if (err.code === "budget_exceeded") refreshUsage();
     } finally {
+      state.pendingSends.delete(send);
       state.sending -= 1;
       updateControls();
     }
@@ -2427,6 +2877,7 @@
       systemLine(`Error${d.event ? ` in ${d.event}` : ""}: ${d.message || "unknown"} (${d.code || "error"})`, "error");
     });
     socket.on("queued", addQueued);
+    socket.on("message_added", onMessageAdded);
     socket.on("stream_start", onStreamStart);
     socket.on("stream_reset", onStreamReset);
     socket.on("stream_chunk", (data) => onStreamPiece(data, "text"));
@@ -2467,7 +2918,9 @@
   function signedOut(reason) {
     disconnect();
     forgetSession();
-    Object.assign(state, { token: null, roles: [], userId: null, session: null, conversationId: null, joinedId: null, members: [], details: null, restoring: null, usage: null });
+    Object.assign(state, { token: null, roles: [], userId: null, session: null, conversationId: null, joinedId: null, members: [], details: null, restoring: null, usage: null, marking: null, policyShown: null });
+    state.pendingSends.clear();
+    closeMentions();
     state.opens += 1;
     clearAttachments();
     clearMessages();
@@ -2621,6 +3074,7 @@
 
   ui.composer.addEventListener("submit", (e) => { e.preventDefault(); if (!ui.send.disabled) sendMessage(); });
   ui.input.addEventListener("keydown", (e) => {
+    if (mentionKey(e)) return; // the @completion list is open: its keys first
     if (e.key === "Enter" && !e.shiftKey && !e.isComposing) {
       e.preventDefault();
       if (!ui.send.disabled) sendMessage();
@@ -2632,8 +3086,19 @@
     ui.fileInput.value = ""; // the same file may be chosen again
   });
   watchThumbnails();
-  ui.input.addEventListener("input", () => sayTyping(ui.input.value.trim().length > 0));
-  ui.input.addEventListener("blur", () => sayTyping(false));
+  ui.input.addEventListener("input", () => {
+    sayTyping(ui.input.value.trim().length > 0);
+    updateMentions();
+  });
+  ui.input.addEventListener("blur", () => {
+    sayTyping(false);
+    closeMentions();
+  });
+  // The caret moved: the @word under it may be another one.
+  ui.input.addEventListener("click", updateMentions);
+  ui.input.addEventListener("keyup", (e) => {
+    if (["ArrowLeft", "ArrowRight", "Home", "End"].includes(e.key)) updateMentions();
+  });
   ui.messages.addEventListener("click", (e) => {
     const button = e.target.closest(".code-copy");
     if (button && ui.messages.contains(button)) copyCode(button);
@@ -2658,20 +3123,25 @@
   });
   ui.refreshList.addEventListener("click", () => loadList());
   ui.more.addEventListener("click", () => loadList({ more: true }));
-  // Invitations are not announced (docs/protocol.md section 9): the list is read again now
-  // and then while the tab is in view, and when it comes back into view.
+  // Besides conversation_updated (an invitation, a rename: refreshListSoon), the list (and
+  // its unread counts) is read again now and then while the tab is in view, and when it
+  // comes back into view.
   const LIST_REFRESH_MS = 30000;
   setInterval(() => {
     if (document.visibilityState === "visible" && !state.list.renaming) loadList({ merge: true });
   }, LIST_REFRESH_MS);
   document.addEventListener("visibilitychange", () => {
-    if (document.visibilityState === "visible" && !state.list.renaming) loadList({ merge: true });
+    if (document.visibilityState !== "visible") return;
+    seenAll(); // what arrived while the tab was out of view is read now
+    if (!state.list.renaming) loadList({ merge: true });
   });
   // How long until the budget resets, kept current.
   setInterval(() => { if (state.usage && !ui.budget.hidden) showUsage(state.usage); }, 60000);
 
   // The conversation shown: its model, its instructions, leave, delete.
   ui.modelSelect.addEventListener("change", chooseModel);
+  ui.policySelect.addEventListener("change", chooseAnswerPolicy);
+  ui.ask.addEventListener("change", updateControls);
   ui.promptForm.addEventListener("submit", (e) => { e.preventDefault(); saveSystemPrompt(); });
   ui.promptInput.addEventListener("input", () => { ui.promptForm.dataset.dirty = "true"; ui.promptStatus.textContent = ""; });
   ui.leave.addEventListener("click", leaveConversation);

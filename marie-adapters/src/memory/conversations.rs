@@ -1,5 +1,5 @@
-//! [`Conversations`] in memory: each conversation, its members and its history under a
-//! lock of its own, and each user's list of conversations as an ordered set.
+//! [`Conversations`] in memory: each conversation, its members, their read marks and its
+//! history under a lock of its own, and each user's list of conversations as an ordered set.
 //!
 //! Locks are taken in one order, so that none waits for another in a circle: the map of
 //! conversations, then one conversation, then the users' lists. A page of a list is read
@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use async_trait::async_trait;
 use marie_core::{
     ConversationChange, ConversationId, ConversationInfo, ConversationPage, Conversations,
-    LastMessage, ListCursor, ListQuery, ListedConversation, StoreError, UserId,
+    LastMessage, ListCursor, ListQuery, ListedConversation, MessageId, StoreError, UserId,
 };
 
 use super::MemoryStore;
@@ -34,6 +34,9 @@ pub(super) struct Conversation {
     pub(super) info: ConversationInfo,
     /// In the order they were let in; the creator first.
     pub(super) members: Vec<UserId>,
+    /// Each member's read mark: the position the message they marked read was stored at
+    /// (what `unread` counts from, and what moves only forward), and that message.
+    pub(super) reads: HashMap<UserId, (u64, MessageId)>,
     pub(super) history: HistoryTree,
 }
 
@@ -143,6 +146,7 @@ impl Conversations for MemoryStore {
             Arc::new(Mutex::new(Conversation {
                 members: vec![info.created_by.clone()],
                 info,
+                reads: HashMap::new(),
                 history: HistoryTree::default(),
             })),
         );
@@ -256,10 +260,17 @@ impl Conversations for MemoryStore {
         let more = entries.len() > query.limit;
         let mut page = ConversationPage::default();
         for (at, id) in entries.into_iter().take(query.limit) {
-            if let Some(info) = self.with_conversation(&id, |c| c.info.clone()) {
+            let listed = self.with_conversation(&id, |c| {
+                let mark = c.reads.get(user).map(|(position, _)| *position);
+                let max = usize::try_from(ListedConversation::UNREAD_MAX).unwrap_or(usize::MAX);
+                let unread = c.history.count_after(mark, max);
+                (c.info.clone(), u64::try_from(unread).unwrap_or(u64::MAX))
+            });
+            if let Some((info, unread)) = listed {
                 page.conversations.push(ListedConversation {
                     info,
                     archived: query.archived,
+                    unread,
                 });
             }
             if more {
@@ -325,6 +336,7 @@ impl Conversations for MemoryStore {
                     return false;
                 }
                 conv.members.retain(|m| m != user);
+                conv.reads.remove(user);
                 self.lists()
                     .remove(user, conversation, conv.info.updated_at);
                 true
@@ -350,5 +362,32 @@ impl Conversations for MemoryStore {
         }
         lists.titles.remove(conversation);
         Ok(true)
+    }
+
+    /// Nothing when there is no such conversation or `user` is no member of it (the mark
+    /// would outlive what drops it). Marks compare the positions messages were stored at.
+    async fn mark_read(
+        &self,
+        conversation: &ConversationId,
+        user: &UserId,
+        message: &MessageId,
+    ) -> Result<Option<MessageId>, StoreError> {
+        Ok(self
+            .with_conversation(conversation, |conv| {
+                if !conv.members.contains(user) {
+                    return None;
+                }
+                let held = conv.reads.get(user);
+                match conv.history.position(message) {
+                    // Forward (or on it): the mark moves to it.
+                    Some(at) if held.is_none_or(|(mark, _)| at >= *mark) => {
+                        conv.reads.insert(user.clone(), (at, message.clone()));
+                        Some(message.clone())
+                    }
+                    // Back, or a message not held: the mark stays.
+                    _ => held.map(|(_, kept)| kept.clone()),
+                }
+            })
+            .flatten())
     }
 }

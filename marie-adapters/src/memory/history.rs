@@ -2,7 +2,8 @@
 
 use async_trait::async_trait;
 use marie_core::{
-    ChatMessage, ConversationId, History, HistoryQuery, MessageId, PromptMessage, StoreError,
+    ChatMessage, ConversationId, History, HistoryQuery, MessageId, MessageRole, PromptMessage,
+    StoreError,
 };
 
 use super::MemoryStore;
@@ -25,6 +26,36 @@ impl MemoryStore {
     }
 }
 
+impl MemoryStore {
+    /// Stores `message` under its conversation's lock, in one step: a new message after the
+    /// active branch's leaf when `at_leaf` (whatever its `parent_id` says), otherwise after
+    /// its `parent_id`; a message already held is replaced where it is. Returns the parent
+    /// it is stored after.
+    fn store_message(
+        &self,
+        conversation: &ConversationId,
+        mut message: ChatMessage,
+        at_leaf: bool,
+    ) -> Result<Option<MessageId>, StoreError> {
+        let cap = self.tables.history_cap;
+        self.with_conversation(conversation, |conv| {
+            let tree = &mut conv.history;
+            if let Some(held) = tree.get(&message.message_id) {
+                message.parent_id = held.parent_id.clone();
+            } else if at_leaf {
+                message.parent_id = tree.leaf().cloned();
+            }
+            let parent = message.parent_id.clone();
+            tree.insert(message);
+            if let Some(cap) = cap {
+                tree.trim(cap);
+            }
+            parent
+        })
+        .ok_or_else(StoreError::no_such_conversation)
+    }
+}
+
 #[async_trait]
 impl History for MemoryStore {
     async fn append_message(
@@ -32,14 +63,18 @@ impl History for MemoryStore {
         conversation: &ConversationId,
         message: ChatMessage,
     ) -> Result<(), StoreError> {
-        let cap = self.tables.history_cap;
-        self.with_conversation(conversation, |conv| {
-            conv.history.insert(message);
-            if let Some(cap) = cap {
-                conv.history.trim(cap);
-            }
-        })
-        .ok_or_else(StoreError::no_such_conversation)
+        self.store_message(conversation, message, false).map(drop)
+    }
+
+    /// Reads the leaf and appends under the conversation's lock: one step.
+    async fn append_to_active(
+        &self,
+        conversation: &ConversationId,
+        mut message: ChatMessage,
+    ) -> Result<ChatMessage, StoreError> {
+        message.siblings = Vec::new();
+        message.parent_id = self.store_message(conversation, message.clone(), true)?;
+        Ok(message)
     }
 
     async fn history(
@@ -68,6 +103,10 @@ impl History for MemoryStore {
                 content: m.content.clone(),
                 parts: m.parts.clone(),
                 attachments: m.attachments.clone(),
+                author: match m.role {
+                    MessageRole::User => m.user_id.as_ref().map(ToString::to_string),
+                    _ => None,
+                },
             }),
         )
     }
@@ -103,7 +142,7 @@ impl History for MemoryStore {
 
     async fn delete_history(&self, conversation: &ConversationId) -> Result<(), StoreError> {
         // A deleted conversation's history went with it; one still here is emptied.
-        self.with_conversation(conversation, |c| c.history = HistoryTree::default());
+        self.with_conversation(conversation, |c| c.history.clear());
         Ok(())
     }
 

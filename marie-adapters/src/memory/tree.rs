@@ -20,8 +20,12 @@ type IdMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 pub(super) struct HistoryTree {
     /// Every message, by id.
     nodes: IdMap<MessageId, Arc<Node>>,
-    /// The ids in the order they came, the oldest first, for [`trim`](Self::trim).
+    /// The ids in the order they were stored, the oldest first, for [`trim`](Self::trim)
+    /// and [`count_after`](Self::count_after).
     order: VecDeque<MessageId>,
+    /// The position the next new message is stored at: positions grow in the order
+    /// messages are stored (not the order of their ids), and are never reused.
+    next_position: u64,
     /// The children of each message (`None`: the first messages), in the order they came.
     children: IdMap<Option<MessageId>, Vec<MessageId>>,
     /// The active branch, oldest first: `path[i]` is at depth `path[0].depth + i`.
@@ -33,6 +37,8 @@ pub(super) struct Node {
     pub(super) message: ChatMessage,
     /// How many ancestors the store holds of it.
     depth: usize,
+    /// Where it was stored among the conversation's messages (kept when it is replaced).
+    position: u64,
 }
 
 impl HistoryTree {
@@ -45,6 +51,7 @@ impl HistoryTree {
             let node = Arc::new(Node {
                 message,
                 depth: old.depth,
+                position: old.position,
             });
             if let Some(index) = self.path_index(&id) {
                 self.path[index] = node.clone();
@@ -58,7 +65,13 @@ impl HistoryTree {
             .and_then(|p| self.nodes.get(p))
             .map_or(0, |p| p.depth + 1);
         self.children.entry(parent).or_default().push(id.clone());
-        let node = Arc::new(Node { message, depth });
+        let position = self.next_position;
+        self.next_position += 1;
+        let node = Arc::new(Node {
+            message,
+            depth,
+            position,
+        });
         self.order.push_back(id.clone());
         self.nodes.insert(id, node.clone());
         self.activate(node);
@@ -121,7 +134,6 @@ impl HistoryTree {
         }
     }
 
-    /// A message of any branch.
     /// Every message, on every branch, in the order they came.
     pub(super) fn all(&self) -> impl Iterator<Item = &ChatMessage> {
         self.order
@@ -130,6 +142,34 @@ impl HistoryTree {
             .map(|n| &n.message)
     }
 
+    /// Where `id` was stored among the messages held, if it is held.
+    pub(super) fn position(&self, id: &MessageId) -> Option<u64> {
+        self.nodes.get(id).map(|n| n.position)
+    }
+
+    /// How many messages (on every branch) were stored after position `mark` (all of them
+    /// without one), counting at most `max`: from the newest back, so it costs at most `max`
+    /// lookups however long the conversation.
+    pub(super) fn count_after(&self, mark: Option<u64>, max: usize) -> usize {
+        self.order
+            .iter()
+            .rev()
+            .filter_map(|id| self.nodes.get(id))
+            .take_while(|n| mark.is_none_or(|mark| n.position > mark))
+            .take(max)
+            .count()
+    }
+
+    /// Drops every message, keeping the positions given out: the next message is stored
+    /// after them, so read marks stay behind what comes.
+    pub(super) fn clear(&mut self) {
+        *self = Self {
+            next_position: self.next_position,
+            ..Self::default()
+        };
+    }
+
+    /// A message of any branch.
     pub(super) fn get(&self, id: &MessageId) -> Option<&ChatMessage> {
         self.nodes.get(id).map(|n| &n.message)
     }

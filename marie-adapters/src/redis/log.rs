@@ -214,8 +214,15 @@ fn corrupt(e: impl std::fmt::Display) -> StoreError {
 impl StreamLog for RedisStreamLog {
     async fn open(&self, meta: &StreamMeta) -> Result<(), StoreError> {
         let json = serde_json::to_string(meta).map_err(corrupt)?;
-        self.open_metas()
-            .insert(meta.stream_id.clone(), json.clone());
+        // What an append sends along to recreate a lost log: the meta without the question
+        // (up to a whole user message, which every burst would carry again). A log recreated
+        // mid-answer gives a resume from its start no `message_added`; history has it.
+        let light = StreamMeta {
+            question: None,
+            ..meta.clone()
+        };
+        let light = serde_json::to_string(&light).map_err(corrupt)?;
+        self.open_metas().insert(meta.stream_id.clone(), light);
         let (stream, meta_key) = self.keys(&meta.stream_id);
         let mut call = OPEN.prepare_invoke();
         call.key(stream)

@@ -17,6 +17,9 @@
 //! | `<prefix>:conv:{<id>}:tree` | hash | message id → `"<depth> <parent id>"` |
 //! | `<prefix>:conv:{<id>}:kids` | hash | parent id (`""`: first messages) → its children's ids, comma-separated, oldest first |
 //! | `<prefix>:conv:{<id>}:path` | list | the active branch's message ids, oldest first |
+//! | `<prefix>:conv:{<id>}:order` | sorted set | message ids scored by their storage position: the order they were stored in (an answer is stored when it ends, after what was posted meanwhile, though its id is older); a replaced message keeps its score |
+//! | `<prefix>:conv:{<id>}:seq` | string | the last storage position given out (`INCR`; positions are never reused, so it goes with the conversation, not with its history) |
+//! | `<prefix>:conv:{<id>}:reads` | hash | member → `"<position> <message id>"`: the storage position of the last message they marked read (never moves back) and its id; a list's `unread` is the `ZCOUNT` of `order` after the position (`ZCARD` of `ids` without a mark), at most 100 |
 //! | `<prefix>:conv:{<id>}:queue` | list | the sends waiting their turn, next first: `"<stream id> <JSON>"` |
 //! | `<prefix>:conv:{<id>}:answer` | hash | the running answer's lease: `stream_id`, `seq`; expires unless renewed |
 //! | `<prefix>:usage:{<user_id>}:<start>-<end>` | string | tokens the user used in a budget window; expires a day after it |

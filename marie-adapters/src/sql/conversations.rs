@@ -1,11 +1,13 @@
 //! Conversations, their members and each user's list: `marie_conversations`,
 //! `marie_members` (one row per member, with the conversation's last activity and the
-//! member's archive flag, indexed by `marie_members_list`).
+//! member's archive flag, indexed by `marie_members_list`), and `marie_reads` (each member's
+//! read mark, a `marie_messages.seq`, from which a list item's `unread` is counted).
 
 use async_trait::async_trait;
 use marie_core::{
-    ConversationChange, ConversationId, ConversationInfo, ConversationPage, Conversations,
-    LastMessage, ListCursor, ListQuery, ListedConversation, StoreError, UserId, now_millis,
+    AnswerPolicy, ConversationChange, ConversationId, ConversationInfo, ConversationPage,
+    Conversations, LastMessage, ListCursor, ListQuery, ListedConversation, MessageId, StoreError,
+    UserId, now_millis,
 };
 use sqlx::any::AnyRow;
 use sqlx::{Any, Row, Transaction};
@@ -19,7 +21,25 @@ pub(super) const LOCK_CONVERSATION: &str = "UPDATE marie_conversations SET last_
 
 /// The columns of a conversation's record, in the order [`read_info`] reads them.
 const INFO_COLUMNS: &str = "c.conversation_id, c.created_by, c.created_at, c.title, c.model, \
-     c.system_prompt, c.updated_at, c.last_message";
+     c.system_prompt, c.updated_at, c.last_message, c.answer_policy";
+
+/// How many messages of the conversation `m.conversation_id` the member `m.user_id` has not
+/// read: those stored after their mark (`seq` after the mark's; all of them without one), at
+/// most [`ListedConversation::UNREAD_MAX`]: a range of `marie_messages_in_order` cut at that
+/// many entries, so a page of a list costs one query, and at most that many index entries
+/// per conversation, however long its conversations are. (`ORDER BY seq` makes it a walk
+/// of the index that stops at the limit: without it PostgreSQL may pick a bitmap scan,
+/// which reads the whole range before the limit applies.)
+fn unread() -> String {
+    format!(
+        "(SELECT COUNT(*) FROM (SELECT 1 FROM marie_messages u \
+         WHERE u.conversation_id = m.conversation_id AND u.seq > COALESCE(\
+           (SELECT r.seq FROM marie_reads r \
+            WHERE r.conversation_id = m.conversation_id AND r.user_id = m.user_id), 0) \
+         ORDER BY u.seq LIMIT {}) after_mark)",
+        ListedConversation::UNREAD_MAX
+    )
+}
 
 /// A conversation's record from a row of [`INFO_COLUMNS`] (and more after them).
 fn read_info(row: &AnyRow) -> Result<ConversationInfo, Fault> {
@@ -33,6 +53,7 @@ fn read_info(row: &AnyRow) -> Result<ConversationInfo, Fault> {
         system_prompt: row.try_get(5)?,
         updated_at: from_db(row.try_get(6)?),
         last_message: last.as_deref().map(from_json).transpose()?,
+        answer_policy: AnswerPolicy::parse(&row.try_get::<String, _>(8)?).map_err(corrupt)?,
     })
 }
 
@@ -56,7 +77,8 @@ impl SqlStore {
         // A deleted conversation keeps its row: its id conflicts, and is never used again.
         let created = sqlx::query(
             "INSERT INTO marie_conversations (conversation_id, created_by, created_at, title, \
-             model, system_prompt, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+             model, system_prompt, updated_at, answer_policy) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
              ON CONFLICT (conversation_id) DO NOTHING",
         )
         .bind(info.conversation_id.as_str())
@@ -66,6 +88,7 @@ impl SqlStore {
         .bind(info.model.as_deref())
         .bind(info.system_prompt.as_deref())
         .bind(to_db(info.updated_at))
+        .bind(info.answer_policy.as_str())
         .execute(&mut *tx)
         .await?;
         if !changed(&created) {
@@ -224,13 +247,14 @@ impl SqlStore {
         let mut info = read_info(&row)?;
         change.apply(&mut info, at);
         sqlx::query(
-            "UPDATE marie_conversations SET title = $2, model = $3, system_prompt = $4 \
-             WHERE conversation_id = $1",
+            "UPDATE marie_conversations SET title = $2, model = $3, system_prompt = $4, \
+             answer_policy = $5 WHERE conversation_id = $1",
         )
         .bind(conversation.as_str())
         .bind(info.title.as_deref())
         .bind(info.model.as_deref())
         .bind(info.system_prompt.as_deref())
+        .bind(info.answer_policy.as_str())
         .execute(&mut *tx)
         .await?;
         Self::advance(&mut tx, conversation, info.updated_at).await?;
@@ -239,16 +263,18 @@ impl SqlStore {
     }
 
     /// One range of `marie_members_list`: the user's rows after the cursor, newest first,
-    /// each joined with its conversation's record.
+    /// each joined with its conversation's record and counted its unread messages
+    /// ([`unread`]).
     pub(super) async fn list(
         &self,
         user: &UserId,
         query: &ListQuery,
     ) -> Result<ConversationPage, Fault> {
         let mut sql = format!(
-            "SELECT {INFO_COLUMNS} FROM marie_members m \
+            "SELECT {INFO_COLUMNS}, {} FROM marie_members m \
              JOIN marie_conversations c ON c.conversation_id = m.conversation_id \
-             WHERE m.user_id = $1 AND m.archived = $2 AND c.deleted_at IS NULL"
+             WHERE m.user_id = $1 AND m.archived = $2 AND c.deleted_at IS NULL",
+            unread()
         );
         let mut next = 3;
         if query.before.is_some() {
@@ -297,9 +323,11 @@ impl SqlStore {
         let mut conversations = rows
             .iter()
             .map(|row| {
+                let unread: i64 = row.try_get(9)?;
                 Ok(ListedConversation {
                     info: read_info(row)?,
                     archived: query.archived,
+                    unread: from_db(unread),
                 })
             })
             .collect::<Result<Vec<_>, Fault>>()?;
@@ -346,20 +374,71 @@ impl SqlStore {
         Ok(row.is_some())
     }
 
+    /// Their read mark goes with them.
     pub(super) async fn remove(
         &self,
         conversation: &ConversationId,
         user: &UserId,
     ) -> Result<bool, Fault> {
+        let mut tx = self.begin_write().await?;
         let done = sqlx::query(
             "DELETE FROM marie_members WHERE conversation_id = $1 AND user_id = $2 \
              AND user_id <> (SELECT created_by FROM marie_conversations WHERE conversation_id = $1)",
         )
         .bind(conversation.as_str())
         .bind(user.as_str())
-        .execute(self.pool())
+        .execute(&mut *tx)
         .await?;
-        Ok(changed(&done))
+        if !changed(&done) {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        sqlx::query("DELETE FROM marie_reads WHERE conversation_id = $1 AND user_id = $2")
+            .bind(conversation.as_str())
+            .bind(user.as_str())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Moves the member's mark forward to `message`, never back, by where messages were
+    /// stored (`seq`, as [`unread`] counts), in one statement: nothing when `user` is no
+    /// member (of a conversation that exists) or the conversation holds no such message.
+    /// Then reads the mark held, in the same transaction.
+    pub(super) async fn mark(
+        &self,
+        conversation: &ConversationId,
+        user: &UserId,
+        message: &MessageId,
+    ) -> Result<Option<MessageId>, Fault> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "INSERT INTO marie_reads (conversation_id, user_id, message_id, seq) \
+             SELECT $1, $2, msg.message_id, msg.seq FROM marie_messages msg \
+             WHERE msg.conversation_id = $1 AND msg.message_id = $3 \
+             AND EXISTS (SELECT 1 FROM marie_members \
+               WHERE conversation_id = $1 AND user_id = $2) \
+             ON CONFLICT (conversation_id, user_id) DO UPDATE \
+             SET message_id = excluded.message_id, seq = excluded.seq \
+             WHERE marie_reads.seq < excluded.seq",
+        )
+        .bind(conversation.as_str())
+        .bind(user.as_str())
+        .bind(message.as_str())
+        .execute(&mut *tx)
+        .await?;
+        let held: Option<String> = sqlx::query_scalar(
+            "SELECT message_id FROM marie_reads WHERE conversation_id = $1 AND user_id = $2",
+        )
+        .bind(conversation.as_str())
+        .bind(user.as_str())
+        .fetch_optional(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(held
+            .map(|id| MessageId::parse(id).map_err(corrupt))
+            .transpose()?)
     }
 
     pub(super) async fn delete(&self, conversation: &ConversationId) -> Result<bool, Fault> {
@@ -376,10 +455,12 @@ impl SqlStore {
             tx.rollback().await?;
             return Ok(false);
         }
-        sqlx::query("DELETE FROM marie_members WHERE conversation_id = $1")
-            .bind(conversation.as_str())
-            .execute(&mut *tx)
-            .await?;
+        for table in ["marie_members", "marie_reads"] {
+            sqlx::query(&format!("DELETE FROM {table} WHERE conversation_id = $1"))
+                .bind(conversation.as_str())
+                .execute(&mut *tx)
+                .await?;
+        }
         tx.commit().await?;
         Ok(true)
     }
@@ -489,5 +570,70 @@ impl Conversations for SqlStore {
     async fn delete_conversation(&self, conversation: &ConversationId) -> Result<bool, StoreError> {
         self.run("delete_conversation", || self.delete(conversation))
             .await
+    }
+
+    async fn mark_read(
+        &self,
+        conversation: &ConversationId,
+        user: &UserId,
+        message: &MessageId,
+    ) -> Result<Option<MessageId>, StoreError> {
+        self.run("mark_read", || self.mark(conversation, user, message))
+            .await
+    }
+}
+
+#[cfg(all(test, feature = "sqlite"))]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    /// A list item's `unread` is a range of `marie_messages_in_order` after its mark, found
+    /// by `marie_reads`' key, in SQLite's plan: a page of a list costs what the page holds
+    /// (and at most `UNREAD_MAX` index entries per conversation), not what its conversations
+    /// hold.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn unread_is_a_range_of_the_messages_key() {
+        let dir = std::env::temp_dir().join(format!("marie-sql-unread-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.join("plans.db").display());
+        let store = SqlStore::connect(&url).await.unwrap();
+        let rows = sqlx::query(&format!(
+            "EXPLAIN QUERY PLAN SELECT {INFO_COLUMNS}, {} FROM marie_members m \
+             JOIN marie_conversations c ON c.conversation_id = m.conversation_id \
+             WHERE m.user_id = $1 AND m.archived = $2 AND c.deleted_at IS NULL \
+             ORDER BY m.updated_at DESC, m.conversation_id DESC LIMIT $3",
+            unread()
+        ))
+        .fetch_all(store.pool())
+        .await
+        .unwrap();
+        let plan: Vec<String> = rows.iter().map(|r| r.try_get(3).unwrap()).collect();
+        let uses = |table: &str, key: &str| {
+            plan.iter()
+                .any(|d| d.starts_with("SEARCH ") && d.contains(table) && d.contains(key))
+        };
+        assert!(
+            uses("marie_messages_in_order", "(conversation_id=? AND seq>?)"),
+            "{plan:#?}"
+        );
+        assert!(
+            uses("marie_reads", "(conversation_id=? AND user_id=?)"),
+            "{plan:#?}"
+        );
+        // The only scan is of the cut range's own rows (at most `UNREAD_MAX`), not a table.
+        assert!(
+            !plan
+                .iter()
+                .any(|d| d.starts_with("SCAN ") && d != "SCAN after_mark"),
+            "a full scan in {plan:#?}"
+        );
+        assert!(
+            !plan.iter().any(|d| d.contains("TEMP B-TREE")),
+            "a sort in {plan:#?}"
+        );
+        store.close().await;
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -53,7 +53,7 @@ SELECT message_id FROM down WHERE message_id IS NOT NULL ORDER BY depth DESC LIM
 /// The newest `$3` messages of the active branch below depth `$2`, newest first, with how
 /// many messages share each one's parent.
 const PAGE: &str = "SELECT m.message_id, m.parent_id, m.role, m.content, m.user_id,
-       m.created_at, m.parts, m.attachments,
+       m.created_at, m.parts, m.attachments, m.assistant,
        CASE WHEN m.parent_id IS NULL
             THEN (SELECT COUNT(*) FROM marie_messages s
                   WHERE s.conversation_id = $1 AND s.parent_id IS NULL)
@@ -66,8 +66,8 @@ WHERE p.conversation_id = $1 AND p.depth < $2
 ORDER BY p.depth DESC
 LIMIT $3";
 
-/// [`PAGE`], with only what the model is shown.
-const PROMPT_PAGE: &str = "SELECT m.role, m.content, m.parts, m.attachments
+/// [`PAGE`], with only what the model is shown (and the author of a user message).
+const PROMPT_PAGE: &str = "SELECT m.role, m.content, m.parts, m.attachments, m.user_id
 FROM marie_active_path p
 JOIN marie_messages m ON m.conversation_id = p.conversation_id AND m.message_id = p.message_id
 WHERE p.conversation_id = $1 AND p.depth < $2
@@ -81,14 +81,69 @@ JOIN marie_messages m ON m.conversation_id = p.conversation_id AND m.depth = p.d
 WHERE m.conversation_id = $1 AND m.message_id = $2";
 
 const COLUMNS: &str =
-    "message_id, parent_id, role, content, user_id, created_at, parts, attachments";
+    "message_id, parent_id, role, content, user_id, created_at, parts, attachments, assistant";
+
+/// Inserts a message (unless one with its id is held) and returns its parent and depth.
+/// `$1`..`$10`: conversation, message, seq, role, content, user, created_at, parts,
+/// attachments, assistant; `$parent` gives `parent_id, depth`.
+macro_rules! insert_message {
+    ($parent:literal) => {
+        concat!(
+            "INSERT INTO marie_messages (conversation_id, message_id, seq, role, content, \
+             user_id, created_at, parts, attachments, assistant, parent_id, depth) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, ",
+            $parent,
+            ") ON CONFLICT (conversation_id, message_id) DO NOTHING RETURNING parent_id, depth"
+        )
+    };
+}
+
+/// [`insert_message!`] after `$11` (NULL: a first message), at its depth plus one, or 0 when
+/// the store does not hold it.
+const INSERT_AFTER: &str = insert_message!(
+    "$11, COALESCE((SELECT depth + 1 FROM marie_messages \
+     WHERE conversation_id = $1 AND message_id = $11), 0)"
+);
+
+/// [`insert_message!`] after the active branch's leaf (none, at depth 0, when it is empty),
+/// read by the insert itself. The path's depths are its messages' depths.
+const INSERT_AFTER_LEAF: &str = insert_message!(
+    "(SELECT message_id FROM marie_active_path WHERE conversation_id = $1 \
+     ORDER BY depth DESC LIMIT 1), \
+     COALESCE((SELECT MAX(depth) + 1 FROM marie_active_path WHERE conversation_id = $1), 0)"
+);
+
+/// Where [`SqlStore::append`] puts a new message.
+#[derive(Clone, Copy)]
+pub(super) enum Place<'a> {
+    /// After this message (`None`: a first message), the branch through it made the active
+    /// one.
+    After(Option<&'a MessageId>),
+    /// After the active branch's leaf, read in the same transaction, under the
+    /// conversation's lock: it becomes the new leaf.
+    Leaf,
+}
 
 impl SqlStore {
+    /// Stores `message` at `place` in one write transaction, and returns the parent it is
+    /// stored after. A message already held is replaced where it is, its place in the tree
+    /// unchanged.
+    ///
+    /// The transaction starts by updating the conversation's row (its `last_seq`), which
+    /// serializes the writers of one conversation (a row lock in PostgreSQL, held until the
+    /// commit; SQLite's write lock, taken at `BEGIN IMMEDIATE`), so the leaf that
+    /// [`Place::Leaf`] reads in a later statement is the one it appends after.
+    ///
+    /// Statements, between `BEGIN` and `COMMIT`: that update; the insert, which reads the
+    /// parent's depth (or the leaf) itself (a message already held takes one more, the
+    /// update that replaces it); then the active branch: for [`Place::Leaf`] one insert of
+    /// the new leaf, for [`Place::After`] the three of [`activate`].
     pub(super) async fn append(
         &self,
         conversation: &ConversationId,
         message: &ChatMessage,
-    ) -> Result<(), Fault> {
+        place: Place<'_>,
+    ) -> Result<Option<MessageId>, Fault> {
         let mut tx = self.begin_write().await?;
         let seq: Option<i64> = sqlx::query_scalar(
             "UPDATE marie_conversations SET last_seq = last_seq + 1 \
@@ -109,44 +164,65 @@ impl SqlStore {
             .transpose()?;
         let role = message.role.as_str();
         let user = message.user_id.as_ref().map(|u| u.as_str());
-        // A message already held is replaced where it is, its place in the tree unchanged.
-        let replaced = sqlx::query(
-            "UPDATE marie_messages SET role = $3, content = $4, user_id = $5, created_at = $6, \
-             parts = $7, attachments = $8 WHERE conversation_id = $1 AND message_id = $2",
-        )
+        let insert = sqlx::query(match place {
+            Place::After(_) => INSERT_AFTER,
+            Place::Leaf => INSERT_AFTER_LEAF,
+        })
         .bind(conversation.as_str())
         .bind(message.message_id.as_str())
+        .bind(seq)
         .bind(role)
         .bind(message.content.as_str())
         .bind(user)
         .bind(to_db(message.created_at))
         .bind(parts.as_deref())
         .bind(attachments.as_deref())
-        .execute(&mut *tx)
-        .await?;
-        if !changed(&replaced) {
-            sqlx::query(
-                "INSERT INTO marie_messages (conversation_id, message_id, parent_id, depth, seq, \
-                 role, content, user_id, created_at, parts, attachments) \
-                 VALUES ($1, $2, $3, COALESCE((SELECT depth + 1 FROM marie_messages \
-                 WHERE conversation_id = $1 AND message_id = $3), 0), $4, $5, $6, $7, $8, $9, $10)",
+        .bind(message.assistant.as_deref());
+        let insert = match place {
+            Place::After(parent) => insert.bind(parent.map(|p| p.as_str())),
+            Place::Leaf => insert,
+        };
+        let parent: Option<String> = match insert.fetch_optional(&mut *tx).await? {
+            Some(row) => {
+                let depth: i64 = row.try_get(1)?;
+                match place {
+                    Place::After(_) => activate(&mut tx, conversation, &message.message_id).await?,
+                    // Its parent is the leaf: the path grows by it.
+                    Place::Leaf => {
+                        sqlx::query(
+                            "INSERT INTO marie_active_path (conversation_id, depth, message_id) \
+                             VALUES ($1, $2, $3)",
+                        )
+                        .bind(conversation.as_str())
+                        .bind(depth)
+                        .bind(message.message_id.as_str())
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                }
+                row.try_get(0)?
+            }
+            // Held already: replaced where it is.
+            None => sqlx::query_scalar(
+                "UPDATE marie_messages SET role = $3, content = $4, user_id = $5, \
+                 created_at = $6, parts = $7, attachments = $8, assistant = $9 \
+                 WHERE conversation_id = $1 AND message_id = $2 RETURNING parent_id",
             )
             .bind(conversation.as_str())
             .bind(message.message_id.as_str())
-            .bind(message.parent_id.as_ref().map(|p| p.as_str()))
-            .bind(seq)
             .bind(role)
             .bind(message.content.as_str())
             .bind(user)
             .bind(to_db(message.created_at))
             .bind(parts.as_deref())
             .bind(attachments.as_deref())
-            .execute(&mut *tx)
-            .await?;
-            activate(&mut tx, conversation, &message.message_id).await?;
-        }
+            .bind(message.assistant.as_deref())
+            .fetch_optional(&mut *tx)
+            .await?
+            .flatten(),
+        };
         tx.commit().await?;
-        Ok(())
+        Ok(parent.map(message_id).transpose()?)
     }
 
     pub(super) async fn switch(
@@ -196,7 +272,7 @@ impl SqlStore {
         let mut siblings: Vec<(Option<MessageId>, Vec<MessageId>)> = Vec::new();
         for row in rows.iter().rev() {
             let mut message = read_message(row)?;
-            let count: i64 = row.try_get(8)?;
+            let count: i64 = row.try_get(9)?;
             if count > 1 {
                 let known = siblings.iter().find(|(p, _)| *p == message.parent_id);
                 message.siblings = match known {
@@ -243,11 +319,14 @@ impl SqlStore {
         rows.iter()
             .rev()
             .map(|row| {
+                let role = role(row.try_get(0)?)?;
+                let author: Option<String> = row.try_get(4)?;
                 Ok(PromptMessage {
-                    role: role(row.try_get(0)?)?,
+                    role,
                     content: row.try_get(1)?,
                     parts: parts(row.try_get(2)?)?,
                     attachments: attachments(row.try_get(3)?)?,
+                    author: author.filter(|_| role == MessageRole::User),
                 })
             })
             .collect()
@@ -412,7 +491,7 @@ async fn children(
     Ok(ids.into_iter().map(message_id).collect::<Result<_, _>>()?)
 }
 
-/// A message from the first eight columns of a row ([`COLUMNS`]).
+/// A message from the first nine columns of a row ([`COLUMNS`]).
 fn read_message(row: &AnyRow) -> Result<ChatMessage, Fault> {
     let parent: Option<String> = row.try_get(1)?;
     let user: Option<String> = row.try_get(4)?;
@@ -428,6 +507,7 @@ fn read_message(row: &AnyRow) -> Result<ChatMessage, Fault> {
         parent_id: parent.map(message_id).transpose()?,
         siblings: Vec::new(),
         attachments: attachments(row.try_get(7)?)?,
+        assistant: row.try_get(8)?,
     })
 }
 
@@ -478,8 +558,27 @@ impl History for SqlStore {
         conversation: &ConversationId,
         message: ChatMessage,
     ) -> Result<(), StoreError> {
-        self.run("append_message", || self.append(conversation, &message))
-            .await
+        let place = Place::After(message.parent_id.as_ref());
+        self.run("append_message", || {
+            self.append(conversation, &message, place)
+        })
+        .await
+        .map(drop)
+    }
+
+    /// One transaction, under the conversation's lock: see `SqlStore::append`.
+    async fn append_to_active(
+        &self,
+        conversation: &ConversationId,
+        mut message: ChatMessage,
+    ) -> Result<ChatMessage, StoreError> {
+        message.siblings = Vec::new();
+        message.parent_id = self
+            .run("append_to_active", || {
+                self.append(conversation, &message, Place::Leaf)
+            })
+            .await?;
+        Ok(message)
     }
 
     async fn history(
@@ -579,6 +678,8 @@ mod tests {
             PROMPT_PAGE.to_owned(),
             DEPTH_ON_PATH.to_owned(),
             DESCEND.to_owned(),
+            INSERT_AFTER.to_owned(),
+            INSERT_AFTER_LEAF.to_owned(),
             format!("{CHAIN} SELECT MIN(depth) FROM chain WHERE NOT on_path"),
             format!(
                 "{CHAIN} INSERT INTO marie_active_path (conversation_id, depth, message_id) \

@@ -2,7 +2,7 @@
 //! [`AnyPool`]: one file for one node, or one PostgreSQL shared by several nodes.
 //!
 //! - `mod.rs`: the store, its configuration, connecting, migrations and errors.
-//! - `rooms.rs`: conversations and their members.
+//! - `conversations.rs`: conversations, their members, each user's list and read marks.
 //! - `history.rs`: messages, branches and the active branch.
 //! - `leases.rs`: sessions and the leases of running answers.
 //! - `approval.rs`: approvals of tool calls.
@@ -21,9 +21,10 @@
 //!
 //! | table | key | holds |
 //! |---|---|---|
-//! | `marie_conversations` | `conversation_id` | `created_by`, `created_at`, `last_seq` (the last message `seq` given out), `title`, `model`, `system_prompt`, `updated_at` (the last activity; index, for expiry), `last_message` (JSON), `deleted_at` (set when deleted: the row stays so the id is never used again) |
+//! | `marie_conversations` | `conversation_id` | `created_by`, `created_at`, `last_seq` (the last message `seq` given out), `title`, `model`, `system_prompt`, `answer_policy` (`always`, `mention` or `never`), `updated_at` (the last activity; index, for expiry), `last_message` (JSON), `deleted_at` (set when deleted: the row stays so the id is never used again) |
 //! | `marie_members` | `conversation_id, user_id` | `position`: users with access, in the order they were let in (index on `conversation_id, position`); each member's `updated_at` and `archived`: their list is one range of the index `marie_members_list` (`user_id, archived, updated_at, conversation_id`) |
-//! | `marie_messages` | `conversation_id, message_id` | every message of every branch: `parent_id` (NULL: a first message), `depth`, `seq` (the order messages came in), `role`, `content`, `user_id`, `created_at`, `parts` (JSON), `attachments` (JSON, the files' references without their bytes); index on `conversation_id, parent_id, seq` for children and siblings |
+//! | `marie_messages` | `conversation_id, message_id` | every message of every branch: `parent_id` (NULL: a first message), `depth`, `seq` (the order messages came in), `role`, `content`, `user_id`, `created_at`, `parts` (JSON), `attachments` (JSON, the files' references without their bytes), `assistant` (the named assistant that wrote an answer); index on `conversation_id, parent_id, seq` for children and siblings, and `marie_messages_in_order` on `conversation_id, seq` for `unread` |
+//! | `marie_reads` | `conversation_id, user_id` | `message_id`: the last message a member marked read, and `seq`, where it was stored (the mark never moves back by it); a list item's `unread` counts the messages stored after it, at most 100, a range of `marie_messages_in_order` |
 //! | `marie_active_path` | `conversation_id, depth` | `message_id`: the active branch, one row per depth from 0 to its leaf |
 //! | `marie_sessions` | `session_id` | `user_id`, `rooms` (JSON), `expires_at` (index, for sweeping) |
 //! | `marie_answer_leases` | `conversation_id` | the running answer's lease: `stream_id`, `seq`, `expires_at` |
@@ -38,6 +39,7 @@
 //! `marie_messages`' key, so it costs what a page costs however long the conversation is.
 //! `message_id` is compared for equality only in SQL; ordering ids (a `before` cursor that is
 //! not on the active branch) is done in Rust, so the database's collation does not matter.
+//! Read marks are compared by `seq` (where messages were stored), not by id.
 //!
 //! ## Consistency
 //!

@@ -93,6 +93,7 @@ impl SqlStore {
         }
         for table in [
             "marie_members",
+            "marie_reads",
             "marie_messages",
             "marie_active_path",
             "marie_queued_sends",

@@ -3,9 +3,9 @@
 //! (`joined`, `left`, `error`). Each is serialized as it is.
 
 use marie_core::{
-    ActiveStream, ApprovalId, ApprovalRecord, ChatMessage, ConversationExport, ConversationId,
-    ConversationInfo, ConversationPage, Error, ErrorCode, LastMessage, Member, MessageId,
-    SendQueued, StreamId, UserId,
+    ActiveStream, AnswerPolicy, ApprovalId, ApprovalRecord, Assistant, ChatMessage,
+    ConversationExport, ConversationId, ConversationInfo, ConversationPage, Error, ErrorCode,
+    LastMessage, Member, MessageId, SendQueued, StreamId, UserId,
 };
 use serde::Serialize;
 use serde_json::value::RawValue;
@@ -64,11 +64,28 @@ pub(crate) struct Invited {
 #[derive(Debug, Serialize)]
 pub(crate) struct Sent {
     pub(crate) message_id: MessageId,
-    pub(crate) stream_id: StreamId,
+    /// The answer's stream; absent when the message is not answered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) stream_id: Option<StreamId>,
     pub(crate) duplicate: bool,
     /// The send's place in the queue, when it was queued.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) queued: Option<usize>,
+    /// `false` (and only then on the wire) when the message is stored and told to the room
+    /// without an answer (`docs/protocol.md` section 10).
+    #[serde(skip_serializing_if = "is_true")]
+    pub(crate) answered: bool,
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
+}
+
+/// The `mark_read` ack.
+#[derive(Debug, Serialize)]
+pub(crate) struct MarkedRead {
+    pub(crate) conversation_id: ConversationId,
+    pub(crate) message_id: MessageId,
 }
 
 /// `branch_switched` to the room, and the `switch_branch` ack's fields.
@@ -229,6 +246,31 @@ mod tests {
             serde_json::to_value(&seed).unwrap(),
             json!({"status": "success", "message_id": "m"})
         );
+        // A send that is not answered names no stream; one that is keeps its old shape.
+        let stream_id = StreamId::parse("s").unwrap();
+        let sent = |answered: bool| Sent {
+            message_id: message_id.clone(),
+            stream_id: answered.then(|| stream_id.clone()),
+            duplicate: false,
+            queued: None,
+            answered,
+        };
+        assert_eq!(
+            serde_json::to_value(sent(false)).unwrap(),
+            json!({"message_id": "m", "duplicate": false, "answered": false})
+        );
+        assert_eq!(
+            serde_json::to_value(sent(true)).unwrap(),
+            json!({"message_id": "m", "stream_id": "s", "duplicate": false})
+        );
+        let read = MarkedRead {
+            conversation_id: ConversationId::parse("c").unwrap(),
+            message_id: message_id.clone(),
+        };
+        assert_eq!(
+            serde_json::to_value(&read).unwrap(),
+            json!({"conversation_id": "c", "message_id": "m"})
+        );
     }
 }
 
@@ -243,8 +285,12 @@ pub(crate) struct ConversationView {
     pub(crate) updated_at: u64,
     pub(crate) last_message: Option<LastMessage>,
     pub(crate) model: Option<String>,
+    pub(crate) answer_policy: AnswerPolicy,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) archived: Option<bool>,
+    /// Only in a list: the messages after the caller's read mark.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) unread: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) members: Option<Vec<Member>>,
     /// Only in `get_conversation`, the `update_conversation` ack and the export: a list
@@ -264,6 +310,8 @@ pub(crate) struct Settings {
     pub(crate) models: Vec<String>,
     /// How long `system_prompt` may be, in characters (0: the app sets none).
     pub(crate) max_system_prompt_chars: usize,
+    /// The app's named assistants, `{name, model}`, the one that answers unnamed first.
+    pub(crate) assistants: Vec<Assistant>,
 }
 
 impl ConversationView {
@@ -277,7 +325,9 @@ impl ConversationView {
             updated_at: info.updated_at,
             last_message: info.last_message,
             model: info.model,
+            answer_policy: info.answer_policy,
             archived: None,
+            unread: None,
             members: None,
             system_prompt: None,
             settings: None,
@@ -336,6 +386,7 @@ impl ConversationList {
                 .into_iter()
                 .map(|listed| ConversationView {
                     archived: Some(listed.archived),
+                    unread: Some(listed.unread),
                     ..ConversationView::of(listed.info)
                 })
                 .collect(),

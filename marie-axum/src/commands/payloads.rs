@@ -37,6 +37,9 @@ pub(super) struct SendMessage {
     /// File ids from `POST /api/chat/files`.
     #[serde(default)]
     pub(super) attachments: Vec<String>,
+    /// Answer it or not, whatever the conversation's `answer_policy` says.
+    #[serde(default)]
+    pub(super) answer: Option<bool>,
 }
 
 fn default_true() -> bool {
@@ -159,6 +162,18 @@ pub(super) struct UpdateConversation {
     pub(super) model: Option<String>,
     #[serde(default)]
     pub(super) system_prompt: Option<String>,
+    /// `"always"`, `"mention"` or `"never"` (read by `AnswerPolicy::parse`, whose error names
+    /// the choices).
+    #[serde(default)]
+    pub(super) answer_policy: Option<String>,
+}
+
+/// `mark_read`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct MarkRead {
+    pub(super) conversation_id: String,
+    pub(super) message_id: String,
 }
 
 /// `archive_conversation`.

@@ -11,8 +11,8 @@ use socketioxide::adapter::Adapter;
 
 use super::acks::{
     Announcement, Archived, BranchSwitched, Cancelled, ConversationList, ConversationView, Decided,
-    Deleted, Export, HistoryPage, Invited, Joined, Left, Nothing, Resumed, SeedAckOk, Sent,
-    Settings, TypingAck, ok, raw,
+    Deleted, Export, HistoryPage, Invited, Joined, Left, MarkedRead, Nothing, Resumed, SeedAckOk,
+    Sent, Settings, TypingAck, ok, raw,
 };
 use super::link::TypingAccess;
 use super::{Acked, ClientEvent, Command, Follow, Link};
@@ -113,6 +113,23 @@ impl<A: Adapter, L: Link> Ctx<'_, A, L> {
                 conversation,
                 typing,
             } => self.typing(conversation, typing).await,
+            Command::MarkRead {
+                conversation,
+                message,
+            } => {
+                // The mark kept: the one given, or a later one the reader marked before.
+                let mark = engine.mark_read(self.who, &conversation, &message).await?;
+                if let Some(mark) = &mark {
+                    self.shared
+                        .reads
+                        .read(&self.who.user_id, &conversation, mark)
+                        .await;
+                }
+                acked(ok(&MarkedRead {
+                    conversation_id: conversation,
+                    message_id: mark.unwrap_or(message),
+                }))
+            }
             Command::Edit {
                 conversation,
                 message,
@@ -165,6 +182,7 @@ impl<A: Adapter, L: Link> Ctx<'_, A, L> {
                     settings: Some(Settings {
                         models: config.models.clone(),
                         max_system_prompt_chars: config.max_system_prompt_chars,
+                        assistants: config.assistants.clone(),
                     }),
                     ..ConversationView::with_prompt(details.info)
                 }))
@@ -250,7 +268,7 @@ impl<A: Adapter, L: Link> Ctx<'_, A, L> {
         let conversation = request.conversation_id.clone();
         let streamed = request.stream;
         let outcome = self.shared.engine.send(self.who, request).await?;
-        if !outcome.duplicate {
+        if !outcome.duplicate && outcome.answered {
             self.link.asked(&conversation, &outcome.stream_id);
         }
         Ok(self.sent(&conversation, streamed, outcome))
@@ -263,14 +281,16 @@ impl<A: Adapter, L: Link> Ctx<'_, A, L> {
         streamed: bool,
         outcome: SendOutcome,
     ) -> Acked {
-        self.link.asked(conversation, &outcome.stream_id);
+        if outcome.answered {
+            self.link.asked(conversation, &outcome.stream_id);
+        }
         self.sent(conversation, streamed, outcome)
     }
 
     /// The ack of a send (in the seed's shape for `send_message_with_ack`), and the stream
     /// to follow when it was streamed and started.
     fn sent(&self, conversation: &ConversationId, streamed: bool, outcome: SendOutcome) -> Acked {
-        let follow = (streamed && outcome.queued.is_none()).then(|| Follow {
+        let follow = (streamed && outcome.queued.is_none() && outcome.answered).then(|| Follow {
             conversation: conversation.clone(),
             stream: outcome.stream_id.clone(),
             after_seq: 0,
@@ -279,6 +299,7 @@ impl<A: Adapter, L: Link> Ctx<'_, A, L> {
                 stream_id: outcome.stream_id.clone(),
                 message_id: outcome.answer_message_id.clone(),
                 parent_id: Some(outcome.message_id.clone()),
+                assistant: outcome.assistant.clone(),
                 status: StartStatus::Streaming,
             }),
         });
@@ -290,9 +311,10 @@ impl<A: Adapter, L: Link> Ctx<'_, A, L> {
         } else {
             ok(&Sent {
                 message_id: outcome.message_id,
-                stream_id: outcome.stream_id,
+                stream_id: outcome.answered.then_some(outcome.stream_id),
                 duplicate: outcome.duplicate,
                 queued: outcome.queued,
+                answered: outcome.answered,
             })
         };
         Acked { ack, follow }

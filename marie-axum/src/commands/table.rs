@@ -3,14 +3,15 @@
 //! The front ends, the fuzz target and the check of `docs/protocol.md` all read this table.
 
 use marie_core::{
-    ConversationChange, ConversationId, Error, FileId, MessageId, SendRequest, StreamId, UserId,
+    AnswerPolicy, ConversationChange, ConversationId, Error, FileId, MessageId, SendRequest,
+    StreamId, UserId,
 };
 use serde_json::Value;
 
 use super::payloads::{
     self, ApproveTool, ArchiveConversation, CancelStream, ConversationRef, EditMessage, Empty,
-    GetHistory, Invite, ListConversations, Regenerate, ResumeStream, SendMessage, SwitchBranch,
-    Typing, UpdateConversation, decode, decode_or_empty,
+    GetHistory, Invite, ListConversations, MarkRead, Regenerate, ResumeStream, SendMessage,
+    SwitchBranch, Typing, UpdateConversation, decode, decode_or_empty,
 };
 
 /// Every event a client may send.
@@ -38,12 +39,13 @@ pub(crate) enum ClientEvent {
     DeleteConversation,
     RemoveMember,
     ExportConversation,
+    MarkRead,
 }
 
 impl ClientEvent {
     /// Every client event, in the order of `docs/protocol.md` section 2 (a unit test below
     /// compares the two, in order).
-    pub(crate) const ALL: [Self; 22] = [
+    pub(crate) const ALL: [Self; 23] = [
         Self::JoinConversation,
         Self::LeaveConversation,
         Self::Invite,
@@ -66,6 +68,7 @@ impl ClientEvent {
         Self::DeleteConversation,
         Self::RemoveMember,
         Self::ExportConversation,
+        Self::MarkRead,
     ];
 
     /// The event's name, on Socket.IO and in `POST /api/chat/events/{event}`.
@@ -93,6 +96,7 @@ impl ClientEvent {
             Self::DeleteConversation => "delete_conversation",
             Self::RemoveMember => "remove_member",
             Self::ExportConversation => "export_conversation",
+            Self::MarkRead => "mark_read",
         }
     }
 
@@ -147,6 +151,7 @@ impl ClientEvent {
                         .into_iter()
                         .map(FileId::parse)
                         .collect::<Result<_, _>>()?,
+                    answer: p.answer,
                 })
             }
             Self::CancelStream => {
@@ -238,6 +243,13 @@ impl ClientEvent {
                 let p: ConversationRef = decode(payload)?;
                 Command::ExportConversation(ConversationId::parse(p.conversation_id)?)
             }
+            Self::MarkRead => {
+                let p: MarkRead = decode(payload)?;
+                Command::MarkRead {
+                    conversation: ConversationId::parse(p.conversation_id)?,
+                    message: MessageId::parse(p.message_id)?,
+                }
+            }
             Self::UpdateConversation => {
                 let p: UpdateConversation = decode(payload)?;
                 Command::UpdateConversation {
@@ -246,6 +258,11 @@ impl ClientEvent {
                         title: p.title,
                         model: p.model,
                         system_prompt: p.system_prompt,
+                        answer_policy: p
+                            .answer_policy
+                            .as_deref()
+                            .map(AnswerPolicy::parse)
+                            .transpose()?,
                     },
                 }
             }
@@ -341,6 +358,10 @@ pub(crate) enum Command {
         conversation: ConversationId,
         change: ConversationChange,
     },
+    MarkRead {
+        conversation: ConversationId,
+        message: MessageId,
+    },
     ArchiveConversation {
         conversation: ConversationId,
         archived: bool,
@@ -390,6 +411,37 @@ mod tests {
             panic!("a send with ack decodes");
         };
         assert!(!send.stream, "send_message_with_ack is never streamed");
+    }
+
+    /// The group fields: `answer`, `answer_policy` (its choices named), `mark_read`.
+    #[test]
+    fn group_fields_decode_and_bad_ones_are_named() {
+        let Ok(Command::Send(send)) = ClientEvent::SendMessage.decode(Some(
+            json!({"conversation_id": "c", "message": "hi", "answer": false}),
+        )) else {
+            panic!("a send with answer decodes");
+        };
+        assert_eq!(send.answer, Some(false));
+        let message = bad(
+            ClientEvent::SendMessage,
+            Some(json!({"conversation_id": "c", "message": "hi", "answer": "yes"})),
+        );
+        assert!(message.contains("`answer`"), "{message}");
+        let message = bad(
+            ClientEvent::UpdateConversation,
+            Some(json!({"conversation_id": "c", "answer_policy": "sometimes"})),
+        );
+        assert!(
+            message.contains("\"always\", \"mention\" or \"never\""),
+            "{message}"
+        );
+        let Ok(Command::MarkRead { message, .. }) =
+            ClientEvent::MarkRead.decode(Some(json!({"conversation_id": "c", "message_id": "m1"})))
+        else {
+            panic!("mark_read decodes");
+        };
+        assert_eq!(message.as_str(), "m1");
+        bad(ClientEvent::MarkRead, Some(json!({"conversation_id": "c"})));
     }
 
     /// `get_usage` takes `{}`, `null` or nothing, and nothing else.

@@ -119,7 +119,7 @@ impl Out {
 
     /// The stream this item belongs to; `None` for a reply.
     pub(crate) fn stream_id(&self) -> Option<&StreamId> {
-        self.event().map(StreamEvent::stream_id)
+        self.event().and_then(StreamEvent::stream_id)
     }
 
     /// The event name (a reply's, or `ack`).

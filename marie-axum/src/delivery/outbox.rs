@@ -285,8 +285,9 @@ impl Outbox {
         live: bool,
         send: Option<Direct<'_>>,
     ) -> Pushed {
-        if let Some(event) = out.event() {
-            let pos = Self::position(st, event.conversation_id(), event.stream_id());
+        // An event of an answer is tracked by its answer (`message_added` is of none).
+        if let Some((event, stream)) = out.event().and_then(|e| Some((e, e.stream_id()?))) {
+            let pos = Self::position(st, event.conversation_id(), stream);
             if live && let Some(held) = &mut pos.held {
                 held.push(out);
                 return Pushed::Queued;
@@ -299,7 +300,7 @@ impl Outbox {
                 if live && pos.last > 0 && first > pos.last + 1 {
                     // Held until the log has filled the gap before it.
                     let after = pos.last;
-                    let stream_id = event.stream_id().clone();
+                    let stream_id = stream.clone();
                     pos.held = Some(vec![out]);
                     return Pushed::Gap { stream_id, after };
                 }
@@ -458,7 +459,8 @@ impl Outbox {
 
     /// Queues what a resume ends with, in order, and starts the writer for it.
     fn release(&self, mut st: MutexGuard<'_, OutboxState>, outs: impl IntoIterator<Item = Out>) {
-        for out in outs {
+        // A follower of one answer (SSE) gets no `message_added` from the replay.
+        for out in outs.into_iter().filter(|out| self.wants(out)) {
             self.push_locked(&mut st, out, false, None);
         }
         let claimed = self.claim_writer(&mut st);

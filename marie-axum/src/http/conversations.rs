@@ -87,7 +87,7 @@ pub(super) async fn get_one<A: Adapter>(
     on_conversation(&shared, &headers, id, "get_conversation").await
 }
 
-/// `PATCH /api/chat/conversations/{id}` with `{title?, model?, system_prompt?}`.
+/// `PATCH /api/chat/conversations/{id}` with `{title?, model?, system_prompt?, answer_policy?}`.
 pub(super) async fn update<A: Adapter>(
     State(shared): State<Arc<NodeState<A>>>,
     Path(id): Path<String>,

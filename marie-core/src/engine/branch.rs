@@ -40,6 +40,8 @@ impl ChatEngine {
             client_message_id: None,
             on_busy: OnBusy::Reject,
             queued: None,
+            answer: None,
+            assistant: None,
         };
         self.start(who, start).await
     }
@@ -70,6 +72,7 @@ impl ChatEngine {
                     .ok_or(Error::NotFound("nothing to regenerate yet"))?
             }
         };
+        let assistant = target.assistant.clone();
         let question = match (target.role, target.parent_id) {
             (MessageRole::Assistant, Some(user_message)) => Question::Again {
                 user_message,
@@ -97,6 +100,8 @@ impl ChatEngine {
             client_message_id: None,
             on_busy: OnBusy::Reject,
             queued: None,
+            answer: None,
+            assistant,
         };
         self.start(who, start).await
     }

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::{OnBusy, TitlePolicy};
+use crate::{Assistant, OnBusy, TitlePolicy};
 
 /// Limits and switches of a [`ChatEngine`](crate::ChatEngine). `Default` fits a public chat.
 #[derive(Clone, Debug)]
@@ -72,6 +72,10 @@ pub struct EngineConfig {
     /// Whether a deleted conversation's files stay in the file store (`false`, the default:
     /// they are deleted with it).
     pub keep_files_on_delete: bool,
+    /// The app's named assistants (`docs/protocol.md` section 10): `@name` in a message picks
+    /// which one answers it; the first answers a message that names none. Empty (the
+    /// default): answers are not named.
+    pub assistants: Vec<Assistant>,
 }
 
 impl Default for EngineConfig {
@@ -100,6 +104,7 @@ impl Default for EngineConfig {
             max_system_prompt_chars: 0,
             titles: TitlePolicy::default(),
             keep_files_on_delete: false,
+            assistants: Vec::new(),
         }
     }
 }
@@ -230,6 +235,32 @@ impl EngineConfig {
             Some(model) if self.models.iter().any(|m| m == model) => Some(model),
             _ => self.models.first().map(String::as_str),
         }
+    }
+
+    /// Sets [`assistants`](Self::assistants): the first answers a message that mentions none.
+    ///
+    /// # Panics
+    ///
+    /// When a name is not one a mention can match (letters, digits, `_`, `-`; at most 64) or
+    /// two assistants share one (ignoring case): a mistake in the app, found at start.
+    pub fn assistants(mut self, assistants: impl IntoIterator<Item = Assistant>) -> Self {
+        let assistants: Vec<Assistant> = assistants.into_iter().collect();
+        for (i, a) in assistants.iter().enumerate() {
+            assert!(
+                Assistant::valid_name(&a.name),
+                "assistant name {:?}: use letters, digits, `_` and `-` (at most 64)",
+                a.name
+            );
+            assert!(
+                !assistants[..i]
+                    .iter()
+                    .any(|b| b.name.eq_ignore_ascii_case(&a.name)),
+                "two assistants are named {:?}",
+                a.name
+            );
+        }
+        self.assistants = assistants;
+        self
     }
 
     /// Sets [`create_on_join`](Self::create_on_join).

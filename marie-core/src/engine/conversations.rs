@@ -180,9 +180,13 @@ impl ChatEngine {
     /// The change as it will be stored (a title trimmed), or why it cannot be.
     fn check_change(&self, mut change: ConversationChange) -> Result<ConversationChange, Error> {
         let config = &self.shared.config;
-        if change.title.is_none() && change.model.is_none() && change.system_prompt.is_none() {
+        if change.title.is_none()
+            && change.model.is_none()
+            && change.system_prompt.is_none()
+            && change.answer_policy.is_none()
+        {
             return Err(Error::BadRequest(
-                "give at least one of title, model, system_prompt".into(),
+                "give at least one of title, model, system_prompt, answer_policy".into(),
             ));
         }
         if let Some(title) = &mut change.title {

@@ -9,6 +9,10 @@
 //! - `mod.rs`: [`ChatEngine`] and its builder; the commands that read or change a
 //!   conversation (join, invite, cancel, history, resume reads, sessions).
 //! - `send.rs`: `send_message`, from the checks to the spawned answer.
+//! - `assistants.rs`: who answers a message: the answer policy, `@mentions` of the named
+//!   [`Assistant`]s, `send_message.answer`.
+//! - `group.rs`: what a group needs besides answers: a message stored and told without an
+//!   answer, `message_added`, read marks.
 //! - `branch.rs`: `edit_message`, `regenerate`, `switch_branch`: branches of a conversation.
 //! - `answer/`: the task that runs one answer (its provider loop, its bursts, its lease).
 //! - `queue.rs`: busy conversations: queued sends (`on_busy: "enqueue"`) and interrupts.
@@ -22,10 +26,12 @@
 
 mod answer;
 mod approve;
+mod assistants;
 mod branch;
 mod config;
 mod conversations;
 mod files;
+mod group;
 mod idempotency;
 mod queue;
 mod send;
@@ -39,6 +45,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+pub use assistants::Assistant;
 pub use config::EngineConfig;
 pub use conversations::{ConversationDetails, ConversationExport, Member, MemberRole};
 pub use files::Upload;

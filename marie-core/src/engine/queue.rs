@@ -114,6 +114,8 @@ impl ChatEngine {
                 client_message_id: None,
                 on_busy: OnBusy::Reject,
                 queued: Some(next.clone()),
+                answer: Some(true),
+                assistant: None,
             };
             match self.start(&next.identity(), start).await {
                 // Started; or something runs, whose end starts it; or this node stops.

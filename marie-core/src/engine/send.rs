@@ -25,6 +25,8 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use super::assistants::{Answering, who_answers};
+use super::group::Place;
 use super::idempotency::Key;
 use super::{ChatEngine, RunningAnswer, answer};
 use crate::{
@@ -65,6 +67,9 @@ pub struct SendRequest {
     /// Files the sender uploaded to this conversation, to go with the message (at most
     /// [`EngineConfig::max_attachments`](crate::EngineConfig::max_attachments)).
     pub attachments: Vec<FileId>,
+    /// Whether the model answers this message, whatever the conversation's
+    /// [`AnswerPolicy`](crate::AnswerPolicy) says; `None`: as it says.
+    pub answer: Option<bool>,
 }
 
 /// The outcome of a send.
@@ -81,6 +86,13 @@ pub struct SendOutcome {
     /// The send's place in the queue (1: next) when it was queued (`on_busy: "enqueue"`)
     /// rather than answered at once; its message is stored when its turn comes.
     pub queued: Option<usize>,
+    /// `false` when the message was stored and told to the room without an answer (its
+    /// conversation's answer policy, or `answer:false`): `answer_message_id` and `stream_id`
+    /// then name nothing.
+    pub answered: bool,
+    /// The named assistant that answers (`stream_start.assistant`), when the app declares
+    /// some.
+    pub assistant: Option<String>,
 }
 
 /// The ids of a new send.
@@ -91,6 +103,8 @@ pub(super) fn new_outcome() -> SendOutcome {
         stream_id: StreamId::random(),
         duplicate: false,
         queued: None,
+        answered: true,
+        assistant: None,
     }
 }
 
@@ -104,6 +118,10 @@ pub(super) struct Start {
     pub(super) on_busy: OnBusy,
     /// A queued send whose turn has come: its ids were given when it was queued.
     pub(super) queued: Option<QueuedSend>,
+    /// `send_message.answer`: answer it or not, whatever the conversation's policy says.
+    pub(super) answer: Option<bool>,
+    /// Of a regeneration: the assistant that wrote the answer replaced, who answers again.
+    pub(super) assistant: Option<String>,
 }
 
 /// What an answer takes from its conversation's settings, read once when it starts.
@@ -115,6 +133,11 @@ pub(super) struct AnswerSetup {
     pub(super) system_prompt: Option<String>,
     /// Whether the conversation had no title: it is named after this answer.
     pub(super) untitled: bool,
+    /// The named assistant that answers (`None`: the app declares none).
+    pub(super) assistant: Option<crate::Assistant>,
+    /// The conversation's members when there is more than one (a group): the model is told
+    /// who wrote each message. Empty for a conversation of one.
+    pub(super) group: Vec<crate::UserId>,
 }
 
 /// What an answer answers.
@@ -200,7 +223,7 @@ impl Reservation<'_> {
     fn job(
         &self,
         who: &Identity,
-        (answered, prompt): (MessageId, HistoryQuery),
+        (answered, prompt, at_leaf): (MessageId, HistoryQuery, bool),
         request: &LlmRequest,
         streamed: bool,
         budget: Option<answer::Allowance>,
@@ -212,6 +235,7 @@ impl Reservation<'_> {
             stream_id: self.outcome.stream_id.clone(),
             message_id: self.outcome.answer_message_id.clone(),
             parent_id: answered,
+            at_leaf,
             prompt,
             prompt_tokens: request
                 .messages
@@ -276,6 +300,7 @@ impl ChatEngine {
             client_message_id,
             on_busy,
             attachments,
+            answer,
         } = request;
         let attachments = self.attachable(who, &conversation_id, &attachments).await?;
         let start = Start {
@@ -288,6 +313,8 @@ impl ChatEngine {
             client_message_id,
             on_busy: on_busy.unwrap_or(self.shared.config.on_busy),
             queued: None,
+            answer,
+            assistant: None,
         };
         self.start(who, start).await
     }
@@ -302,27 +329,40 @@ impl ChatEngine {
             return Err(Error::ShuttingDown);
         }
         let info = self.authorize(who, &start.conversation).await?;
-        let setup = self.answer_setup(&info);
-        let budget = self.allowance(who).await?;
+        let assistant = match self.answering(&info, &start)? {
+            Answering::By(assistant) => assistant,
+            Answering::No => return self.post(who, start).await,
+        };
+        // Two reads of the store at once: the members (for a group's authors) and the budget.
+        let (setup, budget) =
+            tokio::join!(self.answer_setup(&info, assistant), self.allowance(who));
+        let (setup, budget) = (setup?, budget?);
         let mut reservation = match self.claim(who, &start).await? {
             Claim::Answer(reservation) => reservation,
             Claim::Repeat(first) => return Ok(first),
             Claim::Queue => return self.enqueue(who, start).await,
         };
+        reservation.outcome.assistant = setup.assistant.as_ref().map(|a| a.name.clone());
         self.take_turn(&start).await?;
-        let (request, answered, prompt) = self
+        let (request, answered, prompt, question) = self
             .prepare_request(who, &mut reservation, start.question, &setup)
             .await?;
+        if let Some(question) = &question {
+            // Before the answer's `stream_start`, on the same path: every member sees the
+            // question first, on every node.
+            self.tell_added(&start.conversation, question).await;
+        }
+        let at_leaf = question.is_some();
         let job = reservation.job(
             who,
-            (answered, prompt),
+            (answered, prompt, at_leaf),
             &request,
             start.streamed,
             budget,
             setup,
         );
         if job.streamed {
-            self.open_log(&job).await;
+            self.open_log(&job, question).await;
         }
         let outcome = reservation.outcome.clone();
         reservation.commit();
@@ -430,6 +470,8 @@ impl ChatEngine {
                 stream_id: queued.stream_id.clone(),
                 duplicate: false,
                 queued: None,
+                answered: true,
+                assistant: None,
             },
             None => new_outcome(),
         };
@@ -483,19 +525,18 @@ impl ChatEngine {
         reservation: &mut Reservation<'_>,
         question: Question,
         setup: &AnswerSetup,
-    ) -> Result<(LlmRequest, MessageId, HistoryQuery), Error> {
+    ) -> Result<(LlmRequest, MessageId, HistoryQuery, Option<ChatMessage>), Error> {
         let store = self.shared.stores.history();
         let config = &self.shared.config;
         let conversation = &reservation.conversation;
         let (text, parent, attachments) = match question {
-            Question::New { text, attachments } => {
-                (text, store.active_leaf(conversation).await?, attachments)
-            }
+            // After the active branch's leaf as the store finds it when it stores it.
+            Question::New { text, attachments } => (text, Place::Leaf, attachments),
             Question::Edit {
                 text,
                 parent,
                 attachments,
-            } => (text, parent, attachments),
+            } => (text, Place::After(parent), attachments),
             Question::Again {
                 user_message,
                 replaces,
@@ -524,42 +565,83 @@ impl ChatEngine {
                 };
                 let messages = self.prompt_history(conversation, query.clone()).await?;
                 let request = self.llm_request(&who.user_id, conversation, setup, messages);
-                return Ok((request, user_message, query));
+                return Ok((request, user_message, query, None));
             }
         };
-        let user_message = ChatMessage {
-            message_id: reservation.outcome.message_id.clone(),
-            role: MessageRole::User,
-            content: text,
-            user_id: Some(who.user_id.clone()),
-            created_at: crate::now_millis(),
-            parts: Vec::new(),
-            parent_id: parent,
-            siblings: Vec::new(),
-            attachments,
-        };
+        let id = reservation.outcome.message_id.clone();
+        let user_message = user_message(id, who, text, attachments);
+        let user_message = self
+            .store_message(conversation, user_message, parent)
+            .await?;
         let answered = user_message.message_id.clone();
-        let last = LastMessage::of(&user_message);
-        store.append_message(conversation, user_message).await?;
-        self.touch(conversation, &last).await;
         let query = HistoryQuery::newest(config.history_window.max(1));
         let messages = self.prompt_history(conversation, query.clone()).await?;
         let request = self.llm_request(&who.user_id, conversation, setup, messages);
-        Ok((request, answered, query))
+        Ok((request, answered, query, Some(user_message)))
     }
 
-    /// What an answer in the conversation `info` takes from its settings.
-    pub(super) fn answer_setup(&self, info: &ConversationInfo) -> AnswerSetup {
+    /// Whether `start` is answered, and by which assistant: a queued send was answered when
+    /// it was queued, a regeneration by the assistant it replaces; a send or an edit as the
+    /// conversation's policy, its mentions and `answer` say.
+    fn answering(&self, info: &ConversationInfo, start: &Start) -> Result<Answering, Error> {
+        let assistants = &self.shared.config.assistants;
+        let by_name = |name: Option<&str>| {
+            name.and_then(|n| assistants.iter().find(|a| a.name == n))
+                .or(assistants.first())
+                .cloned()
+        };
+        match &start.question {
+            Question::Again { .. } if info.answer_policy == crate::AnswerPolicy::Never => {
+                Err(Error::BadRequest(
+                    "this conversation's answer_policy is \"never\": nothing is regenerated".into(),
+                ))
+            }
+            Question::Again { .. } => Ok(Answering::By(by_name(start.assistant.as_deref()))),
+            Question::New { text, .. } | Question::Edit { text, .. } if start.queued.is_some() => {
+                let named = super::assistants::mentioned(assistants, text);
+                Ok(Answering::By(named.or(assistants.first()).cloned()))
+            }
+            Question::New { text, .. } | Question::Edit { text, .. } => {
+                who_answers(assistants, info.answer_policy, start.answer, text)
+            }
+        }
+    }
+
+    /// What an answer in the conversation `info`, by `assistant`, takes from its settings
+    /// (and its members, when there is more than one).
+    pub(super) async fn answer_setup(
+        &self,
+        info: &ConversationInfo,
+        assistant: Option<crate::Assistant>,
+    ) -> Result<AnswerSetup, Error> {
         let config = &self.shared.config;
-        AnswerSetup {
-            model: config.model_for(info.model.as_deref()).map(str::to_owned),
+        let members = self
+            .shared
+            .stores
+            .conversations()
+            .members(&info.conversation_id)
+            .await?;
+        // An assistant's model is the app's own choice, used as it is; a conversation's
+        // only while the app still offers it.
+        let model = match assistant.as_ref().and_then(|a| a.model.clone()) {
+            Some(model) => Some(model),
+            None => config.model_for(info.model.as_deref()).map(str::to_owned),
+        };
+        Ok(AnswerSetup {
+            model,
             // A prompt set while the app allowed it is dropped once the app no longer does.
             system_prompt: info
                 .system_prompt
                 .clone()
                 .filter(|_| config.max_system_prompt_chars > 0),
             untitled: info.title.is_none(),
-        }
+            assistant,
+            group: if members.len() > 1 {
+                members
+            } else {
+                Vec::new()
+            },
+        })
     }
 
     /// The model's request: the app's system prompt, if any, then the conversation's, then
@@ -571,20 +653,41 @@ impl ChatEngine {
         setup: &AnswerSetup,
         history: Vec<PromptMessage>,
     ) -> LlmRequest {
+        let assistant = setup.assistant.as_ref();
+        let group = (!setup.group.is_empty()).then(|| group_prompt(setup));
         let prompts = [
             self.shared.config.system_prompt.as_ref(),
             setup.system_prompt.as_ref(),
+            assistant.and_then(|a| a.system_prompt.as_ref()),
+            group.as_ref(),
         ];
-        let mut messages = Vec::with_capacity(history.len() + 2);
+        let mut messages = Vec::with_capacity(history.len() + 4);
         for prompt in prompts.into_iter().flatten() {
             messages.push(PromptMessage::text(MessageRole::System, prompt.clone()));
         }
-        messages.extend(history);
+        let alone = setup.group.is_empty();
+        messages.extend(history.into_iter().map(|mut m| {
+            // Authors only where there are several people to tell apart: a conversation of
+            // one sends what it always sent.
+            if alone || m.role != MessageRole::User {
+                m.author = None;
+            }
+            m
+        }));
+        let tools = self.shared.tools.specs();
+        let tools = match assistant.and_then(|a| a.tools.as_ref()) {
+            Some(allowed) => tools
+                .iter()
+                .filter(|t| allowed.contains(&t.name))
+                .cloned()
+                .collect(),
+            None => tools.to_vec(),
+        };
         LlmRequest {
             conversation_id: conversation.clone(),
             user_id: user.clone(),
             messages,
-            tools: self.shared.tools.specs().to_vec(),
+            tools,
             model: setup.model.clone(),
         }
     }
@@ -606,14 +709,51 @@ impl ChatEngine {
     /// Opens the answer's log before the answer starts, so that a follower that reads the log
     /// as soon as `send` returns (the HTTP fallback) finds it. A log that cannot be opened is
     /// not fatal: the answer goes on, and a resume is refused.
-    async fn open_log(&self, job: &answer::AnswerJob) {
+    async fn open_log(&self, job: &answer::AnswerJob, question: Option<ChatMessage>) {
         let meta = StreamMeta {
             conversation_id: job.conversation_id.clone(),
             stream_id: job.stream_id.clone(),
             message_id: job.message_id.clone(),
+            question,
         };
         if let Err(e) = self.shared.log.open(&meta).await {
             tracing::warn!(error = %e, stream_id = %job.stream_id, "could not open the stream log");
         }
+    }
+}
+
+/// What the model is told of a group conversation: who is in it, how their messages are
+/// marked, and which assistant it is.
+fn group_prompt(setup: &AnswerSetup) -> String {
+    let members: Vec<&str> = setup.group.iter().map(|m| m.as_str()).collect();
+    let mut prompt = format!(
+        "This is a group conversation between {}. Each user message is marked with its \
+         author's name; answer the person who asked.",
+        members.join(", ")
+    );
+    if let Some(assistant) = &setup.assistant {
+        prompt.push_str(&format!(" You are the assistant \"{}\".", assistant.name));
+    }
+    prompt
+}
+
+/// A user message of `who`, written now (its parent is set where it is stored).
+pub(super) fn user_message(
+    id: MessageId,
+    who: &Identity,
+    text: String,
+    attachments: Vec<Attachment>,
+) -> ChatMessage {
+    ChatMessage {
+        message_id: id,
+        role: MessageRole::User,
+        content: text,
+        user_id: Some(who.user_id.clone()),
+        created_at: crate::now_millis(),
+        parts: Vec::new(),
+        parent_id: None,
+        siblings: Vec::new(),
+        attachments,
+        assistant: None,
     }
 }

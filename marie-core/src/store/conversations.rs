@@ -25,6 +25,9 @@ pub struct ConversationInfo {
     /// Its own instructions for the model, given after the app's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub system_prompt: Option<String>,
+    /// Which user messages the model answers (`docs/protocol.md` section 10).
+    #[serde(default, skip_serializing_if = "AnswerPolicy::is_always")]
+    pub answer_policy: AnswerPolicy,
     /// When it was last active (its last message, or a change of its title or settings),
     /// in milliseconds since the Unix epoch: what a list of conversations is ordered by.
     #[serde(default)]
@@ -45,9 +48,52 @@ impl ConversationInfo {
             title: None,
             model: None,
             system_prompt: None,
+            answer_policy: AnswerPolicy::Always,
             updated_at: at,
             last_message: None,
         }
+    }
+}
+
+/// Which user messages of a conversation the model answers (`answer_policy`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum AnswerPolicy {
+    /// Every one (a conversation with an assistant; the default).
+    #[default]
+    Always,
+    /// Only one that mentions an assistant, `@name`: that assistant answers it (a group of
+    /// people who call an assistant in when they want one).
+    Mention,
+    /// None: people talk to each other (`send_message.answer:true` is refused).
+    Never,
+}
+
+impl AnswerPolicy {
+    /// The policy as the wire spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Always => "always",
+            Self::Mention => "mention",
+            Self::Never => "never",
+        }
+    }
+
+    /// Reads the wire's spelling: `bad_request` naming the choices otherwise.
+    pub fn parse(raw: &str) -> Result<Self, Error> {
+        match raw {
+            "always" => Ok(Self::Always),
+            "mention" => Ok(Self::Mention),
+            "never" => Ok(Self::Never),
+            other => Err(Error::BadRequest(format!(
+                "`answer_policy` must be \"always\", \"mention\" or \"never\", not {other:?}"
+            ))),
+        }
+    }
+
+    fn is_always(&self) -> bool {
+        *self == Self::Always
     }
 }
 
@@ -86,6 +132,8 @@ pub struct ConversationChange {
     pub model: Option<String>,
     /// New instructions (`""`: none).
     pub system_prompt: Option<String>,
+    /// A new answer policy.
+    pub answer_policy: Option<AnswerPolicy>,
 }
 
 impl ConversationChange {
@@ -101,6 +149,9 @@ impl ConversationChange {
         }
         set(&mut info.model, &self.model);
         set(&mut info.system_prompt, &self.system_prompt);
+        if let Some(policy) = self.answer_policy {
+            info.answer_policy = policy;
+        }
         info.updated_at = info.updated_at.max(at);
     }
 }
@@ -166,6 +217,18 @@ pub struct ListedConversation {
     pub info: ConversationInfo,
     /// Whether the user archived it.
     pub archived: bool,
+    /// How many messages were stored in it after the one the user last marked read
+    /// ([`Conversations::mark_read`]), in the order they were stored (not the order of their
+    /// ids: an answer's id is made when it starts, and it is stored when it ends, after the
+    /// messages posted meanwhile); all of them when they never marked one. At most
+    /// [`UNREAD_MAX`](Self::UNREAD_MAX): a page of a list counts at most that many messages
+    /// per conversation, however long the conversation.
+    pub unread: u64,
+}
+
+impl ListedConversation {
+    /// The most [`unread`](Self::unread) counts: more unread messages than this show as this.
+    pub const UNREAD_MAX: u64 = 100;
 }
 
 /// A page of a user's conversations, most recently active first.
@@ -270,6 +333,24 @@ pub trait Conversations: Send + Sync + 'static {
     /// `false` when there was none. (Its history, queue and files are other parts' and
     /// other stores': the engine deletes those.)
     async fn delete_conversation(&self, conversation: &ConversationId) -> Result<bool, StoreError>;
+
+    /// Records that `user` read `conversation` up to `message` (a message it holds; the
+    /// engine checks). A mark is a position in the order the conversation's messages were
+    /// stored, and it never moves back: one for a message stored before the user's mark
+    /// changes nothing. [`list_conversations`](Self::list_conversations) counts the messages
+    /// stored after it as `unread`.
+    ///
+    /// Returns the mark held after the call: `message` when the mark moved to it (or was on
+    /// it), the message of the mark kept when that one was stored later. `None`, storing
+    /// nothing, when `user` is no member of `conversation` (or there is no such
+    /// conversation), or when the conversation does not hold `message` and the user has no
+    /// mark yet.
+    async fn mark_read(
+        &self,
+        conversation: &ConversationId,
+        user: &UserId,
+        message: &crate::MessageId,
+    ) -> Result<Option<crate::MessageId>, StoreError>;
 }
 
 #[async_trait]
@@ -347,6 +428,14 @@ impl<T: Conversations + ?Sized> Conversations for std::sync::Arc<T> {
     async fn delete_conversation(&self, conversation: &ConversationId) -> Result<bool, StoreError> {
         (**self).delete_conversation(conversation).await
     }
+    async fn mark_read(
+        &self,
+        conversation: &ConversationId,
+        user: &UserId,
+        message: &crate::MessageId,
+    ) -> Result<Option<crate::MessageId>, StoreError> {
+        (**self).mark_read(conversation, user, message).await
+    }
 }
 
 #[cfg(test)]
@@ -373,6 +462,7 @@ mod tests {
             10,
         );
         ConversationChange {
+            answer_policy: None,
             title: Some("Plans".into()),
             model: Some("m1".into()),
             system_prompt: Some("Be brief".into()),

@@ -47,6 +47,24 @@ pub trait History: Send + Sync + 'static {
         message: ChatMessage,
     ) -> Result<(), StoreError>;
 
+    /// Adds `message` after the active branch's leaf, whatever `message.parent_id` says, and
+    /// returns it as stored (its `parent_id` the leaf; `None` in an empty conversation). The
+    /// read of the leaf and the append are one step: two messages appended at once, from
+    /// any node, follow each other instead of becoming siblings (people talking in a group,
+    /// an answer stored while they do).
+    ///
+    /// The default reads [`active_leaf`](Self::active_leaf), then appends: a store where two
+    /// writers can meet must override it.
+    async fn append_to_active(
+        &self,
+        conversation: &ConversationId,
+        mut message: ChatMessage,
+    ) -> Result<ChatMessage, StoreError> {
+        message.parent_id = self.active_leaf(conversation).await?;
+        self.append_message(conversation, message.clone()).await?;
+        Ok(message)
+    }
+
     /// Reads the active branch: its newest `query.limit` messages before `query.before`,
     /// oldest first, each with its `siblings` when it has any.
     async fn history(
@@ -72,6 +90,9 @@ pub trait History: Send + Sync + 'static {
                 content: m.content,
                 parts: m.parts,
                 attachments: m.attachments,
+                author: (m.role == crate::MessageRole::User)
+                    .then(|| m.user_id.map(|u| u.as_str().to_owned()))
+                    .flatten(),
             })
             .collect())
     }
@@ -124,6 +145,13 @@ impl<T: History + ?Sized> History for std::sync::Arc<T> {
         message: ChatMessage,
     ) -> Result<(), StoreError> {
         (**self).append_message(conversation, message).await
+    }
+    async fn append_to_active(
+        &self,
+        conversation: &ConversationId,
+        message: ChatMessage,
+    ) -> Result<ChatMessage, StoreError> {
+        (**self).append_to_active(conversation, message).await
     }
     async fn history(
         &self,

@@ -43,8 +43,8 @@ pub use approvals::{
     APPROVAL_RETENTION, ApprovalDecision, ApprovalOutcome, ApprovalRecord, Approvals,
 };
 pub use conversations::{
-    ConversationChange, ConversationInfo, ConversationPage, Conversations, LastMessage, ListCursor,
-    ListQuery, ListedConversation,
+    AnswerPolicy, ConversationChange, ConversationInfo, ConversationPage, Conversations,
+    LastMessage, ListCursor, ListQuery, ListedConversation,
 };
 pub use history::{History, HistoryQuery};
 pub use leases::{AnswerLease, AnswerLeases};

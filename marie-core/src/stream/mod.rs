@@ -69,6 +69,18 @@ pub struct StreamReset {
     pub reason: String,
 }
 
+/// `message_added`: a message was stored in the conversation (a send, an edit), for every
+/// member, whether or not it is answered (`docs/protocol.md` section 10). A message that is
+/// answered comes before its answer's `stream_start`. It belongs to no answer: it has no
+/// `seq`, and a client that sees it twice (after a resume) keeps it once, by `message_id`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageAdded {
+    /// The conversation.
+    pub conversation_id: ConversationId,
+    /// The message as `get_history` returns it.
+    pub message: crate::ChatMessage,
+}
+
 /// `stream_start`: an answer began.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StreamStart {
@@ -82,6 +94,10 @@ pub struct StreamStart {
     /// answer, also when it regenerates an earlier one or comes from the queue.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent_id: Option<MessageId>,
+    /// The named assistant that answers, when the app declares some (`docs/protocol.md`
+    /// section 10).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assistant: Option<String>,
     /// Always `"streaming"`.
     pub status: StartStatus,
 }
@@ -337,6 +353,9 @@ pub struct AnswerFailed {
 #[serde(tag = "event", content = "data")]
 #[non_exhaustive]
 pub enum StreamEvent {
+    /// `message_added`: a message was stored (not numbered, and of no answer).
+    #[serde(rename = "message_added")]
+    MessageAdded(MessageAdded),
     /// `queued`: a send waits its turn (not numbered: it comes before its answer starts).
     #[serde(rename = "queued")]
     Queued(SendQueued),
@@ -388,6 +407,7 @@ impl StreamEvent {
     /// The Socket.IO event name (and the SSE `event:`).
     pub fn name(&self) -> &'static str {
         match self {
+            Self::MessageAdded(_) => "message_added",
             Self::Queued(_) => "queued",
             Self::Start(_) => "stream_start",
             Self::Chunk(_) => "stream_chunk",
@@ -409,6 +429,7 @@ impl StreamEvent {
     /// The conversation the event goes to.
     pub fn conversation_id(&self) -> &ConversationId {
         match self {
+            Self::MessageAdded(e) => &e.conversation_id,
             Self::Queued(e) => &e.conversation_id,
             Self::Start(e) => &e.conversation_id,
             Self::Chunk(e) => &e.conversation_id,
@@ -427,9 +448,10 @@ impl StreamEvent {
         }
     }
 
-    /// The answer the event belongs to.
-    pub fn stream_id(&self) -> &StreamId {
-        match self {
+    /// The answer the event belongs to; `None` for `message_added`, which belongs to none.
+    pub fn stream_id(&self) -> Option<&StreamId> {
+        Some(match self {
+            Self::MessageAdded(_) => return None,
             Self::Queued(e) => &e.stream_id,
             Self::Start(e) => &e.stream_id,
             Self::Chunk(e) => &e.stream_id,
@@ -445,7 +467,7 @@ impl StreamEvent {
             Self::Error(e) => &e.stream_id,
             Self::Response(e) => &e.stream_id,
             Self::Failed(e) => &e.stream_id,
-        }
+        })
     }
 
     /// The event's place in its answer's sequence, for the events that have one: they are
@@ -534,6 +556,7 @@ pub struct Payload<'a>(&'a StreamEvent);
 impl Serialize for Payload<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         match self.0 {
+            StreamEvent::MessageAdded(e) => e.serialize(serializer),
             StreamEvent::Queued(e) => e.serialize(serializer),
             StreamEvent::Start(e) => e.serialize(serializer),
             StreamEvent::Chunk(e) => e.serialize(serializer),
@@ -587,6 +610,7 @@ mod tests {
         let cases = [
             (
                 StreamEvent::Start(StreamStart {
+                    assistant: None,
                     conversation_id: conversation_id.clone(),
                     stream_id: stream_id.clone(),
                     message_id: message_id.clone(),

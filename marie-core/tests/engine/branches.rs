@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use marie_core::{Error, ErrorCode, MessageRole, ProviderError, SendOutcome};
+use marie_core::{Error, ErrorCode, MessageRole, PromptMessage, ProviderError, SendOutcome};
 use marie_llm::ScriptedProvider;
 use marie_testkit::engine::{contents, conv, harness, prompt, streamed, user};
 
@@ -43,12 +43,22 @@ async fn edits_and_regenerations_add_siblings_and_the_model_sees_the_active_bran
     assert_eq!(history[2].parent_id.as_ref(), Some(&history[1].message_id));
     assert_eq!(history[3].parent_id.as_ref(), Some(&edited.message_id));
     let asked = h.provider.requests().last().unwrap().messages.clone();
+    // Alice and Bob share the room: the model is told so, and who wrote what.
+    let by_alice = |text: &str| PromptMessage {
+        author: Some("alice".into()),
+        ..prompt(MessageRole::User, text)
+    };
     assert_eq!(
         asked,
         [
-            prompt(MessageRole::User, "one"),
+            prompt(
+                MessageRole::System,
+                "This is a group conversation between alice, bob. Each user message is \
+                 marked with its author's name; answer the person who asked."
+            ),
+            by_alice("one"),
             prompt(MessageRole::Assistant, "ok"),
-            prompt(MessageRole::User, "two, better"),
+            by_alice("two, better"),
         ]
     );
 
@@ -80,7 +90,7 @@ async fn edits_and_regenerations_add_siblings_and_the_model_sees_the_active_bran
     h.end(&first_again.stream_id).await;
     assert_eq!(
         h.provider.requests().last().unwrap().messages,
-        [prompt(MessageRole::User, "one")]
+        [asked[0].clone(), by_alice("one")]
     );
     let history = h.history(&alice, &room).await;
     assert_eq!(contents(&history), ["one", "ok"]);
@@ -102,7 +112,7 @@ async fn edits_and_regenerations_add_siblings_and_the_model_sees_the_active_bran
     h.end(&third.stream_id).await;
     let history = h.history(&alice, &room).await;
     assert_eq!(history[4].parent_id, Some(leaf));
-    assert_eq!(h.provider.requests().last().unwrap().messages.len(), 5);
+    assert_eq!(h.provider.requests().last().unwrap().messages.len(), 6); // the group note, then five
     h.assert_one_terminal_per_stream();
 }
 

@@ -113,8 +113,9 @@ async fn queued_sends_are_answered_in_order_after_the_running_one() {
         Some(&first.answer_message_id)
     );
     assert_eq!(history[3].message_id, second.answer_message_id);
-    // The queued question's model request held the answer before it.
-    assert_eq!(h.provider.requests()[1].messages.len(), 3);
+    // The queued question's model request held the answer before it (after the note that
+    // Alice and Bob share the room).
+    assert_eq!(h.provider.requests()[1].messages.len(), 4);
     h.assert_one_terminal_per_stream();
 }
 

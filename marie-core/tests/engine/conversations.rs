@@ -264,6 +264,7 @@ async fn settings_are_checked_and_reach_the_model() {
             &alice,
             &room,
             ConversationChange {
+                answer_policy: None,
                 title: Some("  Big   one ".into()),
                 model: Some("large".into()),
                 system_prompt: Some("Answer in French.".into()),

@@ -19,6 +19,7 @@
 //! - `retries`: a model step that fails mid-stream, asked again.
 //! - `history`: history pages.
 //! - `faults`: a provider, a sink or a store that fails or panics.
+//! - `groups`: messages not answered, `answer_policy`, named assistants, read marks.
 //! - `shutdown`: shutdown and its grace period.
 
 #![allow(clippy::unwrap_used)]
@@ -30,6 +31,7 @@ mod busy;
 mod cancel;
 mod conversations;
 mod faults;
+mod groups;
 mod history;
 mod retries;
 mod sending;

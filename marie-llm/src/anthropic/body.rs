@@ -23,6 +23,8 @@ pub(super) fn tools_json(tools: &[ToolSpec]) -> Value {
 /// The `system` field (the system messages, joined by a blank line) and the `messages`.
 ///
 /// A user message with files is content blocks, the files first ([`user_with_files`]).
+/// Messages have no `name` field: a user message's author, in a group conversation,
+/// prefixes its text ([`PromptMessage::authored_text`]).
 ///
 /// An assistant answer with parts becomes, per model step, an assistant message of content
 /// blocks in the order the model gave them (signed `thinking` and `redacted_thinking`,
@@ -43,9 +45,9 @@ pub(super) fn system_and_messages(messages: &[PromptMessage]) -> (Option<String>
                 }
             }
             MessageRole::User if !m.attachments.is_empty() => {
-                out.push(user_with_files(&m.content, &m.attachments));
+                out.push(user_with_files(&m.authored_text(), &m.attachments));
             }
-            MessageRole::User => out.push(json!({"role": "user", "content": m.content})),
+            MessageRole::User => out.push(json!({"role": "user", "content": m.authored_text()})),
         }
     }
     let system = (!system.is_empty()).then(|| system.join("\n\n"));
@@ -231,6 +233,7 @@ mod tests {
                 text("84."),
             ],
             attachments: Vec::new(),
+            author: None,
         };
         let (system, messages) = system_and_messages(&[
             PromptMessage::text(MessageRole::System, "Be brief."),
@@ -278,6 +281,7 @@ mod tests {
                 },
             ],
             attachments: Vec::new(),
+            author: None,
         }]);
         assert!(messages.is_empty(), "{messages:?}");
     }
@@ -314,6 +318,7 @@ mod tests {
                 text("Done."),
             ],
             attachments: Vec::new(),
+            author: None,
         };
         let (_, messages) = system_and_messages(&[answer]);
         assert_eq!(

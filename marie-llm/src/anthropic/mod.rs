@@ -6,7 +6,8 @@
 //!   event stream handed to the shared driver of `crate::http`).
 //! - `body.rs`: the request body: the system prompt in `system`, the history as `messages`
 //!   with content blocks (a user message's files as `image` / `document` / `text` blocks
-//!   before its text; signed thinking, text, `tool_use`, `tool_result`), the `tools`.
+//!   before its text, prefixed `[author] ` in a group conversation; signed thinking, text,
+//!   `tool_use`, `tool_result`), the `tools`.
 //! - `wire.rs`: the stream's events (`message_start` ... `message_stop`, `ping`, `error`)
 //!   decoded into the units the driver turns into [`LlmEvent`](marie_core::LlmEvent)s.
 
@@ -49,7 +50,9 @@ const MISSING_STOP: &str = "the event stream ended without `message_stop`";
 /// A user message with files is content blocks, the files first (Anthropic advises images
 /// and documents before the question): an `image` block per image, a `document` block per
 /// PDF (both `base64` sources), a `text` block for a text file or a file that is gone, then
-/// the message's text.
+/// the message's text. Messages have no `name` field: in a group conversation, a user
+/// message's author prefixes its text, `[alice] `
+/// ([`PromptMessage::authored_text`](marie_core::PromptMessage::authored_text)).
 ///
 /// What the stream says, and what MARIE makes of it:
 ///

@@ -2,6 +2,7 @@
 //! its calls and results, and the assembly of a call streamed in fragments (OpenAI's
 //! `delta.tool_calls`, by `index`) into whole calls.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use marie_core::{
@@ -29,9 +30,15 @@ pub(crate) fn tools_json(tools: &[ToolSpec]) -> Value {
 }
 
 /// How a dialect writes what differs between OpenAI's and Ollama's chat history: a user
-/// message with files, the assistant message of a step that called tools, and the message
-/// of one result.
+/// message's author, a user message with files, the assistant message of a step that
+/// called tools, and the message of one result.
 pub(crate) trait ChatDialect {
+    /// Whether the dialect's messages have a `name` field, where a user message's author
+    /// goes ([`PromptMessage::author_name_field`]) with the text as it is (OpenAI's chat
+    /// completions). Without one (Ollama), the author prefixes the text instead
+    /// ([`PromptMessage::authored_text`]).
+    const NAME_FIELD: bool;
+
     /// A user message that carries files (never called for one without: that is
     /// `{role, content}` in both dialects, as it always was).
     fn user(content: &str, attachments: &[Attachment]) -> Value;
@@ -42,14 +49,14 @@ pub(crate) trait ChatDialect {
 }
 
 /// The history in the chat shape both dialects share: `{role, content}` per message; a
-/// user message with files is the dialect's (`D::user`); an answer that called tools
-/// becomes, per model step, its assistant message with the calls (`D::assistant`) followed
-/// by one message per result (`D::result`).
+/// user message is [`user_message`]; an answer that called tools becomes, per model step,
+/// its assistant message with the calls (`D::assistant`) followed by one message per result
+/// (`D::result`).
 pub(crate) fn chat_messages<D: ChatDialect>(messages: &[PromptMessage]) -> Vec<Value> {
     let mut out = Vec::with_capacity(messages.len());
     for m in messages {
-        if m.role == MessageRole::User && !m.attachments.is_empty() {
-            out.push(D::user(&m.content, &m.attachments));
+        if m.role == MessageRole::User {
+            out.push(user_message::<D>(m));
             continue;
         }
         if m.role != MessageRole::Assistant || m.parts.is_empty() {
@@ -68,6 +75,29 @@ pub(crate) fn chat_messages<D: ChatDialect>(messages: &[PromptMessage]) -> Vec<V
         }
     }
     out
+}
+
+/// A user message: `{role, content}`, or the dialect's with files (`D::user`). Its author,
+/// in a group conversation, goes in `name` where the dialect has the field
+/// (`D::NAME_FIELD`), else as the text's `[author] ` prefix; without an author the message
+/// is what it always was.
+fn user_message<D: ChatDialect>(m: &PromptMessage) -> Value {
+    let text = if D::NAME_FIELD {
+        Cow::Borrowed(m.content.as_str())
+    } else {
+        m.authored_text()
+    };
+    let mut message = if m.attachments.is_empty() {
+        json!({ "role": "user", "content": text })
+    } else {
+        D::user(&text, &m.attachments)
+    };
+    if D::NAME_FIELD
+        && let Some(name) = m.author_name_field()
+    {
+        message["name"] = name.into();
+    }
+    message
 }
 
 /// A unit of a streamed tool call: the first one of a call names it, the later ones only

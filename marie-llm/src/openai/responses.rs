@@ -36,10 +36,12 @@ pub(super) fn tools_json(tools: &[ToolSpec]) -> Value {
 }
 
 /// The `instructions` (the system messages, joined by a blank line) and the `input` items:
-/// `{role, content}` messages (a user message with files: [`user_with_files`]), and for an
-/// answer that called tools, per model step, its text as an assistant message, a
-/// `function_call` item per call (arguments as JSON text) and a `function_call_output` item
-/// per result. Reasoning is not sent back.
+/// `{role, content}` messages (a user message with files: [`user_with_files`]; input
+/// messages have no `name` field, so a user message's author, in a group conversation,
+/// prefixes its text: [`PromptMessage::authored_text`]), and for an answer that called
+/// tools, per model step, its text as an assistant message, a `function_call` item per call
+/// (arguments as JSON text) and a `function_call_output` item per result. Reasoning is not
+/// sent back.
 pub(super) fn instructions_and_input(messages: &[PromptMessage]) -> (Option<String>, Vec<Value>) {
     let mut instructions: Vec<&str> = Vec::new();
     let mut input = Vec::with_capacity(messages.len());
@@ -47,9 +49,11 @@ pub(super) fn instructions_and_input(messages: &[PromptMessage]) -> (Option<Stri
         match m.role {
             MessageRole::System => instructions.push(&m.content),
             MessageRole::User if !m.attachments.is_empty() => {
-                input.push(user_with_files(&m.content, &m.attachments));
+                input.push(user_with_files(&m.authored_text(), &m.attachments));
             }
-            MessageRole::User => input.push(json!({"role": "user", "content": m.content})),
+            MessageRole::User => {
+                input.push(json!({"role": "user", "content": m.authored_text()}));
+            }
             MessageRole::Assistant => {
                 for turn in m.assistant_turns() {
                     if !turn.text.is_empty() {
@@ -553,6 +557,7 @@ mod tests {
                 },
             ],
             attachments: Vec::new(),
+            author: None,
         };
         let (instructions, input) = instructions_and_input(&[
             PromptMessage::text(MessageRole::System, "Be brief."),

@@ -138,6 +138,7 @@ impl Chat {
                     client_message_id: None,
                     on_busy: None,
                     attachments: files,
+                    answer: None,
                 },
             )
             .await
@@ -200,7 +201,7 @@ impl Chat {
             .sink
             .events()
             .into_iter()
-            .filter(|e| e.stream_id() == stream)
+            .filter(|e| e.stream_id() == Some(stream))
             .collect();
         assert!(
             matches!(events.first(), Some(StreamEvent::Start(_))),
@@ -310,7 +311,7 @@ pub async fn ask_through_resets(
         .sink
         .events()
         .into_iter()
-        .filter(|e| *e.stream_id() == stream)
+        .filter(|e| e.stream_id() == Some(&stream))
         .collect();
     let mut kept: Vec<StreamEvent> = Vec::new();
     for event in &events {

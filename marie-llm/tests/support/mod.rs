@@ -1,10 +1,12 @@
 //! Test support: a fake model server that sends what the real APIs send, a chat through the
 //! engine (and the checks of an answer asked again after a `stream_reset`), a provider asked
-//! directly, files on a user message, and addresses that refuse or never answer connections.
+//! directly, files on a user message, the authors of a group conversation's messages, and
+//! addresses that refuse or never answer connections.
 //! MARIE over Socket.IO, the engine's set-up and the metrics recorder are `marie_testkit`'s.
 
 #![allow(dead_code, unreachable_pub, missing_docs, clippy::unwrap_used)]
 
+pub mod authors;
 pub mod direct;
 pub mod engine;
 pub mod fake;

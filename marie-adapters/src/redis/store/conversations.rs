@@ -1,7 +1,13 @@
-//! [`Conversations`] in Redis: a record (JSON) and a sorted set of members per conversation,
-//! a marker for each deleted one (its id is never used again), and per user two sorted sets
-//! of conversation ids scored by their last activity: `user:{id}:convs` and
-//! `user:{id}:archived`.
+//! [`Conversations`] in Redis: a record (JSON), a sorted set of members and a hash of their
+//! read marks per conversation, a marker for each deleted one (its id is never used again),
+//! and per user two sorted sets of conversation ids scored by their last activity:
+//! `user:{id}:convs` and `user:{id}:archived`.
+//!
+//! A mark is a storage position (the conversation's `order`, which the history scripts keep:
+//! message ids are not in the order messages are stored, as an answer is stored when it
+//! ends). A list item's `unread` is a `ZCOUNT` of `order` after the user's mark (`ZCARD` of
+//! `ids` without one), at most [`ListedConversation::UNREAD_MAX`]: one pipelined O(log n)
+//! command per conversation of the page, however long the conversations.
 //!
 //! The scripts that change a conversation's activity also move it in every member's sets,
 //! in the same step. They name those sets from the members they read, so the store needs one
@@ -12,12 +18,13 @@ use std::sync::LazyLock;
 
 use async_trait::async_trait;
 use marie_core::{
-    ConversationChange, ConversationId, ConversationInfo, ConversationPage, Conversations,
-    LastMessage, ListCursor, ListQuery, ListedConversation, StoreError, UserId,
+    AnswerPolicy, ConversationChange, ConversationId, ConversationInfo, ConversationPage,
+    Conversations, LastMessage, ListCursor, ListQuery, ListedConversation, MessageId, StoreError,
+    UserId,
 };
 use redis::{AsyncCommands, Script};
 
-use super::{RedisStore, TOUCH, from_json, to_json};
+use super::{RedisStore, TOUCH, from_json, message_id, to_json};
 
 /// The keys of a user's lists, from the store's prefix (`ARGV[1]` of the scripts below),
 /// and their TTL (`ARGV[3]`, ms, 0 for none): a list lives as long as the most recently
@@ -43,12 +50,12 @@ local function moved(members, id, to)
 end
 ";
 
-/// KEYS: info, members, ids, msgs, tree, kids, path, gone. ARGV: prefix, id, ttl ms (0:
-/// none), info JSON, creator, updated_at.
+/// KEYS: the conversation's (see [`ConvKeys`](super::ConvKeys)), then gone. ARGV: prefix,
+/// id, ttl ms (0: none), info JSON, creator, updated_at.
 static CREATE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
         "{TOUCH}{LISTS}
-if redis.call('EXISTS', KEYS[8]) == 1 then return 0 end
+if redis.call('EXISTS', KEYS[#KEYS]) == 1 then return 0 end
 if not redis.call('SET', KEYS[1], ARGV[4], 'NX') then return 0 end
 redis.call('ZADD', KEYS[2], 0, ARGV[5])
 local active = lists(ARGV[5])
@@ -58,7 +65,8 @@ return 1"
     ))
 });
 
-/// KEYS: info, members, ids, msgs, tree, kids, path. ARGV: prefix, id, ttl ms, user.
+/// KEYS: the conversation's (see [`ConvKeys`](super::ConvKeys)). ARGV: prefix, id, ttl ms,
+/// user.
 /// -1: no such conversation. A new member comes after the last one (positions are never
 /// reused, so that removals keep the order).
 static GRANT: LazyLock<Script> = LazyLock::new(|| {
@@ -79,7 +87,7 @@ return 1"
     ))
 });
 
-/// KEYS: info, members. ARGV: prefix, id, ttl, role, preview, created_at. A message's
+/// KEYS: info, members, reads, order. ARGV: prefix, id, ttl, role, preview, created_at. A message's
 /// activity: `last_message` set, `updated_at` moved forward (never back), the members' lists
 /// with it.
 static ACTIVE: LazyLock<Script> = LazyLock::new(|| {
@@ -98,9 +106,10 @@ return 1"
     ))
 });
 
-/// KEYS: info, members. ARGV: prefix, id, ttl, at, then for title, model, system prompt each a
-/// flag ('1': given) and a value ('' clears the model and the prompt). The record after the
-/// change, or nil.
+/// KEYS: info, members, reads, order. ARGV: prefix, id, ttl, at, then for title, model, system
+/// prompt and answer policy each a flag ('1': given) and a value ('' clears the model and the
+/// prompt; `always`, the default, is left out of the record as serde leaves it out). The
+/// record after the change, or nil.
 static UPDATE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
         "{LISTS}
@@ -115,6 +124,9 @@ end
 if ARGV[9] == '1' then
   if ARGV[10] == '' then info.system_prompt = nil else info.system_prompt = ARGV[10] end
 end
+if ARGV[11] == '1' then
+  if ARGV[12] == 'always' then info.answer_policy = nil else info.answer_policy = ARGV[12] end
+end
 local to = math.max(from, tonumber(ARGV[4]))
 info.updated_at = to
 local out = cjson.encode(info)
@@ -124,7 +136,8 @@ return out"
     ))
 });
 
-/// KEYS: info, members. ARGV: prefix, id, ttl, user, '1' to archive or '0' to bring back.
+/// KEYS: info, members, reads, order. ARGV: prefix, id, ttl, user, '1' to archive or '0' to bring
+/// back.
 /// 0 when the user is no member.
 static ARCHIVE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
@@ -141,8 +154,8 @@ return 1"
     ))
 });
 
-/// KEYS: info, members. ARGV: prefix, id, ttl, user. 0 when the user is no member, or the
-/// creator.
+/// KEYS: info, members, reads, order. ARGV: prefix, id, ttl, user. 0 when the user is no
+/// member, or the creator. Their read mark goes with them.
 static REMOVE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
         "{LISTS}
@@ -152,11 +165,14 @@ if redis.call('ZREM', KEYS[2], ARGV[4]) == 0 then return 0 end
 local active, archived = lists(ARGV[4])
 redis.call('ZREM', active, ARGV[2])
 redis.call('ZREM', archived, ARGV[2])
+redis.call('HDEL', KEYS[3], ARGV[4])
 return 1"
     ))
 });
 
-/// KEYS: info, members, gone. ARGV: prefix, id, ttl. 0 when there is no such conversation.
+/// KEYS: info, members, reads, seq, gone. ARGV: prefix, id, ttl. 0 when there is no such
+/// conversation. The read marks go with it, and so does the counter of storage positions
+/// they are positions of (the history's keys go with the history).
 static DELETE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
         "{LISTS}
@@ -166,10 +182,42 @@ for _, user in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
   redis.call('ZREM', active, ARGV[2])
   redis.call('ZREM', archived, ARGV[2])
 end
-redis.call('DEL', KEYS[1], KEYS[2])
-redis.call('SET', KEYS[3], '1')
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
+redis.call('SET', KEYS[5], '1')
 return 1"
     ))
+});
+
+/// KEYS: info, members, reads, order. ARGV: prefix, id, ttl, user, message id. Moves the
+/// user's mark forward to the message's storage position (its score in `order`), never
+/// back. Returns the id of the mark held after: the message's, or the one kept; nil when
+/// there is no such conversation or the user is no member (or, without a mark, the message
+/// is not held). A new hash of marks gets the record's TTL (the scripts that refresh the
+/// conversation's refresh it after that).
+static MARK: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+if redis.call('EXISTS', KEYS[1]) == 0 or not redis.call('ZSCORE', KEYS[2], ARGV[4]) then
+  return false
+end
+local mark, kept = nil, false
+local held = redis.call('HGET', KEYS[3], ARGV[4])
+if held then
+  local at, id = string.match(held, '^(%d+) (.+)$')
+  mark, kept = tonumber(at), id
+end
+local at = redis.call('ZSCORE', KEYS[4], ARGV[5])
+if at then
+  at = tonumber(at)
+  if not mark or at >= mark then
+    redis.call('HSET', KEYS[3], ARGV[4], string.format('%d', at) .. ' ' .. ARGV[5])
+    local ttl = redis.call('PTTL', KEYS[1])
+    if ttl > 0 then redis.call('PEXPIRE', KEYS[3], ttl) end
+    return ARGV[5]
+  end
+end
+return kept",
+    )
 });
 
 /// Ids read from a user's list per round trip.
@@ -187,7 +235,8 @@ impl RedisStore {
         format!("{}:user:{{{user}}}:{which}", self.config().prefix)
     }
 
-    /// Runs one of the scripts above that take a conversation's `info` and `members`.
+    /// Runs one of the scripts above that take a conversation's `info`, `members`, `reads`
+    /// and `order`.
     async fn on_conversation<T: redis::FromRedisValue>(
         &self,
         op: &'static str,
@@ -203,6 +252,8 @@ impl RedisStore {
             let mut call = script.prepare_invoke();
             call.key(&keys.info)
                 .key(&keys.members)
+                .key(&keys.reads)
+                .key(&keys.order)
                 .arg(prefix)
                 .arg(id)
                 .arg(ttl);
@@ -332,6 +383,9 @@ impl Conversations for RedisStore {
             args.push(if field.is_some() { "1" } else { "0" }.to_owned());
             args.push(field.clone().unwrap_or_default());
         }
+        let policy = change.answer_policy.map(AnswerPolicy::as_str);
+        args.push(if policy.is_some() { "1" } else { "0" }.to_owned());
+        args.push(policy.unwrap_or_default().to_owned());
         let raw: Option<String> = self
             .on_conversation("update_conversation", &UPDATE, conversation, args)
             .await?;
@@ -339,8 +393,9 @@ impl Conversations for RedisStore {
     }
 
     /// Reads the user's sorted set from the cursor down, a batch at a time, and the records
-    /// of what it finds in one pipeline per batch; a record gone (its conversation expired)
-    /// leaves the list.
+    /// and the user's read marks of what it finds in one pipeline per batch; a record gone
+    /// (its conversation expired) leaves the list. Then counts the unread messages of the
+    /// page in one more pipeline.
     async fn list_conversations(
         &self,
         user: &UserId,
@@ -352,7 +407,8 @@ impl Conversations for RedisStore {
             .before
             .as_ref()
             .map_or_else(|| "+inf".to_owned(), |c| c.updated_at.to_string());
-        let mut found: Vec<ConversationInfo> = Vec::new();
+        // Each record with the user's read mark in it.
+        let mut found: Vec<(ConversationInfo, Option<String>)> = Vec::new();
         let mut offset = 0;
         'batches: loop {
             // Without a search every id read is on the page, but for the cursor's own entry
@@ -382,20 +438,23 @@ impl Conversations for RedisStore {
                 .into_iter()
                 .filter_map(|id| ConversationId::parse(id).ok())
                 .collect();
-            let info_keys: Vec<String> = ids.iter().map(|id| self.conv_keys(id).info).collect();
-            let records: Vec<Option<String>> = if info_keys.is_empty() {
+            let records: Vec<Option<String>> = if ids.is_empty() {
                 Vec::new()
             } else {
+                let mut pipe = redis::pipe();
+                for id in &ids {
+                    let keys = self.conv_keys(id);
+                    pipe.get(keys.info).hget(keys.reads, user.as_str());
+                }
                 self.run("list_conversations", |mut c| async move {
-                    let mut pipe = redis::pipe();
-                    for k in &info_keys {
-                        pipe.get(k);
-                    }
                     pipe.query_async(&mut c).await
                 })
                 .await?
             };
-            for (id, record) in ids.iter().zip(records) {
+            for (id, pair) in ids.iter().zip(records.chunks_exact(2)) {
+                let [record, mark] = pair else {
+                    continue;
+                };
                 let Some(record) = record else {
                     let (key, id) = (self.list_key(user, query.archived), id.to_string());
                     self.run("list_conversations", |mut c| async move {
@@ -404,7 +463,7 @@ impl Conversations for RedisStore {
                     .await?;
                     continue;
                 };
-                let info: ConversationInfo = from_json(&record)?;
+                let info: ConversationInfo = from_json(record)?;
                 if query.before.as_ref().is_some_and(|c| !c.precedes(&info)) {
                     continue;
                 }
@@ -416,7 +475,7 @@ impl Conversations for RedisStore {
                     None => true,
                 };
                 if matches {
-                    found.push(info);
+                    found.push((info, mark.clone()));
                     if found.len() > query.limit {
                         break 'batches;
                     }
@@ -428,13 +487,42 @@ impl Conversations for RedisStore {
         }
         let more = found.len() > query.limit;
         found.truncate(query.limit);
+        // The messages stored after each mark: O(log n) per conversation.
+        let unread: Vec<u64> = if found.is_empty() {
+            Vec::new()
+        } else {
+            let mut pipe = redis::pipe();
+            for (info, mark) in &found {
+                let keys = self.conv_keys(&info.conversation_id);
+                match mark {
+                    Some(mark) => {
+                        let (at, _) = mark.split_once(' ').ok_or_else(|| {
+                            StoreError::Corrupt(format!("read mark {mark:?} is no position"))
+                        })?;
+                        pipe.zcount(keys.order, format!("({at}"), "+inf");
+                    }
+                    // All of them (`ids`: history from before `order` counts too).
+                    None => {
+                        pipe.zcard(keys.ids);
+                    }
+                }
+            }
+            self.run("list_conversations", |mut c| async move {
+                pipe.query_async(&mut c).await
+            })
+            .await?
+        };
         Ok(ConversationPage {
-            next_before: more.then(|| found.last().map(ListCursor::after)).flatten(),
+            next_before: more
+                .then(|| found.last().map(|(info, _)| ListCursor::after(info)))
+                .flatten(),
             conversations: found
                 .into_iter()
-                .map(|info| ListedConversation {
+                .zip(unread)
+                .map(|((info, _), unread)| ListedConversation {
                     info,
                     archived: query.archived,
+                    unread: unread.min(ListedConversation::UNREAD_MAX),
                 })
                 .collect(),
         })
@@ -495,6 +583,8 @@ impl Conversations for RedisStore {
                 DELETE
                     .key(&keys.info)
                     .key(&keys.members)
+                    .key(&keys.reads)
+                    .key(&keys.seq)
                     .key(gone)
                     .arg(prefix)
                     .arg(conversation.as_str())
@@ -504,5 +594,18 @@ impl Conversations for RedisStore {
             })
             .await?;
         Ok(done == 1)
+    }
+
+    async fn mark_read(
+        &self,
+        conversation: &ConversationId,
+        user: &UserId,
+        message: &MessageId,
+    ) -> Result<Option<MessageId>, StoreError> {
+        let args = vec![user.to_string(), message.to_string()];
+        let mark: Option<String> = self
+            .on_conversation("mark_read", &MARK, conversation, args)
+            .await?;
+        mark.as_deref().map(message_id).transpose()
     }
 }

@@ -10,13 +10,15 @@ use redis::Script;
 use super::{RedisStore, TOUCH, message_id, read_message, to_json};
 
 /// The history tree, shared by the scripts that read or write it. KEYS: info, members, ids,
-/// msgs, tree, kids, path (see [`ConvKeys`]).
+/// msgs, tree, kids, path, order, seq, reads (see [`ConvKeys`](super::ConvKeys)).
 ///
 /// - `tree`: message id → `"<depth> <parent id>"` (the parent empty for a first message);
 /// - `kids`: parent id (`""` for the first messages) → its children's ids, comma-separated,
 ///   in the order they came;
 /// - `path`: the active branch, oldest first; `path[i]` is at depth `depth(path[0]) + i`, so
-///   that a page of it is one `LRANGE`.
+///   that a page of it is one `LRANGE`;
+/// - `order`: message id → its storage position, from the counter `seq`, which only grows
+///   (read marks are positions).
 const TREE: &str = r"
 local function node(id)
   local n = redis.call('HGET', KEYS[5], id)
@@ -51,8 +53,24 @@ local function activate(id)
   if keep then redis.call('LTRIM', KEYS[7], 0, keep) else redis.call('DEL', KEYS[7]) end
   for i = #chain, 1, -1 do redis.call('RPUSH', KEYS[7], chain[i]) end
 end
--- History written before branches is one line: it becomes a tree on first use.
+-- History written before branches is one line: it becomes a tree on first use. History
+-- written before storage positions gets them in id order, after any given out.
 local function upgrade()
+  if redis.call('EXISTS', KEYS[8]) == 0 then
+    local at = tonumber(redis.call('GET', KEYS[9]) or '0')
+    for _, id in ipairs(redis.call('ZRANGE', KEYS[3], 0, -1)) do
+      at = at + 1
+      redis.call('ZADD', KEYS[8], at, id)
+    end
+    if at > 0 then
+      redis.call('SET', KEYS[9], at)
+      local ttl = redis.call('PTTL', KEYS[1])
+      if ttl > 0 then
+        redis.call('PEXPIRE', KEYS[8], ttl)
+        redis.call('PEXPIRE', KEYS[9], ttl)
+      end
+    end
+  end
   if redis.call('EXISTS', KEYS[7]) == 1 or redis.call('HLEN', KEYS[5]) > 0 then return end
   local parent = ''
   for i, id in ipairs(redis.call('ZRANGE', KEYS[3], 0, -1)) do
@@ -85,27 +103,34 @@ local function trim(limit)
       end
     end
     if redis.call('LINDEX', KEYS[7], 0) == id then redis.call('LPOP', KEYS[7]) end
+    redis.call('ZREM', KEYS[8], id)
     redis.call('HDEL', KEYS[4], id)
     redis.call('HDEL', KEYS[5], id)
   end
 end
 ";
 
-/// ARGV: message id, message JSON, parent id ('' for none), limit (0: none), ttl ms.
-/// -1: no such conversation.
+/// ARGV: message id, message JSON, parent id ('' for none), limit (0: none), ttl ms, and
+/// `leaf` to put the message after the active branch's leaf instead of after the parent id
+/// (the leaf read in the same step as the append). A new message gets the next storage
+/// position; one already held is replaced where it is, keeping its position. Returns the
+/// parent the message is stored after ('' for none), or nil when there is no such
+/// conversation.
 static APPEND: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
         "{TOUCH}{TREE}
-if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+if redis.call('EXISTS', KEYS[1]) == 0 then return false end
 upgrade()
 local id, parent = ARGV[1], ARGV[3]
 if redis.call('HEXISTS', KEYS[4], id) == 0 then
+  if ARGV[6] == 'leaf' then parent = redis.call('LINDEX', KEYS[7], -1) or '' end
   local depth = 0
   if parent ~= '' then
     local d = node(parent)
     if d then depth = d + 1 end
   end
   redis.call('ZADD', KEYS[3], 0, id)
+  redis.call('ZADD', KEYS[8], 'NX', redis.call('INCR', KEYS[9]), id)
   redis.call('HSET', KEYS[5], id, depth .. ' ' .. parent)
   local kids = redis.call('HGET', KEYS[6], parent)
   redis.call('HSET', KEYS[6], parent, kids and (kids .. ',' .. id) or id)
@@ -113,10 +138,12 @@ if redis.call('HEXISTS', KEYS[4], id) == 0 then
   activate(id)
   trim(ARGV[4])
 else
+  local _, p = node(id)
+  parent = p or ''
   redis.call('HSET', KEYS[4], id, ARGV[2])
 end
 touch(ARGV[5])
-return 1"
+return parent"
     ))
 });
 
@@ -171,14 +198,14 @@ return {{m, p or ''}}"
     ))
 });
 
-/// Every message on every branch, in id order (the order they came), as pairs: message
-/// JSON, parent id.
+/// Every message on every branch, in the order they were stored, as pairs: message JSON,
+/// parent id.
 static ALL: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
         "{TREE}
 upgrade()
 local out = {{}}
-for _, id in ipairs(redis.call('ZRANGE', KEYS[3], 0, -1)) do
+for _, id in ipairs(redis.call('ZRANGE', KEYS[8], 0, -1)) do
   local m = redis.call('HGET', KEYS[4], id)
   if m then
     local _, p = node(id)
@@ -218,6 +245,51 @@ return leaf"
     ))
 });
 
+impl RedisStore {
+    /// Runs [`APPEND`]: `message` after its `parent_id`, or after the active branch's leaf
+    /// when `at_leaf`. Returns the parent it is stored after.
+    async fn append(
+        &self,
+        conversation: &ConversationId,
+        message: &ChatMessage,
+        at_leaf: bool,
+    ) -> Result<Option<MessageId>, StoreError> {
+        let keys = self.conv_keys(conversation);
+        let json = to_json(message)?;
+        let limit = self.inner.config.history_limit.unwrap_or(0);
+        let ttl = self.ttl_ms();
+        let parent: Option<String> = self
+            .run(
+                if at_leaf {
+                    "append_to_active"
+                } else {
+                    "append_message"
+                },
+                |mut c| async move {
+                    let mut call = APPEND.prepare_invoke();
+                    for k in keys.all() {
+                        call.key(k);
+                    }
+                    let parent = message.parent_id.as_ref().map_or("", |p| p.as_str());
+                    call.arg(message.message_id.as_str())
+                        .arg(json)
+                        .arg(parent)
+                        .arg(limit)
+                        .arg(ttl)
+                        .arg(if at_leaf { "leaf" } else { "" })
+                        .invoke_async(&mut c)
+                        .await
+                },
+            )
+            .await?;
+        match parent.as_deref() {
+            None => Err(StoreError::no_such_conversation()),
+            Some("") => Ok(None),
+            Some(parent) => message_id(parent).map(Some),
+        }
+    }
+}
+
 #[async_trait]
 impl History for RedisStore {
     async fn append_message(
@@ -225,30 +297,20 @@ impl History for RedisStore {
         conversation: &ConversationId,
         message: ChatMessage,
     ) -> Result<(), StoreError> {
-        let keys = self.conv_keys(conversation);
-        let json = to_json(&message)?;
-        let limit = self.inner.config.history_limit.unwrap_or(0);
-        let ttl = self.ttl_ms();
-        let done: i64 = self
-            .run("append_message", |mut c| async move {
-                let mut call = APPEND.prepare_invoke();
-                for k in keys.all() {
-                    call.key(k);
-                }
-                let parent = message.parent_id.as_ref().map_or("", |p| p.as_str());
-                call.arg(message.message_id.as_str())
-                    .arg(json)
-                    .arg(parent)
-                    .arg(limit)
-                    .arg(ttl)
-                    .invoke_async(&mut c)
-                    .await
-            })
-            .await?;
-        if done < 0 {
-            return Err(StoreError::no_such_conversation());
-        }
-        Ok(())
+        self.append(conversation, &message, false).await.map(drop)
+    }
+
+    /// One script: the leaf is read where the message is appended.
+    async fn append_to_active(
+        &self,
+        conversation: &ConversationId,
+        mut message: ChatMessage,
+    ) -> Result<ChatMessage, StoreError> {
+        // The tree names the parent; the JSON does not guess one.
+        message.parent_id = None;
+        message.siblings = Vec::new();
+        message.parent_id = self.append(conversation, &message, true).await?;
+        Ok(message)
     }
 
     async fn history(
@@ -357,6 +419,7 @@ impl History for RedisStore {
                 .arg(&keys.tree)
                 .arg(&keys.kids)
                 .arg(&keys.path)
+                .arg(&keys.order)
                 .query_async::<()>(&mut c)
                 .await
         })

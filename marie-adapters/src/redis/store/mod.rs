@@ -77,11 +77,15 @@ pub(super) struct ConvKeys {
     tree: String,
     kids: String,
     path: String,
+    order: String,
+    seq: String,
+    reads: String,
 }
 
 impl ConvKeys {
-    /// In the order the scripts take them.
-    pub(super) fn all(&self) -> [&str; 7] {
+    /// In the order the scripts take them (the read marks last: no script of history reads
+    /// them, but each one that refreshes the conversation's TTL refreshes theirs too).
+    pub(super) fn all(&self) -> [&str; 10] {
         [
             &self.info,
             &self.members,
@@ -90,6 +94,9 @@ impl ConvKeys {
             &self.tree,
             &self.kids,
             &self.path,
+            &self.order,
+            &self.seq,
+            &self.reads,
         ]
     }
 }
@@ -128,6 +135,9 @@ impl RedisStore {
             tree: format!("{base}:tree"),
             kids: format!("{base}:kids"),
             path: format!("{base}:path"),
+            order: format!("{base}:order"),
+            seq: format!("{base}:seq"),
+            reads: format!("{base}:reads"),
         }
     }
 

@@ -45,8 +45,12 @@ pub(super) struct AnswerJob {
     pub(super) stream_id: StreamId,
     /// The id of the assistant message this answer becomes.
     pub(super) message_id: MessageId,
-    /// The user message it answers: the stored answer's parent.
+    /// The user message it answers: the stored answer's parent, unless `at_leaf`.
     pub(super) parent_id: MessageId,
+    /// Whether the answer goes after the active branch's leaf when it is stored (a send or
+    /// an edit: messages people posted meanwhile come before it), rather than after
+    /// `parent_id` (a regeneration, beside the answer it replaces).
+    pub(super) at_leaf: bool,
     /// The history the model's request was built from, to build it again for a retry.
     pub(super) prompt: crate::HistoryQuery,
     /// The request's size in estimated tokens, for the usage of a provider that reports none.
@@ -206,6 +210,7 @@ fn start_event(job: &AnswerJob) -> StreamEvent {
         stream_id: job.stream_id.clone(),
         message_id: job.message_id.clone(),
         parent_id: Some(job.parent_id.clone()),
+        assistant: job.setup.assistant.as_ref().map(|a| a.name.clone()),
         status: StartStatus::Streaming,
     })
 }
@@ -252,15 +257,19 @@ async fn finalize(engine: &ChatEngine, job: &AnswerJob, outcome: Outcome) -> Str
             parent_id: Some(job.parent_id.clone()),
             siblings: Vec::new(),
             attachments: Vec::new(),
+            assistant: job.setup.assistant.as_ref().map(|a| a.name.clone()),
         };
         let last = LastMessage::of(&message);
-        if let Err(e) = engine
-            .shared
-            .stores
-            .history()
-            .append_message(&job.conversation_id, message)
-            .await
-        {
+        let history = engine.shared.stores.history();
+        let stored = if job.at_leaf {
+            history
+                .append_to_active(&job.conversation_id, message)
+                .await
+                .map(drop)
+        } else {
+            history.append_message(&job.conversation_id, message).await
+        };
+        if let Err(e) = stored {
             tracing::error!(error = %e, stream_id = %job.stream_id, "could not store the answer");
             return failure(job, &Error::from(e), true);
         }

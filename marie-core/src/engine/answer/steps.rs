@@ -278,6 +278,7 @@ fn next_request(request: &LlmRequest, draft: &Draft) -> LlmRequest {
         content: draft.content().to_owned(),
         parts: draft.parts(),
         attachments: Vec::new(),
+        author: None,
     });
     next
 }

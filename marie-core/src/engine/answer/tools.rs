@@ -26,7 +26,16 @@ pub(super) async fn run(
     let mut runnable: Vec<(ToolCall, Arc<dyn Tool>)> = Vec::new();
     for call in calls {
         // Checked before any approval: nobody is asked to approve a call that cannot run.
-        if let Err(problem) = toolbox.validate(&call.name, &call.arguments) {
+        // A named assistant calls only the tools it was given (the model was offered no
+        // other, but a model may name one anyway).
+        let allowed = job.setup.assistant.as_ref().and_then(|a| a.tools.as_ref());
+        let checked = match allowed {
+            Some(tools) if !tools.contains(&call.name) => {
+                Err(format!("there is no tool named {:?}", call.name))
+            }
+            _ => toolbox.validate(&call.name, &call.arguments),
+        };
+        if let Err(problem) = checked {
             finish(engine, job, draft, &call, Err(problem), Duration::ZERO).await;
             continue;
         }

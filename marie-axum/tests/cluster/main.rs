@@ -7,9 +7,9 @@
 
 #![allow(clippy::unwrap_used)]
 
-#[path = "../../marie-adapters/tests/support/postgres.rs"]
+#[path = "../../../marie-adapters/tests/support/postgres.rs"]
 mod postgres;
-#[path = "../../marie-adapters/tests/support/proxy.rs"]
+#[path = "../../../marie-adapters/tests/support/proxy.rs"]
 mod proxy;
 
 use std::collections::VecDeque;
@@ -31,6 +31,8 @@ use proxy::{Proxy, redis_addr, redis_url, unique_prefix};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
+mod groups;
+
 struct Node {
     addr: SocketAddr,
     handle: MarieHandle<RedisAdapter>,
@@ -48,6 +50,8 @@ struct Backends {
     /// Conversations, history, approvals and usage in this PostgreSQL (a URL), the rest
     /// (sessions, leases, the send queue) in Redis: the store given in parts.
     sql: Option<String>,
+    /// The engine's settings (named assistants, say).
+    engine: marie_core::EngineConfig,
 }
 
 impl Backends {
@@ -58,6 +62,7 @@ impl Backends {
             timeout: Duration::from_secs(2),
             budget: None,
             sql: None,
+            engine: marie_core::EngineConfig::default(),
         }
     }
 }
@@ -100,7 +105,10 @@ async fn start_node_with_tools(
             .with_send_queue(store),
         None => Stores::new(store),
     };
+    let mut config = marie_axum::MarieConfig::default();
+    config.engine = backends.engine.clone();
     let mut builder = Marie::builder()
+        .config(config)
         .authenticator(authenticator())
         .store(stores)
         .stream_log(log)
@@ -438,6 +446,7 @@ async fn a_node_cut_off_from_redis_fails_clearly_and_recovers_without_losing_ack
             timeout: Duration::from_millis(500),
             budget: None,
             sql: None,
+            engine: marie_core::EngineConfig::default(),
         },
         gated.clone(),
     )
