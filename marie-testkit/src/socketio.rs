@@ -311,15 +311,30 @@ pub struct StreamSeen {
 }
 
 impl StreamSeen {
-    /// Checks seq 1..n without gaps and returns the joined content.
+    /// Checks seq 1..n without gaps or repeats (a merged chunk, `first_seq`..`seq`, covers
+    /// several: the server merges the chunks of a burst, and those a slow client is behind
+    /// on) and returns the joined content.
     pub fn assert_contiguous(&self) -> String {
+        let mut next = 1;
         for (i, c) in self.chunks.iter().enumerate() {
-            assert_eq!(c["seq"], (i + 1) as u64, "chunk {i}: {c}");
+            let first = c["first_seq"]
+                .as_u64()
+                .unwrap_or_else(|| c["seq"].as_u64().unwrap());
+            assert_eq!(first, next, "chunk {i}: {c}");
+            next = c["seq"].as_u64().unwrap() + 1;
             assert_eq!(c["stream_id"], self.start["stream_id"]);
             assert_eq!(c["done"], false);
             assert!(!c["content"].as_str().unwrap().is_empty());
         }
         self.text()
+    }
+
+    /// The last `seq` received (0 when none): how many chunks the stream had, merged or not.
+    pub fn last_seq(&self) -> u64 {
+        self.chunks
+            .last()
+            .and_then(|c| c["seq"].as_u64())
+            .unwrap_or(0)
     }
 
     /// The chunks' contents joined, unchecked.

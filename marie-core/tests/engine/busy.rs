@@ -313,3 +313,87 @@ async fn a_client_that_saw_the_terminal_event_may_send_at_once() {
     h.end(&second.stream_id).await;
     h.assert_one_terminal_per_stream();
 }
+
+/// Leases whose renewals reach the store late, as a SQL statement already handed to a pool's
+/// connection does: dropping the renewal's future does not stop it. `landing` counts the
+/// renewals on their way.
+struct LateRenewals {
+    store: marie_adapters::MemoryStore,
+    landing: Arc<tokio::sync::watch::Sender<usize>>,
+}
+
+#[async_trait]
+impl marie_core::AnswerLeases for LateRenewals {
+    async fn claim_answer(
+        &self,
+        conversation: &ConversationId,
+        stream_id: &StreamId,
+        ttl: Duration,
+    ) -> Result<bool, marie_core::StoreError> {
+        self.store.claim_answer(conversation, stream_id, ttl).await
+    }
+    async fn renew_answer(
+        &self,
+        conversation: &ConversationId,
+        lease: &marie_core::AnswerLease,
+        ttl: Duration,
+    ) -> Result<bool, marie_core::StoreError> {
+        let (store, landing) = (self.store.clone(), self.landing.clone());
+        let (conversation, lease) = (conversation.clone(), lease.clone());
+        landing.send_modify(|n| *n += 1);
+        tokio::spawn(async move {
+            // Slower than the answer's last words: the end comes while it is on its way.
+            tokio::time::sleep(Duration::from_millis(60)).await;
+            let renewed = store.renew_answer(&conversation, &lease, ttl).await;
+            landing.send_modify(|n| *n -= 1);
+            renewed
+        })
+        .await
+        .unwrap()
+    }
+    async fn release_answer(
+        &self,
+        conversation: &ConversationId,
+        stream_id: &StreamId,
+    ) -> Result<(), marie_core::StoreError> {
+        self.store.release_answer(conversation, stream_id).await
+    }
+    async fn active_answer(
+        &self,
+        conversation: &ConversationId,
+    ) -> Result<Option<marie_core::AnswerLease>, marie_core::StoreError> {
+        self.store.active_answer(conversation).await
+    }
+}
+
+/// A renewal still on its way when the answer ends lands before the lease is released, not
+/// after (which would take the lease again and leave the conversation `busy` for a lease).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renewal_in_flight_at_the_end_never_takes_the_lease_back() {
+    use marie_core::AnswerLeases;
+    let store = marie_adapters::MemoryStore::new();
+    let (landing, mut landed) = tokio::sync::watch::channel(0usize);
+    let leases = LateRenewals {
+        store: store.clone(),
+        landing: Arc::new(landing),
+    };
+    let parts = marie_core::Stores::new(store.clone()).with_answer_leases(leases);
+    let words: Vec<String> = (0..30).map(|i| format!("w{i} ")).collect();
+    let h = Harness::builder(ScriptedProvider::new(words).delay(Duration::from_millis(5)))
+        .stores(store.clone(), parts)
+        .build();
+    let alice = user("alice");
+    let room = conv("room-late-renewal");
+    h.create(&alice, &room).await;
+    for i in 0..5 {
+        let sent = h.send(&alice, streamed(&room, &format!("q{i}"))).await;
+        h.end(&sent.stream_id).await;
+        // Every renewal has reached the store, late ones included.
+        landed.wait_for(|n| *n == 0).await.unwrap();
+        assert_eq!(
+            store.active_answer(&room).await.unwrap(),
+            None,
+            "answer {i}: the lease stays released"
+        );
+    }
+}

@@ -4,6 +4,8 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use tokio_util::sync::CancellationToken;
+
 use super::{AnswerJob, ChatEngine};
 use crate::AnswerLease;
 
@@ -13,23 +15,41 @@ use crate::AnswerLease;
 const SEQ_EVERY: Duration = Duration::from_millis(50);
 
 /// Runs `work` while keeping the answer's lease in the store alive.
+///
+/// When `work` is done the keeper is stopped, and a renewal it has in flight is awaited
+/// rather than dropped: a renewal takes a lapsed lease again, and a dropped one may still
+/// reach the store (a SQL statement already handed to a pool's connection runs anyway) after
+/// the answer has released its lease, taking it back and leaving the conversation `busy`
+/// for a whole lease.
 pub(super) async fn with_lease<T>(
     engine: &ChatEngine,
     job: &AnswerJob,
     work: impl std::future::Future<Output = T>,
 ) -> T {
-    let keeper = keep_lease(engine, job);
+    let stop = CancellationToken::new();
+    let keeper = keep_lease(engine, job, &stop);
     tokio::pin!(keeper, work);
-    tokio::select! {
+    // The keeper returns only once stopped; `running` keeps a returned future from being
+    // polled again all the same.
+    let mut running = true;
+    let out = tokio::select! {
         biased;
         out = &mut work => out,
-        never = &mut keeper => match never {},
+        () = &mut keeper => {
+            running = false;
+            (&mut work).await
+        }
+    };
+    if running {
+        stop.cancel();
+        keeper.await;
     }
+    out
 }
 
 /// Renews the lease every third of its length, and records the last `seq` sent at most every
-/// [`SEQ_EVERY`]. Never returns; dropped when the answer's work is done.
-async fn keep_lease(engine: &ChatEngine, job: &AnswerJob) -> std::convert::Infallible {
+/// [`SEQ_EVERY`], until `stop`: it returns then, between two renewals.
+async fn keep_lease(engine: &ChatEngine, job: &AnswerJob, stop: &CancellationToken) {
     let store = engine.shared.stores.answer_leases();
     let ttl = engine.answer_lease();
     let period = ttl / 3;
@@ -47,6 +67,7 @@ async fn keep_lease(engine: &ChatEngine, job: &AnswerJob) -> std::convert::Infal
             renew_at
         };
         tokio::select! {
+            () = stop.cancelled() => return,
             () = job.progress.notified(), if !behind => {}
             () = tokio::time::sleep_until(wake_at) => {}
         }
