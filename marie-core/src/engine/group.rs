@@ -1,5 +1,5 @@
 //! What a conversation of several people needs besides answers (`docs/protocol.md` section
-//! 14): a message stored and told to the room without an answer ([`ChatEngine::post`]),
+//! 10): a message stored and told to the room without an answer ([`ChatEngine::post`]),
 //! `message_added` for every stored message ([`ChatEngine::tell_added`]), and read marks
 //! ([`ChatEngine::mark_read`]).
 
@@ -57,11 +57,8 @@ impl ChatEngine {
             .map(|cmid| (conversation.clone(), who.user_id.clone(), cmid));
         if let Some(key) = &key {
             let mut state = self.state();
-            if let Some(first) = state.sent.get(key) {
-                return Ok(SendOutcome {
-                    duplicate: true,
-                    ..first.clone()
-                });
+            if let Some(first) = state.sent.repeat(key) {
+                return Ok(first);
             }
             let capacity = self.shared.config.idempotency_capacity;
             state.sent.insert(key.clone(), outcome.clone(), capacity);
@@ -80,8 +77,9 @@ impl ChatEngine {
         Ok(outcome)
     }
 
-    /// Stores a user message at `place` and moves the conversation to the top of its
-    /// members' lists; returns it as stored (with its parent).
+    /// Stores a message (a question, a post, an answer) at `place` and moves the
+    /// conversation to the top of its members' lists; returns it as stored (with its
+    /// parent).
     pub(super) async fn store_message(
         &self,
         conversation: &ConversationId,

@@ -18,8 +18,12 @@ pub(super) struct IdempotencyCache {
 }
 
 impl IdempotencyCache {
-    pub(super) fn get(&self, key: &Key) -> Option<&SendOutcome> {
-        self.outcomes.get(key)
+    /// The first outcome of the send `key` names, marked `duplicate`: what its repeat gets.
+    pub(super) fn repeat(&self, key: &Key) -> Option<SendOutcome> {
+        self.outcomes.get(key).map(|first| SendOutcome {
+            duplicate: true,
+            ..first.clone()
+        })
     }
 
     pub(super) fn insert(&mut self, key: Key, outcome: SendOutcome, capacity: usize) {

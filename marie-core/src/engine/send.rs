@@ -445,10 +445,7 @@ impl ChatEngine {
             who.user_id.clone(),
             client_message_id.to_owned(),
         );
-        self.state().sent.get(&key).map(|first| SendOutcome {
-            duplicate: true,
-            ..first.clone()
-        })
+        self.state().sent.repeat(&key)
     }
 
     /// Checks for a repeat and reserves the conversation in one critical section, so that two
@@ -479,11 +476,8 @@ impl ChatEngine {
         let seq = Arc::new(AtomicU64::new(0));
         let approvals = Arc::new(answer::Approvals::default());
         let mut state = self.state();
-        if let Some(first) = key.as_ref().and_then(|key| state.sent.get(key)) {
-            return Ok(Reserved::Repeat(SendOutcome {
-                duplicate: true,
-                ..first.clone()
-            }));
+        if let Some(first) = key.as_ref().and_then(|key| state.sent.repeat(key)) {
+            return Ok(Reserved::Repeat(first));
         }
         if state.answers.contains_key(&conversation) {
             return Err(Error::Busy);
@@ -597,9 +591,9 @@ impl ChatEngine {
                 ))
             }
             Question::Again { .. } => Ok(Answering::By(by_name(start.assistant.as_deref()))),
+            // Answered as it would be where every message is.
             Question::New { text, .. } | Question::Edit { text, .. } if start.queued.is_some() => {
-                let named = super::assistants::mentioned(assistants, text);
-                Ok(Answering::By(named.or(assistants.first()).cloned()))
+                who_answers(assistants, crate::AnswerPolicy::Always, Some(true), text)
             }
             Question::New { text, .. } | Question::Edit { text, .. } => {
                 who_answers(assistants, info.answer_policy, start.answer, text)

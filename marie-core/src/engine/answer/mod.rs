@@ -31,11 +31,11 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::ChatEngine;
+use super::group::Place;
 use crate::{
     AnswerFailed, ChatMessage, ConversationId, EndStatus, Error, ErrorCode, FinishReason,
-    LastMessage, LlmRequest, MessageId, MessagePart, MessageResponse, MessageRole, StartStatus,
-    StreamEnd, StreamEvent, StreamFailed, StreamId, StreamStart, Usage, UserId, estimate_tokens,
-    now_millis,
+    LlmRequest, MessageId, MessagePart, MessageResponse, MessageRole, StartStatus, StreamEnd,
+    StreamEvent, StreamFailed, StreamId, StreamStart, Usage, UserId, estimate_tokens, now_millis,
 };
 
 pub(super) struct AnswerJob {
@@ -259,21 +259,18 @@ async fn finalize(engine: &ChatEngine, job: &AnswerJob, outcome: Outcome) -> Str
             attachments: Vec::new(),
             assistant: job.setup.assistant.as_ref().map(|a| a.name.clone()),
         };
-        let last = LastMessage::of(&message);
-        let history = engine.shared.stores.history();
-        let stored = if job.at_leaf {
-            history
-                .append_to_active(&job.conversation_id, message)
-                .await
-                .map(drop)
+        let place = if job.at_leaf {
+            Place::Leaf
         } else {
-            history.append_message(&job.conversation_id, message).await
+            Place::After(message.parent_id.clone())
         };
-        if let Err(e) = stored {
+        if let Err(e) = engine
+            .store_message(&job.conversation_id, message, place)
+            .await
+        {
             tracing::error!(error = %e, stream_id = %job.stream_id, "could not store the answer");
-            return failure(job, &Error::from(e), true);
+            return failure(job, &e, true);
         }
-        engine.touch(&job.conversation_id, &last).await;
     }
 
     let usage =
