@@ -143,6 +143,7 @@ fn message(i: usize) -> ChatMessage {
 fn approval(c: &str, s: &str) -> ApprovalRecord {
     ApprovalRecord {
         request: ToolApprovalRequest {
+            client: Default::default(),
             conversation_id: conv(c),
             stream_id: stream(s),
             seq: 3,
@@ -158,6 +159,7 @@ fn approval(c: &str, s: &str) -> ApprovalRecord {
 
 fn decision(by: &str, approved: bool) -> ApprovalDecision {
     ApprovalDecision {
+        output: Default::default(),
         approved,
         decided_by: Some(user(by)),
         reason: (!approved).then(|| "not now".to_owned()),
@@ -1084,6 +1086,7 @@ mod contract {
     pub async fn queued_sends_wait_in_order_up_to_max(store: Store) {
         let c = conv("c7");
         let send = |i: usize| QueuedSend {
+            client_tools: Default::default(),
             conversation_id: c.clone(),
             user_id: user("alice"),
             roles: if i == 2 {
@@ -2520,6 +2523,7 @@ mod sql_specific {
         };
         let pending = approval("kept", "s1");
         let queued = QueuedSend {
+            client_tools: Default::default(),
             conversation_id: c.clone(),
             user_id: user("bob"),
             roles: Vec::new(),

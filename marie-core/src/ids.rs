@@ -146,6 +146,13 @@ impl ApprovalId {
     pub fn random() -> Self {
         Self(uuid::Uuid::new_v4().simple().to_string().into())
     }
+
+    /// The record of client tool call `tool_call_id` of answer `stream`: derived, so that
+    /// `submit_tool_result`, which names the call, finds it on any node. Never a random id
+    /// (those have no `/`), and the model's call ids are unique only within an answer.
+    pub fn for_client_call(stream: &StreamId, tool_call_id: &str) -> Self {
+        Self(format!("{stream}/{tool_call_id}").into())
+    }
 }
 
 impl StreamId {

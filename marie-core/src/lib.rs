@@ -96,9 +96,12 @@ pub use store::{
     QueuedSend, RoomStore, SendQueue, SessionRecord, Sessions, Stores, UsageLedger, UsageWindow,
 };
 pub use stream::{
-    AnswerFailed, EndStatus, MessageAdded, MessagePart, MessageResponse, Payload, SendQueued,
-    StartStatus, StreamChunk, StreamEnd, StreamEvent, StreamFailed, StreamReasoning, StreamReset,
-    StreamStart, ToolApproval, ToolApprovalRequest, ToolCallDelta, ToolCallReady, ToolCallStart,
-    ToolResult,
+    AnswerFailed, EndStatus, MessageAdded, MessagePart, MessageResponse, Payload, PendingToolCall,
+    SendQueued, StartStatus, StreamChunk, StreamEnd, StreamEvent, StreamFailed, StreamReasoning,
+    StreamReset, StreamStart, ToolApproval, ToolApprovalRequest, ToolCallDelta, ToolCallReady,
+    ToolCallStart, ToolResult,
 };
-pub use tool::{Tool, ToolContext, ToolError, ToolFn, Toolbox, ToolboxError, tool_fn};
+pub use tool::{
+    ClientTools, MAX_CLIENT_TOOLS, Tool, ToolContext, ToolError, ToolFn, Toolbox, ToolboxError,
+    tool_fn,
+};

@@ -168,15 +168,24 @@ pub fn tool_result_text(output: Option<&Value>, error: Option<&str>) -> String {
     }
 }
 
-/// A tool offered to the model: what the provider sends in its request.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A tool offered to the model: what the provider sends in its request (and what a client
+/// declares of its own tools, `send_message.client_tools`).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ToolSpec {
     /// The tool's name, as the model calls it.
     pub name: String,
     /// What it does, for the model.
+    #[serde(default)]
     pub description: String,
-    /// The JSON Schema of its arguments (an object schema).
+    /// The JSON Schema of its arguments (an object schema); a client that declares none
+    /// declares an object of anything.
+    #[serde(default = "any_object")]
     pub parameters: Value,
+}
+
+/// The schema of a tool that declares no parameters.
+fn any_object() -> Value {
+    serde_json::json!({"type": "object"})
 }
 
 /// A complete tool call of the model, its arguments parsed.

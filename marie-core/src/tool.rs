@@ -218,6 +218,12 @@ pub enum ToolboxError {
     /// Another tool has this name.
     #[error("two tools are named {0:?}")]
     Duplicate(String),
+    /// A client tool has the name of one of the server's tools.
+    #[error("{0:?} is the name of a server tool")]
+    Taken(String),
+    /// A send declares more client tools than [`MAX_CLIENT_TOOLS`].
+    #[error("at most {0} client tools")]
+    TooMany(usize),
     /// The parameters are not a valid JSON Schema.
     #[error("the parameters of tool {name:?} are not a valid JSON Schema: {reason}")]
     InvalidSchema {
@@ -237,23 +243,12 @@ impl Toolbox {
     /// Adds a tool, compiling its schema.
     pub fn add(&mut self, tool: Arc<dyn Tool>) -> Result<(), ToolboxError> {
         let name = tool.name().to_owned();
-        let valid_name = !name.is_empty()
-            && name.len() <= 64
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-        if !valid_name {
-            return Err(ToolboxError::InvalidName(name));
-        }
+        check_name(&name)?;
         if self.tools.contains_key(&name) {
             return Err(ToolboxError::Duplicate(name));
         }
         let parameters = tool.parameters();
-        let validator =
-            jsonschema::validator_for(&parameters).map_err(|e| ToolboxError::InvalidSchema {
-                name: name.clone(),
-                reason: e.to_string(),
-            })?;
+        let validator = compile(&name, &parameters)?;
         Arc::make_mut(&mut self.specs).push(ToolSpec {
             name: name.clone(),
             description: tool.description().to_owned(),
@@ -283,30 +278,121 @@ impl Toolbox {
     /// Checks `arguments` against the schema of tool `name`: `Err` with what does not fit,
     /// as the model will be told it (at most five problems).
     pub fn validate(&self, name: &str, arguments: &Value) -> Result<(), String> {
-        let Some(entry) = self.tools.get(name) else {
-            return Err(format!("there is no tool named {name:?}"));
-        };
-        let problems: Vec<String> = entry
-            .validator
-            .iter_errors(arguments)
-            .take(5)
-            .map(|e| {
-                let at = e.instance_path().to_string();
-                if at.is_empty() {
-                    e.to_string()
-                } else {
-                    format!("{at}: {e}")
-                }
-            })
-            .collect();
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            Err(format!(
-                "the arguments do not fit the tool's schema: {}",
-                problems.join("; ")
-            ))
+        match self.tools.get(name) {
+            Some(entry) => check(&entry.validator, arguments),
+            None => Err(format!("there is no tool named {name:?}")),
         }
+    }
+}
+
+/// Refuses a tool name a provider would not take: 1 to 64 of `[A-Za-z0-9_-]`.
+fn check_name(name: &str) -> Result<(), ToolboxError> {
+    let valid = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if valid {
+        Ok(())
+    } else {
+        Err(ToolboxError::InvalidName(name.to_owned()))
+    }
+}
+
+/// Compiles the argument schema of tool `name`.
+fn compile(name: &str, parameters: &Value) -> Result<jsonschema::Validator, ToolboxError> {
+    jsonschema::validator_for(parameters).map_err(|e| ToolboxError::InvalidSchema {
+        name: name.to_owned(),
+        reason: e.to_string(),
+    })
+}
+
+/// Checks `arguments` against a tool's schema: `Err` with what does not fit, as the model
+/// will be told it (at most five problems).
+fn check(validator: &jsonschema::Validator, arguments: &Value) -> Result<(), String> {
+    let problems: Vec<String> = validator
+        .iter_errors(arguments)
+        .take(5)
+        .map(|e| {
+            let at = e.instance_path().to_string();
+            if at.is_empty() {
+                e.to_string()
+            } else {
+                format!("{at}: {e}")
+            }
+        })
+        .collect();
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "the arguments do not fit the tool's schema: {}",
+            problems.join("; ")
+        ))
+    }
+}
+
+/// The most client tools one send may declare.
+pub const MAX_CLIENT_TOOLS: usize = 32;
+
+/// Tools the client runs (`docs/protocol.md` section 11): declared with a send, offered to
+/// the model beside the server's tools, and called like them, except that the answer waits
+/// for a member's `submit_tool_result` instead of running anything. Cheap to clone.
+#[derive(Clone, Default)]
+pub struct ClientTools {
+    specs: Arc<[ToolSpec]>,
+    validators: Arc<HashMap<String, jsonschema::Validator>>,
+}
+
+impl ClientTools {
+    /// Checks and compiles the tools a send declares: names as for [`Toolbox::add`], none
+    /// twice and none a tool of `server`'s (the model could not tell them apart), schemas
+    /// valid, at most [`MAX_CLIENT_TOOLS`].
+    pub fn new(specs: Vec<ToolSpec>, server: &Toolbox) -> Result<Self, ToolboxError> {
+        if specs.len() > MAX_CLIENT_TOOLS {
+            return Err(ToolboxError::TooMany(MAX_CLIENT_TOOLS));
+        }
+        let mut validators = HashMap::with_capacity(specs.len());
+        for spec in &specs {
+            check_name(&spec.name)?;
+            if server.get(&spec.name).is_some() {
+                return Err(ToolboxError::Taken(spec.name.clone()));
+            }
+            let validator = compile(&spec.name, &spec.parameters)?;
+            if validators.insert(spec.name.clone(), validator).is_some() {
+                return Err(ToolboxError::Duplicate(spec.name.clone()));
+            }
+        }
+        Ok(Self {
+            specs: specs.into(),
+            validators: Arc::new(validators),
+        })
+    }
+
+    /// What the model is offered, in the order declared.
+    pub fn specs(&self) -> &[ToolSpec] {
+        &self.specs
+    }
+
+    /// Whether `name` is one of these tools.
+    pub fn contains(&self, name: &str) -> bool {
+        self.validators.contains_key(name)
+    }
+
+    /// Checks `arguments` against the schema of tool `name`, as [`Toolbox::validate`] does.
+    pub fn validate(&self, name: &str, arguments: &Value) -> Result<(), String> {
+        match self.validators.get(name) {
+            Some(validator) => check(validator, arguments),
+            None => Err(format!("there is no tool named {name:?}")),
+        }
+    }
+}
+
+impl std::fmt::Debug for ClientTools {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.specs.iter().map(|s| &s.name))
+            .finish()
     }
 }
 

@@ -658,3 +658,206 @@ async fn a_call_when_no_tools_are_offered_is_told_so_and_the_answer_ends() {
         })
     );
 }
+
+/// `get_time`, a tool the client runs.
+fn get_time() -> marie_core::ToolSpec {
+    marie_core::ToolSpec {
+        name: "get_time".into(),
+        description: "The user's local time".into(),
+        parameters: json!({
+            "type": "object",
+            "properties": {"zone": {"type": "string"}},
+            "required": ["zone"]
+        }),
+    }
+}
+
+/// Alice (with bob in the room) asks `message`, offering `get_time` as a client tool.
+async fn ask_with_client_tool(h: &Harness, room: &ConversationId, message: &str) -> StreamId {
+    let alice = user("alice");
+    h.engine.join(&alice, room).await.unwrap();
+    h.engine
+        .invite(&alice, room, &UserId::parse("bob").unwrap())
+        .await
+        .unwrap();
+    let mut send = streamed(room, message);
+    send.client_tools = vec![get_time()];
+    h.engine.send(&alice, send).await.unwrap().stream_id
+}
+
+#[tokio::test]
+async fn a_client_tool_call_waits_for_the_first_result_a_member_submits() {
+    let provider = ScriptedProvider::new(Vec::<String>::new())
+        .calls_tool("call_t", "get_time", json!({"zone": "UTC"}))
+        .then_step(["It is noon."], vec![]);
+    let (h, calls) = harness(provider.clone(), EngineConfig::default(), vec![]);
+    let room = conv("client-tool");
+    let stream = ask_with_client_tool(&h, &room, "what is get_time").await;
+
+    // The model was offered the client's tool beside the server's.
+    let call = within(
+        "tool_call",
+        h.sink
+            .wait_for(|e| matches!(e, StreamEvent::ToolCall(c) if c.stream_id == stream)),
+    )
+    .await;
+    let StreamEvent::ToolCall(call) = call else {
+        unreachable!()
+    };
+    assert!(call.client, "a client tool's call is marked: {call:?}");
+    let offered: Vec<String> = provider.requests()[0]
+        .tools
+        .iter()
+        .map(|t| t.name.clone())
+        .collect();
+    assert!(offered.contains(&"get_time".to_owned()), "{offered:?}");
+    assert!(offered.contains(&"calculate".to_owned()), "{offered:?}");
+
+    // Answered the instant its call is seen: it was recorded before it was sent. Someone
+    // without access may not answer, and approve_tool does not reach it.
+    let carol = h
+        .engine
+        .submit_tool_result(&user("carol"), &room, "call_t", Ok(json!("x")))
+        .await;
+    assert!(matches!(carol, Err(Error::Forbidden(_))), "{carol:?}");
+    let unknown = h
+        .engine
+        .submit_tool_result(&user("bob"), &room, "call_nope", Ok(json!("x")))
+        .await;
+    assert!(matches!(unknown, Err(Error::NotFound(_))), "{unknown:?}");
+    let as_approval = ApprovalId::for_client_call(&stream, "call_t");
+    let approved = h
+        .engine
+        .approve(&user("bob"), Some(&room), &as_approval, true, None)
+        .await;
+    assert!(matches!(approved, Err(Error::NotFound(_))), "{approved:?}");
+
+    h.engine
+        .submit_tool_result(&user("bob"), &room, "call_t", Ok(json!({"time": "12:00"})))
+        .await
+        .unwrap();
+    let second = h
+        .engine
+        .submit_tool_result(&user("alice"), &room, "call_t", Err("too late".into()))
+        .await;
+    assert!(matches!(second, Err(Error::Conflict(_))), "{second:?}");
+
+    let end = h.end(&stream).await;
+    assert_eq!(end.status, EndStatus::Complete);
+    assert_eq!(end.full_content, "It is noon.");
+    assert_eq!(calls.load(Ordering::SeqCst), 0, "no server tool ran");
+    let results = h.tool_results(&stream);
+    assert_eq!(results.len(), 1);
+    assert_eq!(results[0].output, Some(json!({"time": "12:00"})));
+    // The model's next step was told the client's output.
+    let told = &provider.requests()[1].messages;
+    let last = told.last().unwrap();
+    assert_eq!(last.role, MessageRole::Assistant);
+    let result = last.parts.iter().find_map(|p| match p {
+        MessagePart::ToolResult { output, .. } => output.clone(),
+        _ => None,
+    });
+    assert_eq!(result, Some(json!({"time": "12:00"})), "{last:?}");
+    h.assert_numbered_in_order(&stream);
+}
+
+#[tokio::test]
+async fn a_pending_client_call_is_shown_to_joiners_and_expires_as_an_error() {
+    let provider = ScriptedProvider::new(Vec::<String>::new())
+        .calls_tool("call_t", "get_time", json!({"zone": "UTC"}))
+        .then_step(["No time."], vec![]);
+    let config = EngineConfig::default().approval_timeout(Duration::from_millis(400));
+    let (h, _) = harness(provider, config, vec![]);
+    let room = conv("client-expiry");
+    let stream = ask_with_client_tool(&h, &room, "what is get_time").await;
+    // The answer waits on the call: a member who joins sees it, not as an approval.
+    let pending = within("pending_tool_call", async {
+        loop {
+            let joined = h.engine.join(&user("bob"), &room).await.unwrap();
+            if let Some(call) = joined.active_stream.and_then(|a| {
+                assert_eq!(a.pending_approval, None);
+                a.pending_tool_call
+            }) {
+                return call;
+            }
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    assert_eq!(pending.tool_call_id, "call_t");
+    assert_eq!(pending.name, "get_time");
+    assert_eq!(pending.arguments, json!({"zone": "UTC"}));
+    let end = h.end(&stream).await;
+    assert_eq!(end.status, EndStatus::Complete);
+    assert_eq!(
+        h.tool_results(&stream)[0].error.as_deref(),
+        Some("no client answered the call in time")
+    );
+    let late = h
+        .engine
+        .submit_tool_result(&user("bob"), &room, "call_t", Ok(json!(1)))
+        .await;
+    assert!(matches!(late, Err(Error::NotFound(_))), "{late:?}");
+}
+
+#[tokio::test]
+async fn client_tools_that_cannot_be_offered_are_refused_with_the_send() {
+    let (h, _) = harness(
+        ScriptedProvider::new(["unused"]),
+        EngineConfig::default(),
+        vec![],
+    );
+    let room = conv("client-bad");
+    h.engine.join(&user("alice"), &room).await.unwrap();
+    let bad = |tools: Vec<marie_core::ToolSpec>| {
+        let mut send = streamed(&room, "hi");
+        send.client_tools = tools;
+        send
+    };
+    let mut taken = get_time();
+    taken.name = "calculate".into();
+    let mut invalid = get_time();
+    invalid.parameters = json!({"type": 12});
+    let mut misnamed = get_time();
+    misnamed.name = "get time".into();
+    for (tools, says) in [
+        (vec![taken], "server tool"),
+        (vec![get_time(), get_time()], "two tools"),
+        (vec![invalid], "JSON Schema"),
+        (vec![misnamed], "invalid tool name"),
+        (vec![get_time(); 33], "at most 32"),
+    ] {
+        match h.engine.send(&user("alice"), bad(tools)).await {
+            Err(Error::BadRequest(message)) => assert!(message.contains(says), "{message}"),
+            other => panic!("expected bad_request ({says}), got {other:?}"),
+        }
+    }
+    assert!(h.history(&user("alice"), &room).await.is_empty());
+}
+
+#[tokio::test]
+async fn cancel_while_a_client_call_waits_forgets_it() {
+    let provider = ScriptedProvider::new(Vec::<String>::new())
+        .calls_tool("call_t", "get_time", json!({"zone": "UTC"}))
+        .then_step(["never"], vec![]);
+    let (h, _) = harness(provider, EngineConfig::default(), vec![]);
+    let room = conv("client-cancel");
+    let stream = ask_with_client_tool(&h, &room, "what is get_time").await;
+    within(
+        "pending_tool_call",
+        h.sink
+            .wait_for(|e| matches!(e, StreamEvent::ToolCall(c) if c.stream_id == stream)),
+    )
+    .await;
+    h.engine
+        .cancel(&user("alice"), &room, Some(&stream))
+        .await
+        .unwrap();
+    let end = h.end(&stream).await;
+    assert_eq!(end.status, EndStatus::Cancelled);
+    let late = h
+        .engine
+        .submit_tool_result(&user("bob"), &room, "call_t", Ok(json!(1)))
+        .await;
+    assert!(matches!(late, Err(Error::NotFound(_))), "{late:?}");
+}

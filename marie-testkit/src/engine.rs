@@ -139,6 +139,7 @@ pub fn conv(name: &str) -> ConversationId {
 /// A streamed send of `message`, without a client id, files or `on_busy`.
 pub fn streamed(conversation: &ConversationId, message: &str) -> SendRequest {
     SendRequest {
+        client_tools: Default::default(),
         conversation_id: conversation.clone(),
         message: message.to_owned(),
         stream: true,

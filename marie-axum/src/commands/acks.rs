@@ -194,6 +194,13 @@ impl<'a> Decided<'a> {
     }
 }
 
+/// The `submit_tool_result` ack's fields.
+#[derive(Debug, Serialize)]
+pub(crate) struct ToolResultTaken<'a> {
+    pub(crate) conversation_id: &'a ConversationId,
+    pub(crate) tool_call_id: &'a str,
+}
+
 /// The payload of the `error` event that answers a client event that failed (and of the
 /// notices sent before a connection is ended).
 #[derive(Debug, Serialize)]

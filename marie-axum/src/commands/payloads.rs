@@ -40,6 +40,9 @@ pub(super) struct SendMessage {
     /// Answer it or not, whatever the conversation's `answer_policy` says.
     #[serde(default)]
     pub(super) answer: Option<bool>,
+    /// Tools the client runs (`docs/protocol.md` section 11).
+    #[serde(default)]
+    pub(super) client_tools: Vec<marie_core::ToolSpec>,
 }
 
 fn default_true() -> bool {
@@ -92,6 +95,18 @@ pub(super) struct ApproveTool {
     pub(super) approved: bool,
     #[serde(default)]
     pub(super) reason: Option<String>,
+}
+
+/// `submit_tool_result`: exactly one of `output` and `error`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct SubmitToolResult {
+    pub(super) conversation_id: String,
+    pub(super) tool_call_id: String,
+    #[serde(default)]
+    pub(super) output: Option<Value>,
+    #[serde(default)]
+    pub(super) error: Option<String>,
 }
 
 /// `typing`.

@@ -12,7 +12,7 @@ use socketioxide::adapter::Adapter;
 use super::acks::{
     Announcement, Archived, BranchSwitched, Cancelled, ConversationList, ConversationView, Decided,
     Deleted, Export, HistoryPage, Invited, Joined, Left, MarkedRead, Nothing, Resumed, SeedAckOk,
-    Sent, Settings, TypingAck, ok, raw,
+    Sent, Settings, ToolResultTaken, TypingAck, ok, raw,
 };
 use super::link::TypingAccess;
 use super::{Acked, ClientEvent, Command, Follow, Link};
@@ -108,6 +108,19 @@ impl<A: Adapter, L: Link> Ctx<'_, A, L> {
                     .approve(self.who, conversation.as_ref(), &approval, approved, reason)
                     .await?;
                 acked(ok(&Decided::of(&decided)))
+            }
+            Command::SubmitToolResult {
+                conversation,
+                tool_call_id,
+                result,
+            } => {
+                engine
+                    .submit_tool_result(self.who, &conversation, &tool_call_id, result)
+                    .await?;
+                acked(ok(&ToolResultTaken {
+                    conversation_id: &conversation,
+                    tool_call_id: &tool_call_id,
+                }))
             }
             Command::Typing {
                 conversation,

@@ -11,7 +11,7 @@ use serde_json::Value;
 use super::payloads::{
     self, ApproveTool, ArchiveConversation, CancelStream, ConversationRef, EditMessage, Empty,
     GetHistory, Invite, ListConversations, MarkRead, Regenerate, ResumeStream, SendMessage,
-    SwitchBranch, Typing, UpdateConversation, decode, decode_or_empty,
+    SubmitToolResult, SwitchBranch, Typing, UpdateConversation, decode, decode_or_empty,
 };
 
 /// Every event a client may send.
@@ -27,6 +27,7 @@ pub(crate) enum ClientEvent {
     GetHistory,
     SystemAnnouncement,
     ApproveTool,
+    SubmitToolResult,
     Typing,
     EditMessage,
     Regenerate,
@@ -45,7 +46,7 @@ pub(crate) enum ClientEvent {
 impl ClientEvent {
     /// Every client event, in the order of `docs/protocol.md` section 2 (a unit test below
     /// compares the two, in order).
-    pub(crate) const ALL: [Self; 23] = [
+    pub(crate) const ALL: [Self; 24] = [
         Self::JoinConversation,
         Self::LeaveConversation,
         Self::Invite,
@@ -56,6 +57,7 @@ impl ClientEvent {
         Self::GetHistory,
         Self::SystemAnnouncement,
         Self::ApproveTool,
+        Self::SubmitToolResult,
         Self::Typing,
         Self::EditMessage,
         Self::Regenerate,
@@ -84,6 +86,7 @@ impl ClientEvent {
             Self::GetHistory => "get_history",
             Self::SystemAnnouncement => "system_announcement",
             Self::ApproveTool => "approve_tool",
+            Self::SubmitToolResult => "submit_tool_result",
             Self::Typing => "typing",
             Self::EditMessage => "edit_message",
             Self::Regenerate => "regenerate",
@@ -152,6 +155,7 @@ impl ClientEvent {
                         .map(FileId::parse)
                         .collect::<Result<_, _>>()?,
                     answer: p.answer,
+                    client_tools: p.client_tools,
                 })
             }
             Self::CancelStream => {
@@ -188,6 +192,21 @@ impl ClientEvent {
                     approval: marie_core::ApprovalId::parse(p.approval_id)?,
                     approved: p.approved,
                     reason: p.reason,
+                }
+            }
+            Self::SubmitToolResult => {
+                let p: SubmitToolResult = decode(payload)?;
+                let result = match (p.output, p.error) {
+                    (Some(output), None) => Ok(output),
+                    (None, Some(error)) => Err(error),
+                    _ => {
+                        return Err(Error::BadRequest("give either `output` or `error`".into()));
+                    }
+                };
+                Command::SubmitToolResult {
+                    conversation: ConversationId::parse(p.conversation_id)?,
+                    tool_call_id: p.tool_call_id,
+                    result,
                 }
             }
             Self::Typing => {
@@ -325,6 +344,12 @@ pub(crate) enum Command {
         approval: marie_core::ApprovalId,
         approved: bool,
         reason: Option<String>,
+    },
+    /// `submit_tool_result`: a client tool's output, or its error.
+    SubmitToolResult {
+        conversation: ConversationId,
+        tool_call_id: String,
+        result: Result<Value, String>,
     },
     Typing {
         conversation: ConversationId,

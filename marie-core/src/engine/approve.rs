@@ -1,5 +1,6 @@
 //! `approve_tool`: a member's decision on a tool call that waits for one, from any
-//! connection on any node. The store lets the first decision win; the node that runs the
+//! connection on any node; and `submit_tool_result`, the result of a client tool's call,
+//! which waits the same way. The store lets the first decision win; the node that runs the
 //! answer is woken (at once on this node, over the control bus on another) and sends the
 //! decision to the room as `tool_approval`, numbered in the answer's sequence.
 
@@ -38,7 +39,8 @@ impl ChatEngine {
             .await?
             .ok_or(Error::NotFound("no such approval"))?;
         let request = &record.request;
-        if conversation.is_some_and(|c| *c != request.conversation_id) {
+        // A client tool's call is answered with `submit_tool_result`, not approved.
+        if request.client || conversation.is_some_and(|c| *c != request.conversation_id) {
             return Err(Error::NotFound("no such approval in this conversation"));
         }
         // Access first: someone without it learns nothing of the approval's state.
@@ -51,6 +53,7 @@ impl ChatEngine {
             decided_by: Some(who.user_id.clone()),
             reason: reason.filter(|r| !r.trim().is_empty()),
             decided_at: now_millis(),
+            output: None,
         };
         let decided = match store.decide_approval(approval_id, &decision).await? {
             ApprovalOutcome::Decided(record) => record,
@@ -61,6 +64,60 @@ impl ChatEngine {
         };
         self.wake_answer(&decided).await;
         Ok(decided)
+    }
+
+    /// `submit_tool_result` (`docs/protocol.md` section 11): the result of the client tool's
+    /// call `tool_call_id` that the answer running in `conversation` waits for, from a member
+    /// (`who` must have access). `Ok(output)` or `Err(error text)`, told to the model.
+    ///
+    /// `not_found` when no answer runs there or it waits for no such call; `conflict` when
+    /// another result came first (or the call expired).
+    pub async fn submit_tool_result(
+        &self,
+        who: &Identity,
+        conversation: &ConversationId,
+        tool_call_id: &str,
+        result: Result<serde_json::Value, String>,
+    ) -> Result<(), Error> {
+        if let Err(error) = &result
+            && error.len() > MAX_REASON_BYTES
+        {
+            return Err(Error::PayloadTooLarge(format!(
+                "error is longer than {MAX_REASON_BYTES} bytes"
+            )));
+        }
+        self.authorize(who, conversation).await?;
+        let running = self
+            .running_answer(conversation)
+            .await?
+            .ok_or(Error::NotFound("no answer is running in this conversation"))?;
+        let call = ApprovalId::for_client_call(&running.stream_id, tool_call_id);
+        let store = self.shared.stores.approvals();
+        let waiting = store.approval(&call).await?;
+        if waiting.as_ref().is_none_or(|r| !r.request.client) {
+            return Err(Error::NotFound("no client tool call with this id"));
+        }
+        let (approved, reason, output) = match result {
+            Ok(output) => (true, None, Some(output)),
+            Err(error) => (false, Some(error), None),
+        };
+        let decision = ApprovalDecision {
+            approved,
+            decided_by: Some(who.user_id.clone()),
+            reason,
+            decided_at: now_millis(),
+            output,
+        };
+        match store.decide_approval(&call, &decision).await? {
+            ApprovalOutcome::Decided(record) => {
+                self.wake_answer(&record).await;
+                Ok(())
+            }
+            ApprovalOutcome::AlreadyDecided(_) => Err(Error::Conflict(
+                "this tool call already has its result (or it expired)",
+            )),
+            ApprovalOutcome::NotFound => Err(Error::NotFound("no client tool call with this id")),
+        }
     }
 
     /// Wakes the answer that waits for `decided`: on this node directly, elsewhere over the

@@ -42,6 +42,7 @@ impl ChatEngine {
             queued: None,
             answer: None,
             assistant: None,
+            client_tools: crate::ClientTools::default(),
         };
         self.start(who, start).await
     }
@@ -102,6 +103,7 @@ impl ChatEngine {
             queued: None,
             answer: None,
             assistant,
+            client_tools: crate::ClientTools::default(),
         };
         self.start(who, start).await
     }

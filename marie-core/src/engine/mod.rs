@@ -71,6 +71,22 @@ pub struct ActiveStream {
     /// The tool call the answer waits on a member to approve, if it does.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pending_approval: Option<ToolApprovalRequest>,
+    /// The client tool's call the answer waits on a member to answer, if it does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_tool_call: Option<crate::PendingToolCall>,
+}
+
+impl ActiveStream {
+    /// An answer that waits for `waiting` (an approval or a client tool's call), if anything.
+    fn waiting_for(stream_id: StreamId, seq: u64, waiting: Option<ToolApprovalRequest>) -> Self {
+        let pending_tool_call = waiting.as_ref().and_then(|w| w.pending_tool_call());
+        Self {
+            stream_id,
+            seq,
+            pending_approval: waiting.filter(|w| !w.client),
+            pending_tool_call,
+        }
+    }
 }
 
 /// The outcome of a join.
@@ -456,29 +472,28 @@ impl ChatEngine {
         let Some(lease) = stores.answer_leases().active_answer(conversation).await? else {
             return Ok(None);
         };
-        let pending_approval = stores
+        let waiting = stores
             .approvals()
             .pending_approval(conversation)
             .await?
             .map(|record| record.request)
             .filter(|request| request.stream_id == lease.stream_id);
-        Ok(Some(ActiveStream {
-            stream_id: lease.stream_id,
-            seq: lease.seq,
-            pending_approval,
-        }))
+        Ok(Some(ActiveStream::waiting_for(
+            lease.stream_id,
+            lease.seq,
+            waiting,
+        )))
     }
 
     /// The answer running in `conversation` on this node, if any.
     pub fn active_stream(&self, conversation: &ConversationId) -> Option<ActiveStream> {
-        self.state()
-            .answers
-            .get(conversation)
-            .map(|a| ActiveStream {
-                stream_id: a.stream_id.clone(),
-                seq: a.seq.load(Ordering::Acquire),
-                pending_approval: a.approvals.pending(),
-            })
+        self.state().answers.get(conversation).map(|a| {
+            ActiveStream::waiting_for(
+                a.stream_id.clone(),
+                a.seq.load(Ordering::Acquire),
+                a.approvals.pending(),
+            )
+        })
     }
 
     /// `cancel_stream`: stops the running answer (the one named, when `stream_id` is given),

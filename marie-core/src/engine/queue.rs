@@ -42,6 +42,7 @@ impl ChatEngine {
             answer_message_id: outcome.answer_message_id.clone(),
             stream_id: outcome.stream_id.clone(),
             queued_at: now_millis(),
+            client_tools: start.client_tools.specs().to_vec(),
         };
         let config = &self.shared.config;
         let position = self
@@ -116,6 +117,13 @@ impl ChatEngine {
                 queued: Some(next.clone()),
                 answer: Some(true),
                 assistant: None,
+                // Checked when it was queued; the server's tools may have changed since (a
+                // restart): then the answer goes on without them.
+                client_tools: crate::ClientTools::new(
+                    next.client_tools.clone(),
+                    &self.shared.tools,
+                )
+                .unwrap_or_default(),
             };
             match self.start(&next.identity(), start).await {
                 // Started; or something runs, whose end starts it; or this node stops.

@@ -70,6 +70,9 @@ pub struct SendRequest {
     /// Whether the model answers this message, whatever the conversation's
     /// [`AnswerPolicy`](crate::AnswerPolicy) says; `None`: as it says.
     pub answer: Option<bool>,
+    /// Tools the sender's client runs, offered to the model for this answer
+    /// (`docs/protocol.md` section 11): checked with [`ClientTools::new`](crate::ClientTools::new).
+    pub client_tools: Vec<crate::ToolSpec>,
 }
 
 /// The outcome of a send.
@@ -122,9 +125,12 @@ pub(super) struct Start {
     pub(super) answer: Option<bool>,
     /// Of a regeneration: the assistant that wrote the answer replaced, who answers again.
     pub(super) assistant: Option<String>,
+    /// Tools the sender's client runs, for this answer.
+    pub(super) client_tools: crate::ClientTools,
 }
 
-/// What an answer takes from its conversation's settings, read once when it starts.
+/// What an answer is set up with when it starts: its conversation's settings, read once, and
+/// the client tools of its send.
 #[derive(Clone, Debug, Default)]
 pub(super) struct AnswerSetup {
     /// The model to ask ([`EngineConfig::model_for`](crate::EngineConfig::model_for)).
@@ -138,6 +144,9 @@ pub(super) struct AnswerSetup {
     /// The conversation's members when there is more than one (a group): the model is told
     /// who wrote each message. Empty for a conversation of one.
     pub(super) group: Vec<crate::UserId>,
+    /// Tools the sender's client runs: offered with the server's, their calls answered by a
+    /// member (`answer/client.rs`).
+    pub(super) client_tools: crate::ClientTools,
 }
 
 /// What an answer answers.
@@ -301,7 +310,10 @@ impl ChatEngine {
             on_busy,
             attachments,
             answer,
+            client_tools,
         } = request;
+        let client_tools = crate::ClientTools::new(client_tools, &self.shared.tools)
+            .map_err(|e| Error::BadRequest(format!("client_tools: {e}")))?;
         let attachments = self.attachable(who, &conversation_id, &attachments).await?;
         let start = Start {
             conversation: conversation_id,
@@ -315,6 +327,7 @@ impl ChatEngine {
             queued: None,
             answer,
             assistant: None,
+            client_tools,
         };
         self.start(who, start).await
     }
@@ -336,7 +349,8 @@ impl ChatEngine {
         // Two reads of the store at once: the members (for a group's authors) and the budget.
         let (setup, budget) =
             tokio::join!(self.answer_setup(&info, assistant), self.allowance(who));
-        let (setup, budget) = (setup?, budget?);
+        let (mut setup, budget) = (setup?, budget?);
+        setup.client_tools = start.client_tools.clone();
         let mut reservation = match self.claim(who, &start).await? {
             Claim::Answer(reservation) => reservation,
             Claim::Repeat(first) => return Ok(first),
@@ -635,6 +649,7 @@ impl ChatEngine {
             } else {
                 Vec::new()
             },
+            client_tools: crate::ClientTools::default(),
         })
     }
 
@@ -669,7 +684,7 @@ impl ChatEngine {
             m
         }));
         let tools = self.shared.tools.specs();
-        let tools = match assistant.and_then(|a| a.tools.as_ref()) {
+        let mut tools: Vec<crate::ToolSpec> = match assistant.and_then(|a| a.tools.as_ref()) {
             Some(allowed) => tools
                 .iter()
                 .filter(|t| allowed.contains(&t.name))
@@ -677,6 +692,8 @@ impl ChatEngine {
                 .collect(),
             None => tools.to_vec(),
         };
+        // The client's own tools, whoever answers: the sender offered them for this answer.
+        tools.extend_from_slice(setup.client_tools.specs());
         LlmRequest {
             conversation_id: conversation.clone(),
             user_id: user.clone(),

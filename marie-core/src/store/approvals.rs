@@ -1,6 +1,8 @@
 //! [`Approvals`]: tool calls waiting for a member's decision, and the records a store keeps
 //! of them, so that any member on any node can decide one exactly once (`docs/protocol.md`,
-//! section 6).
+//! section 6). A client tool's call waits the same way for its result (section 11): its
+//! record's request is marked [`client`](crate::ToolApprovalRequest::client) and its decision
+//! carries the output.
 
 use std::time::Duration;
 
@@ -82,10 +84,12 @@ impl ApprovalRecord {
     }
 }
 
-/// A decision on a tool call.
+/// A decision on a tool call: a member's approval or denial, or, of a client tool's call
+/// (`docs/protocol.md` section 11), the result a member submitted.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApprovalDecision {
-    /// Whether the call may run.
+    /// Whether the call may run; of a client tool's call, whether it succeeded (`output`),
+    /// or failed (`reason` says why).
     pub approved: bool,
     /// Who decided; `None` when the request expired.
     pub decided_by: Option<UserId>,
@@ -93,6 +97,9 @@ pub struct ApprovalDecision {
     pub reason: Option<String>,
     /// Milliseconds since the Unix epoch.
     pub decided_at: u64,
+    /// Of a client tool's call that succeeded: its output.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<serde_json::Value>,
 }
 
 impl ApprovalDecision {
@@ -103,6 +110,7 @@ impl ApprovalDecision {
             decided_by: None,
             reason: Some("expired".into()),
             decided_at: crate::now_millis(),
+            output: None,
         }
     }
 }

@@ -31,6 +31,10 @@ pub struct QueuedSend {
     pub stream_id: StreamId,
     /// Milliseconds since the Unix epoch.
     pub queued_at: u64,
+    /// The tools its sender's client runs, offered with its answer (`docs/protocol.md`
+    /// section 11).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub client_tools: Vec<crate::ToolSpec>,
 }
 
 impl QueuedSend {

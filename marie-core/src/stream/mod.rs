@@ -24,7 +24,8 @@ use serde::{Deserialize, Serialize, Serializer};
 use serde_json::Value;
 
 pub use tool::{
-    ToolApproval, ToolApprovalRequest, ToolCallDelta, ToolCallReady, ToolCallStart, ToolResult,
+    PendingToolCall, ToolApproval, ToolApprovalRequest, ToolCallDelta, ToolCallReady,
+    ToolCallStart, ToolResult,
 };
 
 use crate::{ConversationId, ErrorCode, FinishReason, MessageId, StreamId, Usage};

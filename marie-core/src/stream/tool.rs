@@ -19,6 +19,9 @@ pub struct ToolCallStart {
     pub tool_call_id: String,
     /// The tool called.
     pub name: String,
+    /// `true` when the tool is one the client runs (`docs/protocol.md` section 11).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub client: bool,
 }
 
 /// `tool_call_delta`: more of a call's arguments, as JSON text the model writes.
@@ -51,6 +54,10 @@ pub struct ToolCallReady {
     pub name: String,
     /// The arguments: a JSON object.
     pub arguments: Value,
+    /// `true` when the tool is one the client runs: the answer waits for a member's
+    /// `submit_tool_result` (`docs/protocol.md` section 11).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub client: bool,
 }
 
 /// `tool_approval_request`: the answer waits for a member to approve or deny a call.
@@ -71,6 +78,35 @@ pub struct ToolApprovalRequest {
     /// The call's arguments.
     pub arguments: Value,
     /// Milliseconds since the Unix epoch when the request lapses as a denial.
+    pub expires_at: u64,
+    /// Set only in the store's record of a client tool's call, which waits like an approval
+    /// but is never sent as `tool_approval_request` ([`PendingToolCall`] is what members see).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub client: bool,
+}
+
+impl ToolApprovalRequest {
+    /// Of a client tool's call: what `joined.active_stream.pending_tool_call` shows.
+    pub fn pending_tool_call(&self) -> Option<PendingToolCall> {
+        self.client.then(|| PendingToolCall {
+            tool_call_id: self.tool_call_id.clone(),
+            name: self.name.clone(),
+            arguments: self.arguments.clone(),
+            expires_at: self.expires_at,
+        })
+    }
+}
+
+/// A client tool's call waiting for its result (`joined.active_stream.pending_tool_call`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingToolCall {
+    /// What `submit_tool_result` names.
+    pub tool_call_id: String,
+    /// The client tool.
+    pub name: String,
+    /// The call's arguments.
+    pub arguments: Value,
+    /// Milliseconds since the Unix epoch when the call lapses as an error.
     pub expires_at: u64,
 }
 

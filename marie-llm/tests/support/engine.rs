@@ -132,6 +132,7 @@ impl Chat {
             .send(
                 &self.user,
                 SendRequest {
+                    client_tools: Default::default(),
                     conversation_id: self.conversation.clone(),
                     message: message.into(),
                     stream: true,

@@ -17,7 +17,8 @@ use crate::{
 const POLL: Duration = Duration::from_secs(1);
 
 /// What an answer shares with the engine about its approvals: the request waiting (for
-/// `joined.active_stream.pending_approval`) and the wake-up of a decision.
+/// `joined.active_stream.pending_approval`, or `pending_tool_call` of a client tool's call)
+/// and the wake-up of a decision.
 #[derive(Debug, Default)]
 pub(crate) struct Approvals {
     pending: Mutex<Option<ToolApprovalRequest>>,
@@ -37,7 +38,7 @@ impl Approvals {
         self.decided.notify_one();
     }
 
-    fn set(&self, request: Option<ToolApprovalRequest>) {
+    pub(super) fn set(&self, request: Option<ToolApprovalRequest>) {
         *self.lock() = request;
     }
 
@@ -67,6 +68,7 @@ pub(super) async fn ask(
         arguments: call.arguments.clone(),
         expires_at: now_millis()
             .saturating_add(u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX)),
+        client: false,
     };
     let record = ApprovalRecord {
         request: request.clone(),
@@ -128,8 +130,9 @@ fn denial(decision: &ApprovalDecision) -> String {
     }
 }
 
-/// Waits for the decision on `approval_id`: a member's, or the expiry's.
-async fn wait(
+/// Waits for the decision on `approval_id`: a member's, or the expiry's (also the result of
+/// a client tool's call, `client.rs`).
+pub(super) async fn wait(
     engine: &ChatEngine,
     job: &AnswerJob,
     approval_id: &ApprovalId,

@@ -96,6 +96,7 @@ pub(super) fn take(
                     stream_id: job.stream_id.clone(),
                     seq,
                     tool_call_id: id,
+                    client: job.setup.client_tools.contains(&name),
                     name,
                 }))
             }
@@ -116,6 +117,7 @@ pub(super) fn take(
                     tool_call_id: call.id.clone(),
                     name: call.name.clone(),
                     arguments: call.arguments.clone(),
+                    client: job.setup.client_tools.contains(&call.name),
                 });
                 draft.add_call(call);
                 Some(event)

@@ -9,12 +9,14 @@
 //!   is stopped.
 //! - `tools.rs`: the calls of a step: checked, approved where needed, run, their results.
 //! - `approval.rs`: a call that waits for a member's approval.
+//! - `client.rs`: a call of a client's tool, which waits for a member's result.
 //! - `burst.rs`: the engine's side of the burst protocol (see `crate::sink`): log, send, flush.
 //! - `lease.rs`: the answer's lease on its conversation, renewed while it runs.
 //! - `draft.rs`: the answer so far: its text and parts, its token count and timing metrics.
 
 mod approval;
 mod burst;
+mod client;
 mod draft;
 mod lease;
 mod steps;

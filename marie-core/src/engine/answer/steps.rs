@@ -14,6 +14,7 @@ use std::sync::atomic::Ordering;
 use futures_util::{FutureExt, StreamExt};
 
 use super::burst::{self, Item, Then};
+use super::client;
 use super::draft::Draft;
 use super::{AnswerJob, ChatEngine, Outcome, Stop, tools};
 use crate::{
@@ -302,6 +303,9 @@ async fn step(
             .await
             .map_err(StepEnd::Stopped)?;
         let burst = burst::take(item, &mut stream, job, draft);
+        if !job.setup.client_tools.specs().is_empty() {
+            client::record_calls(engine, job, &burst.events).await;
+        }
         burst::send(engine, job, burst.events).await;
         if let Some(panic) = burst.panic {
             std::panic::resume_unwind(panic);

@@ -1,6 +1,7 @@
 //! The tool part of an answer's step: the calls the model made are checked against their
-//! schemas, approved where they need it (`approval.rs`), run (several at once), and their
-//! results logged, sent and kept as parts, for the model's next step.
+//! schemas, approved where they need it (`approval.rs`), run (several at once) or, of a
+//! client's tool, answered by a member (`client.rs`), and their results logged, sent and kept
+//! as parts, for the model's next step.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -11,7 +12,7 @@ use futures_util::{FutureExt, StreamExt};
 use serde_json::Value;
 
 use super::draft::Draft;
-use super::{AnswerJob, ChatEngine, Stop, approval, burst};
+use super::{AnswerJob, ChatEngine, Stop, approval, burst, client};
 use crate::{MessagePart, StreamEvent, Tool, ToolCall, ToolContext, ToolResult};
 
 /// Runs the calls of a step; `Err` when the answer is stopped meanwhile (the calls still
@@ -24,7 +25,25 @@ pub(super) async fn run(
 ) -> Result<(), Stop> {
     let toolbox = engine.tools();
     let mut runnable: Vec<(ToolCall, Arc<dyn Tool>)> = Vec::new();
-    for call in calls {
+    let mut calls = calls.into_iter();
+    while let Some(call) = calls.next() {
+        if job.setup.client_tools.contains(&call.name) {
+            // The client runs it: the answer waits for a member's result, as for an approval.
+            let started = Instant::now();
+            let result = match job.setup.client_tools.validate(&call.name, &call.arguments) {
+                Ok(()) => match client::ask(engine, job, &call).await {
+                    Ok(result) => result,
+                    Err(stop) => {
+                        let rest: Vec<ToolCall> = std::iter::once(call).chain(calls).collect();
+                        client::forget(engine, job, &rest).await;
+                        return Err(stop);
+                    }
+                },
+                Err(problem) => Err(problem),
+            };
+            finish(engine, job, draft, &call, result, started.elapsed()).await;
+            continue;
+        }
         // Checked before any approval: nobody is asked to approve a call that cannot run.
         // A named assistant calls only the tools it was given (the model was offered no
         // other, but a model may name one anyway).
