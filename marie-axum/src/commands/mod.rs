@@ -142,8 +142,10 @@ pub(crate) async fn dispatch_command<A: Adapter, L: Link>(
     execute(shared, link, caller, event, command).await
 }
 
-/// The checks of any event: credentials still valid, event rate and size.
-fn admit<A: Adapter>(
+/// The checks of any event: credentials still valid, event rate and size. A front end's
+/// request that reads without running a command (`GET /api/ai-sdk/chat/{id}/messages`) passes
+/// them too.
+pub(crate) fn admit<A: Adapter>(
     shared: &NodeState<A>,
     caller: &Caller,
     size: &PacketSize,

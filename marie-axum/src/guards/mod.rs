@@ -167,6 +167,7 @@ impl Drop for GuardInner {
 }
 
 /// The size of an incoming event's packet, taken before its payload is decoded.
+#[derive(Debug, Default)]
 pub(crate) struct PacketSize {
     /// Bytes of the packet's text: the event name and its JSON arguments.
     pub(crate) text: usize,

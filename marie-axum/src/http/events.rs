@@ -63,6 +63,20 @@ impl Link for HttpLink<'_> {
     }
 }
 
+/// A command a route built itself, through the command layer's checks; its error as it is,
+/// for a front end with its own wire format of errors.
+pub(super) async fn command<A: Adapter>(
+    shared: &Arc<NodeState<A>>,
+    link: &HttpLink<'_>,
+    event: commands::ClientEvent,
+    command: commands::Command,
+    size: &PacketSize,
+) -> Result<Acked, Error> {
+    commands::dispatch_command(shared, link, link.caller, event, command, size)
+        .await
+        .map_err(|refused| refused.error)
+}
+
 /// Whether the request asks for an event stream.
 pub(super) fn accepts_event_stream(headers: &HeaderMap) -> bool {
     headers

@@ -11,7 +11,11 @@
 //! - `events.rs`: `POST /api/chat/events/{event}`, and the link of an HTTP request.
 //! - `sse.rs`: an SSE response following one stream.
 //! - `files.rs`: uploads and downloads of files.
+//! - `ai_sdk/`: the Vercel AI SDK's endpoints, over HTTP and WebSocket (section 12).
+//! - `ag_ui/`: MARIE as an AG-UI agent (section 12).
 
+mod ag_ui;
+mod ai_sdk;
 mod conversations;
 mod events;
 mod files;
@@ -74,6 +78,17 @@ pub(crate) fn routes<A: Adapter>(shared: Arc<NodeState<A>>, with_health: bool) -
         .route(
             "/api/chat/conversations/{conversation_id}/export",
             get(conversations::export::<A>),
+        )
+        .route(
+            "/api/ai-sdk/chat",
+            post(ai_sdk::chat::<A>).layer(DefaultBodyLimit::max(event_limit)),
+        )
+        .route("/api/ai-sdk/chat/{id}/stream", get(ai_sdk::stream::<A>))
+        .route("/api/ai-sdk/chat/{id}/messages", get(ai_sdk::messages::<A>))
+        .route("/api/ai-sdk/ws", get(ai_sdk::ws::upgrade::<A>))
+        .route(
+            "/api/ag-ui",
+            post(ag_ui::run::<A>).layer(DefaultBodyLimit::max(event_limit)),
         )
         .route("/api/chat/streams/{stream_id}", get(resume::<A>))
         .route("/api/chat/approvals/{approval_id}", post(approve::<A>));

@@ -1,6 +1,7 @@
-//! An SSE response that follows one stream: registered as a follower of its conversation
+//! Following one stream over HTTP ([`events`]): registered as a follower of its conversation
 //! (so it gets the live events) before the log is read (so nothing falls in between), then
-//! written out from its own outbox until the stream's terminal event.
+//! read from its own outbox until the stream's terminal event; and this protocol's SSE
+//! response of it ([`follow`]).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -38,6 +39,29 @@ pub(super) async fn follow<A: Adapter>(
     stream: StreamId,
     after: u64,
 ) -> Response {
+    // `stream_start` is sent once, first, by the caller that has it; the log's is not a
+    // resumer's business.
+    let live = events(hub, conversation, stream, after)
+        .await
+        .filter(|out| std::future::ready(out.name() != "stream_start"))
+        .map(|out| Ok::<_, Infallible>(sse_event(&out)));
+    let first = start.map(|s| Ok(sse_event(&Out::stream(s))));
+    Sse::new(futures_util::stream::iter(first).chain(live))
+        .keep_alive(KeepAlive::default())
+        .into_response()
+}
+
+/// The events of `stream` after `after`, as one follower gets them: registered as a follower
+/// of the conversation (for the live events) before the log is read (so that nothing falls
+/// in between), the log's, then the live tail, up to and with the terminal event. Every
+/// front end that follows one stream over HTTP (this one's SSE, the AI SDK's, AG-UI's)
+/// reads it here.
+pub(crate) async fn events<A: Adapter>(
+    hub: &Arc<Hub<A>>,
+    conversation: ConversationId,
+    stream: StreamId,
+    after: u64,
+) -> impl futures_util::Stream<Item = Out> + Send + 'static {
     let outbox = hub.new_outbox(Some(stream.clone()));
     let id = hub.followers.add(&conversation, outbox.clone());
     let following = Following {
@@ -53,26 +77,15 @@ pub(super) async fn follow<A: Adapter>(
             StreamFailed::cannot_resume(conversation, stream, &e, after),
         )));
     }
-    let live = futures_util::stream::unfold(following, |mut f| async move {
-        loop {
-            if f.done {
-                return None;
-            }
-            let out = f.outbox.next().await?;
-            f.outbox.sent(&out);
-            // `stream_start` is sent once, first, by the caller that has it; the log's is
-            // not a resumer's business.
-            if out.name() == "stream_start" {
-                continue;
-            }
-            f.done = out.is_terminal();
-            return Some((Ok::<_, Infallible>(sse_event(&out)), f));
+    futures_util::stream::unfold(following, |mut f| async move {
+        if f.done {
+            return None;
         }
-    });
-    let first = start.map(|s| Ok(sse_event(&Out::stream(s))));
-    Sse::new(futures_util::stream::iter(first).chain(live))
-        .keep_alive(KeepAlive::default())
-        .into_response()
+        let out = f.outbox.next().await?;
+        f.outbox.sent(&out);
+        f.done = out.is_terminal();
+        Some((out, f))
+    })
 }
 
 /// One stream event as SSE: its name, its payload (serialized once, shared with the Socket.IO

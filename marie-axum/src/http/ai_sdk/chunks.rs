@@ -1,0 +1,338 @@
+//! [`UiChunk`]: the AI SDK's UI message stream chunks, and [`Encoder`], which turns an
+//! answer's [`StreamEvent`]s into them, once, for every transport that speaks them (the
+//! HTTP endpoint, the WebSocket one, and the TypeScript client's transport mirrors it).
+//!
+//! Written by hand: no Rust crate models the `ai` package's chunks. They are checked against
+//! the real package (`ai` 7, its `uiMessageChunkSchema`) in `e2e/ai-sdk*.test.mjs`. An optional
+//! field is left out rather than sent as `null`: the package's schemas refuse `null` there.
+
+use std::collections::HashSet;
+
+use marie_core::{EndStatus, FinishReason, MessageId, StreamEvent};
+use serde::Serialize;
+use serde_json::Value;
+
+/// One chunk of the AI SDK's UI message stream.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(
+    tag = "type",
+    rename_all = "kebab-case",
+    rename_all_fields = "camelCase"
+)]
+pub(crate) enum UiChunk {
+    /// The assistant message begins (or continues, with the same id).
+    Start {
+        message_id: MessageId,
+    },
+    /// A model step begins.
+    StartStep,
+    /// A model step ended.
+    FinishStep,
+    /// The current step failed and is asked again: its parts are dropped (`stream_reset`).
+    ResetStep,
+    TextStart {
+        id: String,
+    },
+    TextDelta {
+        id: String,
+        delta: String,
+    },
+    TextEnd {
+        id: String,
+    },
+    ReasoningStart {
+        id: String,
+    },
+    ReasoningDelta {
+        id: String,
+        delta: String,
+    },
+    ReasoningEnd {
+        id: String,
+    },
+    ToolInputStart {
+        tool_call_id: String,
+        tool_name: String,
+    },
+    ToolInputDelta {
+        tool_call_id: String,
+        input_text_delta: String,
+    },
+    ToolInputAvailable {
+        tool_call_id: String,
+        tool_name: String,
+        input: Value,
+    },
+    ToolApprovalRequest {
+        approval_id: String,
+        tool_call_id: String,
+    },
+    ToolApprovalResponse {
+        approval_id: String,
+        approved: bool,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+    ToolOutputAvailable {
+        tool_call_id: String,
+        output: Value,
+    },
+    ToolOutputError {
+        tool_call_id: String,
+        error_text: String,
+    },
+    ToolOutputDenied {
+        tool_call_id: String,
+    },
+    Finish {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        finish_reason: Option<&'static str>,
+    },
+    Error {
+        error_text: String,
+    },
+    Abort {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reason: Option<&'static str>,
+    },
+}
+
+/// What the stream does after an event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Flow {
+    /// Goes on.
+    More,
+    /// The answer waits for a person (an approval, a client tool's result): a transport
+    /// whose client must answer before it goes on (`useChat` sends the answer only once the
+    /// response ended) ends its response here; the answer itself keeps waiting.
+    Paused,
+    /// The answer ended.
+    Ended,
+}
+
+/// The part of the message open now.
+#[derive(Debug)]
+enum Open {
+    Text(String),
+    Reasoning(String),
+}
+
+/// Turns one answer's events into UI message chunks, keeping what the chunks need: the part
+/// open, whether a step is open, the tool calls begun.
+#[derive(Debug, Default)]
+pub(crate) struct Encoder {
+    open: Option<Open>,
+    in_step: bool,
+    /// A tool result came last: the next text, reasoning or call begins a new model step.
+    after_tools: bool,
+    /// The last approval was a denial: the call's result is `tool-output-denied`.
+    denied: bool,
+    begun: HashSet<String>,
+    parts: u32,
+}
+
+impl Encoder {
+    /// The chunks of `event`, appended to `out`, and what the stream does next.
+    pub(crate) fn encode(&mut self, event: &StreamEvent, out: &mut Vec<UiChunk>) -> Flow {
+        match event {
+            StreamEvent::Start(start) => {
+                out.push(UiChunk::Start {
+                    message_id: start.message_id.clone(),
+                });
+                out.push(UiChunk::StartStep);
+                self.in_step = true;
+            }
+            StreamEvent::Chunk(chunk) => {
+                let id = self.open_text(out);
+                out.push(UiChunk::TextDelta {
+                    id,
+                    delta: chunk.content.clone(),
+                });
+            }
+            StreamEvent::Reasoning(reasoning) => {
+                let id = self.open_reasoning(out);
+                out.push(UiChunk::ReasoningDelta {
+                    id,
+                    delta: reasoning.content.clone(),
+                });
+            }
+            StreamEvent::ToolCallStart(call) => {
+                self.step(out);
+                self.close(out);
+                self.begin(out, &call.tool_call_id, &call.name);
+            }
+            StreamEvent::ToolCallDelta(delta) if self.begun.contains(&delta.tool_call_id) => {
+                out.push(UiChunk::ToolInputDelta {
+                    tool_call_id: delta.tool_call_id.clone(),
+                    input_text_delta: delta.delta.clone(),
+                });
+            }
+            StreamEvent::ToolCall(call) => {
+                self.step(out);
+                self.close(out);
+                self.begin(out, &call.tool_call_id, &call.name);
+                out.push(UiChunk::ToolInputAvailable {
+                    tool_call_id: call.tool_call_id.clone(),
+                    tool_name: call.name.clone(),
+                    input: call.arguments.clone(),
+                });
+                if call.client {
+                    return self.pause(out);
+                }
+            }
+            StreamEvent::ApprovalRequest(request) => {
+                self.close(out);
+                out.push(UiChunk::ToolApprovalRequest {
+                    approval_id: request.approval_id.to_string(),
+                    tool_call_id: request.tool_call_id.clone(),
+                });
+                return self.pause(out);
+            }
+            StreamEvent::Approval(decision) => {
+                self.denied = !decision.approved;
+                out.push(UiChunk::ToolApprovalResponse {
+                    approval_id: decision.approval_id.to_string(),
+                    approved: decision.approved,
+                    reason: decision.reason.clone(),
+                });
+            }
+            StreamEvent::ToolResult(result) => {
+                self.close(out);
+                let tool_call_id = result.tool_call_id.clone();
+                out.push(match (&result.output, &result.error) {
+                    _ if std::mem::take(&mut self.denied) => {
+                        UiChunk::ToolOutputDenied { tool_call_id }
+                    }
+                    (_, Some(error)) => UiChunk::ToolOutputError {
+                        tool_call_id,
+                        error_text: error.clone(),
+                    },
+                    (output, None) => UiChunk::ToolOutputAvailable {
+                        tool_call_id,
+                        output: output.clone().unwrap_or(Value::Null),
+                    },
+                });
+                self.after_tools = true;
+            }
+            StreamEvent::Reset(_) => {
+                // The client drops the step's parts itself; what was open is gone with them.
+                self.open = None;
+                self.after_tools = false;
+                out.push(UiChunk::ResetStep);
+            }
+            StreamEvent::End(end) => {
+                self.close(out);
+                if std::mem::take(&mut self.in_step) {
+                    out.push(UiChunk::FinishStep);
+                }
+                out.push(match end.status {
+                    EndStatus::Complete => UiChunk::Finish {
+                        finish_reason: Some(finish_reason(&end.finish_reason)),
+                    },
+                    EndStatus::Cancelled => UiChunk::Abort {
+                        reason: Some("cancelled"),
+                    },
+                    EndStatus::Interrupted => UiChunk::Abort {
+                        reason: Some("interrupted"),
+                    },
+                });
+                return Flow::Ended;
+            }
+            StreamEvent::Error(failed) => {
+                self.close(out);
+                out.push(UiChunk::Error {
+                    error_text: failed.error.clone(),
+                });
+                return Flow::Ended;
+            }
+            // Not part of the assistant message: the question, the queue, an unstreamed answer
+            // (and what a later version adds).
+            _ => {}
+        }
+        Flow::More
+    }
+
+    /// Ends the response at a wait: the step and the message, for now.
+    fn pause(&mut self, out: &mut Vec<UiChunk>) -> Flow {
+        self.close(out);
+        if std::mem::take(&mut self.in_step) {
+            out.push(UiChunk::FinishStep);
+        }
+        out.push(UiChunk::Finish {
+            finish_reason: Some("tool-calls"),
+        });
+        Flow::Paused
+    }
+
+    /// Opens a model step if none is, or a new one after tool results.
+    fn step(&mut self, out: &mut Vec<UiChunk>) {
+        if std::mem::take(&mut self.after_tools) && self.in_step {
+            self.close(out);
+            out.push(UiChunk::FinishStep);
+            self.in_step = false;
+        }
+        if !self.in_step {
+            out.push(UiChunk::StartStep);
+            self.in_step = true;
+        }
+    }
+
+    fn begin(&mut self, out: &mut Vec<UiChunk>, tool_call_id: &str, name: &str) {
+        if self.begun.insert(tool_call_id.to_owned()) {
+            out.push(UiChunk::ToolInputStart {
+                tool_call_id: tool_call_id.to_owned(),
+                tool_name: name.to_owned(),
+            });
+        }
+    }
+
+    fn open_text(&mut self, out: &mut Vec<UiChunk>) -> String {
+        self.step(out);
+        if let Some(Open::Text(id)) = &self.open {
+            return id.clone();
+        }
+        self.close(out);
+        let id = self.next_id("text");
+        out.push(UiChunk::TextStart { id: id.clone() });
+        self.open = Some(Open::Text(id.clone()));
+        id
+    }
+
+    fn open_reasoning(&mut self, out: &mut Vec<UiChunk>) -> String {
+        self.step(out);
+        if let Some(Open::Reasoning(id)) = &self.open {
+            return id.clone();
+        }
+        self.close(out);
+        let id = self.next_id("reasoning");
+        out.push(UiChunk::ReasoningStart { id: id.clone() });
+        self.open = Some(Open::Reasoning(id.clone()));
+        id
+    }
+
+    fn close(&mut self, out: &mut Vec<UiChunk>) {
+        match self.open.take() {
+            Some(Open::Text(id)) => out.push(UiChunk::TextEnd { id }),
+            Some(Open::Reasoning(id)) => out.push(UiChunk::ReasoningEnd { id }),
+            None => {}
+        }
+    }
+
+    /// A part id, new in this response (the SDK keeps a part per id it is told to start).
+    fn next_id(&mut self, kind: &str) -> String {
+        self.parts += 1;
+        format!("{kind}-{}", self.parts)
+    }
+}
+
+/// The SDK's `finishReason` of an answer that completed.
+fn finish_reason(reason: &FinishReason) -> &'static str {
+    match reason {
+        FinishReason::Stop => "stop",
+        FinishReason::Length | FinishReason::Budget => "length",
+        FinishReason::ContentFilter => "content-filter",
+        FinishReason::ToolCalls | FinishReason::MaxSteps => "tool-calls",
+        FinishReason::Interrupted => "interrupted",
+        _ => "other",
+    }
+}
