@@ -9,13 +9,18 @@
 // run after its TOOL_CALL_END (no TOOL_CALL_RESULT). The application runs the tool and starts
 // a new run whose messages end with a role:"tool" message carrying the result, and that run
 // streams the rest of the answer.
+// Approvals are AG-UI 1.0 interrupts. A call that needs one ends the run after its
+// TOOL_CALL_END with RUN_FINISHED {outcome: {type: "interrupt", interrupts: [{id: the approval's
+// id, reason: "tool_approval", toolCallId}]}}. The client keeps them in agent.pendingInterrupts
+// and must answer each in the next run's `resume` (resolved approves, cancelled denies). That
+// run streams the rest of the answer.
 // Errors: a request refused before its run starts (bad credentials, a conversation of another
 // user) is an HTTP status with a JSON {code, message}, which HttpAgent turns into a rejected
 // runAgent() with `.status` and `.payload`. A failure after RUN_STARTED is RUN_ERROR.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { HttpAgent } from '@ag-ui/client';
+import { HttpAgent, buildResumeArray } from '@ag-ui/client';
 import { EventSchemas } from '@ag-ui/core/schemas';
 import { devToken, startChat, within } from './helpers.mjs';
 
@@ -73,15 +78,17 @@ describe('AG-UI over HTTP (@ag-ui/client HttpAgent)', () => {
   /**
    * An HttpAgent for `token` whose responses are also kept raw. run(params) runs it once and
    * resolves to { events (raw, checked by assertRun), seen (as the client applied them),
-   * finished (the onRunFinishedEvent params), response }.
+   * finished (the onRunFinishedEvent params), response, input (the RunAgentInput posted) }.
    */
   function agentFor(token, threadId = newId('thread')) {
     const responses = [];
+    const inputs = [];
     const agent = new HttpAgent({
       url: `${server.url}/api/ag-ui`,
       headers: { Authorization: `Bearer ${token}` },
       threadId,
       fetch: async (url, init) => {
+        inputs.push(JSON.parse(init.body));
         const res = await fetch(url, init);
         responses.push({ status: res.status, headers: res.headers, text: res.clone().text() });
         return res;
@@ -103,9 +110,9 @@ describe('AG-UI over HTTP (@ag-ui/client HttpAgent)', () => {
       const events = sseData(text);
       assertRun(events, { threadId: agent.threadId, runId });
       assert.deepEqual(seen.map((e) => e.type), events.map((e) => e.type), 'the client applied every event');
-      return { events, seen, finished, response };
+      return { events, seen, finished, response, input: inputs.at(-1) };
     }
-    return { agent, run };
+    return { agent, run, inputs };
   }
 
   before(async () => {
@@ -206,6 +213,91 @@ describe('AG-UI over HTTP (@ag-ui/client HttpAgent)', () => {
     assert.match(contentOf(second.events), /get_weather returned: .*sunny/);
     assert.deepEqual(second.finished.pendingToolCallIds, []);
     assert.deepEqual(agent.messages.map((m) => m.role), ['user', 'assistant', 'tool', 'assistant']);
+  });
+
+  /**
+   * A run that asks for `send_email to <to>`: it must end at the approval, as an interrupt
+   * the client holds in pendingInterrupts. Resolves to { agent, run, call, interrupt }.
+   */
+  async function interruptedRun(to) {
+    const { agent, run, inputs } = agentFor(aliceToken);
+    agent.addMessage({ id: newId('u'), role: 'user', content: `send_email to ${to}` });
+    const { events, finished } = await run();
+    const call = events.find((e) => e.type === 'TOOL_CALL_START');
+    assert.equal(call?.toolCallName, 'send_email', events.map((e) => e.type).join());
+    const args = events.filter((e) => e.type === 'TOOL_CALL_ARGS' && e.toolCallId === call.toolCallId).map((e) => e.delta).join('');
+    assert.deepEqual(JSON.parse(args), { to });
+    const types = events.map((e) => e.type);
+    assert.ok(types.indexOf('TOOL_CALL_END') > types.indexOf('TOOL_CALL_START'), types.join());
+    assert.ok(!types.includes('TOOL_CALL_RESULT'), `nothing ran yet: ${types.join()}`);
+    assert.ok(!types.includes('TEXT_MESSAGE_START'), `no text before the decision: ${types.join()}`);
+
+    const last = events.at(-1);
+    assert.equal(last.type, 'RUN_FINISHED');
+    assert.equal(last.outcome?.type, 'interrupt', `an interrupt outcome: ${JSON.stringify(last)}`);
+    assert.equal(last.outcome.interrupts.length, 1);
+    const [interrupt] = last.outcome.interrupts;
+    assert.equal(typeof interrupt.id, 'string');
+    assert.ok(interrupt.id.length > 0);
+    assert.equal(interrupt.reason, 'tool_approval');
+    assert.equal(interrupt.toolCallId, call.toolCallId);
+    if (interrupt.message !== undefined) assert.match(interrupt.message, /send_email/);
+    // What the client made of it.
+    assert.equal(finished.outcome, 'interrupt');
+    assert.deepEqual(finished.interrupts, last.outcome.interrupts);
+    assert.deepEqual(agent.pendingInterrupts, last.outcome.interrupts);
+    const held = agent.messages.find((m) => m.toolCalls?.some((c) => c.id === call.toolCallId));
+    assert.equal(held?.role, 'assistant', 'the client holds the call');
+    // A run that does not answer the interrupt is refused by the client, before any request.
+    agent.addMessage({ id: newId('u'), role: 'user', content: 'never mind' });
+    const posted = inputs.length;
+    await assert.rejects(agent.runAgent({ runId: newId('run') }), /pending interrupt/);
+    assert.equal(inputs.length, posted);
+    agent.messages = agent.messages.slice(0, -1);
+    return { agent, run, call, interrupt };
+  }
+
+  it('asks for the approval of send_email as an interrupt, and runs it when the next run resumes it resolved', async () => {
+    const { agent, run, call, interrupt } = await interruptedRun('bob');
+    const resume = buildResumeArray(agent.pendingInterrupts, { [interrupt.id]: { status: 'resolved', payload: { approved: true } } });
+    const { events, finished, input } = await run({ resume });
+    assert.deepEqual(input.resume, [{ interruptId: interrupt.id, status: 'resolved', payload: { approved: true } }]);
+    const types = events.map((e) => e.type);
+    assert.ok(!events.some((e) => e.type === 'TOOL_CALL_START' && e.toolCallId === call.toolCallId), `the call is not made again: ${types.join()}`);
+    const result = events.find((e) => e.type === 'TOOL_CALL_RESULT');
+    assert.equal(result?.toolCallId, call.toolCallId, types.join());
+    const output = JSON.parse(result.content);
+    assert.equal(output.to, 'bob');
+    assert.equal(output.status, 'sent (simulated)');
+    assert.ok(types.indexOf('TOOL_CALL_RESULT') < types.indexOf('TEXT_MESSAGE_START'), types.join());
+    assert.match(contentOf(events), /send_email returned: .*sent \(simulated\)/);
+    assert.equal(finished.outcome, 'success');
+    assert.deepEqual(finished.pendingToolCallIds, []);
+    assert.deepEqual(agent.pendingInterrupts, [], 'nothing left to answer');
+    assert.deepEqual(agent.messages.map((m) => m.role), ['user', 'assistant', 'tool', 'assistant']);
+    assert.equal(agent.messages[2].toolCallId, call.toolCallId);
+    assert.match(agent.messages[3].content, /send_email returned: .*sent \(simulated\)/);
+  });
+
+  it('does not run send_email when the next run resumes its interrupt cancelled', async () => {
+    const { agent, run, call, interrupt } = await interruptedRun('carol');
+    const resume = buildResumeArray(agent.pendingInterrupts, { [interrupt.id]: { status: 'cancelled' } });
+    const { events, finished, input } = await run({ resume });
+    assert.deepEqual(input.resume, [{ interruptId: interrupt.id, status: 'cancelled' }]);
+    const types = events.map((e) => e.type);
+    // The call's result is the refusal the model was told, not the tool's output.
+    const results = events.filter((e) => e.type === 'TOOL_CALL_RESULT');
+    assert.equal(results.length, 1, types.join());
+    assert.equal(results[0].toolCallId, call.toolCallId);
+    assert.match(results[0].content, /alice denied the call/);
+    assert.ok(!results[0].content.includes('sent (simulated)'), 'the tool did not run');
+    const text = contentOf(events);
+    assert.match(text, /send_email returned: .*alice denied the call/);
+    assert.ok(!text.includes('sent (simulated)'), text);
+    assert.equal(finished.outcome, 'success');
+    assert.deepEqual(agent.pendingInterrupts, []);
+    assert.equal(agent.messages.at(-1).role, 'assistant');
+    assert.match(agent.messages.at(-1).content, /denied the call/);
   });
 
   it('refuses bad credentials with 401 and a thread of another user with 403', async () => {

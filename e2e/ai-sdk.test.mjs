@@ -4,13 +4,15 @@
 // does. The SDK checks every chunk against its schema, so a chunk it does not accept fails
 // the test where it arrives.
 //
-// Client tools are not tested here. The AI SDK's client never declares its tools to the
-// server (useChat sends no tool list), so this endpoint can only apply outputs of calls to
-// client tools that MARIE already knows about.
+// Client tools: useChat sends no tool list, so the app declares them as a body extra
+// (`useChat({ transport: new DefaultChatTransport({ body: { client_tools } }) })`), which the
+// server offers to the model as send_message.client_tools. The response ends at the call
+// (finish "tool-calls"); the output, posted in the assistant message as addToolOutput leaves
+// it, is applied as submit_tool_result and the same message goes on.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { DefaultChatTransport, readUIMessageStream, validateUIMessages } from 'ai';
+import { DefaultChatTransport, lastAssistantMessageIsCompleteWithToolCalls, readUIMessageStream, validateUIMessages } from 'ai';
 import { devToken, startChat, within } from './helpers.mjs';
 
 /** What the echo provider reasons before a message that starts with `think`. */
@@ -40,6 +42,13 @@ const CHUNK_KEYS = {
   finish: ['finishReason', 'messageMetadata'],
   error: ['errorText'],
   abort: ['reason'],
+};
+
+/** A tool the client runs: the time on the user's device. */
+const GET_TIME = {
+  name: 'get_time',
+  description: 'The current time on the user\'s device',
+  parameters: { type: 'object', properties: {} },
 };
 
 const words = (n, prefix) => Array.from({ length: n }, (_, i) => `${prefix}${i + 1}`).join(' ');
@@ -119,7 +128,7 @@ describe('the AI SDK UI message stream over HTTP (DefaultChatTransport)', () => 
   let server;
   let aliceToken;
   let bobToken;
-  /** Every response the transports got: { method, url, status, headers, text: Promise<string> }. */
+  /** Every response the transports got: { method, url, request (its body), status, headers, text: Promise<string> }. */
   const responses = [];
 
   /** A fetch that also keeps a copy of each response's body. */
@@ -128,6 +137,7 @@ describe('the AI SDK UI message stream over HTTP (DefaultChatTransport)', () => 
     responses.push({
       method: init?.method ?? 'GET',
       url: String(input),
+      request: init?.body ?? null,
       status: res.status,
       headers: res.headers,
       text: res.body ? res.clone().text().catch((e) => `(body failed: ${e.message})`) : Promise.resolve(''),
@@ -135,10 +145,12 @@ describe('the AI SDK UI message stream over HTTP (DefaultChatTransport)', () => 
     return res;
   };
 
-  const transportFor = (token) => new DefaultChatTransport({
+  /** A transport as useChat gets it; `body`: the app's extras, merged into every POST. */
+  const transportFor = (token, body) => new DefaultChatTransport({
     api: `${server.url}/api/ai-sdk/chat`,
     headers: token ? { Authorization: `Bearer ${token}` } : {},
     fetch: recordingFetch,
+    body,
   });
 
   /** One POST: `messages` as useChat would send them. Resolves to the response's chunks. */
@@ -308,6 +320,65 @@ describe('the AI SDK UI message stream over HTTP (DefaultChatTransport)', () => 
     assert.equal(tool.state, 'output-denied');
     assert.equal(tool.approval.approved, false);
     conversations.denied = { chatId, answerId: message.id };
+  });
+
+  it('ends the response at a call of a client tool from body.client_tools, and goes on with the output posted in the message', async () => {
+    const chatId = newId('ai-ctool');
+    const transport = transportFor(aliceToken, { client_tools: [GET_TIME] });
+    const question = userMessage('what is get_time');
+    const before = responses.length;
+    const first = await post(transport, chatId, [question]);
+    assertWellFormed(first);
+    const types = typesOf(first);
+    assert.deepEqual(JSON.parse(await responses[before].request).client_tools, [GET_TIME], 'the extra is in the POST body');
+    const call = first.find((c) => c.type === 'tool-input-available');
+    assert.ok(call, `a tool-input-available: ${types.join()}`);
+    assert.equal(call.toolName, 'get_time');
+    assert.deepEqual(call.input, {});
+    assert.ok(types.indexOf('tool-input-start') < types.indexOf('tool-input-available'), types.join());
+    assert.ok(!types.some((t) => t.startsWith('tool-output') || t === 'tool-approval-request'), `the server neither runs it nor asks: ${types.join()}`);
+    assert.ok(!types.includes('text-start'), `no text before the output: ${types.join()}`);
+    assert.deepEqual(types.slice(-3), ['tool-input-available', 'finish-step', 'finish'], 'the response ends at the call');
+    assert.equal(first.at(-1).finishReason, 'tool-calls');
+
+    const waiting = await toUIMessage(first);
+    const part = waiting.parts.find((p) => p.type === 'tool-get_time');
+    assert.equal(part.toolCallId, call.toolCallId);
+    assert.equal(part.state, 'input-available');
+    // What useChat's addToolOutput({ tool: 'get_time', toolCallId, output }) does to the part.
+    const output = { time: '12:34', zone: 'Europe/Paris' };
+    Object.assign(part, { state: 'output-available', output, errorText: undefined });
+    assert.ok(lastAssistantMessageIsCompleteWithToolCalls({ messages: [question, waiting] }), 'useChat would send it now');
+
+    const second = await post(transport, chatId, [question, waiting], { messageId: waiting.id });
+    assertWellFormed(second);
+    const next = typesOf(second);
+    assert.equal(second[0].messageId ?? waiting.id, waiting.id, 'the continuation is the same assistant message');
+    assert.ok(!second.some((c) => c.type.startsWith('tool-input') && c.toolCallId === call.toolCallId), `the call is not streamed again: ${next.join()}`);
+    const echoed = second.filter((c) => c.type.startsWith('tool-output'));
+    assert.ok(echoed.every((c) => c.type === 'tool-output-available' && c.toolCallId === call.toolCallId), next.join());
+    for (const c of echoed) assert.deepEqual(c.output, output);
+    assert.match(textOf(second), /^get_time returned: .*"time":"12:34"/);
+    assert.equal(second.at(-1).finishReason, 'stop');
+
+    const message = await toUIMessage(second, structuredClone(waiting));
+    assert.equal(message.id, waiting.id);
+    const [tool, text, ...rest] = partsOf(message);
+    assert.deepEqual(rest, [], JSON.stringify(message.parts));
+    assert.equal(tool.type, 'tool-get_time');
+    assert.equal(tool.state, 'output-available');
+    assert.deepEqual(tool.output, output);
+    assert.equal(text.type, 'text');
+    assert.match(text.text, /^get_time returned: .*"zone":"Europe\/Paris"/);
+    assert.equal(text.state, 'done');
+
+    // The history holds the call, the client's output and the text, in one answer.
+    const branch = await validateUIMessages({ messages: await getMessages(chatId) });
+    assert.deepEqual(branch.map((m) => m.role), ['user', 'assistant']);
+    assert.equal(branch[1].id, waiting.id);
+    const stored = branch[1].parts.find((p) => p.type === 'tool-get_time');
+    assert.equal(stored.state, 'output-available');
+    assert.deepEqual(stored.output, output);
   });
 
   it('regenerates an answer: a new assistant message, which the active branch then holds', async () => {

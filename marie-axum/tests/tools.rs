@@ -612,3 +612,88 @@ async fn cancel_while_a_tool_runs_over_socketio() {
         "the answer was cancelled before this call finished"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_tool_is_answered_by_a_member_over_socketio_first_result_wins() {
+    // Two calls in one step: the answer still waits for the second when the first is
+    // answered twice, so the second result is a `conflict`, whatever the timing.
+    let provider = ScriptedProvider::new(Vec::<String>::new())
+        .calls_tool("call_t", "get_time", json!({"zone": "UTC"}))
+        .calls_tool("call_u", "get_time", json!({"zone": "CET"}))
+        .then_step(["It is noon."], vec![]);
+    let (server, calls) = serve(provider).await;
+    let mut alice = connect(server.addr, "alice").await;
+    alice.join("clock").await;
+    alice.invite("clock", "bob").await;
+    let get_time = json!({
+        "name": "get_time",
+        "description": "The user's local time",
+        "parameters": {"type": "object", "properties": {"zone": {"type": "string"}}, "required": ["zone"]}
+    });
+    // A client tool may not take a server tool's name.
+    let mut taken = get_time.clone();
+    taken["name"] = json!("calculate");
+    let refused = alice
+        .ack(
+            "send_message",
+            json!({"conversation_id": "clock", "message": "hi", "client_tools": [taken]}),
+        )
+        .await;
+    assert_eq!(refused["code"], "bad_request", "{refused}");
+    alice.next("error").await;
+
+    let sent = alice
+        .ack(
+            "send_message",
+            json!({"conversation_id": "clock", "message": "what time", "client_tools": [get_time]}),
+        )
+        .await;
+    assert_eq!(sent["status"], "ok", "{sent}");
+    let call = alice.next("tool_call").await;
+    assert_eq!(call["client"], true, "{call}");
+    assert_eq!(call["name"], "get_time");
+    // Answered the moment the call is seen.
+    let mut bob = connect(server.addr, "bob").await;
+    let joined = bob.join("clock").await;
+    let pending = &joined["active_stream"]["pending_tool_call"];
+    assert_eq!(pending["tool_call_id"], "call_t", "{joined}");
+    assert!(joined["active_stream"].get("pending_approval").is_none());
+    let both = bob
+        .ack(
+            "submit_tool_result",
+            json!({"conversation_id": "clock", "tool_call_id": "call_t", "output": 1, "error": "x"}),
+        )
+        .await;
+    assert_eq!(both["code"], "bad_request", "{both}");
+    bob.next("error").await;
+    let taken = alice
+        .ack(
+            "submit_tool_result",
+            json!({"conversation_id": "clock", "tool_call_id": "call_t", "output": {"time": "12:00"}}),
+        )
+        .await;
+    assert_eq!(taken["status"], "ok", "{taken}");
+    assert_eq!(taken["tool_call_id"], "call_t");
+    let late = bob
+        .ack(
+            "submit_tool_result",
+            json!({"conversation_id": "clock", "tool_call_id": "call_t", "error": "no clock"}),
+        )
+        .await;
+    assert_eq!(late["code"], "conflict", "{late}");
+    bob.next("error").await;
+    let result = bob.next("tool_result").await;
+    assert_eq!(result["output"], json!({"time": "12:00"}));
+    let failed = bob
+        .ack(
+            "submit_tool_result",
+            json!({"conversation_id": "clock", "tool_call_id": "call_u", "error": "no clock here"}),
+        )
+        .await;
+    assert_eq!(failed["status"], "ok", "{failed}");
+    let result = bob.next("tool_result").await;
+    assert_eq!(result["error"], "no clock here");
+    let end = bob.next("stream_end").await;
+    assert_eq!(end["full_content"], "It is noon.");
+    assert_eq!(calls.load(Ordering::SeqCst), 0, "no server tool ran");
+}

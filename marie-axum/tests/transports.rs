@@ -133,6 +133,14 @@ fn script() -> Vec<Step> {
             "approve_tool",
             json!({"conversation_id": "{c}", "approval_id": "nope", "approved": true}),
         ),
+        step(
+            "submit_tool_result",
+            json!({"conversation_id": "{c}", "tool_call_id": "nope", "output": 1}),
+        ),
+        step(
+            "submit_tool_result",
+            json!({"conversation_id": "{c}", "tool_call_id": "nope"}),
+        ),
         step("system_announcement", json!({"message": "hi all"})),
         Step {
             user: "admin",

@@ -687,8 +687,11 @@ async fn ask_with_client_tool(h: &Harness, room: &ConversationId, message: &str)
 
 #[tokio::test]
 async fn a_client_tool_call_waits_for_the_first_result_a_member_submits() {
+    // Two calls in one step: the answer still waits for the second when the first is
+    // answered twice, so the second result is a `conflict`, whatever the timing.
     let provider = ScriptedProvider::new(Vec::<String>::new())
         .calls_tool("call_t", "get_time", json!({"zone": "UTC"}))
+        .calls_tool("call_u", "get_time", json!({"zone": "CET"}))
         .then_step(["It is noon."], vec![]);
     let (h, calls) = harness(provider.clone(), EngineConfig::default(), vec![]);
     let room = conv("client-tool");
@@ -741,23 +744,39 @@ async fn a_client_tool_call_waits_for_the_first_result_a_member_submits() {
         .submit_tool_result(&user("alice"), &room, "call_t", Err("too late".into()))
         .await;
     assert!(matches!(second, Err(Error::Conflict(_))), "{second:?}");
+    h.engine
+        .submit_tool_result(&user("alice"), &room, "call_u", Err("no clock".into()))
+        .await
+        .unwrap();
 
     let end = h.end(&stream).await;
     assert_eq!(end.status, EndStatus::Complete);
     assert_eq!(end.full_content, "It is noon.");
     assert_eq!(calls.load(Ordering::SeqCst), 0, "no server tool ran");
     let results = h.tool_results(&stream);
-    assert_eq!(results.len(), 1);
+    assert_eq!(results.len(), 2);
     assert_eq!(results[0].output, Some(json!({"time": "12:00"})));
-    // The model's next step was told the client's output.
+    assert_eq!(results[1].error.as_deref(), Some("no clock"));
+    // The model's next step was told the client's output and error.
     let told = &provider.requests()[1].messages;
     let last = told.last().unwrap();
     assert_eq!(last.role, MessageRole::Assistant);
-    let result = last.parts.iter().find_map(|p| match p {
-        MessagePart::ToolResult { output, .. } => output.clone(),
-        _ => None,
-    });
-    assert_eq!(result, Some(json!({"time": "12:00"})), "{last:?}");
+    let results: Vec<(Option<Value>, Option<String>)> = last
+        .parts
+        .iter()
+        .filter_map(|p| match p {
+            MessagePart::ToolResult { output, error, .. } => Some((output.clone(), error.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        results,
+        [
+            (Some(json!({"time": "12:00"})), None),
+            (None, Some("no clock".to_owned()))
+        ],
+        "{last:?}"
+    );
     h.assert_numbered_in_order(&stream);
 }
 

@@ -214,10 +214,13 @@ impl Encoder {
                 });
                 self.after_tools = true;
             }
+            // Nothing of the failed step was sent yet (it failed before saying anything after
+            // the tools' results): nothing to drop. A `reset-step` now would drop the step
+            // before it, the tool calls, which the retry does not repeat.
+            StreamEvent::Reset(_) if self.after_tools => {}
             StreamEvent::Reset(_) => {
                 // The client drops the step's parts itself; what was open is gone with them.
                 self.open = None;
-                self.after_tools = false;
                 out.push(UiChunk::ResetStep);
             }
             StreamEvent::End(end) => {
@@ -334,5 +337,229 @@ fn finish_reason(reason: &FinishReason) -> &'static str {
         FinishReason::ToolCalls | FinishReason::MaxSteps => "tool-calls",
         FinishReason::Interrupted => "interrupted",
         _ => "other",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    /// An answer's event from its wire form (`{event, data}`), ids filled in.
+    fn ev(name: &str, mut data: Value) -> StreamEvent {
+        data["conversation_id"] = json!("c");
+        data["stream_id"] = json!("s");
+        serde_json::from_value(json!({"event": name, "data": data})).unwrap()
+    }
+
+    fn types(chunks: &[UiChunk]) -> Vec<String> {
+        chunks
+            .iter()
+            .map(|c| {
+                serde_json::to_value(c).unwrap()["type"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect()
+    }
+
+    fn chunk(seq: u64, content: &str) -> StreamEvent {
+        ev(
+            "stream_chunk",
+            json!({"seq": seq, "content": content, "done": false, "tokens_used": seq}),
+        )
+    }
+
+    #[test]
+    fn an_answer_with_reasoning_a_tool_and_a_reset_encodes_as_the_sdk_reads_it() {
+        let events = [
+            ev(
+                "stream_start",
+                json!({"message_id": "m1", "status": "streaming"}),
+            ),
+            ev("stream_reasoning", json!({"seq": 1, "content": "hmm"})),
+            chunk(2, "Let me "),
+            ev(
+                "tool_call_start",
+                json!({"seq": 3, "tool_call_id": "t1", "name": "calc"}),
+            ),
+            ev(
+                "tool_call_delta",
+                json!({"seq": 4, "tool_call_id": "t1", "delta": "{}"}),
+            ),
+            ev(
+                "tool_call",
+                json!({"seq": 5, "tool_call_id": "t1", "name": "calc", "arguments": {}}),
+            ),
+            ev(
+                "tool_result",
+                json!({"seq": 6, "tool_call_id": "t1", "name": "calc", "output": 84, "duration_ms": 1}),
+            ),
+            chunk(7, "It is "),
+            ev(
+                "stream_reset",
+                json!({"seq": 8, "after_seq": 6, "attempt": 1, "reason": "x"}),
+            ),
+            chunk(9, "84."),
+            ev(
+                "stream_end",
+                json!({"message_id": "m1", "full_content": "84.", "status": "complete",
+                       "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+                       "finish_reason": "stop"}),
+            ),
+        ];
+        let mut encoder = Encoder::default();
+        let mut out = Vec::new();
+        let flows: Vec<Flow> = events.iter().map(|e| encoder.encode(e, &mut out)).collect();
+        assert_eq!(flows.last(), Some(&Flow::Ended));
+        assert!(flows[..flows.len() - 1].iter().all(|f| *f == Flow::More));
+        assert_eq!(
+            types(&out),
+            [
+                "start",
+                "start-step",
+                "reasoning-start",
+                "reasoning-delta",
+                "reasoning-end",
+                "text-start",
+                "text-delta",
+                "text-end",
+                "tool-input-start",
+                "tool-input-delta",
+                "tool-input-available",
+                "tool-output-available",
+                "finish-step",
+                "start-step",
+                "text-start",
+                "text-delta",
+                // The failed attempt's step is dropped by the client; the retry's text is a
+                // new part of the same step.
+                "reset-step",
+                "text-start",
+                "text-delta",
+                "text-end",
+                "finish-step",
+                "finish"
+            ]
+        );
+        // Ids are fresh per part, and optional fields are left out, never null.
+        let wire: Vec<Value> = out
+            .iter()
+            .map(|c| serde_json::to_value(c).unwrap())
+            .collect();
+        assert_eq!(wire[0], json!({"type": "start", "messageId": "m1"}));
+        assert_eq!(wire[14]["id"], json!("text-3"));
+        assert_eq!(wire[17]["id"], json!("text-4"));
+        assert_eq!(
+            wire.last().unwrap(),
+            &json!({"type": "finish", "finishReason": "stop"})
+        );
+        assert!(
+            wire.iter()
+                .all(|c| c.as_object().unwrap().values().all(|v| !v.is_null()))
+        );
+    }
+
+    #[test]
+    fn a_reset_before_the_step_after_tools_said_anything_keeps_the_tools_step() {
+        let mut encoder = Encoder::default();
+        let mut out = Vec::new();
+        for event in [
+            ev(
+                "stream_start",
+                json!({"message_id": "m1", "status": "streaming"}),
+            ),
+            ev(
+                "tool_call",
+                json!({"seq": 1, "tool_call_id": "t1", "name": "calc", "arguments": {}}),
+            ),
+            ev(
+                "tool_result",
+                json!({"seq": 2, "tool_call_id": "t1", "name": "calc", "output": 84, "duration_ms": 1}),
+            ),
+            ev(
+                "stream_reset",
+                json!({"seq": 3, "after_seq": 2, "attempt": 1, "reason": "x"}),
+            ),
+            chunk(4, "84."),
+        ] {
+            encoder.encode(&event, &mut out);
+        }
+        assert_eq!(
+            types(&out),
+            [
+                "start",
+                "start-step",
+                "tool-input-start",
+                "tool-input-available",
+                "tool-output-available",
+                "finish-step",
+                "start-step",
+                "text-start",
+                "text-delta"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_wait_for_a_person_ends_the_response_and_a_denial_is_output_denied() {
+        let mut encoder = Encoder::default();
+        let mut out = Vec::new();
+        encoder.encode(
+            &ev(
+                "tool_call",
+                json!({"seq": 1, "tool_call_id": "t1", "name": "send_email", "arguments": {}}),
+            ),
+            &mut out,
+        );
+        let request = ev(
+            "tool_approval_request",
+            json!({"seq": 2, "approval_id": "a1", "tool_call_id": "t1", "name": "send_email",
+                   "arguments": {}, "expires_at": 1}),
+        );
+        assert_eq!(encoder.encode(&request, &mut out), Flow::Paused);
+        assert_eq!(
+            types(&out),
+            [
+                "start-step",
+                "tool-input-start",
+                "tool-input-available",
+                "tool-approval-request",
+                "finish-step",
+                "finish"
+            ]
+        );
+        // The continuation: the denial, then the call's result as denied.
+        let mut next = Encoder::default();
+        let mut out = Vec::new();
+        next.encode(
+            &ev(
+                "tool_approval",
+                json!({"seq": 3, "approval_id": "a1", "approved": false, "decided_by": "bob"}),
+            ),
+            &mut out,
+        );
+        next.encode(
+            &ev(
+                "tool_result",
+                json!({"seq": 4, "tool_call_id": "t1", "name": "send_email",
+                       "error": "not run: bob denied the call", "duration_ms": 0}),
+            ),
+            &mut out,
+        );
+        assert_eq!(
+            types(&out),
+            ["tool-approval-response", "tool-output-denied"]
+        );
+        // A client tool's call waits too.
+        let mut client = Encoder::default();
+        let call = ev(
+            "tool_call",
+            json!({"seq": 1, "tool_call_id": "t2", "name": "get_time", "arguments": {},
+                   "client": true}),
+        );
+        assert_eq!(client.encode(&call, &mut Vec::new()), Flow::Paused);
     }
 }
