@@ -16,6 +16,9 @@ use serde_json::json;
 
 const INDEX_HTML: &str = include_str!("../chat/static/index.html");
 const APP_JS: &str = include_str!("../chat/static/app.js");
+/// The TypeScript client `@marie-rs/client` (clients/js), built for the page as one script
+/// (`npm run build:page` there; its tests fail when this copy is stale).
+const MARIE_CLIENT_JS: &str = include_str!("../chat/static/marie-client.js");
 const STYLE_CSS: &str = include_str!("../chat/static/style.css");
 /// The official socket.io-client browser bundle, served locally (no CDN).
 const SOCKET_IO_JS: &str = include_str!("../chat/static/socket.io.min.js");
@@ -78,6 +81,10 @@ pub(crate) fn page_routes(mode: AuthMode) -> Router {
         .route(
             "/app.js",
             get(|| async { asset("text/javascript", APP_JS) }),
+        )
+        .route(
+            "/marie-client.js",
+            get(|| async { asset("text/javascript", MARIE_CLIENT_JS) }),
         )
         .route("/style.css", get(|| async { asset("text/css", STYLE_CSS) }))
         .route(

@@ -1,0 +1,16 @@
+export { MarieClient } from "./client.js";
+export type { MarieClientOptions, ConnectionSnapshot, ConnectionStatus, TokenSource } from "./client.js";
+export { Conversation } from "./conversation.js";
+export { ConversationList } from "./list.js";
+export type { ConversationListSnapshot } from "./list.js";
+export { MarieError, isMarieError } from "./errors.js";
+export { AnswerTracker } from "./answer.js";
+export type { OfferResult, RunningAnswer } from "./answer.js";
+export { applyEvent, partsFromWire, textOf, reasoningOf } from "./parts.js";
+export type { Part, TextPart, ReasoningPart, RedactedReasoningPart, ToolPart, ToolState, ToolApprovalInfo } from "./parts.js";
+export { Store } from "./store.js";
+export type { ExternalStore, Listener } from "./store.js";
+export { waitFor, randomId } from "./util.js";
+export type * from "./types.js";
+export type * as wire from "./protocol.js";
+export type { AnswerEvent, NumberedEvent, ClientToolSpec } from "./protocol.js";
