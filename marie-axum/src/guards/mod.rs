@@ -175,6 +175,16 @@ pub(crate) struct PacketSize {
     pub(crate) binaries: usize,
 }
 
+impl PacketSize {
+    /// A packet of `bytes` of text and no attachment (an HTTP body, a WebSocket frame).
+    pub(crate) fn text(bytes: usize) -> Self {
+        Self {
+            text: bytes,
+            binaries: 0,
+        }
+    }
+}
+
 impl<A: Adapter> FromMessageParts<A> for PacketSize {
     type Error = Infallible;
 

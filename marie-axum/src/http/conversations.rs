@@ -166,10 +166,7 @@ async fn command<A: Adapter>(
     body_bytes: usize,
 ) -> Result<Response, HttpError> {
     let link = HttpLink { caller, sse: false };
-    let size = PacketSize {
-        text: body_bytes,
-        binaries: 0,
-    };
+    let size = PacketSize::text(body_bytes);
     let acked = commands::dispatch(shared, &link, caller, event, payload.map(Some), &size)
         .await
         .map_err(|refused| HttpError(refused.error))?;

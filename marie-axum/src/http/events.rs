@@ -97,10 +97,7 @@ pub(super) async fn event<A: Adapter>(
     let caller = identify(&shared, &headers, None).await?;
     let body =
         body.map_err(|e| Error::PayloadTooLarge(format!("the body is not readable: {e}")))?;
-    let size = PacketSize {
-        text: body.len(),
-        binaries: 0,
-    };
+    let size = PacketSize::text(body.len());
     let payload = json_payload(&body);
     let link = HttpLink {
         caller: &caller,

@@ -188,10 +188,7 @@ async fn send<A: Adapter>(
     body: Bytes,
 ) -> Result<Response, HttpError> {
     let caller = identify(&shared, &headers, None).await?;
-    let size = PacketSize {
-        text: body.len(),
-        binaries: 0,
-    };
+    let size = PacketSize::text(body.len());
     let link = HttpLink {
         caller: &caller,
         sse: true,
@@ -271,10 +268,7 @@ async fn run<A: Adapter>(
     event: ClientEvent,
     command: Command,
 ) -> Result<Response, HttpError> {
-    let size = PacketSize {
-        text: 0,
-        binaries: 0,
-    };
+    let size = PacketSize::default();
     let acked = commands::dispatch_command(shared, link, link.caller, event, command, &size)
         .await
         .map_err(|refused| HttpError(refused.error))?;

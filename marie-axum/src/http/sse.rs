@@ -88,6 +88,40 @@ pub(crate) async fn events<A: Adapter>(
     })
 }
 
+/// An encoder of one answer's events into a front end's own items (the AI SDK's chunks,
+/// AG-UI's events): one implementation per wire format, one loop ([`encoded`]) for all.
+pub(crate) trait Encode: Send + 'static {
+    /// What it writes.
+    type Item: Send + 'static;
+
+    /// The items of `event`, appended to `out`; `true` when the stream ends after them (the
+    /// answer ended, or waits for what this front end's client must do first).
+    fn encode_event(&mut self, event: &StreamEvent, out: &mut Vec<Self::Item>) -> bool;
+}
+
+/// `events`, encoded by `encoder`, up to the item that ends the stream.
+pub(crate) fn encoded<E: Encode>(
+    events: impl futures_util::Stream<Item = Out> + Send + 'static,
+    encoder: E,
+) -> impl futures_util::Stream<Item = E::Item> + Send + 'static {
+    let state = (encoder, Box::pin(events), false);
+    futures_util::stream::unfold(state, |(mut encoder, mut events, done)| async move {
+        if done {
+            return None;
+        }
+        loop {
+            let out = events.next().await?;
+            let Some(event) = out.event() else { continue };
+            let mut items = Vec::new();
+            let over = encoder.encode_event(event, &mut items);
+            if over || !items.is_empty() {
+                return Some((items, (encoder, events, over)));
+            }
+        }
+    })
+    .flat_map(futures_util::stream::iter)
+}
+
 /// One stream event as SSE: its name, its payload (serialized once, shared with the Socket.IO
 /// side), its `seq` as the event id.
 fn sse_event(out: &Out) -> Event {

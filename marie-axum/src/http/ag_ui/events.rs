@@ -104,6 +104,14 @@ pub(super) struct Interrupt {
     pub(super) tool_call_id: String,
 }
 
+impl crate::http::sse::Encode for Encoder {
+    type Item = AgUiEvent;
+
+    fn encode_event(&mut self, event: &StreamEvent, out: &mut Vec<AgUiEvent>) -> bool {
+        self.encode(event, out)
+    }
+}
+
 /// The message open now.
 #[derive(Debug)]
 enum Open {

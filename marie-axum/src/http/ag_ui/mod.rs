@@ -106,10 +106,7 @@ pub(super) async fn run<A: Adapter>(
     body: Bytes,
 ) -> Result<Response, HttpError> {
     let caller = identify(&shared, &headers, None).await?;
-    let size = PacketSize {
-        text: body.len(),
-        binaries: 0,
-    };
+    let size = PacketSize::text(body.len());
     let input: RunAgentInput = serde_json::from_slice(&body)
         .map_err(|e| Error::BadRequest(format!("invalid RunAgentInput: {e}")))?;
     let link = HttpLink {
@@ -118,24 +115,9 @@ pub(super) async fn run<A: Adapter>(
     };
     let run = start(&shared, &link, input, &size).await?;
     let first = run.encoder.started();
-    let events = sse::events(&shared.hub, run.conversation, run.stream, run.after).await;
-    let state = (run.encoder, Box::pin(events), false);
-    let rest = futures_util::stream::unfold(state, |(mut encoder, mut events, done)| async move {
-        if done {
-            return None;
-        }
-        loop {
-            let out = events.next().await?;
-            let Some(event) = out.event() else { continue };
-            let mut produced = Vec::new();
-            let over = encoder.encode(event, &mut produced);
-            if over || !produced.is_empty() {
-                return Some((produced, (encoder, events, over)));
-            }
-        }
-    });
+    let followed = sse::events(&shared.hub, run.conversation, run.stream, run.after).await;
     let events = futures_util::stream::iter([first])
-        .chain(rest.flat_map(futures_util::stream::iter))
+        .chain(sse::encoded(followed, run.encoder))
         .map(|event| Ok::<_, Infallible>(Event::default().data(json(&event))));
     Ok(Sse::new(events)
         .keep_alive(KeepAlive::default())

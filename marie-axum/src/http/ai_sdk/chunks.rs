@@ -110,6 +110,18 @@ pub(crate) enum Flow {
     Ended,
 }
 
+impl crate::http::sse::Encode for Encoder {
+    type Item = UiChunk;
+
+    fn encode_event(&mut self, event: &StreamEvent, out: &mut Vec<UiChunk>) -> bool {
+        // `start` is the turn's head: the followed one (live, or the log's) is not repeated.
+        if matches!(event, StreamEvent::Start(_)) {
+            return false;
+        }
+        self.encode(event, out) != Flow::More
+    }
+}
+
 /// The part of the message open now.
 #[derive(Debug)]
 enum Open {

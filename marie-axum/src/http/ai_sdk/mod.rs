@@ -17,7 +17,6 @@ mod chunks;
 mod messages;
 pub(super) mod ws;
 
-use std::pin::Pin;
 use std::sync::Arc;
 
 use axum::body::Bytes;
@@ -32,12 +31,11 @@ use marie_core::{
 use serde::Deserialize;
 use socketioxide::adapter::Adapter;
 
-use self::chunks::{Encoder, Flow, UiChunk};
+use self::chunks::{Encoder, UiChunk};
 use self::messages::{Answered, Posted};
 use super::events::{HttpLink, command as run};
 use super::{HttpError, identify, sse};
 use crate::commands::{self, Caller, ClientEvent, Command};
-use crate::delivery::Out;
 use crate::guards::PacketSize;
 use crate::state::NodeState;
 
@@ -239,10 +237,7 @@ pub(super) async fn resume_turn<A: Adapter>(
         stream: running.stream_id.clone(),
         last_seq: after,
     };
-    let size = PacketSize {
-        text: 0,
-        binaries: 0,
-    };
+    let size = PacketSize::default();
     let acked = match run(shared, &link, ClientEvent::ResumeStream, resume, &size).await {
         Ok(acked) => acked,
         // Ended between the two looks.
@@ -285,36 +280,7 @@ pub(super) async fn chunks<A: Adapter>(
     turn: Turn,
 ) -> impl Stream<Item = UiChunk> + Send + 'static {
     let events = sse::events(&shared.hub, turn.conversation, turn.stream, turn.after).await;
-    let state = Encoding {
-        encoder: turn.encoder,
-        events: Box::pin(events),
-        done: false,
-    };
-    let rest = futures_util::stream::unfold(state, |mut s| async move {
-        loop {
-            if s.done {
-                return None;
-            }
-            let out = s.events.next().await?;
-            // `start` is the head's: the followed one (live, or the log's) is not repeated.
-            let Some(event) = out.event().filter(|e| !matches!(e, StreamEvent::Start(_))) else {
-                continue;
-            };
-            let mut chunks = Vec::new();
-            s.done = s.encoder.encode(event, &mut chunks) != Flow::More;
-            if !chunks.is_empty() {
-                return Some((chunks, s));
-            }
-        }
-    });
-    futures_util::stream::iter(turn.head).chain(rest.flat_map(futures_util::stream::iter))
-}
-
-/// An encoder and the events it reads.
-struct Encoding {
-    encoder: Encoder,
-    events: Pin<Box<dyn Stream<Item = Out> + Send>>,
-    done: bool,
+    futures_util::stream::iter(turn.head).chain(sse::encoded(events, turn.encoder))
 }
 
 /// `POST /api/ai-sdk/chat`.
@@ -324,14 +290,23 @@ pub(super) async fn chat<A: Adapter>(
     body: Bytes,
 ) -> Result<Response, HttpError> {
     let caller = identify(&shared, &headers, None).await?;
-    let size = PacketSize {
-        text: body.len(),
-        binaries: 0,
-    };
+    let size = PacketSize::text(body.len());
     let request: ChatRequest = serde_json::from_slice(&body)
         .map_err(|e| Error::BadRequest(format!("invalid body: {e}")))?;
     let turn = take_turn(&shared, &caller, request, &size).await?;
     Ok(ui_message_stream(chunks(&shared, turn).await))
+}
+
+/// The caller and the conversation of a route that reads (`.../stream`, `.../messages`),
+/// after the checks of any request (credentials still valid, the request rate).
+async fn reader<A: Adapter>(
+    shared: &Arc<NodeState<A>>,
+    headers: &HeaderMap,
+    id: String,
+) -> Result<(Caller, ConversationId), HttpError> {
+    let caller = identify(shared, headers, None).await?;
+    commands::admit(shared, &caller, &PacketSize::default())?;
+    Ok((caller, ConversationId::parse(id)?))
 }
 
 /// `GET /api/ai-sdk/chat/{id}/stream`: the running answer from its start, or `204`.
@@ -340,9 +315,7 @@ pub(super) async fn stream<A: Adapter>(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, HttpError> {
-    let caller = identify(&shared, &headers, None).await?;
-    commands::admit(&shared, &caller, &PacketSize::default())?;
-    let conversation = ConversationId::parse(id)?;
+    let (caller, conversation) = reader(&shared, &headers, id).await?;
     match resume_turn(&shared, &caller, conversation, 0).await? {
         Some(turn) => Ok(ui_message_stream(chunks(&shared, turn).await)),
         None => Ok(StatusCode::NO_CONTENT.into_response()),
@@ -355,9 +328,7 @@ pub(super) async fn messages<A: Adapter>(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, HttpError> {
-    let caller = identify(&shared, &headers, None).await?;
-    commands::admit(&shared, &caller, &PacketSize::default())?;
-    let conversation = ConversationId::parse(id)?;
+    let (caller, conversation) = reader(&shared, &headers, id).await?;
     let history = shared
         .engine
         .history(caller.identity(), &conversation, None, Some(usize::MAX))

@@ -156,10 +156,7 @@ async fn serve<A: Adapter>(
             Message::Close(_) => break,
             _ => continue,
         };
-        let size = PacketSize {
-            text: text.len(),
-            binaries: 0,
-        };
+        let size = PacketSize::text(text.len());
         match serde_json::from_str::<ClientFrame>(&text) {
             Ok(frame) => {
                 handle(&shared, socket_caller.as_ref(), &requests, &tx, frame, size).await;
