@@ -153,25 +153,29 @@ describe('a late joiner in headless Chromium', () => {
     page.setDefaultTimeout(STEP_MS);
     page.on('pageerror', (err) => pageErrors.push(`${user} pageerror: ${err.message}`));
     if (slowResumeMs > 0) {
-      // Wraps the global `io` of socket.io.min.js as it is defined, so that this page's
-      // resume_stream goes out late. Nothing else of the page changes.
+      // Wraps the client class of marie-client.js (the global `Marie`) as it is defined, so
+      // that the socket of this page's client sends resume_stream late. Nothing else of the
+      // page changes.
       await page.addInitScript((delay) => {
         let wrapped;
-        Object.defineProperty(window, 'io', {
+        Object.defineProperty(window, 'Marie', {
           configurable: true,
           get: () => wrapped,
-          set: (io) => {
-            wrapped = Object.assign((...args) => {
-              const socket = io(...args);
-              const emit = socket.emit.bind(socket);
-              socket.emit = (event, ...rest) => {
-                if (event !== 'resume_stream') return emit(event, ...rest);
-                window.__resumes = (window.__resumes || 0) + 1;
-                setTimeout(() => emit(event, ...rest), delay);
-                return socket;
-              };
-              return socket;
-            }, io);
+          set: (Marie) => {
+            class SlowResumeClient extends Marie.MarieClient {
+              constructor(options) {
+                super(options);
+                const socket = this.socket;
+                const emit = socket.emit.bind(socket);
+                socket.emit = (event, ...rest) => {
+                  if (event !== 'resume_stream') return emit(event, ...rest);
+                  window.__resumes = (window.__resumes || 0) + 1;
+                  setTimeout(() => emit(event, ...rest), delay);
+                  return socket;
+                };
+              }
+            }
+            wrapped = { ...Marie, MarieClient: SlowResumeClient };
           },
         });
       }, slowResumeMs);

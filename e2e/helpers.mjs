@@ -123,6 +123,7 @@ export async function openChatPage(browser, url, user, errors) {
 const PAGE_FILES = {
   '/': ['index.html', 'text/html; charset=utf-8'],
   '/app.js': ['app.js', 'text/javascript'],
+  '/marie-client.js': ['marie-client.js', 'text/javascript'],
   '/style.css': ['style.css', 'text/css'],
   '/marked.umd.js': ['marked.umd.js', 'text/javascript'],
   '/purify.min.js': ['purify.min.js', 'text/javascript'],
@@ -130,9 +131,9 @@ const PAGE_FILES = {
 
 /**
  * With MARIE_E2E_PAGE_FROM_DISK=1, the pages of `context` get index.html, app.js,
- * style.css and the vendored marked.umd.js and purify.min.js from examples/chat/static
- * instead of the copies built into the example: page changes can be tried without
- * building it again.
+ * style.css, marie-client.js (the client built from clients/js by `npm run build:page`) and
+ * the vendored marked.umd.js and purify.min.js from examples/chat/static instead of the
+ * copies built into the example: page changes can be tried without building it again.
  */
 export async function servePageFromDisk(context) {
   if (!process.env.MARIE_E2E_PAGE_FROM_DISK) return;

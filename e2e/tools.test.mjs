@@ -1,11 +1,12 @@
 // Tool calls and approvals of the chat example (echo provider, demo tools `calculate` and
 // `send_email`): the events of docs/protocol.md section 6 as the official socket.io-client
-// receives them, and Approve clicked on the page in headless Chromium.
+// receives them, Approve clicked on the page in headless Chromium, and the page's own client
+// tool `get_time` (section 11), run by the browser that asked.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { io } from 'socket.io-client';
-import { Recorder, devToken, launchChromium, openChatPage, startChat } from './helpers.mjs';
+import { Recorder, devToken, launchChromium, openChatPage, servePageFromDisk, startChat } from './helpers.mjs';
 
 const ANSWER_EVENTS = new Set(['stream_start', 'stream_chunk', 'stream_reasoning', 'tool_call_start', 'tool_call_delta',
   'tool_call', 'tool_approval_request', 'tool_approval', 'tool_result', 'stream_end', 'stream_error']);
@@ -245,6 +246,81 @@ describe('Approve on the page in headless Chromium', () => {
       assert.equal(await answer.locator('[data-testid="approval"]').isHidden(), true, 'the buttons are gone');
       assert.match(await answer.getByTestId('message-text').textContent(), /^send_email returned: /);
     }
+    assert.deepEqual(pageErrors, [], 'no script errors in the pages');
+  });
+});
+
+describe('the page\'s client tool get_time in headless Chromium', () => {
+  let server;
+  let browser;
+  const pageErrors = [];
+
+  before(async () => {
+    server = await startChat({ env: { MARIE_ECHO_DELAY_MS: '10' } });
+    browser = await launchChromium();
+  });
+
+  after(async () => {
+    if (browser) await browser.close().catch(() => {});
+    if (server) await server.stop();
+  });
+
+  it('the browser that asked runs it: the card shows its output, with that browser\'s time zone, and the answer says it', async () => {
+    // The asker's browser is in Tokyo: the time zone in the output is its own, not the server's.
+    const context = await browser.newContext({ viewport: { width: 1100, height: 720 }, timezoneId: 'Asia/Tokyo' });
+    await servePageFromDisk(context);
+    const kai = await context.newPage();
+    kai.setDefaultTimeout(15_000);
+    kai.on('pageerror', (err) => pageErrors.push(`kai pageerror: ${err.message}`));
+    kai.on('console', (msg) => { if (msg.type() === 'error') pageErrors.push(`kai console: ${msg.text()}`); });
+    await kai.goto(server.url);
+    await kai.getByTestId('login-user').fill('kai');
+    await kai.getByTestId('login-button').click();
+    await kai.locator('[data-testid="connection-status"][data-state="connected"]').waitFor();
+    await kai.getByTestId('new-conversation-button').click();
+    await kai.locator('[data-testid="message-input"]:enabled').waitFor();
+    const conversation = (await kai.getByTestId('current-conversation').textContent()).trim();
+    await kai.getByTestId('invite-user').fill('lia');
+    await kai.getByTestId('invite-button').click();
+    await kai.getByTestId('members').filter({ hasText: 'lia' }).waitFor();
+    const lia = await openChatPage(browser, server.url, 'lia', pageErrors);
+    await lia.getByTestId('conversation-id').fill(conversation);
+    await lia.getByTestId('join-button').click();
+    await lia.locator('[data-testid="message-input"]:enabled').waitFor();
+
+    const sentAt = Date.now();
+    await kai.getByTestId('message-input').fill('what is get_time');
+    await kai.getByTestId('send-button').click();
+    const done = '[data-testid="assistant-message"][data-status="complete"]';
+    for (const page of [kai, lia]) {
+      const answer = page.locator(done).first();
+      await answer.waitFor({ timeout: 30_000 });
+      const card = answer.getByTestId('tool-call');
+      assert.equal(await card.getByTestId('tool-name').textContent(), 'get_time');
+      assert.equal(await card.getByTestId('tool-client').textContent(), 'runs in your browser', 'shown as a client tool');
+      assert.equal(await card.getByTestId('tool-client').isVisible(), true);
+      assert.equal(await card.getAttribute('data-outcome'), 'ok');
+      const output = JSON.parse(await card.getByTestId('tool-result').textContent());
+      assert.equal(output.time_zone, 'Asia/Tokyo', 'the time zone of the browser that ran it');
+      assert.ok(Math.abs(Date.parse(output.iso) - sentAt) < 60_000, `the browser's time: ${output.iso}`);
+      const text = await answer.getByTestId('message-text').textContent();
+      assert.match(text, /^get_time returned: /);
+      assert.equal(await page.getByTestId('user-message').first().textContent().then((t) => t.includes('null')), false, 'nothing but the message in its item');
+      assert.match(text, /"time_zone":"Asia\/Tokyo"/);
+    }
+
+    // The tool's optional argument: a time zone named in the message.
+    await kai.getByTestId('message-input').fill('what is get_time Europe/Paris');
+    await kai.getByTestId('send-button').click();
+    const second = kai.locator(done).nth(1);
+    await second.waitFor({ timeout: 30_000 });
+    const output = JSON.parse(await second.getByTestId('tool-result').textContent());
+    assert.equal(output.time_zone, 'Europe/Paris');
+    assert.match(await second.getByTestId('message-text').textContent(), /^get_time returned: .*Europe\/Paris/);
+    // A message that names no tool is echoed as before, the tool offered or not.
+    await kai.getByTestId('message-input').fill('just saying hello');
+    await kai.getByTestId('send-button').click();
+    await kai.locator(done).nth(2).filter({ hasText: 'just saying hello' }).waitFor();
     assert.deepEqual(pageErrors, [], 'no script errors in the pages');
   });
 });

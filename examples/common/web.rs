@@ -17,11 +17,10 @@ use serde_json::json;
 const INDEX_HTML: &str = include_str!("../chat/static/index.html");
 const APP_JS: &str = include_str!("../chat/static/app.js");
 /// The TypeScript client `@marie-rs/client` (clients/js), built for the page as one script
-/// (`npm run build:page` there; its tests fail when this copy is stale).
+/// with socket.io-client inside (`npm run build:page` there; its tests fail when this copy is
+/// stale).
 const MARIE_CLIENT_JS: &str = include_str!("../chat/static/marie-client.js");
 const STYLE_CSS: &str = include_str!("../chat/static/style.css");
-/// The official socket.io-client browser bundle, served locally (no CDN).
-const SOCKET_IO_JS: &str = include_str!("../chat/static/socket.io.min.js");
 /// The markdown parser `marked` (npm, `lib/marked.umd.js`), served locally.
 const MARKED_JS: &str = include_str!("../chat/static/marked.umd.js");
 /// The HTML sanitiser DOMPurify (npm, `dist/purify.min.js`): every answer's HTML passes
@@ -87,10 +86,6 @@ pub(crate) fn page_routes(mode: AuthMode) -> Router {
             get(|| async { asset("text/javascript", MARIE_CLIENT_JS) }),
         )
         .route("/style.css", get(|| async { asset("text/css", STYLE_CSS) }))
-        .route(
-            "/socket.io.min.js",
-            get(|| async { asset("text/javascript", SOCKET_IO_JS) }),
-        )
         .route(
             "/marked.umd.js",
             get(|| async { asset("text/javascript", MARKED_JS) }),

@@ -184,6 +184,7 @@ export class MarieClient {
       listSetUnread: (id, unread) => this.conversations.setUnread(id, unread),
       listUpsert: (info) => this.conversations.upsert(info),
       listDrop: (id) => this.conversations.drop(id),
+      listSetArchived: (id, archived) => this.conversations.setArchived(id, archived),
       listActivity: (id, role, text) => this.conversations.noteActivity(id, role, text, 1),
     };
     const listHost: ListHost = {
@@ -271,19 +272,31 @@ export class MarieClient {
   /**
    * Uploads a file to a conversation (section 8: `POST /api/chat/files`); name its `fileId` in
    * `send(..., { attachments: [fileId] })`. Rejects with `payload_too_large`,
-   * `quota_exceeded`, `unsupported_file_type`, ...
+   * `quota_exceeded`, `unsupported_file_type`, ..., `aborted` (the signal) or `network`.
+   * `onProgress(sent, total)` follows the upload (through XMLHttpRequest, which tells it,
+   * where there is one; fetch does not).
    */
-  async uploadFile(conversationId: string, file: Blob, options: { name?: string; signal?: AbortSignal } = {}): Promise<FileRecord> {
+  async uploadFile(
+    conversationId: string,
+    file: Blob,
+    options: { name?: string; signal?: AbortSignal; onProgress?: (sent: number, total: number) => void } = {},
+  ): Promise<FileRecord> {
     const form = new FormData();
     form.append("conversation_id", conversationId);
     const name = options.name ?? (file as Blob & { name?: string }).name ?? "file";
     form.append("file", file, name);
-    const r = await this.#http<{ file_id: string; user_id: string; conversation_id: string; name: string; content_type: string; size: number; created_at: number }>(
-      "POST",
-      "/api/chat/files",
-      form,
-      options.signal,
-    );
+    type Uploaded = { file_id: string; user_id: string; conversation_id: string; name: string; content_type: string; size: number; created_at: number };
+    let r: Uploaded;
+    try {
+      r =
+        options.onProgress && typeof XMLHttpRequest === "function"
+          ? await this.#xhrPost<Uploaded>("/api/chat/files", form, options.signal, options.onProgress)
+          : await this.#http<Uploaded>("POST", "/api/chat/files", form, options.signal);
+    } catch (err) {
+      if (err instanceof MarieError) throw err;
+      if (options.signal?.aborted) throw new MarieError("aborted", "the upload was cancelled");
+      throw new MarieError("network", `the upload broke off: ${err instanceof Error ? err.message : String(err)}`);
+    }
     return Object.freeze({
       fileId: r.file_id,
       userId: r.user_id,
@@ -292,6 +305,40 @@ export class MarieClient {
       contentType: r.content_type,
       size: r.size,
       createdAt: r.created_at,
+    });
+  }
+
+  /** POST through XMLHttpRequest, for its upload progress; the answer's JSON, or a MarieError. */
+  async #xhrPost<T>(path: string, body: FormData, signal: AbortSignal | undefined, onProgress: (sent: number, total: number) => void): Promise<T> {
+    const authorization = await this.#authorization();
+    return new Promise<T>((resolve, reject) => {
+      const xhr = new XMLHttpRequest();
+      xhr.open("POST", this.httpUrl(path));
+      xhr.setRequestHeader("authorization", authorization);
+      xhr.upload.addEventListener("progress", (e) => {
+        if (e.lengthComputable && e.total > 0) onProgress(e.loaded, e.total);
+      });
+      xhr.addEventListener("load", () => {
+        let json: unknown;
+        try {
+          json = JSON.parse(xhr.responseText);
+        } catch {
+          json = undefined; // not JSON: the status says it
+        }
+        if (xhr.status >= 200 && xhr.status < 300 && json && typeof json === "object") resolve(json as T);
+        else if (json && typeof json === "object" && typeof (json as { code?: unknown }).code === "string") reject(MarieError.from(json));
+        else reject(new MarieError(xhr.status === 404 ? "not_found" : "error", `HTTP ${xhr.status}`));
+      });
+      xhr.addEventListener("error", () => reject(new MarieError("network", "the upload broke off")));
+      xhr.addEventListener("abort", () => reject(new MarieError("aborted", "the upload was cancelled")));
+      if (signal) {
+        if (signal.aborted) {
+          reject(new MarieError("aborted", "the upload was cancelled"));
+          return;
+        }
+        signal.addEventListener("abort", () => xhr.abort(), { once: true });
+      }
+      xhr.send(body);
     });
   }
 

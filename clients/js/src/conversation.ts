@@ -55,6 +55,8 @@ export interface ConversationHost {
   listSetUnread(conversationId: string, unread: number): void;
   listUpsert(info: ConversationInfo): void;
   listDrop(conversationId: string): void;
+  /** This user archived the conversation (or took it out of the archive). */
+  listSetArchived(conversationId: string, archived: boolean): void;
   /** A message was stored in this conversation (the list moves it up, with one more unread). */
   listActivity(conversationId: string, role: string, text: string): void;
 }
@@ -377,21 +379,48 @@ export class Conversation extends Store<ConversationSnapshot> {
   async cancel(streamId?: string): Promise<void> {
     const target = streamId ?? this.getSnapshot().running?.streamId;
     const tracker = target ? this.#trackers.get(target) : undefined;
-    if (tracker) {
-      tracker.cancelling = true;
-      tracker.changed();
+    const mark = (cancelling: boolean) => {
+      if (tracker) {
+        tracker.cancelling = cancelling;
+        tracker.changed();
+      } else if (target) {
+        this.#setCancelling(target, cancelling); // a queued send: its end takes it out of the queue
+      }
       this.commit();
-    }
+    };
+    mark(true);
     try {
       await this.#host.request("cancel_stream", target ? { conversation_id: this.id, stream_id: target } : { conversation_id: this.id });
     } catch (err) {
-      if (tracker) {
-        tracker.cancelling = false;
-        tracker.changed();
-        this.commit();
-      }
+      mark(false);
       throw MarieError.from(err, "cancel_stream");
     }
+  }
+
+  /**
+   * The named assistants `text` calls in (section 10), as the server reads it: `@name`, in any
+   * case, at the start of a word; a name no assistant has, or an e-mail address, is text.
+   */
+  mentions(text: string): string[] {
+    const names = new Map((this.#info ? this.#info.assistants : []).map((a) => [a.name.toLowerCase(), a.name]));
+    const found: string[] = [];
+    for (const m of String(text).matchAll(/(?:^|\s)@([A-Za-z0-9_-]+)/g)) {
+      const name = names.get(m[1]!.toLowerCase());
+      if (name !== undefined && !found.includes(name)) found.push(name);
+    }
+    return found;
+  }
+
+  /**
+   * Whether a send of `text` asks for an answer (section 10): `answer` when given (the send's
+   * override), else the conversation's policy: `always`, `mention` when it calls an assistant
+   * in, never for `never`. Before the details are read: as `always`, the server's default.
+   */
+  willAnswer(text: string, answer?: boolean): boolean {
+    if (answer !== undefined) return answer;
+    const policy = this.#info?.answerPolicy;
+    if (policy === "never") return false;
+    return policy !== "mention" || this.mentions(text).length > 0;
   }
 
   /** Decides a tool call waiting for approval (the first decision wins; a later one is `conflict`). */
@@ -484,9 +513,12 @@ export class Conversation extends Store<ConversationSnapshot> {
   async refreshInfo(): Promise<ConversationInfo> {
     const gen = ++this.#infoGen;
     const ack = await this.#host.request<ConversationDetails>("get_conversation", { conversation_id: this.id });
-    const info = infoFromWire(ack);
+    let info = infoFromWire(ack);
     if (this.#closed) return info; // deleted or left meanwhile: an answer from before
     if (gen === this.#infoGen) {
+      // Who made the settings as they are stays known while they are the same.
+      const prev = this.#info;
+      if (prev && prev.updatedBy !== undefined && sameSettings(prev, info)) info = Object.freeze({ ...info, updatedBy: prev.updatedBy });
       this.#info = info;
       const members = info.members.map((m) => m.userId);
       const all = [...new Set([...members, ...this.#members])].filter((u) => members.includes(u));
@@ -505,18 +537,24 @@ export class Conversation extends Store<ConversationSnapshot> {
     if (changes.systemPrompt !== undefined) payload.system_prompt = changes.systemPrompt;
     if (changes.answerPolicy !== undefined) payload.answer_policy = changes.answerPolicy;
     const ack = await this.#host.request<ConversationDetails>("update_conversation", payload);
-    const patch = infoFromWire(ack);
+    const patch = { ...infoFromWire(ack), updatedBy: this.#host.userId };
     this.#info = this.#info
       ? Object.freeze({ ...this.#info, ...patch, members: this.#info.members, models: this.#info.models, assistants: this.#info.assistants, archived: this.#info.archived, unread: this.#info.unread })
-      : patch;
+      : Object.freeze(patch);
     this.commit();
     this.#host.listUpsert(this.#info);
     return this.#info;
   }
 
-  /** Moves it into this user's archive (or out). */
-  archive(archived = true): Promise<{ conversation_id: string; archived: boolean }> {
-    return this.#host.request("archive_conversation", { conversation_id: this.id, archived });
+  /** Moves it into this user's archive (or out); the conversation list follows. */
+  async archive(archived = true): Promise<{ conversation_id: string; archived: boolean }> {
+    const ack = await this.#host.request<{ conversation_id: string; archived: boolean }>("archive_conversation", {
+      conversation_id: this.id,
+      archived,
+    });
+    // Only this user's list changes, and no event says so (section 9): the ack is the news.
+    this.#host.listSetArchived(this.id, typeof ack.archived === "boolean" ? ack.archived : archived);
+    return ack;
   }
 
   /** Deletes it (its owner, or an admin). */
@@ -1086,7 +1124,12 @@ export class Conversation extends Store<ConversationSnapshot> {
       message: typeof q.message === "string" ? q.message : "",
       position: this.#queue.length + 1,
       mine: (q.user_id !== undefined && q.user_id === me) || this.#own.has(streamId),
+      cancelling: false,
     });
+  }
+
+  #setCancelling(streamId: string, cancelling: boolean): void {
+    this.#queue = this.#queue.map((q) => (q.streamId === streamId && q.cancelling !== cancelling ? { ...q, cancelling } : q));
   }
 
   #removeQueued(streamId: string, gone: boolean): void {
@@ -1121,6 +1164,7 @@ export class Conversation extends Store<ConversationSnapshot> {
         ...(data.model !== undefined ? { model: data.model } : {}),
         ...(data.answer_policy !== undefined ? { answerPolicy: data.answer_policy } : {}),
         ...(typeof data.updated_at === "number" ? { updatedAt: data.updated_at } : {}),
+        ...(data.updated_by !== undefined ? { updatedBy: data.updated_by } : {}),
       });
       this.commit();
     }
@@ -1222,6 +1266,11 @@ function lastStoredId(messages: readonly ChatMessage[]): string | null {
     if (m.status !== "error") return m.id;
   }
   return null;
+}
+
+/** The same title, model and answer policy (what `conversation_updated` tells). */
+function sameSettings(a: ConversationInfo, b: ConversationInfo): boolean {
+  return a.title === b.title && (a.model ?? null) === (b.model ?? null) && a.answerPolicy === b.answerPolicy;
 }
 
 function sameList<T>(a: readonly T[], b: readonly T[]): boolean {

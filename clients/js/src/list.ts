@@ -220,6 +220,23 @@ export class ConversationList extends Store<ConversationListSnapshot> {
     if (this.#items.delete(id)) this.#commit();
   }
 
+  /**
+   * @internal This user archived `id` (or took it out of the archive): it leaves the list
+   * shown (the archive or the rest), or, shown there now, is read to take its place.
+   */
+  setArchived(id: string, archived: boolean): void {
+    if (archived !== this.#archived) {
+      // As for a deletion: a read started before does not bring it back, a later one does.
+      this.drop(id);
+      return;
+    }
+    if (this.#items.has(id)) this.#patch(id, (item) => (item.archived === archived ? item : { ...item, archived }));
+    else if (this.#loaded) {
+      this.#dropped.delete(id);
+      this.#fetch(id);
+    }
+  }
+
   /** A message of a conversation this client follows was stored: its item moves up with it as preview. */
   /** @internal */
   noteActivity(id: string, role: string, text: string, unreadDelta: number): void {

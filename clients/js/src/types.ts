@@ -79,6 +79,8 @@ export interface QueuedSend {
   /** 1: next. */
   readonly position: number;
   readonly mine: boolean;
+  /** A `cancel_stream` for it, from this client, is in flight. */
+  readonly cancelling: boolean;
 }
 
 /** A send of this client awaiting its ack. */
@@ -129,6 +131,12 @@ export interface ConversationInfo extends ConversationItem {
   readonly models: readonly string[];
   readonly maxSystemPromptChars?: number;
   readonly assistants: readonly { readonly name: string; readonly model: string | null }[];
+  /**
+   * Who made the title and settings shown (`conversation_updated.updated_by`; `null`: the
+   * server, as for an automatic title), when this client heard of it: this user after its own
+   * `update`, absent when read with `get_conversation` and changed since.
+   */
+  readonly updatedBy?: string | null;
 }
 
 /** One conversation as this client knows it. */

@@ -116,6 +116,7 @@ function fakeConversation() {
     listSetUnread() {},
     listUpsert() {},
     listDrop() {},
+    listSetArchived() {},
     listActivity() {},
   };
   return { conv: new Conversation(C, host), requests };

@@ -409,10 +409,13 @@ onBusy&&(payload.on_busy=options.onBusy),options.answer!==void 0&&(payload.answe
 tools),typeof ack.queued=="number"&&ack.stream_id&&this.#addQueued({conversation_id:this.id,stream_id:ack.stream_id,message_id:ack.message_id,user_id:this.#host.
 userId??void 0,message,position:ack.queued}),sendResult(ack)}catch(err){let e=MarieError.from(err,"send_message");throw e.code==="budget_exceeded"&&this.#host.refreshUsage(),
 e}finally{this.#sending=this.#sending.filter(s=>s!==pending),this.commit()}}async cancel(streamId){let target=streamId??this.getSnapshot().running?.streamId,tracker=target?
-this.#trackers.get(target):void 0;tracker&&(tracker.cancelling=!0,tracker.changed(),this.commit());try{await this.#host.request("cancel_stream",target?{conversation_id:this.
-id,stream_id:target}:{conversation_id:this.id})}catch(err){throw tracker&&(tracker.cancelling=!1,tracker.changed(),this.commit()),MarieError.from(err,"cancel_st\
-ream")}}approve(approvalId,approved,reason){let payload={conversation_id:this.id,approval_id:approvalId,approved};return reason!==void 0&&(payload.reason=reason),
-this.#host.request("approve_tool",payload)}submitToolResult(toolCallId,result){this.#ranCalls.add(toolCallId);let payload={conversation_id:this.id,tool_call_id:toolCallId};
+this.#trackers.get(target):void 0,mark=cancelling=>{tracker?(tracker.cancelling=cancelling,tracker.changed()):target&&this.#setCancelling(target,cancelling),this.
+commit()};mark(!0);try{await this.#host.request("cancel_stream",target?{conversation_id:this.id,stream_id:target}:{conversation_id:this.id})}catch(err){throw mark(
+!1),MarieError.from(err,"cancel_stream")}}mentions(text){let names=new Map((this.#info?this.#info.assistants:[]).map(a=>[a.name.toLowerCase(),a.name])),found=[];
+for(let m of String(text).matchAll(/(?:^|\s)@([A-Za-z0-9_-]+)/g)){let name=names.get(m[1].toLowerCase());name!==void 0&&!found.includes(name)&&found.push(name)}
+return found}willAnswer(text,answer){if(answer!==void 0)return answer;let policy=this.#info?.answerPolicy;return policy==="never"?!1:policy!=="mention"||this.mentions(
+text).length>0}approve(approvalId,approved,reason){let payload={conversation_id:this.id,approval_id:approvalId,approved};return reason!==void 0&&(payload.reason=
+reason),this.#host.request("approve_tool",payload)}submitToolResult(toolCallId,result){this.#ranCalls.add(toolCallId);let payload={conversation_id:this.id,tool_call_id:toolCallId};
 return result.error!==void 0?payload.error=String(result.error):payload.output=result.output===void 0?null:result.output,this.#host.request("submit_tool_result",
 payload)}async edit(messageId,message){let ack=await this.#host.request("edit_message",{conversation_id:this.id,message_id:messageId,message,stream:!0});return ack.
 stream_id&&this.#claimStream(ack.stream_id,this.#host.toolsFor({}),!0),sendResult(ack)}async regenerate(messageId){let payload={conversation_id:this.id,stream:!0};
@@ -427,67 +430,68 @@ let first=this.#messages[0];if(!first)return this.loadHistory();let limit=this.#
 id,before:first.id,limit}),got=(Array.isArray(ack.messages)?ack.messages:[]).map(messageFromWire),have=new Set(this.#messages.map(m=>m.id)),older=got.filter(m=>!have.
 has(m.id));return this.#hasOlder=got.length>=limit&&limit>0,older.length&&(this.#messages=Object.freeze([...older,...this.#messages])),this.commit(),older}async refreshInfo(){
 let gen=++this.#infoGen,ack=await this.#host.request("get_conversation",{conversation_id:this.id}),info=infoFromWire(ack);if(this.#closed)return info;if(gen===this.#infoGen){
-this.#info=info;let members=info.members.map(m=>m.userId),all=[...new Set([...members,...this.#members])].filter(u=>members.includes(u));all.length&&(this.#members=
-Object.freeze(all)),this.commit()}return this.#host.listUpsert(info),info}async update(changes){let payload={conversation_id:this.id};changes.title!==void 0&&(payload.
-title=changes.title),changes.model!==void 0&&(payload.model=changes.model),changes.systemPrompt!==void 0&&(payload.system_prompt=changes.systemPrompt),changes.answerPolicy!==
-void 0&&(payload.answer_policy=changes.answerPolicy);let ack=await this.#host.request("update_conversation",payload),patch=infoFromWire(ack);return this.#info=this.#info?
-Object.freeze({...this.#info,...patch,members:this.#info.members,models:this.#info.models,assistants:this.#info.assistants,archived:this.#info.archived,unread:this.#info.
-unread}):patch,this.commit(),this.#host.listUpsert(this.#info),this.#info}archive(archived=!0){return this.#host.request("archive_conversation",{conversation_id:this.
-id,archived})}delete(){return this.#host.request("delete_conversation",{conversation_id:this.id})}invite(userId){return this.#host.request("invite",{conversation_id:this.
-id,user_id:userId})}removeMember(userId){return this.#host.request("remove_member",{conversation_id:this.id,user_id:userId})}export(){return this.#host.request(
-"export_conversation",{conversation_id:this.id})}async markRead(messageId){let target=messageId??lastStoredId(this.#messages);if(!target)return;this.#unread=0,this.#host.
-listSetUnread(this.id,0),this.commit();let mark=this.#mark;if(mark.target=target,!mark.busy){mark.busy=!0;try{for(;mark.target!==mark.sent;){let next=mark.target;
-mark.sent=next,await this.#host.request("mark_read",{conversation_id:this.id,message_id:next}).catch(()=>{})}}finally{mark.busy=!1}}}typing(isTyping){if(!this.#joined||
-!this.#host.isConnected)return;let now=Date.now();isTyping&&now-this.#typingSentAt<TYPING_REPEAT_MS||!isTyping&&this.#typingSentAt===0||(this.#typingSentAt=isTyping?
-now:0,this.#host.request("typing",{conversation_id:this.id,typing:isTyping}).catch(()=>{}))}observeAnswers(listener){return this.#answerListeners.add(listener),
-()=>{this.#answerListeners.delete(listener)}}replayAnswer(streamId){let t=this.#trackers.get(streamId);return t&&!t.ended?t.replay():null}runsTool(streamId,name){
-if(!this.#host.autoRunTools)return!1;let own=this.#own.get(streamId),tools=own?own.tools:this.#sending.length>0?this.#host.toolsFor({}):null;return!!(tools&&typeof tools[name]?.
-execute=="function")}isMine(streamId){return this.#own.has(streamId)}heldPositions(){let held={};for(let t of this.#trackers.values())!t.ended&&!t.lossy&&(held[t.
-streamId]=t.lastSeq);return held}get isJoined(){return this.#joined}onDisconnected(){for(let timer of this.#typing.values())clearTimeout(timer);this.#typing.clear(),
-this.#typingSentAt=0;for(let t of this.#trackers.values())t.resuming&&(t.resuming=!1,t.changed());this.commit()}onFreshSession(){if(!this.#joined&&!this.#joining){
-this.commit();return}this.#joined=!1,this.commit(),this.join().catch(()=>{})}onRestored(restored,active){if(!this.#joined){this.commit();return}if(!restored){this.#joined=
-!1,this.commit(),this.join().catch(()=>{});return}let running=new Set;for(let s of active){if(running.add(s.stream_id),this.#gone.has(s.stream_id))continue;let t=this.#tracker(
-s.stream_id);s.resumed||this.#resume(t)}for(let t of this.#trackers.values())!t.ended&&!running.has(t.streamId)&&this.#resume(t);this.commit(),this.loadHistory().
-catch(()=>{})}handle(event,data){if(!(!data||typeof data!="object"))switch(event){case"message_added":return this.#onMessageAdded(data);case"queued":return this.#addQueued(
-data),this.commit();case"stream_start":return this.#onStreamStart(data);case"stream_end":return this.#onStreamEnd(data);case"stream_error":return this.#onStreamError(
-data);case"message_response":return this.#onMessageResponse(data);case"user_typing":return this.#onTyping(data);case"user_joined":typeof data.user_id=="string"&&
-!this.#members.includes(data.user_id)&&(this.#members=Object.freeze([...this.#members,data.user_id]),this.commit());return;case"user_left":this.#info&&this.refreshInfo().
-catch(()=>{});return;case"read":typeof data.user_id=="string"&&data.message_id!==void 0&&(this.#readMarks=Object.freeze({...this.#readMarks,[data.user_id]:String(
-data.message_id)}),this.commit());return;case"branch_switched":this.loadHistory().catch(()=>{});return;case"conversation_updated":return this.#onUpdated(data);case"\
-conversation_deleted":return this.#close("deleted",data.deleted_by??null);case"removed":return this.#close("removed",data.removed_by??null);case"left":return this.#joined=
-!1,this.commit();case"error":return this.#lastError=MarieError.from(data),this.commit();default:if(NUMBERED_EVENTS.includes(event))return this.#onNumbered({event,
-data})}}#onJoined(ack){this.#joined=!0,this.#closed=null,typeof ack.created=="boolean"&&(this.#created=ack.created);let members=(Array.isArray(ack.members)?ack.
-members:[]).map(m=>typeof m=="string"?m:m&&typeof m.user_id=="string"?m.user_id:null).filter(m=>typeof m=="string"),me=this.#host.userId;me&&!members.includes(me)&&
-members.push(me),this.#members=Object.freeze(members);let listed=this.#host.listUnread(this.id);if(listed!==void 0&&(this.#unread=listed),Array.isArray(ack.queued)){
-this.#queue=[];for(let q of ack.queued)this.#addQueued({...q,conversation_id:this.id})}let active=ack.active_stream;if(active&&typeof active.stream_id=="string"&&
-!this.#gone.has(active.stream_id)){let t=this.#tracker(active.stream_id);active.pending_approval&&(t.joinedApproval=active.pending_approval),active.pending_tool_call&&
-(t.joinedToolCall=active.pending_tool_call),t.changed(),this.#resume(t)}for(let t of this.#trackers.values())!t.ended&&(!active||t.streamId!==active.stream_id)&&
-this.#resume(t);this.commit()}#tracker(streamId){let t=this.#trackers.get(streamId);return t||(t=new AnswerTracker(this.id,streamId),t.mine=this.#own.has(streamId),
-this.#trackers.set(streamId,t),this.#removeQueued(streamId,!1)),t}#claimStream(streamId,tools,branched=!1){this.#own.has(streamId)||this.#own.set(streamId,{tools});
-let t=this.#trackers.get(streamId);t&&(t.mine=!0,branched&&(t.branched=!0),t.changed());let waiting=this.#deferredCalls.filter(c=>c.streamId===streamId);this.#deferredCalls=
-this.#deferredCalls.filter(c=>c.streamId!==streamId);for(let c of waiting)this.#maybeRunTool(c.streamId,c.toolCallId,c.name,c.arguments);this.#deferredCalls.length&&
-this.#sending.length===0&&(this.#deferredCalls=[]),this.commit()}#emitAnswer(e){for(let l of[...this.#answerListeners])try{l(e)}catch(err){queueMicrotask(()=>{throw err})}}#onStreamStart(data){
-let streamId=data.stream_id;if(typeof streamId!="string"||this.#gone.has(streamId))return;this.#removeQueued(streamId,!1);let isNew=!this.#trackers.has(streamId),
-t=this.#tracker(streamId);if(typeof data.message_id=="string"&&(t.messageId=data.message_id),data.parent_id!==void 0&&(t.parentId=data.parent_id===null?null:String(
-data.parent_id)),typeof data.assistant=="string"&&data.assistant&&(t.assistant=data.assistant),t.changed(),isNew&&this.#historyLoaded){let parent=t.parentId??null,
-last=lastStoredId(this.#messages);if(parent!==null&&parent!==last){let at=this.#messages.findIndex(m=>m.id===parent);at>=0?(this.#messages=Object.freeze(this.#messages.
-slice(0,at+1)),t.branched=!0):this.loadHistory().catch(()=>{})}}this.commit(),this.#emitAnswer({event:"stream_start",data})}#onNumbered(e){let streamId=e.data.stream_id;
-if(typeof streamId!="string"||this.#gone.has(streamId))return;let t=this.#tracker(streamId),result=t.offer(e);if(result==="gap"){t.lossy||this.#resume(t),this.commit();
-return}if(result!=="duplicate"){if(e.event==="tool_call"){let id=e.data.tool_call_id;(e.data.client===!0||t.parts.some(p=>p.type==="tool"&&p.toolCallId===id&&p.
-client))&&this.#maybeRunTool(streamId,id,e.data.name,e.data.arguments)}this.commit(),this.#emitAnswer(e)}}#resume(t){if(t.resuming||t.lossy||t.ended||!this.#host.
-isConnected)return;t.resuming=!0,t.changed();let from=t.lastSeq;this.#host.request("resume_stream",{conversation_id:this.id,stream_id:t.streamId,last_seq:from}).
-then(()=>{t.resuming=!1,t.changed(),this.commit()},err=>{t.resuming=!1,t.changed();let e=MarieError.from(err,"resume_stream");if(e.code==="disconnected"||e.code===
-"timeout"||e.code==="closed"){this.commit();return}t.lossy=!0,this.commit(),this.#verifyRunning(t)}),this.commit()}#verifyRunning(t){this.#host.request("join_co\
-nversation",{conversation_id:this.id}).then(ack=>{t.ended||(!ack.active_stream||ack.active_stream.stream_id!==t.streamId)&&(t.ended=!0,this.#trackers.delete(t.streamId),
-this.#gone.add(t.streamId),this.commit(),this.loadHistory().catch(()=>{}))}).catch(()=>{})}#onStreamEnd(data){let streamId=data.stream_id;if(typeof streamId!="s\
-tring")return;let t=this.#trackers.get(streamId);if(!t&&(this.#gone.has(streamId)||this.#queue.some(q=>q.streamId===streamId)||data.status==="cancelled"&&!data.
-full_content)){this.#removeQueued(streamId,!0),this.commit();return}let tracker=t??this.#tracker(streamId);tracker.ended=!0,this.#trackers.delete(streamId),this.#gone.
-add(streamId),this.#removeQueued(streamId,!0);let content=typeof data.full_content=="string"?data.full_content:textOf(tracker.parts),id=typeof data.message_id==
-"string"?data.message_id:tracker.messageId,status=data.status??"complete",stored=parts2(data,content,tracker.parts),saidNothing=!content&&stored.length===0;if(id&&
-!this.#messages.some(m=>m.id===id)&&!(saidNothing&&status!=="complete")){let msg={id,role:"assistant",content,parentId:lastStoredId(this.#messages),parts:stored,
-status,streamId,createdAt:Date.now(),...tracker.assistant?{assistant:tracker.assistant}:{},...typeof data.finish_reason=="string"?{finishReason:data.finish_reason}:
-{},...data.usage?{usage:data.usage}:{}};this.#append(msg),this.#unread+=1,this.#host.listActivity(this.id,"assistant",content)}this.commit(),this.#emitAnswer({event:"\
-stream_end",data}),this.#host.refreshUsage(),tracker.branched&&this.loadHistory().catch(()=>{})}#onStreamError(data){let streamId=data.stream_id;if(typeof streamId!=
+let prev=this.#info;prev&&prev.updatedBy!==void 0&&sameSettings(prev,info)&&(info=Object.freeze({...info,updatedBy:prev.updatedBy})),this.#info=info;let members=info.
+members.map(m=>m.userId),all=[...new Set([...members,...this.#members])].filter(u=>members.includes(u));all.length&&(this.#members=Object.freeze(all)),this.commit()}
+return this.#host.listUpsert(info),info}async update(changes){let payload={conversation_id:this.id};changes.title!==void 0&&(payload.title=changes.title),changes.
+model!==void 0&&(payload.model=changes.model),changes.systemPrompt!==void 0&&(payload.system_prompt=changes.systemPrompt),changes.answerPolicy!==void 0&&(payload.
+answer_policy=changes.answerPolicy);let ack=await this.#host.request("update_conversation",payload),patch={...infoFromWire(ack),updatedBy:this.#host.userId};return this.#info=
+this.#info?Object.freeze({...this.#info,...patch,members:this.#info.members,models:this.#info.models,assistants:this.#info.assistants,archived:this.#info.archived,
+unread:this.#info.unread}):Object.freeze(patch),this.commit(),this.#host.listUpsert(this.#info),this.#info}async archive(archived=!0){let ack=await this.#host.request(
+"archive_conversation",{conversation_id:this.id,archived});return this.#host.listSetArchived(this.id,typeof ack.archived=="boolean"?ack.archived:archived),ack}delete(){
+return this.#host.request("delete_conversation",{conversation_id:this.id})}invite(userId){return this.#host.request("invite",{conversation_id:this.id,user_id:userId})}removeMember(userId){
+return this.#host.request("remove_member",{conversation_id:this.id,user_id:userId})}export(){return this.#host.request("export_conversation",{conversation_id:this.
+id})}async markRead(messageId){let target=messageId??lastStoredId(this.#messages);if(!target)return;this.#unread=0,this.#host.listSetUnread(this.id,0),this.commit();
+let mark=this.#mark;if(mark.target=target,!mark.busy){mark.busy=!0;try{for(;mark.target!==mark.sent;){let next=mark.target;mark.sent=next,await this.#host.request(
+"mark_read",{conversation_id:this.id,message_id:next}).catch(()=>{})}}finally{mark.busy=!1}}}typing(isTyping){if(!this.#joined||!this.#host.isConnected)return;let now=Date.
+now();isTyping&&now-this.#typingSentAt<TYPING_REPEAT_MS||!isTyping&&this.#typingSentAt===0||(this.#typingSentAt=isTyping?now:0,this.#host.request("typing",{conversation_id:this.
+id,typing:isTyping}).catch(()=>{}))}observeAnswers(listener){return this.#answerListeners.add(listener),()=>{this.#answerListeners.delete(listener)}}replayAnswer(streamId){
+let t=this.#trackers.get(streamId);return t&&!t.ended?t.replay():null}runsTool(streamId,name){if(!this.#host.autoRunTools)return!1;let own=this.#own.get(streamId),
+tools=own?own.tools:this.#sending.length>0?this.#host.toolsFor({}):null;return!!(tools&&typeof tools[name]?.execute=="function")}isMine(streamId){return this.#own.
+has(streamId)}heldPositions(){let held={};for(let t of this.#trackers.values())!t.ended&&!t.lossy&&(held[t.streamId]=t.lastSeq);return held}get isJoined(){return this.#joined}onDisconnected(){
+for(let timer of this.#typing.values())clearTimeout(timer);this.#typing.clear(),this.#typingSentAt=0;for(let t of this.#trackers.values())t.resuming&&(t.resuming=
+!1,t.changed());this.commit()}onFreshSession(){if(!this.#joined&&!this.#joining){this.commit();return}this.#joined=!1,this.commit(),this.join().catch(()=>{})}onRestored(restored,active){
+if(!this.#joined){this.commit();return}if(!restored){this.#joined=!1,this.commit(),this.join().catch(()=>{});return}let running=new Set;for(let s of active){if(running.
+add(s.stream_id),this.#gone.has(s.stream_id))continue;let t=this.#tracker(s.stream_id);s.resumed||this.#resume(t)}for(let t of this.#trackers.values())!t.ended&&
+!running.has(t.streamId)&&this.#resume(t);this.commit(),this.loadHistory().catch(()=>{})}handle(event,data){if(!(!data||typeof data!="object"))switch(event){case"\
+message_added":return this.#onMessageAdded(data);case"queued":return this.#addQueued(data),this.commit();case"stream_start":return this.#onStreamStart(data);case"\
+stream_end":return this.#onStreamEnd(data);case"stream_error":return this.#onStreamError(data);case"message_response":return this.#onMessageResponse(data);case"\
+user_typing":return this.#onTyping(data);case"user_joined":typeof data.user_id=="string"&&!this.#members.includes(data.user_id)&&(this.#members=Object.freeze([...this.#members,
+data.user_id]),this.commit());return;case"user_left":this.#info&&this.refreshInfo().catch(()=>{});return;case"read":typeof data.user_id=="string"&&data.message_id!==
+void 0&&(this.#readMarks=Object.freeze({...this.#readMarks,[data.user_id]:String(data.message_id)}),this.commit());return;case"branch_switched":this.loadHistory().
+catch(()=>{});return;case"conversation_updated":return this.#onUpdated(data);case"conversation_deleted":return this.#close("deleted",data.deleted_by??null);case"\
+removed":return this.#close("removed",data.removed_by??null);case"left":return this.#joined=!1,this.commit();case"error":return this.#lastError=MarieError.from(
+data),this.commit();default:if(NUMBERED_EVENTS.includes(event))return this.#onNumbered({event,data})}}#onJoined(ack){this.#joined=!0,this.#closed=null,typeof ack.
+created=="boolean"&&(this.#created=ack.created);let members=(Array.isArray(ack.members)?ack.members:[]).map(m=>typeof m=="string"?m:m&&typeof m.user_id=="string"?
+m.user_id:null).filter(m=>typeof m=="string"),me=this.#host.userId;me&&!members.includes(me)&&members.push(me),this.#members=Object.freeze(members);let listed=this.#host.
+listUnread(this.id);if(listed!==void 0&&(this.#unread=listed),Array.isArray(ack.queued)){this.#queue=[];for(let q of ack.queued)this.#addQueued({...q,conversation_id:this.
+id})}let active=ack.active_stream;if(active&&typeof active.stream_id=="string"&&!this.#gone.has(active.stream_id)){let t=this.#tracker(active.stream_id);active.
+pending_approval&&(t.joinedApproval=active.pending_approval),active.pending_tool_call&&(t.joinedToolCall=active.pending_tool_call),t.changed(),this.#resume(t)}for(let t of this.#trackers.
+values())!t.ended&&(!active||t.streamId!==active.stream_id)&&this.#resume(t);this.commit()}#tracker(streamId){let t=this.#trackers.get(streamId);return t||(t=new AnswerTracker(
+this.id,streamId),t.mine=this.#own.has(streamId),this.#trackers.set(streamId,t),this.#removeQueued(streamId,!1)),t}#claimStream(streamId,tools,branched=!1){this.#own.
+has(streamId)||this.#own.set(streamId,{tools});let t=this.#trackers.get(streamId);t&&(t.mine=!0,branched&&(t.branched=!0),t.changed());let waiting=this.#deferredCalls.
+filter(c=>c.streamId===streamId);this.#deferredCalls=this.#deferredCalls.filter(c=>c.streamId!==streamId);for(let c of waiting)this.#maybeRunTool(c.streamId,c.toolCallId,
+c.name,c.arguments);this.#deferredCalls.length&&this.#sending.length===0&&(this.#deferredCalls=[]),this.commit()}#emitAnswer(e){for(let l of[...this.#answerListeners])
+try{l(e)}catch(err){queueMicrotask(()=>{throw err})}}#onStreamStart(data){let streamId=data.stream_id;if(typeof streamId!="string"||this.#gone.has(streamId))return;
+this.#removeQueued(streamId,!1);let isNew=!this.#trackers.has(streamId),t=this.#tracker(streamId);if(typeof data.message_id=="string"&&(t.messageId=data.message_id),
+data.parent_id!==void 0&&(t.parentId=data.parent_id===null?null:String(data.parent_id)),typeof data.assistant=="string"&&data.assistant&&(t.assistant=data.assistant),
+t.changed(),isNew&&this.#historyLoaded){let parent=t.parentId??null,last=lastStoredId(this.#messages);if(parent!==null&&parent!==last){let at=this.#messages.findIndex(
+m=>m.id===parent);at>=0?(this.#messages=Object.freeze(this.#messages.slice(0,at+1)),t.branched=!0):this.loadHistory().catch(()=>{})}}this.commit(),this.#emitAnswer(
+{event:"stream_start",data})}#onNumbered(e){let streamId=e.data.stream_id;if(typeof streamId!="string"||this.#gone.has(streamId))return;let t=this.#tracker(streamId),
+result=t.offer(e);if(result==="gap"){t.lossy||this.#resume(t),this.commit();return}if(result!=="duplicate"){if(e.event==="tool_call"){let id=e.data.tool_call_id;
+(e.data.client===!0||t.parts.some(p=>p.type==="tool"&&p.toolCallId===id&&p.client))&&this.#maybeRunTool(streamId,id,e.data.name,e.data.arguments)}this.commit(),
+this.#emitAnswer(e)}}#resume(t){if(t.resuming||t.lossy||t.ended||!this.#host.isConnected)return;t.resuming=!0,t.changed();let from=t.lastSeq;this.#host.request(
+"resume_stream",{conversation_id:this.id,stream_id:t.streamId,last_seq:from}).then(()=>{t.resuming=!1,t.changed(),this.commit()},err=>{t.resuming=!1,t.changed();
+let e=MarieError.from(err,"resume_stream");if(e.code==="disconnected"||e.code==="timeout"||e.code==="closed"){this.commit();return}t.lossy=!0,this.commit(),this.#verifyRunning(
+t)}),this.commit()}#verifyRunning(t){this.#host.request("join_conversation",{conversation_id:this.id}).then(ack=>{t.ended||(!ack.active_stream||ack.active_stream.
+stream_id!==t.streamId)&&(t.ended=!0,this.#trackers.delete(t.streamId),this.#gone.add(t.streamId),this.commit(),this.loadHistory().catch(()=>{}))}).catch(()=>{})}#onStreamEnd(data){
+let streamId=data.stream_id;if(typeof streamId!="string")return;let t=this.#trackers.get(streamId);if(!t&&(this.#gone.has(streamId)||this.#queue.some(q=>q.streamId===
+streamId)||data.status==="cancelled"&&!data.full_content)){this.#removeQueued(streamId,!0),this.commit();return}let tracker=t??this.#tracker(streamId);tracker.ended=
+!0,this.#trackers.delete(streamId),this.#gone.add(streamId),this.#removeQueued(streamId,!0);let content=typeof data.full_content=="string"?data.full_content:textOf(
+tracker.parts),id=typeof data.message_id=="string"?data.message_id:tracker.messageId,status=data.status??"complete",stored=parts2(data,content,tracker.parts),saidNothing=!content&&
+stored.length===0;if(id&&!this.#messages.some(m=>m.id===id)&&!(saidNothing&&status!=="complete")){let msg={id,role:"assistant",content,parentId:lastStoredId(this.#messages),
+parts:stored,status,streamId,createdAt:Date.now(),...tracker.assistant?{assistant:tracker.assistant}:{},...typeof data.finish_reason=="string"?{finishReason:data.
+finish_reason}:{},...data.usage?{usage:data.usage}:{}};this.#append(msg),this.#unread+=1,this.#host.listActivity(this.id,"assistant",content)}this.commit(),this.#emitAnswer(
+{event:"stream_end",data}),this.#host.refreshUsage(),tracker.branched&&this.loadHistory().catch(()=>{})}#onStreamError(data){let streamId=data.stream_id;if(typeof streamId!=
 "string")return;let t=this.#trackers.get(streamId);if(data.code==="resume_unavailable"&&t&&!t.ended||!t&&this.#gone.has(streamId))return;let error=MarieError.from(
 {code:data.code??"error",message:data.error??"the answer failed",retryable:data.retryable});if(this.#lastError=error,!t&&this.#queue.some(q=>q.streamId===streamId)){
 this.#removeQueued(streamId,!0),this.commit(),this.#emitAnswer({event:"stream_error",data});return}let tracker=t??this.#tracker(streamId);tracker.ended=!0,this.#trackers.
@@ -509,27 +513,29 @@ ended||!t.parentId||t.messageId&&out.some(m=>m.id===t.messageId))continue;let at
 ssistant"&&(out=out.slice(0,at+1))}return out}#addQueued(q){let streamId=q.stream_id;if(typeof streamId!="string"||this.#gone.has(streamId)||this.#trackers.has(
 streamId)||this.#queue.some(x=>x.streamId===streamId))return;let me=this.#host.userId;this.#queue.push({streamId,...q.message_id!==void 0&&q.message_id!==null?{
 messageId:String(q.message_id)}:{},...q.user_id!==void 0?{userId:q.user_id}:{},message:typeof q.message=="string"?q.message:"",position:this.#queue.length+1,mine:q.
-user_id!==void 0&&q.user_id===me||this.#own.has(streamId)})}#removeQueued(streamId,gone){gone&&this.#gone.add(streamId),!(this.#queue.findIndex(q=>q.streamId===
-streamId)<0)&&(this.#queue=this.#queue.filter(q=>q.streamId!==streamId).map((q,i)=>q.position===i+1?q:{...q,position:i+1}))}#onTyping(data){let user=data.user_id;
-if(!(typeof user!="string"||user===this.#host.userId)){if(clearTimeout(this.#typing.get(user)),data.typing){let timer=setTimeout(()=>{this.#typing.delete(user),
-this.commit()},TYPING_HIDE_MS);timer.unref?.(),this.#typing.set(user,timer)}else this.#typing.delete(user);this.commit()}}#onUpdated(data){this.#info&&(this.#info=
-Object.freeze({...this.#info,...data.title!==void 0?{title:data.title}:{},...data.model!==void 0?{model:data.model}:{},...data.answer_policy!==void 0?{answerPolicy:data.
-answer_policy}:{},...typeof data.updated_at=="number"?{updatedAt:data.updated_at}:{}}),this.commit()),this.#joined&&this.refreshInfo().catch(()=>{})}#close(reason,by){
-this.#closed=Object.freeze({reason,by}),this.#joined=!1,this.#clearLive(!0),this.commit()}#clearLive(forGood){for(let t of this.#trackers.values())t.ended=!0,forGood&&
-this.#gone.add(t.streamId);this.#trackers.clear(),this.#queue=[];for(let timer of this.#typing.values())clearTimeout(timer);this.#typing.clear()}#maybeRunTool(streamId,toolCallId,name,args){
-if(!this.#host.autoRunTools||this.#ranCalls.has(toolCallId))return;let own=this.#own.get(streamId);if(!own){this.#sending.length>0&&this.#deferredCalls.push({streamId,
-toolCallId,name,arguments:args});return}let tool=own.tools[name];if(!tool||typeof tool.execute!="function")return;this.#ranCalls.add(toolCallId),this.#runningCalls.
-add(toolCallId),this.commit();let execute=tool.execute;(async()=>{let result;try{result={output:await execute(args,{conversationId:this.id,streamId,toolCallId,name})}}catch(err){
-result={error:err instanceof Error?err.message:String(err)}}try{await this.submitToolResult(toolCallId,result)}catch(err){let e=MarieError.from(err);e.code!=="c\
-onflict"&&e.code!=="not_found"&&(this.#lastError=e,this.#ranCalls.delete(toolCallId))}finally{this.#runningCalls.delete(toolCallId),this.commit()}})()}};function sendResult(ack){
-return Object.freeze({messageId:String(ack.message_id),...typeof ack.stream_id=="string"?{streamId:ack.stream_id}:{},duplicate:ack.duplicate===!0,...typeof ack.
-queued=="number"?{queued:ack.queued}:{},answered:ack.answered!==!1})}function parts2(data,content,live){return Array.isArray(data.parts)&&data.parts.length?mergeLiveDetails(
-partsFromWire(data.parts,content),live):content?[{type:"text",text:content}]:[]}function carryLive(fresh,old){return!old||old.role!=="assistant"?fresh:{...fresh,
-parts:mergeLiveDetails(fresh.parts,old.parts),...old.status!==void 0?{status:old.status}:{},...old.finishReason!==void 0?{finishReason:old.finishReason}:{},...old.
-usage!==void 0?{usage:old.usage}:{},...old.streamId!==void 0?{streamId:old.streamId}:{}}}function lastStoredId(messages){for(let i=messages.length-1;i>=0;i-=1){
-let m=messages[i];if(m.status!=="error")return m.id}return null}function sameList(a,b){if(a.length!==b.length)return!1;for(let i=0;i<a.length;i+=1){let x=a[i],y=b[i];
-if(x!==y)if(x&&y&&typeof x=="object"&&typeof y=="object"){if(!shallowEqual(x,y))return!1}else return!1}return!0}function shallowEqual(a,b){let ka=Object.keys(a),
-kb=Object.keys(b);if(ka.length!==kb.length)return!1;for(let k of ka)if(!Object.is(a[k],b[k]))return!1;return!0}var PAGE=30;function byActivity(a,b){let ta=a.updatedAt??0,tb=b.updatedAt??0;return ta!==tb?tb-ta:a.id<b.id?-1:a.id>b.id?1:0}var ConversationList=class extends Store{#host;#items=new Map;#nextBefore=null;#pages=0;#loads=0;#loading=0;#loaded=!1;#query="";#archived=!1;#error=null;#refreshTimer=null;#patchedAt=new Map;#dropped=new Map;constructor(host){
+user_id!==void 0&&q.user_id===me||this.#own.has(streamId),cancelling:!1})}#setCancelling(streamId,cancelling){this.#queue=this.#queue.map(q=>q.streamId===streamId&&
+q.cancelling!==cancelling?{...q,cancelling}:q)}#removeQueued(streamId,gone){gone&&this.#gone.add(streamId),!(this.#queue.findIndex(q=>q.streamId===streamId)<0)&&
+(this.#queue=this.#queue.filter(q=>q.streamId!==streamId).map((q,i)=>q.position===i+1?q:{...q,position:i+1}))}#onTyping(data){let user=data.user_id;if(!(typeof user!=
+"string"||user===this.#host.userId)){if(clearTimeout(this.#typing.get(user)),data.typing){let timer=setTimeout(()=>{this.#typing.delete(user),this.commit()},TYPING_HIDE_MS);
+timer.unref?.(),this.#typing.set(user,timer)}else this.#typing.delete(user);this.commit()}}#onUpdated(data){this.#info&&(this.#info=Object.freeze({...this.#info,
+...data.title!==void 0?{title:data.title}:{},...data.model!==void 0?{model:data.model}:{},...data.answer_policy!==void 0?{answerPolicy:data.answer_policy}:{},...typeof data.
+updated_at=="number"?{updatedAt:data.updated_at}:{},...data.updated_by!==void 0?{updatedBy:data.updated_by}:{}}),this.commit()),this.#joined&&this.refreshInfo().
+catch(()=>{})}#close(reason,by){this.#closed=Object.freeze({reason,by}),this.#joined=!1,this.#clearLive(!0),this.commit()}#clearLive(forGood){for(let t of this.#trackers.
+values())t.ended=!0,forGood&&this.#gone.add(t.streamId);this.#trackers.clear(),this.#queue=[];for(let timer of this.#typing.values())clearTimeout(timer);this.#typing.
+clear()}#maybeRunTool(streamId,toolCallId,name,args){if(!this.#host.autoRunTools||this.#ranCalls.has(toolCallId))return;let own=this.#own.get(streamId);if(!own){
+this.#sending.length>0&&this.#deferredCalls.push({streamId,toolCallId,name,arguments:args});return}let tool=own.tools[name];if(!tool||typeof tool.execute!="func\
+tion")return;this.#ranCalls.add(toolCallId),this.#runningCalls.add(toolCallId),this.commit();let execute=tool.execute;(async()=>{let result;try{result={output:await execute(
+args,{conversationId:this.id,streamId,toolCallId,name})}}catch(err){result={error:err instanceof Error?err.message:String(err)}}try{await this.submitToolResult(
+toolCallId,result)}catch(err){let e=MarieError.from(err);e.code!=="conflict"&&e.code!=="not_found"&&(this.#lastError=e,this.#ranCalls.delete(toolCallId))}finally{
+this.#runningCalls.delete(toolCallId),this.commit()}})()}};function sendResult(ack){return Object.freeze({messageId:String(ack.message_id),...typeof ack.stream_id==
+"string"?{streamId:ack.stream_id}:{},duplicate:ack.duplicate===!0,...typeof ack.queued=="number"?{queued:ack.queued}:{},answered:ack.answered!==!1})}function parts2(data,content,live){
+return Array.isArray(data.parts)&&data.parts.length?mergeLiveDetails(partsFromWire(data.parts,content),live):content?[{type:"text",text:content}]:[]}function carryLive(fresh,old){
+return!old||old.role!=="assistant"?fresh:{...fresh,parts:mergeLiveDetails(fresh.parts,old.parts),...old.status!==void 0?{status:old.status}:{},...old.finishReason!==
+void 0?{finishReason:old.finishReason}:{},...old.usage!==void 0?{usage:old.usage}:{},...old.streamId!==void 0?{streamId:old.streamId}:{}}}function lastStoredId(messages){
+for(let i=messages.length-1;i>=0;i-=1){let m=messages[i];if(m.status!=="error")return m.id}return null}function sameSettings(a,b){return a.title===b.title&&(a.model??
+null)===(b.model??null)&&a.answerPolicy===b.answerPolicy}function sameList(a,b){if(a.length!==b.length)return!1;for(let i=0;i<a.length;i+=1){let x=a[i],y=b[i];if(x!==
+y)if(x&&y&&typeof x=="object"&&typeof y=="object"){if(!shallowEqual(x,y))return!1}else return!1}return!0}function shallowEqual(a,b){let ka=Object.keys(a),kb=Object.
+keys(b);if(ka.length!==kb.length)return!1;for(let k of ka)if(!Object.is(a[k],b[k]))return!1;return!0}var PAGE=30;function byActivity(a,b){let ta=a.updatedAt??0,tb=b.updatedAt??0;return ta!==tb?tb-ta:a.id<b.id?-1:a.id>b.id?1:0}var ConversationList=class extends Store{#host;#items=new Map;#nextBefore=null;#pages=0;#loads=0;#loading=0;#loaded=!1;#query="";#archived=!1;#error=null;#refreshTimer=null;#patchedAt=new Map;#dropped=new Map;constructor(host){
 super(Object.freeze({items:Object.freeze([]),loaded:!1,loading:!1,hasMore:!1,query:"",archived:!1,error:null})),this.#host=host}#commit(){let items=[...this.#items.
 values()].sort(byActivity),prev=this.getSnapshot(),next={items:items.length===prev.items.length&&items.every((it,i)=>it===prev.items[i])?prev.items:Object.freeze(
 items),loaded:this.#loaded,loading:this.#loading>0,hasMore:this.#nextBefore!==null,query:this.#query,archived:this.#archived,error:this.#error};Object.keys(next).
@@ -553,15 +559,16 @@ old?.updatedAt!==void 0?{updatedAt:old.updatedAt}:{},...info.lastMessage!==void 
 void 0?{answerPolicy:old.answerPolicy}:{},archived:info.archived,unread:old?old.unread:info.unread});if(!this.#fits(item,!!old)){old&&this.#items.delete(info.id),
 this.#commit();return}this.#patchedAt.set(info.id,this.#loads),this.#items.set(info.id,item),this.#commit()}#patch(id,change){let item=this.#items.get(id);item&&
 (this.#patchedAt.set(id,this.#loads),this.#items.set(id,Object.freeze(change(item))),this.#commit())}setUnread(id,unread){this.#patch(id,item=>item.unread===unread?
-item:{...item,unread})}drop(id){this.#dropped.set(id,this.#loads),this.#items.delete(id)&&this.#commit()}noteActivity(id,role,text,unreadDelta){if(!this.#loaded)
-return;let item=this.#items.get(id);if(!item){this.#fetch(id);return}let now=Math.max(Date.now(),(item.updatedAt??0)+1);this.#patch(id,it=>({...it,updatedAt:now,
-lastMessage:Object.freeze({role,preview:Array.from(text).slice(0,140).join(""),createdAt:now}),unread:Math.min(100,it.unread+unreadDelta)}))}#fetch(id){this.#host.
-isConnected&&this.#host.request("get_conversation",{conversation_id:id}).then(ack=>this.upsert(infoFromWire(ack))).catch(()=>{})}handle(event,data,inRoom){if(!data||
-typeof data!="object"||typeof data.conversation_id!="string")return;let id=data.conversation_id;switch(event){case"conversation_updated":{let d=data;this.#dropped.
-delete(id),this.#items.has(id)?this.#patch(id,it=>({...it,...d.title!==void 0?{title:d.title}:{},...d.model!==void 0?{model:d.model}:{},...d.answer_policy!==void 0?
-{answerPolicy:d.answer_policy}:{},...typeof d.updated_at=="number"?{updatedAt:Math.max(d.updated_at,it.updatedAt??0)}:{}})):this.#loaded&&!this.#archived&&this.#fetch(
-id),inRoom||this.refreshSoon();return}case"conversation_created":this.#dropped.delete(id),this.#loaded&&!this.#items.has(id)&&this.#fetch(id);return;case"conver\
-sation_deleted":case"removed":this.drop(id);return;default:return}}};var ConnectionStore=class extends Store{set(change){let prev=this.getSnapshot(),next={...prev,...change};Object.keys(next).every(k=>Object.is(next[k],prev[k]))||
+item:{...item,unread})}drop(id){this.#dropped.set(id,this.#loads),this.#items.delete(id)&&this.#commit()}setArchived(id,archived){if(archived!==this.#archived){
+this.drop(id);return}this.#items.has(id)?this.#patch(id,item=>item.archived===archived?item:{...item,archived}):this.#loaded&&(this.#dropped.delete(id),this.#fetch(
+id))}noteActivity(id,role,text,unreadDelta){if(!this.#loaded)return;let item=this.#items.get(id);if(!item){this.#fetch(id);return}let now=Math.max(Date.now(),(item.
+updatedAt??0)+1);this.#patch(id,it=>({...it,updatedAt:now,lastMessage:Object.freeze({role,preview:Array.from(text).slice(0,140).join(""),createdAt:now}),unread:Math.
+min(100,it.unread+unreadDelta)}))}#fetch(id){this.#host.isConnected&&this.#host.request("get_conversation",{conversation_id:id}).then(ack=>this.upsert(infoFromWire(
+ack))).catch(()=>{})}handle(event,data,inRoom){if(!data||typeof data!="object"||typeof data.conversation_id!="string")return;let id=data.conversation_id;switch(event){case"\
+conversation_updated":{let d=data;this.#dropped.delete(id),this.#items.has(id)?this.#patch(id,it=>({...it,...d.title!==void 0?{title:d.title}:{},...d.model!==void 0?
+{model:d.model}:{},...d.answer_policy!==void 0?{answerPolicy:d.answer_policy}:{},...typeof d.updated_at=="number"?{updatedAt:Math.max(d.updated_at,it.updatedAt??
+0)}:{}})):this.#loaded&&!this.#archived&&this.#fetch(id),inRoom||this.refreshSoon();return}case"conversation_created":this.#dropped.delete(id),this.#loaded&&!this.#items.
+has(id)&&this.#fetch(id);return;case"conversation_deleted":case"removed":this.drop(id);return;default:return}}};var ConnectionStore=class extends Store{set(change){let prev=this.getSnapshot(),next={...prev,...change};Object.keys(next).every(k=>Object.is(next[k],prev[k]))||
 this.setSnapshot(Object.freeze(next))}},UsageStore=class extends Store{set(budget){let prev=this.getSnapshot();prev&&budget&&prev.used===budget.used&&prev.limit===
 budget.limit&&prev.period===budget.period&&prev.resetsAt===budget.resetsAt||this.setSnapshot(budget)}},CONVERSATION_EVENTS=new Set(["message_added","queued","st\
 ream_start","stream_chunk","stream_reasoning","tool_call_start","tool_call_delta","tool_call","tool_approval_request","tool_approval","tool_result","stream_rese\
@@ -574,25 +581,34 @@ null);let socketOptions={...options.socketOptions??{},autoConnect:!1,auth:cb=>th
 socketOptions);let client=this;this.#host={get userId(){return client.userId},get isConnected(){return client.socket.connected},get historyLimit(){return client.#historyLimit},
 get autoRunTools(){return client.#autoRunTools},request:(event,payload)=>this.request(event,payload),sendRequest:payload=>this.#sendRequest(payload),budget:()=>this.
 usage.getSnapshot(),refreshUsage:()=>this.refreshUsage(),toolsFor:options2=>this.#toolsFor(options2),listUnread:id=>this.conversations.get(id)?.unread,listSetUnread:(id,unread)=>this.
-conversations.setUnread(id,unread),listUpsert:info=>this.conversations.upsert(info),listDrop:id=>this.conversations.drop(id),listActivity:(id,role,text)=>this.conversations.
-noteActivity(id,role,text,1)};let listHost={get userId(){return client.userId},get isConnected(){return client.socket.connected},request:(event,payload)=>this.request(
-event,payload)};this.conversations=new ConversationList(listHost),this.usage.subscribe(()=>{for(let c of this.#convs.values())c.commit()}),this.#wire(),(options.
-autoConnect??!0)&&this.connect()}get userId(){return this.connection.getSnapshot().userId}get connected(){return this.socket.connected}connect(){this.#closed||this.
-socket.connected||this.socket.active||(this.connection.set({status:"connecting",error:null}),this.socket.connect())}close(){this.#closed=!0;for(let f of this.#inflight)
-f.settled=!0,f.reject(new MarieError("closed","the client was closed",{event:f.event}));this.#inflight.clear(),this.#usageTimer&&clearTimeout(this.#usageTimer),
-this.socket.disconnect(),this.connection.set({status:"closed"});for(let c of this.#convs.values())c.onDisconnected()}httpUrl(path){let base=this.#url??globalThis.
-location?.origin;if(!base)throw new MarieError("bad_request","no server url: pass `url` to the MarieClient");return new URL(path,base).toString()}async#authorization(){
-let source=this.#token;return`Bearer ${typeof source=="function"?await source():source}`}async#http(method,path,body,signal){let res=await fetch(this.httpUrl(path),
-{method,headers:{authorization:await this.#authorization()},...body!==void 0?{body}:{},...signal?{signal}:{}});if(!res.ok){let err={code:res.status===404?"not_f\
-ound":"error",message:`HTTP ${res.status}`};try{err=await res.json()}catch{}throw MarieError.from(err)}return res.status===204?void 0:await res.json()}async uploadFile(conversationId,file,options={}){
-let form=new FormData;form.append("conversation_id",conversationId);let name=options.name??file.name??"file";form.append("file",file,name);let r=await this.#http(
-"POST","/api/chat/files",form,options.signal);return Object.freeze({fileId:r.file_id,userId:r.user_id,conversationId:r.conversation_id,name:r.name,contentType:r.
-content_type,size:r.size,createdAt:r.created_at})}async downloadFile(fileId,options={}){let res=await fetch(this.httpUrl(`/api/chat/files/${encodeURIComponent(fileId)}`),
-{headers:{authorization:await this.#authorization()},...options.signal?{signal:options.signal}:{}});if(!res.ok){let err={code:res.status===404?"not_found":"erro\
-r",message:`HTTP ${res.status}`};try{err=await res.json()}catch{}throw MarieError.from(err)}return res.blob()}async deleteFile(fileId){await this.#http("DELETE",
-`/api/chat/files/${encodeURIComponent(fileId)}`)}conversation(id){let c=this.#convs.get(id);return c||(c=new Conversation(id,this.#host),this.#convs.set(id,c)),
-c}async join(id){let c=this.conversation(id);return await c.join(),c}registerTool(name,tool){return this.#tools.set(name,tool),()=>{this.#tools.get(name)===tool&&
-this.#tools.delete(name)}}get tools(){return this.#tools}on(event,listener){return this.socket.on(event,listener),()=>{this.socket.off(event,listener)}}async request(event,payload,options={}){
+conversations.setUnread(id,unread),listUpsert:info=>this.conversations.upsert(info),listDrop:id=>this.conversations.drop(id),listSetArchived:(id,archived)=>this.
+conversations.setArchived(id,archived),listActivity:(id,role,text)=>this.conversations.noteActivity(id,role,text,1)};let listHost={get userId(){return client.userId},
+get isConnected(){return client.socket.connected},request:(event,payload)=>this.request(event,payload)};this.conversations=new ConversationList(listHost),this.usage.
+subscribe(()=>{for(let c of this.#convs.values())c.commit()}),this.#wire(),(options.autoConnect??!0)&&this.connect()}get userId(){return this.connection.getSnapshot().
+userId}get connected(){return this.socket.connected}connect(){this.#closed||this.socket.connected||this.socket.active||(this.connection.set({status:"connecting",
+error:null}),this.socket.connect())}close(){this.#closed=!0;for(let f of this.#inflight)f.settled=!0,f.reject(new MarieError("closed","the client was closed",{event:f.
+event}));this.#inflight.clear(),this.#usageTimer&&clearTimeout(this.#usageTimer),this.socket.disconnect(),this.connection.set({status:"closed"});for(let c of this.#convs.
+values())c.onDisconnected()}httpUrl(path){let base=this.#url??globalThis.location?.origin;if(!base)throw new MarieError("bad_request","no server url: pass `url`\
+ to the MarieClient");return new URL(path,base).toString()}async#authorization(){let source=this.#token;return`Bearer ${typeof source=="function"?await source():
+source}`}async#http(method,path,body,signal){let res=await fetch(this.httpUrl(path),{method,headers:{authorization:await this.#authorization()},...body!==void 0?
+{body}:{},...signal?{signal}:{}});if(!res.ok){let err={code:res.status===404?"not_found":"error",message:`HTTP ${res.status}`};try{err=await res.json()}catch{}throw MarieError.
+from(err)}return res.status===204?void 0:await res.json()}async uploadFile(conversationId,file,options={}){let form=new FormData;form.append("conversation_id",conversationId);
+let name=options.name??file.name??"file";form.append("file",file,name);let r;try{r=options.onProgress&&typeof XMLHttpRequest=="function"?await this.#xhrPost("/a\
+pi/chat/files",form,options.signal,options.onProgress):await this.#http("POST","/api/chat/files",form,options.signal)}catch(err){throw err instanceof MarieError?
+err:options.signal?.aborted?new MarieError("aborted","the upload was cancelled"):new MarieError("network",`the upload broke off: ${err instanceof Error?err.message:
+String(err)}`)}return Object.freeze({fileId:r.file_id,userId:r.user_id,conversationId:r.conversation_id,name:r.name,contentType:r.content_type,size:r.size,createdAt:r.
+created_at})}async#xhrPost(path,body,signal,onProgress){let authorization=await this.#authorization();return new Promise((resolve,reject)=>{let xhr=new XMLHttpRequest;
+if(xhr.open("POST",this.httpUrl(path)),xhr.setRequestHeader("authorization",authorization),xhr.upload.addEventListener("progress",e=>{e.lengthComputable&&e.total>
+0&&onProgress(e.loaded,e.total)}),xhr.addEventListener("load",()=>{let json;try{json=JSON.parse(xhr.responseText)}catch{json=void 0}xhr.status>=200&&xhr.status<
+300&&json&&typeof json=="object"?resolve(json):json&&typeof json=="object"&&typeof json.code=="string"?reject(MarieError.from(json)):reject(new MarieError(xhr.status===
+404?"not_found":"error",`HTTP ${xhr.status}`))}),xhr.addEventListener("error",()=>reject(new MarieError("network","the upload broke off"))),xhr.addEventListener(
+"abort",()=>reject(new MarieError("aborted","the upload was cancelled"))),signal){if(signal.aborted){reject(new MarieError("aborted","the upload was cancelled"));
+return}signal.addEventListener("abort",()=>xhr.abort(),{once:!0})}xhr.send(body)})}async downloadFile(fileId,options={}){let res=await fetch(this.httpUrl(`/api/\
+chat/files/${encodeURIComponent(fileId)}`),{headers:{authorization:await this.#authorization()},...options.signal?{signal:options.signal}:{}});if(!res.ok){let err={
+code:res.status===404?"not_found":"error",message:`HTTP ${res.status}`};try{err=await res.json()}catch{}throw MarieError.from(err)}return res.blob()}async deleteFile(fileId){
+await this.#http("DELETE",`/api/chat/files/${encodeURIComponent(fileId)}`)}conversation(id){let c=this.#convs.get(id);return c||(c=new Conversation(id,this.#host),
+this.#convs.set(id,c)),c}async join(id){let c=this.conversation(id);return await c.join(),c}registerTool(name,tool){return this.#tools.set(name,tool),()=>{this.#tools.
+get(name)===tool&&this.#tools.delete(name)}}get tools(){return this.#tools}on(event,listener){return this.socket.on(event,listener),()=>{this.socket.off(event,listener)}}async request(event,payload,options={}){
 let timeoutMs=options.timeoutMs??this.#ackTimeoutMs;if(this.#closed)throw new MarieError("closed","the client was closed",{event});return this.socket.connected||
 await this.#whenConnected(timeoutMs,event),new Promise((resolve,reject)=>{let entry={event,reject,settled:!1};this.#inflight.add(entry),this.socket.timeout(timeoutMs).
 emit(event,payload===void 0?{}:payload,(err,res)=>{this.#inflight.delete(entry),!entry.settled&&(entry.settled=!0,err?reject(new MarieError("timeout",`no answer\

@@ -51,6 +51,14 @@ export async function vanilla(): Promise<string> {
   } catch (err) {
     if (err instanceof MarieError && err.code === "not_found") return "none";
   }
+  // What a UI reads before a send, and the queue, the details and an upload with progress.
+  const called: string[] = conv.mentions("@calc 12*7");
+  const answered: boolean = conv.willAnswer("hello", undefined);
+  const cancelling: boolean = conv.getSnapshot().queue[0]?.cancelling ?? false;
+  const by: string | null | undefined = conv.getSnapshot().info?.updatedBy;
+  const file = await client.uploadFile("c1", new Blob(["x"]), { name: "x.txt", onProgress: (sent: number, total: number) => void (sent / total) });
+  await client.archiveConversation("c1", true);
+  void [called, answered, cancelling, by, file.fileId];
   client.close();
   return `${streamId}:${done.messages.length}`;
 }
