@@ -292,6 +292,40 @@ describe('the AI SDK UI message stream over HTTP (DefaultChatTransport)', () => 
     return { first, second, message, call, request };
   }
 
+  it('resumes an answer past an approval already decided, to its end', async () => {
+    const chatId = newId('ai-resume-approved');
+    const transport = transportFor(aliceToken);
+    const question = userMessage('send_email to carol');
+    const first = await post(transport, chatId, [question]);
+    const paused = await toUIMessage(first);
+    const part = paused.parts.find((p) => p.type === 'tool-send_email');
+    part.state = 'approval-responded';
+    part.approval = { ...part.approval, approved: true };
+    // The continuation streams; a reload mid-way resumes from the start.
+    let midway;
+    const reachedMidway = new Promise((resolve) => { midway = resolve; });
+    const stream = await transport.sendMessages({
+      chatId, messages: [question, paused], trigger: 'submit-message', messageId: paused.id, abortSignal: undefined,
+    });
+    const continued = collect(stream, (c) => { if (c.type === 'text-delta') midway(); });
+    await within(reachedMidway, 10_000, 'the first words after the approval');
+    const resumed = await transport.reconnectToStream({ chatId });
+    assert.ok(resumed, 'the answer still runs');
+    const replay = await within(collect(resumed), 15_000, 'the resumed answer');
+    await continued;
+    assertWellFormed(replay);
+    const types = typesOf(replay);
+    // The wait it passed is replayed as it was, requested then decided, and the response goes on past it.
+    assert.ok(types.indexOf('tool-approval-request') < types.indexOf('tool-approval-response'), types.join());
+    assert.equal(replay.find((c) => c.type === 'tool-approval-response').approved, true);
+    assert.equal(replay.find((c) => c.type === 'tool-output-available').output.status, 'sent (simulated)');
+    assert.match(textOf(replay), /send_email returned: .*sent \(simulated\)/);
+    assert.equal(replay.at(-1).finishReason, 'stop');
+    const message = await toUIMessage(replay);
+    assert.equal(message.id, paused.id);
+    assert.equal(message.parts.find((p) => p.type === 'tool-send_email').state, 'output-available');
+  });
+
   it('pauses send_email for approval, and runs it when the approval comes back in the messages', async () => {
     const chatId = newId('ai-approve');
     const { second, message, call } = await approvalRound(chatId, 'send_email to bob', { approved: true });

@@ -1401,6 +1401,35 @@ mod contract {
         );
     }
 
+    pub async fn a_client_calls_record_is_found_and_carries_its_output(store: Store) {
+        // A client tool's call waits as an approval does, under an id derived from its
+        // answer and its call (`ApprovalId::for_client_call`), which a store reads back.
+        let mut pending = approval("c9c", "s1");
+        pending.request.client = true;
+        pending.request.approval_id =
+            ApprovalId::for_client_call(&stream("s1"), "functions.get_time:0");
+        let id = pending.request.approval_id.clone();
+        store.create_approval(&pending).await.unwrap();
+        assert_eq!(
+            store.pending_approval(&conv("c9c")).await.unwrap(),
+            Some(pending.clone())
+        );
+        let output = ApprovalDecision {
+            output: Some(serde_json::json!({"time": "12:00"})),
+            ..decision("bob", true)
+        };
+        let ApprovalOutcome::Decided(decided) = store.decide_approval(&id, &output).await.unwrap()
+        else {
+            panic!("the first result must win");
+        };
+        assert_eq!(decided.decision, Some(output.clone()));
+        assert!(store.approval(&id).await.unwrap().unwrap().request.client);
+        assert_eq!(
+            store.approval(&id).await.unwrap().unwrap().decision,
+            Some(output)
+        );
+    }
+
     pub async fn concurrent_decisions_have_one_winner(store: Store) {
         let pending = approval("c10", "s1");
         let id = pending.request.approval_id.clone();
@@ -1913,6 +1942,7 @@ macro_rules! contract_tests {
                 a_lease_lapses_unless_renewed,
                 concurrent_claims_have_one_winner,
                 an_approval_is_decided_once,
+                a_client_calls_record_is_found_and_carries_its_output,
                 concurrent_decisions_have_one_winner,
                 the_answer_policy_is_kept_and_changed,
                 the_assistants_name_round_trips,

@@ -684,15 +684,18 @@ async fn a_client_tool_is_answered_by_a_member_over_socketio_first_result_wins()
     bob.next("error").await;
     let result = bob.next("tool_result").await;
     assert_eq!(result["output"], json!({"time": "12:00"}));
-    let failed = bob
+    // A tool that returns nothing: `output: null` is an output.
+    let nothing = bob
         .ack(
             "submit_tool_result",
-            json!({"conversation_id": "clock", "tool_call_id": "call_u", "error": "no clock here"}),
+            json!({"conversation_id": "clock", "tool_call_id": "call_u", "output": null}),
         )
         .await;
-    assert_eq!(failed["status"], "ok", "{failed}");
+    assert_eq!(nothing["status"], "ok", "{nothing}");
     let result = bob.next("tool_result").await;
-    assert_eq!(result["error"], "no clock here");
+    assert_eq!(result["tool_call_id"], "call_u");
+    assert_eq!(result.get("output"), Some(&Value::Null), "{result}");
+    assert!(result.get("error").is_none(), "{result}");
     let end = bob.next("stream_end").await;
     assert_eq!(end["full_content"], "It is noon.");
     assert_eq!(calls.load(Ordering::SeqCst), 0, "no server tool ran");

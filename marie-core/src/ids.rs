@@ -148,10 +148,14 @@ impl ApprovalId {
     }
 
     /// The record of client tool call `tool_call_id` of answer `stream`: derived, so that
-    /// `submit_tool_result`, which names the call, finds it on any node. Never a random id
-    /// (those have no `/`), and the model's call ids are unique only within an answer.
+    /// `submit_tool_result`, which names the call, finds it on any node. The call's id is
+    /// hashed (UUID v5: stable across nodes and versions) because a model's ids may hold
+    /// any character and be long, and a store reads this id back as a valid one; the
+    /// stream is part of it because a model's call ids are unique only within an answer.
+    /// Never a random id (those have no `.`).
     pub fn for_client_call(stream: &StreamId, tool_call_id: &str) -> Self {
-        Self(format!("{stream}/{tool_call_id}").into())
+        let call = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, tool_call_id.as_bytes());
+        Self(format!("{stream}.{}", call.simple()).into())
     }
 }
 
@@ -187,6 +191,16 @@ mod tests {
         assert!(ConversationId::parse("a b").is_err());
         assert!(ConversationId::parse("x".repeat(MAX_ID_LEN + 1)).is_err());
         assert!(UserId::parse("alice@example.com").is_ok());
+    }
+
+    #[test]
+    fn a_client_calls_record_id_is_a_valid_id_whatever_the_calls_id() {
+        let stream = StreamId::random();
+        let long = "functions.get_time:0/é".repeat(20);
+        let id = ApprovalId::for_client_call(&stream, &long);
+        assert!(ApprovalId::parse(id.as_str()).is_ok(), "{id}");
+        assert_eq!(id, ApprovalId::for_client_call(&stream, &long));
+        assert_ne!(id, ApprovalId::for_client_call(&stream, "call_1"));
     }
 
     #[test]

@@ -69,7 +69,7 @@ pub use control::{ControlBus, ControlHandler, ControlMessage, LocalControlBus};
 pub use engine::{
     ActiveStream, Assistant, ChatEngine, ConversationDetails, ConversationExport, EngineBuilder,
     EngineConfig, Joined, Member, MemberRole, OnBusy, SendOutcome, SendRequest, TitlePolicy,
-    Upload,
+    Upload, Waited,
 };
 pub use error::{AuthError, Error, ErrorCode, ProviderError, SinkError, StoreError};
 pub use file::{

@@ -880,3 +880,31 @@ async fn cancel_while_a_client_call_waits_forgets_it() {
         .await;
     assert!(matches!(late, Err(Error::NotFound(_))), "{late:?}");
 }
+
+#[tokio::test]
+async fn an_app_without_tools_of_its_own_asks_the_model_again_after_a_client_result() {
+    let provider = ScriptedProvider::new(Vec::<String>::new())
+        .calls_tool("call_t", "get_time", json!({"zone": "UTC"}))
+        .then_step(["It is noon."], vec![]);
+    let h = Harness::builder(provider.clone()).build();
+    let room = conv("client-only");
+    let alice = user("alice");
+    h.engine.join(&alice, &room).await.unwrap();
+    let mut send = streamed(&room, "what is get_time");
+    send.client_tools = vec![get_time()];
+    let stream = h.engine.send(&alice, send).await.unwrap().stream_id;
+    within(
+        "tool_call",
+        h.sink
+            .wait_for(|e| matches!(e, StreamEvent::ToolCall(c) if c.stream_id == stream)),
+    )
+    .await;
+    h.engine
+        .submit_tool_result(&alice, &room, "call_t", Ok(json!({"time": "12:00"})))
+        .await
+        .unwrap();
+    let end = h.end(&stream).await;
+    assert_eq!(end.full_content, "It is noon.");
+    assert_eq!(end.finish_reason, FinishReason::Stop);
+    assert_eq!(provider.requests().len(), 2, "the model was asked again");
+}

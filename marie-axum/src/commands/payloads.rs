@@ -103,7 +103,8 @@ pub(super) struct ApproveTool {
 pub(super) struct SubmitToolResult {
     pub(super) conversation_id: String,
     pub(super) tool_call_id: String,
-    #[serde(default)]
+    /// Present, `null` included (a tool that returns nothing), or absent.
+    #[serde(default, deserialize_with = "present")]
     pub(super) output: Option<Value>,
     #[serde(default)]
     pub(super) error: Option<String>,
@@ -227,6 +228,12 @@ pub(super) fn decode_or_empty<T: DeserializeOwned>(payload: Option<Value>) -> Re
         .filter(|p| !p.is_null())
         .unwrap_or_else(|| Value::Object(Default::default()));
     decode(Some(payload))
+}
+
+/// Any JSON value, `null` included, as present: serde's own `Option` takes `null` for
+/// absent.
+fn present<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Value>, D::Error> {
+    Value::deserialize(deserializer).map(Some)
 }
 
 /// A count or a position: a JSON integer, 0 or more. serde's own `u64` would say

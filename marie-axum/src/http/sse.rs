@@ -88,6 +88,39 @@ pub(crate) async fn events<A: Adapter>(
     })
 }
 
+/// The id of the message the answer `stream` becomes, from its log; `None` once the log has
+/// forgotten it.
+pub(crate) async fn answer_message_id<A: Adapter>(
+    hub: &Hub<A>,
+    stream: &StreamId,
+) -> Result<Option<marie_core::MessageId>, marie_core::Error> {
+    Ok(hub
+        .log
+        .read(stream, 0, 1)
+        .await?
+        .map(|read| read.meta.message_id))
+}
+
+/// Where a client that answered `waited` (approvals, client tools' calls of answer `stream`)
+/// follows the answer from: just after the first of them was asked, so that what the answer
+/// sent since (more calls of the same step, results, text) reaches it. Read before the
+/// answers are applied: an answer that then ends forgets its waits. `fallback` when the store
+/// knows none of them.
+pub(crate) async fn continue_from(
+    engine: &marie_core::ChatEngine,
+    stream: &StreamId,
+    waited: &[marie_core::Waited<'_>],
+    fallback: u64,
+) -> Result<u64, marie_core::Error> {
+    let mut from: Option<u64> = None;
+    for wait in waited {
+        if let Some(seq) = engine.waited_at(stream, *wait).await? {
+            from = Some(from.map_or(seq, |f| f.min(seq)));
+        }
+    }
+    Ok(from.unwrap_or(fallback))
+}
+
 /// An encoder of one answer's events into a front end's own items (the AI SDK's chunks,
 /// AG-UI's events): one implementation per wire format, one loop ([`encoded`]) for all.
 pub(crate) trait Encode: Send + 'static {

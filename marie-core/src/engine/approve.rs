@@ -7,8 +7,17 @@
 use super::ChatEngine;
 use crate::{
     ApprovalDecision, ApprovalId, ApprovalOutcome, ApprovalRecord, ControlMessage, ConversationId,
-    Error, Identity, now_millis,
+    Error, Identity, StreamId, now_millis,
 };
+
+/// What an answer waited for: an approval, or a client tool's call.
+#[derive(Clone, Copy, Debug)]
+pub enum Waited<'a> {
+    /// The approval of this id.
+    Approval(&'a ApprovalId),
+    /// The client tool's call of this id.
+    ClientCall(&'a str),
+}
 
 /// The longest reason a decider may give, in bytes.
 pub(super) const MAX_REASON_BYTES: usize = 1000;
@@ -118,6 +127,25 @@ impl ChatEngine {
             )),
             ApprovalOutcome::NotFound => Err(Error::NotFound("no client tool call with this id")),
         }
+    }
+
+    /// Where answer `stream` asked for `waited`: the `seq` of its `tool_approval_request`, or
+    /// of the client tool's `tool_call`. A front end whose client answered it follows the
+    /// answer from there (the AI SDK's and AG-UI's continuations). `None` when the store has
+    /// no such record (unknown, or the answer is over).
+    pub async fn waited_at(
+        &self,
+        stream: &StreamId,
+        waited: Waited<'_>,
+    ) -> Result<Option<u64>, Error> {
+        let id = match waited {
+            Waited::Approval(id) => id.clone(),
+            Waited::ClientCall(tool_call_id) => ApprovalId::for_client_call(stream, tool_call_id),
+        };
+        let record = self.shared.stores.approvals().approval(&id).await?;
+        Ok(record
+            .filter(|r| r.request.stream_id == *stream)
+            .map(|r| r.request.seq))
     }
 
     /// Wakes the answer that waits for `decided`: on this node directly, elsewhere over the

@@ -45,6 +45,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+pub use approve::Waited;
 pub use assistants::Assistant;
 pub use config::EngineConfig;
 pub use conversations::{ConversationDetails, ConversationExport, Member, MemberRole};

@@ -258,6 +258,7 @@ impl Reservation<'_> {
             approvals: self.approvals.clone(),
             budget,
             setup,
+            client_calls: std::sync::Mutex::default(),
         }
     }
 

@@ -23,7 +23,7 @@ use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
-use marie_core::{ApprovalId, ConversationId, Error, MessageId, SendRequest, StreamId, ToolSpec};
+use marie_core::{ApprovalId, ConversationId, Error, SendRequest, StreamId, ToolSpec, Waited};
 use serde::Deserialize;
 use serde_json::Value;
 use socketioxide::adapter::Adapter;
@@ -165,7 +165,7 @@ async fn start<A: Adapter>(
             encoder: Encoder::new(input.thread_id, input.run_id, message_id, false, Vec::new()),
         });
     }
-    // A run that continues the answer: it goes on from where it stands now.
+    // A run that continues the answer: from just after the first wait it answers.
     let running = shared
         .engine
         .running_answer(&conversation)
@@ -173,24 +173,37 @@ async fn start<A: Adapter>(
         .ok_or(Error::NotFound(
             "no answer is running in this thread: nothing to continue",
         ))?;
+    let approvals = input
+        .resume
+        .iter()
+        .map(|entry| Ok((ApprovalId::parse(entry.interrupt_id.clone())?, entry)))
+        .collect::<Result<Vec<_>, Error>>()?;
+    // The tool messages after the last answer: the client's results.
+    let results: Vec<(String, &InputMessage)> = input
+        .messages
+        .iter()
+        .rev()
+        .take_while(|m| m.role == "tool")
+        .filter_map(|m| Some((m.tool_call_id.clone()?, m)))
+        .collect();
+    let waited: Vec<Waited<'_>> = approvals
+        .iter()
+        .map(|(id, _)| Waited::Approval(id))
+        .chain(results.iter().map(|(id, _)| Waited::ClientCall(id)))
+        .collect();
+    let after =
+        sse::continue_from(&shared.engine, &running.stream_id, &waited, running.seq).await?;
     let mut told = false;
-    for entry in &input.resume {
+    for (approval, entry) in approvals {
         let approve = Command::Approve {
             conversation: Some(conversation.clone()),
-            approval: ApprovalId::parse(entry.interrupt_id.clone())?,
+            approval,
             approved: entry.status == "resolved"
                 && entry.payload.get("approved").and_then(Value::as_bool) != Some(false),
             reason: entry.payload["reason"].as_str().map(str::to_owned),
         };
         told |= applied(command(shared, link, ClientEvent::ApproveTool, approve, size).await)?;
     }
-    // The tool messages after the last answer: the client's results.
-    let results = input
-        .messages
-        .iter()
-        .rev()
-        .take_while(|m| m.role == "tool")
-        .filter_map(|m| Some((m.tool_call_id.clone()?, m)));
     let mut answered = Vec::new();
     for (tool_call_id, message) in results {
         let result = match &message.error {
@@ -217,11 +230,13 @@ async fn start<A: Adapter>(
                 .into(),
         ));
     }
-    let message_id = message_id_of(shared, &running.stream_id).await?;
+    let message_id = sse::answer_message_id(&shared.hub, &running.stream_id)
+        .await?
+        .ok_or(Error::NotFound("the answer has ended"))?;
     Ok(Run {
         conversation,
         stream: running.stream_id,
-        after: running.seq,
+        after,
         encoder: Encoder::new(input.thread_id, input.run_id, message_id, true, answered),
     })
 }
@@ -234,20 +249,6 @@ fn applied(outcome: Result<crate::commands::Acked, Error>) -> Result<bool, Error
         Err(Error::NotFound(_)) => Ok(false),
         Err(e) => Err(e),
     }
-}
-
-/// The id of the message a running answer becomes, from its log.
-async fn message_id_of<A: Adapter>(
-    shared: &NodeState<A>,
-    stream: &StreamId,
-) -> Result<MessageId, Error> {
-    shared
-        .hub
-        .log
-        .read(stream, 0, 1)
-        .await?
-        .map(|read| read.meta.message_id)
-        .ok_or(Error::NotFound("the answer has ended"))
 }
 
 /// An event as JSON. Cannot fail: events are strings and numbers.

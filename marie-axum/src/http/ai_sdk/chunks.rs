@@ -141,6 +141,29 @@ pub(crate) struct Encoder {
     denied: bool,
     begun: HashSet<String>,
     parts: u32,
+    /// Of a replay (a resume from the start): the waits up to this `seq` were answered
+    /// already, except `waiting`, the one the answer waits for now; they do not end the
+    /// response. A live stream ends at every wait.
+    answered_up_to: u64,
+    waiting: Option<String>,
+}
+
+impl Encoder {
+    /// An encoder that replays an answer from its start: the waits it passed (up to `seq`)
+    /// go by, and it stops at `waiting` (an approval's id or a client call's), or at a wait
+    /// that comes after `seq`.
+    pub(crate) fn replaying(seq: u64, waiting: Option<String>) -> Self {
+        Self {
+            answered_up_to: seq,
+            waiting,
+            ..Self::default()
+        }
+    }
+
+    /// Whether the wait `id` asked at `seq` ends the response.
+    fn stops_at(&self, seq: u64, id: &str) -> bool {
+        seq > self.answered_up_to || self.waiting.as_deref() == Some(id)
+    }
 }
 
 impl Encoder {
@@ -188,7 +211,7 @@ impl Encoder {
                     tool_name: call.name.clone(),
                     input: call.arguments.clone(),
                 });
-                if call.client {
+                if call.client && self.stops_at(call.seq, &call.tool_call_id) {
                     return self.pause(out);
                 }
             }
@@ -198,7 +221,9 @@ impl Encoder {
                     approval_id: request.approval_id.to_string(),
                     tool_call_id: request.tool_call_id.clone(),
                 });
-                return self.pause(out);
+                if self.stops_at(request.seq, request.approval_id.as_str()) {
+                    return self.pause(out);
+                }
             }
             StreamEvent::Approval(decision) => {
                 self.denied = !decision.approved;
@@ -512,6 +537,40 @@ mod tests {
                 "text-start",
                 "text-delta"
             ]
+        );
+    }
+
+    #[test]
+    fn a_replay_passes_the_waits_already_answered_and_stops_at_the_one_pending() {
+        let request = |seq: u64, approval: &str, call: &str| {
+            ev(
+                "tool_approval_request",
+                json!({"seq": seq, "approval_id": approval, "tool_call_id": call,
+                       "name": "send_email", "arguments": {}, "expires_at": 1}),
+            )
+        };
+        let decided = ev(
+            "tool_approval",
+            json!({"seq": 3, "approval_id": "a1", "approved": true, "decided_by": "bob"}),
+        );
+        // Replayed while the answer waits for a2 (its last seq sent: 6).
+        let mut replay = Encoder::replaying(6, Some("a2".into()));
+        let mut out = Vec::new();
+        assert_eq!(replay.encode(&request(2, "a1", "t1"), &mut out), Flow::More);
+        assert_eq!(replay.encode(&decided, &mut out), Flow::More);
+        assert_eq!(
+            replay.encode(&request(6, "a2", "t2"), &mut out),
+            Flow::Paused
+        );
+        // A wait that comes after the replay caught up ends it too.
+        let mut caught_up = Encoder::replaying(6, None);
+        assert_eq!(
+            caught_up.encode(&request(7, "a3", "t3"), &mut Vec::new()),
+            Flow::Paused
+        );
+        assert_eq!(
+            Encoder::replaying(6, None).encode(&request(2, "a1", "t1"), &mut Vec::new()),
+            Flow::More
         );
     }
 

@@ -155,7 +155,7 @@ pub(super) struct Posted {
 #[derive(Debug, PartialEq)]
 pub(super) enum Answered {
     Approval {
-        approval_id: String,
+        approval_id: marie_core::ApprovalId,
         approved: bool,
         reason: Option<String>,
     },
@@ -176,15 +176,23 @@ impl Posted {
             .join("\n")
     }
 
-    /// The approvals answered (`approval-responded`) and the tool outputs the message holds.
+    /// The approvals answered (`approval-responded`) and the tool outputs of the message's
+    /// last step: what the client did since the answer waited (earlier steps' outputs are
+    /// the server's own results, and each one applied would cost the caller a command).
     pub(super) fn answered(&self) -> Vec<Answered> {
-        self.parts
+        let step = self
+            .parts
+            .iter()
+            .rposition(|p| p["type"] == "step-start")
+            .map_or(0, |i| i + 1);
+        self.parts[step..]
             .iter()
             .filter_map(|p| {
                 let call = p["toolCallId"].as_str()?.to_owned();
                 match p["state"].as_str()? {
                     "approval-responded" => Some(Answered::Approval {
-                        approval_id: p["approval"]["id"].as_str()?.to_owned(),
+                        approval_id: marie_core::ApprovalId::parse(p["approval"]["id"].as_str()?)
+                            .ok()?,
                         approved: p["approval"]["approved"].as_bool()?,
                         reason: p["approval"]["reason"].as_str().map(str::to_owned),
                     }),

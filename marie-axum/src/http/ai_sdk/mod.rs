@@ -26,7 +26,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::{Stream, StreamExt};
 use marie_core::{
-    ApprovalId, ConversationId, Error, MessageId, SendRequest, StreamEvent, StreamId, ToolSpec,
+    ConversationId, Error, MessageId, SendRequest, StreamEvent, StreamId, ToolSpec, Waited,
 };
 use serde::Deserialize;
 use socketioxide::adapter::Adapter;
@@ -149,7 +149,7 @@ pub(super) async fn take_turn<A: Adapter>(
 }
 
 /// The running answer, after the approvals and tool outputs of `last` were applied: from
-/// the `seq` it had reached before, as the same message (`start` with its id).
+/// just after the first wait they answer, as the same message (`start` with its id).
 async fn continue_answer<A: Adapter>(
     shared: &Arc<NodeState<A>>,
     link: &HttpLink<'_>,
@@ -165,7 +165,26 @@ async fn continue_answer<A: Adapter>(
         .ok_or(Error::NotFound(
             "no answer is running in this conversation: nothing to continue",
         ))?;
-    for answered in last.answered() {
+    let message_id = MessageId::parse(message_id.unwrap_or_else(|| last.id.clone()))?;
+    // The message continued must be the running answer's: another one (its answer over, and
+    // someone else's running now) would get an answer that is not its own.
+    let running_message = sse::answer_message_id(&shared.hub, &running.stream_id).await?;
+    if running_message.as_ref() != Some(&message_id) {
+        return Err(Error::Conflict(
+            "the answer this message continues is no longer running",
+        ));
+    }
+    let answered = last.answered();
+    let waited: Vec<Waited<'_>> = answered
+        .iter()
+        .map(|a| match a {
+            Answered::Approval { approval_id, .. } => Waited::Approval(approval_id),
+            Answered::Output { tool_call_id, .. } => Waited::ClientCall(tool_call_id),
+        })
+        .collect();
+    let after =
+        sse::continue_from(&shared.engine, &running.stream_id, &waited, running.seq).await?;
+    for answered in answered {
         let (event, command) = match answered {
             Answered::Approval {
                 approval_id,
@@ -175,7 +194,7 @@ async fn continue_answer<A: Adapter>(
                 ClientEvent::ApproveTool,
                 Command::Approve {
                     conversation: Some(conversation.clone()),
-                    approval: ApprovalId::parse(approval_id)?,
+                    approval: approval_id,
                     approved,
                     reason,
                 },
@@ -194,28 +213,27 @@ async fn continue_answer<A: Adapter>(
         };
         match run(shared, link, event, command, size).await {
             // Decided already (by another member, or this same request retried), or not a
-            // call this answer waits for (a server tool's output the message also holds).
+            // call this answer waits for.
             Ok(_) | Err(Error::Conflict(_) | Error::NotFound(_)) => {}
             Err(e) => return Err(e),
         }
     }
-    let message_id = MessageId::parse(message_id.unwrap_or_else(|| last.id.clone()))?;
     Ok(Turn {
         conversation,
         stream: running.stream_id,
-        after: running.seq,
+        after,
         head: vec![UiChunk::Start { message_id }],
         encoder: Encoder::default(),
     })
 }
 
 /// The answer running in `conversation` from its start, for a client that reconnects (`GET
-/// .../stream`, a WebSocket `resume`) after `after`; `None` when none runs.
+/// .../stream`, a WebSocket `resume`); `None` when none runs. The waits it passed are
+/// replayed as they were, and it stops only at the one it waits for now.
 pub(super) async fn resume_turn<A: Adapter>(
     shared: &Arc<NodeState<A>>,
     caller: &Caller,
     conversation: ConversationId,
-    after: u64,
 ) -> Result<Option<Turn>, Error> {
     // Access first: someone without it learns nothing, not even that nothing runs. A chat
     // that never ran is not an error: `useChat({resume:true})` asks on every page load.
@@ -235,7 +253,7 @@ pub(super) async fn resume_turn<A: Adapter>(
     let resume = Command::Resume {
         conversation: Some(conversation.clone()),
         stream: running.stream_id.clone(),
-        last_seq: after,
+        last_seq: 0,
     };
     let size = PacketSize::default();
     let acked = match run(shared, &link, ClientEvent::ResumeStream, resume, &size).await {
@@ -247,23 +265,24 @@ pub(super) async fn resume_turn<A: Adapter>(
     let Some(follow) = acked.follow else {
         return Ok(None);
     };
-    let meta = shared.hub.log.read(&follow.stream, 0, 1).await?;
-    let Some(meta) = meta.map(|read| read.meta) else {
+    let Some(message_id) = sse::answer_message_id(&shared.hub, &follow.stream).await? else {
         return Ok(None);
     };
+    let waiting = running
+        .pending_approval
+        .map(|a| a.approval_id.to_string())
+        .or(running.pending_tool_call.map(|c| c.tool_call_id));
     let mut head = Vec::new();
-    let mut encoder = Encoder::default();
-    if after == 0 {
-        let start = marie_core::StreamStart {
-            conversation_id: conversation.clone(),
-            stream_id: follow.stream.clone(),
-            message_id: meta.message_id,
-            parent_id: None,
-            assistant: None,
-            status: marie_core::StartStatus::Streaming,
-        };
-        encoder.encode(&StreamEvent::Start(start), &mut head);
-    }
+    let mut encoder = Encoder::replaying(running.seq, waiting);
+    let start = marie_core::StreamStart {
+        conversation_id: conversation.clone(),
+        stream_id: follow.stream.clone(),
+        message_id,
+        parent_id: None,
+        assistant: None,
+        status: marie_core::StartStatus::Streaming,
+    };
+    encoder.encode(&StreamEvent::Start(start), &mut head);
     Ok(Some(Turn {
         conversation,
         stream: follow.stream,
@@ -316,7 +335,7 @@ pub(super) async fn stream<A: Adapter>(
     headers: HeaderMap,
 ) -> Result<Response, HttpError> {
     let (caller, conversation) = reader(&shared, &headers, id).await?;
-    match resume_turn(&shared, &caller, conversation, 0).await? {
+    match resume_turn(&shared, &caller, conversation).await? {
         Some(turn) => Ok(ui_message_stream(chunks(&shared, turn).await)),
         None => Ok(StatusCode::NO_CONTENT.into_response()),
     }

@@ -106,12 +106,59 @@ pub(in crate::http) struct WsQuery {
 
 /// A request being answered: its task, and the answer it started (which `abort` cancels).
 struct Request {
+    /// Which request of this id (a client may use an id again): a task only ever touches
+    /// its own entry.
+    serial: u64,
     task: JoinHandle<()>,
+    /// Its setup (the send, or the resume's access check) is done: it streams.
+    begun: bool,
     started: Option<(Caller, ConversationId, StreamId)>,
+    /// `abort` came while the request was being set up: it stops (and cancels what its send
+    /// started) as soon as the setup is done.
+    aborted: bool,
 }
 
-/// The socket's requests by id: shared by its reader and its requests' tasks.
-type Requests = Arc<Mutex<HashMap<String, Request>>>;
+/// The socket's requests by id, shared by its reader and its requests' tasks. A sync
+/// mutex, never held across an `.await`.
+#[derive(Default)]
+struct Requests {
+    by_id: Mutex<HashMap<String, Request>>,
+    serials: std::sync::atomic::AtomicU64,
+}
+
+impl Requests {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Request>> {
+        // Entries are inserted and removed whole: a poisoned lock still holds a consistent map.
+        self.by_id.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The request's setup is done (`started`: the answer its send started): `false` when
+    /// it was aborted (or replaced) meanwhile, and must stop; its answer is then cancelled.
+    fn begin(
+        &self,
+        request_id: &str,
+        serial: u64,
+        started: Option<(Caller, ConversationId, StreamId)>,
+    ) -> Result<(), Option<(Caller, ConversationId, StreamId)>> {
+        let mut requests = self.lock();
+        match requests.get_mut(request_id) {
+            Some(entry) if entry.serial == serial && !entry.aborted => {
+                entry.begun = true;
+                entry.started = started;
+                Ok(())
+            }
+            _ => Err(started),
+        }
+    }
+
+    /// The request's task is over: its entry goes (unless another request took its id).
+    fn done(&self, request_id: &str, serial: u64) {
+        let mut requests = self.lock();
+        if requests.get(request_id).is_some_and(|e| e.serial == serial) {
+            requests.remove(request_id);
+        }
+    }
+}
 
 /// `GET /api/ai-sdk/ws`.
 pub(in crate::http) async fn upgrade<A: Adapter>(
@@ -120,22 +167,23 @@ pub(in crate::http) async fn upgrade<A: Adapter>(
     ws: WebSocketUpgrade,
 ) -> Result<Response, HttpError> {
     // A token on the upgrade is checked now, so that a wrong one is a 401, not a socket
-    // whose every request fails.
-    let socket_caller = match query.token.filter(|t| !t.is_empty()) {
-        Some(token) => Some(Caller::authenticate(shared.authenticator.as_ref(), &token).await?),
-        None => None,
-    };
+    // whose every request fails; and again with each request, so that a token revoked
+    // meanwhile starts nothing more.
+    let socket_token = query.token.filter(|t| !t.is_empty());
+    if let Some(token) = &socket_token {
+        Caller::authenticate(shared.authenticator.as_ref(), token).await?;
+    }
     let limit = usize::try_from(shared.config.max_payload).unwrap_or(usize::MAX);
     Ok(ws
         .max_message_size(limit)
-        .on_upgrade(move |socket| serve(shared, socket_caller, socket)))
+        .on_upgrade(move |socket| serve(shared, socket_token, socket)))
 }
 
 /// Reads frames until the socket closes; a request's answer is written by its own task, so
 /// that chats on one socket do not wait for each other.
 async fn serve<A: Adapter>(
     shared: Arc<NodeState<A>>,
-    socket_caller: Option<Caller>,
+    socket_token: Option<String>,
     socket: WebSocket,
 ) {
     let (mut sink, mut frames) = socket.split();
@@ -148,7 +196,7 @@ async fn serve<A: Adapter>(
         }
         let _ = sink.close().await;
     });
-    let requests: Requests = Arc::default();
+    let requests: Arc<Requests> = Arc::default();
     while let Some(Ok(message)) = frames.next().await {
         let text = match message {
             Message::Text(text) => text.to_string(),
@@ -159,7 +207,15 @@ async fn serve<A: Adapter>(
         let size = PacketSize::text(text.len());
         match serde_json::from_str::<ClientFrame>(&text) {
             Ok(frame) => {
-                handle(&shared, socket_caller.as_ref(), &requests, &tx, frame, size).await;
+                handle(
+                    &shared,
+                    socket_token.as_deref(),
+                    &requests,
+                    &tx,
+                    frame,
+                    size,
+                )
+                .await;
             }
             Err(e) => {
                 // Answered when the frame names its request; otherwise nobody waits for it.
@@ -174,7 +230,7 @@ async fn serve<A: Adapter>(
         }
     }
     // The socket is gone: its requests stop; their answers go on, and can be resumed.
-    for (_, request) in requests.lock().unwrap_or_else(|e| e.into_inner()).drain() {
+    for (_, request) in requests.lock().drain() {
         request.task.abort();
     }
     drop(tx);
@@ -184,8 +240,8 @@ async fn serve<A: Adapter>(
 /// One frame: a request started in its own task, or an abort.
 async fn handle<A: Adapter>(
     shared: &Arc<NodeState<A>>,
-    socket_caller: Option<&Caller>,
-    requests: &Requests,
+    socket_token: Option<&str>,
+    requests: &Arc<Requests>,
     tx: &mpsc::Sender<String>,
     frame: ClientFrame,
     size: PacketSize,
@@ -206,38 +262,45 @@ async fn handle<A: Adapter>(
             return;
         }
     };
-    let caller = match caller(shared, socket_caller, headers).await {
+    let caller = match caller(shared, socket_token, headers).await {
         Ok(caller) => caller,
         Err(e) => return send_error(tx, &request_id, &e).await,
     };
-    let shared = shared.clone();
-    let tx = tx.clone();
-    let registry = requests.clone();
-    let id = request_id.clone();
+    let serial = requests
+        .serials
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let (shared, tx, registry, id) = (
+        shared.clone(),
+        tx.clone(),
+        requests.clone(),
+        request_id.clone(),
+    );
+    // Spawned and registered in one critical section: the task looks itself up only once it
+    // is registered, and an `abort` that follows at once finds it.
+    let mut by_id = requests.lock();
     let task = tokio::spawn(async move {
-        answer(&shared, &registry, &tx, &id, caller, frame, size).await;
-        registry
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&id);
+        answer(&shared, &registry, serial, &tx, &id, caller, frame, size).await;
+        registry.done(&id, serial);
     });
-    let mut requests = requests.lock().unwrap_or_else(|e| e.into_inner());
+    let request = Request {
+        serial,
+        task,
+        begun: false,
+        started: None,
+        aborted: false,
+    };
     // A request id used twice: the first one's stream stops (its client forgot it).
-    if let Some(earlier) = requests.insert(
-        request_id,
-        Request {
-            task,
-            started: None,
-        },
-    ) {
+    if let Some(earlier) = by_id.insert(request_id, request) {
         earlier.task.abort();
     }
 }
 
 /// Answers a `send` or `resume`: `start`, the chunks, `end`; or `error`, or `no-active`.
+#[allow(clippy::too_many_arguments)] // one request's whole context, passed once
 async fn answer<A: Adapter>(
     shared: &Arc<NodeState<A>>,
     requests: &Requests,
+    serial: u64,
     tx: &mpsc::Sender<String>,
     request_id: &str,
     caller: Caller,
@@ -274,13 +337,11 @@ async fn answer<A: Adapter>(
             };
             match take_turn(shared, &caller, request, &size).await {
                 Ok(turn) => {
-                    if let Some(entry) = requests
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .get_mut(request_id)
-                    {
-                        entry.started =
-                            Some((caller, turn.conversation.clone(), turn.stream.clone()));
+                    let started = (caller, turn.conversation.clone(), turn.stream.clone());
+                    if let Err(Some(started)) = requests.begin(request_id, serial, Some(started)) {
+                        // Aborted while its answer was being started: it is cancelled now.
+                        cancel(shared, started).await;
+                        return;
                     }
                     (turn, 0)
                 }
@@ -294,8 +355,13 @@ async fn answer<A: Adapter>(
                 Ok(conversation) => conversation,
                 Err(e) => return send_error(tx, request_id, &e).await,
             };
-            match resume_turn(shared, &caller, conversation, 0).await {
-                Ok(Some(turn)) => (turn, last_sequence.map_or(0, |last| last + 1)),
+            match resume_turn(shared, &caller, conversation).await {
+                Ok(Some(turn)) => {
+                    if requests.begin(request_id, serial, None).is_err() {
+                        return;
+                    }
+                    (turn, last_sequence.map_or(0, |last| last.saturating_add(1)))
+                }
                 Ok(None) => {
                     send(tx, &ServerFrame::NoActive { request_id }).await;
                     return;
@@ -328,35 +394,60 @@ async fn answer<A: Adapter>(
 }
 
 /// `abort`: the request's stream stops; an answer it started is cancelled (as
-/// `cancel_stream`, with the checks of the one who started it).
+/// `cancel_stream`, with the checks of the one who started it). A request still being set
+/// up is marked, and stops (cancelling what it started) once it is.
 async fn abort<A: Adapter>(shared: &Arc<NodeState<A>>, requests: &Requests, request_id: &str) {
-    let request = requests
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .remove(request_id);
-    let Some(request) = request else { return };
-    request.task.abort();
-    if let Some((caller, conversation, stream)) = request.started {
-        let link = HttpLink {
-            caller: &caller,
-            sse: false,
-        };
-        let cancel = Command::Cancel {
-            conversation,
-            stream: Some(stream),
-        };
-        let size = PacketSize::default();
-        if let Err(e) = run(shared, &link, ClientEvent::CancelStream, cancel, &size).await {
-            // It ended meanwhile, most likely: nothing to cancel.
-            tracing::debug!(error = %e, "an aborted request's answer was not cancelled");
+    let started = {
+        let mut by_id = requests.lock();
+        match by_id.get_mut(request_id) {
+            None => return,
+            Some(entry) if !entry.begun => {
+                entry.aborted = true;
+                return;
+            }
+            Some(_) => by_id.remove(request_id).and_then(|entry| {
+                entry.task.abort();
+                entry.started
+            }),
         }
+    };
+    if let Some(started) = started {
+        cancel(shared, started).await;
     }
 }
 
-/// The caller of a request: its frame's `authorization` header, else the socket's token.
+/// Cancels the answer a request started.
+async fn cancel<A: Adapter>(
+    shared: &Arc<NodeState<A>>,
+    (caller, conversation, stream): (Caller, ConversationId, StreamId),
+) {
+    let link = HttpLink {
+        caller: &caller,
+        sse: false,
+    };
+    let cancel = Command::Cancel {
+        conversation,
+        stream: Some(stream),
+    };
+    if let Err(e) = run(
+        shared,
+        &link,
+        ClientEvent::CancelStream,
+        cancel,
+        &PacketSize::default(),
+    )
+    .await
+    {
+        // It ended meanwhile, most likely: nothing to cancel.
+        tracing::debug!(error = %e, "an aborted request's answer was not cancelled");
+    }
+}
+
+/// The caller of a request: its frame's `authorization` header, else the socket's token,
+/// authenticated again.
 async fn caller<A: Adapter>(
     shared: &NodeState<A>,
-    socket_caller: Option<&Caller>,
+    socket_token: Option<&str>,
     headers: &HashMap<String, String>,
 ) -> Result<Caller, Error> {
     let bearer = headers
@@ -365,10 +456,9 @@ async fn caller<A: Adapter>(
         .and_then(|(_, value)| value.strip_prefix("Bearer "))
         .map(str::trim)
         .filter(|t| !t.is_empty());
-    match (bearer, socket_caller) {
-        (Some(token), _) => Caller::authenticate(shared.authenticator.as_ref(), token).await,
-        (None, Some(caller)) => Ok(caller.clone()),
-        (None, None) => Err(Error::Unauthorized("unauthorized")),
+    match bearer.or(socket_token) {
+        Some(token) => Caller::authenticate(shared.authenticator.as_ref(), token).await,
+        None => Err(Error::Unauthorized("unauthorized")),
     }
 }
 

@@ -117,7 +117,14 @@ pub(super) fn take(
                     tool_call_id: call.id.clone(),
                     name: call.name.clone(),
                     arguments: call.arguments.clone(),
-                    client: job.setup.client_tools.contains(&call.name),
+                    // Only a call that will wait for a client: one whose arguments do not fit
+                    // is answered at once with the misfit (`tools.rs`).
+                    client: job.setup.client_tools.contains(&call.name)
+                        && job
+                            .setup
+                            .client_tools
+                            .validate(&call.name, &call.arguments)
+                            .is_ok(),
                 });
                 draft.add_call(call);
                 Some(event)

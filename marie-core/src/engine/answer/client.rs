@@ -24,15 +24,25 @@ pub(super) async fn record_calls(engine: &ChatEngine, job: &AnswerJob, events: &
                 .validate(&call.name, &call.arguments)
                 .is_ok()
         {
-            record(engine, job, &call.tool_call_id, &call.name, &call.arguments).await;
+            record(
+                engine,
+                job,
+                call.seq,
+                &call.tool_call_id,
+                &call.name,
+                &call.arguments,
+            )
+            .await;
         }
     }
 }
 
-/// Records one call as waiting for its result; `false` when the store refused.
+/// Records one call (its `tool_call` numbered `seq`) as waiting for its result; `false`
+/// when the store refused.
 async fn record(
     engine: &ChatEngine,
     job: &AnswerJob,
+    seq: u64,
     tool_call_id: &str,
     name: &str,
     arguments: &Value,
@@ -43,8 +53,9 @@ async fn record(
         request: ToolApprovalRequest {
             conversation_id: job.conversation_id.clone(),
             stream_id: job.stream_id.clone(),
-            // Never sent: the call's own `tool_call` event is what members see.
-            seq: job.seq.load(std::sync::atomic::Ordering::Acquire),
+            // Never sent: the call's own `tool_call` event, numbered `seq`, is what members
+            // see, and where a client that answers it continues following the answer.
+            seq,
             approval_id: ApprovalId::for_client_call(&job.stream_id, tool_call_id),
             tool_call_id: tool_call_id.to_owned(),
             name: name.to_owned(),
@@ -82,7 +93,8 @@ pub(super) async fn ask(
     let approval_id = ApprovalId::for_client_call(&job.stream_id, &call.id);
     // A streamed answer recorded the call before sending it; an unstreamed one sends
     // nothing, so records it now.
-    if !job.streamed && !record(engine, job, &call.id, &call.name, &call.arguments).await {
+    let seq = job.seq.load(std::sync::atomic::Ordering::Acquire);
+    if !job.streamed && !record(engine, job, seq, &call.id, &call.name, &call.arguments).await {
         return Ok(Err("not run: the call could not be recorded".into()));
     }
     let waiting = match store.approval(&approval_id).await {
@@ -113,15 +125,12 @@ pub(super) async fn ask(
     )
 }
 
-/// Forgets the calls of `calls` that wait for a client, once the answer has stopped: a
-/// result that comes after is `not_found`.
-pub(super) async fn forget(engine: &ChatEngine, job: &AnswerJob, calls: &[ToolCall]) {
+/// Forgets every client call the answer recorded (its step failed and is asked again, or
+/// the answer is over): a result that comes after is `not_found`.
+pub(super) async fn forget(engine: &ChatEngine, job: &AnswerJob) {
+    let recorded = std::mem::take(&mut *job.client_calls());
     let store = engine.shared.stores.approvals();
-    for call in calls
-        .iter()
-        .filter(|c| job.setup.client_tools.contains(&c.name))
-    {
-        let approval_id = ApprovalId::for_client_call(&job.stream_id, &call.id);
+    for approval_id in recorded {
         if let Err(e) = store.remove_approval(&approval_id).await {
             tracing::warn!(error = %e, %approval_id, "could not remove a client tool call");
         }

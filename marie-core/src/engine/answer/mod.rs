@@ -71,6 +71,17 @@ pub(super) struct AnswerJob {
     pub(super) budget: Option<Allowance>,
     /// The conversation's settings, as the answer started.
     pub(super) setup: super::send::AnswerSetup,
+    /// The client tools' calls recorded in the store (`client.rs`), forgotten when a step
+    /// is asked again and when the answer ends.
+    pub(super) client_calls: std::sync::Mutex<Vec<crate::ApprovalId>>,
+}
+
+impl AnswerJob {
+    /// The client calls recorded. Never held across an `.await`.
+    fn client_calls(&self) -> std::sync::MutexGuard<'_, Vec<crate::ApprovalId>> {
+        // Only pushed to and taken whole: a poisoned lock still holds a consistent value.
+        self.client_calls.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 /// What an answer may spend of its asker's token budget.

@@ -84,7 +84,8 @@ pub(super) async fn run_steps(
         usage: Usage::default(),
         retried: Usage::default(),
         step_prompt: job.prompt_tokens,
-        base: (!engine.tools().is_empty()).then(|| request.clone()),
+        // Tools offered (the app's, or the client's): their results go to a next step.
+        base: (!request.tools.is_empty()).then(|| request.clone()),
         ready: Some(request),
         number: 1,
     };
@@ -131,6 +132,8 @@ impl Steps<'_> {
             attempt += 1;
             self.retried = self.retried + self.estimate(said_before);
             self.draft.rollback(&mark);
+            // The failed attempt's client calls are dropped with it: nobody may answer them.
+            client::forget(self.engine, self.job).await;
             if let Err(stop) = reset(self.engine, self.job, mark.seq(), attempt, &failed).await {
                 return Err(End::Stopped(stop, self.usage));
             }
@@ -195,6 +198,8 @@ impl Steps<'_> {
     }
 
     async fn end(self, end: End) -> Outcome {
+        // A result that comes after the answer is over is `not_found`, however it ended.
+        client::forget(self.engine, self.job).await;
         match end {
             End::Finished(finish_reason) => finished(
                 self.draft,

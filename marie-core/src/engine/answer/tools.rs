@@ -25,20 +25,13 @@ pub(super) async fn run(
 ) -> Result<(), Stop> {
     let toolbox = engine.tools();
     let mut runnable: Vec<(ToolCall, Arc<dyn Tool>)> = Vec::new();
-    let mut calls = calls.into_iter();
-    while let Some(call) = calls.next() {
+    for call in calls {
         if job.setup.client_tools.contains(&call.name) {
             // The client runs it: the answer waits for a member's result, as for an approval.
             let started = Instant::now();
             let result = match job.setup.client_tools.validate(&call.name, &call.arguments) {
-                Ok(()) => match client::ask(engine, job, &call).await {
-                    Ok(result) => result,
-                    Err(stop) => {
-                        let rest: Vec<ToolCall> = std::iter::once(call).chain(calls).collect();
-                        client::forget(engine, job, &rest).await;
-                        return Err(stop);
-                    }
-                },
+                // Stopped meanwhile: the answer's end forgets its calls.
+                Ok(()) => client::ask(engine, job, &call).await?,
                 Err(problem) => Err(problem),
             };
             finish(engine, job, draft, &call, result, started.elapsed()).await;
