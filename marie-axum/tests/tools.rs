@@ -700,3 +700,118 @@ async fn a_client_tool_is_answered_by_a_member_over_socketio_first_result_wins()
     assert_eq!(end["full_content"], "It is noon.");
     assert_eq!(calls.load(Ordering::SeqCst), 0, "no server tool ran");
 }
+
+/// The UI message chunks of an AI SDK response (`data: {json}` lines, `[DONE]` last).
+async fn ui_chunks(response: reqwest::Response) -> Vec<Value> {
+    assert_eq!(response.status(), 200);
+    let body = response.text().await.unwrap();
+    let data: Vec<&str> = body
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .collect();
+    assert_eq!(data.last(), Some(&"[DONE]"), "{body}");
+    data[..data.len() - 1]
+        .iter()
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_client_calls_in_one_step_reach_a_use_chat_client_one_response_at_a_time() {
+    let provider = ScriptedProvider::new(Vec::<String>::new())
+        .calls_tool("c1", "get_time", json!({"zone": "UTC"}))
+        .calls_tool("c2", "get_time", json!({"zone": "CET"}))
+        .then_step(["Both known."], vec![]);
+    let (server, _) = serve(provider).await;
+    let http = reqwest::Client::new();
+    let url = format!("http://{}/api/ai-sdk/chat", server.addr);
+    let post = |body: Value| http.post(&url).bearer_auth("t-alice").json(&body).send();
+    let question =
+        json!({"id": "u1", "role": "user", "parts": [{"type": "text", "text": "what time"}]});
+    let get_time = json!({"name": "get_time", "parameters": {"type": "object"}});
+    let types = |chunks: &[Value]| -> Vec<String> {
+        chunks
+            .iter()
+            .map(|c| c["type"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let calls_of = |chunks: &[Value], kind: &str| -> Vec<String> {
+        chunks
+            .iter()
+            .filter(|c| c["type"] == kind)
+            .map(|c| c["toolCallId"].as_str().unwrap().to_owned())
+            .collect()
+    };
+
+    // The first response ends at the first call, which the client must answer.
+    let first = ui_chunks(
+        post(
+            json!({"id": "multi", "messages": [question], "trigger": "submit-message",
+                    "client_tools": [get_time]}),
+        )
+        .await
+        .unwrap(),
+    )
+    .await;
+    let message_id = first[0]["messageId"].as_str().unwrap().to_owned();
+    assert_eq!(
+        calls_of(&first, "tool-input-available"),
+        ["c1"],
+        "{:?}",
+        types(&first)
+    );
+    assert_eq!(first.last().unwrap()["finishReason"], "tool-calls");
+
+    // Answered: the second call of the same step comes (not the first again), and ends the
+    // response in its turn.
+    let answered = |calls: &[(&str, Value)]| {
+        let mut parts = vec![json!({"type": "step-start"})];
+        for (id, output) in calls {
+            parts.push(
+                json!({"type": "tool-get_time", "toolCallId": id, "state": "output-available",
+                              "input": {}, "output": output}),
+            );
+        }
+        json!({"id": "multi", "trigger": "submit-message", "messageId": message_id,
+               "messages": [question, {"id": message_id, "role": "assistant", "parts": parts}]})
+    };
+    let second = ui_chunks(post(answered(&[("c1", json!("12:00"))])).await.unwrap()).await;
+    assert_eq!(second[0]["messageId"], message_id.as_str());
+    assert_eq!(
+        calls_of(&second, "tool-input-start"),
+        ["c2"],
+        "{:?}",
+        types(&second)
+    );
+    assert_eq!(second.last().unwrap()["finishReason"], "tool-calls");
+
+    // Both answered: the results, then the next step, to the end.
+    let third = ui_chunks(
+        post(answered(&[("c1", json!("12:00")), ("c2", json!("13:00"))]))
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        calls_of(&third, "tool-output-available"),
+        ["c1", "c2"],
+        "{:?}",
+        types(&third)
+    );
+    assert!(calls_of(&third, "tool-input-start").is_empty());
+    let text: String = third
+        .iter()
+        .filter(|c| c["type"] == "text-delta")
+        .map(|c| c["delta"].as_str().unwrap())
+        .collect();
+    assert_eq!(text, "Both known.");
+    assert_eq!(third.last().unwrap()["finishReason"], "stop");
+
+    // Continuing a message that is not the running answer's is a conflict.
+    let stale = post(answered(&[("c1", json!("12:00"))])).await.unwrap();
+    assert!(
+        matches!(stale.status().as_u16(), 404 | 409),
+        "{}",
+        stale.status()
+    );
+}

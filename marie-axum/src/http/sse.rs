@@ -102,10 +102,11 @@ pub(crate) async fn answer_message_id<A: Adapter>(
 }
 
 /// Where a client that answered `waited` (approvals, client tools' calls of answer `stream`)
-/// follows the answer from: just after the first of them was asked, so that what the answer
-/// sent since (more calls of the same step, results, text) reaches it. Read before the
-/// answers are applied: an answer that then ends forgets its waits. `fallback` when the store
-/// knows none of them.
+/// follows the answer from: just after the last of them was asked (it saw everything before
+/// that wait to answer it; a posted message also repeats the waits it answered earlier), so
+/// that what the answer sent since (more calls of the same step, results, text) reaches it.
+/// Read before the answers are applied: an answer that then ends forgets its waits.
+/// `fallback` when the store knows none of them.
 pub(crate) async fn continue_from(
     engine: &marie_core::ChatEngine,
     stream: &StreamId,
@@ -115,7 +116,7 @@ pub(crate) async fn continue_from(
     let mut from: Option<u64> = None;
     for wait in waited {
         if let Some(seq) = engine.waited_at(stream, *wait).await? {
-            from = Some(from.map_or(seq, |f| f.min(seq)));
+            from = Some(from.map_or(seq, |f| f.max(seq)));
         }
     }
     Ok(from.unwrap_or(fallback))

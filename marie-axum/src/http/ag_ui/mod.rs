@@ -165,7 +165,7 @@ async fn start<A: Adapter>(
             encoder: Encoder::new(input.thread_id, input.run_id, message_id, false, Vec::new()),
         });
     }
-    // A run that continues the answer: from just after the first wait it answers.
+    // A run that continues the answer: from just after the last wait it answers.
     let running = shared
         .engine
         .running_answer(&conversation)

@@ -149,7 +149,7 @@ pub(super) async fn take_turn<A: Adapter>(
 }
 
 /// The running answer, after the approvals and tool outputs of `last` were applied: from
-/// just after the first wait they answer, as the same message (`start` with its id).
+/// just after the last wait they answer, as the same message (`start` with its id).
 async fn continue_answer<A: Adapter>(
     shared: &Arc<NodeState<A>>,
     link: &HttpLink<'_>,
