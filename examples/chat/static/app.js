@@ -761,6 +761,13 @@
       if (visible()) conv.markRead().catch(noop); // opened: read up to its newest message
     } catch (err) {
       if (state.conv !== conv) return;
+      // The connection dropped (or did not answer) while joining, as it may right after a
+      // reload: join again once it is back, rather than leaving the conversation closed.
+      if (err && (err.code === "disconnected" || err.code === "timeout")) {
+        state.restoring = id;
+        line.textContent = `Joining ${id} when the connection is back…`;
+        return;
+      }
       detachConversation();
       state.id = null;
       ui.currentConversationBox.hidden = true;
@@ -1350,8 +1357,14 @@
     if (c.status === "connected") {
       setStatus(`${c.restored ? "Reconnected" : "Connected"} as ${c.userId}`, "connected");
       if (was === "connected") return;
-      // After a drop, the client joined again and resumed what is shown.
-      if (state.welcomed) return void (state.id && systemLine("Reconnected."));
+      // After a drop, the client joined again and resumed what is shown; a join the drop
+      // interrupted is made again.
+      if (state.welcomed) {
+        const interrupted = state.restoring;
+        state.restoring = null;
+        if (interrupted) return void openConversation(interrupted);
+        return void (state.id && systemLine("Reconnected."));
+      }
       Object.assign(state, { welcomed: true, userId: c.userId });
       saveSession(); // the server took the token: a reload of this tab connects again with it
       signedIn();
