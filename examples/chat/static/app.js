@@ -747,6 +747,9 @@
     Object.assign(state, { id, conv, convOff: () => offs.forEach((off) => off()) });
     ui.currentConversation.textContent = ui.conversationId.value = id;
     ui.currentConversationBox.hidden = false;
+    // The URL names the conversation shown from now on: a reload before the join is done
+    // opens this one, not the one shown before.
+    setHash(id);
     closeDrawer();
     const line = systemLine(`Joining ${id}…`);
     drawConversation();
@@ -756,7 +759,6 @@
       if (state.conv !== conv) return;
       line.textContent = ack.created ? `Created ${id}: invite others to join it.` : `Joined ${id}.`;
       if (!conv.getSnapshot().messages.length) line.textContent += " No messages yet: say something!";
-      setHash(id);
       state.ready = true;
       if (visible()) conv.markRead().catch(noop); // opened: read up to its newest message
     } catch (err) {
@@ -771,6 +773,7 @@
       detachConversation();
       state.id = null;
       ui.currentConversationBox.hidden = true;
+      setHash("");
       systemLine(`Could not join ${id}: ${describeError(err)}`, "error");
     }
     scheduleDraw();
